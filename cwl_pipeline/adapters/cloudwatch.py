@@ -1,0 +1,127 @@
+"""Read CloudWatch Logs windows with FilterLogEvents.
+
+FilterLogEvents can return empty pages while more data remains, so pagination continues until
+``nextToken`` is absent, never until a page is empty. Throttling (5 requests/s per account and
+Region) is left to botocore's retry modes, configured on the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from cwl_pipeline.adapters.errors import SourceError
+
+
+@dataclass
+class WindowRead:
+    """Counters of one window read, for run metadata."""
+
+    api_calls: int = 0
+    events: int = 0
+    bytes: int = 0
+    groups: list[str] = field(default_factory=list)
+
+
+class CloudWatchLogsReader:
+    """Reads raw events of log groups in half-open time windows ``[start_ms, end_ms)``."""
+
+    def __init__(self, client: Any) -> None:
+        """``client`` is a boto3 ``logs`` client (with its retry configuration)."""
+        self._client = client
+
+    @property
+    def _where(self) -> str:
+        return f"{self._client.meta.region_name} ({self._client.meta.endpoint_url})"
+
+    def resolve_log_groups(self, names: Iterable[str], prefixes: Iterable[str]) -> dict[str, int | None]:
+        """Existing log groups named or under a prefix, with their retention in days (None: never
+        expire). A named group that does not exist is an error naming it."""
+        groups: dict[str, int | None] = {}
+        try:
+            for name in names:
+                found = self._describe(prefix=name)
+                if name not in found:
+                    raise SourceError(f"CloudWatch log group {name!r} does not exist in {self._where}")
+                groups[name] = found[name]
+            for prefix in prefixes:
+                groups.update(self._describe(prefix=prefix))
+        except EndpointConnectionError as exc:
+            raise SourceError(f"CloudWatch Logs endpoint unreachable: {exc}") from None
+        return dict(sorted(groups.items()))
+
+    def _describe(self, prefix: str) -> dict[str, int | None]:
+        paginator = self._client.get_paginator("describe_log_groups")
+        groups: dict[str, int | None] = {}
+        try:
+            for page in paginator.paginate(logGroupNamePrefix=prefix):
+                for group in page.get("logGroups", []):
+                    groups[group["logGroupName"]] = group.get("retentionInDays")
+        except ClientError as exc:
+            raise SourceError(
+                f"cannot list CloudWatch log groups with prefix {prefix!r} in {self._where}: "
+                f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
+            ) from None
+        return groups
+
+    def has_events_since(self, log_groups: Iterable[str], since_ms: int) -> bool:
+        """Whether any of ``log_groups`` holds an event with a timestamp at or after ``since_ms``.
+
+        One FilterLogEvents call per group with ``limit=1``: cheap enough for a sensor tick.
+        """
+        for group in log_groups:
+            request: dict[str, Any] = {"logGroupName": group, "startTime": since_ms, "limit": 1}
+            while True:
+                try:
+                    page = self._client.filter_log_events(**request)
+                except (ClientError, BotoCoreError):
+                    return True  # cannot tell: let the run read and report the error
+                if page.get("events"):
+                    return True
+                if not page.get("nextToken"):
+                    break
+                request["nextToken"] = page["nextToken"]
+        return False
+
+    def iter_events(
+        self, log_group: str, start_ms: int, end_ms: int, stats: WindowRead | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield FilterLogEvents events of ``log_group`` with ``start_ms <= timestamp < end_ms``."""
+        stats = stats if stats is not None else WindowRead()
+        stats.groups.append(log_group)
+        # FilterLogEvents treats endTime as inclusive: ask for end - 1 ms.
+        request: dict[str, Any] = {
+            "logGroupName": log_group,
+            "startTime": start_ms,
+            "endTime": end_ms - 1,
+        }
+        while True:
+            try:
+                page = self._client.filter_log_events(**request)
+            except ClientError as exc:
+                code = exc.response["Error"].get("Code")
+                if code == "ResourceNotFoundException":
+                    raise SourceError(
+                        f"CloudWatch log group {log_group!r} does not exist in {self._where}"
+                    ) from None
+                raise SourceError(
+                    f"FilterLogEvents on {log_group!r} failed in {self._where}: {code}: "
+                    f"{exc.response['Error'].get('Message')}"
+                ) from None
+            except EndpointConnectionError as exc:
+                raise SourceError(f"CloudWatch Logs endpoint unreachable: {exc}") from None
+            except BotoCoreError as exc:
+                raise SourceError(f"FilterLogEvents on {log_group!r} failed: {exc}") from None
+            stats.api_calls += 1
+            for event in page.get("events", []):
+                if start_ms <= event["timestamp"] < end_ms:
+                    stats.events += 1
+                    stats.bytes += len(event.get("message", ""))
+                    yield event
+            token = page.get("nextToken")
+            if not token:
+                return
+            request["nextToken"] = token

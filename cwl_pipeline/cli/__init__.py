@@ -1,0 +1,1 @@
+"""The ``cwl-pipeline`` command line."""

@@ -1,0 +1,368 @@
+"""The declarative pipeline config: streams, schemas and connection settings.
+
+The file is YAML. Its path comes from ``CWL_PIPELINE_CONFIG``; without it the bundled
+``pipeline.local.yaml`` (local AWS and BigQuery emulator) is used. String values may refer
+to environment variables as ``${NAME}`` or ``${NAME:-default}``. Everything is validated
+on load and every mistake is reported with the key it concerns.
+
+This module is pure: it imports neither dagster nor any cloud client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
+
+CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
+BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_STREAM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# BigQuery: dataset ids are letters, digits and underscores (max 1024); we keep table ids to
+# the same safe alphabet so they can be used unquoted in asset keys and SQL.
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
+
+# Windows must tile an hour or a day exactly so that partitions line up with cron ticks.
+_ALLOWED_WINDOW_SECONDS = sorted(
+    {m * 60 for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)}
+    | {h * 3600 for h in (2, 3, 4, 6, 8, 12, 24)}
+)
+
+
+class ConfigError(ValueError):
+    """The pipeline config is invalid; the message names the file and the key."""
+
+
+def parse_duration(value: Any, where: str) -> timedelta:
+    """Parse ``90s``, ``15m``, ``2h`` or ``1d`` (or a number of seconds) into a timedelta."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration like '15m', got {value!r}")
+    if isinstance(value, int) and value >= 0:
+        return timedelta(seconds=value)
+    match = _DURATION_RE.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(f"{where}: expected a duration like '30s', '15m', '2h' or '1d', got {value!r}")
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """How to reach AWS (CloudWatch Logs, S3)."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    max_attempts: int = 8
+    retry_mode: str = "adaptive"
+
+
+@dataclass(frozen=True)
+class BigQuerySettings:
+    """Where tables live in BigQuery."""
+
+    project: str
+    dataset: str
+    location: str = "US"
+    api_endpoint: str | None = None
+    staging_dataset: str | None = None
+
+    @property
+    def staging(self) -> str:
+        """Dataset holding short-lived staging tables (defaults to the main dataset)."""
+        return self.staging_dataset or self.dataset
+
+
+@dataclass(frozen=True)
+class CloudWatchSource:
+    """A polling source: log groups named exactly, and/or every group under a prefix."""
+
+    log_groups: tuple[str, ...] = ()
+    log_group_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """One stream: a source, how it is cut into windows, and where it lands."""
+
+    name: str
+    source: CloudWatchSource
+    table: str
+    schema: TableSchema
+    window: timedelta
+    settle_lag: timedelta
+    start: datetime
+    refresh_interval: timedelta
+    max_windows_per_run: int
+    initial_lookback: timedelta = timedelta(days=1)
+    description: str = ""
+    owners: tuple[str, ...] = ()
+
+    @property
+    def rejects_table(self) -> str:
+        """Name of the rejects table kept beside the events table."""
+        return f"{self.table}_rejects"
+
+    @property
+    def window_minutes(self) -> int:
+        """Window length in whole minutes."""
+        return int(self.window.total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole validated config."""
+
+    aws: AwsSettings
+    bigquery: BigQuerySettings
+    streams: tuple[StreamConfig, ...]
+    schemas: Mapping[str, TableSchema] = field(default_factory=dict)
+    path: Path | None = None
+
+    def stream(self, name: str) -> StreamConfig:
+        """The stream called ``name``."""
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError(name)
+
+
+def config_path() -> Path:
+    """The config file in effect: ``$CWL_PIPELINE_CONFIG`` or the bundled local default."""
+    return Path(os.environ.get(CONFIG_ENV_VAR) or BUNDLED_CONFIG)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline config file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or any value is invalid.
+    """
+    path = Path(path) if path is not None else config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read pipeline config ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        config = parse_config(_expand_env(raw, os.environ if env is None else env))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return PipelineConfig(
+        aws=config.aws, bigquery=config.bigquery, streams=config.streams,
+        schemas=config.schemas, path=path,
+    )
+
+
+def parse_config(raw: Any) -> PipelineConfig:
+    """Validate an already-parsed config document (see :func:`load_config`)."""
+    top = _mapping(raw, "config")
+    _only_keys(top, {"aws", "bigquery", "defaults", "schemas", "streams"}, "config")
+    aws = _parse_aws(_mapping(top.get("aws", {}), "aws"))
+    bigquery = _parse_bigquery(_mapping(top.get("bigquery"), "bigquery"))
+    schemas: dict[str, TableSchema] = dict(BUILTIN_SCHEMAS)
+    for name, spec in _mapping(top.get("schemas", {}), "schemas").items():
+        if name in BUILTIN_SCHEMAS:
+            raise ConfigError(f"schemas.{name}: the name is taken by a built-in schema")
+        try:
+            schemas[name] = TableSchema.from_dict(name, spec)
+        except SchemaError as exc:
+            raise ConfigError(f"schemas.{name}: {exc}") from None
+    defaults = _mapping(top.get("defaults", {}), "defaults")
+    _only_keys(defaults, _STREAM_TUNING_KEYS, "defaults")
+    raw_streams = top.get("streams")
+    if not isinstance(raw_streams, list) or not raw_streams:
+        raise ConfigError("streams: must be a non-empty list")
+    streams = tuple(
+        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas)
+        for i, s in enumerate(raw_streams)
+    )
+    for attr in ("name", "table"):
+        values = [getattr(s, attr) for s in streams]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ConfigError(f"streams: {attr} {dupes} used by more than one stream")
+    return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
+
+
+_STREAM_TUNING_KEYS = {
+    "window", "settle_lag", "start", "refresh_interval", "max_windows_per_run", "initial_lookback",
+}
+_STREAM_KEYS = _STREAM_TUNING_KEYS | {
+    "name", "source", "table", "schema", "description", "owners",
+}
+
+
+def _parse_stream(
+    raw: Mapping[str, Any], index: int, defaults: Mapping[str, Any], schemas: Mapping[str, TableSchema]
+) -> StreamConfig:
+    where = f"streams[{index}]"
+    _only_keys(raw, _STREAM_KEYS, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _STREAM_NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}.name: {name!r} must be lower-case letters, digits and underscores, "
+            "starting with a letter"
+        )
+    where = f"streams.{name}"
+    merged = {**defaults, **raw}
+
+    table = raw.get("table", name)
+    if not isinstance(table, str) or not _TABLE_RE.match(table):
+        raise ConfigError(f"{where}.table: {table!r} is not a valid BigQuery table name")
+    schema_name = raw.get("schema", "seed")
+    if schema_name not in schemas:
+        raise ConfigError(f"{where}.schema: unknown schema {schema_name!r} (known: {sorted(schemas)})")
+
+    window = parse_duration(merged.get("window", "15m"), f"{where}.window")
+    if window.total_seconds() not in _ALLOWED_WINDOW_SECONDS:
+        raise ConfigError(
+            f"{where}.window: {merged.get('window')!r} must divide an hour (1m..60m) or a day (2h..24h)"
+        )
+    settle_lag = parse_duration(merged.get("settle_lag", "2m"), f"{where}.settle_lag")
+    refresh = parse_duration(merged.get("refresh_interval", "1m"), f"{where}.refresh_interval")
+    max_windows = merged.get("max_windows_per_run", 96)
+    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or not 1 <= max_windows <= 4000:
+        raise ConfigError(f"{where}.max_windows_per_run: must be an integer from 1 to 4000")
+    start = _parse_start(merged.get("start"), f"{where}.start", window)
+    lookback = parse_duration(merged.get("initial_lookback", "1d"), f"{where}.initial_lookback")
+    owners = raw.get("owners", [])
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
+
+    return StreamConfig(
+        name=name,
+        source=_parse_source(raw.get("source"), f"{where}.source"),
+        table=table,
+        schema=schemas[schema_name],
+        window=window,
+        settle_lag=settle_lag,
+        start=start,
+        refresh_interval=refresh,
+        max_windows_per_run=max_windows,
+        initial_lookback=lookback,
+        description=str(raw.get("description", "")),
+        owners=tuple(owners),
+    )
+
+
+def _parse_source(raw: Any, where: str) -> CloudWatchSource:
+    source = _mapping(raw, where)
+    _only_keys(source, {"type", "log_groups", "log_group_prefixes"}, where)
+    if source.get("type", "cloudwatch") != "cloudwatch":
+        raise ConfigError(f"{where}.type: {source.get('type')!r} is not supported (use 'cloudwatch')")
+    groups = _str_list(source.get("log_groups", []), f"{where}.log_groups")
+    prefixes = _str_list(source.get("log_group_prefixes", []), f"{where}.log_group_prefixes")
+    if not groups and not prefixes:
+        raise ConfigError(f"{where}: name at least one of log_groups or log_group_prefixes")
+    for group in groups + prefixes:
+        if not _LOG_GROUP_RE.match(group):
+            raise ConfigError(f"{where}: {group!r} is not a valid CloudWatch log group name")
+    return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes))
+
+
+def _parse_start(value: Any, where: str, window: timedelta) -> datetime:
+    if value is None:
+        raise ConfigError(f"{where}: required (first window to load, e.g. '2026-11-01T00:00:00Z')")
+    if isinstance(value, datetime):
+        start = value
+    else:
+        try:
+            start = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not an ISO 8601 date or time") from None
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    if int(start.timestamp()) % int(window.total_seconds()):
+        raise ConfigError(f"{where}: {value!r} is not aligned to the {window} window")
+    return start
+
+
+def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
+    _only_keys(raw, {"region", "endpoint_url", "profile", "role_arn", "max_attempts", "retry_mode"}, "aws")
+    retry_mode = raw.get("retry_mode", "adaptive")
+    if retry_mode not in ("standard", "adaptive", "legacy"):
+        raise ConfigError(f"aws.retry_mode: {retry_mode!r} is not standard, adaptive or legacy")
+    max_attempts = raw.get("max_attempts", 8)
+    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
+        raise ConfigError("aws.max_attempts: must be an integer from 1 to 20")
+    return AwsSettings(
+        region=str(raw.get("region") or "us-east-1"),
+        endpoint_url=raw.get("endpoint_url") or None,
+        profile=raw.get("profile") or None,
+        role_arn=raw.get("role_arn") or None,
+        max_attempts=max_attempts,
+        retry_mode=retry_mode,
+    )
+
+
+def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
+    _only_keys(raw, {"project", "dataset", "location", "api_endpoint", "staging_dataset"}, "bigquery")
+    project = raw.get("project")
+    if not isinstance(project, str) or not _PROJECT_RE.match(project):
+        raise ConfigError(f"bigquery.project: {project!r} is not a valid Google Cloud project id")
+    for key in ("dataset", "staging_dataset"):
+        value = raw.get(key)
+        if (key == "dataset" or value) and (not isinstance(value, str) or not _DATASET_RE.match(value)):
+            raise ConfigError(
+                f"bigquery.{key}: {value!r} is not a valid dataset name (letters, digits, underscores)"
+            )
+    return BigQuerySettings(
+        project=project,
+        dataset=raw["dataset"],
+        location=str(raw.get("location") or "US"),
+        api_endpoint=raw.get("api_endpoint") or None,
+        staging_dataset=raw.get("staging_dataset") or None,
+    )
+
+
+def _expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if env.get(name):
+                return env[name]
+            if default is None:
+                raise ConfigError(f"environment variable {name} is not set and has no default")
+            return default
+
+        return _ENV_RE.sub(substitute, value)
+    if isinstance(value, list):
+        return [_expand_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env) for k, v in value.items()}
+    return value
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _only_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: must be a list of names")
+    return list(value)

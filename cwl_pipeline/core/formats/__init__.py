@@ -1,0 +1,37 @@
+"""Decoding every CloudWatch Logs delivery format into :class:`~cwl_pipeline.core.events.LogEvent`.
+
+Formats:
+
+``events``
+    FilterLogEvents / GetLogEvents responses (or bare event lists), as JSON.
+``subscription``
+    Subscription-filter envelopes: the Lambda ``{"awslogs": {"data": ...}}`` event, the
+    gzip envelope, or the decompressed envelope JSON.
+``firehose``
+    Firehose deliveries to S3: concatenated gzip envelopes, or newline-delimited /
+    concatenated envelope JSON when Firehose decompresses.
+``export``
+    CreateExportTask files: gzip text, ``<RFC 3339 timestamp> <message>`` per event.
+``messages``
+    One raw message per line (Firehose with message extraction, plain log files).
+
+Use :func:`decode_bytes` for payloads and :func:`events_from_api` for event dicts returned
+by the API during polling.
+"""
+
+from cwl_pipeline.core.formats.api_events import events_from_api
+from cwl_pipeline.core.formats.decode import FORMATS, decode_bytes, iter_decode
+from cwl_pipeline.core.formats.detect import detect_format
+from cwl_pipeline.core.formats.errors import DecodeError, MissingArgumentError
+from cwl_pipeline.core.formats.export import stream_from_export_key
+
+__all__ = [
+    "FORMATS",
+    "DecodeError",
+    "MissingArgumentError",
+    "decode_bytes",
+    "detect_format",
+    "events_from_api",
+    "iter_decode",
+    "stream_from_export_key",
+]

@@ -1,0 +1,111 @@
+"""The near-real-time sensor of a CloudWatch polling stream.
+
+Each tick asks :func:`cwl_pipeline.core.windows.plan_windows` what to load: closed windows
+once they settled (as bounded ranges, so an outage is caught up in a few runs without gaps),
+and the still-open window again while events arrive. Run keys carry the kind of load and a
+counter, so an intended re-run is never mistaken for a duplicate request.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.core.windows import PlanState, WindowRequest, floor_to_window, plan_windows, to_ms
+from cwl_pipeline.defs.cloudwatch_stream import STREAM_TAG, StreamAssets
+from cwl_pipeline.defs.resources import AwsResource
+
+KIND_TAG = "cwl/load"
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def run_request(stream: str, request: WindowRequest) -> dg.RunRequest:
+    """A run request for one window, or a single-run range of windows."""
+    tags = {STREAM_TAG: stream, KIND_TAG: request.kind}
+    if request.first_key == request.last_key:
+        return dg.RunRequest(run_key=request.run_key, partition_key=request.first_key, tags=tags)
+    tags[ASSET_PARTITION_RANGE_START_TAG] = request.first_key
+    tags[ASSET_PARTITION_RANGE_END_TAG] = request.last_key
+    return dg.RunRequest(run_key=request.run_key, tags=tags)
+
+
+def build_window_sensor(keys: StreamAssets) -> dg.SensorDefinition:
+    """The sensor that keeps ``keys.stream`` loaded in near real time."""
+    stream = keys.stream
+    interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
+
+    @dg.sensor(
+        name=f"{stream.name}_windows",
+        description=(
+            f"Loads each {stream.window} window of {stream.name} once it closed plus "
+            f"{stream.settle_lag}, and refreshes the open window every {stream.refresh_interval} "
+            "while events arrive."
+        ),
+        asset_selection=dg.AssetSelection.assets(keys.events_key, keys.rejects_key),
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+        now = datetime.now(UTC)
+        state = PlanState.from_json(json.loads(context.cursor) if context.cursor else None)
+        arriving = _events_arriving(context, aws, keys, state, now)
+        requests, new_state = plan_windows(
+            stream=stream.name,
+            now=now,
+            state=state,
+            size=stream.window,
+            settle_lag=stream.settle_lag,
+            refresh_interval=stream.refresh_interval,
+            partitions_start=stream.start,
+            max_windows=stream.max_windows_per_run,
+            initial_lookback=stream.initial_lookback,
+            events_arriving=arriving,
+        )
+        return dg.SensorResult(
+            run_requests=[run_request(stream.name, r) for r in requests],
+            cursor=json.dumps(new_state.to_json()),
+            skip_reason=None if requests else "no window closed and no new events in the open window",
+        )
+
+    return window_sensor
+
+
+def _events_arriving(
+    context: dg.SensorEvaluationContext,
+    aws: AwsResource,
+    keys: StreamAssets,
+    state: PlanState,
+    now: datetime,
+) -> bool:
+    """Whether the open window got events since its last refresh, and no refresh is running."""
+    stream = keys.stream
+    active = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            tags={STREAM_TAG: stream.name, KIND_TAG: "refresh"}, statuses=_ACTIVE
+        ),
+        limit=1,
+    )
+    if active:
+        return False  # the running refresh will pick the new events up, or the next one will
+    open_start = floor_to_window(now, stream.window)
+    since = state.refreshed_at if state.refreshed_window == open_start else open_start
+    since = max(since or open_start, open_start) - timedelta(seconds=0)
+    try:
+        reader = aws.logs_reader()
+        groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
+        return reader.has_events_since(groups, to_ms(since))
+    except SourceError as exc:
+        context.log.warning(f"{stream.name}: cannot probe the open window: {exc}")
+        return False

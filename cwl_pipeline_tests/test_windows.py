@@ -1,0 +1,83 @@
+"""The near-real-time request plan, as a pure function of time and state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cwl_pipeline.core.windows import PlanState, floor_to_window, plan_windows
+
+M = timedelta(minutes=1)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def plan(now, state=PlanState(), arriving=False, max_windows=96, lookback=timedelta(hours=1)):
+    return plan_windows(
+        stream="s",
+        now=now,
+        state=state,
+        size=15 * M,
+        settle_lag=2 * M,
+        refresh_interval=M,
+        partitions_start=START,
+        max_windows=max_windows,
+        initial_lookback=lookback,
+        events_arriving=arriving,
+    )
+
+
+def test_floor_to_window():
+    assert floor_to_window(datetime(2026, 11, 1, 10, 29, 59, tzinfo=UTC), 15 * M) == datetime(
+        2026, 11, 1, 10, 15, tzinfo=UTC
+    )
+
+
+def test_first_tick_catches_up_the_lookback_as_one_range():
+    now = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    requests, state = plan(now)
+    assert [(r.first_key, r.last_key, r.kind) for r in requests] == [
+        ("2026-11-02-09:00", "2026-11-02-09:45", "settled")
+    ]
+    assert state.settled_until == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+def test_a_window_is_requested_only_after_the_settle_lag_and_only_once():
+    state = PlanState(settled_until=datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
+    requests, state2 = plan(datetime(2026, 11, 2, 10, 16, 59, tzinfo=UTC), state)
+    assert requests == [] and state2 == state
+    requests, state3 = plan(datetime(2026, 11, 2, 10, 17, tzinfo=UTC), state)
+    assert [(r.first_key, r.last_key) for r in requests] == [("2026-11-02-10:00", "2026-11-02-10:00")]
+    assert requests[0].run_key == "s:settled:2026-11-02-10:00"
+    again, _ = plan(datetime(2026, 11, 2, 10, 20, tzinfo=UTC), state3)
+    assert again == []
+
+
+def test_downtime_is_caught_up_in_bounded_ranges_without_gaps():
+    state = PlanState(settled_until=datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    now = datetime(2026, 11, 3, 0, 3, tzinfo=UTC)  # a day later: 96 windows closed
+    covered = []
+    for _ in range(10):
+        requests, state = plan(now, state, max_windows=40)
+        covered += [(r.first_start, r.last_start) for r in requests if r.kind == "settled"]
+    assert len(covered) == 3  # 40 + 40 + 16 windows
+    assert covered[0][0] == datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+    for (_, last), (first, _) in zip(covered, covered[1:], strict=False):
+        assert first == last + 15 * M  # contiguous: no gap, no overlap
+    assert covered[-1][1] == datetime(2026, 11, 2, 23, 45, tzinfo=UTC)
+
+
+def test_open_window_refreshes_while_events_arrive_with_fresh_run_keys():
+    state = PlanState(settled_until=datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
+    t = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    requests, state = plan(t, state, arriving=True)
+    assert [(r.kind, r.first_key) for r in requests] == [("refresh", "2026-11-02-10:00")]
+    first_key = requests[0].run_key
+    # Not again before the refresh interval, nor without new events.
+    assert plan(t + 30 * timedelta(seconds=1), state, arriving=True)[0] == []
+    assert plan(t + 2 * M, state, arriving=False)[0] == []
+    requests, _ = plan(t + 2 * M, state, arriving=True)
+    assert requests[0].run_key != first_key
+
+
+def test_nothing_before_partitions_start():
+    requests, _ = plan(START + 5 * M, lookback=timedelta(days=3), arriving=True)
+    assert [(r.kind, r.first_start) for r in requests] == [("refresh", START)]

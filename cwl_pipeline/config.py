@@ -38,8 +38,7 @@ _LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
 
 # Windows must tile an hour or a day exactly so that partitions line up with cron ticks.
 _ALLOWED_WINDOW_SECONDS = sorted(
-    {m * 60 for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)}
-    | {h * 3600 for h in (2, 3, 4, 6, 8, 12, 24)}
+    {m * 60 for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)} | {h * 3600 for h in (2, 3, 4, 6, 8, 12, 24)}
 )
 
 
@@ -80,6 +79,7 @@ class BigQuerySettings:
     location: str = "US"
     api_endpoint: str | None = None
     staging_dataset: str | None = None
+    retry_timeout: timedelta = timedelta(minutes=2)
 
     @property
     def staging(self) -> str:
@@ -166,8 +166,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return PipelineConfig(
-        aws=config.aws, bigquery=config.bigquery, streams=config.streams,
-        schemas=config.schemas, path=path,
+        aws=config.aws,
+        bigquery=config.bigquery,
+        streams=config.streams,
+        schemas=config.schemas,
+        path=path,
     )
 
 
@@ -191,8 +194,7 @@ def parse_config(raw: Any) -> PipelineConfig:
     if not isinstance(raw_streams, list) or not raw_streams:
         raise ConfigError("streams: must be a non-empty list")
     streams = tuple(
-        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas)
-        for i, s in enumerate(raw_streams)
+        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas) for i, s in enumerate(raw_streams)
     )
     for attr in ("name", "table"):
         values = [getattr(s, attr) for s in streams]
@@ -203,10 +205,20 @@ def parse_config(raw: Any) -> PipelineConfig:
 
 
 _STREAM_TUNING_KEYS = {
-    "window", "settle_lag", "start", "refresh_interval", "max_windows_per_run", "initial_lookback",
+    "window",
+    "settle_lag",
+    "start",
+    "refresh_interval",
+    "max_windows_per_run",
+    "initial_lookback",
 }
 _STREAM_KEYS = _STREAM_TUNING_KEYS | {
-    "name", "source", "table", "schema", "description", "owners",
+    "name",
+    "source",
+    "table",
+    "schema",
+    "description",
+    "owners",
 }
 
 
@@ -313,7 +325,11 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
 
 
 def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
-    _only_keys(raw, {"project", "dataset", "location", "api_endpoint", "staging_dataset"}, "bigquery")
+    _only_keys(
+        raw,
+        {"project", "dataset", "location", "api_endpoint", "staging_dataset", "retry_timeout"},
+        "bigquery",
+    )
     project = raw.get("project")
     if not isinstance(project, str) or not _PROJECT_RE.match(project):
         raise ConfigError(f"bigquery.project: {project!r} is not a valid Google Cloud project id")
@@ -329,11 +345,13 @@ def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
         location=str(raw.get("location") or "US"),
         api_endpoint=raw.get("api_endpoint") or None,
         staging_dataset=raw.get("staging_dataset") or None,
+        retry_timeout=parse_duration(raw.get("retry_timeout", "2m"), "bigquery.retry_timeout"),
     )
 
 
 def _expand_env(value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if env.get(name):

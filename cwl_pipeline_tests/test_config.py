@@ -27,7 +27,9 @@ def test_bundled_local_config_is_valid():
 
 
 def test_environment_variables_are_expanded(tmp_path):
-    config = load_config(BUNDLED_CONFIG, env={"CWL_BQ_DATASET": "other", "CWL_AWS_ENDPOINT_URL": "http://h:1"})
+    config = load_config(
+        BUNDLED_CONFIG, env={"CWL_BQ_DATASET": "other", "CWL_AWS_ENDPOINT_URL": "http://h:1"}
+    )
     assert config.bigquery.dataset == "other"
     assert config.aws.endpoint_url == "http://h:1"
 
@@ -67,7 +69,10 @@ def test_defaults_apply_and_stream_overrides():
             "schema 'mine' column 'x': type 'INT' is not one of",
         ),
         (
-            {**with_stream(schema="mine"), "schemas": {"mine": {"columns": [{"name": "x", "type": "INT64"}]}}},
+            {
+                **with_stream(schema="mine"),
+                "schemas": {"mine": {"columns": [{"name": "x", "type": "INT64"}]}},
+            },
             "needs exactly one TIMESTAMP column with source 'event_timestamp'",
         ),
     ],
@@ -105,6 +110,6 @@ def test_missing_file_and_bad_yaml_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
     unset = tmp_path / "unset.yaml"
-    unset.write_text("bigquery: {project: ${NOPE_NOT_SET}}\n")
+    unset.write_text("bigquery:\n  project: ${NOPE_NOT_SET}\n")
     with pytest.raises(ConfigError, match="NOPE_NOT_SET is not set"):
         load_config(unset, env={})

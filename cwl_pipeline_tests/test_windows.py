@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.core.windows import PlanState, floor_to_window, plan_windows
@@ -10,11 +11,11 @@ M = timedelta(minutes=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def plan(now, state=PlanState(), arriving=False, max_windows=96, lookback=timedelta(hours=1)):
+def plan(now, state=None, arriving=False, max_windows=96, lookback=timedelta(hours=1)):
     return plan_windows(
         stream="s",
         now=now,
-        state=state,
+        state=state or PlanState(),
         size=15 * M,
         settle_lag=2 * M,
         refresh_interval=M,
@@ -60,7 +61,7 @@ def test_downtime_is_caught_up_in_bounded_ranges_without_gaps():
         covered += [(r.first_start, r.last_start) for r in requests if r.kind == "settled"]
     assert len(covered) == 3  # 40 + 40 + 16 windows
     assert covered[0][0] == datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
-    for (_, last), (first, _) in zip(covered, covered[1:], strict=False):
+    for (_, last), (first, _) in itertools.pairwise(covered):
         assert first == last + 15 * M  # contiguous: no gap, no overlap
     assert covered[-1][1] == datetime(2026, 11, 2, 23, 45, tzinfo=UTC)
 

@@ -89,8 +89,12 @@ class BigQueryLoader:
         *,
         location: str | None = None,
         staging_dataset: str | None = None,
+        retry_timeout: float = 120.0,
     ) -> None:
+        """``retry_timeout`` bounds how long API calls are retried (unreachable endpoint,
+        transient errors) before failing with a :class:`DestinationError`."""
         self.client = client
+        self.retry = bigquery.DEFAULT_RETRY.with_timeout(retry_timeout)
         self.project = client.project
         self.dataset = dataset
         self.location = location
@@ -105,7 +109,13 @@ class BigQueryLoader:
         for name in {self.dataset, self.staging_dataset}:
             dataset = bigquery.Dataset(f"{self.project}.{name}")
             dataset.location = self.location
-            self._call(f"dataset {self.project}.{name}", self.client.create_dataset, dataset, exists_ok=True)
+            self._call(
+                f"dataset {self.project}.{name}",
+                self.client.create_dataset,
+                dataset,
+                exists_ok=True,
+                retry=self.retry,
+            )
 
     def ensure_table(self, spec: TableSpec) -> bigquery.Table:
         """Create ``spec.table`` (DAY-partitioned, clustered) if missing; add missing columns.
@@ -115,7 +125,7 @@ class BigQueryLoader:
         """
         table_id = self.table_id(spec.table)
         try:
-            existing = self.client.get_table(table_id)
+            existing = self.client.get_table(table_id, retry=self.retry)
         except gexc.NotFound:
             table = bigquery.Table(table_id, schema=[_field(c) for c in spec.all_columns])
             table.time_partitioning = bigquery.TimePartitioning(
@@ -124,7 +134,9 @@ class BigQueryLoader:
             if spec.clustering:
                 table.clustering_fields = list(spec.clustering)
             table.description = spec.description or None
-            return self._call(f"table {table_id}", self.client.create_table, table, exists_ok=True)
+            return self._call(
+                f"table {table_id}", self.client.create_table, table, exists_ok=True, retry=self.retry
+            )
         except Exception as exc:
             raise self._wrap(f"table {table_id}", exc) from None
         return self._reconcile_schema(existing, spec)
@@ -138,8 +150,7 @@ class BigQueryLoader:
         ]
         if mismatched:
             raise DestinationError(
-                f"table {existing.full_table_id} does not match the declared schema: "
-                + ", ".join(mismatched)
+                f"table {existing.full_table_id} does not match the declared schema: " + ", ".join(mismatched)
             )
         missing = [c for c in spec.all_columns if c.name not in have]
         if not missing:
@@ -234,6 +245,8 @@ class BigQueryLoader:
             raise self._wrap(what, exc) from exc
 
     def _wrap(self, what: str, exc: Exception) -> Exception:
+        if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            exc = exc.cause
         if isinstance(exc, gexc.Forbidden):
             return DestinationError(f"BigQuery denied access to {what}: {exc.message}")
         if isinstance(exc, gexc.NotFound):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cwl_pipeline.cli import decode
+from cwl_pipeline.cli import decode, dev
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Move AWS CloudWatch Logs into Google BigQuery.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev.add_parser(sub)
     decode.add_parser(sub)
     return parser
 

@@ -71,6 +71,7 @@ class PlanState:
 
     def to_json(self) -> dict[str, str | int | None]:
         """Serializable form for a sensor cursor."""
+
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
@@ -142,10 +143,6 @@ def plan_windows(
     if open_start >= partitions_start and events_arriving and due:
         count = state.refresh_count + 1
         key = partition_key(open_start)
-        requests.append(
-            WindowRequest(open_start, open_start, "refresh", f"{stream}:refresh:{key}:{count}")
-        )
-        new_state = replace(
-            new_state, refreshed_window=open_start, refreshed_at=now, refresh_count=count
-        )
+        requests.append(WindowRequest(open_start, open_start, "refresh", f"{stream}:refresh:{key}:{count}"))
+        new_state = replace(new_state, refreshed_window=open_start, refreshed_at=now, refresh_count=count)
     return requests, new_state

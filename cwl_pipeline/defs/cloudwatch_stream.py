@@ -6,8 +6,6 @@ read every group's window with FilterLogEvents, decode and normalize with the pu
 replace the window atomically in BigQuery.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,7 +64,7 @@ class StreamAssets:
     partitions_def: dg.TimeWindowPartitionsDefinition
 
     @classmethod
-    def of(cls, stream: StreamConfig) -> StreamAssets:
+    def of(cls, stream: StreamConfig) -> "StreamAssets":
         """Derive everything from the stream config."""
         schema = stream.schema
         clustering = tuple(

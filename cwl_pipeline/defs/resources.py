@@ -100,6 +100,9 @@ class BigQueryWarehouse(BigQueryResource):
     api_endpoint: str | None = Field(
         default=None, description="BigQuery REST endpoint override, e.g. a local emulator."
     )
+    retry_timeout_seconds: float = Field(
+        default=120.0, description="How long API calls are retried before the run fails."
+    )
 
     @classmethod
     def from_settings(cls, settings: BigQuerySettings) -> BigQueryWarehouse:
@@ -110,6 +113,7 @@ class BigQueryWarehouse(BigQueryResource):
             dataset=settings.dataset,
             staging_dataset=settings.staging_dataset,
             api_endpoint=settings.api_endpoint,
+            retry_timeout_seconds=settings.retry_timeout.total_seconds(),
         )
 
     @contextmanager
@@ -135,5 +139,9 @@ class BigQueryWarehouse(BigQueryResource):
         """A loader bound to this resource's dataset."""
         with self.get_client() as client:
             yield BigQueryLoader(
-                client, self.dataset, location=self.location, staging_dataset=self.staging_dataset
+                client,
+                self.dataset,
+                location=self.location,
+                staging_dataset=self.staging_dataset,
+                retry_timeout=self.retry_timeout_seconds,
             )

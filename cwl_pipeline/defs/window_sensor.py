@@ -6,8 +6,6 @@ and the still-open window again while events arrive. Run keys carry the kind of 
 counter, so an intended re-run is never mistaken for a duplicate request.
 """
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -92,9 +90,7 @@ def _events_arriving(
     """Whether the open window got events since its last refresh, and no refresh is running."""
     stream = keys.stream
     active = context.instance.get_run_records(
-        filters=dg.RunsFilter(
-            tags={STREAM_TAG: stream.name, KIND_TAG: "refresh"}, statuses=_ACTIVE
-        ),
+        filters=dg.RunsFilter(tags={STREAM_TAG: stream.name, KIND_TAG: "refresh"}, statuses=_ACTIVE),
         limit=1,
     )
     if active:

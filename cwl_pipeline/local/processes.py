@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,9 +61,9 @@ class LocalService:
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> LocalService:
-        """Start the process and wait until its port accepts connections."""
-        if port_in_use(self.port):
+    def start(self, timeout: float = 60.0, preexec: Callable[[], None] | None = None) -> LocalService:
+        """Start the process and wait until its port accepts connections (``port`` 0: no port)."""
+        if self.port and port_in_use(self.port):
             raise ServiceError(f"{self.name}: port {self.port} is already in use")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -72,16 +72,19 @@ class LocalService:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServiceError(f"{self.name} exited with code {self.process.returncode}{self._tail()}")
-            if port_in_use(self.port):
+            if not self.port or port_in_use(self.port):
                 return self
             time.sleep(0.1)
         self.stop()
-        raise ServiceError(f"{self.name} did not listen on port {self.port} within {timeout:.0f}s{self._tail()}")
+        raise ServiceError(
+            f"{self.name} did not listen on port {self.port} within {timeout:.0f}s{self._tail()}"
+        )
 
     def _tail(self) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -140,10 +143,20 @@ def bigquery_service(
     """Local BigQuery: bqemulator's REST (and gRPC) server, persistent when ``data_dir`` is given."""
     ensure_duckdb_extensions()
     argv = [
-        _executable("bqemulator"), "start",
-        "--rest-host", "127.0.0.1", "--rest-port", str(port),
-        "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port),
-        "--project", project, "--log-level", "warning",
+        _executable("bqemulator"),
+        "start",
+        "--rest-host",
+        "127.0.0.1",
+        "--rest-port",
+        str(port),
+        "--grpc-host",
+        "127.0.0.1",
+        "--grpc-port",
+        str(grpc_port),
+        "--project",
+        project,
+        "--log-level",
+        "warning",
     ]
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,16 @@ def rows(bq_client, dataset: str, table: str = "app_events") -> list[dict]:
     return [dict(r.items()) for r in bq_client.query(sql).result()]
 
 
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """The step failure's message with all its causes."""
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    error, parts = failure.event_specific_data.error, []
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)
+
+
 def window_start() -> datetime:
     """A closed window from an hour ago (CloudWatch accepts events up to 14 days old)."""
     return floor_to_window(datetime.now(UTC) - timedelta(hours=1), WINDOW)
@@ -78,7 +88,10 @@ def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_clien
         logs_client,
         stack["group"],
         [
-            (start + timedelta(seconds=1, milliseconds=123), {"session_id": 1, "action": "click", "params": {"x": 1}}),
+            (
+                start + timedelta(seconds=1, milliseconds=123),
+                {"session_id": 1, "action": "click", "params": {"x": 1}},
+            ),
             (start + timedelta(minutes=5), {"session_id": "2", "action": "view"}),
             (start + timedelta(minutes=7), "not json at all"),
             (start + timedelta(minutes=14, seconds=59, milliseconds=999), {"session_id": 3}),
@@ -112,9 +125,13 @@ def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_clien
     materialize(stack["defs"], partition_key(start))
     materialize(stack["defs"], partition_key(start))
     assert rows(bq_client, stack["dataset"]) == loaded
-    count = next(iter(bq_client.query(
-        f"SELECT COUNT(*) AS n FROM `cwl-local.{stack['dataset']}.app_events_rejects`"
-    ).result()))["n"]
+    count = next(
+        iter(
+            bq_client.query(
+                f"SELECT COUNT(*) AS n FROM `cwl-local.{stack['dataset']}.app_events_rejects`"
+            ).result()
+        )
+    )["n"]
     assert count == 1
 
 
@@ -180,10 +197,9 @@ streams:
     defs = build_definitions(load_config(path))
     result = materialize(defs, partition_key(window_start()), raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.event_specific_data.error.message
-    assert SourceError.__name__ in message or "does not exist" in message
-    assert f"/does/not-exist-{unique_name}" in message
+    message = failure_text(result)
+    assert SourceError.__name__ in message
+    assert f"CloudWatch log group '/does/not-exist-{unique_name}' does not exist" in message
 
 
 def test_unreachable_bigquery_endpoint_is_one_clear_error(local_aws, logs_client, write_config, unique_name):
@@ -192,7 +208,7 @@ def test_unreachable_bigquery_endpoint_is_one_clear_error(local_aws, logs_client
     path = write_config(
         f"""
 aws: {{endpoint_url: "{local_aws.url}", max_attempts: 1}}
-bigquery: {{project: cwl-local, dataset: ds_x, api_endpoint: "http://127.0.0.1:9"}}
+bigquery: {{project: cwl-local, dataset: ds_x, api_endpoint: "http://127.0.0.1:9", retry_timeout: 2s}}
 streams:
   - name: app
     source: {{log_groups: ["{group}"]}}
@@ -201,6 +217,6 @@ streams:
     )
     defs = build_definitions(load_config(path))
     result = materialize(defs, partition_key(window_start()), raise_on_error=False)
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "http://127.0.0.1:9" in failure.event_specific_data.error.message
-    assert "unreachable" in failure.event_specific_data.error.message
+    message = failure_text(result)
+    assert "DestinationError" in message
+    assert "BigQuery endpoint http://127.0.0.1:9 unreachable" in message

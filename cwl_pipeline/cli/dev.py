@@ -1,0 +1,187 @@
+"""``cwl-pipeline dev``: the whole local stack with data flowing, and the Dagster UI.
+
+Starts local AWS (moto server), the BigQuery emulator, a demo producer writing to local
+CloudWatch Logs, and the Dagster webserver and daemon with a persistent ``DAGSTER_HOME``.
+Ctrl-C or SIGTERM stops every child process and frees the ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cwl_pipeline.local.processes import (
+    LOCAL_CREDENTIALS,
+    LOCAL_PROJECT,
+    LocalService,
+    ServiceError,
+    bigquery_service,
+    moto_service,
+)
+
+DEMO_LOG_GROUP = "/cwl-demo/app"
+
+DAGSTER_YAML = """\
+# Written by `cwl-pipeline dev`.
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 4
+concurrency:
+  pools:
+    # Limits concurrent FilterLogEvents readers (5 requests/s per account and Region).
+    default_limit: 2
+"""
+
+WORKSPACE_YAML = """\
+# Written by `cwl-pipeline dev`.
+load_from:
+  - python_module:
+      module_name: cwl_pipeline.definitions
+      location_name: cwl_pipeline
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``dev``."""
+    parser = sub.add_parser("dev", help="run the local stack, a demo producer and the Dagster UI")
+    parser.add_argument("--ui-port", type=int, default=_env_int("CWL_UI_PORT", 3000))
+    parser.add_argument("--bigquery-port", type=int, default=_env_int("CWL_BQ_PORT", 9050))
+    parser.add_argument("--bigquery-grpc-port", type=int, default=_env_int("CWL_BQ_GRPC_PORT", 9060))
+    parser.add_argument("--aws-port", type=int, default=_env_int("CWL_AWS_PORT", 4566))
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("CWL_DEV_HOME", ".local_data")),
+        help="folder for DAGSTER_HOME, emulator data and logs (default: ./.local_data)",
+    )
+    parser.add_argument("--no-producer", action="store_true", help="do not write demo logs")
+    parser.set_defaults(handler=run)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def _dagster_env(home: Path, args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "CWL_AWS_ENDPOINT_URL": f"http://127.0.0.1:{args.aws_port}",
+        "CWL_BQ_ENDPOINT": f"http://127.0.0.1:{args.bigquery_port}",
+        "CWL_BQ_PROJECT": LOCAL_PROJECT,
+        **LOCAL_CREDENTIALS,
+    }
+
+
+def _restore_default_signals() -> None:
+    # A process started from a non-interactive shell may inherit ignored SIGINT/SIGTERM;
+    # Dagster's processes must die on them.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start everything, wait for a signal, stop everything."""
+    import boto3
+
+    from cwl_pipeline.local.demo_producer import DemoProducer
+
+    home: Path = args.home.resolve()
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (dagster_home / "workspace.yaml").write_text(WORKSPACE_YAML)
+    env = _dagster_env(home, args)
+    os.environ.update(env)
+
+    services: list[LocalService] = []
+    producer: DemoProducer | None = None
+    stopping = False
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        aws = moto_service(args.aws_port, log_path=logs / "moto.log")
+        services.append(aws.start())
+        print(f"local AWS (moto)           {aws.url}", flush=True)
+        bq = bigquery_service(
+            args.bigquery_port,
+            args.bigquery_grpc_port,
+            data_dir=home / "bigquery",
+            log_path=logs / "bigquery.log",
+        )
+        services.append(bq.start())
+        print(f"local BigQuery (emulator)  {bq.url}  project {LOCAL_PROJECT}", flush=True)
+
+        if not args.no_producer:
+            client = boto3.client(
+                "logs", endpoint_url=aws.url, region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+            )
+            producer = DemoProducer(client, DEMO_LOG_GROUP)
+            producer.ensure_log_group()
+            producer.start()
+            print(f"demo producer              writing to log group {DEMO_LOG_GROUP}", flush=True)
+
+        workspace = str(dagster_home / "workspace.yaml")
+        bin_dir = Path(sys.executable).parent
+        daemon = LocalService(
+            name="Dagster daemon",
+            argv=[str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+            port=0,
+            env=env,
+            log_path=logs / "dagster-daemon.log",
+        )
+        webserver = LocalService(
+            name="Dagster webserver",
+            argv=[
+                str(bin_dir / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(args.ui_port),
+                "-w",
+                workspace,
+            ],
+            port=args.ui_port,
+            env=env,
+            log_path=logs / "dagster-webserver.log",
+        )
+        services.append(webserver.start(timeout=120, preexec=_restore_default_signals))
+        services.append(daemon.start(preexec=_restore_default_signals))
+        print(f"Dagster UI                 http://127.0.0.1:{args.ui_port}", flush=True)
+        print(f"DAGSTER_HOME               {dagster_home}", flush=True)
+        print(f"logs                       {logs}", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            for service in services:
+                if service.process and service.process.poll() is not None:
+                    print(
+                        f"{service.name} exited with code {service.process.returncode}; stopping", flush=True
+                    )
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except ServiceError as exc:
+        print(f"cwl-pipeline dev: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        if producer:
+            producer.stop()
+        for service in reversed(services):
+            service.stop()
+        print("stopped.", flush=True)

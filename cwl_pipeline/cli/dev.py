@@ -30,12 +30,9 @@ DAGSTER_YAML = """\
 # Written by `cwl-pipeline dev`.
 telemetry:
   enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
 concurrency:
+  runs:
+    max_concurrent_runs: 4
   pools:
     # Limits concurrent FilterLogEvents readers (5 requests/s per account and Region).
     default_limit: 2

@@ -66,7 +66,7 @@ class DemoProducer(threading.Thread):
         self.rng = random.Random(seed)
         self.sessions: list[int] = []
         self.sent = 0
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def ensure_log_group(self) -> None:
         """Create the log group and streams if they do not exist."""
@@ -104,13 +104,13 @@ class DemoProducer(threading.Thread):
     def run(self) -> None:
         """Produce until :meth:`stop`; a failed burst is retried on the next tick."""
         self.ensure_log_group()
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self.produce_once()
             except Exception as exc:  # keep the demo running through a transient error
                 print(f"demo producer: {exc}", flush=True)
-            self._stop.wait(self.interval)
+            self._stopping.wait(self.interval)
 
     def stop(self) -> None:
         """Ask the thread to finish after the current burst."""
-        self._stop.set()
+        self._stopping.set()

@@ -95,12 +95,36 @@ class CloudWatchSource:
     log_group_prefixes: tuple[str, ...] = ()
 
 
+S3_LAYOUTS = ("firehose", "export")
+FIREHOSE_RECORD_FORMATS = ("envelopes_gzip", "envelopes_json", "messages")
+EXPORT_DEFAULT_PREFIX = "exportedlogs"  # CreateExportTask's default destinationPrefix
+
+
+@dataclass(frozen=True)
+class S3Source:
+    """Objects delivered to S3: by a Firehose delivery stream, or by CreateExportTask.
+
+    ``prefix`` is the delivery stream's S3 prefix (objects are ``<prefix>YYYY/MM/DD/HH/...``)
+    or the export tasks' ``destinationPrefix`` (``<prefix>/<task>/<stream>/000000.gz``).
+    ``record_format`` tells how Firehose wrote the records: ``envelopes_gzip`` (its default:
+    concatenated gzip subscription envelopes), ``envelopes_json`` (decompression enabled) or
+    ``messages`` (message extraction enabled; one raw message per line).
+    """
+
+    bucket: str
+    prefix: str
+    layout: str
+    record_format: str = "envelopes_gzip"
+    log_group: str | None = None
+    log_stream: str | None = None
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """One stream: a source, how it is cut into windows, and where it lands."""
 
     name: str
-    source: CloudWatchSource
+    source: CloudWatchSource | S3Source
     table: str
     schema: TableSchema
     window: timedelta
@@ -109,6 +133,11 @@ class StreamConfig:
     refresh_interval: timedelta
     max_windows_per_run: int
     initial_lookback: timedelta = timedelta(days=1)
+    sweeps: tuple[timedelta, ...] = (timedelta(minutes=15), timedelta(hours=6))
+    freshness_warn: timedelta = timedelta(minutes=30)
+    freshness_fail: timedelta = timedelta(hours=1)
+    max_reject_rate: float = 0.05
+    backfill_windows_per_run: int = 672
     description: str = ""
     owners: tuple[str, ...] = ()
 
@@ -211,6 +240,10 @@ _STREAM_TUNING_KEYS = {
     "refresh_interval",
     "max_windows_per_run",
     "initial_lookback",
+    "sweeps",
+    "freshness",
+    "max_reject_rate",
+    "backfill_windows_per_run",
 }
 _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "name",
@@ -255,6 +288,30 @@ def _parse_stream(
         raise ConfigError(f"{where}.max_windows_per_run: must be an integer from 1 to 4000")
     start = _parse_start(merged.get("start"), f"{where}.start", window)
     lookback = parse_duration(merged.get("initial_lookback", "1d"), f"{where}.initial_lookback")
+    raw_sweeps = merged.get("sweeps", ["15m", "6h"])
+    if not isinstance(raw_sweeps, list):
+        raise ConfigError(f"{where}.sweeps: must be a list of durations, e.g. ['15m', '6h']")
+    sweeps = tuple(parse_duration(v, f"{where}.sweeps[{i}]") for i, v in enumerate(raw_sweeps))
+    if any(h <= settle_lag for h in sweeps):
+        raise ConfigError(f"{where}.sweeps: every sweep horizon must be longer than settle_lag")
+    freshness = _mapping(merged.get("freshness", {}), f"{where}.freshness")
+    _only_keys(freshness, {"warn", "fail"}, f"{where}.freshness")
+    default_fail = window + settle_lag + timedelta(minutes=15)
+    fresh_fail = parse_duration(
+        freshness.get("fail", int(default_fail.total_seconds())), f"{where}.freshness.fail"
+    )
+    fresh_warn = parse_duration(
+        freshness.get("warn", int((window + settle_lag + timedelta(minutes=5)).total_seconds())),
+        f"{where}.freshness.warn",
+    )
+    if fresh_warn > fresh_fail:
+        raise ConfigError(f"{where}.freshness: warn must not be longer than fail")
+    reject_rate = merged.get("max_reject_rate", 0.05)
+    if isinstance(reject_rate, bool) or not isinstance(reject_rate, int | float) or not 0 <= reject_rate <= 1:
+        raise ConfigError(f"{where}.max_reject_rate: must be a number from 0 to 1")
+    backfill_windows = merged.get("backfill_windows_per_run", 672)
+    if not isinstance(backfill_windows, int) or isinstance(backfill_windows, bool) or backfill_windows < 1:
+        raise ConfigError(f"{where}.backfill_windows_per_run: must be a positive integer")
     owners = raw.get("owners", [])
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
@@ -270,16 +327,24 @@ def _parse_stream(
         refresh_interval=refresh,
         max_windows_per_run=max_windows,
         initial_lookback=lookback,
+        sweeps=sweeps,
+        freshness_warn=fresh_warn,
+        freshness_fail=fresh_fail,
+        max_reject_rate=float(reject_rate),
+        backfill_windows_per_run=backfill_windows,
         description=str(raw.get("description", "")),
         owners=tuple(owners),
     )
 
 
-def _parse_source(raw: Any, where: str) -> CloudWatchSource:
+def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
     source = _mapping(raw, where)
+    kind = source.get("type", "cloudwatch")
+    if kind == "s3":
+        return _parse_s3_source(source, where)
     _only_keys(source, {"type", "log_groups", "log_group_prefixes"}, where)
-    if source.get("type", "cloudwatch") != "cloudwatch":
-        raise ConfigError(f"{where}.type: {source.get('type')!r} is not supported (use 'cloudwatch')")
+    if kind != "cloudwatch":
+        raise ConfigError(f"{where}.type: {kind!r} is not supported (use 'cloudwatch' or 's3')")
     groups = _str_list(source.get("log_groups", []), f"{where}.log_groups")
     prefixes = _str_list(source.get("log_group_prefixes", []), f"{where}.log_group_prefixes")
     if not groups and not prefixes:
@@ -288,6 +353,54 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource:
         if not _LOG_GROUP_RE.match(group):
             raise ConfigError(f"{where}: {group!r} is not a valid CloudWatch log group name")
     return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes))
+
+
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_LOG_STREAM_RE = re.compile(r"^[^:*]{1,512}$")
+_S3_KEYS = {"type", "bucket", "prefix", "layout", "record_format", "log_group", "log_stream"}
+
+
+def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
+    _only_keys(source, _S3_KEYS, where)
+    bucket = source.get("bucket")
+    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
+        raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
+    layout = source.get("layout")
+    if layout not in S3_LAYOUTS:
+        raise ConfigError(f"{where}.layout: {layout!r} must be one of {list(S3_LAYOUTS)}")
+    prefix = source.get("prefix", EXPORT_DEFAULT_PREFIX if layout == "export" else "")
+    if not isinstance(prefix, str) or prefix.startswith("/"):
+        raise ConfigError(f"{where}.prefix: {prefix!r} must be a key prefix without a leading '/'")
+    if layout == "export" and not prefix.strip("/"):
+        raise ConfigError(f"{where}.prefix: an export layout needs the tasks' destination prefix")
+    record_format = source.get("record_format")
+    if layout == "export" and record_format is not None:
+        raise ConfigError(f"{where}.record_format: only applies to layout 'firehose'")
+    record_format = record_format or "envelopes_gzip"
+    if record_format not in FIREHOSE_RECORD_FORMATS:
+        raise ConfigError(
+            f"{where}.record_format: {record_format!r} must be one of {list(FIREHOSE_RECORD_FORMATS)}"
+        )
+    names = {}
+    for key, pattern in (("log_group", _LOG_GROUP_RE), ("log_stream", _LOG_STREAM_RE)):
+        value = source.get(key)
+        if value is not None and (not isinstance(value, str) or not pattern.match(value)):
+            raise ConfigError(f"{where}.{key}: {value!r} is not a valid CloudWatch Logs {key} name")
+        names[key] = value
+    if not names["log_group"] and (layout == "export" or record_format == "messages"):
+        needs = "layout 'export'" if layout == "export" else "record_format 'messages'"
+        raise ConfigError(f"{where}.log_group: required with {needs} (the files do not name it)")
+    if names["log_stream"] and record_format != "messages":
+        raise ConfigError(f"{where}.log_stream: only applies to record_format 'messages'")
+    return S3Source(
+        bucket=bucket,
+        prefix=prefix,
+        layout=layout,
+        record_format=record_format,
+        log_group=names["log_group"],
+        log_stream=names["log_stream"],
+    )
 
 
 def _parse_start(value: Any, where: str, window: timedelta) -> datetime:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from cwl_pipeline.core.windows import PlanState, floor_to_window, plan_windows
+from cwl_pipeline.core.windows import PlanState, floor_to_window, load_passes, plan_windows
 
 M = timedelta(minutes=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def plan(now, state=None, arriving=False, max_windows=96, lookback=timedelta(hours=1)):
+def plan(now, state=None, arriving=False, max_windows=96, lookback=timedelta(hours=1), sweeps=()):
     return plan_windows(
         stream="s",
         now=now,
         state=state or PlanState(),
         size=15 * M,
-        settle_lag=2 * M,
+        passes=load_passes(2 * M, sweeps),
         refresh_interval=M,
         partitions_start=START,
         max_windows=max_windows,
@@ -38,11 +38,11 @@ def test_first_tick_catches_up_the_lookback_as_one_range():
     assert [(r.first_key, r.last_key, r.kind) for r in requests] == [
         ("2026-11-02-09:00", "2026-11-02-09:45", "settled")
     ]
-    assert state.settled_until == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    assert state.done_until == {"settled": datetime(2026, 11, 2, 10, 0, tzinfo=UTC)}
 
 
 def test_a_window_is_requested_only_after_the_settle_lag_and_only_once():
-    state = PlanState(settled_until=datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
+    state = PlanState(done_until={"settled": datetime(2026, 11, 2, 10, 0, tzinfo=UTC)})
     requests, state2 = plan(datetime(2026, 11, 2, 10, 16, 59, tzinfo=UTC), state)
     assert requests == [] and state2 == state
     requests, state3 = plan(datetime(2026, 11, 2, 10, 17, tzinfo=UTC), state)
@@ -53,7 +53,7 @@ def test_a_window_is_requested_only_after_the_settle_lag_and_only_once():
 
 
 def test_downtime_is_caught_up_in_bounded_ranges_without_gaps():
-    state = PlanState(settled_until=datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    state = PlanState(done_until={"settled": datetime(2026, 11, 2, 0, 0, tzinfo=UTC)})
     now = datetime(2026, 11, 3, 0, 3, tzinfo=UTC)  # a day later: 96 windows closed
     covered = []
     for _ in range(10):
@@ -67,7 +67,7 @@ def test_downtime_is_caught_up_in_bounded_ranges_without_gaps():
 
 
 def test_open_window_refreshes_while_events_arrive_with_fresh_run_keys():
-    state = PlanState(settled_until=datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
+    state = PlanState(done_until={"settled": datetime(2026, 11, 2, 10, 0, tzinfo=UTC)})
     t = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
     requests, state = plan(t, state, arriving=True)
     assert [(r.kind, r.first_key) for r in requests] == [("refresh", "2026-11-02-10:00")]
@@ -82,3 +82,31 @@ def test_open_window_refreshes_while_events_arrive_with_fresh_run_keys():
 def test_nothing_before_partitions_start():
     requests, _ = plan(START + 5 * M, lookback=timedelta(days=3), arriving=True)
     assert [(r.kind, r.first_start) for r in requests] == [("refresh", START)]
+
+
+def test_sweeps_reload_each_window_once_after_each_horizon():
+    sweeps = (15 * M, 6 * 60 * M)
+    assert [p.name for p in load_passes(2 * M, sweeps)] == ["settled", "sweep-15m", "sweep-6h"]
+    w = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    state = PlanState(done_until={"settled": w, "sweep-15m": w, "sweep-6h": w})
+    kinds = []
+    t = w + 15 * M
+    while t <= w + 6 * 60 * M + 15 * M:
+        requests, state = plan(t, state, sweeps=sweeps)
+        kinds += [(r.kind, r.first_key) for r in requests if r.first_key == "2026-11-02-10:00"]
+        t += M
+    assert kinds == [
+        ("settled", "2026-11-02-10:00"),  # at 10:17
+        ("sweep-15m", "2026-11-02-10:00"),  # at 10:30
+        ("sweep-6h", "2026-11-02-10:00"),  # at 16:15
+    ]
+
+
+def test_cursor_round_trips():
+    state = PlanState(
+        done_until={"settled": datetime(2026, 11, 2, 10, 0, tzinfo=UTC)},
+        refreshed_window=datetime(2026, 11, 2, 10, 15, tzinfo=UTC),
+        refreshed_at=datetime(2026, 11, 2, 10, 20, 5, tzinfo=UTC),
+        refresh_count=7,
+    )
+    assert PlanState.from_json(state.to_json()) == state

@@ -233,6 +233,54 @@ class BigQueryLoader:
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
 
+    def replace_from_query(self, spec: TableSpec, select_sql: str, scope_sql: str) -> ReplaceResult:
+        """Atomically replace the ``scope_sql`` rows of ``spec.table`` with a query's result.
+
+        ``select_sql`` must return ``spec.columns`` in order; ``loaded_at`` is added. Used for
+        rollups computed inside BigQuery.
+        """
+        target = f"`{self.table_id(spec.table)}`"
+        columns = ", ".join(f"`{c.name}`" for c in spec.all_columns)
+        script = (
+            "BEGIN TRANSACTION;\n"
+            f"DELETE FROM {target} WHERE {scope_sql};\n"
+            f"INSERT INTO {target} ({columns}) SELECT *, CURRENT_TIMESTAMP() FROM ({select_sql});\n"
+            "COMMIT TRANSACTION;"
+        )
+        job = self._call("rollup transaction", self.client.query, script, location=self.location)
+        self._call("rollup transaction", job.result)
+        return ReplaceResult(job_ids=[job.job_id])
+
+    def count(self, table: str, scope_sql: str) -> int:
+        """Rows of ``table`` matching ``scope_sql`` (0 if the table does not exist)."""
+        try:
+            self.client.get_table(self.table_id(table), retry=self.retry)
+        except gexc.NotFound:
+            return 0
+        rows = self.query_rows(f"SELECT COUNT(*) AS n FROM `{self.table_id(table)}` WHERE {scope_sql}")
+        return int(rows[0]["n"])
+
+    def duplicate_ids(self, table: str, scope_sql: str, id_column: str = "event_id") -> int:
+        """Rows in scope beyond the first of each ``id_column`` value."""
+        rows = self.query_rows(
+            f"SELECT COUNT(*) - COUNT(DISTINCT `{id_column}`) AS n "
+            f"FROM `{self.table_id(table)}` WHERE {scope_sql}"
+        )
+        return int(rows[0]["n"] or 0)
+
+    def schema_differences(self, spec: TableSpec) -> list[str]:
+        """How the live table's columns differ from ``spec`` (name, type, mode, order)."""
+        live = [
+            (f.name, _canonical_type(f.field_type), f.mode or "NULLABLE")
+            for f in self.client.get_table(self.table_id(spec.table), retry=self.retry).schema
+        ]
+        declared = [(c.name, c.type, c.mode) for c in spec.all_columns]
+        differences = [f"missing column {d[0]} {d[1]} {d[2]}" for d in declared if d not in live]
+        differences += [f"undeclared column {x[0]} {x[1]} {x[2]}" for x in live if x not in declared]
+        if not differences and live != declared:
+            differences.append("columns are in another order")
+        return differences
+
     def query_rows(self, sql: str) -> list[dict[str, Any]]:
         """Run a query and return its rows as dicts (for checks and tests)."""
         job = self._call("query", self.client.query, sql, location=self.location)
@@ -269,7 +317,9 @@ def _staging_field(column: Column) -> bigquery.SchemaField:
     return bigquery.SchemaField(column.name, "STRING" if column.type == "JSON" else column.type)
 
 
+def _canonical_type(field_type: str) -> str:
+    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(field_type, field_type)
+
+
 def _same_field(field_: bigquery.SchemaField, column: Column) -> bool:
-    aliases = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
-    field_type = aliases.get(field_.field_type, field_.field_type)
-    return field_type == column.type and (field_.mode or "NULLABLE") == column.mode
+    return _canonical_type(field_.field_type) == column.type and (field_.mode or "NULLABLE") == column.mode

@@ -6,14 +6,17 @@ sensor asks :func:`plan_windows` what to load at each tick:
 * every window that closed at least ``settle_lag`` ago, exactly once, in order, as ranges of at
   most ``max_windows`` windows (one range per tick, so work per tick is bounded and a long
   outage becomes a few range runs rather than thousands of single ones);
+* every closed window again after each late-data sweep horizon (for example 15 minutes and
+  6 hours), so events that CloudWatch accepted late land in their window;
 * the still-open window, again every ``refresh_interval`` while new events arrive, so rows
   show up in BigQuery within about a minute instead of a window length.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 PARTITION_FMT = "%Y-%m-%d-%H:%M"
 
@@ -46,7 +49,7 @@ class WindowRequest:
 
     first_start: datetime
     last_start: datetime
-    kind: str  # "settled" (final load of closed windows) or "refresh" (the open window)
+    kind: str  # a pass name ("settled", "sweep-15m", ...) or "refresh" (the open window)
     run_key: str
 
     @property
@@ -61,41 +64,60 @@ class WindowRequest:
 
 
 @dataclass(frozen=True)
+class LoadPass:
+    """Load every window once it closed ``lag`` ago: the settled load and each late-data sweep."""
+
+    name: str
+    lag: timedelta
+
+
+def load_passes(settle_lag: timedelta, sweeps: tuple[timedelta, ...]) -> tuple[LoadPass, ...]:
+    """The settled pass, then one sweep pass per horizon (named after it, e.g. ``sweep-15m``)."""
+    return (
+        LoadPass("settled", settle_lag),
+        *(LoadPass(f"sweep-{_short(h)}", h) for h in sorted(sweeps) if h > settle_lag),
+    )
+
+
+def _short(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
 class PlanState:
     """What the sensor remembers between ticks (its cursor)."""
 
-    settled_until: datetime | None = None  # end of the last window requested as settled
+    done_until: dict[str, datetime] = field(default_factory=dict)  # per pass: end of last window requested
     refreshed_window: datetime | None = None  # start of the open window last refreshed
     refreshed_at: datetime | None = None  # when that refresh was requested
     refresh_count: int = 0
 
-    def to_json(self) -> dict[str, str | int | None]:
+    def to_json(self) -> dict[str, Any]:
         """Serializable form for a sensor cursor."""
-
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
         return {
-            "settled_until": iso(self.settled_until),
-            "refreshed_window": iso(self.refreshed_window),
-            "refreshed_at": iso(self.refreshed_at),
+            "done_until": {k: v.isoformat() for k, v in self.done_until.items()},
+            "refreshed_window": self.refreshed_window.isoformat() if self.refreshed_window else None,
+            "refreshed_at": self.refreshed_at.isoformat() if self.refreshed_at else None,
             "refresh_count": self.refresh_count,
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, str | int | None] | None) -> PlanState:
+    def from_json(cls, data: dict[str, Any] | None) -> PlanState:
         """Inverse of :meth:`to_json`; ``None`` gives the initial state."""
         if not data:
             return cls()
 
-        def parse(key: str) -> datetime | None:
-            value = data.get(key)
+        def parse(value: Any) -> datetime | None:
             return datetime.fromisoformat(str(value)) if value else None
 
         return cls(
-            settled_until=parse("settled_until"),
-            refreshed_window=parse("refreshed_window"),
-            refreshed_at=parse("refreshed_at"),
+            done_until={k: datetime.fromisoformat(v) for k, v in (data.get("done_until") or {}).items()},
+            refreshed_window=parse(data.get("refreshed_window")),
+            refreshed_at=parse(data.get("refreshed_at")),
             refresh_count=int(data.get("refresh_count") or 0),
         )
 
@@ -106,7 +128,7 @@ def plan_windows(
     now: datetime,
     state: PlanState,
     size: timedelta,
-    settle_lag: timedelta,
+    passes: tuple[LoadPass, ...],
     refresh_interval: timedelta,
     partitions_start: datetime,
     max_windows: int,
@@ -115,24 +137,26 @@ def plan_windows(
 ) -> tuple[list[WindowRequest], PlanState]:
     """Decide which windows to request at ``now``; returns the requests and the new state.
 
-    ``events_arriving`` tells whether new events showed up in the open window since the last
-    refresh (the sensor probes the source); without them the open window is not refreshed.
-    ``initial_lookback`` bounds the first catch-up of a sensor that has no state yet; older
-    windows are loaded by a backfill.
+    For each pass, every window that ended at least ``pass.lag`` ago is requested once, in
+    order, at most ``max_windows`` per tick. ``events_arriving`` tells whether new events showed
+    up in the open window since its last refresh (the sensor probes the source); without them
+    the open window is not refreshed. ``initial_lookback`` bounds the first catch-up of a
+    sensor without state; older windows are loaded by a backfill.
     """
     requests: list[WindowRequest] = []
-    settled_end = floor_to_window(now - settle_lag, size)  # windows ending by here are settled
-    begin = state.settled_until
-    if begin is None:
-        begin = max(partitions_start, floor_to_window(now - initial_lookback, size))
-    begin = max(begin, partitions_start)
-    new_state = state
-    if begin < settled_end:
-        last = min(settled_end - size, begin + size * (max_windows - 1))
+    done_until = dict(state.done_until)
+    first_ever = max(partitions_start, floor_to_window(now - initial_lookback, size))
+    for load_pass in passes:
+        due_end = floor_to_window(now - load_pass.lag, size)  # windows ending by here are due
+        begin = max(done_until.get(load_pass.name, first_ever), partitions_start)
+        if begin >= due_end:
+            continue
+        last = min(due_end - size, begin + size * (max_windows - 1))
         first_key, last_key = partition_key(begin), partition_key(last)
         key = first_key if first_key == last_key else f"{first_key}..{last_key}"
-        requests.append(WindowRequest(begin, last, "settled", f"{stream}:settled:{key}"))
-        new_state = replace(new_state, settled_until=last + size)
+        requests.append(WindowRequest(begin, last, load_pass.name, f"{stream}:{load_pass.name}:{key}"))
+        done_until[load_pass.name] = last + size
+    new_state = replace(state, done_until=done_until)
 
     open_start = floor_to_window(now, size)
     due = (

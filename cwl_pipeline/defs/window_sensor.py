@@ -10,17 +10,25 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+
+# The run tags Dagster reads a single-run partition range from (no public constant exists).
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
 from cwl_pipeline.adapters.errors import SourceError
-from cwl_pipeline.core.windows import PlanState, WindowRequest, floor_to_window, plan_windows, to_ms
-from cwl_pipeline.defs.cloudwatch_stream import STREAM_TAG, StreamAssets
+from cwl_pipeline.core.windows import (
+    PlanState,
+    WindowRequest,
+    floor_to_window,
+    load_passes,
+    plan_windows,
+    to_ms,
+)
 from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
 
-KIND_TAG = "cwl/load"
 _ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -31,7 +39,7 @@ _ACTIVE = [
 
 def run_request(stream: str, request: WindowRequest) -> dg.RunRequest:
     """A run request for one window, or a single-run range of windows."""
-    tags = {STREAM_TAG: stream, KIND_TAG: request.kind}
+    tags = {STREAM_TAG: stream, LOAD_KIND_TAG: request.kind}
     if request.first_key == request.last_key:
         return dg.RunRequest(run_key=request.run_key, partition_key=request.first_key, tags=tags)
     tags[ASSET_PARTITION_RANGE_START_TAG] = request.first_key
@@ -39,7 +47,7 @@ def run_request(stream: str, request: WindowRequest) -> dg.RunRequest:
     return dg.RunRequest(run_key=request.run_key, tags=tags)
 
 
-def build_window_sensor(keys: StreamAssets) -> dg.SensorDefinition:
+def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
     """The sensor that keeps ``keys.stream`` loaded in near real time."""
     stream = keys.stream
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
@@ -48,8 +56,9 @@ def build_window_sensor(keys: StreamAssets) -> dg.SensorDefinition:
         name=f"{stream.name}_windows",
         description=(
             f"Loads each {stream.window} window of {stream.name} once it closed plus "
-            f"{stream.settle_lag}, and refreshes the open window every {stream.refresh_interval} "
-            "while events arrive."
+            f"{stream.settle_lag}, sweeps it again for late events after "
+            f"{', '.join(str(h) for h in stream.sweeps) or 'no horizon'}, and refreshes the open "
+            f"window every {stream.refresh_interval} while events arrive."
         ),
         asset_selection=dg.AssetSelection.assets(keys.events_key, keys.rejects_key),
         minimum_interval_seconds=interval,
@@ -64,7 +73,7 @@ def build_window_sensor(keys: StreamAssets) -> dg.SensorDefinition:
             now=now,
             state=state,
             size=stream.window,
-            settle_lag=stream.settle_lag,
+            passes=load_passes(stream.settle_lag, stream.sweeps),
             refresh_interval=stream.refresh_interval,
             partitions_start=stream.start,
             max_windows=stream.max_windows_per_run,
@@ -83,14 +92,14 @@ def build_window_sensor(keys: StreamAssets) -> dg.SensorDefinition:
 def _events_arriving(
     context: dg.SensorEvaluationContext,
     aws: AwsResource,
-    keys: StreamAssets,
+    keys: StreamTables,
     state: PlanState,
     now: datetime,
 ) -> bool:
     """Whether the open window got events since its last refresh, and no refresh is running."""
     stream = keys.stream
     active = context.instance.get_run_records(
-        filters=dg.RunsFilter(tags={STREAM_TAG: stream.name, KIND_TAG: "refresh"}, statuses=_ACTIVE),
+        filters=dg.RunsFilter(tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: "refresh"}, statuses=_ACTIVE),
         limit=1,
     )
     if active:

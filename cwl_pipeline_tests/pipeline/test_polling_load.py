@@ -52,10 +52,19 @@ def put(logs_client, group: str, events: list[tuple[datetime, object]], stream: 
     )
 
 
-def materialize(defs: dg.Definitions, key: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        partition_key=key, instance=dg.DagsterInstance.ephemeral(), raise_on_error=raise_on_error
+def materialize(
+    defs: dg.Definitions, key: str, raise_on_error: bool = True, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
+    """Run the stream's load asset (events + rejects + checks) for one window."""
+    return dg.materialize(
+        [
+            a
+            for a in defs.resolve_asset_graph().assets_defs
+            if a.is_executable and a.node_def.name == "load_app"
+        ],
+        partition_key=key,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
     )
 
 

@@ -28,6 +28,7 @@ streams:
     refresh_interval: 30s
     max_windows_per_run: 8
     initial_lookback: 1h
+    sweeps: [15m]
     start: "2026-01-01T00:00:00Z"
 """
     )
@@ -69,13 +70,15 @@ def test_first_tick_loads_the_lookback_and_refreshes_the_open_window(
     result = evaluate(sensor, defs, instance)
     open_start = floor_to_window(now, WINDOW)
     settled_end = floor_to_window(now - timedelta(minutes=1), WINDOW)
+    swept_end = floor_to_window(now - timedelta(minutes=15), WINDOW)
     first = floor_to_window(now - timedelta(hours=1), WINDOW)
     assert requested(result) == [
         (partition_key(first), partition_key(settled_end - WINDOW), "settled"),
+        (partition_key(first), partition_key(swept_end - WINDOW), "sweep-15m"),
         (partition_key(open_start), partition_key(open_start), "refresh"),
     ]
     keys = [r.run_key for r in result.run_requests]
-    assert len(set(keys)) == 2
+    assert len(set(keys)) == 3
 
     # The next tick right away: nothing new is settled, the open window was just refreshed.
     again = evaluate(sensor, defs, instance, cursor=result.cursor)
@@ -90,16 +93,16 @@ def test_catches_up_after_downtime_in_bounded_ranges(local_aws, logs_client, wri
     now = datetime.now(UTC)
     # The sensor last settled windows 5 hours ago: 20 windows to catch up, 8 per run.
     down_since = floor_to_window(now - timedelta(hours=5), WINDOW)
-    cursor = json.dumps(PlanState(settled_until=down_since).to_json())
+    cursor = json.dumps(PlanState(done_until={"settled": down_since}).to_json())
     ranges = []
     for _ in range(5):
         result = evaluate(sensor, defs, instance, cursor=cursor)
         cursor = result.cursor
-        ranges += [r for r in requested(result) if r[2] == "settled"]
+        ranges += [r for r in requested(result) if r[2] != "sweep-15m"]
     settled_end = floor_to_window(now - timedelta(minutes=1), WINDOW)
     expected_windows = int((settled_end - down_since) / WINDOW)
     assert len(ranges) == -(-expected_windows // 8)
     assert ranges[0][0] == partition_key(down_since)
     assert ranges[-1][1] == partition_key(settled_end - WINDOW)
     # No open-window refresh: no events arrived in it.
-    assert all(kind == "settled" for *_, kind in ranges)
+    assert {kind for *_, kind in ranges} == {"settled"}

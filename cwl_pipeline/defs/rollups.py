@@ -1,0 +1,177 @@
+"""Rollups computed inside BigQuery from an events table with the seed columns.
+
+* ``<table>_hourly_actions``: events and distinct sessions per hour, log group and action.
+* ``<table>_daily_sessions``: per day and session: first/last seen, events, distinct actions.
+
+Both are time-partitioned (hourly / daily); Dagster's time-window partition mapping ties each
+hour or day to the micro-batch windows it covers. Each partition is replaced atomically
+(DELETE + INSERT … SELECT in one transaction). An ``AutomationCondition`` refreshes recent
+partitions, at most every 15 minutes, once their windows were updated and the blocking checks
+on the events table passed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+import dagster as dg
+
+from cwl_pipeline.adapters.bigquery import TableSpec, time_scope
+from cwl_pipeline.config import BigQuerySettings, StreamConfig
+from cwl_pipeline.core.schema import Column
+from cwl_pipeline.defs.resources import BigQueryWarehouse
+from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables, freshness_policy, table_metadata
+
+ROLLUP_CRON = "*/15 * * * *"
+
+
+def rollup_condition(lookback: timedelta) -> dg.AutomationCondition:
+    """Refresh a recent partition when its inputs changed, at most once per cron period."""
+    since_requested = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
+    return (
+        dg.AutomationCondition.in_latest_time_window(lookback_delta=lookback)
+        & (
+            dg.AutomationCondition.any_deps_updated().since(since_requested)
+            | (dg.AutomationCondition.missing() & ~dg.AutomationCondition.any_deps_missing())
+        )
+        & dg.AutomationCondition.cron_tick_passed(ROLLUP_CRON).since(since_requested)
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"inputs updated, checks passed, at most every 15 minutes (last {lookback})")
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One rollup table: its columns and the query that computes a time range of it."""
+
+    suffix: str
+    description: str
+    columns: tuple[Column, ...]
+    partitions: Callable[[StreamConfig], dg.TimeWindowPartitionsDefinition]
+    lookback: timedelta
+    select: Callable[[str, str], str]  # (events table id, scope predicate) -> SELECT
+
+
+def _hourly_select(events: str, scope: str) -> str:
+    return (
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR) AS hour, log_group, action, "
+        "COUNT(*) AS events, COUNT(DISTINCT session_id) AS sessions "
+        f"FROM `{events}` WHERE {scope} GROUP BY hour, log_group, action"
+    )
+
+
+def _daily_select(events: str, scope: str) -> str:
+    return (
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, DAY) AS day, session_id, "
+        "MIN(`timestamp`) AS first_seen, MAX(`timestamp`) AS last_seen, COUNT(*) AS events, "
+        "COUNT(DISTINCT action) AS distinct_actions "
+        f"FROM `{events}` WHERE {scope} GROUP BY day, session_id"
+    )
+
+
+ROLLUPS = (
+    Rollup(
+        suffix="hourly_actions",
+        description="Events and distinct sessions per hour, log group and action.",
+        columns=(
+            Column("hour", "TIMESTAMP", required=True, description="Start of the hour (UTC)"),
+            Column("log_group", "STRING", required=True, description="Source log group"),
+            Column("action", "STRING", description="message.action"),
+            Column("events", "INT64", required=True, description="Events in the hour"),
+            Column("sessions", "INT64", required=True, description="Distinct session_id values"),
+        ),
+        partitions=lambda s: dg.HourlyPartitionsDefinition(
+            start_date=s.start.strftime("%Y-%m-%d-%H:%M"), timezone="UTC", end_offset=1
+        ),
+        lookback=timedelta(hours=12),
+        select=_hourly_select,
+    ),
+    Rollup(
+        suffix="daily_sessions",
+        description="Per day and session: first and last seen, events, distinct actions.",
+        columns=(
+            Column("day", "TIMESTAMP", required=True, description="Start of the day (UTC)"),
+            Column("session_id", "INT64", required=True, description="Session id"),
+            Column("first_seen", "TIMESTAMP", required=True, description="First event of the day"),
+            Column("last_seen", "TIMESTAMP", required=True, description="Last event of the day"),
+            Column("events", "INT64", required=True, description="Events of the session that day"),
+            Column("distinct_actions", "INT64", required=True, description="Distinct actions"),
+        ),
+        partitions=lambda s: dg.DailyPartitionsDefinition(
+            start_date=s.start.strftime("%Y-%m-%d"), timezone="UTC", end_offset=1
+        ),
+        lookback=timedelta(days=2),
+        select=_daily_select,
+    ),
+)
+
+
+def has_seed_columns(stream: StreamConfig) -> bool:
+    """Rollups need ``timestamp``, ``session_id`` and ``action`` columns as in the seed schema."""
+    names = {c.name: c.type for c in stream.schema.columns}
+    return (
+        stream.schema.time_column == "timestamp"
+        and names.get("session_id") == "INT64"
+        and names.get("action") == "STRING"
+    )
+
+
+def build_rollups(tables: StreamTables, bq: BigQuerySettings) -> list[dg.AssetsDefinition]:
+    """The rollup assets of a stream (none if its schema lacks the seed columns)."""
+    if not has_seed_columns(tables.stream):
+        return []
+    return [_build_rollup(tables, bq, rollup) for rollup in ROLLUPS]
+
+
+def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) -> dg.AssetsDefinition:
+    stream = tables.stream
+    table = f"{stream.table}_{rollup.suffix}"
+    spec = TableSpec(
+        table=table,
+        columns=rollup.columns,
+        partition_column=rollup.columns[0].name,
+        clustering=tuple(c.name for c in rollup.columns[1:3]),
+        description=rollup.description,
+    )
+
+    @dg.asset(
+        key=[table],
+        deps=[tables.events_key],
+        partitions_def=rollup.partitions(stream),
+        description=f"{rollup.description} From {stream.table}.",
+        group_name=stream.name,
+        kinds={"bigquery"},
+        owners=list(stream.owners) or None,
+        tags={STREAM_TAG: stream.name},
+        metadata=table_metadata(bq, spec),
+        automation_condition=rollup_condition(rollup.lookback),
+        freshness_policy=freshness_policy(stream),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def compute(context: dg.AssetExecutionContext, bigquery: BigQueryWarehouse) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        with bigquery.loader() as loader:
+            loader.ensure_dataset()
+            loader.ensure_table(spec)
+            source = loader.table_id(stream.table)
+            result = loader.replace_from_query(
+                spec,
+                rollup.select(source, time_scope("timestamp", start, end)),
+                time_scope(spec.partition_column, start, end),
+            )
+            rows = loader.count(table, time_scope(spec.partition_column, start, end))
+        # One result covers every partition of a range run: report the row count under a
+        # name that says it is the range's, so no partition shows another's figure.
+        count_key = "dagster/row_count" if len(context.partition_keys) == 1 else "range_row_count"
+        return dg.MaterializeResult(
+            metadata={
+                "range_start": start.isoformat(),
+                "range_end": end.isoformat(),
+                count_key: rows,
+                "bigquery_job_ids": ", ".join(result.job_ids),
+            }
+        )
+
+    return compute

@@ -1,0 +1,182 @@
+"""Asset checks on every events table, evaluated for the windows a run wrote.
+
+* ``completeness`` (blocking): events read = rows loaded + rows rejected, and BigQuery holds
+  exactly that many rows for the windows. On a stream's last late-data sweep it also flags
+  drift: events that arrived after the previous load's horizon (a warning, not a failure).
+* ``no_duplicate_event_ids`` (blocking): no event id appears twice in the windows.
+* ``reject_rate`` (warning): rejected / read stays under the configured threshold.
+* ``schema_matches`` (blocking): the live table's columns equal the declared schema.
+* ``latest_window_loaded``: the newest window that should be settled (now minus settle lag)
+  was loaded after it closed. Runs on its own every few minutes, because a freshness policy
+  sees only the latest materialization of any partition (an open-window refresh counts).
+
+Blocking checks hold back the rollups (their automation condition requires them to pass).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.core.windows import floor_to_window, partition_key
+from cwl_pipeline.defs.stream_tables import StreamTables
+
+COMPLETENESS = "completeness"
+NO_DUPLICATES = "no_duplicate_event_ids"
+REJECT_RATE = "reject_rate"
+SCHEMA = "schema_matches"
+LATEST_WINDOW = "latest_window_loaded"
+
+
+def load_check_specs(tables: StreamTables) -> list[dg.AssetCheckSpec]:
+    """The checks every load of the events table evaluates."""
+    key = tables.events_key
+    return [
+        dg.AssetCheckSpec(
+            COMPLETENESS,
+            asset=key,
+            blocking=True,
+            description="Events read = rows loaded + rejected, and BigQuery holds exactly those rows.",
+        ),
+        dg.AssetCheckSpec(
+            NO_DUPLICATES, asset=key, blocking=True, description="No event_id twice in the loaded windows."
+        ),
+        dg.AssetCheckSpec(
+            REJECT_RATE,
+            asset=key,
+            description=f"Rejected / read at most {tables.stream.max_reject_rate:.1%}.",
+        ),
+        dg.AssetCheckSpec(
+            SCHEMA, asset=key, blocking=True, description="The table's columns equal the declared schema."
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class LoadFacts:
+    """What a load did to the windows in scope, for the checks."""
+
+    events_read: int
+    rows_loaded: int
+    rows_rejected: int
+    rows_before: int  # events + rejects rows in scope before the load
+    events_scope_sql: str
+    rejects_scope_sql: str
+    final_sweep: bool  # this load was the stream's last late-data sweep
+
+
+def evaluate_load_checks(
+    loader: BigQueryLoader, tables: StreamTables, facts: LoadFacts
+) -> Iterator[dg.AssetCheckResult]:
+    """Evaluate the load checks against BigQuery after a load."""
+    key = tables.events_key
+    in_table = loader.count(tables.events_spec.table, facts.events_scope_sql)
+    in_rejects = loader.count(tables.rejects_spec.table, facts.rejects_scope_sql)
+    reconciles = facts.events_read == facts.rows_loaded + facts.rows_rejected
+    stored = in_table == facts.rows_loaded and in_rejects == facts.rows_rejected
+    late = in_table + in_rejects - facts.rows_before
+    metadata = {
+        "events_read": facts.events_read,
+        "rows_loaded": facts.rows_loaded,
+        "rows_rejected": facts.rows_rejected,
+        "rows_in_table": in_table,
+        "rows_in_rejects_table": in_rejects,
+        "new_rows_since_previous_load": late,
+    }
+    if not (reconciles and stored):
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=COMPLETENESS,
+            passed=False,
+            metadata=metadata,
+            description="counts do not reconcile between the source read and BigQuery",
+        )
+    elif facts.final_sweep and late > 0:
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=COMPLETENESS,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=f"{late} events arrived after the previous sweep horizon (now loaded)",
+        )
+    else:
+        yield dg.AssetCheckResult(asset_key=key, check_name=COMPLETENESS, passed=True, metadata=metadata)
+
+    duplicates = loader.duplicate_ids(tables.events_spec.table, facts.events_scope_sql)
+    yield dg.AssetCheckResult(
+        asset_key=key,
+        check_name=NO_DUPLICATES,
+        passed=duplicates == 0,
+        metadata={"duplicate_rows": duplicates},
+    )
+
+    rate = facts.rows_rejected / facts.events_read if facts.events_read else 0.0
+    threshold = tables.stream.max_reject_rate
+    yield dg.AssetCheckResult(
+        asset_key=key,
+        check_name=REJECT_RATE,
+        passed=rate <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reject_rate": round(rate, 6),
+            "threshold": threshold,
+            "rows_rejected": facts.rows_rejected,
+        },
+    )
+
+    differences = loader.schema_differences(tables.events_spec)
+    yield dg.AssetCheckResult(
+        asset_key=key,
+        check_name=SCHEMA,
+        passed=not differences,
+        metadata={"differences": "; ".join(differences) or "none"},
+    )
+
+
+def build_latest_window_check(tables: StreamTables) -> dg.AssetChecksDefinition:
+    """A check, run every 5 minutes, that the newest settled window was loaded after it closed."""
+    stream = tables.stream
+
+    @dg.asset_check(
+        asset=tables.events_key,
+        name=LATEST_WINDOW,
+        description=(
+            f"The newest window that should be settled (now - {stream.settle_lag}) was loaded "
+            "after it closed."
+        ),
+        automation_condition=dg.AutomationCondition.cron_tick_passed("*/5 * * * *"),
+    )
+    def latest_window_loaded(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        now = datetime.now(UTC)
+        return latest_window_result(context.instance, tables, now)
+
+    return latest_window_loaded
+
+
+def latest_window_result(
+    instance: dg.DagsterInstance, tables: StreamTables, now: datetime
+) -> dg.AssetCheckResult:
+    """The ``latest_window_loaded`` verdict at ``now``."""
+    stream = tables.stream
+    window_end = floor_to_window(now - stream.settle_lag, stream.window)
+    window_start = window_end - stream.window
+    key = partition_key(window_start)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=tables.events_key, asset_partitions=[key]), limit=1
+    ).records
+    loaded_at = datetime.fromtimestamp(records[0].timestamp, tz=UTC) if records else None
+    passed = loaded_at is not None and loaded_at >= window_end
+    return dg.AssetCheckResult(
+        asset_key=tables.events_key,
+        check_name=LATEST_WINDOW,
+        passed=passed,
+        metadata={
+            "expected_window": key,
+            "window_closed_at": window_end.isoformat(),
+            "last_loaded_at": loaded_at.isoformat() if loaded_at else "never",
+        },
+        description=None if passed else f"window {key} has not been loaded since it closed",
+    )

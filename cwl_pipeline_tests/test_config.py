@@ -56,7 +56,7 @@ def test_defaults_apply_and_stream_overrides():
         (with_stream(start="yesterday"), "streams.app.start: 'yesterday' is not an ISO 8601"),
         (with_stream(start="2026-01-01T00:07:00Z"), "not aligned to the 0:15:00 window"),
         (with_stream(source={"log_groups": []}), "streams.app.source: name at least one"),
-        (with_stream(source={"type": "s3", "log_groups": ["/a"]}), "streams.app.source.type: 's3'"),
+        (with_stream(source={"type": "kinesis", "log_groups": ["/a"]}), "streams.app.source.type: 'kinesis'"),
         (with_stream(source={"log_groups": ["bad group!"]}), "is not a valid CloudWatch log group name"),
         (with_stream(max_windows_per_run=0), "max_windows_per_run: must be an integer from 1 to 4000"),
         ({**BASE, "bigquery": {"project": "p", "dataset": "logs"}}, "bigquery.project: 'p' is not a valid"),

@@ -3,92 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-
-import dagster as dg
-import pytest
+from datetime import timedelta
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.config import load_config
-from cwl_pipeline.core.windows import floor_to_window, partition_key, to_ms
+from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.definitions import build_definitions
-
-WINDOW = timedelta(minutes=15)
-
-
-@pytest.fixture
-def stack(local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name):
-    """A config with one stream on a fresh log group and a fresh dataset."""
-    group = f"/test/app-{unique_name}"
-    dataset = f"ds_{unique_name}"
-    logs_client.create_log_group(logGroupName=group)
-    logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
-    path = write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}"}}
-streams:
-  - name: app
-    source: {{log_groups: ["{group}"]}}
-    table: app_events
-    window: 15m
-    start: "2026-01-01T00:00:00Z"
-"""
-    )
-    config = load_config(path)
-    return {"group": group, "dataset": dataset, "config": config, "defs": build_definitions(config)}
-
-
-def put(logs_client, group: str, events: list[tuple[datetime, object]], stream: str = "web-1") -> None:
-    """PutLogEvents with ``(time, message)`` pairs; dicts are sent as JSON."""
-    logs_client.put_log_events(
-        logGroupName=group,
-        logStreamName=stream,
-        logEvents=[
-            {"timestamp": to_ms(t), "message": m if isinstance(m, str) else json.dumps(m)}
-            for t, m in sorted(events, key=lambda e: e[0])
-        ],
-    )
-
-
-def materialize(
-    defs: dg.Definitions, key: str, raise_on_error: bool = True, instance: dg.DagsterInstance | None = None
-) -> dg.ExecuteInProcessResult:
-    """Run the stream's load asset (events + rejects + checks) for one window."""
-    return dg.materialize(
-        [
-            a
-            for a in defs.resolve_asset_graph().assets_defs
-            if a.is_executable and a.node_def.name == "load_app"
-        ],
-        partition_key=key,
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        raise_on_error=raise_on_error,
-    )
-
-
-def rows(bq_client, dataset: str, table: str = "app_events") -> list[dict]:
-    sql = (
-        f"SELECT timestamp, session_id, action, TO_JSON_STRING(params) AS params, event_id, "
-        f"log_group, log_stream FROM `cwl-local.{dataset}.{table}` ORDER BY timestamp, event_id"
-    )
-    return [dict(r.items()) for r in bq_client.query(sql).result()]
-
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """The step failure's message with all its causes."""
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    error, parts = failure.event_specific_data.error, []
-    while error is not None:
-        parts.append(error.message)
-        error = error.cause
-    return "\n".join(parts)
-
-
-def window_start() -> datetime:
-    """A closed window from an hour ago (CloudWatch accepts events up to 14 days old)."""
-    return floor_to_window(datetime.now(UTC) - timedelta(hours=1), WINDOW)
+from cwl_pipeline_tests.pipeline.polling import (
+    WINDOW,
+    failure_text,
+    materialize,
+    put,
+    rows,
+    window_start,
+)
 
 
 def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_client, bq_client):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cwl_pipeline.config import PipelineConfig, load_config
+from cwl_pipeline.config import PipelineConfig, S3Source, load_config
 from cwl_pipeline.defs.cloudwatch_stream import CLOUDWATCH_POOL, build_stream_assets
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.rollups import build_rollups
+from cwl_pipeline.defs.s3_definitions import build_s3_stream
 from cwl_pipeline.defs.stream_checks import build_latest_window_check
 from cwl_pipeline.defs.window_sensor import build_window_sensor
 
@@ -17,21 +18,39 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     assets: list[dg.AssetSpec | dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     sensors: list[dg.SensorDefinition] = []
+    jobs: list[dg.JobDefinition] = []
     seen_sources: set[dg.AssetKey] = set()
     for stream in config.streams:
-        sources, loader, tables = build_stream_assets(stream, config.bigquery)
+        if isinstance(stream.source, S3Source):
+            sources, loader, stream_sensors, stream_jobs = build_s3_stream(stream, config.bigquery)
+            assets.append(loader)
+            sensors.extend(stream_sensors)
+            jobs.extend(stream_jobs)
+        else:
+            sources, loader, tables = build_stream_assets(stream, config.bigquery)
+            assets.append(loader)
+            assets.extend(build_rollups(tables, config.bigquery))
+            checks.append(build_latest_window_check(tables))
+            sensors.append(build_window_sensor(tables))
         for spec in sources:
             if spec.key not in seen_sources:  # two streams may read the same log group
                 seen_sources.add(spec.key)
                 assets.append(spec)
-        assets.append(loader)
-        assets.extend(build_rollups(tables, config.bigquery))
-        checks.append(build_latest_window_check(tables))
-        sensors.append(build_window_sensor(tables))
+    # Rollups and the latest-window checks run on automation conditions; Dagster's default
+    # automation sensor starts stopped, so this one is declared running.
+    sensors.append(
+        dg.AutomationConditionSensorDefinition(
+            "automation",
+            target=dg.AssetSelection.all(),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=30,
+        )
+    )
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         sensors=sensors,
+        jobs=jobs,
         resources={
             "aws": AwsResource.from_settings(config.aws),
             "bigquery": BigQueryWarehouse.from_settings(config.bigquery),

@@ -110,3 +110,18 @@ def test_cursor_round_trips():
         refresh_count=7,
     )
     assert PlanState.from_json(state.to_json()) == state
+
+
+def test_a_new_sensor_does_not_sweep_the_lookback_it_just_loaded():
+    now = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    sweeps = (15 * M,)
+    requests, state = plan(now, sweeps=sweeps)
+    assert [r.kind for r in requests] == ["settled"]
+    ten = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    assert state.done_until == {"settled": ten, "sweep-15m": ten}
+    # The first window it sweeps is the first one settled after the start: 10:00-10:15.
+    requests, state = plan(datetime(2026, 11, 2, 10, 30, tzinfo=UTC), state, sweeps=sweeps)
+    assert [(r.kind, r.first_key) for r in requests] == [
+        ("settled", "2026-11-02-10:00"),
+        ("sweep-15m", "2026-11-02-10:00"),
+    ]

@@ -145,10 +145,14 @@ def plan_windows(
     """
     requests: list[WindowRequest] = []
     done_until = dict(state.done_until)
+    # A new sensor loads the lookback once; its sweeps start with the windows still to come,
+    # since sweeping windows that were first loaded just now would only read them twice.
     first_ever = max(partitions_start, floor_to_window(now - initial_lookback, size))
-    for load_pass in passes:
+    first_sweep = floor_to_window(now - passes[0].lag, size) if passes else first_ever
+    for index, load_pass in enumerate(passes):
         due_end = floor_to_window(now - load_pass.lag, size)  # windows ending by here are due
-        begin = max(done_until.get(load_pass.name, first_ever), partitions_start)
+        initial = first_ever if index == 0 else max(first_ever, first_sweep)
+        begin = max(done_until.setdefault(load_pass.name, initial), partitions_start)
         if begin >= due_end:
             continue
         last = min(due_end - size, begin + size * (max_windows - 1))

@@ -83,7 +83,9 @@ def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
         return dg.SensorResult(
             run_requests=[run_request(stream.name, r) for r in requests],
             cursor=json.dumps(new_state.to_json()),
-            skip_reason=None if requests else "no window closed and no new events in the open window",
+            skip_reason=None
+            if requests
+            else "no window due, and no new events in the open window (or its refresh is running)",
         )
 
     return window_sensor

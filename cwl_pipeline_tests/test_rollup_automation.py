@@ -1,0 +1,78 @@
+"""Rollups update as windows complete: after the cron tick, and only when blocking checks passed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from cwl_pipeline.config import parse_config
+from cwl_pipeline.definitions import build_definitions
+
+EVENTS = dg.AssetKey("app_events")
+HOURLY = dg.AssetKey("app_events_hourly_actions")
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    config = parse_config(
+        {
+            "bigquery": {"project": "cwl-local", "dataset": "x"},
+            "streams": [
+                {
+                    "name": "app",
+                    "table": "app_events",
+                    "source": {"log_groups": ["/a"]},
+                    "start": "2026-11-01T00:00:00Z",
+                }
+            ],
+        }
+    )
+    return build_definitions(config)
+
+
+def evaluate(defs, instance, at, cursor=None):
+    return dg.evaluate_automation_conditions(
+        defs=defs,
+        instance=instance,
+        asset_selection=dg.AssetSelection.assets(HOURLY),
+        evaluation_time=at,
+        cursor=cursor,
+    )
+
+
+def load_windows(instance: dg.DagsterInstance, completeness_passed: bool) -> None:
+    """Record what a load run of 10:00-10:45 leaves behind: materializations and check results."""
+    for minute in (0, 15, 30):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(EVENTS, partition=f"2026-11-26-10:{minute:02d}")
+        )
+    for name in ("completeness", "no_duplicate_event_ids", "schema_matches"):
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=EVENTS,
+                check_name=name,
+                passed=completeness_passed or name != "completeness",
+                metadata={},
+            )
+        )
+
+
+@pytest.mark.parametrize("checks_pass", [True, False])
+def test_hourly_rollup_is_requested_after_the_cron_tick_when_checks_pass(defs, checks_pass):
+    instance = dg.DagsterInstance.ephemeral()
+    t0 = datetime(2026, 11, 26, 10, 50, tzinfo=UTC)
+    result = evaluate(defs, instance, t0)
+    load_windows(instance, completeness_passed=checks_pass)
+    result = evaluate(defs, instance, t0 + timedelta(minutes=1), result.cursor)
+    assert result.total_requested == 0  # no cron tick since: wait, do not refresh on every window
+    result = evaluate(defs, instance, t0 + timedelta(minutes=11), result.cursor)  # 11:00 passed
+    requested = next(r.true_subset for r in result.results if r.key == HOURLY)
+    if checks_pass:
+        assert requested.size == 1
+        assert [ap.partition_key for ap in requested.expensively_compute_asset_partitions()] == [
+            "2026-11-26-10:00"
+        ]
+    else:
+        assert requested.size == 0  # a failed blocking check holds the rollup back

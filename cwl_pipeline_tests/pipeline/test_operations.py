@@ -208,14 +208,8 @@ def test_backfilled_range_equals_window_by_window_loads(
         tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
     strip = {"event_id", "log_group"}  # the two streams differ only in group and local ids
-    left = [
-        {k: v for k, v in r.items() if k not in strip}
-        for r in rows(bq_client, one["dataset"])
-    ]
-    right = [
-        {k: v for k, v in r.items() if k not in strip}
-        for r in rows(bq_client, two["dataset"])
-    ]
+    left = [{k: v for k, v in r.items() if k not in strip} for r in rows(bq_client, one["dataset"])]
+    right = [{k: v for k, v in r.items() if k not in strip} for r in rows(bq_client, two["dataset"])]
     assert left == right and len(left) == 8
     # Each window of the range run got its own, true figures.
     per_window = {

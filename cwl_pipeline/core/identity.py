@@ -60,9 +60,7 @@ class DerivedEventIds:
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, int, str | bytes], int] = {}
 
-    def __call__(
-        self, log_group: str, log_stream: str, timestamp_ms: int, message: str | bytes
-    ) -> str:
+    def __call__(self, log_group: str, log_stream: str, timestamp_ms: int, message: str | bytes) -> str:
         """The id of the next event with these fields."""
         key = (log_group, log_stream, timestamp_ms, message)
         occurrence = self._seen.get(key, 0)

@@ -9,14 +9,18 @@ Formats:
     gzip envelope, or the decompressed envelope JSON.
 ``firehose``
     Firehose deliveries to S3: concatenated gzip envelopes, or newline-delimited /
-    concatenated envelope JSON when Firehose decompresses.
+    concatenated envelope JSON when Firehose decompresses. With message extraction enabled
+    the objects hold bare messages: decode those as ``messages``.
 ``export``
     CreateExportTask files: gzip text, ``<RFC 3339 timestamp> <message>`` per event.
 ``messages``
     One raw message per line (Firehose with message extraction, plain log files).
 
-Use :func:`decode_bytes` for payloads and :func:`events_from_api` for event dicts returned
-by the API during polling.
+Use :func:`decode_bytes` (or the lazy :func:`iter_decode`, which keeps memory low when fed
+straight into :func:`~cwl_pipeline.core.normalize.normalize`) for payloads, and
+:func:`events_from_api` for event dicts returned by the API during polling. Unreadable input
+raises :class:`DecodeError`; missing context (log group, stream, timestamp) raises its
+subclass :class:`MissingArgumentError`.
 """
 
 from cwl_pipeline.core.formats.api_events import events_from_api

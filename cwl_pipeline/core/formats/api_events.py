@@ -54,9 +54,7 @@ def events_from_api(
         group = raw.get("logGroupName", log_group)
         stream = raw.get("logStreamName", log_stream)
         if not group or type(group) is not str:
-            raise MissingArgumentError(
-                "log_group", "events carry no log group and none was given"
-            )
+            raise MissingArgumentError("log_group", "events carry no log group and none was given")
         if not stream or type(stream) is not str:
             raise MissingArgumentError(
                 "log_stream",
@@ -91,8 +89,7 @@ def decode_api_documents(
             raw_events = doc
         else:
             raise DecodeError(
-                f"document {number} is neither an API response with an 'events' list "
-                "nor a list of events"
+                f"document {number} is neither an API response with an 'events' list nor a list of events"
             )
         yield from events_from_api(
             raw_events, log_group or "", log_stream, source_object=source_object, ids=ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain, islice
 from typing import Any
 
 from cwl_pipeline.core.events import LogEvent
@@ -14,7 +15,7 @@ from cwl_pipeline.core.formats.envelopes import (
 )
 from cwl_pipeline.core.formats.errors import DecodeError, MissingArgumentError
 from cwl_pipeline.core.formats.export import decode_export, stream_from_export_key
-from cwl_pipeline.core.formats.gzip_members import gunzip_members, is_gzip
+from cwl_pipeline.core.formats.gzip_members import is_gzip, iter_gzip_members
 from cwl_pipeline.core.formats.json_documents import iter_json_documents
 from cwl_pipeline.core.formats.messages import decode_messages
 
@@ -80,15 +81,27 @@ def iter_decode(
     if format != "auto" and format not in FORMATS:
         raise DecodeError(f"unknown format {format!r}; expected auto or one of {', '.join(FORMATS)}")
     gzipped = is_gzip(data)
-    members = gunzip_members(data) if gzipped else [data]
-    payload = members[0] if len(members) == 1 else b"".join(members)
-    if not payload.strip():
-        return iter(())
+    members: Iterator[bytes] = iter_gzip_members(data) if gzipped else iter((data,))
+    # Decompress up to the first non-empty member, and one more: enough to detect the format
+    # and to tell one member from several. The rest is decompressed as it is consumed.
+    head: list[bytes] = []
+    for member in members:
+        head.append(member)
+        if member.strip():
+            head.extend(islice(members, 1))
+            break
+    else:
+        return iter(())  # empty input, or only empty members
+    sample = next(m for m in head if m.strip())
+    members = chain(head, members)
+
     parsed: tuple[Any] | None = None
     if format == "auto":
         format, parsed = detect_and_parse(
-            payload, gzip_members=len(members) if gzipped else 0, name=source_object
+            sample, gzip_members=len(head) if gzipped else 0, name=source_object
         )
+        if len(head) > 1:
+            parsed = None  # the document of one member only
 
     if format in ("subscription", "firehose"):
         if parsed is not None:
@@ -96,6 +109,7 @@ def iter_decode(
         else:
             docs = iter_envelope_documents(members, gzipped=gzipped)
         return decode_envelope_documents(docs, source_object=source_object)
+    payload = b"".join(members)
     if format == "events":
         api_docs = parsed if parsed is not None else iter_json_documents(payload)
         return decode_api_documents(
@@ -110,9 +124,7 @@ def iter_decode(
                     "log_stream", "format 'export' needs the object key or a log stream"
                 )
             stream = stream_from_export_key(source_object)
-        return decode_export(
-            payload, log_group=group, log_stream=stream, source_object=source_object
-        )
+        return decode_export(payload, log_group=group, log_stream=stream, source_object=source_object)
     stream = _require(log_stream, "log_stream", "format 'messages' needs a log stream")
     if default_timestamp_ms is None:
         raise MissingArgumentError(

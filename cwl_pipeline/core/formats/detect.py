@@ -31,7 +31,8 @@ def detect_format(data: bytes, name: str | None = None) -> str:
     """
     if is_gzip(data):
         members = gunzip_members(data)
-        return detect_payload(b"".join(members), gzip_members=len(members), name=name)
+        sample = next((m for m in members if m.strip()), b"")
+        return detect_payload(sample, gzip_members=len(members), name=name)
     return detect_payload(data, gzip_members=0, name=name)
 
 
@@ -40,9 +41,7 @@ def detect_payload(payload: bytes, *, gzip_members: int, name: str | None) -> st
     return detect_and_parse(payload, gzip_members=gzip_members, name=name)[0]
 
 
-def detect_and_parse(
-    payload: bytes, *, gzip_members: int, name: str | None
-) -> tuple[str, tuple[Any] | None]:
+def detect_and_parse(payload: bytes, *, gzip_members: int, name: str | None) -> tuple[str, tuple[Any] | None]:
     """Detect the format; also return the payload's JSON document when it is the only one.
 
     Decoding reuses that document rather than parsing the payload twice.

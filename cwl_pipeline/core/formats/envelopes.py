@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 from cwl_pipeline.core.events import LogEvent
@@ -25,12 +26,8 @@ from cwl_pipeline.core.formats.errors import DecodeError
 from cwl_pipeline.core.formats.gzip_members import gunzip_members, is_gzip
 from cwl_pipeline.core.formats.json_documents import iter_json_documents
 
-_new_event = tuple.__new__  # builds a LogEvent without NamedTuple's keyword handling
 
-
-def iter_envelope_documents(
-    members: Iterable[bytes], *, gzipped: bool
-) -> Iterator[tuple[str, Any]]:
+def iter_envelope_documents(members: Iterable[bytes], *, gzipped: bool) -> Iterator[tuple[str, Any]]:
     """Yield ``(where, document)`` for every JSON document of the payload members."""
     for number, member in enumerate(members, start=1):
         what = f"gzip member {number}" if gzipped else "input"
@@ -42,13 +39,19 @@ def decode_envelope_documents(
     docs: Iterable[tuple[str, Any]], *, source_object: str | None
 ) -> Iterator[LogEvent]:
     """Decode envelopes (and Lambda ``awslogs`` events wrapping them) into events."""
+    # Events come as one list per envelope, chained at C level: the per-event iteration does
+    # not go through a Python generator.
+    return chain.from_iterable(_event_lists(docs, source_object))
+
+
+def _event_lists(docs: Iterable[tuple[str, Any]], source_object: str | None) -> Iterator[list[LogEvent]]:
     for number, (what, doc) in enumerate(docs, start=1):
         where = f"{what}, document {number}"
         if type(doc) is dict and "awslogs" in doc:
             for inner in _unwrap_lambda_event(doc, where):
-                yield from _envelope_events(inner, where, source_object)
+                yield _envelope_events(inner, where, source_object)
         else:
-            yield from _envelope_events(doc, where, source_object)
+            yield _envelope_events(doc, where, source_object)
 
 
 def _unwrap_lambda_event(doc: dict[str, Any], where: str) -> Iterator[Any]:
@@ -60,17 +63,19 @@ def _unwrap_lambda_event(doc: dict[str, Any], where: str) -> Iterator[Any]:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise DecodeError(f"{where}: 'awslogs.data' is not valid base64") from None
+    if not raw:
+        raise DecodeError(f"{where}: 'awslogs.data' is empty")
     members = gunzip_members(raw) if is_gzip(raw) else [raw]
     for member in members:
         yield from iter_json_documents(member, f"{where} (awslogs.data)")
 
 
-def _envelope_events(doc: Any, where: str, source_object: str | None) -> Iterator[LogEvent]:
+def _envelope_events(doc: Any, where: str, source: str | None) -> list[LogEvent]:
     if type(doc) is not dict or "messageType" not in doc:
         raise DecodeError(f"{where}: not a CloudWatch Logs subscription envelope")
     message_type = doc["messageType"]
     if message_type == "CONTROL_MESSAGE":
-        return
+        return []
     if message_type != "DATA_MESSAGE":
         raise DecodeError(f"{where}: unknown messageType {message_type!r}")
     group = doc.get("logGroup")
@@ -80,24 +85,42 @@ def _envelope_events(doc: Any, where: str, source_object: str | None) -> Iterato
         raise DecodeError(f"{where}: envelope has no logGroup/logStream")
     if type(log_events) is not list:
         raise DecodeError(f"{where}: envelope has no 'logEvents' list")
-    for index, event in enumerate(log_events):
-        try:
+    events: list[LogEvent] = []
+    add = events.append
+    try:
+        for event in log_events:
             event_id = event["id"]
             timestamp = event["timestamp"]
             message = event["message"]
-        except (KeyError, TypeError):
-            raise DecodeError(
-                f"{where}: logEvents[{index}] lacks 'id', 'timestamp' or 'message'"
-            ) from None
-        if type(event_id) is not str:
-            if type(event_id) is not int:
-                raise DecodeError(f"{where}: logEvents[{index}] has an invalid 'id'")
-            event_id = str(event_id)
-        if type(timestamp) is not int or type(message) is not str:
-            raise DecodeError(
-                f"{where}: logEvents[{index}] needs an integer 'timestamp' and a string "
-                "'message'"
-            )
-        yield _new_event(
-            LogEvent, (event_id, timestamp, message, group, stream, None, source_object)
-        )
+            if type(event_id) is not str:
+                if type(event_id) is not int:
+                    raise TypeError("id")
+                event_id = str(event_id)  # integer ids from local emulators
+            if type(timestamp) is not int or type(message) is not str:
+                raise TypeError("timestamp or message")
+            add(_new_event(LogEvent, (event_id, timestamp, message, group, stream, None, source)))
+    except (KeyError, TypeError):
+        raise _bad_event(log_events, where) from None
+    return events
+
+
+_new_event = tuple.__new__  # builds a LogEvent without NamedTuple's keyword handling
+_STR_OR_INT = {str, int}
+
+
+def _well_formed(event: Any) -> bool:
+    return (
+        type(event) is dict
+        and type(event.get("id")) in _STR_OR_INT
+        and type(event.get("timestamp")) is int
+        and type(event.get("message")) is str
+    )
+
+
+def _bad_event(log_events: list[Any], where: str) -> DecodeError:
+    """The error naming the first malformed event of an envelope."""
+    index = next((i for i, event in enumerate(log_events) if not _well_formed(event)), 0)
+    return DecodeError(
+        f"{where}: logEvents[{index}] needs a string or integer 'id', an integer "
+        "'timestamp' and a string 'message'"
+    )

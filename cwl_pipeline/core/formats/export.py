@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 
 from cwl_pipeline.core.events import LogEvent
-from cwl_pipeline.core.formats.errors import DecodeError
+from cwl_pipeline.core.formats.errors import DecodeError, MissingArgumentError
 from cwl_pipeline.core.formats.timestamps import match_rfc3339_prefix
 from cwl_pipeline.core.identity import DerivedEventIds
 
@@ -39,13 +39,14 @@ def stream_from_export_key(key: str, *, prefix: str | None = None) -> str:
     * otherwise, for keys without a UUID segment, the stream is the parent folder name.
 
     Raises:
-        DecodeError: the key has no stream segment.
+        MissingArgumentError: the key has no stream segment (``argument`` is
+            ``log_stream``: pass the stream explicitly).
     """
-    segments = [s for s in key.replace("\\", "/").split("/") if s]
+    segments = [s for s in key.replace("\\", "/").split("/") if s and s != "."]
     if prefix is not None:
         prefix_segments = [s for s in prefix.split("/") if s]
         if segments[: len(prefix_segments)] != prefix_segments:
-            raise DecodeError(f"export key {key!r} is not under prefix {prefix!r}")
+            raise MissingArgumentError("log_stream", f"export key {key!r} is not under prefix {prefix!r}")
         task_index = len(prefix_segments)
     else:
         task_index = next((i for i, s in enumerate(segments) if _UUID.fullmatch(s)), -1)
@@ -53,9 +54,10 @@ def stream_from_export_key(key: str, *, prefix: str | None = None) -> str:
             task_index = len(segments) - 3
     stream_segments = segments[task_index + 1 : -1]
     if task_index < -1 or not stream_segments:
-        raise DecodeError(
+        raise MissingArgumentError(
+            "log_stream",
             f"cannot find the log stream in export key {key!r} "
-            "(expected <prefix>/<exportTaskId>/<logStreamName>/000000.gz)"
+            "(expected <prefix>/<exportTaskId>/<logStreamName>/000000.gz)",
         )
     return "/".join(stream_segments)
 
@@ -118,7 +120,7 @@ def _split_lines(text: bytes) -> tuple[list[str], bool]:
         dirty = True
     if decoded.endswith("\n"):
         decoded = decoded[:-1]
-    return decoded.split("\n"), dirty
+    return decoded.removeprefix("\ufeff").split("\n"), dirty
 
 
 def _restore_bytes(message: str) -> str | bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 from cwl_pipeline.core.formats.errors import DecodeError
 
@@ -27,15 +28,23 @@ def gunzip_members(data: bytes) -> list[bytes]:
     Raises:
         DecodeError: a member is corrupt or truncated, or non-gzip bytes follow a member.
     """
-    members: list[bytes] = []
+    return list(iter_gzip_members(data))
+
+
+def iter_gzip_members(data: bytes) -> Iterator[bytes]:
+    """Like :func:`gunzip_members`, decompressing one member at a time.
+
+    Errors in a member surface when the iteration reaches it.
+    """
     view = memoryview(data)
     size = len(data)
     pos = 0
+    number = 0
     while pos < size:
-        number = len(members) + 1
+        number += 1
         if view[pos : pos + 2] != GZIP_MAGIC:
             if not view[pos:].tobytes().strip(b"\x00"):
-                break
+                return
             raise DecodeError(f"unexpected non-gzip bytes after gzip member {number - 1}")
         inflater = zlib.decompressobj(wbits=31)
         parts: list[bytes] = []
@@ -49,5 +58,4 @@ def gunzip_members(data: bytes) -> list[bytes]:
         if not inflater.eof:
             raise DecodeError(f"truncated gzip data: member {number} ends early")
         pos -= len(inflater.unused_data)
-        members.append(b"".join(parts))
-    return members
+        yield parts[0] if len(parts) == 1 else b"".join(parts)

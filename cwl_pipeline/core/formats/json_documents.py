@@ -16,7 +16,7 @@ import orjson
 
 from cwl_pipeline.core.formats.errors import DecodeError
 
-_WHITESPACE = " \t\r\n"
+_WHITESPACE = " \t\r\n\ufeff"  # a byte order mark is skipped like whitespace
 
 
 def _reject_constant(name: str) -> Any:
@@ -92,6 +92,12 @@ def first_document(data: bytes) -> tuple[Any, bool]:
     single, doc = parse_single(data)
     if single:
         return doc, True
+    # Newline-delimited documents: the first line alone, without decoding the whole payload.
+    newline = data.find(b"\n")
+    if newline > 0:
+        single, doc = parse_single(data[:newline])
+        if single:
+            return doc, False
     for doc in iter_multiple_documents(data):
         return doc, False
     raise DecodeError("input holds no JSON document")

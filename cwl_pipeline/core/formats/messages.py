@@ -10,6 +10,7 @@ CloudWatch events cannot be empty. Lines that are not UTF-8 are kept as ``bytes`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.identity import DerivedEventIds
@@ -28,18 +29,17 @@ def decode_messages(
     """Decode newline-delimited raw messages (already decompressed)."""
     ids = DerivedEventIds()
     try:
-        lines: list[str] | list[bytes] = text.decode("utf-8").split("\n")
+        lines: list[str] | list[bytes] = text.decode("utf-8").removeprefix("\ufeff").split("\n")
     except UnicodeDecodeError:
-        lines = text.split(b"\n")
+        lines = text.removeprefix(b"\xef\xbb\xbf").split(b"\n")
     for line in lines:
         if not line:
             continue
         message: str | bytes = line
         if isinstance(line, bytes):
-            try:
+            # Only the lines that are not UTF-8 stay bytes.
+            with suppress(UnicodeDecodeError):
                 message = line.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
         event_id = ids(log_group, log_stream, timestamp_ms, message)
         yield _new_event(
             LogEvent,

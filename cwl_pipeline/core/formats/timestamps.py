@@ -87,7 +87,4 @@ def format_rfc3339_ms(ms: int) -> str:
     hour, rem = divmod(rem, 3_600_000)
     minute, rem = divmod(rem, 60_000)
     second, milli = divmod(rem, 1000)
-    return (
-        f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
-        f"T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"
-    )
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"

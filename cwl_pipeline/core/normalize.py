@@ -1,0 +1,597 @@
+"""Normalization of decoded events to a declared table schema.
+
+Every event ends up either as one row of the events table or as one row of the rejects
+table, never both and never neither: ``events_read == rows_loaded + rows_rejected``.
+
+Rules, per column type of the schema (a value that is missing or JSON ``null`` takes the
+column's ``default`` if declared, else NULL if the column is nullable, else the event is
+rejected with ``missing_required:<column>``):
+
+``INT64``
+    A JSON integer, or a string of decimal digits with an optional leading ``-``, within the
+    INT64 range. Floats (even ``1.0``), bools and other strings are ``invalid_type``; values
+    outside INT64 are ``out_of_range``.
+``FLOAT64``
+    A JSON number (not a bool) or a decimal numeric string; finite only.
+``BOOL``
+    JSON ``true``/``false``, or the strings ``"true"``/``"false"``.
+``STRING``
+    A string as is; a number or bool becomes its JSON text (``7``, ``1.5``, ``true``);
+    objects and arrays are ``invalid_type``.
+``TIMESTAMP``
+    From a message path: a number of ms since the epoch (fractions truncated) or an RFC 3339
+    string. Source ``event_timestamp`` / ``ingestion_time``: CloudWatch's own fields. Values
+    outside BigQuery's range (years 1..9999) are ``out_of_range``.
+``JSON``
+    Any JSON value, kept as compact JSON text (``"x"`` stays the JSON string ``"x"``). JSON
+    ``null`` counts as missing, so it becomes SQL NULL rather than JSON null. Integers beyond
+    64 bits are kept as their nearest double (that is how they are parsed); values nested
+    deeper than 254 levels are ``too_deep``.
+
+A column's ``path`` walks nested objects; a path through a non-object counts as missing.
+Messages that are not JSON objects are rejected as a whole: ``invalid_utf8`` (bytes that
+are not UTF-8, or text with unpaired surrogates), ``invalid_json``, ``not_an_object``.
+
+Rejects keep the event's metadata, a machine-readable ``reason``, a human-readable
+``detail`` and the ``raw_message`` (invalid UTF-8 escaped with backslashes). Their
+``timestamp`` is clamped into BigQuery's range so that even ``out_of_range`` rejects load.
+Reasons that name a column are ``<reason>:<column>``; the event's own timestamp and
+ingestion time give ``out_of_range:<time column>`` and ``out_of_range:ingestion_time``.
+
+Speed: messages are parsed with orjson in one tight loop that appends to per-column lists;
+every 64k rows the lists become Arrow arrays (timestamps built from int64 milliseconds, no
+``datetime`` objects), so a batch holds little as Python objects.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+from cwl_pipeline.core.events import LogEvent
+from cwl_pipeline.core.formats.timestamps import (
+    BIGQUERY_MAX_MS,
+    BIGQUERY_MIN_MS,
+    parse_rfc3339_ms,
+)
+from cwl_pipeline.core.schema import (
+    METADATA_COLUMNS,
+    REJECT_COLUMNS,
+    Column,
+    SchemaError,
+    TableSchema,
+)
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+TIMESTAMP_TYPE = pa.timestamp("ms", tz="UTC")
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "STRING": pa.string(),
+    "INT64": pa.int64(),
+    "FLOAT64": pa.float64(),
+    "BOOL": pa.bool_(),
+    "TIMESTAMP": TIMESTAMP_TYPE,
+    "JSON": pa.string(),
+}
+"""Arrow type of each column type; JSON columns hold compact JSON text."""
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_DETAIL_VALUE_CHARS = 80
+
+
+class _Rejected(Exception):
+    """Raised inside the per-event loop to route the event to the rejects."""
+
+    __slots__ = ("detail", "reason")
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class NormalizedBatch:
+    """Events normalized to a schema: loadable rows and the rejected rest.
+
+    ``rows`` has the schema's user columns then :data:`METADATA_COLUMNS`; ``rejects`` has
+    :data:`REJECT_COLUMNS`. Both use ``pd.ArrowDtype`` columns; ``rows_table`` and
+    ``rejects_table`` are the same data as Arrow tables (what the loader writes to parquet).
+    """
+
+    rows: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_table: pa.Table = field(repr=False)
+    rejects_table: pa.Table = field(repr=False)
+
+    @property
+    def rows_loaded(self) -> int:
+        """Number of accepted rows."""
+        return len(self.rows)
+
+    @property
+    def rows_rejected(self) -> int:
+        """Number of rejected events."""
+        return len(self.rejects)
+
+    @property
+    def events_read(self) -> int:
+        """Number of events normalized: accepted plus rejected."""
+        return self.rows_loaded + self.rows_rejected
+
+    @property
+    def reject_reasons(self) -> dict[str, int]:
+        """Reject count per reason, most frequent first."""
+        reasons = Counter(self.rejects_table.column("reason").to_pylist())
+        return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
+
+
+def rows_schema(schema: TableSchema) -> pa.Schema:
+    """Arrow schema of the rows of ``schema``'s events table.
+
+    REQUIRED columns are non-nullable; JSON columns carry ``bigquery_type: JSON`` metadata.
+    """
+    return pa.schema([_arrow_field(c) for c in (*schema.columns, *METADATA_COLUMNS)])
+
+
+def _arrow_field(column: Column) -> pa.Field:
+    metadata = {"bigquery_type": "JSON"} if column.type == "JSON" else None
+    return pa.field(column.name, ARROW_TYPES[column.type], nullable=not column.required, metadata=metadata)
+
+
+REJECTS_SCHEMA: pa.Schema = pa.schema([_arrow_field(c) for c in REJECT_COLUMNS])
+"""Arrow schema of the rejects table."""
+
+
+def to_arrow(batch: NormalizedBatch) -> pa.Table:
+    """The accepted rows as an Arrow table (with the schema of :func:`rows_schema`)."""
+    return batch.rows_table
+
+
+# --- value conversion -------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if value is True or value is False:
+        return f"bool {'true' if value else 'false'}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    kind = {int: "integer", float: "number", str: "string"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    if len(text) > _DETAIL_VALUE_CHARS:
+        text = text[: _DETAIL_VALUE_CHARS - 3] + "..."
+    return f"{kind} {text}"
+
+
+Converter = Callable[[Any], Any]
+
+
+def _int64_converter(name: str) -> Converter:
+    invalid = f"invalid_type:{name}"
+    out_of_range = f"out_of_range:{name}"
+
+    def convert(value: Any) -> int:
+        kind = type(value)
+        if kind is int:
+            if INT64_MIN <= value <= INT64_MAX:
+                return value
+            raise _Rejected(out_of_range, f"{name}: {value} is outside the INT64 range")
+        if kind is str and _INTEGER.fullmatch(value):
+            # Bound the digit count before int(): huge digit strings are slow or refused.
+            if len(value.lstrip("-").lstrip("0")) <= 19:
+                number = int(value)
+                if INT64_MIN <= number <= INT64_MAX:
+                    return number
+            raise _Rejected(out_of_range, f"{name}: {_describe(value)} is outside the INT64 range")
+        if kind is float and value.is_integer() and abs(value) >= 2**63:
+            # orjson parses integer literals beyond 64 bits as floats.
+            raise _Rejected(out_of_range, f"{name}: {value!r} is outside the INT64 range")
+        raise _Rejected(invalid, f"{name}: expected an integer, got {_describe(value)}")
+
+    return convert
+
+
+def _float64_converter(name: str) -> Converter:
+    invalid = f"invalid_type:{name}"
+
+    def convert(value: Any) -> float:
+        kind = type(value)
+        if kind is float:
+            return value  # orjson never produces NaN or infinities
+        if kind is int:
+            return float(value)
+        if kind is str and _DECIMAL.fullmatch(value):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+            raise _Rejected(f"out_of_range:{name}", f"{name}: {_describe(value)} is not finite")
+        raise _Rejected(invalid, f"{name}: expected a number, got {_describe(value)}")
+
+    return convert
+
+
+def _bool_converter(name: str) -> Converter:
+    invalid = f"invalid_type:{name}"
+
+    def convert(value: Any) -> bool:
+        if value is True or value == "true":
+            return True
+        if value is False or value == "false":
+            return False
+        raise _Rejected(invalid, f"{name}: expected true or false, got {_describe(value)}")
+
+    return convert
+
+
+def _string_converter(name: str) -> Converter:
+    invalid = f"invalid_type:{name}"
+    dumps = orjson.dumps
+
+    def convert(value: Any) -> str:
+        kind = type(value)
+        if kind is str:
+            return value
+        if kind is int or kind is float or kind is bool:
+            return dumps(value).decode()
+        raise _Rejected(invalid, f"{name}: expected a string or scalar, got {_describe(value)}")
+
+    return convert
+
+
+def _json_converter(name: str) -> Converter:
+    dumps = orjson.dumps
+
+    def convert(value: Any) -> str:
+        try:
+            # Decoding right away also releases orjson's over-allocated output buffer, which a
+            # retained bytes object would keep (kilobytes per value).
+            return dumps(value).decode()
+        except TypeError:  # orjson.JSONEncodeError; orjson stops at 254 levels of nesting
+            raise _Rejected(
+                f"too_deep:{name}", f"{name}: JSON value nested more than 254 levels deep"
+            ) from None
+
+    return convert
+
+
+def _timestamp_converter(name: str) -> Converter:
+    invalid = f"invalid_type:{name}"
+    out_of_range = f"out_of_range:{name}"
+
+    def convert(value: Any) -> int:
+        kind = type(value)
+        if kind is int:
+            ms = value
+        elif kind is float:
+            ms = math.floor(value)
+        elif kind is str:
+            parsed = parse_rfc3339_ms(value)
+            if parsed is None:
+                raise _Rejected(invalid, f"{name}: {_describe(value)} is not an RFC 3339 timestamp")
+            ms = parsed
+        else:
+            raise _Rejected(invalid, f"{name}: expected a timestamp, got {_describe(value)}")
+        if BIGQUERY_MIN_MS <= ms <= BIGQUERY_MAX_MS:
+            return ms
+        raise _Rejected(out_of_range, f"{name}: {_describe(value)} is outside years 1..9999")
+
+    return convert
+
+
+_JSON, _STRING, _INT64, _OTHER = range(4)
+_KINDS = {"JSON": _JSON, "STRING": _STRING, "INT64": _INT64}
+_KINDS.update({t: _OTHER for t in ("FLOAT64", "BOOL", "TIMESTAMP")})
+
+_CONVERTERS: dict[str, Callable[[str], Converter]] = {
+    "INT64": _int64_converter,
+    "FLOAT64": _float64_converter,
+    "BOOL": _bool_converter,
+    "STRING": _string_converter,
+    "JSON": _json_converter,
+    "TIMESTAMP": _timestamp_converter,
+}
+
+
+# --- the per-event loop -----------------------------------------------------------------
+
+
+@dataclass
+class _ColumnPlan:
+    """How to fill one column, resolved once per batch."""
+
+    column: Column
+    convert: Converter
+    missing: Any  # value used when the field is missing or null
+    missing_rejection: tuple[str, str] | None  # (reason, detail) when missing rejects
+    values: list[Any] = field(default_factory=list)
+
+
+def _plan(column: Column) -> _ColumnPlan:
+    convert = _CONVERTERS[column.type](column.name)
+    missing: Any = None
+    missing_rejection = None
+    if column.default is not None:
+        try:
+            missing = convert(column.default)
+        except _Rejected as exc:
+            raise SchemaError(
+                f"column {column.name!r}: default {column.default!r} is not a valid "
+                f"{column.type} ({exc.detail})"
+            ) from None
+    elif column.required:
+        missing_rejection = (
+            f"missing_required:{column.name}",
+            f"{column.name}: required value is missing or null",
+        )
+    return _ColumnPlan(column, convert, missing, missing_rejection)
+
+
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if type(obj) is not dict:
+            return None
+        obj = obj.get(key)
+        if obj is None:
+            return None
+    return obj
+
+
+def _parse_failure(message: Any, exc: Exception) -> _Rejected:
+    text = str(exc)
+    if "UTF-8" in text:
+        return _Rejected("invalid_utf8", "message is not valid UTF-8 text")
+    if not isinstance(message, (str, bytes)):
+        return _Rejected("invalid_json", f"message is {type(message).__name__}, not text")
+    return _Rejected("invalid_json", f"message is not JSON: {text}")
+
+
+def normalize(events: Iterable[LogEvent], schema: TableSchema) -> NormalizedBatch:
+    """Normalize events to ``schema``'s rows, routing unusable events to the rejects.
+
+    Never raises for bad event content; every event becomes a row or a reject (see the
+    module documentation for the rules). ``events`` is consumed once, so it may be a lazy
+    iterator (:func:`~cwl_pipeline.core.formats.iter_decode`), which keeps memory low.
+
+    Raises:
+        SchemaError: a column's declared default is not valid for its type.
+    """
+    plans = [_plan(c) for c in schema.columns]
+    message_plans = [p for p in plans if p.column.source == "message"]
+    ingestion_plans = [p for p in plans if p.column.source == "ingestion_time"]
+    time_plan = next(p for p in plans if p.column.source == "event_timestamp")
+    time_reason = f"out_of_range:{time_plan.column.name}"
+    arrow_schema = rows_schema(schema)
+    # Tuples unpack faster than attribute access in the loop.
+    steps = [
+        (
+            p.column.path[0] if p.column.path and len(p.column.path) == 1 else None,
+            p.column.path,
+            _KINDS[p.column.type],
+            p.convert,
+            p.missing,
+            p.missing_rejection,
+            p.values.append,
+        )
+        for p in message_plans
+    ]
+    rollback = [p.values for p in (*message_plans, *ingestion_plans)]
+    rows = _RowChunks(plans, arrow_schema)
+    add_time = time_plan.values.append
+    add_id = rows.event_ids.append
+    add_ingestion = rows.ingestion_times.append
+    add_run_start = rows.run_starts.append
+    add_run_key = rows.run_keys.append
+    rejects = _RejectLists()
+    loads = orjson.loads
+    dumps = orjson.dumps
+    decode_error = orjson.JSONDecodeError
+    lo, hi = BIGQUERY_MIN_MS, BIGQUERY_MAX_MS
+    # Rows of the current chunk; and the (group, stream, source) of its last run of rows.
+    pending = 0
+    run_group = run_stream = run_source = _NO_RUN
+
+    for event in events:
+        event_id, timestamp, message, group, stream, ingestion, source = event
+        try:
+            if not lo <= timestamp <= hi:
+                raise _Rejected(time_reason, f"event timestamp {timestamp} ms is outside years 1..9999")
+            if ingestion is not None and not lo <= ingestion <= hi:
+                raise _Rejected(
+                    "out_of_range:ingestion_time",
+                    f"ingestion time {ingestion} ms is outside years 1..9999",
+                )
+            try:
+                obj = loads(message)
+            except (decode_error, TypeError) as exc:
+                raise _parse_failure(message, exc) from None
+            if type(obj) is not dict:
+                raise _Rejected("not_an_object", f"message is JSON but not an object: {_describe(obj)}")
+            for key, path, kind, convert, missing, missing_rejection, append in steps:
+                value = obj.get(key) if key is not None else _dig(obj, path)
+                if value is None:
+                    if missing_rejection is not None:
+                        raise _Rejected(*missing_rejection)
+                    append(missing)
+                # The common valid cases inline; everything else goes through the converter,
+                # which accepts, coerces or rejects.
+                elif kind == _JSON:
+                    try:
+                        append(dumps(value).decode())
+                    except TypeError:
+                        append(convert(value))
+                elif (kind == _STRING and type(value) is str) or (
+                    kind == _INT64 and type(value) is int and INT64_MIN <= value <= INT64_MAX
+                ):
+                    append(value)
+                else:
+                    append(convert(value))
+            for plan in ingestion_plans:
+                if ingestion is None:
+                    if plan.missing_rejection is not None:
+                        raise _Rejected(*plan.missing_rejection)
+                    plan.values.append(plan.missing)
+                else:
+                    plan.values.append(ingestion)
+        except _Rejected as rejected:
+            # Undo the appends of the columns filled before the rejection.
+            for values in rollback:
+                del values[pending:]
+            rejects.add(event, rejected)
+            continue
+        add_time(timestamp)
+        add_id(event_id)
+        add_ingestion(ingestion)
+        # Group, stream and source repeat over long runs of events (a whole envelope or
+        # file): record where each run starts instead of appending them to every row.
+        if group is not run_group or stream is not run_stream or source is not run_source:
+            add_run_start(pending)
+            add_run_key((group, stream, source))
+            run_group, run_stream, run_source = group, stream, source
+        pending += 1
+        if pending == _CHUNK_ROWS:
+            rows.flush(pending)
+            pending = 0
+            run_group = run_stream = run_source = _NO_RUN
+    rows.flush(pending)
+
+    rows_table = rows.table()
+    rejects_table = rejects.table()
+    return NormalizedBatch(
+        rows=_to_frame(rows_table),
+        rejects=_to_frame(rejects_table),
+        rows_table=rows_table,
+        rejects_table=rejects_table,
+    )
+
+
+# Accepted rows are moved from Python lists to Arrow arrays every this many rows, which
+# bounds the memory held as Python objects.
+_CHUNK_ROWS = 65_536
+_NO_RUN: Any = object()
+
+
+class _RowChunks:
+    """Column lists of the accepted rows, converted to Arrow record batches chunk by chunk."""
+
+    def __init__(self, plans: list[_ColumnPlan], arrow_schema: pa.Schema) -> None:
+        self.plans = plans
+        self.arrow_schema = arrow_schema
+        self.event_ids: list[str] = []
+        self.ingestion_times: list[int | None] = []
+        self.run_starts: list[int] = []
+        self.run_keys: list[tuple[str, str, str | None]] = []
+        self.batches: list[pa.RecordBatch] = []
+
+    def flush(self, count: int) -> None:
+        """Convert the ``count`` buffered rows into a record batch and empty the lists."""
+        if not count:
+            return
+        metadata = {
+            "event_id": _arrow_array(self.event_ids, pa.string()),
+            "ingestion_time": _arrow_array(self.ingestion_times, TIMESTAMP_TYPE),
+            **self._run_columns(count),
+        }
+        arrays = [_arrow_array(p.values, ARROW_TYPES[p.column.type]) for p in self.plans]
+        arrays += [metadata[c.name] for c in METADATA_COLUMNS]
+        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema))
+        # clear(), not new lists: the loop holds the lists' bound append methods.
+        for plan in self.plans:
+            plan.values.clear()
+        self.event_ids.clear()
+        self.ingestion_times.clear()
+        self.run_starts.clear()
+        self.run_keys.clear()
+
+    def _run_columns(self, count: int) -> dict[str, pa.Array]:
+        """Group, stream and source arrays: each run's value, repeated over its rows."""
+        run_index: list[int] = []
+        ends = [*self.run_starts[1:], count]
+        for run, (start, end) in enumerate(zip(self.run_starts, ends, strict=True)):
+            run_index += [run] * (end - start)
+        take = pa.array(run_index, type=pa.int32())
+        groups, streams, sources = zip(*self.run_keys, strict=True)
+        return {
+            "log_group": _arrow_array(groups, pa.string()).take(take),
+            "log_stream": _arrow_array(streams, pa.string()).take(take),
+            "source_object": _arrow_array(sources, pa.string()).take(take),
+        }
+
+    def table(self) -> pa.Table:
+        """All flushed rows as one table."""
+        return pa.Table.from_batches(self.batches, schema=self.arrow_schema)
+
+
+class _RejectLists:
+    """Column lists of the rejects table, filled one rejected event at a time."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {c.name: [] for c in REJECT_COLUMNS}
+
+    def add(self, event: LogEvent, rejected: _Rejected) -> None:
+        event_id, timestamp, message, group, stream, ingestion, source = event
+        columns = self.columns
+        columns["event_id"].append(event_id)
+        columns["timestamp"].append(_clamp_ms(timestamp))
+        columns["log_group"].append(group)
+        columns["log_stream"].append(stream)
+        columns["ingestion_time"].append(
+            ingestion if type(ingestion) is int and BIGQUERY_MIN_MS <= ingestion <= BIGQUERY_MAX_MS else None
+        )
+        columns["source_object"].append(source)
+        columns["reason"].append(rejected.reason)
+        columns["detail"].append(rejected.detail)
+        columns["raw_message"].append(_raw_text(message))
+
+    def table(self) -> pa.Table:
+        arrays = [_arrow_array(self.columns[c.name], ARROW_TYPES[c.type]) for c in REJECT_COLUMNS]
+        return pa.Table.from_arrays(arrays, schema=REJECTS_SCHEMA)
+
+
+def _clamp_ms(timestamp: Any) -> int:
+    if type(timestamp) is not int:
+        return 0
+    return min(max(timestamp, BIGQUERY_MIN_MS), BIGQUERY_MAX_MS)
+
+
+def _raw_text(message: Any) -> str:
+    if isinstance(message, bytes):
+        return message.decode("utf-8", "backslashreplace")
+    if isinstance(message, str):
+        return message
+    return repr(message)
+
+
+def _arrow_array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+    if arrow_type == TIMESTAMP_TYPE:
+        # Building from int64 and casting is far faster than converting ints to timestamps.
+        return pa.array(values, type=pa.int64()).cast(TIMESTAMP_TYPE)
+    try:
+        return pa.array(values, type=arrow_type)
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        if arrow_type != pa.string():
+            raise
+        # Text with unpaired surrogates cannot be stored as UTF-8: escape those code points.
+        return pa.array([_utf8_safe(v) for v in values], type=arrow_type)
+
+
+def _utf8_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=pd.ArrowDtype)

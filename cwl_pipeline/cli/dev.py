@@ -1,7 +1,9 @@
 """``cwl-pipeline dev``: the whole local stack with data flowing, and the Dagster UI.
 
-Starts local AWS (moto server), the BigQuery emulator, a demo producer writing to local
+Starts local AWS (moto server), the BigQuery emulator, demo producers writing to local
 CloudWatch Logs, and the Dagster webserver and daemon with a persistent ``DAGSTER_HOME``.
+The second demo log group, ``/cwl-demo/worker``, is also delivered through a subscription
+filter and Firehose to an S3 bucket in local AWS, and has a bucket for history exports.
 Ctrl-C or SIGTERM stops every child process and frees the ports.
 """
 
@@ -90,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     import boto3
 
     from cwl_pipeline.local.demo_producer import DemoProducer
+    from cwl_pipeline.local.firehose_demo import (
+        DEMO_FIREHOSE_BUCKET,
+        DEMO_FIREHOSE_PREFIX,
+        DEMO_WORKER_GROUP,
+        ensure_worker_demo,
+    )
 
     home: Path = args.home.resolve()
     logs = home / "logs"
@@ -103,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     services: list[LocalService] = []
     producer: DemoProducer | None = None
+    worker: DemoProducer | None = None
     stopping = False
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -123,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
         )
         services.append(bq.start())
         print(f"local BigQuery (emulator)  {bq.url}  project {LOCAL_PROJECT}", flush=True)
+        ensure_worker_demo(aws.url, LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"])
+        print(
+            f"local Firehose             {DEMO_WORKER_GROUP} -> s3://{DEMO_FIREHOSE_BUCKET}/{DEMO_FIREHOSE_PREFIX}",
+            flush=True,
+        )
 
         if not args.no_producer:
             client = boto3.client(
@@ -132,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
             producer.ensure_log_group()
             producer.start()
             print(f"demo producer              writing to log group {DEMO_LOG_GROUP}", flush=True)
+            # A second, slower producer: every burst becomes one S3 object through Firehose.
+            worker = DemoProducer(client, DEMO_WORKER_GROUP, streams=("worker-1",), interval=5.0)
+            worker.start()
+            print(f"demo producer              writing to log group {DEMO_WORKER_GROUP}", flush=True)
 
         workspace = str(dagster_home / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
@@ -179,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         print("stopping...", flush=True)
         if producer:
             producer.stop()
+        if worker:
+            worker.stop()
         for service in reversed(services):
             service.stop()
         print("stopped.", flush=True)

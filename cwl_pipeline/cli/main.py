@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cwl_pipeline.cli import decode, dev
+from cwl_pipeline.cli import decode, dev, export
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev.add_parser(sub)
     decode.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,200 @@
+"""One load's batch built from S3 objects: duplicates dropped, unreadable objects kept as rejects.
+
+The objects of one window (or one export task folder) are decoded one by one. Then:
+
+* events are deduplicated by ``event_id``, keeping the first in delivery order: Firehose
+  may deliver the same records twice (its retries), and the same object may be listed twice;
+* every other event is normalized to the schema (a row or a reject, see
+  :mod:`cwl_pipeline.core.normalize`);
+* an object that cannot be decoded at all (truncated gzip, not the expected format) becomes
+  one reject with reason ``unreadable_object``, its URI in ``source_object`` and the decoding
+  error in ``detail``; the other objects still load.
+
+Counts reconcile: ``events_read = rows_loaded + rows_rejected + duplicates_dropped``, where
+an unreadable object counts as one record read and rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cwl_pipeline.core.events import LogEvent
+from cwl_pipeline.core.identity import derived_event_id
+from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch, normalize
+from cwl_pipeline.core.schema import TableSchema
+
+UNREADABLE_OBJECT = "unreadable_object"
+
+
+@dataclass(frozen=True)
+class ObjectContent:
+    """The decoding outcome of one object: its events, or the reason it is unreadable.
+
+    ``timestamp_ms`` (the delivery time) dates the reject of an unreadable object;
+    ``log_group`` and ``log_stream`` are what the object is known to hold ("" if unknown).
+    """
+
+    uri: str
+    timestamp_ms: int
+    events: Sequence[LogEvent] = ()
+    error: str | None = None
+    log_group: str = ""
+    log_stream: str = ""
+    size: int = 0
+
+
+@dataclass
+class ObjectBatch:
+    """Rows and rejects of a set of objects, with the figures of the load."""
+
+    batch: NormalizedBatch
+    objects: int
+    readable: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    duplicates_dropped: int = 0
+    bytes_read: int = 0
+
+    @property
+    def rows_loaded(self) -> int:
+        """Rows for the events table."""
+        return self.batch.rows_loaded
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rejects, including one per unreadable object."""
+        return self.batch.rows_rejected
+
+    @property
+    def events_read(self) -> int:
+        """Records read: loaded + rejected + duplicates dropped."""
+        return self.rows_loaded + self.rows_rejected + self.duplicates_dropped
+
+    def without_event_ids(self, event_ids: set[str]) -> ObjectBatch:
+        """This batch without the events of ``event_ids``, counted as duplicates dropped.
+
+        For events already stored from an earlier delivery that is kept (an object that was
+        readable then and is not now): loading them again would store them twice.
+        """
+        if not event_ids:
+            return self
+        value_set = pa.array(sorted(event_ids), type=pa.string())
+        rows = self.batch.rows_table
+        rejects = self.batch.rejects_table
+        kept_rows = rows.filter(pc.invert(pc.is_in(rows["event_id"], value_set=value_set)))
+        kept_rejects = rejects.filter(pc.invert(pc.is_in(rejects["event_id"], value_set=value_set)))
+        dropped = rows.num_rows - kept_rows.num_rows + rejects.num_rows - kept_rejects.num_rows
+        return replace(
+            self,
+            batch=NormalizedBatch(
+                rows=kept_rows.to_pandas(types_mapper=pd.ArrowDtype),
+                rejects=kept_rejects.to_pandas(types_mapper=pd.ArrowDtype),
+                rows_table=kept_rows,
+                rejects_table=kept_rejects,
+            ),
+            duplicates_dropped=self.duplicates_dropped + dropped,
+        )
+
+    def metadata(self) -> dict[str, object]:
+        """Flat figures for run metadata."""
+        return {
+            "objects_read": self.objects,
+            "objects_unreadable": len(self.unreadable),
+            "events_read": self.events_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_rejected": self.rows_rejected,
+            "duplicates_dropped": self.duplicates_dropped,
+            "bytes_read": self.bytes_read,
+            "reject_reasons": self.batch.reject_reasons,
+        }
+
+
+def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -> ObjectBatch:
+    """Deduplicate, normalize and add unreadable-object rejects (see the module docs).
+
+    ``contents`` must be in delivery order: the first occurrence of an event id is kept. It
+    is consumed once, lazily, so objects can be read and decoded one at a time.
+    """
+    seen: set[str] = set()
+    readable: list[str] = []
+    unreadable: list[ObjectContent] = []
+    dropped = size = 0
+
+    def unique_events() -> Iterator[LogEvent]:
+        nonlocal dropped, size
+        for content in contents:
+            size += content.size
+            if content.error is not None:
+                unreadable.append(content)
+                continue
+            readable.append(content.uri)
+            for event in content.events:
+                if event.event_id in seen:
+                    dropped += 1
+                    continue
+                seen.add(event.event_id)
+                yield event
+
+    batch = normalize(unique_events(), schema)
+    if unreadable:
+        batch = _with_rejects(batch, _unreadable_rejects(unreadable))
+    return ObjectBatch(
+        batch=batch,
+        objects=len(readable) + len(unreadable),
+        readable=readable,
+        unreadable=[c.uri for c in unreadable],
+        duplicates_dropped=dropped,
+        bytes_read=size,
+    )
+
+
+def concat_batches(batches: Sequence[ObjectBatch]) -> tuple[pa.Table, pa.Table]:
+    """The rows and the rejects of several batches, as two Arrow tables for one load."""
+    if not batches:
+        raise ValueError("no batches to concatenate")
+    rows = pa.concat_tables([b.batch.rows_table for b in batches])
+    rejects = pa.concat_tables([b.batch.rejects_table for b in batches])
+    return rows, rejects
+
+
+def _unreadable_rejects(contents: Sequence[ObjectContent]) -> pa.Table:
+    columns: dict[str, list[object]] = {name: [] for name in REJECTS_SCHEMA.names}
+    for content in contents:
+        columns["event_id"].append(
+            derived_event_id(
+                content.log_group,
+                content.log_stream,
+                content.timestamp_ms,
+                f"{UNREADABLE_OBJECT} {content.uri}",
+            )
+        )
+        columns["timestamp"].append(content.timestamp_ms)
+        columns["log_group"].append(content.log_group)
+        columns["log_stream"].append(content.log_stream)
+        columns["ingestion_time"].append(None)
+        columns["source_object"].append(content.uri)
+        columns["reason"].append(UNREADABLE_OBJECT)
+        columns["detail"].append(content.error)
+        columns["raw_message"].append(None)
+    arrays = []
+    for schema_field in REJECTS_SCHEMA:
+        values = columns[schema_field.name]
+        if pa.types.is_timestamp(schema_field.type):
+            arrays.append(pa.array(values, type=pa.int64()).cast(schema_field.type))
+        else:
+            arrays.append(pa.array(values, type=schema_field.type))
+    return pa.Table.from_arrays(arrays, schema=REJECTS_SCHEMA)
+
+
+def _with_rejects(batch: NormalizedBatch, extra: pa.Table) -> NormalizedBatch:
+    rejects = pa.concat_tables([batch.rejects_table, extra])
+    return NormalizedBatch(
+        rows=batch.rows,
+        rejects=rejects.to_pandas(types_mapper=pd.ArrowDtype),
+        rows_table=batch.rows_table,
+        rejects_table=rejects,
+    )

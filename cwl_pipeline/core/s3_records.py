@@ -1,0 +1,69 @@
+"""Decoding one S3 object of a Firehose or export layout into events, never raising.
+
+An object whose content cannot be decoded yields an :class:`ObjectContent` with the error
+(it becomes an ``unreadable_object`` reject), so one bad object never stops a load.
+"""
+
+from __future__ import annotations
+
+from cwl_pipeline.core.firehose_windows import delivery_stream_name
+from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
+from cwl_pipeline.core.object_batch import ObjectContent
+
+# Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
+# two envelope variants decode alike; "messages" carries no event context of its own.
+_FIREHOSE_FORMATS = {"envelopes_gzip": "firehose", "envelopes_json": "firehose", "messages": "messages"}
+
+
+def decode_firehose_object(
+    data: bytes,
+    *,
+    uri: str,
+    key: str,
+    timestamp_ms: int,
+    record_format: str,
+    log_group: str | None,
+    log_stream: str | None,
+) -> ObjectContent:
+    """Events of one Firehose object.
+
+    With ``messages`` the lines carry no timestamp, group or stream: the timestamp is the
+    object's ``timestamp_ms`` (its LastModified), the stream is ``log_stream`` or else the
+    delivery stream named in the object key.
+    """
+    stream = (log_stream or delivery_stream_name(key) or "firehose") if record_format == "messages" else ""
+    try:
+        events = decode_bytes(
+            data,
+            format=_FIREHOSE_FORMATS[record_format],
+            log_group=log_group,
+            log_stream=stream or None,
+            source_object=uri,
+            default_timestamp_ms=timestamp_ms,
+        )
+    except DecodeError as exc:
+        return ObjectContent(
+            uri, timestamp_ms, error=str(exc), log_group=log_group or "", log_stream=stream, size=len(data)
+        )
+    return ObjectContent(
+        uri, timestamp_ms, events, log_group=log_group or "", log_stream=stream, size=len(data)
+    )
+
+
+def decode_export_object(
+    data: bytes, *, uri: str, key: str, prefix: str, timestamp_ms: int, log_group: str
+) -> ObjectContent:
+    """Events of one CreateExportTask file; the stream comes from the key (lines in any order)."""
+    try:
+        stream = stream_from_export_key(key, prefix=prefix.rstrip("/"))
+    except DecodeError as exc:
+        return ObjectContent(uri, timestamp_ms, error=str(exc), log_group=log_group, size=len(data))
+    try:
+        events = decode_bytes(
+            data, format="export", log_group=log_group, log_stream=stream, source_object=uri
+        )
+    except DecodeError as exc:
+        return ObjectContent(
+            uri, timestamp_ms, error=str(exc), log_group=log_group, log_stream=stream, size=len(data)
+        )
+    return ObjectContent(uri, timestamp_ms, events, log_group=log_group, log_stream=stream, size=len(data))

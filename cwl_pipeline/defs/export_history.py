@@ -1,0 +1,124 @@
+"""The history backfill of an export stream as a Dagster job.
+
+The same queue as ``cwl-pipeline export``
+(:func:`cwl_pipeline.adapters.cloudwatch_export.run_export_backfill`): CreateExportTask chunk by
+chunk, one active task per account, resumable from a state file.
+The run log shows every step; each finished chunk is also recorded as an observation of the
+stream's S3 prefix asset, with its task id and status. The stream's export sensor then loads
+each task folder as it completes.
+"""
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from cwl_pipeline.adapters.cloudwatch_export import ExportProgress, run_export_backfill
+from cwl_pipeline.config import ConfigError, S3Source, StreamConfig, parse_duration
+from cwl_pipeline.core.export_plan import parse_time, recent_data_warning, state_file_name
+from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.defs.s3_stream import s3_source_key
+from cwl_pipeline.defs.stream_tables import STREAM_TAG
+
+
+class ExportHistoryConfig(dg.Config):
+    """Run config of an export history job."""
+
+    from_: str = Field(alias="from", description="Start of the range: ISO 8601 date or date-time (UTC).")
+    to: str = Field(description="End of the range (exclusive): ISO 8601 date or date-time (UTC), or 'now'.")
+    chunk: str = Field(default="1d", description="Length of one export task, e.g. '1d' or '6h'.")
+    poll_seconds: float = Field(default=10.0, description="How often DescribeExportTasks is asked.")
+    state_file: str = Field(
+        default="", description="State file path; default: $DAGSTER_HOME/cwl-export/<log group>.json."
+    )
+
+
+def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
+    """The ``<stream>_export_history`` job of an export stream."""
+    source = stream.source
+    assert isinstance(source, S3Source) and source.log_group
+    log_group, bucket, prefix = source.log_group, source.bucket, source.prefix
+    observed = s3_source_key(bucket, prefix)
+
+    @dg.op(
+        name=f"export_{stream.name}_history",
+        description=f"CreateExportTask for {log_group} into s3://{bucket}/{prefix}, chunk by chunk.",
+    )
+    def export_history(
+        context: dg.OpExecutionContext, config: ExportHistoryConfig, aws: AwsResource
+    ) -> dg.Output[dict]:
+        try:
+            start, end = parse_time(config.from_), parse_time(config.to)
+            size = parse_duration(config.chunk, "chunk")
+        except (ValueError, ConfigError) as exc:
+            raise dg.Failure(description=str(exc)) from None
+        warning = recent_data_warning(end, datetime.now(UTC))
+        if warning:
+            context.log.warning(warning)
+        state_path = (
+            Path(config.state_file)
+            if config.state_file
+            else _state_dir() / state_file_name(log_group, bucket, prefix)
+        )
+        context.log.info(f"state file: {state_path}")
+
+        def progress(step: ExportProgress) -> None:
+            context.log.info(step.describe())
+            if step.kind == "finished" and step.record is not None:
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=observed,
+                        metadata={
+                            "export_chunk": step.record.chunk.label(),
+                            "export_task_id": step.record.task_id or "",
+                            "export_status": step.record.status,
+                            "chunks_done": step.done,
+                            "chunks_total": step.total,
+                        },
+                    )
+                )
+
+        summary = run_export_backfill(
+            aws.client("logs"),
+            log_group=log_group,
+            bucket=bucket,
+            prefix=prefix,
+            start=start,
+            end=end,
+            chunk_size=size,
+            state_path=state_path,
+            poll_interval=config.poll_seconds,
+            on_progress=progress,
+        )
+        metadata = {
+            "chunks_total": summary.total,
+            "chunks_completed": summary.completed,
+            "chunks_skipped_as_done": summary.skipped,
+            "tasks_created": ", ".join(summary.created) or "none",
+            "state_file": str(state_path),
+        }
+        if summary.failed:
+            failed = "; ".join(f"{r.chunk.label()}: {r.status} {r.message}" for r in summary.failed)
+            raise dg.Failure(
+                description=f"export chunks failed (run again to retry them): {failed}", metadata=metadata
+            )
+        return dg.Output(metadata, metadata=metadata)
+
+    @dg.job(
+        name=f"{stream.name}_export_history",
+        description=(
+            f"Backfill the history of {log_group} through CreateExportTask (then loaded by {stream.name})."
+        ),
+        tags={STREAM_TAG: stream.name},
+    )
+    def export_history_job() -> None:
+        export_history()
+
+    return export_history_job
+
+
+def _state_dir() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    return (Path(home) if home else Path.cwd()) / "cwl-export"

@@ -1,0 +1,123 @@
+"""The sensor of an export stream: completed export task folders → one run per folder.
+
+Each tick lists the task folders under the prefix (one delimiter listing), and for every folder
+not loaded yet decides whether it is complete (:func:`cwl_pipeline.core.export_folders.decide_folder`):
+DescribeExportTasks reports its task COMPLETED, or — when no task has the folder's name — its
+listing stayed the same for the stream's ``settle_lag`` across two ticks. A complete folder
+becomes a dynamic partition and a run.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from cwl_pipeline.adapters.cloudwatch_export import ExportTasks
+from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.config import S3Source
+from cwl_pipeline.core.export_folders import (
+    ExportCursor,
+    decide_folder,
+    folder_base,
+    folder_prefix,
+    is_export_file,
+)
+from cwl_pipeline.core.objects import object_set_version
+from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+
+LOAD_KIND = "export"
+_FOLDERS_PER_TICK = 50  # bounds the listings and DescribeExportTasks calls of one tick
+
+
+def build_export_sensor(
+    tables: StreamTables, partitions_def: dg.DynamicPartitionsDefinition
+) -> dg.SensorDefinition:
+    """The sensor that loads each completed export task folder of ``tables.stream`` once."""
+    stream = tables.stream
+    source = stream.source
+    assert isinstance(source, S3Source)
+
+    @dg.sensor(
+        name=f"{stream.name}_export_tasks",
+        description=(
+            f"Loads each export task folder under s3://{source.bucket}/{folder_base(source.prefix)} once "
+            f"its task is COMPLETED (or its files stayed unchanged for {stream.settle_lag})."
+        ),
+        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def export_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+        now = datetime.now(UTC)
+        cursor = ExportCursor.from_json(json.loads(context.cursor) if context.cursor else None)
+        store = S3ObjectStore(aws.client("s3"))
+        tasks = ExportTasks(aws.client("logs"))
+        try:
+            folders = store.list_folders(source.bucket, folder_base(source.prefix))
+        except SourceError as exc:
+            return dg.SensorResult(skip_reason=f"cannot list export folders: {exc}")
+        done = dict(cursor.done)
+        pending = {f: v for f, v in cursor.pending.items() if f in folders}
+        ready: list[tuple[str, str]] = []
+        waiting: list[str] = []
+        for folder in sorted(f for f in folders if f not in done)[:_FOLDERS_PER_TICK]:
+            try:
+                objects = [
+                    o
+                    for o in store.list_objects(source.bucket, folder_prefix(source.prefix, folder))
+                    if is_export_file(o.key)
+                ]
+            except SourceError as exc:
+                return dg.SensorResult(skip_reason=f"cannot list export folder {folder}: {exc}")
+            if not objects:
+                continue
+            signature = object_set_version(objects)
+            try:
+                status = tasks.status(folder)
+            except SourceError as exc:
+                context.log.warning(
+                    f"cannot ask for export task {folder}; relying on a stable listing: {exc}"
+                )
+                status = None
+            decision = decide_folder(
+                task_status=status.code if status else None,
+                signature=signature,
+                pending=pending.get(folder),
+                now=now,
+                stable_after=stream.settle_lag,
+            )
+            if decision.action == "load":
+                ready.append((folder, signature))
+                done[folder] = signature
+                pending.pop(folder, None)
+                context.log.info(f"export folder {folder}: {decision.reason}")
+            elif decision.action == "skip":
+                done[folder] = f"skipped: {decision.reason}"
+                pending.pop(folder, None)
+                context.log.warning(f"export folder {folder} is not loaded: {decision.reason}")
+            else:
+                waiting.append(f"{folder} ({decision.reason})")
+                if folder not in pending or pending[folder][0] != signature:
+                    pending[folder] = (signature, now)
+        requests = [
+            dg.RunRequest(
+                run_key=f"{stream.name}:{LOAD_KIND}:{folder}:{signature}",
+                partition_key=folder,
+                tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: LOAD_KIND},
+            )
+            for folder, signature in ready
+        ]
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[partitions_def.build_add_request([f for f, _ in ready])]
+            if ready
+            else [],
+            cursor=json.dumps(ExportCursor(done=done, pending=pending).to_json()),
+            skip_reason=None
+            if requests
+            else ("waiting: " + ", ".join(waiting) if waiting else "no new folder"),
+        )
+
+    return export_sensor

@@ -1,0 +1,126 @@
+"""The sensor of a Firehose stream: new objects in S3 → runs of their delivery windows.
+
+Each tick lists the prefix from about a day of key hours before its watermark (never the
+whole bucket), finds objects it has not seen (key and ETag), and requests their delivery
+windows (:mod:`cwl_pipeline.core.firehose_windows`). The run key holds a digest of every
+object of the requested windows: an object arriving late for a loaded window, or rewritten,
+yields a new key and so a re-run; the same objects never yield a second run.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.config import S3Source
+from cwl_pipeline.core.firehose_windows import (
+    FirehoseCursor,
+    listing_start_after,
+    plan_firehose_requests,
+)
+from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
+from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables
+from cwl_pipeline.defs.window_sensor import run_request
+
+LOAD_KIND = "objects"
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def build_firehose_sensor(tables: StreamTables) -> dg.SensorDefinition:
+    """The sensor that loads ``tables.stream``'s Firehose deliveries as they arrive."""
+    stream = tables.stream
+    source = stream.source
+    assert isinstance(source, S3Source)
+    interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
+
+    @dg.sensor(
+        name=f"{stream.name}_objects",
+        description=(
+            f"Loads the {stream.window} delivery window of every new object under "
+            f"s3://{source.bucket}/{source.prefix}, and re-loads a window when an object arrives late."
+        ),
+        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def objects_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+        now = datetime.now(UTC)
+        cursor = FirehoseCursor.from_json(json.loads(context.cursor) if context.cursor else None)
+        begin = max(stream.start, floor_to_window(now - stream.initial_lookback, stream.window))
+        start_after = listing_start_after(source.prefix, cursor, now, begin)
+        try:
+            objects = list(
+                S3ObjectStore(aws.client("s3")).list_objects(source.bucket, source.prefix, start_after)
+            )
+        except SourceError as exc:
+            return dg.SensorResult(skip_reason=f"cannot list s3://{source.bucket}/{source.prefix}: {exc}")
+        plan = plan_firehose_requests(
+            objects,
+            prefix=source.prefix,
+            cursor=cursor,
+            now=now,
+            size=stream.window,
+            begin=begin,
+            partitions_start=stream.start,
+            max_windows=stream.max_windows_per_run,
+            busy_windows=busy_windows(context.instance, stream.name, stream.window),
+        )
+        if plan.outside_layout:
+            context.log.warning(
+                f"{plan.outside_layout} object(s) under the prefix are not in the Firehose "
+                "<prefix>YYYY/MM/DD/HH/ layout and are ignored"
+            )
+        if plan.deferred:
+            context.log.info(f"{plan.deferred} new object(s) wait for a running load of their window")
+        requests = [
+            run_request(
+                stream.name,
+                WindowRequest(
+                    r.first,
+                    r.last,
+                    LOAD_KIND,
+                    f"{stream.name}:{LOAD_KIND}:{partition_key(r.first)}..{partition_key(r.last)}:{r.version}",
+                ),
+            )
+            for r in plan.ranges
+        ]
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(plan.cursor.to_json()),
+            skip_reason=None if requests else "no new objects",
+        )
+
+    return objects_sensor
+
+
+def busy_windows(instance: dg.DagsterInstance, stream: str, size: timedelta) -> set[datetime]:
+    """Windows that a queued or running load of ``stream`` covers."""
+    busy: set[datetime] = set()
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=_ACTIVE))
+    for record in records:
+        tags = record.dagster_run.tags
+        first = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get(PARTITION_NAME_TAG)
+        last = tags.get(ASSET_PARTITION_RANGE_END_TAG) or first
+        if not first or not last:
+            continue
+        try:
+            window, end = parse_partition_key(first), parse_partition_key(last)
+        except ValueError:
+            continue
+        while window <= end:
+            busy.add(window)
+            window += size
+    return busy

@@ -1,0 +1,199 @@
+"""Assets of an S3 stream: Firehose deliveries or CreateExportTask files.
+
+For each stream: an external ``AssetSpec`` for the S3 prefix (downstream of the CloudWatch
+log group when the config names it) → one multi-asset that materializes the events table and
+its rejects table together:
+
+* ``layout: firehose`` — time-window partitions like a polling stream, but a window holds the
+  objects *delivered* in it (:mod:`cwl_pipeline.core.firehose_windows`); a range of windows
+  loads in one run.
+* ``layout: export`` — one dynamic partition per export task folder.
+
+Both replace exactly the rows of the objects they read (:mod:`cwl_pipeline.defs.s3_load`) and
+evaluate the same load checks as the polling streams.
+"""
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from cwl_pipeline.config import BigQuerySettings, S3Source, StreamConfig
+from cwl_pipeline.core.windows import partition_key
+from cwl_pipeline.defs.cloudwatch_stream import source_key, window_partitions
+from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.defs.s3_load import (
+    batch_figures,
+    load_export_folder,
+    load_firehose_windows,
+    window_figures,
+)
+from cwl_pipeline.defs.stream_checks import evaluate_load_checks, load_check_specs
+from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables, table_asset_specs
+
+Result = dg.MaterializeResult | dg.AssetCheckResult
+
+
+def s3_source_key(bucket: str, prefix: str) -> dg.AssetKey:
+    """Asset key of an external S3 prefix."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{bucket}/{prefix}").strip("_")
+    return dg.AssetKey(["s3", name or "root"])
+
+
+def export_partitions(stream: StreamConfig) -> dg.DynamicPartitionsDefinition:
+    """One partition per export task folder of ``stream`` (added by its sensor)."""
+    return dg.DynamicPartitionsDefinition(name=f"{stream.name}_export_folders")
+
+
+def s3_source_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
+    """The S3 prefix, and the log group it is delivered from when the config names it."""
+    source = _s3(stream)
+    specs: list[dg.AssetSpec] = []
+    if source.log_group:
+        specs.append(
+            dg.AssetSpec(
+                source_key(source.log_group),
+                description=f"CloudWatch Logs log group {source.log_group}",
+                kinds={"aws", "cloudwatch"},
+                group_name="sources",
+                metadata={"log_group": source.log_group, "match": "name"},
+            )
+        )
+    uri = f"s3://{source.bucket}/{source.prefix}"
+    if source.layout == "firehose":
+        what = f"Firehose deliveries ({source.record_format}) under {uri}"
+    else:
+        what = f"CreateExportTask files under {uri}"
+    metadata: dict[str, object] = {"bucket": source.bucket, "prefix": source.prefix, "layout": source.layout}
+    if source.layout == "firehose":
+        metadata["record_format"] = source.record_format
+    specs.append(
+        dg.AssetSpec(
+            s3_source_key(source.bucket, source.prefix),
+            description=what + (f", from log group {source.log_group}" if source.log_group else ""),
+            kinds={"aws", "s3"},
+            group_name="sources",
+            deps=[s.key for s in specs],
+            metadata=metadata,
+        )
+    )
+    return specs
+
+
+def build_s3_stream_assets(
+    stream: StreamConfig, bq: BigQuerySettings
+) -> tuple[list[dg.AssetSpec], dg.AssetsDefinition, StreamTables]:
+    """The source specs and the loading multi-asset of an S3 stream."""
+    tables = StreamTables.of(stream)
+    sources = s3_source_specs(stream)
+    specs = table_asset_specs(tables, bq, [sources[-1].key])
+    if _s3(stream).layout == "export":
+        return sources, _export_asset(stream, tables, specs), tables
+    return sources, _firehose_asset(stream, tables, specs), tables
+
+
+def _firehose_asset(
+    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec]
+) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=f"load_{stream.name}",
+        specs=specs,
+        check_specs=load_check_specs(tables),
+        partitions_def=window_partitions(stream),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=stream.backfill_windows_per_run),
+        op_tags={STREAM_TAG: stream.name},
+    )
+    def load_delivery_windows(
+        context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
+    ) -> Iterator[Result]:
+        window = context.partition_time_window
+        start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        load = load_firehose_windows(context.log, stream, tables, aws, bigquery, start, end)
+        starts, cursor = [], start
+        while cursor < end:
+            starts.append(cursor)
+            cursor += stream.window
+        figures = window_figures(load, starts, stream.window, stream.schema.time_column)
+        run_metadata = {
+            "load_kind": context.run.tags.get(LOAD_KIND_TAG, "manual"),
+            "run_range_start": start.isoformat(),
+            "run_range_end": end.isoformat(),
+            **load.run_metadata(),
+        }
+        yield from _window_results(context, tables, figures, run_metadata)
+        with bigquery.loader() as loader:
+            yield from evaluate_load_checks(loader, tables, load.facts())
+
+    return load_delivery_windows
+
+
+def _window_results(
+    context: dg.AssetExecutionContext,
+    tables: StreamTables,
+    figures: Mapping[datetime, dict[str, object]],
+    run_metadata: dict[str, object],
+) -> Iterator[dg.MaterializeResult]:
+    """One result per table for a single window; per-window events for a range."""
+    if len(figures) == 1:
+        (only,) = figures.values()
+        yield from _table_results(tables, {**run_metadata, **only})
+        return
+    for start, window in sorted(figures.items()):
+        key = partition_key(start)
+        for asset_key, count in ((tables.events_key, "rows_loaded"), (tables.rejects_key, "rows_rejected")):
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=asset_key,
+                    partition=key,
+                    metadata={**run_metadata, **window, "dagster/row_count": window[count]},
+                )
+            )
+
+
+def _table_results(tables: StreamTables, metadata: dict[str, object]) -> Iterator[dg.MaterializeResult]:
+    yield dg.MaterializeResult(
+        asset_key=tables.events_key, metadata={**metadata, "dagster/row_count": metadata["rows_loaded"]}
+    )
+    yield dg.MaterializeResult(
+        asset_key=tables.rejects_key, metadata={**metadata, "dagster/row_count": metadata["rows_rejected"]}
+    )
+
+
+def _export_asset(
+    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec]
+) -> dg.AssetsDefinition:
+    # An export is a one-off backfill: no freshness expectation.
+    specs = [s.replace_attributes(freshness_policy=None) for s in specs]
+
+    @dg.multi_asset(
+        name=f"load_{stream.name}",
+        specs=specs,
+        check_specs=load_check_specs(tables),
+        partitions_def=export_partitions(stream),
+        op_tags={STREAM_TAG: stream.name},
+    )
+    def load_export_task(
+        context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
+    ) -> Iterator[Result]:
+        folder = context.partition_key
+        load = load_export_folder(context.log, stream, tables, aws, bigquery, folder)
+        metadata = {
+            "export_folder": folder,
+            "load_kind": context.run.tags.get(LOAD_KIND_TAG, "manual"),
+            **batch_figures(
+                load.batches.get(folder), load.versions.get(folder, ""), stream.schema.time_column
+            ),
+            **load.run_metadata(),
+        }
+        yield from _table_results(tables, metadata)
+        with bigquery.loader() as loader:
+            yield from evaluate_load_checks(loader, tables, load.facts())
+
+    return load_export_task
+
+
+def _s3(stream: StreamConfig) -> S3Source:
+    if not isinstance(stream.source, S3Source):
+        raise TypeError(f"stream {stream.name} does not read S3")
+    return stream.source

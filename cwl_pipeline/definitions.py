@@ -1,4 +1,4 @@
-"""Dagster definitions: one set of assets and one sensor per configured stream."""
+"""Dagster definitions: the assets, checks, sensors and jobs of every configured stream."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         asset_checks=checks,
         sensors=sensors,
         jobs=jobs,
+        # Each run is one I/O-bound step: in-process execution saves seconds of process start-up
+        # per micro-batch, which is most of a refresh's latency.
+        executor=dg.in_process_executor,
         resources={
             "aws": AwsResource.from_settings(config.aws),
             "bigquery": BigQueryWarehouse.from_settings(config.bigquery),

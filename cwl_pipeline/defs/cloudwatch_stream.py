@@ -24,7 +24,7 @@ from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize
 from cwl_pipeline.core.window_stats import per_window_stats
-from cwl_pipeline.core.windows import PARTITION_FMT, floor_to_window, load_passes, to_ms
+from cwl_pipeline.core.windows import PARTITION_FMT, load_passes, to_ms
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.stream_checks import LoadFacts, evaluate_load_checks, load_check_specs
 from cwl_pipeline.defs.stream_tables import (
@@ -180,19 +180,20 @@ def load_stream_window(
     groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
     _refuse_beyond_retention(groups, start)
     read = WindowRead()
-    bytes_by_window: Counter[datetime] = Counter()
+    bytes_by_window_ms: Counter[int] = Counter()
     start_ms, end_ms = to_ms(start), to_ms(end)
+    size_ms = int(stream.window.total_seconds() * 1000)
 
     def events() -> Iterator[LogEvent]:
         for group in groups:
             for event in events_from_api(reader.iter_events(group, start_ms, end_ms, read), log_group=group):
-                window = floor_to_window(
-                    datetime.fromtimestamp(event.timestamp_ms / 1000, UTC), stream.window
-                )
-                bytes_by_window[window] += len(event.message)
+                bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
                 yield event
 
     batch = normalize(events(), stream.schema)
+    bytes_by_window = Counter(
+        {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
+    )
     events_scope = time_scope(stream.schema.time_column, start, end)
     rejects_scope = time_scope("timestamp", start, end)
     with bigquery.loader() as loader:

@@ -10,6 +10,7 @@ of times leaves the same table.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import uuid
@@ -180,7 +181,10 @@ class BigQueryLoader:
             result.job_ids.append(job.job_id)
         finally:
             for _, staging_id in staged:
-                self.client.delete_table(staging_id, not_found_ok=True)
+                # Best effort: a failed drop must not hide the original error, and staging
+                # tables expire on their own after STAGING_TTL.
+                with contextlib.suppress(Exception):
+                    self.client.delete_table(staging_id, not_found_ok=True)
         for replacement in replacements:
             result.rows_written[replacement.spec.table] = replacement.data.num_rows
         return result

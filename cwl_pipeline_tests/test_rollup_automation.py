@@ -1,4 +1,4 @@
-"""Rollups update as windows complete: after the cron tick, and only when blocking checks passed."""
+"""Rollups update as windows complete: after each settled load, unless a blocking check failed."""
 
 from __future__ import annotations
 
@@ -60,19 +60,24 @@ def load_windows(instance: dg.DagsterInstance, completeness_passed: bool) -> Non
 
 
 @pytest.mark.parametrize("checks_pass", [True, False])
-def test_hourly_rollup_is_requested_after_the_cron_tick_when_checks_pass(defs, checks_pass):
+def test_recent_hourly_rollups_refresh_after_each_settled_window_unless_a_check_failed(defs, checks_pass):
     instance = dg.DagsterInstance.ephemeral()
     t0 = datetime(2026, 11, 26, 10, 50, tzinfo=UTC)
     result = evaluate(defs, instance, t0)
     load_windows(instance, completeness_passed=checks_pass)
     result = evaluate(defs, instance, t0 + timedelta(minutes=1), result.cursor)
-    assert result.total_requested == 0  # no cron tick since: wait, do not refresh on every window
-    result = evaluate(defs, instance, t0 + timedelta(minutes=11), result.cursor)  # 11:00 passed
+    assert result.total_requested == 0  # not on every load: once per window
+    # Window 10:45-11:00 settles at 11:02 (2 m settle lag); the rollups follow at 11:03.
+    result = evaluate(defs, instance, t0 + timedelta(minutes=12), result.cursor)
+    assert result.total_requested == 0
+    result = evaluate(defs, instance, t0 + timedelta(minutes=13), result.cursor)
     requested = next(r.true_subset for r in result.results if r.key == HOURLY)
     if checks_pass:
-        assert requested.size == 1
-        assert [ap.partition_key for ap in requested.expensively_compute_asset_partitions()] == [
-            "2026-11-26-10:00"
-        ]
+        keys = sorted(ap.partition_key for ap in requested.expensively_compute_asset_partitions())
+        # The hours the 6-hour sweep still changes (04:45 is swept at 11:00), up to the current hour.
+        assert keys[0] == "2026-11-26-04:00" and keys[-1] == "2026-11-26-11:00"
+        assert "2026-11-26-10:00" in keys
+        result = evaluate(defs, instance, t0 + timedelta(minutes=14), result.cursor)
+        assert result.total_requested == 0  # handled: not again before the next window
     else:
         assert requested.size == 0  # a failed blocking check holds the rollup back

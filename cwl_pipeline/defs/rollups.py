@@ -5,10 +5,10 @@
 
 Both are time-partitioned (hourly / daily); Dagster's time-window partition mapping ties each
 hour or day to the micro-batch windows it covers. Each partition is replaced atomically
-(DELETE + INSERT … SELECT in one transaction). An ``AutomationCondition`` refreshes recent
-partitions, at most every 15 minutes, once their windows were updated, unless a blocking check
-of the events table failed. (Not "all passed": the open window is refreshed every few seconds,
-so the latest check run is often still in progress when the condition is evaluated.)
+(DELETE + INSERT … SELECT in one transaction). An ``AutomationCondition`` refreshes the recent
+partitions just after each window's settled load, unless a blocking check of the events table
+failed. (Not "all passed": the open window is refreshed every few seconds, so the latest check
+run is often still in progress when the condition is evaluated.)
 """
 
 from collections.abc import Callable
@@ -23,25 +23,32 @@ from cwl_pipeline.core.schema import Column
 from cwl_pipeline.defs.resources import BigQueryWarehouse
 from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables, freshness_policy, table_metadata
 
-ROLLUP_CRON = "*/15 * * * *"
+
+def rollup_cron(stream: StreamConfig) -> str:
+    """A cron that ticks just after each window's settled load (window end + settle lag + 1 min)."""
+    offset = int(stream.settle_lag.total_seconds() // 60) + 1
+    minutes = stream.window_minutes
+    if minutes < 60:
+        return f"{offset % minutes}-59/{minutes} * * * *"
+    return f"{offset % 60} * * * *"
 
 
-def rollup_condition(lookback: timedelta) -> dg.AutomationCondition:
-    """Refresh a recent partition when its inputs changed, at most once per cron period."""
-    since_requested = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
+def rollup_condition(cron: str, lookback: timedelta) -> dg.AutomationCondition:
+    """Refresh the recent partitions once per cron tick, unless a blocking input check failed.
+
+    Every recent partition is refreshed, not only those whose windows changed: Dagster
+    evaluates a ``since`` condition only for the partitions still candidates at that point of
+    an AND, so "inputs updated since" combined with a rate limit misses updates. Refreshing a
+    few recent partitions per window is cheap (one query each, computed inside BigQuery).
+    """
     return (
         dg.AutomationCondition.in_latest_time_window(lookback_delta=lookback)
-        & (
-            dg.AutomationCondition.any_deps_updated().since(since_requested)
-            | (dg.AutomationCondition.missing() & ~dg.AutomationCondition.any_deps_missing())
-        )
-        & dg.AutomationCondition.cron_tick_passed(ROLLUP_CRON).since(since_requested)
+        & dg.AutomationCondition.cron_tick_passed(cron).since_last_handled()
         & ~dg.AutomationCondition.any_deps_match(
             dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
         ).with_label("no blocking check of the inputs failed")
-        & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label(f"inputs updated, no check failed, at most every 15 minutes (last {lookback})")
+    ).with_label(f"after each settled window ({cron}), the last {lookback}, unless a check failed")
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,12 @@ class Rollup:
     description: str
     columns: tuple[Column, ...]
     partitions: Callable[[StreamConfig], dg.TimeWindowPartitionsDefinition]
-    lookback: timedelta
+    lookback: Callable[[StreamConfig], timedelta]  # how far back partitions are refreshed
     select: Callable[[str, str], str]  # (events table id, scope predicate) -> SELECT
+
+
+def _last_reload(stream: StreamConfig) -> timedelta:
+    return max((stream.settle_lag, *stream.sweeps))
 
 
 def _hourly_select(events: str, scope: str) -> str:
@@ -87,7 +98,8 @@ ROLLUPS = (
         partitions=lambda s: dg.HourlyPartitionsDefinition(
             start_date=s.start.strftime("%Y-%m-%d-%H:%M"), timezone="UTC", end_offset=1
         ),
-        lookback=timedelta(hours=12),
+        # The hours the last late-data sweep still changes (e.g. 04:45 is swept at 11:00).
+        lookback=lambda s: _last_reload(s) + timedelta(hours=2),
         select=_hourly_select,
     ),
     Rollup(
@@ -104,7 +116,7 @@ ROLLUPS = (
         partitions=lambda s: dg.DailyPartitionsDefinition(
             start_date=s.start.strftime("%Y-%m-%d"), timezone="UTC", end_offset=1
         ),
-        lookback=timedelta(days=2),
+        lookback=lambda s: _last_reload(s) + timedelta(days=1),
         select=_daily_select,
     ),
 )
@@ -148,7 +160,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         owners=list(stream.owners) or None,
         tags={STREAM_TAG: stream.name},
         metadata=table_metadata(bq, spec),
-        automation_condition=rollup_condition(rollup.lookback),
+        automation_condition=rollup_condition(rollup_cron(stream), rollup.lookback(stream)),
         freshness_policy=freshness_policy(stream),
         backfill_policy=dg.BackfillPolicy.single_run(),
     )

@@ -152,7 +152,13 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
 
     @dg.asset(
         key=[table],
-        deps=[tables.events_key],
+        deps=[
+            dg.AssetDep(
+                tables.events_key,
+                # The current hour/day maps onto windows that do not exist yet.
+                partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True),
+            )
+        ],
         partitions_def=rollup.partitions(stream),
         description=f"{rollup.description} From {stream.table}.",
         group_name=stream.name,

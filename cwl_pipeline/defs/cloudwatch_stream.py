@@ -61,20 +61,23 @@ def source_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["cloudwatch", re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "root"])
 
 
+def log_group_spec(name: str, is_prefix: bool = False) -> dg.AssetSpec:
+    """External asset spec of a CloudWatch log group, or of every group under a prefix."""
+    return dg.AssetSpec(
+        source_key(name),
+        description=f"CloudWatch Logs log group {name}"
+        + (" (every group under this prefix)" if is_prefix else ""),
+        kinds={"aws", "cloudwatch"},
+        group_name="sources",
+        metadata={"log_group": name, "match": "prefix" if is_prefix else "name"},
+    )
+
+
 def log_group_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
     """External asset specs of the log groups and prefixes a polling stream reads."""
-    named = [(g, False) for g in stream.source.log_groups]
-    prefixed = [(p, True) for p in stream.source.log_group_prefixes]
     return [
-        dg.AssetSpec(
-            source_key(name),
-            description=f"CloudWatch Logs log group {name}"
-            + (" (every group under this prefix)" if is_prefix else ""),
-            kinds={"aws", "cloudwatch"},
-            group_name="sources",
-            metadata={"log_group": name, "match": "prefix" if is_prefix else "name"},
-        )
-        for name, is_prefix in [*named, *prefixed]
+        *(log_group_spec(g) for g in stream.source.log_groups),
+        *(log_group_spec(p, is_prefix=True) for p in stream.source.log_group_prefixes),
     ]
 
 

@@ -21,7 +21,7 @@ import dagster as dg
 
 from cwl_pipeline.config import BigQuerySettings, S3Source, StreamConfig
 from cwl_pipeline.core.windows import partition_key
-from cwl_pipeline.defs.cloudwatch_stream import source_key, window_partitions
+from cwl_pipeline.defs.cloudwatch_stream import log_group_spec, window_partitions
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.s3_load import (
     batch_figures,
@@ -51,15 +51,7 @@ def s3_source_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
     source = _s3(stream)
     specs: list[dg.AssetSpec] = []
     if source.log_group:
-        specs.append(
-            dg.AssetSpec(
-                source_key(source.log_group),
-                description=f"CloudWatch Logs log group {source.log_group}",
-                kinds={"aws", "cloudwatch"},
-                group_name="sources",
-                metadata={"log_group": source.log_group, "match": "name"},
-            )
-        )
+        specs.append(log_group_spec(source.log_group))
     uri = f"s3://{source.bucket}/{source.prefix}"
     if source.layout == "firehose":
         what = f"Firehose deliveries ({source.record_format}) under {uri}"

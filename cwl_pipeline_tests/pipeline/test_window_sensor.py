@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from cwl_pipeline.config import load_config
@@ -34,6 +36,22 @@ streams:
     )
     defs = build_definitions(load_config(path))
     return defs.resolve_sensor_def("app_windows"), defs
+
+
+@pytest.fixture(autouse=True)
+def clear_of_window_boundaries():
+    """Start away from a window boundary, so the test and the sensor agree on which is current.
+
+    Windows turn over at :00/:15/:30/:45 and, with the 1-minute settle lag, settle a minute
+    later; a test that straddled either would compare against the wrong window.
+    """
+    now = datetime.now(UTC)
+    for boundary in (
+        floor_to_window(now, WINDOW) + WINDOW,
+        floor_to_window(now, WINDOW) + timedelta(minutes=1),
+    ):
+        if timedelta(0) <= boundary - now < timedelta(seconds=15):
+            time.sleep((boundary - now).total_seconds() + 0.5)
 
 
 def evaluate(sensor, defs, instance, cursor=None):

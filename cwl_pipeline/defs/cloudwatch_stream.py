@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pandas as pd
-import pyarrow as pa
 
-from cwl_pipeline.adapters.bigquery import Replacement, time_scope
+from cwl_pipeline.adapters.bigquery import time_scope
 from cwl_pipeline.adapters.cloudwatch import WindowRead
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
@@ -30,8 +28,13 @@ from cwl_pipeline.defs.stream_checks import LoadFacts, evaluate_load_checks, loa
 from cwl_pipeline.defs.stream_tables import (
     LOAD_KIND_TAG,
     STREAM_TAG,
+    LoadScope,
     StreamTables,
+    ensure_stream_tables,
     materializations,
+    range_label,
+    replace_stream_rows,
+    rows_in_scope,
     table_asset_specs,
 )
 
@@ -109,7 +112,7 @@ def build_stream_assets(
         load = load_stream_window(context.log, stream, tables, aws, bigquery, start, end)
         yield from materializations(context, tables, load.window_stats(stream), load.run_metadata(kind))
         with bigquery.loader() as loader:
-            yield from evaluate_load_checks(loader, tables, load.facts(stream, kind == final_sweep))
+            yield from evaluate_load_checks(loader, tables, load.facts(kind == final_sweep))
 
     return sources, load_windows, tables
 
@@ -123,6 +126,7 @@ class WindowLoad:
     batch: NormalizedBatch
     read: WindowRead
     bytes_by_window: Counter[datetime]
+    scope: LoadScope
     rows_before: int
     job_ids: list[str]
     staged_bytes: int
@@ -156,15 +160,14 @@ class WindowLoad:
             "bigquery_job_ids": ", ".join(self.job_ids),
         }
 
-    def facts(self, stream: StreamConfig, final_sweep: bool) -> LoadFacts:
+    def facts(self, final_sweep: bool) -> LoadFacts:
         """What the checks need to know."""
         return LoadFacts(
             events_read=self.batch.events_read,
             rows_loaded=self.batch.rows_loaded,
             rows_rejected=self.batch.rows_rejected,
             rows_before=self.rows_before,
-            events_scope_sql=time_scope(stream.schema.time_column, self.start, self.end),
-            rejects_scope_sql=time_scope("timestamp", self.start, self.end),
+            scope=self.scope,
             final_sweep=final_sweep,
         )
 
@@ -197,28 +200,19 @@ def load_stream_window(
     bytes_by_window = Counter(
         {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
     )
-    events_scope = time_scope(stream.schema.time_column, start, end)
-    rejects_scope = time_scope("timestamp", start, end)
+    scope = LoadScope(time_scope(stream.schema.time_column, start, end), time_scope("timestamp", start, end))
     with bigquery.loader() as loader:
-        loader.ensure_dataset()
-        loader.ensure_table(tables.events_spec)
-        loader.ensure_table(tables.rejects_spec)
-        rows_before = loader.count(tables.events_spec.table, events_scope) + loader.count(
-            tables.rejects_spec.table, rejects_scope
-        )
-        result = loader.replace(
-            [
-                Replacement(tables.events_spec, _arrow(batch.rows), events_scope),
-                Replacement(tables.rejects_spec, _arrow(batch.rejects), rejects_scope),
-            ],
-            label=f"{start.strftime('%Y%m%d%H%M')}_{end.strftime('%Y%m%d%H%M')}",
+        ensure_stream_tables(loader, tables)
+        rows_before = sum(rows_in_scope(loader, tables, scope))
+        result = replace_stream_rows(
+            loader, tables, scope, batch.rows_table, batch.rejects_table, range_label(start, end)
         )
     log.info(
         f"{stream.name} {start.isoformat()}..{end.isoformat()}: {batch.events_read} events read, "
         f"{batch.rows_loaded} loaded, {batch.rows_rejected} rejected ({rows_before} rows before)"
     )
     return WindowLoad(
-        start, end, batch, read, bytes_by_window, rows_before, result.job_ids, result.staged_bytes
+        start, end, batch, read, bytes_by_window, scope, rows_before, result.job_ids, result.staged_bytes
     )
 
 
@@ -231,7 +225,3 @@ def _refuse_beyond_retention(groups: dict[str, int | None], start: datetime) -> 
                 f"window starting {start.isoformat()} is older than the {days}-day retention of "
                 f"log group {group!r}: reloading it would delete rows CloudWatch no longer holds"
             )
-
-
-def _arrow(frame: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(frame, preserve_index=False)

@@ -25,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement
+from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import in_scope, prefix_scope
 from cwl_pipeline.config import S3Source, StreamConfig
@@ -37,7 +37,14 @@ from cwl_pipeline.core.s3_records import decode_export_object, decode_firehose_o
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.stream_checks import LoadFacts
-from cwl_pipeline.defs.stream_tables import StreamTables
+from cwl_pipeline.defs.stream_tables import (
+    LoadScope,
+    StreamTables,
+    ensure_stream_tables,
+    range_label,
+    replace_stream_rows,
+    rows_in_scope,
+)
 
 _READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
 
@@ -50,8 +57,7 @@ class ObjectsLoad:
 
     batches: dict[Any, ObjectBatch]
     versions: dict[Any, str]
-    events_scope: str
-    rejects_scope: str
+    scope: LoadScope
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
     rows_before: int = 0
@@ -88,8 +94,7 @@ class ObjectsLoad:
             rows_loaded=totals["rows_loaded"],
             rows_rejected=totals["rows_rejected"],
             rows_before=self.rows_before,
-            events_scope_sql=self.events_scope,
-            rejects_scope_sql=self.rejects_scope,
+            scope=self.scope,
             final_sweep=False,
         )
 
@@ -179,12 +184,10 @@ def load_firehose_windows(
     load = ObjectsLoad(
         batches=batches,
         versions={w: object_set_version(objs) for w, objs in by_window.items()},
-        events_scope=in_scope("source_object", readable),
-        rejects_scope=in_scope("source_object", every),
+        scope=LoadScope(in_scope("source_object", readable), in_scope("source_object", every)),
         vanished=vanished,
     )
-    label = f"{start.strftime('%Y%m%d%H%M')}_{end.strftime('%Y%m%d%H%M')}"
-    _replace(log, stream, tables, bigquery, load, label)
+    _replace(log, stream, tables, bigquery, load, range_label(start, end))
     return load
 
 
@@ -211,8 +214,10 @@ def load_export_folder(
     load = ObjectsLoad(
         batches={folder: batch} if objects else {},
         versions={folder: object_set_version(objects)},
-        events_scope=prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
-        rejects_scope=prefix_scope("source_object", folder_uri),
+        scope=LoadScope(
+            prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
+            prefix_scope("source_object", folder_uri),
+        ),
         vanished=vanished,
     )
     _replace(log, stream, tables, bigquery, load, f"export_{folder}")
@@ -234,26 +239,16 @@ def _replace(
     for uri in load.vanished:
         log.warning(f"{stream.name}: {uri} was deleted after it was listed; its rows are kept")
     with bigquery.loader() as loader:
-        loader.ensure_dataset()
-        loader.ensure_table(tables.events_spec)
-        loader.ensure_table(tables.rejects_spec)
+        ensure_stream_tables(loader, tables)
         if not load.objects:
             # Nothing to read, nothing to replace: rows of objects gone from S3 stay.
             log.info(f"{stream.name}: no objects to load")
             return
-        load.rows_before = loader.count(tables.events_spec.table, load.events_scope) + loader.count(
-            tables.rejects_spec.table, load.rejects_scope
-        )
+        load.rows_before = sum(rows_in_scope(loader, tables, load.scope))
         if unreadable:
             _keep_rows_of_unreadable(log, stream, tables, loader, load, unreadable)
         rows, rejects = concat_batches(list(load.batches.values()))
-        result = loader.replace(
-            [
-                Replacement(tables.events_spec, rows, load.events_scope),
-                Replacement(tables.rejects_spec, rejects, load.rejects_scope),
-            ],
-            label=label,
-        )
+        result = replace_stream_rows(loader, tables, load.scope, rows, rejects, label)
     load.job_ids, load.staged_bytes = result.job_ids, result.staged_bytes
     totals = load.totals()
     log.info(

@@ -21,7 +21,7 @@ import dagster as dg
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.defs.stream_tables import StreamTables
+from cwl_pipeline.defs.stream_tables import LoadScope, StreamTables, rows_in_scope
 
 COMPLETENESS = "completeness"
 NO_DUPLICATES = "no_duplicate_event_ids"
@@ -62,8 +62,7 @@ class LoadFacts:
     rows_loaded: int
     rows_rejected: int
     rows_before: int  # events + rejects rows in scope before the load
-    events_scope_sql: str
-    rejects_scope_sql: str
+    scope: LoadScope
     final_sweep: bool  # this load was the stream's last late-data sweep
 
 
@@ -72,8 +71,7 @@ def evaluate_load_checks(
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the load checks against BigQuery after a load."""
     key = tables.events_key
-    in_table = loader.count(tables.events_spec.table, facts.events_scope_sql)
-    in_rejects = loader.count(tables.rejects_spec.table, facts.rejects_scope_sql)
+    in_table, in_rejects = rows_in_scope(loader, tables, facts.scope)
     reconciles = facts.events_read == facts.rows_loaded + facts.rows_rejected
     stored = in_table == facts.rows_loaded and in_rejects == facts.rows_rejected
     late = in_table + in_rejects - facts.rows_before
@@ -105,7 +103,7 @@ def evaluate_load_checks(
     else:
         yield dg.AssetCheckResult(asset_key=key, check_name=COMPLETENESS, passed=True, metadata=metadata)
 
-    duplicates = loader.duplicate_ids(tables.events_spec.table, facts.events_scope_sql)
+    duplicates = loader.duplicate_ids(tables.events_spec.table, facts.scope.events_sql)
     yield dg.AssetCheckResult(
         asset_key=key,
         check_name=NO_DUPLICATES,

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
+import pyarrow as pa
 
-from cwl_pipeline.adapters.bigquery import TableSpec
+from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, ReplaceResult, TableSpec
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS, Column
 from cwl_pipeline.core.window_stats import WindowStats
@@ -55,6 +56,52 @@ class StreamTables:
                 description=f"Events of stream {stream.name} that did not fit its schema, with the reason.",
             ),
         )
+
+
+@dataclass(frozen=True)
+class LoadScope:
+    """The rows one load owns: SQL predicates on the events and on the rejects table."""
+
+    events_sql: str
+    rejects_sql: str
+
+
+def ensure_stream_tables(loader: BigQueryLoader, tables: StreamTables) -> None:
+    """Create the dataset and both tables of a stream if missing."""
+    loader.ensure_dataset()
+    loader.ensure_table(tables.events_spec)
+    loader.ensure_table(tables.rejects_spec)
+
+
+def rows_in_scope(loader: BigQueryLoader, tables: StreamTables, scope: LoadScope) -> tuple[int, int]:
+    """Rows of the events table and of the rejects table inside ``scope``."""
+    return (
+        loader.count(tables.events_spec.table, scope.events_sql),
+        loader.count(tables.rejects_spec.table, scope.rejects_sql),
+    )
+
+
+def replace_stream_rows(
+    loader: BigQueryLoader,
+    tables: StreamTables,
+    scope: LoadScope,
+    rows: pa.Table,
+    rejects: pa.Table,
+    label: str,
+) -> ReplaceResult:
+    """Replace the scoped rows of the events and rejects tables together, in one transaction."""
+    return loader.replace(
+        [
+            Replacement(tables.events_spec, rows, scope.events_sql),
+            Replacement(tables.rejects_spec, rejects, scope.rejects_sql),
+        ],
+        label=label,
+    )
+
+
+def range_label(start: datetime, end: datetime) -> str:
+    """Short label of a time range, used in staging table names."""
+    return f"{start.strftime('%Y%m%d%H%M')}_{end.strftime('%Y%m%d%H%M')}"
 
 
 def column_schema(columns: Iterable[Column]) -> dg.TableSchema:

@@ -14,7 +14,7 @@ from google.cloud import bigquery
 from cwl_pipeline.adapters.bigquery import BigQueryLoader, time_scope
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.defs.stream_checks import LoadFacts, evaluate_load_checks, latest_window_result
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, StreamTables
+from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, LoadScope, StreamTables
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put, rows, window_start
 
 
@@ -52,8 +52,7 @@ def loaded(local_aws, local_bigquery, logs_client, bq_client, write_config, uniq
         rows_loaded=3,
         rows_rejected=1,
         rows_before=0,
-        events_scope_sql=time_scope("timestamp", start, end),
-        rejects_scope_sql=time_scope("timestamp", start, end),
+        scope=LoadScope(time_scope("timestamp", start, end), time_scope("timestamp", start, end)),
         final_sweep=False,
     )
     return {**stack, "start": start, "result": result, "tables": tables, "loader": loader, "facts": facts}

@@ -69,7 +69,9 @@ class AwsResource(ResourceWithBoto3Configuration):
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` ("logs", "s3", ...)."""
         config = Config(
-            retries={"max_attempts": self.max_attempts, "mode": self.retry_mode},
+            # botocore's "max_attempts" counts retries; "total_max_attempts" counts every attempt,
+            # which is what the config's aws.max_attempts means.
+            retries={"total_max_attempts": self.max_attempts, "mode": self.retry_mode},
             connect_timeout=10,
             read_timeout=60,
         )

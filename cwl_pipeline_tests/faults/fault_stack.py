@@ -1,0 +1,160 @@
+"""Building blocks of the fault tests: configs through the fault proxies, ground truth, run history."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+from google.cloud import bigquery
+
+from cwl_pipeline.adapters.bigquery import STAGING_TTL
+from cwl_pipeline.config import load_config
+from cwl_pipeline.core.windows import to_ms
+from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline_tests.pipeline.polling import put
+
+WINDOW = timedelta(minutes=15)
+
+
+def write_fault_config(
+    write_config,
+    aws_url: str,
+    bq_url: str,
+    dataset: str,
+    source: str,
+    *,
+    stream: str = "app",
+    table: str = "app_events",
+    max_attempts: int = 3,
+    retry_mode: str = "adaptive",
+    retry_timeout: str = "4s",
+    extra: str = "",
+) -> Path:
+    """A config with one stream whose AWS and BigQuery endpoints are ``aws_url`` / ``bq_url``
+    (fault proxies), with a short retry budget on both sides."""
+    return write_config(
+        f"""
+aws: {{region: us-east-1, endpoint_url: "{aws_url}", max_attempts: {max_attempts}, retry_mode: {retry_mode}}}
+bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{bq_url}",
+            retry_timeout: {retry_timeout}}}
+streams:
+  - name: {stream}
+    source: {source}
+    table: {table}
+    window: 15m
+    start: "2026-01-01T00:00:00Z"
+{extra}"""
+    )
+
+
+def polling_stack(write_config, logs_client, aws_url: str, bq_url: str, unique_name: str, **options) -> dict:
+    """A polling stream ``app`` (table ``app_events``) on a fresh log group and dataset."""
+    group = f"/test/faults-{unique_name}"
+    dataset = f"ds_{unique_name}"
+    logs_client.create_log_group(logGroupName=group)
+    logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
+    path = write_fault_config(
+        write_config, aws_url, bq_url, dataset, f'{{log_groups: ["{group}"]}}', **options
+    )
+    config = load_config(path)
+    return {"group": group, "dataset": dataset, "path": path, "defs": build_definitions(config)}
+
+
+def put_events(logs_client, group: str, start: datetime, count: int, first_session: int = 1) -> None:
+    """``count`` JSON events spread over the window starting at ``start``."""
+    step = WINDOW / (count + 1)
+    put(
+        logs_client,
+        group,
+        [(start + step * (i + 1), {"session_id": first_session + i, "action": "view"}) for i in range(count)],
+    )
+
+
+def cloudwatch_ids(logs_client, group: str, start: datetime, end: datetime) -> list[str]:
+    """Event ids CloudWatch holds in ``[start, end)``, read straight from local AWS (the truth)."""
+    ids, request = [], {"logGroupName": group, "startTime": to_ms(start), "endTime": to_ms(end) - 1}
+    while True:
+        page = logs_client.filter_log_events(**request)
+        ids += [e["eventId"] for e in page["events"] if e["timestamp"] < to_ms(end)]
+        if not page.get("nextToken"):
+            return sorted(ids)
+        request["nextToken"] = page["nextToken"]
+
+
+def table_ids(bq_client: bigquery.Client, dataset: str, table: str = "app_events") -> list[str]:
+    """Every ``event_id`` of a table, duplicates included (an empty list if it does not exist)."""
+    try:
+        result = bq_client.query(f"SELECT event_id FROM `cwl-local.{dataset}.{table}`").result()
+    except Exception as exc:  # a table a failed first load never created
+        if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+            return []
+        raise
+    return sorted(r["event_id"] for r in result)
+
+
+def staging_tables(bq_client: bigquery.Client, dataset: str) -> list[bigquery.Table]:
+    """Staging tables still present in ``dataset``, with their metadata."""
+    return [
+        bq_client.get_table(t.reference)
+        for t in bq_client.list_tables(f"cwl-local.{dataset}")
+        if t.table_id.startswith(("_stage_", "_scope_"))
+    ]
+
+
+def assert_staging_expires(bq_client: bigquery.Client, dataset: str) -> int:
+    """Every staging table left behind expires within the staging TTL; returns how many are left."""
+    left = staging_tables(bq_client, dataset)
+    now = datetime.now(UTC)
+    for table in left:
+        assert table.expires is not None, f"{table.table_id} never expires"
+        assert now < table.expires <= now + STAGING_TTL, (table.table_id, table.expires)
+    return len(left)
+
+
+@dataclass
+class RunHistory:
+    """What a Dagster instance recorded about one run."""
+
+    status: dg.DagsterRunStatus
+    event_types: list[str]
+    failure: str
+    materialized: list[str]
+
+    def has(self, event_type: str) -> bool:
+        """Whether the event log holds an event of ``event_type`` (e.g. ``STEP_START``)."""
+        return event_type in self.event_types
+
+
+def run_history(instance: dg.DagsterInstance, run_id: str) -> RunHistory:
+    """The run's status, event types, failure messages (with causes) and materialized partitions."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    entries = instance.all_logs(run_id)
+    messages = []
+    for entry in entries:
+        event = entry.dagster_event
+        if event is None or event.event_type_value not in ("STEP_FAILURE", "RUN_FAILURE"):
+            continue
+        messages.append(entry.message or "")
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            messages.append(error.message)
+            error = error.cause
+    return RunHistory(
+        status=run.status,
+        event_types=[e.dagster_event.event_type_value for e in entries if e.dagster_event],
+        failure="\n".join(messages),
+        materialized=[
+            e.dagster_event.partition or ""
+            for e in entries
+            if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+        ],
+    )
+
+
+def dump(value: object) -> str:
+    """Compact JSON for assertion messages."""
+    return json.dumps(value, default=str)

@@ -29,9 +29,11 @@ from cwl_pipeline.core.formats import (
     MissingArgumentError,
     iter_decode,
 )
+from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.formats.timestamps import format_rfc3339_ms
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
+from cwl_pipeline.core.sizes import parse_byte_size
 
 PROG = "cwl-pipeline decode"
 
@@ -80,6 +82,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="format of the accepted rows (parquet needs -o)",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write rows here, not stdout")
+    parser.add_argument(
+        "--max-decompressed-bytes",
+        type=_byte_size,
+        default=DEFAULT_MAX_DECOMPRESSED_BYTES,
+        metavar="SIZE",
+        help="refuse an input that decompresses to more than this (bytes, or e.g. 512MiB; default 1GiB)",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -150,6 +159,7 @@ def _decode_path(path: str, args: argparse.Namespace) -> list[LogEvent]:
                 log_stream=args.log_stream,
                 source_object=source,
                 default_timestamp_ms=mtime_ms,
+                max_decompressed_bytes=args.max_decompressed_bytes,
             )
         )
     except MissingArgumentError as exc:
@@ -225,6 +235,13 @@ def _write_ndjson(table: pa.Table, out: IO[str], *, json_columns: set[str], skip
         }
         out.write(dumps(record).decode())
         out.write("\n")
+
+
+def _byte_size(text: str) -> int:
+    try:
+        return parse_byte_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cwl_pipeline.core.firehose_windows import delivery_stream_name
 from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
+from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.object_batch import ObjectContent
 
 # Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
@@ -24,12 +25,14 @@ def decode_firehose_object(
     record_format: str,
     log_group: str | None,
     log_stream: str | None,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> ObjectContent:
     """Events of one Firehose object.
 
     With ``messages`` the lines carry no timestamp, group or stream: the timestamp is the
     object's ``timestamp_ms`` (its LastModified), the stream is ``log_stream`` or else the
-    delivery stream named in the object key.
+    delivery stream named in the object key. An object that decompresses to more than
+    ``max_decompressed_bytes`` is unreadable.
     """
     stream = (log_stream or delivery_stream_name(key) or "firehose") if record_format == "messages" else ""
     try:
@@ -40,6 +43,7 @@ def decode_firehose_object(
             log_stream=stream or None,
             source_object=uri,
             default_timestamp_ms=timestamp_ms,
+            max_decompressed_bytes=max_decompressed_bytes,
         )
     except DecodeError as exc:
         return ObjectContent(
@@ -51,7 +55,14 @@ def decode_firehose_object(
 
 
 def decode_export_object(
-    data: bytes, *, uri: str, key: str, prefix: str, timestamp_ms: int, log_group: str
+    data: bytes,
+    *,
+    uri: str,
+    key: str,
+    prefix: str,
+    timestamp_ms: int,
+    log_group: str,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> ObjectContent:
     """Events of one CreateExportTask file; the stream comes from the key (lines in any order)."""
     try:
@@ -60,7 +71,12 @@ def decode_export_object(
         return ObjectContent(uri, timestamp_ms, error=str(exc), log_group=log_group, size=len(data))
     try:
         events = decode_bytes(
-            data, format="export", log_group=log_group, log_stream=stream, source_object=uri
+            data,
+            format="export",
+            log_group=log_group,
+            log_stream=stream,
+            source_object=uri,
+            max_decompressed_bytes=max_decompressed_bytes,
         )
     except DecodeError as exc:
         return ObjectContent(

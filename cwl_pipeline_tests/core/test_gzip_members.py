@@ -8,7 +8,12 @@ import random
 import pytest
 
 from cwl_pipeline.core.formats import DecodeError
-from cwl_pipeline.core.formats.gzip_members import gunzip_members, is_gzip, iter_gzip_members
+from cwl_pipeline.core.formats.gzip_members import (
+    DecompressionBudget,
+    gunzip_members,
+    is_gzip,
+    iter_gzip_members,
+)
 
 
 def test_members_of_every_size_round_trip():
@@ -55,3 +60,22 @@ def test_lazy_iteration_reports_a_late_error_late():
     assert next(members) == b"first"
     with pytest.raises(DecodeError, match="non-gzip bytes after gzip member 1"):
         next(members)
+
+
+def test_decompressed_size_at_the_limit_passes_and_one_byte_more_fails():
+    data = gzip.compress(b"a" * 600) + gzip.compress(b"b" * 400)
+    assert gunzip_members(data, 1000) == [b"a" * 600, b"b" * 400]
+    with pytest.raises(DecodeError, match="decompressed size exceeds 999 bytes"):
+        gunzip_members(data, 999)
+
+
+def test_limit_is_shared_with_a_budget():
+    budget = DecompressionBudget(1500)
+    assert gunzip_members(gzip.compress(b"x" * 1000), budget=budget) == [b"x" * 1000]
+    with pytest.raises(DecodeError, match="exceeds 1500 bytes"):
+        gunzip_members(gzip.compress(b"y" * 501), budget=budget)
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(ValueError, match="positive integer"):
+        DecompressionBudget(0)

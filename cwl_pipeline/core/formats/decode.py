@@ -15,7 +15,12 @@ from cwl_pipeline.core.formats.envelopes import (
 )
 from cwl_pipeline.core.formats.errors import DecodeError, MissingArgumentError
 from cwl_pipeline.core.formats.export import decode_export, stream_from_export_key
-from cwl_pipeline.core.formats.gzip_members import is_gzip, iter_gzip_members
+from cwl_pipeline.core.formats.gzip_members import (
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    DecompressionBudget,
+    is_gzip,
+    iter_gzip_members,
+)
 from cwl_pipeline.core.formats.json_documents import iter_json_documents
 from cwl_pipeline.core.formats.messages import decode_messages
 
@@ -31,6 +36,7 @@ def decode_bytes(
     log_stream: str | None = None,
     source_object: str | None = None,
     default_timestamp_ms: int | None = None,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> list[LogEvent]:
     """Decode one delivered payload (an S3 object, a file, a Lambda event) into events.
 
@@ -48,10 +54,14 @@ def decode_bytes(
             stream is derived from it (:func:`stream_from_export_key`).
         default_timestamp_ms: the timestamp of ``messages`` events, which carry none (for
             instance the S3 object's LastModified, in ms since the epoch).
+        max_decompressed_bytes: the most bytes the payload may hold once decompressed (its
+            own size when it is not compressed), over every gzip member and any gzip nested
+            in a Lambda event; decompression stops as soon as the limit is passed.
 
     Raises:
-        DecodeError: unknown format name, corrupt or truncated gzip, content that is not the
-            format, or (:class:`MissingArgumentError`) context the format needs but lacks.
+        DecodeError: unknown format name, corrupt or truncated gzip, a payload larger than
+            ``max_decompressed_bytes``, content that is not the format, or
+            (:class:`MissingArgumentError`) context the format needs but lacks.
     """
     return list(
         iter_decode(
@@ -61,6 +71,7 @@ def decode_bytes(
             log_stream=log_stream,
             source_object=source_object,
             default_timestamp_ms=default_timestamp_ms,
+            max_decompressed_bytes=max_decompressed_bytes,
         )
     )
 
@@ -73,6 +84,7 @@ def iter_decode(
     log_stream: str | None = None,
     source_object: str | None = None,
     default_timestamp_ms: int | None = None,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> Iterator[LogEvent]:
     """Like :func:`decode_bytes`, yielding events lazily.
 
@@ -80,8 +92,14 @@ def iter_decode(
     """
     if format != "auto" and format not in FORMATS:
         raise DecodeError(f"unknown format {format!r}; expected auto or one of {', '.join(FORMATS)}")
+    try:
+        budget = DecompressionBudget(max_decompressed_bytes)
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from None
     gzipped = is_gzip(data)
-    members: Iterator[bytes] = iter_gzip_members(data) if gzipped else iter((data,))
+    if not gzipped:
+        budget.charge(len(data))
+    members: Iterator[bytes] = iter_gzip_members(data, budget=budget) if gzipped else iter((data,))
     # Decompress up to the first non-empty member, and one more: enough to detect the format
     # and to tell one member from several. The rest is decompressed as it is consumed.
     head: list[bytes] = []
@@ -108,7 +126,7 @@ def iter_decode(
             docs = iter([("input", parsed[0])])
         else:
             docs = iter_envelope_documents(members, gzipped=gzipped)
-        return decode_envelope_documents(docs, source_object=source_object)
+        return decode_envelope_documents(docs, source_object=source_object, budget=budget)
     payload = b"".join(members)
     if format == "events":
         api_docs = parsed if parsed is not None else iter_json_documents(payload)

@@ -6,7 +6,11 @@ import re
 from typing import Any
 
 from cwl_pipeline.core.formats.errors import DecodeError
-from cwl_pipeline.core.formats.gzip_members import gunzip_members, is_gzip
+from cwl_pipeline.core.formats.gzip_members import (
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    gunzip_members,
+    is_gzip,
+)
 from cwl_pipeline.core.formats.json_documents import first_document
 from cwl_pipeline.core.formats.timestamps import match_rfc3339_prefix
 
@@ -19,7 +23,9 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UNDETECTED = "cannot detect format; pass --format"
 
 
-def detect_format(data: bytes, name: str | None = None) -> str:
+def detect_format(
+    data: bytes, name: str | None = None, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+) -> str:
     """The format of ``data``: ``events``, ``subscription``, ``firehose`` or ``export``.
 
     ``messages`` is never detected (any text would match); it must be asked for. ``name``,
@@ -27,10 +33,11 @@ def detect_format(data: bytes, name: str | None = None) -> str:
     from a subscription payload; both decode identically.
 
     Raises:
-        DecodeError: the input is empty, corrupt, or in no known format.
+        DecodeError: the input is empty, corrupt, decompresses to more than
+            ``max_decompressed_bytes``, or is in no known format.
     """
     if is_gzip(data):
-        members = gunzip_members(data)
+        members = gunzip_members(data, max_decompressed_bytes)
         sample = next((m for m in members if m.strip()), b"")
         return detect_payload(sample, gzip_members=len(members), name=name)
     return detect_payload(data, gzip_members=0, name=name)

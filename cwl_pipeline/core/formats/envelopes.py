@@ -23,7 +23,7 @@ from typing import Any
 
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats.errors import DecodeError
-from cwl_pipeline.core.formats.gzip_members import gunzip_members, is_gzip
+from cwl_pipeline.core.formats.gzip_members import DecompressionBudget, gunzip_members, is_gzip
 from cwl_pipeline.core.formats.json_documents import iter_json_documents
 
 
@@ -36,25 +36,33 @@ def iter_envelope_documents(members: Iterable[bytes], *, gzipped: bool) -> Itera
 
 
 def decode_envelope_documents(
-    docs: Iterable[tuple[str, Any]], *, source_object: str | None
+    docs: Iterable[tuple[str, Any]],
+    *,
+    source_object: str | None,
+    budget: DecompressionBudget | None = None,
 ) -> Iterator[LogEvent]:
-    """Decode envelopes (and Lambda ``awslogs`` events wrapping them) into events."""
+    """Decode envelopes (and Lambda ``awslogs`` events wrapping them) into events.
+
+    ``budget`` bounds the decompression of ``awslogs.data`` (shared with the payload's own).
+    """
     # Events come as one list per envelope, chained at C level: the per-event iteration does
     # not go through a Python generator.
-    return chain.from_iterable(_event_lists(docs, source_object))
+    return chain.from_iterable(_event_lists(docs, source_object, budget or DecompressionBudget()))
 
 
-def _event_lists(docs: Iterable[tuple[str, Any]], source_object: str | None) -> Iterator[list[LogEvent]]:
+def _event_lists(
+    docs: Iterable[tuple[str, Any]], source_object: str | None, budget: DecompressionBudget
+) -> Iterator[list[LogEvent]]:
     for number, (what, doc) in enumerate(docs, start=1):
         where = f"{what}, document {number}"
         if type(doc) is dict and "awslogs" in doc:
-            for inner in _unwrap_lambda_event(doc, where):
+            for inner in _unwrap_lambda_event(doc, where, budget):
                 yield _envelope_events(inner, where, source_object)
         else:
             yield _envelope_events(doc, where, source_object)
 
 
-def _unwrap_lambda_event(doc: dict[str, Any], where: str) -> Iterator[Any]:
+def _unwrap_lambda_event(doc: dict[str, Any], where: str, budget: DecompressionBudget) -> Iterator[Any]:
     awslogs = doc["awslogs"]
     data = awslogs.get("data") if type(awslogs) is dict else None
     if type(data) is not str:
@@ -65,7 +73,7 @@ def _unwrap_lambda_event(doc: dict[str, Any], where: str) -> Iterator[Any]:
         raise DecodeError(f"{where}: 'awslogs.data' is not valid base64") from None
     if not raw:
         raise DecodeError(f"{where}: 'awslogs.data' is empty")
-    members = gunzip_members(raw) if is_gzip(raw) else [raw]
+    members = gunzip_members(raw, budget=budget) if is_gzip(raw) else [raw]
     for member in members:
         yield from iter_json_documents(member, f"{where} (awslogs.data)")
 

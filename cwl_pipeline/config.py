@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
+from cwl_pipeline.core.sizes import parse_byte_size
 
 CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
 BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
@@ -109,6 +111,8 @@ class S3Source:
     ``record_format`` tells how Firehose wrote the records: ``envelopes_gzip`` (its default:
     concatenated gzip subscription envelopes), ``envelopes_json`` (decompression enabled) or
     ``messages`` (message extraction enabled; one raw message per line).
+    ``max_decompressed_bytes`` bounds what one object may decompress to; a larger object is
+    an ``unreadable_object`` reject.
     """
 
     bucket: str
@@ -117,6 +121,7 @@ class S3Source:
     record_format: str = "envelopes_gzip"
     log_group: str | None = None
     log_stream: str | None = None
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
 
 
 @dataclass(frozen=True)
@@ -358,7 +363,16 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
 # S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _LOG_STREAM_RE = re.compile(r"^[^:*]{1,512}$")
-_S3_KEYS = {"type", "bucket", "prefix", "layout", "record_format", "log_group", "log_stream"}
+_S3_KEYS = {
+    "type",
+    "bucket",
+    "prefix",
+    "layout",
+    "record_format",
+    "log_group",
+    "log_stream",
+    "max_decompressed_bytes",
+}
 
 
 def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
@@ -393,6 +407,12 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         raise ConfigError(f"{where}.log_group: required with {needs} (the files do not name it)")
     if names["log_stream"] and record_format != "messages":
         raise ConfigError(f"{where}.log_stream: only applies to record_format 'messages'")
+    try:
+        max_decompressed = parse_byte_size(
+            source.get("max_decompressed_bytes", DEFAULT_MAX_DECOMPRESSED_BYTES)
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}.max_decompressed_bytes: {exc}") from None
     return S3Source(
         bucket=bucket,
         prefix=prefix,
@@ -400,6 +420,7 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         record_format=record_format,
         log_group=names["log_group"],
         log_stream=names["log_stream"],
+        max_decompressed_bytes=max_decompressed,
     )
 
 

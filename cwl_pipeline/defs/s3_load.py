@@ -111,6 +111,7 @@ def firehose_decoder(source: S3Source) -> Decoder:
             record_format=source.record_format,
             log_group=source.log_group,
             log_stream=source.log_stream,
+            max_decompressed_bytes=source.max_decompressed_bytes,
         )
 
     return decode
@@ -128,6 +129,7 @@ def export_decoder(source: S3Source) -> Decoder:
             prefix=source.prefix,
             timestamp_ms=to_ms(obj.last_modified),
             log_group=source.log_group or "",
+            max_decompressed_bytes=source.max_decompressed_bytes,
         )
 
     return decode

@@ -8,6 +8,7 @@ import pytest
 
 from cwl_pipeline.local.processes import LocalService
 from cwl_pipeline_tests.faults.fault_proxy import FaultProxy
+from cwl_pipeline_tests.s3.s3_stack import s3_client
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,17 @@ def bq_faults(_bq_proxy: FaultProxy) -> Iterator[FaultProxy]:
     _bq_proxy.clear()
     yield _bq_proxy
     _bq_proxy.clear()
+
+
+@pytest.fixture
+def s3(local_aws: LocalService):
+    """A boto3 S3 client straight to local AWS (no faults): the tests' own writes and reads."""
+    return s3_client(local_aws.url)
+
+
+@pytest.fixture
+def bucket(s3, unique_name: str) -> str:
+    """A fresh bucket."""
+    name = f"cwl-faults-{unique_name}"
+    s3.create_bucket(Bucket=name)
+    return name

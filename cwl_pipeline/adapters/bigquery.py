@@ -6,6 +6,11 @@ table, deletes the rows in scope (for example one stream's time window) and inse
 staged rows. The events table and its rejects table change together or not at all: if any
 step fails, the previous content stays intact, and re-running the same replacement any number
 of times leaves the same table.
+
+SQL safety: every identifier is validated (:mod:`cwl_pipeline.core.sql_identifiers`) right
+before it is written into a statement; single statements take their values as query
+parameters; transaction scripts read S3 keys from a staged scope table and hold only typed
+literals (:mod:`cwl_pipeline.adapters.sql_literals`) for time bounds.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from cwl_pipeline.adapters.errors import DestinationError
+from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
 from cwl_pipeline.core.schema import Column
+from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
+
+__all__ = ["BigQueryLoader", "ReplaceResult", "Replacement", "TableSpec", "time_scope"]
 
 LOADED_AT = Column("loaded_at", "TIMESTAMP", description="When the pipeline loaded the row")
 STAGING_TTL = timedelta(hours=6)
@@ -49,11 +58,11 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Replacement:
-    """New content for the rows of ``spec.table`` matched by ``scope_sql``."""
+    """New content for the rows of ``spec.table`` matched by ``scope``."""
 
     spec: TableSpec
     data: pa.Table
-    scope_sql: str
+    scope: Scope
 
 
 @dataclass
@@ -63,21 +72,6 @@ class ReplaceResult:
     rows_written: dict[str, int] = field(default_factory=dict)
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
-
-
-def time_scope(column: str, start: datetime, end: datetime) -> str:
-    """SQL predicate ``start <= column < end`` with literal UTC timestamps.
-
-    Literals rather than query parameters: the timestamps come from partition bounds, never
-    from user input, and multi-statement scripts with parameters are not portable to every
-    BigQuery-compatible endpoint.
-    """
-    return f"`{column}` >= {_ts_literal(start)} AND `{column}` < {_ts_literal(end)}"
-
-
-def _ts_literal(value: datetime) -> str:
-    value = value.astimezone(UTC)
-    return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
 
 
 class BigQueryLoader:
@@ -96,14 +90,18 @@ class BigQueryLoader:
         transient errors) before failing with a :class:`DestinationError`."""
         self.client = client
         self.retry = bigquery.DEFAULT_RETRY.with_timeout(retry_timeout)
-        self.project = client.project
-        self.dataset = dataset
+        self.project = check_identifier("project", client.project)
+        self.dataset = check_identifier("dataset", dataset)
         self.location = location
-        self.staging_dataset = staging_dataset or dataset
+        self.staging_dataset = check_identifier("dataset", staging_dataset or dataset)
 
     def table_id(self, table: str) -> str:
-        """Fully-qualified ``project.dataset.table``."""
-        return f"{self.project}.{self.dataset}.{table}"
+        """Fully-qualified ``project.dataset.table`` (every part validated)."""
+        return table_path(self.project, self.dataset, table)
+
+    def table_sql(self, table: str) -> str:
+        """The validated table id in backticks, for SQL text."""
+        return f"`{self.table_id(table)}`"
 
     def ensure_dataset(self) -> None:
         """Create the dataset (and the staging dataset) if missing."""
@@ -169,18 +167,27 @@ class BigQueryLoader:
         """
         result = ReplaceResult()
         staged: list[tuple[Replacement, str]] = []
+        scope_table: str | None = None
         try:
             for replacement in replacements:
                 staging_id, job_id, size = self._stage(replacement, label)
                 staged.append((replacement, staging_id))
                 result.job_ids.append(job_id)
                 result.staged_bytes += size
-            script = self._replace_script(staged)
+            scope_rows = [
+                (index, kind, value)
+                for index, replacement in enumerate(replacements)
+                for kind, value in replacement.scope.scope_rows()
+            ]
+            if scope_rows:
+                scope_table, job_id = self._stage_scope(scope_rows, label)
+                result.job_ids.append(job_id)
+            script = self._replace_script(staged, scope_table)
             job = self._call("replace transaction", self.client.query, script, location=self.location)
             self._call("replace transaction", job.result)
             result.job_ids.append(job.job_id)
         finally:
-            for _, staging_id in staged:
+            for staging_id in [s for _, s in staged] + ([scope_table] if scope_table else []):
                 # Best effort: a failed drop must not hide the original error, and staging
                 # tables expire on their own after STAGING_TTL.
                 with contextlib.suppress(Exception):
@@ -189,16 +196,35 @@ class BigQueryLoader:
             result.rows_written[replacement.spec.table] = replacement.data.num_rows
         return result
 
-    def _stage(self, replacement: Replacement, label: str) -> tuple[str, str, int]:
-        spec = replacement.spec
+    def _staging_id(self, kind: str, table: str, label: str) -> str:
         suffix = uuid.uuid4().hex[:12]
         label = re.sub(r"[^A-Za-z0-9_]", "_", label)[:100]
-        staging_id = f"{self.project}.{self.staging_dataset}._stage_{spec.table}_{label}_{suffix}"
-        table = bigquery.Table(staging_id, schema=[_staging_field(c) for c in spec.columns])
+        return table_path(self.project, self.staging_dataset, f"_{kind}_{table}_{label}_{suffix}")
+
+    def _stage(self, replacement: Replacement, label: str) -> tuple[str, str, int]:
+        spec = replacement.spec
+        staging_id = self._staging_id("stage", check_identifier("table", spec.table), label)
+        data = replacement.data.select([c.name for c in spec.columns])
+        size, job_id = self._load_staging(staging_id, [_staging_field(c) for c in spec.columns], data)
+        return staging_id, job_id, size
+
+    def _stage_scope(self, rows: Sequence[tuple[int, str, str]], label: str) -> tuple[str, str]:
+        """Stage the keys a transaction script scopes on, so they never enter the SQL text."""
+        staging_id = self._staging_id("scope", "keys", label)
+        index, kind, value = zip(*rows, strict=True)
+        data = pa.table(
+            {"scope": pa.array(index, pa.int64()), "kind": pa.array(kind), "value": pa.array(value)}
+        )
+        _, job_id = self._load_staging(staging_id, list(SCOPE_TABLE_SCHEMA), data)
+        return staging_id, job_id
+
+    def _load_staging(
+        self, staging_id: str, schema: list[bigquery.SchemaField], data: pa.Table
+    ) -> tuple[int, str]:
+        table = bigquery.Table(staging_id, schema=schema)
         table.expires = datetime.now(UTC) + STAGING_TTL
         # Created through the API first: a load job into a missing table is not portable.
         self._call(f"staging table {staging_id}", self.client.create_table, table)
-        data = replacement.data.select([c.name for c in spec.columns])
         buffer = io.BytesIO()
         pq.write_table(data, buffer, compression="zstd")
         size = buffer.tell()
@@ -216,20 +242,23 @@ class BigQueryLoader:
             location=self.location,
         )
         self._call(f"load into {staging_id}", job.result)
-        return staging_id, job.job_id, size
+        return size, job.job_id
 
-    def _replace_script(self, staged: Sequence[tuple[Replacement, str]]) -> str:
+    def _replace_script(self, staged: Sequence[tuple[Replacement, str]], scope_table: str | None) -> str:
         statements = ["BEGIN TRANSACTION;"]
-        for replacement, staging_id in staged:
+        scope_sql = f"`{scope_table}`" if scope_table else None
+        for index, (replacement, staging_id) in enumerate(staged):
             spec = replacement.spec
-            target = f"`{self.table_id(spec.table)}`"
-            names = [c.name for c in spec.columns]
+            target = self.table_sql(spec.table)
             select = ", ".join(
-                f"PARSE_JSON(`{c.name}`)" if c.type == "JSON" else f"`{c.name}`" for c in spec.columns
+                f"PARSE_JSON({quote_identifier('column', c.name)})"
+                if c.type == "JSON"
+                else quote_identifier("column", c.name)
+                for c in spec.columns
             )
-            statements.append(f"DELETE FROM {target} WHERE {replacement.scope_sql};")
+            statements.append(f"DELETE FROM {target} WHERE {replacement.scope.in_script(scope_sql, index)};")
             if replacement.data.num_rows:
-                columns = ", ".join(f"`{n}`" for n in [*names, LOADED_AT.name])
+                columns = ", ".join(quote_identifier("column", c.name) for c in spec.all_columns)
                 statements.append(
                     f"INSERT INTO {target} ({columns}) "
                     f"SELECT {select}, CURRENT_TIMESTAMP() FROM `{staging_id}`;"
@@ -237,17 +266,21 @@ class BigQueryLoader:
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
 
-    def replace_from_query(self, spec: TableSpec, select_sql: str, scope_sql: str) -> ReplaceResult:
-        """Atomically replace the ``scope_sql`` rows of ``spec.table`` with a query's result.
+    def replace_from_query(self, spec: TableSpec, select_sql: str, scope: Scope) -> ReplaceResult:
+        """Atomically replace the ``scope`` rows of ``spec.table`` with a query's result.
 
         ``select_sql`` must return ``spec.columns`` in order; ``loaded_at`` is added. Used for
-        rollups computed inside BigQuery.
+        rollups computed inside BigQuery: ``select_sql`` may hold only identifiers from
+        :meth:`table_sql` and literals from :mod:`cwl_pipeline.adapters.sql_literals`.
+        ``scope`` must not need a scope table (a time scope).
         """
-        target = f"`{self.table_id(spec.table)}`"
-        columns = ", ".join(f"`{c.name}`" for c in spec.all_columns)
+        if scope.scope_rows():
+            raise ValueError("replace_from_query takes a scope without staged keys (a time scope)")
+        target = self.table_sql(spec.table)
+        columns = ", ".join(quote_identifier("column", c.name) for c in spec.all_columns)
         script = (
             "BEGIN TRANSACTION;\n"
-            f"DELETE FROM {target} WHERE {scope_sql};\n"
+            f"DELETE FROM {target} WHERE {scope.in_script(None, 0)};\n"
             f"INSERT INTO {target} ({columns}) SELECT *, CURRENT_TIMESTAMP() FROM ({select_sql});\n"
             "COMMIT TRANSACTION;"
         )
@@ -255,22 +288,31 @@ class BigQueryLoader:
         self._call("rollup transaction", job.result)
         return ReplaceResult(job_ids=[job.job_id])
 
-    def count(self, table: str, scope_sql: str) -> int:
-        """Rows of ``table`` matching ``scope_sql`` (0 if the table does not exist)."""
+    def count(self, table: str, scope: Scope) -> int:
+        """Rows of ``table`` in ``scope`` (0 if the table does not exist)."""
         try:
             self.client.get_table(self.table_id(table), retry=self.retry)
         except gexc.NotFound:
             return 0
-        rows = self.query_rows(f"SELECT COUNT(*) AS n FROM `{self.table_id(table)}` WHERE {scope_sql}")
+        where, params = scope.with_parameters()
+        rows = self.query_rows(f"SELECT COUNT(*) AS n FROM {self.table_sql(table)} WHERE {where}", params)
         return int(rows[0]["n"])
 
-    def duplicate_ids(self, table: str, scope_sql: str, id_column: str = "event_id") -> int:
+    def duplicate_ids(self, table: str, scope: Scope, id_column: str = "event_id") -> int:
         """Rows in scope beyond the first of each ``id_column`` value."""
+        where, params = scope.with_parameters()
         rows = self.query_rows(
-            f"SELECT COUNT(*) - COUNT(DISTINCT `{id_column}`) AS n "
-            f"FROM `{self.table_id(table)}` WHERE {scope_sql}"
+            f"SELECT COUNT(*) - COUNT(DISTINCT {quote_identifier('column', id_column)}) AS n "
+            f"FROM {self.table_sql(table)} WHERE {where}",
+            params,
         )
         return int(rows[0]["n"] or 0)
+
+    def select(self, table: str, columns: Sequence[str], scope: Scope) -> list[dict[str, Any]]:
+        """``columns`` of the rows of ``table`` in ``scope``."""
+        names = ", ".join(quote_identifier("column", c) for c in columns)
+        where, params = scope.with_parameters()
+        return self.query_rows(f"SELECT {names} FROM {self.table_sql(table)} WHERE {where}", params)
 
     def schema_differences(self, spec: TableSpec) -> list[str]:
         """How the live table's columns differ from ``spec`` (name, type, mode, order)."""
@@ -285,9 +327,10 @@ class BigQueryLoader:
             differences.append("columns are in another order")
         return differences
 
-    def query_rows(self, sql: str) -> list[dict[str, Any]]:
-        """Run a query and return its rows as dicts (for checks and tests)."""
-        job = self._call("query", self.client.query, sql, location=self.location)
+    def query_rows(self, sql: str, params: Sequence[QueryParameter] = ()) -> list[dict[str, Any]]:
+        """Run one statement with its values as query parameters; return its rows as dicts."""
+        job_config = bigquery.QueryJobConfig(query_parameters=list(params))
+        job = self._call("query", self.client.query, sql, job_config=job_config, location=self.location)
         return [dict(row.items()) for row in self._call("query", job.result)]
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,43 +1,162 @@
-"""SQL predicates that scope a replacement to the rows of given S3 objects.
+"""Which rows a replacement owns: a time range, a set of S3 objects, or an object prefix.
 
-Values are written as escaped string literals (like :func:`~cwl_pipeline.adapters.bigquery.time_scope`
-writes timestamps): multi-statement scripts with query parameters are not portable to every
-BigQuery-compatible endpoint. Object keys may hold any character, so every one that is not
-plainly printable is escaped.
+A scope renders itself two ways, and neither puts a user-controlled value into SQL text:
+
+* :meth:`Scope.with_parameters`: a predicate plus query parameters, for single statements
+  (counts, duplicate checks, reads);
+* :meth:`Scope.in_script`: a predicate for a multi-statement transaction script, where
+  parameters are not portable. Object keys and prefixes are then read from a scope table the
+  loader stages beside the data (``value`` column, one row per key); time bounds are written
+  as ``TIMESTAMP`` literals by :mod:`cwl_pipeline.adapters.sql_literals`, which keeps partition
+  pruning.
+
+Column names are validated identifiers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
-_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+from google.cloud import bigquery
 
+from cwl_pipeline.adapters.sql_literals import int_literal, string_literal, timestamp_literal
+from cwl_pipeline.core.sql_identifiers import quote_identifier
 
-def sql_string(value: str) -> str:
-    """A GoogleSQL string literal holding exactly ``value``."""
-    out = []
-    for char in value:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return "'" + "".join(out) + "'"
+QueryParameter = bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter
 
-
-def in_scope(column: str, values: Iterable[str]) -> str:
-    """``column IN (...)``; ``FALSE`` for no values (a scope that matches nothing)."""
-    literals = sorted({sql_string(v) for v in values})
-    if not literals:
-        return "FALSE"
-    return f"`{column}` IN ({', '.join(literals)})"
+# Rows of a staged scope table: (scope index, kind, value).
+KEY, PREFIX, EXCLUDE = "key", "prefix", "exclude"
+SCOPE_TABLE_SCHEMA = (
+    bigquery.SchemaField("scope", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("kind", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("value", "STRING", mode="REQUIRED"),
+)
 
 
-def prefix_scope(column: str, prefix: str, excluding: Iterable[str] = ()) -> str:
+class Scope(Protocol):
+    """A predicate selecting the rows one load owns."""
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """The predicate for a single statement and the query parameters it uses."""
+        ...
+
+    def in_script(self, scope_table: str | None, index: int) -> str:
+        """The predicate for a transaction script; ``scope_table`` (quoted, validated) holds
+        :meth:`scope_rows` under ``scope = index``."""
+        ...
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """``(kind, value)`` rows the script form reads from the scope table (maybe none)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TimeScope:
+    """``start <= column < end``."""
+
+    column: str
+    start: datetime
+    end: datetime
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """Bounds as TIMESTAMP parameters."""
+        col = quote_identifier("column", self.column)
+        return f"{col} >= @scope_start AND {col} < @scope_end", [
+            bigquery.ScalarQueryParameter("scope_start", "TIMESTAMP", self.start),
+            bigquery.ScalarQueryParameter("scope_end", "TIMESTAMP", self.end),
+        ]
+
+    def in_script(self, scope_table: str | None = None, index: int = 0) -> str:
+        """Bounds as TIMESTAMP literals (typed, for partition pruning)."""
+        col = quote_identifier("column", self.column)
+        return f"{col} >= {timestamp_literal(self.start)} AND {col} < {timestamp_literal(self.end)}"
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """None: the bounds are literals."""
+        return []
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """``column`` equals one of ``keys`` (no keys: matches nothing)."""
+
+    column: str
+    keys: tuple[str, ...]
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """Keys as one ARRAY<STRING> parameter."""
+        if not self.keys:
+            return "FALSE", []
+        col = quote_identifier("column", self.column)
+        return f"{col} IN UNNEST(@scope_keys)", [
+            bigquery.ArrayQueryParameter("scope_keys", "STRING", list(self.keys))
+        ]
+
+    def in_script(self, scope_table: str | None, index: int) -> str:
+        """Keys read from the staged scope table."""
+        if not self.keys:
+            return "FALSE"
+        col = quote_identifier("column", self.column)
+        return f"{col} IN ({_scope_values(scope_table, index, KEY)})"
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """One ``key`` row per key."""
+        return [(KEY, k) for k in self.keys]
+
+
+@dataclass(frozen=True)
+class PrefixScope:
+    """``column`` starts with ``prefix`` and equals none of ``excluding``."""
+
+    column: str
+    prefix: str
+    excluding: tuple[str, ...] = ()
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """Prefix as a STRING parameter, exclusions as an ARRAY<STRING> parameter."""
+        col = quote_identifier("column", self.column)
+        sql = f"STARTS_WITH({col}, @scope_prefix)"
+        params: list[QueryParameter] = [bigquery.ScalarQueryParameter("scope_prefix", "STRING", self.prefix)]
+        if self.excluding:
+            sql += f" AND {col} NOT IN UNNEST(@scope_excluding)"
+            params.append(bigquery.ArrayQueryParameter("scope_excluding", "STRING", list(self.excluding)))
+        return sql, params
+
+    def in_script(self, scope_table: str | None, index: int) -> str:
+        """Prefix and exclusions read from the staged scope table."""
+        col = quote_identifier("column", self.column)
+        sql = f"STARTS_WITH({col}, ({_scope_values(scope_table, index, PREFIX)}))"
+        if self.excluding:
+            sql += f" AND {col} NOT IN ({_scope_values(scope_table, index, EXCLUDE)})"
+        return sql
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """The ``prefix`` row and one ``exclude`` row per excluded key."""
+        return [(PREFIX, self.prefix), *((EXCLUDE, k) for k in self.excluding)]
+
+
+def _scope_values(scope_table: str | None, index: int, kind: str) -> str:
+    if scope_table is None:
+        raise ValueError("this scope reads its values from a staged scope table")
+    return (
+        f"SELECT `value` FROM {scope_table} "
+        f"WHERE `scope` = {int_literal(index)} AND `kind` = {string_literal(kind)}"
+    )
+
+
+def time_scope(column: str, start: datetime, end: datetime) -> TimeScope:
+    """Rows with ``start <= column < end``."""
+    return TimeScope(column, start, end)
+
+
+def in_scope(column: str, values: Iterable[str]) -> KeyScope:
+    """Rows whose ``column`` is one of ``values``; none for no values."""
+    return KeyScope(column, tuple(sorted(set(values))))
+
+
+def prefix_scope(column: str, prefix: str, excluding: Iterable[str] = ()) -> PrefixScope:
     """Rows whose ``column`` starts with ``prefix``, except those equal to one of ``excluding``."""
-    scope = f"STARTS_WITH(`{column}`, {sql_string(prefix)})"
-    excluded = sorted(set(excluding))
-    if excluded:
-        scope += f" AND NOT ({in_scope(column, excluded)})"
-    return scope
+    return PrefixScope(column, prefix, tuple(sorted(set(excluding))))

@@ -7,10 +7,11 @@ events go to a rejects table with :data:`REJECT_COLUMNS`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 ColumnType = Literal["STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP", "JSON"]
 COLUMN_TYPES: tuple[str, ...] = ("STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP", "JSON")
@@ -18,8 +19,6 @@ COLUMN_TYPES: tuple[str, ...] = ("STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAM
 # Where a column's value comes from: a JSON path into the message, or the event itself.
 ColumnSource = Literal["message", "event_timestamp", "ingestion_time"]
 COLUMN_SOURCES: tuple[str, ...] = ("message", "event_timestamp", "ingestion_time")
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 
 
 class SchemaError(ValueError):
@@ -134,8 +133,10 @@ def _column_from_dict(schema: str, index: int, spec: Any) -> Column:
     if unknown:
         raise SchemaError(f"{where}: unknown key(s) {sorted(unknown)}")
     name = spec.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise SchemaError(f"{where}: invalid column name {name!r} (letters, digits, underscore)")
+    try:
+        check_identifier("column", name)
+    except IdentifierError as exc:
+        raise SchemaError(f"{where}: invalid column name: {exc}") from None
     where = f"schema {schema!r} column {name!r}"
     col_type = str(spec.get("type", "")).upper()
     if col_type not in COLUMN_TYPES:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import time_scope
 from cwl_pipeline.adapters.cloudwatch import WindowRead
 from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api

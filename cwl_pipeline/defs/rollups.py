@@ -17,7 +17,8 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import TableSpec, time_scope
+from cwl_pipeline.adapters.bigquery import TableSpec
+from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.defs.resources import BigQueryWarehouse
@@ -60,7 +61,7 @@ class Rollup:
     columns: tuple[Column, ...]
     partitions: Callable[[StreamConfig], dg.TimeWindowPartitionsDefinition]
     lookback: Callable[[StreamConfig], timedelta]  # how far back partitions are refreshed
-    select: Callable[[str, str], str]  # (events table id, scope predicate) -> SELECT
+    select: Callable[[str, str], str]  # (quoted events table id, scope predicate) -> SELECT
 
 
 def _last_reload(stream: StreamConfig) -> timedelta:
@@ -71,7 +72,7 @@ def _hourly_select(events: str, scope: str) -> str:
     return (
         "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR) AS hour, log_group, action, "
         "COUNT(*) AS events, COUNT(DISTINCT session_id) AS sessions "
-        f"FROM `{events}` WHERE {scope} GROUP BY hour, log_group, action"
+        f"FROM {events} WHERE {scope} GROUP BY hour, log_group, action"
     )
 
 
@@ -80,7 +81,7 @@ def _daily_select(events: str, scope: str) -> str:
         "SELECT TIMESTAMP_TRUNC(`timestamp`, DAY) AS day, session_id, "
         "MIN(`timestamp`) AS first_seen, MAX(`timestamp`) AS last_seen, COUNT(*) AS events, "
         "COUNT(DISTINCT action) AS distinct_actions "
-        f"FROM `{events}` WHERE {scope} GROUP BY day, session_id"
+        f"FROM {events} WHERE {scope} GROUP BY day, session_id"
     )
 
 
@@ -176,13 +177,13 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         with bigquery.loader() as loader:
             loader.ensure_dataset()
             loader.ensure_table(spec)
-            source = loader.table_id(stream.table)
+            # Script SQL: the bounds are typed TIMESTAMP literals, the table id is validated.
+            source = loader.table_sql(stream.table)
+            scope = time_scope(spec.partition_column, start, end)
             result = loader.replace_from_query(
-                spec,
-                rollup.select(source, time_scope("timestamp", start, end)),
-                time_scope(spec.partition_column, start, end),
+                spec, rollup.select(source, time_scope("timestamp", start, end).in_script()), scope
             )
-            rows = loader.count(table, time_scope(spec.partition_column, start, end))
+            rows = loader.count(table, scope)
         # One result covers every partition of a range run: report the row count under a
         # name that says it is the range's, so no partition shows another's figure.
         count_key = "dagster/row_count" if len(context.partition_keys) == 1 else "range_row_count"

@@ -270,9 +270,8 @@ def _keep_rows_of_unreadable(
 ) -> None:
     """Rows stored earlier from objects unreadable now stay; the same events delivered again in
     other objects of their group are then dropped as duplicates."""
-    kept = loader.query_rows(
-        f"SELECT source_object, event_id FROM `{loader.table_id(tables.events_spec.table)}` "
-        f"WHERE {in_scope('source_object', unreadable)}"
+    kept = loader.select(
+        tables.events_spec.table, ["source_object", "event_id"], in_scope("source_object", unreadable)
     )
     load.rows_kept_from_unreadable = len(kept)
     if not kept:

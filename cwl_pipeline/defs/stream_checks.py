@@ -103,7 +103,7 @@ def evaluate_load_checks(
     else:
         yield dg.AssetCheckResult(asset_key=key, check_name=COMPLETENESS, passed=True, metadata=metadata)
 
-    duplicates = loader.duplicate_ids(tables.events_spec.table, facts.scope.events_sql)
+    duplicates = loader.duplicate_ids(tables.events_spec.table, facts.scope.events)
     yield dg.AssetCheckResult(
         asset_key=key,
         check_name=NO_DUPLICATES,

@@ -13,6 +13,7 @@ import dagster as dg
 import pyarrow as pa
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, ReplaceResult, TableSpec
+from cwl_pipeline.adapters.sql_scopes import Scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS, Column
 from cwl_pipeline.core.window_stats import WindowStats
@@ -60,10 +61,10 @@ class StreamTables:
 
 @dataclass(frozen=True)
 class LoadScope:
-    """The rows one load owns: SQL predicates on the events and on the rejects table."""
+    """The rows one load owns: scopes on the events and on the rejects table."""
 
-    events_sql: str
-    rejects_sql: str
+    events: Scope
+    rejects: Scope
 
 
 def ensure_stream_tables(loader: BigQueryLoader, tables: StreamTables) -> None:
@@ -76,8 +77,8 @@ def ensure_stream_tables(loader: BigQueryLoader, tables: StreamTables) -> None:
 def rows_in_scope(loader: BigQueryLoader, tables: StreamTables, scope: LoadScope) -> tuple[int, int]:
     """Rows of the events table and of the rejects table inside ``scope``."""
     return (
-        loader.count(tables.events_spec.table, scope.events_sql),
-        loader.count(tables.rejects_spec.table, scope.rejects_sql),
+        loader.count(tables.events_spec.table, scope.events),
+        loader.count(tables.rejects_spec.table, scope.rejects),
     )
 
 
@@ -92,8 +93,8 @@ def replace_stream_rows(
     """Replace the scoped rows of the events and rejects tables together, in one transaction."""
     return loader.replace(
         [
-            Replacement(tables.events_spec, rows, scope.events_sql),
-            Replacement(tables.rejects_spec, rejects, scope.rejects_sql),
+            Replacement(tables.events_spec, rows, scope.events),
+            Replacement(tables.rejects_spec, rejects, scope.rejects),
         ],
         label=label,
     )

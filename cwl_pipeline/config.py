@@ -23,6 +23,7 @@ import yaml
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
+from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
 BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
@@ -30,12 +31,9 @@ BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_STREAM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-# BigQuery: dataset ids are letters, digits and underscores (max 1024); we keep table ids to
-# the same safe alphabet so they can be used unquoted in asset keys and SQL.
-_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
-_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
-_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_STREAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+# Project, dataset, table and column names go through core.sql_identifiers (also used by the
+# loader right before it writes SQL): a plain ASCII alphabet, safe in asset keys and SQL.
 _LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
 
 # Windows must tile an hour or a day exactly so that partitions line up with cron ticks.
@@ -70,6 +68,30 @@ class AwsSettings:
     role_arn: str | None = None
     max_attempts: int = 8
     retry_mode: str = "adaptive"
+    role_session_name: str = "cwl-pipeline"
+    # Name of the environment variable holding the role's external id (never the value: the
+    # resource passes it to Dagster as an EnvVar, so the UI shows the name only).
+    external_id_env: str | None = None
+
+
+GCP_CREDENTIAL_TYPES = ("default", "external_account")
+AWS_CREDENTIAL_READERS = ("boto3", "google-auth")
+
+
+@dataclass(frozen=True)
+class GcpCredentials:
+    """How the pipeline authenticates to Google Cloud; never a service-account key.
+
+    ``default``: Application Default Credentials. ``external_account``: Workload Identity
+    Federation from AWS with the credential configuration in ``config_file`` (it holds no
+    secret); ``aws_credentials`` says who reads the AWS credentials that are exchanged:
+    ``boto3`` (its whole chain: ECS/Fargate container credentials, EKS IRSA, assumed roles,
+    profiles) or ``google-auth`` (its own reader: environment variables or EC2 metadata only).
+    """
+
+    type: str = "default"
+    config_file: Path | None = None
+    aws_credentials: str = "boto3"
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,7 @@ class BigQuerySettings:
     api_endpoint: str | None = None
     staging_dataset: str | None = None
     retry_timeout: timedelta = timedelta(minutes=2)
+    credentials: GcpCredentials = field(default_factory=GcpCredentials)
 
     @property
     def staging(self) -> str:
@@ -195,10 +218,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    substituted: dict[str, str] = {}
     try:
-        config = parse_config(_expand_env(raw, os.environ if env is None else env))
+        config = parse_config(_expand_env(raw, os.environ if env is None else env, substituted))
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        # A value read from the environment may be a secret: name the variable instead.
+        raise ConfigError(f"{path}: {redact_substitutions(str(exc), substituted)}") from None
     return PipelineConfig(
         aws=config.aws,
         bigquery=config.bigquery,
@@ -266,7 +291,7 @@ def _parse_stream(
     where = f"streams[{index}]"
     _only_keys(raw, _STREAM_KEYS, where)
     name = raw.get("name")
-    if not isinstance(name, str) or not _STREAM_NAME_RE.match(name):
+    if not isinstance(name, str) or not _STREAM_NAME_RE.fullmatch(name):
         raise ConfigError(
             f"{where}.name: {name!r} must be lower-case letters, digits and underscores, "
             "starting with a letter"
@@ -275,8 +300,10 @@ def _parse_stream(
     merged = {**defaults, **raw}
 
     table = raw.get("table", name)
-    if not isinstance(table, str) or not _TABLE_RE.match(table):
-        raise ConfigError(f"{where}.table: {table!r} is not a valid BigQuery table name")
+    try:
+        check_identifier("table", table)
+    except IdentifierError as exc:
+        raise ConfigError(f"{where}.table: {exc}") from None
     schema_name = raw.get("schema", "seed")
     if schema_name not in schemas:
         raise ConfigError(f"{where}.schema: unknown schema {schema_name!r} (known: {sorted(schemas)})")
@@ -440,39 +467,78 @@ def _parse_start(value: Any, where: str, window: timedelta) -> datetime:
     return start
 
 
+_AWS_KEYS = {
+    "region",
+    "endpoint_url",
+    "profile",
+    "role_arn",
+    "role_session_name",
+    "external_id",
+    "max_attempts",
+    "retry_mode",
+}
+_ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
-    _only_keys(raw, {"region", "endpoint_url", "profile", "role_arn", "max_attempts", "retry_mode"}, "aws")
+    _only_keys(raw, _AWS_KEYS, "aws")
     retry_mode = raw.get("retry_mode", "adaptive")
     if retry_mode not in ("standard", "adaptive", "legacy"):
         raise ConfigError(f"aws.retry_mode: {retry_mode!r} is not standard, adaptive or legacy")
     max_attempts = raw.get("max_attempts", 8)
     if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
         raise ConfigError("aws.max_attempts: must be an integer from 1 to 20")
+    role_arn = raw.get("role_arn") or None
+    if role_arn is not None and (not isinstance(role_arn, str) or not _ROLE_ARN_RE.fullmatch(role_arn)):
+        raise ConfigError(
+            f"aws.role_arn: {role_arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
+        )
+    session_name = raw.get("role_session_name") or "cwl-pipeline"
+    if not isinstance(session_name, str) or not _ROLE_SESSION_NAME_RE.fullmatch(session_name):
+        raise ConfigError("aws.role_session_name: 2-64 letters, digits and +=,.@_-")
+    external_id = raw.get("external_id") or None
+    external_id_env = None
+    if external_id is not None:
+        match = _ENV_REFERENCE_RE.fullmatch(external_id) if isinstance(external_id, str) else None
+        if not match:
+            raise ConfigError(
+                "aws.external_id: write it as a reference to an environment variable, e.g. "
+                "${CWL_AWS_EXTERNAL_ID}, not as a value (values would be shown in the Dagster UI)"
+            )
+        external_id_env = match.group(1)
+    if (external_id_env or raw.get("role_session_name")) and not role_arn:
+        raise ConfigError("aws: external_id and role_session_name apply only with role_arn")
     return AwsSettings(
         region=str(raw.get("region") or "us-east-1"),
         endpoint_url=raw.get("endpoint_url") or None,
         profile=raw.get("profile") or None,
-        role_arn=raw.get("role_arn") or None,
+        role_arn=role_arn,
         max_attempts=max_attempts,
         retry_mode=retry_mode,
+        role_session_name=session_name,
+        external_id_env=external_id_env,
     )
 
 
 def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
     _only_keys(
         raw,
-        {"project", "dataset", "location", "api_endpoint", "staging_dataset", "retry_timeout"},
+        {"project", "dataset", "location", "api_endpoint", "staging_dataset", "retry_timeout", "credentials"},
         "bigquery",
     )
-    project = raw.get("project")
-    if not isinstance(project, str) or not _PROJECT_RE.match(project):
-        raise ConfigError(f"bigquery.project: {project!r} is not a valid Google Cloud project id")
+    try:
+        project = check_identifier("project", raw.get("project"))
+    except IdentifierError as exc:
+        raise ConfigError(f"bigquery.project: {exc} (a Google Cloud project id)") from None
     for key in ("dataset", "staging_dataset"):
         value = raw.get(key)
-        if (key == "dataset" or value) and (not isinstance(value, str) or not _DATASET_RE.match(value)):
-            raise ConfigError(
-                f"bigquery.{key}: {value!r} is not a valid dataset name (letters, digits, underscores)"
-            )
+        if key == "dataset" or value:
+            try:
+                check_identifier("dataset", value)
+            except IdentifierError as exc:
+                raise ConfigError(f"bigquery.{key}: {exc}") from None
     return BigQuerySettings(
         project=project,
         dataset=raw["dataset"],
@@ -480,15 +546,56 @@ def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
         api_endpoint=raw.get("api_endpoint") or None,
         staging_dataset=raw.get("staging_dataset") or None,
         retry_timeout=parse_duration(raw.get("retry_timeout", "2m"), "bigquery.retry_timeout"),
+        credentials=_parse_gcp_credentials(_mapping(raw.get("credentials") or {}, "bigquery.credentials")),
     )
 
 
-def _expand_env(value: Any, env: Mapping[str, str]) -> Any:
+def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
+    where = "bigquery.credentials"
+    _only_keys(raw, {"type", "config_file", "aws_credentials"}, where)
+    kind = raw.get("type") or "default"
+    if kind in ("service_account", "service_account_key", "authorized_user"):
+        raise ConfigError(
+            f"{where}.type: {kind!r} is refused: the pipeline never uses key files (a long-lived "
+            "secret to store, rotate and leak). Use 'external_account' (Workload Identity "
+            "Federation from AWS, see docs/security.md) or 'default' (Application Default "
+            "Credentials: attached service account, or gcloud auth application-default login)"
+        )
+    if kind not in GCP_CREDENTIAL_TYPES:
+        raise ConfigError(f"{where}.type: {kind!r} must be one of {list(GCP_CREDENTIAL_TYPES)}")
+    config_file = raw.get("config_file") or None
+    if kind == "external_account" and not isinstance(config_file, str):
+        raise ConfigError(
+            f"{where}.config_file: required with type 'external_account' (the file written by "
+            "gcloud iam workload-identity-pools create-cred-config --aws)"
+        )
+    if kind == "default" and config_file is not None:
+        raise ConfigError(f"{where}.config_file: only applies to type 'external_account'")
+    reader = raw.get("aws_credentials") or "boto3"
+    if reader not in AWS_CREDENTIAL_READERS:
+        raise ConfigError(
+            f"{where}.aws_credentials: {reader!r} must be one of {list(AWS_CREDENTIAL_READERS)}"
+        )
+    return GcpCredentials(
+        type=kind, config_file=Path(config_file) if config_file else None, aws_credentials=reader
+    )
+
+
+# Keys whose ``${NAME}`` reference is kept as is (resolved by Dagster at run time).
+_ENV_REFERENCE_KEYS = {("aws", "external_id")}
+
+
+def _expand_env(
+    value: Any, env: Mapping[str, str], substituted: dict[str, str], path: tuple[str, ...] = ()
+) -> Any:
     if isinstance(value, str):
+        if path in _ENV_REFERENCE_KEYS:
+            return value
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if env.get(name):
+                substituted[env[name]] = name
                 return env[name]
             if default is None:
                 raise ConfigError(f"environment variable {name} is not set and has no default")
@@ -496,10 +603,22 @@ def _expand_env(value: Any, env: Mapping[str, str]) -> Any:
 
         return _ENV_RE.sub(substitute, value)
     if isinstance(value, list):
-        return [_expand_env(v, env) for v in value]
+        return [_expand_env(v, env, substituted, path) for v in value]
     if isinstance(value, dict):
-        return {k: _expand_env(v, env) for k, v in value.items()}
+        return {k: _expand_env(v, env, substituted, (*path, str(k))) for k, v in value.items()}
     return value
+
+
+def redact_substitutions(message: str, substituted: Mapping[str, str]) -> str:
+    """``message`` with every value read from the environment shown as ``${NAME}``.
+
+    Values shorter than 4 characters are left alone: they cannot be secrets worth the name,
+    and replacing them would garble the message.
+    """
+    for value in sorted(substituted, key=len, reverse=True):
+        if len(value) >= 4:
+            message = message.replace(value, f"${{{substituted[value]}}}")
+    return message
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -30,7 +30,12 @@ rejected with ``missing_required:<column>``):
 
 A column's ``path`` walks nested objects; a path through a non-object counts as missing.
 Messages that are not JSON objects are rejected as a whole: ``invalid_utf8`` (bytes that
-are not UTF-8, or text with unpaired surrogates), ``invalid_json``, ``not_an_object``.
+are not UTF-8, or text with unpaired surrogates), ``invalid_json`` (also NaN/Infinity, a
+leading byte order mark, lone surrogate escapes, raw control characters in strings),
+``too_deep`` (nested beyond orjson's 1024 levels), ``not_an_object``. A message larger than
+:data:`MAX_MESSAGE_BYTES` (CloudWatch's own event limit, so only crafted input has one) is
+``too_large``: its ``raw_message`` keeps the first :data:`MAX_MESSAGE_BYTES` bytes and the
+``detail`` its full size. Duplicate keys: the last one wins.
 
 Rejects keep the event's metadata, a machine-readable ``reason``, a human-readable
 ``detail`` and the ``raw_message`` (invalid UTF-8 escaped with backslashes). Their
@@ -73,6 +78,10 @@ from cwl_pipeline.core.schema import (
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
+MAX_MESSAGE_BYTES = 1_048_576
+"""Largest message normalized (UTF-8 bytes): CloudWatch Logs' maximum event size, 1 MB
+(256 KB until 2025). Larger ones are ``too_large`` rejects, their raw message cut to this."""
+
 TIMESTAMP_TYPE = pa.timestamp("ms", tz="UTC")
 ARROW_TYPES: dict[str, pa.DataType] = {
     "STRING": pa.string(),
@@ -92,11 +101,12 @@ _DETAIL_VALUE_CHARS = 80
 class _Rejected(Exception):
     """Raised inside the per-event loop to route the event to the rejects."""
 
-    __slots__ = ("detail", "reason")
+    __slots__ = ("detail", "raw", "reason")
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, raw: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
+        self.raw = raw  # the raw_message to keep, when not the whole message
 
 
 @dataclass
@@ -349,19 +359,38 @@ def _dig(obj: Any, path: tuple[str, ...]) -> Any:
 
 def _parse_failure(message: Any, exc: Exception) -> _Rejected:
     text = str(exc)
+    if "byte order mark" in text:
+        return _Rejected("invalid_json", "message starts with a byte order mark (U+FEFF)")
     if "UTF-8" in text:
         return _Rejected("invalid_utf8", "message is not valid UTF-8 text")
+    if "depth limit" in text:
+        return _Rejected("too_deep", "message JSON is nested more than 1024 levels deep")
     if not isinstance(message, (str, bytes)):
         return _Rejected("invalid_json", f"message is {type(message).__name__}, not text")
     return _Rejected("invalid_json", f"message is not JSON: {text}")
 
 
-def normalize(events: Iterable[LogEvent], schema: TableSchema) -> NormalizedBatch:
+def _too_large(message: str | bytes, limit: int) -> _Rejected | None:
+    """The rejection of a message over ``limit`` UTF-8 bytes, or None if it is not."""
+    raw = message if isinstance(message, bytes) else message.encode("utf-8", "backslashreplace")
+    if len(raw) <= limit:
+        return None
+    return _Rejected(
+        "too_large",
+        f"message is {len(raw)} bytes, over the {limit}-byte limit; raw_message holds its first {limit}",
+        raw[:limit].decode("utf-8", "ignore"),
+    )
+
+
+def normalize(
+    events: Iterable[LogEvent], schema: TableSchema, *, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> NormalizedBatch:
     """Normalize events to ``schema``'s rows, routing unusable events to the rejects.
 
     Never raises for bad event content; every event becomes a row or a reject (see the
     module documentation for the rules). ``events`` is consumed once, so it may be a lazy
     iterator (:func:`~cwl_pipeline.core.formats.iter_decode`), which keeps memory low.
+    Messages over ``max_message_bytes`` (UTF-8) are ``too_large`` rejects.
 
     Raises:
         SchemaError: a column's declared default is not valid for its type.
@@ -397,6 +426,8 @@ def normalize(events: Iterable[LogEvent], schema: TableSchema) -> NormalizedBatc
     dumps = orjson.dumps
     decode_error = orjson.JSONDecodeError
     lo, hi = BIGQUERY_MIN_MS, BIGQUERY_MAX_MS
+    # No message of at most this many characters can exceed the limit (4 bytes a character).
+    short = max_message_bytes // 4
     # Rows of the current chunk; and the (group, stream, source) of its last run of rows.
     pending = 0
     run_group = run_stream = run_source = _NO_RUN
@@ -411,6 +442,8 @@ def normalize(events: Iterable[LogEvent], schema: TableSchema) -> NormalizedBatc
                     "out_of_range:ingestion_time",
                     f"ingestion time {ingestion} ms is outside years 1..9999",
                 )
+            if len(message) > short and (oversized := _too_large(message, max_message_bytes)):
+                raise oversized
             try:
                 obj = loads(message)
             except (decode_error, TypeError) as exc:
@@ -551,7 +584,7 @@ class _RejectLists:
         columns["source_object"].append(source)
         columns["reason"].append(rejected.reason)
         columns["detail"].append(rejected.detail)
-        columns["raw_message"].append(_raw_text(message))
+        columns["raw_message"].append(rejected.raw if rejected.raw is not None else _raw_text(message))
 
     def table(self) -> pa.Table:
         arrays = [_arrow_array(self.columns[c.name], ARROW_TYPES[c.type]) for c in REJECT_COLUMNS]

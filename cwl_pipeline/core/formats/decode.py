@@ -24,6 +24,8 @@ from cwl_pipeline.core.formats.gzip_members import (
 from cwl_pipeline.core.formats.json_documents import iter_json_documents
 from cwl_pipeline.core.formats.messages import decode_messages
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
 FORMATS: tuple[str, ...] = ("events", "subscription", "firehose", "export", "messages")
 """Format names accepted by :func:`decode_bytes` (besides ``auto``)."""
 
@@ -105,12 +107,12 @@ def iter_decode(
     head: list[bytes] = []
     for member in members:
         head.append(member)
-        if member.strip():
+        if not _blank(member):
             head.extend(islice(members, 1))
             break
     else:
         return iter(())  # empty input, or only empty members
-    sample = next(m for m in head if m.strip())
+    sample = next(m for m in head if not _blank(m))
     members = chain(head, members)
 
     parsed: tuple[Any] | None = None
@@ -156,6 +158,11 @@ def iter_decode(
         timestamp_ms=default_timestamp_ms,
         source_object=source_object,
     )
+
+
+def _blank(member: bytes) -> bool:
+    """Nothing but whitespace and byte order marks."""
+    return not member.replace(_UTF8_BOM, b"").strip()
 
 
 def _require(value: str | None, argument: str, message: str) -> str:

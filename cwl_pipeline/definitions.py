@@ -56,7 +56,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         executor=dg.in_process_executor,
         resources={
             "aws": AwsResource.from_settings(config.aws),
-            "bigquery": BigQueryWarehouse.from_settings(config.bigquery),
+            "bigquery": BigQueryWarehouse.from_settings(config.bigquery, config.aws),
         },
         metadata={"config_path": str(config.path), "cloudwatch_pool": CLOUDWATCH_POOL},
     )

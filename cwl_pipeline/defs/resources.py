@@ -1,9 +1,17 @@
 """Dagster resources for AWS and BigQuery, built on dagster-aws and dagster-gcp.
 
 dagster-aws's boto3 configuration lacks a retry mode and role assumption, and dagster-gcp's
-``BigQueryResource`` has no endpoint option (needed for a local emulator) nor a dataset. Both
-are extended here; in production BigQuery uses Application Default Credentials, so keyless
-Workload Identity Federation works without code.
+``BigQueryResource`` has no endpoint option (needed for a local emulator), no dataset and no
+keyless credentials. Both are extended here:
+
+* AWS: boto3's credential chain, optionally assuming ``role_arn`` with credentials that renew
+  themselves before they expire;
+* BigQuery: Application Default Credentials, or Workload Identity Federation from AWS with a
+  credential configuration file and AWS credentials from boto3 (works on ECS/Fargate). Never
+  a service-account key.
+
+Secrets never go into resource config (Dagster shows resource config in its UI): the
+``aws_*_key`` fields of dagster-aws stay empty, and a role's external id is an ``EnvVar``.
 """
 
 from __future__ import annotations
@@ -13,15 +21,23 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import dagster as dg
 from botocore.config import Config
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from dagster_gcp import BigQueryResource
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from pydantic import Field
 
+from cwl_pipeline.adapters.aws_session import assumed_role_session
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
+from cwl_pipeline.adapters.gcp_credentials import (
+    CredentialsError,
+    aws_external_account_credentials,
+    default_credentials,
+    load_credential_config,
+)
 from cwl_pipeline.config import AwsSettings, BigQuerySettings
 
 
@@ -33,20 +49,30 @@ class AwsResource(ResourceWithBoto3Configuration):
         description="botocore retry mode: 'adaptive' also rate-limits the client on throttling.",
     )
     role_arn: str | None = Field(default=None, description="IAM role to assume, if any.")
+    role_session_name: str = Field(
+        default="cwl-pipeline", description="RoleSessionName of the assumed role (shows in CloudTrail)."
+    )
+    external_id: str | None = Field(
+        default=None,
+        description="sts:ExternalId for role_arn; pass an EnvVar so the value is not shown in the UI.",
+    )
 
     @classmethod
     def from_settings(cls, settings: AwsSettings) -> AwsResource:
-        """Build from the pipeline config's ``aws`` section."""
+        """Build from the pipeline config's ``aws`` section (credentials: boto3's chain)."""
         return cls(
             region_name=settings.region,
             endpoint_url=settings.endpoint_url,
             profile_name=settings.profile,
             role_arn=settings.role_arn,
+            role_session_name=settings.role_session_name,
+            external_id=dg.EnvVar(settings.external_id_env) if settings.external_id_env else None,
             max_attempts=settings.max_attempts,
             retry_mode=settings.retry_mode,
         )
 
-    def _session(self) -> boto3.session.Session:
+    def session(self) -> boto3.session.Session:
+        """A boto3 session: the default chain, or ``role_arn`` assumed (and renewed) with it."""
         session = boto3.session.Session(
             profile_name=self.profile_name,
             region_name=self.region_name,
@@ -56,15 +82,18 @@ class AwsResource(ResourceWithBoto3Configuration):
         )
         if not self.role_arn:
             return session
-        creds = session.client("sts", endpoint_url=self.endpoint_url).assume_role(
-            RoleArn=self.role_arn, RoleSessionName="cwl-pipeline"
-        )["Credentials"]
-        return boto3.session.Session(
-            region_name=self.region_name,
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
+        external_id = self.external_id
+        if isinstance(external_id, dg.EnvVar):  # used outside a run: Dagster did not resolve it
+            external_id = external_id.get_value()
+        return assumed_role_session(
+            session,
+            self.role_arn,
+            session_name=self.role_session_name,
+            external_id=external_id,
+            endpoint_url=self.endpoint_url,
+            region=self.region_name,
         )
+
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` ("logs", "s3", ...)."""
@@ -75,7 +104,7 @@ class AwsResource(ResourceWithBoto3Configuration):
             connect_timeout=10,
             read_timeout=60,
         )
-        return self._session().client(
+        return self.session().client(
             service,
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
@@ -89,10 +118,13 @@ class AwsResource(ResourceWithBoto3Configuration):
 
 
 class BigQueryWarehouse(BigQueryResource):
-    """dagster-gcp's BigQuery resource plus a dataset and an optional API endpoint.
+    """dagster-gcp's BigQuery resource plus a dataset, an optional API endpoint and keyless auth.
 
-    With ``api_endpoint`` set (a local emulator) the client sends no credentials; otherwise it
-    uses Application Default Credentials (or dagster-gcp's ``gcp_credentials``).
+    With ``api_endpoint`` set (a local emulator) the client sends no credentials. Otherwise
+    ``credentials_type`` says how it authenticates: ``default`` (Application Default
+    Credentials) or ``external_account`` (Workload Identity Federation from AWS, see
+    :mod:`cwl_pipeline.adapters.gcp_credentials`). dagster-gcp's ``gcp_credentials`` (a
+    base64 service-account key) is refused.
     """
 
     dataset: str = Field(description="Dataset holding the events and rejects tables.")
@@ -105,10 +137,23 @@ class BigQueryWarehouse(BigQueryResource):
     retry_timeout_seconds: float = Field(
         default=120.0, description="How long API calls are retried before the run fails."
     )
+    credentials_type: str = Field(
+        default="default", description="'default' (ADC) or 'external_account' (Workload Identity Federation)."
+    )
+    credential_config_file: str | None = Field(
+        default=None, description="Workload Identity Federation credential configuration (holds no secret)."
+    )
+    aws_credentials: str = Field(
+        default="boto3",
+        description="Who reads the AWS credentials to exchange: 'boto3' (its whole chain) or 'google-auth'.",
+    )
+    aws_profile: str | None = Field(default=None, description="boto3 profile for the exchanged credentials.")
+    aws_region: str | None = Field(default=None, description="AWS region signing the exchange request.")
 
     @classmethod
-    def from_settings(cls, settings: BigQuerySettings) -> BigQueryWarehouse:
-        """Build from the pipeline config's ``bigquery`` section."""
+    def from_settings(cls, settings: BigQuerySettings, aws: AwsSettings | None = None) -> BigQueryWarehouse:
+        """Build from the pipeline config's ``bigquery`` section (and ``aws`` for the exchange)."""
+        credentials = settings.credentials
         return cls(
             project=settings.project,
             location=settings.location,
@@ -116,21 +161,50 @@ class BigQueryWarehouse(BigQueryResource):
             staging_dataset=settings.staging_dataset,
             api_endpoint=settings.api_endpoint,
             retry_timeout_seconds=settings.retry_timeout.total_seconds(),
+            credentials_type=credentials.type,
+            credential_config_file=str(credentials.config_file) if credentials.config_file else None,
+            aws_credentials=credentials.aws_credentials,
+            aws_profile=aws.profile if aws else None,
+            aws_region=aws.region if aws else None,
         )
+
+    def google_credentials(self) -> Credentials:
+        """The Google credentials this resource authenticates with (no emulator endpoint).
+
+        Raises:
+            CredentialsError: a key file, a bad credential configuration, or no credentials.
+        """
+        if self.gcp_credentials:
+            raise CredentialsError(
+                "gcp_credentials (a base64 service-account key) is refused: use Workload Identity "
+                "Federation or Application Default Credentials (docs/security.md)"
+            )
+        if self.credentials_type == "external_account":
+            if not self.credential_config_file:
+                raise CredentialsError("credentials_type external_account needs credential_config_file")
+            info = load_credential_config(self.credential_config_file)
+            session = boto3.session.Session(profile_name=self.aws_profile, region_name=self.aws_region)
+            return aws_external_account_credentials(
+                info, aws_credentials=self.aws_credentials, session=session, region=self.aws_region
+            )
+        if self.credentials_type != "default":
+            raise CredentialsError(f"credentials_type {self.credentials_type!r} is not supported")
+        return default_credentials()[0]
 
     @contextmanager
     def get_client(self) -> Iterator[bigquery.Client]:
         """A BigQuery client for the configured project, location and endpoint."""
-        if not self.api_endpoint:
-            with super().get_client() as client:
-                yield client
-            return
-        client = bigquery.Client(
-            project=self.project,
-            location=self.location,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": self.api_endpoint},
-        )
+        if self.api_endpoint:
+            client = bigquery.Client(
+                project=self.project,
+                location=self.location,
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": self.api_endpoint},
+            )
+        else:
+            client = bigquery.Client(
+                project=self.project, location=self.location, credentials=self.google_credentials()
+            )
         try:
             yield client
         finally:

@@ -276,24 +276,27 @@ def _dumps(doc: object) -> bytes:
     return json.dumps(doc).encode()
 
 
-def payload(carrier: str, cases: list[MessageCase], base_ms: int = BASE_MS) -> tuple[bytes, str]:
+def payload(
+    carrier: str, cases: list[MessageCase], base_ms: int = BASE_MS, first_id: int = 1
+) -> tuple[bytes, str]:
     """The cases' messages wrapped as ``carrier``; returns ``(payload, decode_bytes format)``.
 
-    Every case must list ``carrier`` in :meth:`MessageCase.carriers`.
+    Every case must list ``carrier`` in :meth:`MessageCase.carriers`. Event ids, where the
+    format has them, are ``first_id``, ``first_id + 1``... in case order.
     """
     assert all(carrier in c.carriers() for c in cases), carrier
     times = event_times(cases, base_ms)
     if carrier == "events":
         events = [
-            {"eventId": str(i + 1), "timestamp": t, "message": c.message, "logStreamName": STREAM}
+            {"eventId": str(first_id + i), "timestamp": t, "message": c.message, "logStreamName": STREAM}
             for i, (c, t) in enumerate(zip(cases, times, strict=True))
         ]
         return _dumps({"events": events}), "events"
     if carrier == "subscription":
-        return gzip.compress(_dumps(envelope(cases, times))), "subscription"
+        return gzip.compress(_dumps(envelope(cases, times, first_id))), "subscription"
     if carrier in ("firehose", "firehose_json"):
         docs = [
-            _dumps(envelope(cases[i : i + 7], times[i : i + 7], first_id=i + 1))
+            _dumps(envelope(cases[i : i + 7], times[i : i + 7], first_id=first_id + i))
             for i in range(0, len(cases), 7)
         ]
         if carrier == "firehose":

@@ -13,9 +13,12 @@ from datetime import timedelta
 
 import pytest
 
+from cwl_pipeline.core.firehose_windows import delivery_stream_name
+from cwl_pipeline.core.formats import decode_bytes
 from cwl_pipeline.core.normalize import MAX_MESSAGE_BYTES
 from cwl_pipeline.core.windows import partition_key, to_ms
 from cwl_pipeline_tests.hostile.corpus import (
+    GROUP,
     MessageCase,
     case_by_id,
     gzip_bomb,
@@ -85,8 +88,8 @@ def test_polling_path(polling_stack, logs_client, bq_client):
     assert metadata["events_read"] == len(cases) == metadata["rows_loaded"] + metadata["rows_rejected"]
 
 
-@pytest.fixture
-def firehose_stack(local_aws, local_bigquery, write_config, unique_name, s3) -> dict:
+def firehose_stream(local_aws, local_bigquery, write_config, unique_name, s3, source_keys: str) -> dict:
+    """A Firehose stream ``logs`` on a fresh bucket (prefix ``fh/``) and dataset."""
     bucket = f"cwl-hostile-{unique_name}"
     s3.create_bucket(Bucket=bucket)
     dataset = f"ds_{unique_name}"
@@ -95,10 +98,21 @@ def firehose_stack(local_aws, local_bigquery, write_config, unique_name, s3) -> 
         local_aws,
         local_bigquery,
         dataset,
-        f"{{type: s3, bucket: {bucket}, prefix: fh/, layout: firehose, record_format: envelopes_gzip, "
-        f"max_decompressed_bytes: 16MiB}}",
+        f"{{type: s3, bucket: {bucket}, prefix: fh/, layout: firehose, {source_keys}}}",
     )
     return {"bucket": bucket, "dataset": dataset, "defs": s3_stack.definitions(path)}
+
+
+@pytest.fixture
+def firehose_stack(local_aws, local_bigquery, write_config, unique_name, s3) -> dict:
+    return firehose_stream(
+        local_aws,
+        local_bigquery,
+        write_config,
+        unique_name,
+        s3,
+        "record_format: envelopes_gzip, max_decompressed_bytes: 16MiB",
+    )
 
 
 @pytest.fixture
@@ -145,3 +159,42 @@ def test_firehose_s3_path(firehose_stack, s3, bq_client):
     s3_stack.assert_reconciles(metadata)
     assert metadata["objects_unreadable"] == 3
     assert metadata["events_read"] == 2 * len(cases) + 3
+
+
+def test_firehose_messages_records(local_aws, local_bigquery, write_config, unique_name, s3, bq_client):
+    """Firehose with message extraction: one raw message per line, bytes that are not UTF-8
+    included; ids and the timestamp (the object's LastModified) are derived."""
+    stack = firehose_stream(
+        local_aws,
+        local_bigquery,
+        write_config,
+        unique_name,
+        s3,
+        f"record_format: messages, log_group: {GROUP}",
+    )
+    hour = s3_stack.key_hour()
+    cases = [case_by_id("plain_object"), *(c for c in message_cases() if "messages" in c.carriers())]
+    data, _ = payload("messages", cases)
+    key = s3_stack.firehose_key("fh/", hour)
+    s3.put_object(Bucket=stack["bucket"], Key=key, Body=data)
+    modified = s3.head_object(Bucket=stack["bucket"], Key=key)["LastModified"]
+
+    result = s3_stack.materialize(stack["defs"], s3_stack.last_window_key(hour))
+
+    # The ids the pipeline derives, in line order (derivation itself is tested elsewhere).
+    ids = [
+        e.event_id
+        for e in decode_bytes(
+            data,
+            format="messages",
+            log_group=GROUP,
+            log_stream=delivery_stream_name(key),
+            default_timestamp_ms=to_ms(modified),
+        )
+    ]
+    rows, rejects = read_back(bq_client, stack["dataset"], "logs", "event_id")
+    assert len(ids) == len(cases) == len(rows) + len(rejects)
+    for case, event_id in zip(cases, ids, strict=True):
+        assert_landed(case, rows, rejects, event_id, "messages")
+    assert {r["reason"] for r in rejects.values()} >= {"invalid_utf8", "too_large", "not_an_object"}
+    s3_stack.assert_reconciles(s3_stack.load_metadata(result))

@@ -9,7 +9,6 @@ the credentials expire, with the base session's (possibly refreshing) credential
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import boto3
@@ -22,6 +21,7 @@ from botocore.credentials import (
 )
 
 from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.core.redaction import redact_secrets
 
 ROLE_DURATION_SECONDS = 3600
 
@@ -66,7 +66,9 @@ def assumed_role_session(
         extra_args["ExternalId"] = external_id
     region = region or base.region_name
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=functools.partial(base.client, endpoint_url=endpoint_url, region_name=region),
+        client_creator=lambda *args, **kwargs: redact_error_responses(
+            base.client(*args, endpoint_url=endpoint_url, region_name=region, **kwargs)
+        ),
         source_credentials=source,
         role_arn=role_arn,
         extra_args=extra_args,
@@ -77,3 +79,30 @@ def assumed_role_session(
     core = botocore.session.Session()
     core.get_component("credential_provider").insert_before("env", _AssumedRoleProvider(credentials))
     return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+def redact_error_responses(client: Any) -> Any:
+    """Mask credentials in the error responses ``client`` raises as exceptions.
+
+    AWS answers a bad signature with the canonical request it expected, session token
+    included, in the error message; botocore puts that message into the exception, and from
+    there it would reach logs and the Dagster UI. The handler runs after the response is
+    parsed and before botocore builds the exception from it; errors raised before that (a
+    response botocore cannot parse, quoted in the message) are masked in place.
+    """
+
+    def redact(parsed: Any = None, **_: Any) -> None:
+        error = parsed.get("Error") if isinstance(parsed, dict) else None
+        if isinstance(error, dict):
+            for key, value in error.items():
+                if isinstance(value, str):
+                    error[key] = redact_secrets(value)
+
+    def redact_exception(exception: BaseException | None = None, **_: Any) -> None:
+        # Transport and parse errors (a body botocore could not parse is quoted whole).
+        if exception is not None:
+            exception.args = tuple(redact_secrets(a) if isinstance(a, str) else a for a in exception.args)
+
+    client.meta.events.register("after-call.*.*", redact)
+    client.meta.events.register("after-call-error.*.*", redact_exception)
+    return client

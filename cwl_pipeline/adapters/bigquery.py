@@ -31,6 +31,7 @@ from google.cloud import bigquery
 
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
+from cwl_pipeline.core.redaction import redact_secrets
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
 
@@ -343,14 +344,16 @@ class BigQueryLoader:
         if isinstance(exc, gexc.RetryError) and exc.cause is not None:
             exc = exc.cause
         if isinstance(exc, gexc.Forbidden):
-            return DestinationError(f"BigQuery denied access to {what}: {exc.message}")
+            return DestinationError(redact_secrets(f"BigQuery denied access to {what}: {exc.message}"))
         if isinstance(exc, gexc.NotFound):
-            return DestinationError(f"BigQuery {what}: not found: {exc.message}")
+            return DestinationError(redact_secrets(f"BigQuery {what}: not found: {exc.message}"))
         if isinstance(exc, gexc.GoogleAPICallError):
-            return DestinationError(f"BigQuery {what} failed: {exc.message}")
+            return DestinationError(redact_secrets(f"BigQuery {what} failed: {exc.message}"))
         if isinstance(exc, OSError | ConnectionError) or "Connection" in type(exc).__name__:
             endpoint = getattr(self.client._connection, "API_BASE_URL", "BigQuery")
-            return DestinationError(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
+            return DestinationError(
+                redact_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
+            )
         return exc
 
 

@@ -29,7 +29,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from pydantic import Field
 
-from cwl_pipeline.adapters.aws_session import assumed_role_session
+from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
 from cwl_pipeline.adapters.gcp_credentials import (
@@ -94,7 +94,6 @@ class AwsResource(ResourceWithBoto3Configuration):
             region=self.region_name,
         )
 
-
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` ("logs", "s3", ...)."""
         config = Config(
@@ -104,13 +103,14 @@ class AwsResource(ResourceWithBoto3Configuration):
             connect_timeout=10,
             read_timeout=60,
         )
-        return self.session().client(
+        client = self.session().client(
             service,
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
             verify=self.verify,
             config=config,
         )
+        return redact_error_responses(client)
 
     def logs_reader(self) -> CloudWatchLogsReader:
         """A CloudWatch Logs reader over a fresh client."""

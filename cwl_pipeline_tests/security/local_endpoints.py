@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -226,3 +227,39 @@ class RecordingProxy(_Server):
                 )
         except urllib.error.HTTPError as exc:
             return exc.code, {"Content-Type": exc.headers.get("Content-Type", "")}, exc.read()
+
+
+@dataclass
+class SignatureMismatchAws(_Server):
+    """Answers every AWS call as AWS does when the signature is wrong (clock skew, a rotated
+    key): ``InvalidSignatureException`` (JSON protocols) or ``SignatureDoesNotMatch`` (query
+    protocol, STS) quoting the canonical request with the signed headers' values, session
+    token included. moto never produces it. ``json_only`` answers in JSON whatever the
+    protocol: a body the STS client cannot parse, which botocore quotes whole."""
+
+    json_only: bool = False
+
+    def __post_init__(self) -> None:
+        _Server.__init__(self)
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        lower = {k.lower(): v for k, v in headers.items()}
+        signed = re.search(r"SignedHeaders=([^,]+)", lower.get("authorization", ""))
+        names = signed.group(1).split(";") if signed else []
+        canonical = "\n".join(
+            [method, path, "", *(f"{n}:{lower.get(n, '')}" for n in names), "", ";".join(names)]
+        )
+        message = (
+            "The request signature we calculated does not match the signature you provided. Check "
+            "your AWS Secret Access Key and signing method. Consult the service documentation for "
+            f"details.\n\nThe Canonical String for this request should have been\n'{canonical}'\n"
+        )
+        if self.json_only or "json" in lower.get("content-type", ""):
+            doc = {"__type": "InvalidSignatureException", "message": message}
+            return 400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(doc).encode()
+        # Query protocol (STS): an XML error document.
+        xml = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>"
+            f"<Message>{html.escape(message)}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+        )
+        return 403, {"Content-Type": "text/xml"}, xml.encode()

@@ -22,6 +22,7 @@ from cwl_pipeline.config import ConfigError, load_config
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.definitions import build_definitions
 from cwl_pipeline_tests.pipeline.polling import failure_text, materialize, put, rows, window_start
+from cwl_pipeline_tests.security.local_endpoints import SignatureMismatchAws
 
 EXTERNAL_ID_VAR = "CWL_CANARY_EXTERNAL_ID"
 
@@ -40,12 +41,12 @@ def canaries(monkeypatch) -> dict[str, str]:
     return values
 
 
-def _config(local_aws, local_bigquery, write_config, group: str, dataset: str):
+def _config(local_aws, local_bigquery, write_config, group: str, dataset: str, aws_url: str | None = None):
     path = write_config(
         f"""
 aws:
   region: us-east-1
-  endpoint_url: "{local_aws.url}"
+  endpoint_url: "{aws_url or local_aws.url}"
   max_attempts: 2
   role_arn: arn:aws:iam::123456789012:role/cwl-canary
   external_id: ${{{EXTERNAL_ID_VAR}}}
@@ -112,10 +113,33 @@ def test_canaries_appear_nowhere(
     _assert_absent(canaries, texts, "the run records, output or errors")
 
 
+def test_aws_errors_echoing_the_session_token_are_masked(
+    canaries, local_aws, local_bigquery, write_config, unique_name, capfd
+):
+    """AWS quotes the canonical request, session token included, when a signature does not
+    match; a local server gives that answer (moto never does). Assuming the role fails so."""
+    aws = SignatureMismatchAws().start()
+    try:
+        config = _config(local_aws, local_bigquery, write_config, "/test/g", f"ds_{unique_name}", aws.url)
+        instance = dg.DagsterInstance.ephemeral()
+        failed = materialize(
+            build_definitions(config), partition_key(window_start()), raise_on_error=False, instance=instance
+        )
+    finally:
+        aws.stop()
+    assert not failed.success
+    error = failure_text(failed)
+    assert "SignatureDoesNotMatch" in error and "x-amz-security-token:<redacted>" in error
+    out, err = capfd.readouterr()
+    _assert_absent(canaries, [*_stored_texts(instance, failed), error, out, err], "a failed run")
+
+
 def test_unset_external_id_variable_fails_naming_the_variable(
     canaries, local_aws, local_bigquery, write_config, unique_name, monkeypatch
 ):
-    config = _config(local_aws, local_bigquery, write_config, f"/test/none-{unique_name}", f"ds_{unique_name}")
+    config = _config(
+        local_aws, local_bigquery, write_config, f"/test/none-{unique_name}", f"ds_{unique_name}"
+    )
     monkeypatch.delenv(EXTERNAL_ID_VAR)
     with pytest.raises(dg.DagsterInvalidConfigError, match=EXTERNAL_ID_VAR):
         materialize(build_definitions(config), partition_key(window_start()), raise_on_error=False)

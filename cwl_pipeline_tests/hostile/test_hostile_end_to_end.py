@@ -121,9 +121,10 @@ def s3(local_aws):
 
 
 def test_firehose_s3_path(firehose_stack, s3, bq_client):
-    """Message cases in a gzip object and a decompressed (JSON lines) object; plus a truncated
-    object, a gzip bomb over the stream's 16 MiB limit and garbage between gzip members, each
-    one ``unreadable_object`` reject while the rest of the window loads."""
+    """Message cases in a gzip object and a decompressed (JSON lines) object whose key looks
+    like SQL; plus a truncated object, a gzip bomb over the stream's 16 MiB limit and garbage
+    between gzip members, each one ``unreadable_object`` reject while the rest of the window
+    loads. Loading the window again replaces it with the same rows."""
     hour = s3_stack.key_hour()
     base = to_ms(hour)
     cases = [case_by_id("plain_object"), *(c for c in message_cases() if "firehose" in c.carriers())]
@@ -138,7 +139,8 @@ def test_firehose_s3_path(firehose_stack, s3, bq_client):
     bucket = firehose_stack["bucket"]
     keys = {}
     for name, body in {"gz": gz, "lines": lines, **broken}.items():
-        keys[name] = s3_stack.firehose_key("fh/", hour)
+        stream = "x'; DROP TABLE logs; --`\\" if name == "lines" else "cwl-delivery"
+        keys[name] = s3_stack.firehose_key("fh/", hour, stream)
         s3.put_object(Bucket=bucket, Key=keys[name], Body=body)
 
     result = s3_stack.materialize(firehose_stack["defs"], s3_stack.last_window_key(hour))
@@ -159,6 +161,12 @@ def test_firehose_s3_path(firehose_stack, s3, bq_client):
     s3_stack.assert_reconciles(metadata)
     assert metadata["objects_unreadable"] == 3
     assert metadata["events_read"] == 2 * len(cases) + 3
+    sources = {r["source_object"] for r in rejects.values()}
+    assert f"s3://{bucket}/{keys['lines']}" in sources
+
+    s3_stack.materialize(firehose_stack["defs"], s3_stack.last_window_key(hour))
+    again_rows, again_rejects = read_back(bq_client, firehose_stack["dataset"], "logs", "event_id")
+    assert (set(again_rows), set(again_rejects)) == (set(rows), set(rejects))
 
 
 def test_firehose_messages_records(local_aws, local_bigquery, write_config, unique_name, s3, bq_client):

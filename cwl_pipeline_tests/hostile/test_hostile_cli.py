@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 from cwl_pipeline.cli.main import main
@@ -106,3 +107,15 @@ def test_bomb_in_a_real_process(tmp_path):
         done.stderr == f"{PREFIX}{path}: decompressed size exceeds 8388608 bytes (max_decompressed_bytes); "
         "refusing the input as a possible decompression bomb\n"
     )
+
+
+def test_message_corpus_to_parquet(tmp_path, capsys):
+    cases = [case_by_id("plain_object"), *(c for c in message_cases() if "firehose" in c.carriers())]
+    data, fmt = payload("firehose", cases)
+    path = tmp_path / "input.gz"
+    path.write_bytes(data)
+    out = tmp_path / "rows.parquet"
+    assert main(decode_args(path, fmt, "--output-format", "parquet", "-o", str(out))) == 0
+    table = pq.read_table(out)
+    assert table.column("action").to_pylist() == [a for _, a, _ in expected_rows(cases)]
+    assert stderr_line(capsys).startswith(f"decoded 1 file: {len(cases)} events, {table.num_rows} rows")

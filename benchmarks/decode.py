@@ -34,6 +34,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.machine import describe
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import decode_bytes, iter_decode
 from cwl_pipeline.core.formats.gzip_members import gunzip_members
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     events = args.events
     mib = 2**20
 
+    print(describe(), flush=True)
     data = build_payload(events, args.per_envelope)
     print(
         f"payload: {events} events, {len(data) / mib:.1f} MiB gzip, "

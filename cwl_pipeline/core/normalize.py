@@ -372,13 +372,15 @@ def _parse_failure(message: Any, exc: Exception) -> _Rejected:
 
 def _too_large(message: str | bytes, limit: int) -> _Rejected | None:
     """The rejection of a message over ``limit`` UTF-8 bytes, or None if it is not."""
-    raw = message if isinstance(message, bytes) else message.encode("utf-8", "backslashreplace")
-    if len(raw) <= limit:
+    size = len(message) if isinstance(message, bytes) else len(message.encode("utf-8", "surrogatepass"))
+    if size <= limit:
         return None
+    # The start of the escaped raw text, cut at a character boundary within the limit.
+    kept = _raw_text(message).encode("utf-8", "backslashreplace")[:limit].decode("utf-8", "ignore")
     return _Rejected(
         "too_large",
-        f"message is {len(raw)} bytes, over the {limit}-byte limit; raw_message holds its first {limit}",
-        raw[:limit].decode("utf-8", "ignore"),
+        f"message is {size} bytes, over the {limit}-byte limit; raw_message holds its first {limit}",
+        kept,
     )
 
 

@@ -93,6 +93,8 @@ def _nested(depth: int, leaf: str = "1") -> str:
     return "[" * depth + leaf + "]" * depth
 
 
+# Four-byte characters filling a message of exactly the limit: '{"action":"…xyz"}'.
+EMOJI_AT_LIMIT = "\U0001f600" * ((MAX_MESSAGE_BYTES - 16) // 4) + "xyz"
 SQL = "'; DROP TABLE x; --"
 CONTROL = "".join(chr(c) for c in range(0x20) if c != 0x0A) + "\x7f"
 
@@ -228,6 +230,9 @@ def message_cases() -> list[MessageCase]:
         ),
         MessageCase("one_megabyte_plus", _j({"action": "e" * MAX_MESSAGE_BYTES}), "too_large"),
         MessageCase("two_megabytes_text", "f" * (2 * MAX_MESSAGE_BYTES), "too_large"),
+        MessageCase("emoji_at_limit", _j({"action": EMOJI_AT_LIMIT}), ROW, (0, EMOJI_AT_LIMIT, None)),
+        MessageCase("emoji_over_limit", _j({"action": EMOJI_AT_LIMIT + "w"}), "too_large"),
+        MessageCase("invalid_utf8_over_limit", b"\xff" * (MAX_MESSAGE_BYTES + 1), "too_large"),
         # Event timestamps (the CloudWatch ones, in ms).
         MessageCase("negative_timestamp", "{}", ROW, (0, None, None), timestamp_ms=-1),
         MessageCase("year_1", "{}", ROW, (0, None, None), timestamp_ms=-62_135_596_800_000),

@@ -147,8 +147,10 @@ class BigQueryWarehouse(BigQueryResource):
         default="boto3",
         description="Who reads the AWS credentials to exchange: 'boto3' (its whole chain) or 'google-auth'.",
     )
-    aws_profile: str | None = Field(default=None, description="boto3 profile for the exchanged credentials.")
-    aws_region: str | None = Field(default=None, description="AWS region signing the exchange request.")
+    aws: AwsResource | None = Field(
+        default=None,
+        description="AWS identity to exchange for Google credentials (default: boto3's chain).",
+    )
 
     @classmethod
     def from_settings(cls, settings: BigQuerySettings, aws: AwsSettings | None = None) -> BigQueryWarehouse:
@@ -164,8 +166,7 @@ class BigQueryWarehouse(BigQueryResource):
             credentials_type=credentials.type,
             credential_config_file=str(credentials.config_file) if credentials.config_file else None,
             aws_credentials=credentials.aws_credentials,
-            aws_profile=aws.profile if aws else None,
-            aws_region=aws.region if aws else None,
+            aws=AwsResource.from_settings(aws) if aws and credentials.type == "external_account" else None,
         )
 
     def google_credentials(self) -> Credentials:
@@ -183,9 +184,12 @@ class BigQueryWarehouse(BigQueryResource):
             if not self.credential_config_file:
                 raise CredentialsError("credentials_type external_account needs credential_config_file")
             info = load_credential_config(self.credential_config_file)
-            session = boto3.session.Session(profile_name=self.aws_profile, region_name=self.aws_region)
+            # The same AWS identity the pipeline reads with: role_arn assumed if configured
+            # (the pool's attribute condition names that role), else boto3's chain.
+            session = self.aws.session() if self.aws else boto3.session.Session()
+            region = self.aws.region_name if self.aws else None
             return aws_external_account_credentials(
-                info, aws_credentials=self.aws_credentials, session=session, region=self.aws_region
+                info, aws_credentials=self.aws_credentials, session=session, region=region
             )
         if self.credentials_type != "default":
             raise CredentialsError(f"credentials_type {self.credentials_type!r} is not supported")

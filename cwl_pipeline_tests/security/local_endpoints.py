@@ -29,6 +29,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 
+def moto_assumed_roles(moto_url: str) -> dict[str, dict[str, Any]]:
+    """The local AWS's record of every AssumeRole session, by access key id (secret key,
+    session name, external id): what AWS itself knows about temporary credentials."""
+    with urllib.request.urlopen(f"{moto_url}/moto-api/data.json", timeout=10) as response:
+        data = json.load(response)
+    return {r["access_key_id"]: r for r in data.get("sts", {}).get("AssumedRole", [])}
+
+
 class _Server:
     """A threaded HTTP server on 127.0.0.1 whose handler calls ``self.handle``."""
 

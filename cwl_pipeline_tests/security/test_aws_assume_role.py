@@ -9,6 +9,7 @@ import pytest
 from cwl_pipeline.adapters.aws_session import assumed_role_session
 from cwl_pipeline.config import AwsSettings
 from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline_tests.security.local_endpoints import moto_assumed_roles
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/cwl-reader"
 
@@ -78,8 +79,12 @@ def test_resource_assumes_the_configured_role(local_aws, monkeypatch):
     # The resource config holds the variable's name, never its value.
     assert isinstance(resource.external_id, dg.EnvVar)
     assert resource.external_id.env_var_name == "CWL_TEST_EXTERNAL_ID"
+    credentials = resource.session().get_credentials().get_frozen_credentials()
     identity = resource.session().client("sts", endpoint_url=local_aws.url).get_caller_identity()
     assert identity["Arn"] == "arn:aws:sts::123456789012:assumed-role/cwl-reader/cwl-prod"
+    # The local AWS recorded the session with the external id read from the environment.
+    session = moto_assumed_roles(local_aws.url)[credentials.access_key]
+    assert (session["session_name"], session["external_id"]) == ("cwl-prod", "ext-from-env")
     assert resource.client("logs").describe_log_groups(limit=1)["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 

@@ -28,9 +28,15 @@ from cwl_pipeline.adapters.gcp_credentials import (
     aws_external_account_credentials,
     load_credential_config,
 )
-from cwl_pipeline.defs.resources import BigQueryWarehouse
+from cwl_pipeline.config import parse_config
+from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.local.processes import LOCAL_PROJECT, free_port
-from cwl_pipeline_tests.security.local_endpoints import ContainerCredentials, GoogleStsDouble, RecordingProxy
+from cwl_pipeline_tests.security.local_endpoints import (
+    ContainerCredentials,
+    GoogleStsDouble,
+    RecordingProxy,
+    moto_assumed_roles,
+)
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/cwl-task"
 ASSUMED_ARN = "arn:aws:sts::123456789012:assumed-role/cwl-task/ecs-task-1"
@@ -54,15 +60,22 @@ def _assume(local_aws, session_name: str = "ecs-task-1", seconds: int = 900) -> 
 
 
 @pytest.fixture
-def issued_keys() -> dict[str, str]:
-    """Access key id -> secret key of every credential the container endpoint served."""
+def wrong_secrets() -> dict[str, str]:
+    """Access key id -> a secret the STS double should believe instead of the real one."""
     return {}
 
 
 @pytest.fixture
-def google_sts(local_aws, issued_keys) -> Iterator[GoogleStsDouble]:
+def google_sts(local_aws, wrong_secrets) -> Iterator[GoogleStsDouble]:
+    def secret_for(access_key: str) -> str | None:
+        # Like Google's STS, which asks AWS: the local AWS knows the secret of each session.
+        if access_key in wrong_secrets:
+            return wrong_secrets[access_key]
+        record = moto_assumed_roles(local_aws.url).get(access_key)
+        return record["secret_access_key"] if record else None
+
     sts = GoogleStsDouble(
-        secret_for=issued_keys.get,
+        secret_for=secret_for,
         moto_url=local_aws.url,
         trust=lambda arn: arn.startswith(TRUSTED_ROLE_SESSIONS),
     ).start()
@@ -71,11 +84,10 @@ def google_sts(local_aws, issued_keys) -> Iterator[GoogleStsDouble]:
 
 
 @pytest.fixture
-def ecs_task(local_aws, issued_keys, monkeypatch, tmp_path) -> Iterator[ContainerCredentials]:
+def ecs_task(local_aws, monkeypatch, tmp_path) -> Iterator[ContainerCredentials]:
     """An ECS/Fargate-like environment: AWS credentials only from the container endpoint."""
     container = ContainerCredentials(authorization=CONTAINER_TOKEN).start()
     container.credentials = _assume(local_aws)
-    issued_keys[container.credentials["AccessKeyId"]] = container.credentials["SecretAccessKey"]
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
@@ -117,8 +129,7 @@ def warehouse(config_file: Path, **changes) -> BigQueryWarehouse:
         dataset="logs",
         credentials_type="external_account",
         credential_config_file=str(config_file),
-        aws_region="us-east-1",
-        **changes,
+        **{"aws": AwsResource(region_name="us-east-1"), **changes},
     )
 
 
@@ -158,9 +169,7 @@ def test_google_auths_own_aws_reader_cannot_see_container_credentials(ecs_task, 
     assert google_sts.exchanges == []
 
 
-def test_every_refresh_uses_the_current_aws_credentials(
-    ecs_task, google_sts, issued_keys, local_aws, tmp_path
-):
+def test_every_refresh_uses_the_current_aws_credentials(ecs_task, google_sts, local_aws, tmp_path):
     """The supplier asks boto3 again on every refresh; boto3 renews the task credentials when
     they are about to expire (here: served with 5 minutes left)."""
     soon = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -168,7 +177,6 @@ def test_every_refresh_uses_the_current_aws_credentials(
     credentials = warehouse(write_cred_config(tmp_path, f"{google_sts.url}/v1/token")).google_credentials()
     credentials.refresh(Request())
     rotated = {**_assume(local_aws, "ecs-task-1"), "Expiration": soon}
-    issued_keys[rotated["AccessKeyId"]] = rotated["SecretAccessKey"]
     ecs_task.credentials = rotated
     credentials.refresh(Request())
     assert credentials.token == "sts-token-2"
@@ -189,11 +197,10 @@ def test_service_account_impersonation(ecs_task, google_sts, tmp_path):
     assert google_sts.exchanges[-1].caller_arn == ASSUMED_ARN
 
 
-def test_an_untrusted_role_gets_no_token(ecs_task, local_aws, google_sts, issued_keys, tmp_path):
+def test_an_untrusted_role_gets_no_token(ecs_task, local_aws, google_sts, tmp_path):
     other = boto3.client("sts", endpoint_url=local_aws.url, region_name="us-east-1").assume_role(
         RoleArn="arn:aws:iam::123456789012:role/someone-else", RoleSessionName="other-task"
     )["Credentials"]
-    issued_keys[other["AccessKeyId"]] = other["SecretAccessKey"]
     ecs_task.credentials = {
         **ecs_task.credentials,
         "AccessKeyId": other["AccessKeyId"],
@@ -306,9 +313,56 @@ def test_google_auth_reader_keeps_the_files_credential_source(tmp_path):
     assert "credential_source" not in boto.info
 
 
-def test_the_double_rejects_a_signature_made_with_another_secret(ecs_task, google_sts, issued_keys, tmp_path):
+def test_the_double_rejects_a_signature_made_with_another_secret(
+    ecs_task, google_sts, wrong_secrets, tmp_path
+):
     """The STS double's signature check is real: with another secret on record it refuses."""
-    issued_keys[ecs_task.credentials["AccessKeyId"]] = "not-the-secret"
+    wrong_secrets[ecs_task.credentials["AccessKeyId"]] = "not-the-secret"
     credentials = warehouse(write_cred_config(tmp_path, f"{google_sts.url}/v1/token")).google_credentials()
     with pytest.raises(exceptions.OAuthError, match="signature does not match"):
         credentials.refresh(Request())
+
+
+def test_the_runtime_role_is_assumed_before_the_exchange(ecs_task, google_sts, local_aws, tmp_path):
+    """With ``aws.role_arn`` the exchange is signed as the runtime role (the pool's attribute
+    condition names it), assumed with the task's container credentials."""
+    runtime = "arn:aws:sts::123456789012:assumed-role/cwl-pipeline-runtime/cwl-pipeline"
+    google_sts.trust = lambda arn: arn == runtime
+    aws = AwsResource(
+        region_name="us-east-1",
+        endpoint_url=local_aws.url,
+        role_arn="arn:aws:iam::123456789012:role/cwl-pipeline-runtime",
+    )
+    credentials = warehouse(
+        write_cred_config(tmp_path, f"{google_sts.url}/v1/token"), aws=aws
+    ).google_credentials()
+    credentials.refresh(Request())
+    exchange = google_sts.exchanges[-1]
+    assert (exchange.error, exchange.caller_arn, credentials.token) == (None, runtime, "sts-token-1")
+    assert exchange.access_key != ecs_task.credentials["AccessKeyId"]
+
+
+def test_config_wires_the_aws_identity_into_the_warehouse():
+    doc = {
+        "bigquery": {"project": "my-project", "dataset": "logs"},
+        "streams": [{"name": "app", "source": {"log_groups": ["/a"]}, "start": "2026-01-01"}],
+    }
+    config = parse_config(
+        {
+            **doc,
+            "aws": {"region": "eu-west-1", "role_arn": "arn:aws:iam::123456789012:role/cwl-pipeline-runtime"},
+            "bigquery": {
+                **doc["bigquery"],
+                "credentials": {"type": "external_account", "config_file": "/etc/cwl-pipeline/gcp-wif.json"},
+            },
+        }
+    )
+    resource = BigQueryWarehouse.from_settings(config.bigquery, config.aws)
+    assert resource.credentials_type == "external_account"
+    assert resource.credential_config_file == "/etc/cwl-pipeline/gcp-wif.json"
+    assert (resource.aws.role_arn, resource.aws.region_name) == (
+        "arn:aws:iam::123456789012:role/cwl-pipeline-runtime",
+        "eu-west-1",
+    )
+    default = parse_config(doc)
+    assert BigQueryWarehouse.from_settings(default.bigquery, default.aws).aws is None

@@ -441,6 +441,15 @@ def payload_cases() -> list[PayloadCase]:
             error="decompressed size exceeds 1024 bytes",
             max_decompressed_bytes=1024,
         ),
+        # Firehose with decompression and no delimiter: documents back to back. Reading them
+        # once each (not rescanning the rest per document) keeps this linear.
+        PayloadCase("concatenated_envelopes", lambda: envelope_text * 20_000, "firehose", events=20_000),
+        PayloadCase(
+            "concatenated_envelopes_in_two_lines",
+            lambda: envelope_text * 10_000 + b"\n" + envelope_text * 10_000,
+            "firehose",
+            events=20_000,
+        ),
         PayloadCase("many_tiny_members", lambda: gzip.compress(b"") * 20_000 + member, "firehose", events=1),
         PayloadCase("not_gzip_not_json", lambda: b"\x00\x01\x02binary", "auto", error="cannot detect format"),
         PayloadCase(

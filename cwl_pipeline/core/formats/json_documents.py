@@ -58,20 +58,27 @@ def iter_multiple_documents(data: bytes, what: str = "input") -> Iterator[Any]:
         raise DecodeError(f"{what} is not UTF-8 text (byte {exc.start})") from None
     pos = 0
     size = len(text)
+    # End of the last segment orjson failed on: its documents are not one per line, so they
+    # are read one by one below rather than retried (which would copy and rescan the rest of
+    # the segment once per document: quadratic for documents concatenated without newlines).
+    failed_end = -1
+    end = -1  # the next newline at or after pos (or size): searched again only once passed
     while True:
         while pos < size and text[pos] in _WHITESPACE:
             pos += 1
         if pos >= size:
             return
-        newline = text.find("\n", pos)
-        end = size if newline < 0 else newline
-        try:
-            # Fast path: a newline-delimited document.
-            yield orjson.loads(text[pos:end])
-            pos = end
-            continue
-        except orjson.JSONDecodeError:
-            pass
+        if end < pos:
+            newline = text.find("\n", pos)
+            end = size if newline < 0 else newline
+        if end != failed_end:
+            try:
+                # Fast path: a newline-delimited document.
+                yield orjson.loads(text[pos:end])
+                pos = end
+                continue
+            except orjson.JSONDecodeError:
+                failed_end = end
         try:
             doc, pos = _STRICT_DECODER.raw_decode(text, pos)
         except RecursionError:

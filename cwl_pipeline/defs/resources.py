@@ -147,10 +147,14 @@ class BigQueryWarehouse(BigQueryResource):
         default="boto3",
         description="Who reads the AWS credentials to exchange: 'boto3' (its whole chain) or 'google-auth'.",
     )
-    aws: AwsResource | None = Field(
-        default=None,
-        description="AWS identity to exchange for Google credentials (default: boto3's chain).",
-    )
+    # The AWS identity exchanged for Google credentials: the pipeline's own (aws section). Plain
+    # fields, not a nested AwsResource: a nested resource makes this one a generator resource.
+    aws_region: str | None = Field(default=None, description="AWS region signing the exchange request.")
+    aws_profile: str | None = Field(default=None, description="boto3 profile of the exchanged identity.")
+    aws_endpoint_url: str | None = Field(default=None, description="STS endpoint for role_arn (local AWS).")
+    aws_role_arn: str | None = Field(default=None, description="Role assumed for the exchange, if any.")
+    aws_role_session_name: str = Field(default="cwl-pipeline", description="Its RoleSessionName.")
+    aws_external_id: str | None = Field(default=None, description="Its sts:ExternalId (an EnvVar).")
 
     @classmethod
     def from_settings(cls, settings: BigQuerySettings, aws: AwsSettings | None = None) -> BigQueryWarehouse:
@@ -166,7 +170,7 @@ class BigQueryWarehouse(BigQueryResource):
             credentials_type=credentials.type,
             credential_config_file=str(credentials.config_file) if credentials.config_file else None,
             aws_credentials=credentials.aws_credentials,
-            aws=AwsResource.from_settings(aws) if aws and credentials.type == "external_account" else None,
+            **(_exchange_identity(aws) if aws and credentials.type == "external_account" else {}),
         )
 
     def google_credentials(self) -> Credentials:
@@ -186,10 +190,16 @@ class BigQueryWarehouse(BigQueryResource):
             info = load_credential_config(self.credential_config_file)
             # The same AWS identity the pipeline reads with: role_arn assumed if configured
             # (the pool's attribute condition names that role), else boto3's chain.
-            session = self.aws.session() if self.aws else boto3.session.Session()
-            region = self.aws.region_name if self.aws else None
+            aws = AwsResource(
+                region_name=self.aws_region,
+                profile_name=self.aws_profile,
+                endpoint_url=self.aws_endpoint_url,
+                role_arn=self.aws_role_arn,
+                role_session_name=self.aws_role_session_name,
+                external_id=self.aws_external_id,
+            )
             return aws_external_account_credentials(
-                info, aws_credentials=self.aws_credentials, session=session, region=region
+                info, aws_credentials=self.aws_credentials, session=aws.session(), region=self.aws_region
             )
         if self.credentials_type != "default":
             raise CredentialsError(f"credentials_type {self.credentials_type!r} is not supported")
@@ -225,3 +235,15 @@ class BigQueryWarehouse(BigQueryResource):
                 staging_dataset=self.staging_dataset,
                 retry_timeout=self.retry_timeout_seconds,
             )
+
+
+def _exchange_identity(aws: AwsSettings) -> dict[str, Any]:
+    """BigQueryWarehouse fields naming the pipeline's AWS identity (see ``AwsResource``)."""
+    return {
+        "aws_region": aws.region,
+        "aws_profile": aws.profile,
+        "aws_endpoint_url": aws.endpoint_url,
+        "aws_role_arn": aws.role_arn,
+        "aws_role_session_name": aws.role_session_name,
+        "aws_external_id": dg.EnvVar(aws.external_id_env) if aws.external_id_env else None,
+    }

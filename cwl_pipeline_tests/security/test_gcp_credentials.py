@@ -29,7 +29,7 @@ from cwl_pipeline.adapters.gcp_credentials import (
     load_credential_config,
 )
 from cwl_pipeline.config import parse_config
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.defs.resources import BigQueryWarehouse
 from cwl_pipeline.local.processes import LOCAL_PROJECT, free_port
 from cwl_pipeline_tests.security.local_endpoints import (
     ContainerCredentials,
@@ -129,7 +129,7 @@ def warehouse(config_file: Path, **changes) -> BigQueryWarehouse:
         dataset="logs",
         credentials_type="external_account",
         credential_config_file=str(config_file),
-        **{"aws": AwsResource(region_name="us-east-1"), **changes},
+        **{"aws_region": "us-east-1", **changes},
     )
 
 
@@ -328,13 +328,10 @@ def test_the_runtime_role_is_assumed_before_the_exchange(ecs_task, google_sts, l
     condition names it), assumed with the task's container credentials."""
     runtime = "arn:aws:sts::123456789012:assumed-role/cwl-pipeline-runtime/cwl-pipeline"
     google_sts.trust = lambda arn: arn == runtime
-    aws = AwsResource(
-        region_name="us-east-1",
-        endpoint_url=local_aws.url,
-        role_arn="arn:aws:iam::123456789012:role/cwl-pipeline-runtime",
-    )
     credentials = warehouse(
-        write_cred_config(tmp_path, f"{google_sts.url}/v1/token"), aws=aws
+        write_cred_config(tmp_path, f"{google_sts.url}/v1/token"),
+        aws_endpoint_url=local_aws.url,
+        aws_role_arn="arn:aws:iam::123456789012:role/cwl-pipeline-runtime",
     ).google_credentials()
     credentials.refresh(Request())
     exchange = google_sts.exchanges[-1]
@@ -360,9 +357,9 @@ def test_config_wires_the_aws_identity_into_the_warehouse():
     resource = BigQueryWarehouse.from_settings(config.bigquery, config.aws)
     assert resource.credentials_type == "external_account"
     assert resource.credential_config_file == "/etc/cwl-pipeline/gcp-wif.json"
-    assert (resource.aws.role_arn, resource.aws.region_name) == (
+    assert (resource.aws_role_arn, resource.aws_region) == (
         "arn:aws:iam::123456789012:role/cwl-pipeline-runtime",
         "eu-west-1",
     )
     default = parse_config(doc)
-    assert BigQueryWarehouse.from_settings(default.bigquery, default.aws).aws is None
+    assert BigQueryWarehouse.from_settings(default.bigquery, default.aws).aws_role_arn is None

@@ -144,6 +144,8 @@ def _destination(args: argparse.Namespace) -> tuple[AwsSettings, str, str, str]:
         role_arn=settings.role_arn,
         max_attempts=settings.max_attempts,
         retry_mode=settings.retry_mode,
+        role_session_name=settings.role_session_name,
+        external_id_env=settings.external_id_env,
     )
     return settings, group, bucket, prefix
 

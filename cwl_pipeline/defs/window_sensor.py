@@ -51,6 +51,9 @@ def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
     """The sensor that keeps ``keys.stream`` loaded in near real time."""
     stream = keys.stream
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
+    # Consecutive evaluations can start a fraction of a second less than `interval` apart; without
+    # slack the refresh would not be due yet at every other tick, doubling the refresh interval.
+    refresh_due_after = max(timedelta(0), stream.refresh_interval - timedelta(seconds=interval / 2))
 
     @dg.sensor(
         name=f"{stream.name}_windows",
@@ -74,7 +77,7 @@ def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
             state=state,
             size=stream.window,
             passes=load_passes(stream.settle_lag, stream.sweeps),
-            refresh_interval=stream.refresh_interval,
+            refresh_interval=refresh_due_after,
             partitions_start=stream.start,
             max_windows=stream.max_windows_per_run,
             initial_lookback=stream.initial_lookback,

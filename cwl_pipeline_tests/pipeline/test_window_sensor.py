@@ -123,3 +123,33 @@ def test_catches_up_after_downtime_in_bounded_ranges(local_aws, logs_client, wri
     assert ranges[-1][1] == partition_key(settled_end - WINDOW)
     # No open-window refresh: no events arrived in it.
     assert {kind for *_, kind in ranges} == {"settled"}
+
+
+def test_refresh_is_due_at_a_tick_slightly_early(local_aws, logs_client, write_config, unique_name):
+    """The daemon ticks every refresh interval (30 s here), and a tick's clock can read a little
+    less than 30 s after the previous refresh; that tick must still refresh the open window."""
+    group = f"/test/sensor-{unique_name}"
+    logs_client.create_log_group(logGroupName=group)
+    logs_client.create_log_stream(logGroupName=group, logStreamName="s")
+    sensor, defs = make_sensor(local_aws, write_config, group)
+    instance = dg.DagsterInstance.ephemeral()
+    now = datetime.now(UTC)
+    open_start = floor_to_window(now, WINDOW)
+    logs_client.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[{"timestamp": to_ms(now), "message": json.dumps({"session_id": 1})}],
+    )
+
+    def refreshes(seconds_since_last: float) -> list[tuple[str, str, str]]:
+        state = PlanState(
+            done_until={"settled": open_start, "sweep-15m": open_start},
+            refreshed_window=open_start,
+            refreshed_at=now - timedelta(seconds=seconds_since_last),
+            refresh_count=3,
+        )
+        result = evaluate(sensor, defs, instance, cursor=json.dumps(state.to_json()))
+        return [r for r in requested(result) if r[2] == "refresh"]
+
+    assert refreshes(29.6) == [(partition_key(open_start), partition_key(open_start), "refresh")]
+    assert refreshes(5) == []

@@ -52,7 +52,7 @@ def parse_duration(value: Any, where: str) -> timedelta:
         raise ConfigError(f"{where}: expected a duration like '15m', got {value!r}")
     if isinstance(value, int) and value >= 0:
         return timedelta(seconds=value)
-    match = _DURATION_RE.match(str(value)) if isinstance(value, str) else None
+    match = _DURATION_RE.fullmatch(str(value)) if isinstance(value, str) else None
     if not match:
         raise ConfigError(f"{where}: expected a duration like '30s', '15m', '2h' or '1d', got {value!r}")
     return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
@@ -382,7 +382,7 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
     if not groups and not prefixes:
         raise ConfigError(f"{where}: name at least one of log_groups or log_group_prefixes")
     for group in groups + prefixes:
-        if not _LOG_GROUP_RE.match(group):
+        if not _LOG_GROUP_RE.fullmatch(group):
             raise ConfigError(f"{where}: {group!r} is not a valid CloudWatch log group name")
     return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes))
 
@@ -405,7 +405,7 @@ _S3_KEYS = {
 def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
     _only_keys(source, _S3_KEYS, where)
     bucket = source.get("bucket")
-    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
+    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
         raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
     layout = source.get("layout")
     if layout not in S3_LAYOUTS:
@@ -426,7 +426,7 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
     names = {}
     for key, pattern in (("log_group", _LOG_GROUP_RE), ("log_stream", _LOG_STREAM_RE)):
         value = source.get(key)
-        if value is not None and (not isinstance(value, str) or not pattern.match(value)):
+        if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
             raise ConfigError(f"{where}.{key}: {value!r} is not a valid CloudWatch Logs {key} name")
         names[key] = value
     if not names["log_group"] and (layout == "export" or record_format == "messages"):

@@ -58,6 +58,8 @@ def test_defaults_apply_and_stream_overrides():
         (with_stream(source={"log_groups": []}), "streams.app.source: name at least one"),
         (with_stream(source={"type": "kinesis", "log_groups": ["/a"]}), "streams.app.source.type: 'kinesis'"),
         (with_stream(source={"log_groups": ["bad group!"]}), "is not a valid CloudWatch log group name"),
+        # A trailing newline passes a `$`-anchored .match(); names are matched whole.
+        (with_stream(source={"log_groups": ["/app/web\n"]}), "is not a valid CloudWatch log group name"),
         (with_stream(max_windows_per_run=0), "max_windows_per_run: must be an integer from 1 to 4000"),
         ({**BASE, "bigquery": {"project": "p", "dataset": "logs"}}, "bigquery.project: 'p' is not a valid"),
         ({**BASE, "bigquery": {"project": "my-project", "dataset": "bad-ds"}}, "bigquery.dataset: 'bad-ds'"),

@@ -34,6 +34,7 @@ def test_firehose_and_export_sources_parse_with_defaults():
     ("source", "message"),
     [
         ("{type: s3, bucket: B_1, layout: firehose}", "streams.s.source.bucket"),
+        ('{type: s3, bucket: "b-1\\n", layout: firehose}', "streams.s.source.bucket"),
         ("{type: s3, bucket: b-1, layout: tar}", "streams.s.source.layout"),
         ("{type: s3, bucket: b-1, layout: firehose, record_format: csv}", "streams.s.source.record_format"),
         (

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-latency bench-backfill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Decode throughput (about a minute). The end-to-end benchmarks start their own local stack:
+# bench-latency produces for 10 minutes (BENCH_ARGS="--minutes 1" for a quick check),
+# bench-backfill loads one million events (BENCH_ARGS="--events 100000").
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/decode.py
+
+bench-latency: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/latency.py $(BENCH_ARGS)
+
+bench-backfill: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/backfill.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local_data

@@ -1,0 +1,651 @@
+"""Benchmark: end-to-end latency, PutLogEvents → queryable in BigQuery, on the real local stack.
+
+Starts local AWS (moto server), the BigQuery emulator and Dagster (webserver + daemon, a fresh
+``DAGSTER_HOME``, the same ``dagster.yaml`` as ``cwl-pipeline dev``) on free ports, with a
+pipeline config holding one CloudWatch polling stream and no demo producers. A producer thread
+calls PutLogEvents continuously (``--rate`` events/s, one event per call, each with a unique
+``session_id`` as marker) and records the wall time each call returned; a poller queries
+BigQuery every ``--poll`` seconds and records when each marker first became visible.
+
+Side by side, in the same process and on the same servers, the floor without orchestration:
+the same producer and poller while a loop calls the stream's load path
+(:func:`cwl_pipeline.defs.cloudwatch_stream.load_stream_window`: FilterLogEvents → decode →
+normalize → staging load → one replace transaction) on the open window back to back, with no
+sensor, no run queue and no run launch. The difference is what orchestration adds.
+
+Every event put must be seen; missing markers are printed as a correctness failure.
+
+Run: ``python benchmarks/latency.py [--minutes 10] [--rate 5] [--baseline-minutes 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.machine import LoadSampler, describe
+from cwl_pipeline.cli.dev import DAGSTER_YAML, WORKSPACE_YAML
+from cwl_pipeline.config import StreamConfig, load_config
+from cwl_pipeline.core.windows import floor_to_window
+from cwl_pipeline.defs.cloudwatch_stream import load_stream_window
+from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables
+from cwl_pipeline.local.processes import (
+    LOCAL_CREDENTIALS,
+    LOCAL_PROJECT,
+    LocalService,
+    bigquery_service,
+    free_port,
+    moto_service,
+)
+
+REGION = LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+STREAMS = ("web-1", "web-2")
+ACTIONS = ("view", "click", "search", "add_to_cart", "checkout", "logout")
+PAGES = ("/", "/products", "/products/42", "/cart", "/search", "/account")
+
+CONFIG_TEMPLATE = """\
+aws: {{region: {region}, endpoint_url: "{aws_url}", retry_mode: adaptive, max_attempts: 8}}
+bigquery: {{project: {project}, dataset: {dataset}, location: US, api_endpoint: "{bq_url}"}}
+defaults:
+  window: 15m
+  settle_lag: {settle_lag}
+  refresh_interval: {refresh_interval}
+  max_windows_per_run: 96
+  initial_lookback: 1h
+  start: "2026-11-01T00:00:00Z"
+streams:
+  - name: {name}
+    source: {{type: cloudwatch, log_groups: ["{group}"]}}
+    table: {name}
+    schema: seed
+"""
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``nan`` for no values)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def spread(values: Sequence[float]) -> str:
+    """``p50 / p95 / p99 / max`` in seconds."""
+    return (
+        f"p50 {percentile(values, 50):6.1f} s  p95 {percentile(values, 95):6.1f} s  "
+        f"p99 {percentile(values, 99):6.1f} s  max {max(values, default=math.nan):6.1f} s"
+    )
+
+
+class Producer(threading.Thread):
+    """Calls PutLogEvents ``rate`` times a second, one event per call, each with a unique marker."""
+
+    def __init__(self, client: Any, group: str, rate: float, first_marker: int = 1) -> None:
+        super().__init__(name=f"producer {group}", daemon=True)
+        self.client, self.group, self.rate = client, group, rate
+        self.next_marker = first_marker
+        self.put_at: dict[int, float] = {}  # marker → wall time PutLogEvents returned
+        self.stamp: dict[int, datetime] = {}  # marker → the event's timestamp (its window)
+        self.errors = 0
+        self.rng = random.Random(11)
+        self._stopping = threading.Event()
+
+    def message(self, marker: int) -> str:
+        """A realistic seed-schema message whose session_id is the marker."""
+        action = self.rng.choice(ACTIONS)
+        params: dict[str, Any] = {"page": self.rng.choice(PAGES), "duration_ms": self.rng.randint(3, 2500)}
+        if action == "search":
+            params["query"] = self.rng.choice(["shoes", "red hat", "gift card", "läufer"])
+        return json.dumps({"session_id": marker, "action": action, "params": params}, ensure_ascii=False)
+
+    def run(self) -> None:
+        """Put until :meth:`stop`, at a steady rate."""
+        interval, due = 1.0 / self.rate, time.monotonic()
+        while not self._stopping.is_set():
+            marker = self.next_marker
+            stream = STREAMS[marker % len(STREAMS)]
+            event = {"timestamp": int(time.time() * 1000), "message": self.message(marker)}
+            try:
+                self.client.put_log_events(logGroupName=self.group, logStreamName=stream, logEvents=[event])
+            except Exception as exc:  # counted; the marker is not reused, so it is never expected
+                self.errors += 1
+                print(f"  PutLogEvents failed: {exc}", flush=True)
+            else:
+                self.put_at[marker] = time.time()
+                self.stamp[marker] = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+            self.next_marker += 1
+            due += interval
+            self._stopping.wait(max(0.0, due - time.monotonic()))
+
+    def stop(self) -> None:
+        """Stop after the current call."""
+        self._stopping.set()
+        self.join()
+
+
+class Poller(threading.Thread):
+    """Queries the events table every ``interval`` s and records when each marker first appears."""
+
+    def __init__(self, client: bigquery.Client, table_id: str, producer: Producer, interval: float) -> None:
+        super().__init__(name=f"poller {table_id}", daemon=True)
+        self.client, self.table_id, self.producer, self.interval = client, table_id, producer, interval
+        self.seen_at: dict[int, float] = {}
+        self.query_seconds: list[float] = []
+        self.load = LoadSampler()
+        self._stopping = threading.Event()
+
+    def lowest_unseen(self) -> int:
+        """The smallest marker put but not yet seen (or the next one to be put)."""
+        pending = [m for m in list(self.producer.put_at) if m not in self.seen_at]
+        return min(pending, default=self.producer.next_marker)
+
+    def poll_once(self) -> None:
+        """One query for markers not seen yet; visible rows are stamped with the query's end."""
+        started = time.time()
+        sql = f"SELECT session_id FROM `{self.table_id}` WHERE session_id >= {self.lowest_unseen()}"
+        try:
+            markers = [row["session_id"] for row in self.client.query(sql).result()]
+        except gexc.NotFound:
+            return  # the first load creates the table
+        finished = time.time()
+        self.query_seconds.append(finished - started)
+        for marker in markers:
+            self.seen_at.setdefault(marker, finished)
+
+    def run(self) -> None:
+        """Poll until :meth:`stop`; sample the load average every ~15 s."""
+        last_sample = 0.0
+        while not self._stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:
+                print(f"  poll failed: {exc}", flush=True)
+            if time.monotonic() - last_sample > 15:
+                self.load.sample()
+                last_sample = time.monotonic()
+            self._stopping.wait(self.interval)
+
+    def drain(self, timeout: float) -> None:
+        """Keep polling until every marker put was seen, or ``timeout`` s passed; then stop."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(m not in self.seen_at for m in list(self.producer.put_at)):
+            time.sleep(0.5)
+        self._stopping.set()
+        self.join()
+
+    def latencies(self) -> dict[int, float]:
+        """Marker → seconds from PutLogEvents returning to first visible."""
+        return {m: self.seen_at[m] - t for m, t in self.producer.put_at.items() if m in self.seen_at}
+
+    def missing(self) -> list[int]:
+        """Markers put but never seen."""
+        return sorted(m for m in self.producer.put_at if m not in self.seen_at)
+
+
+@dataclass
+class Stack:
+    """The local servers and what the benchmark needs to reach them."""
+
+    home: Path
+    services: list[LocalService] = field(default_factory=list)
+    aws_url: str = ""
+    bq_url: str = ""
+
+    def stop(self) -> None:
+        """Stop every service, newest first."""
+        for service in reversed(self.services):
+            service.stop()
+
+    def logs_client(self) -> Any:
+        """A boto3 CloudWatch Logs client on local AWS."""
+        return boto3.client("logs", endpoint_url=self.aws_url, region_name=REGION)
+
+    def bq_client(self) -> bigquery.Client:
+        """A BigQuery client on the emulator."""
+        return bigquery.Client(
+            project=LOCAL_PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.bq_url},
+        )
+
+    def write_config(self, name: str, group: str, args: argparse.Namespace) -> Path:
+        """A pipeline config with one CloudWatch stream ``name`` reading ``group``."""
+        path = self.home / f"{name}.yaml"
+        path.write_text(
+            CONFIG_TEMPLATE.format(
+                region=REGION,
+                aws_url=self.aws_url,
+                bq_url=self.bq_url,
+                project=LOCAL_PROJECT,
+                dataset="bench",
+                settle_lag=args.settle_lag,
+                refresh_interval=args.refresh_interval,
+                name=name,
+                group=group,
+            )
+        )
+        return path
+
+
+def start_servers(home: Path) -> Stack:
+    """Local AWS and the BigQuery emulator on free ports, logging under ``home``."""
+    for key, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(key, value)
+    stack = Stack(home)
+    aws = moto_service(free_port(), log_path=home / "moto.log")
+    stack.services.append(aws.start())
+    bq = bigquery_service(free_port(), free_port(), data_dir=home / "bigquery", log_path=home / "bq.log")
+    stack.services.append(bq.start())
+    stack.aws_url, stack.bq_url = aws.url, bq.url
+    return stack
+
+
+def create_group(client: Any, group: str) -> None:
+    """Create ``group`` and its streams."""
+    client.create_log_group(logGroupName=group)
+    for stream in STREAMS:
+        client.create_log_stream(logGroupName=group, logStreamName=stream)
+
+
+def start_dagster(stack: Stack, config: Path, dequeue_interval: int | None) -> dict[str, str]:
+    """Dagster webserver + daemon as ``cwl-pipeline dev`` starts them; returns their env.
+
+    ``dequeue_interval`` sets the run queue's ``dequeue_interval_seconds`` (Dagster's default: 5).
+    """
+    dagster_home = stack.home / "dagster_home"
+    dagster_home.mkdir()
+    extra = f"run_queue:\n  dequeue_interval_seconds: {dequeue_interval}\n" if dequeue_interval else ""
+    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML + extra)
+    workspace = dagster_home / "workspace.yaml"
+    workspace.write_text(WORKSPACE_YAML)
+    env = {"DAGSTER_HOME": str(dagster_home), "CWL_PIPELINE_CONFIG": str(config), **LOCAL_CREDENTIALS}
+    bin_dir = Path(sys.executable).parent
+    restore = _restore_default_signals
+    webserver = LocalService(
+        "Dagster webserver",
+        [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(free_port()), "-w", str(workspace)],
+        port=0,
+        env=env,
+        log_path=stack.home / "webserver.log",
+    )
+    daemon = LocalService(
+        "Dagster daemon",
+        [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
+        port=0,
+        env=env,
+        log_path=stack.home / "daemon.log",
+    )
+    stack.services.append(webserver.start(preexec=restore))
+    stack.services.append(daemon.start(preexec=restore))
+    return env
+
+
+def _restore_default_signals() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# --- the floor: the load path called directly, back to back -------------------------------------
+
+
+def run_direct(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Producer + poller while a loop reloads the open window with the project's load path."""
+    group = "/bench/direct"
+    create_group(stack.logs_client(), group)
+    config = load_config(stack.write_config("direct_events", group, args))
+    stream: StreamConfig = config.streams[0]
+    tables = StreamTables.of(stream)
+    aws = AwsResource.from_settings(config.aws)
+    warehouse = BigQueryWarehouse.from_settings(config.bigquery)
+    quiet = logging.getLogger("bench.direct")
+    quiet.setLevel(logging.WARNING)
+
+    def load(start: datetime) -> float:
+        began = time.monotonic()
+        load_stream_window(quiet, stream, tables, aws, warehouse, start, start + stream.window)  # type: ignore[arg-type]
+        return time.monotonic() - began
+
+    load(floor_to_window(datetime.now(UTC), stream.window))  # creates the tables: not measured
+    producer = Producer(stack.logs_client(), group, args.rate)
+    poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.direct_events", producer, args.poll)
+    durations: list[float] = []
+    stop_at = time.monotonic() + args.baseline_minutes * 60
+    producer.start()
+    poller.start()
+    previous = floor_to_window(datetime.now(UTC), stream.window)
+    while time.monotonic() < stop_at + 120:
+        if time.monotonic() >= stop_at:
+            if producer.is_alive():
+                producer.stop()
+            if not poller.missing():
+                break
+        current = floor_to_window(datetime.now(UTC), stream.window)
+        if current != previous:  # the window just closed: load it once more, then move on
+            durations.append(load(previous))
+            previous = current
+        durations.append(load(current))
+    if producer.is_alive():
+        producer.stop()
+    poller.drain(10)
+    return {"producer": producer, "poller": poller, "load_seconds": durations}
+
+
+# --- the pipeline: sensor → run queue → run → BigQuery -----------------------------------------
+
+
+@dataclass
+class RunFacts:
+    """One run of the stream's load, from the Dagster instance."""
+
+    run_id: str
+    kind: str
+    status: str
+    created: float
+    started: float | None
+    ended: float | None
+    committed: float | None  # first materialization event: the replace transaction committed
+    windows: tuple[datetime, datetime]
+    failure: str = ""
+
+
+def run_facts(instance: Any, stream: str, window: timedelta) -> list[RunFacts]:
+    """Every run of ``stream`` with its timestamps and the windows it loaded."""
+    import dagster as dg
+
+    facts = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(tags={STREAM_TAG: stream})):
+        run = record.dagster_run
+        tags = run.tags
+        first = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
+        last = tags.get("dagster/asset_partition_range_end") or first
+        start = datetime.strptime(first, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+        end = datetime.strptime(last, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) + window
+        logs = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        failure = ""
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            failed = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            failure = "; ".join(_error_text(e.dagster_event.event_specific_data.error) for e in failed)
+        facts.append(
+            RunFacts(
+                run_id=run.run_id,
+                kind=tags.get("cwl/load", "manual"),
+                status=run.status.value,
+                created=record.create_timestamp.timestamp(),
+                started=record.start_time,
+                ended=record.end_time,
+                committed=min((e.timestamp for e in logs), default=None),
+                windows=(start, end),
+                failure=failure,
+            )
+        )
+    return sorted(facts, key=lambda f: f.created)
+
+
+def _error_text(error: Any) -> str:
+    parts = []
+    while error is not None:
+        text = error.message.strip()
+        parts.append(text.splitlines()[0] if text else error.cls_name)
+        error = error.cause
+    return " <- ".join(parts)
+
+
+def sensor_tick_times(instance: Any, sensor_name: str, after: float) -> list[float]:
+    """Timestamps of the sensor's ticks after ``after``."""
+    from dagster._core.definitions.run_request import InstigatorType
+
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.instigator_name == sensor_name:
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after)
+            return sorted(t.timestamp for t in ticks)
+    return []
+
+
+def visible_by(runs: list[RunFacts], stamp: datetime, put: float, seen: float) -> RunFacts | None:
+    """The run that made an event visible: the latest one covering its window that committed
+    after the event was put and before it was seen (None if there is none)."""
+    covering = [r for r in runs if r.windows[0] <= stamp < r.windows[1] and put <= (r.committed or 0) <= seen]
+    return max(covering, key=lambda r: r.committed or 0) if covering else None
+
+
+def breakdown(producer: Producer, poller: Poller, runs: list[RunFacts]) -> dict[str, list[float]]:
+    """Per event, split its latency at the run that made it visible.
+
+    That run is the latest successful run covering the event's window that committed before
+    the event was first seen. Parts: put → run created (sensor tick wait, refresh interval,
+    a refresh still running), created → started (run queue and launch), started → committed
+    (read, normalize, stage, replace), committed → seen (poll resolution).
+    """
+    parts: dict[str, list[float]] = {"tick wait": [], "queue + launch": [], "load": [], "poll": []}
+    done = [r for r in runs if r.status == "SUCCESS" and r.committed and r.started]
+    for marker, put in producer.put_at.items():
+        seen = poller.seen_at.get(marker)
+        if seen is None:
+            continue
+        run = visible_by(done, producer.stamp[marker], put, seen)
+        if run is None:
+            continue
+        parts["tick wait"].append(run.created - put)
+        parts["queue + launch"].append((run.started or 0) - run.created)
+        parts["load"].append((run.committed or 0) - (run.started or 0))
+        parts["poll"].append(seen - (run.committed or 0))
+    return parts
+
+
+def run_pipeline(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Start Dagster with one stream, produce for ``--minutes``, drain, collect run facts."""
+    import dagster as dg
+
+    name, group = "bench_events", "/bench/pipeline"
+    create_group(stack.logs_client(), group)
+    config_path = stack.write_config(name, group, args)
+    stream = load_config(config_path).streams[0]
+    began = time.time()
+    env = start_dagster(stack, config_path, args.dequeue_interval)
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    instance = dg.DagsterInstance.get()
+    # Warm-up: the sensor's first tick requests the last hour's (empty) closed windows; produce
+    # once that run finished, so the figures show steady state rather than code-location start.
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        runs = run_facts(instance, name, stream.window)
+        if runs and all(r.ended for r in runs):
+            break
+        time.sleep(1)
+    warm_up = time.time() - began
+    print(f"  Dagster up and first run finished after {warm_up:.0f} s", flush=True)
+    producer = Producer(stack.logs_client(), group, args.rate)
+    poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}", producer, args.poll)
+    produce_from = time.time()
+    producer.start()
+    poller.start()
+    minutes_done = 0
+    while time.time() < produce_from + args.minutes * 60:
+        time.sleep(5)
+        if (time.time() - produce_from) // 60 > minutes_done:
+            minutes_done += 1
+            print(f"  {minutes_done} min: {len(producer.put_at)} put, {len(poller.seen_at)} seen", flush=True)
+    producer.stop()
+    poller.drain(args.drain)
+    deadline = time.time() + 60  # let runs in flight finish, so each has its commit time
+    while time.time() < deadline and not all(r.ended for r in run_facts(instance, name, stream.window)):
+        time.sleep(1)
+    runs = [r for r in run_facts(instance, name, stream.window) if r.created >= produce_from - 1]
+    ticks = sensor_tick_times(instance, f"{name}_windows", produce_from)
+    return {
+        "producer": producer,
+        "poller": poller,
+        "runs": runs,
+        "ticks": ticks,
+        "window": stream.window,
+        "warm_up": warm_up,
+    }
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def report_events(label: str, producer: Producer, poller: Poller) -> bool:
+    """Print put/seen counts and the latency spread; False when a marker was never seen."""
+    latencies = list(poller.latencies().values())
+    missing = poller.missing()
+    print(f"{label}:")
+    print(
+        f"  events put {len(producer.put_at)} (PutLogEvents errors {producer.errors}), "
+        f"seen {len(latencies)}, missing {len(missing)}"
+    )
+    if latencies:
+        print(f"  put → queryable: {spread(latencies)}")
+    if poller.query_seconds:
+        print(
+            f"  poll query: p50 {percentile(poller.query_seconds, 50):.2f} s, "
+            f"max {max(poller.query_seconds):.2f} s (every {poller.interval:.1f} s)"
+        )
+    print(f"  {poller.load.summary()}")
+    if missing:
+        print(f"  CORRECTNESS FAILURE: {len(missing)} events never seen, e.g. markers {missing[:10]}")
+    return not missing
+
+
+def report_runs(result: dict[str, Any]) -> None:
+    """Print run counts, durations, tick intervals and the latency breakdown."""
+    runs: list[RunFacts] = result["runs"]
+    kinds: dict[str, int] = {}
+    for run in runs:
+        kinds[run.kind] = kinds.get(run.kind, 0) + 1
+    failed = [r for r in runs if r.status in ("FAILURE", "CANCELED")]
+    in_flight = [r for r in runs if r.status != "SUCCESS" and r not in failed]
+    print(
+        f"  runs launched {len(runs)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), "
+        f"failed {len(failed)}, still queued or running at the end {len(in_flight)}"
+    )
+    for run in failed:
+        when = datetime.fromtimestamp(run.created, UTC).strftime("%H:%M:%S")
+        print(f"    {run.status} {run.kind} run created {when}: {run.failure or 'no step failure logged'}")
+    durations = [r.ended - r.started for r in runs if r.ended and r.started]
+    launches = [r.started - r.created for r in runs if r.started]
+    print(
+        f"  run duration (started → ended): p50 {percentile(durations, 50):.1f} s, "
+        f"max {max(durations, default=math.nan):.1f} s; created → started: "
+        f"p50 {percentile(launches, 50):.1f} s, max {max(launches, default=math.nan):.1f} s"
+    )
+    ticks = result["ticks"]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    if gaps:
+        print(
+            f"  sensor ticks {len(ticks)}, interval p50 {percentile(gaps, 50):.1f} s, max {max(gaps):.1f} s"
+        )
+    parts = breakdown(result["producer"], result["poller"], runs)
+    counted = len(parts["load"])
+    if counted:
+        print(f"  where the time goes ({counted} events attributed to the run that made them visible):")
+        for part, values in parts.items():
+            print(
+                f"    {part:15s} p50 {percentile(values, 50):6.1f} s  p95 {percentile(values, 95):6.1f} s  "
+                f"mean {sum(values) / len(values):6.1f} s"
+            )
+    latencies = result["poller"].latencies()
+    by_kind: dict[str, list[float]] = {}
+    done = [r for r in runs if r.status == "SUCCESS" and r.committed]
+    for marker, latency in latencies.items():
+        seen = result["poller"].seen_at[marker]
+        run = visible_by(done, result["producer"].stamp[marker], result["producer"].put_at[marker], seen)
+        kind = run.kind if run else "unattributed"
+        by_kind.setdefault(kind, []).append(latency)
+    for kind, values in sorted(by_kind.items()):
+        print(f"  made visible by a {kind} run: {len(values)} events, {spread(values)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the floor, then the pipeline, and print both."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10, help="produce for this long (default 10)")
+    parser.add_argument("--rate", type=float, default=5, help="events per second (default 5)")
+    parser.add_argument("--poll", type=float, default=1.0, help="BigQuery poll interval in s (default 1)")
+    parser.add_argument(
+        "--baseline-minutes", type=float, default=3, help="floor without Dagster, minutes (0: skip)"
+    )
+    parser.add_argument("--refresh-interval", default="30s", help="stream refresh_interval (local: 30s)")
+    parser.add_argument("--settle-lag", default="1m", help="stream settle_lag (local: 1m)")
+    parser.add_argument(
+        "--dequeue-interval", type=int, default=None, help="run queue dequeue_interval_seconds (default 5)"
+    )
+    parser.add_argument("--drain", type=float, default=300, help="max seconds to wait for the last events")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, DAGSTER_HOME)")
+    args = parser.parse_args(argv)
+
+    print(describe(), flush=True)
+    print(
+        f"config: window 15m, settle_lag {args.settle_lag}, refresh_interval {args.refresh_interval}, "
+        f"run queue dequeue interval {args.dequeue_interval or 5} s; "
+        f"{args.rate:g} events/s, one PutLogEvents per event; poll every {args.poll:g} s",
+        flush=True,
+    )
+    home = Path(tempfile.mkdtemp(prefix="cwl-bench-latency-"))
+    stack = start_servers(home)
+    ok = True
+    try:
+        direct = None
+        if args.baseline_minutes > 0:
+            print(f"floor without Dagster: producing for {args.baseline_minutes:g} min", flush=True)
+            direct = run_direct(stack, args)
+        print(f"pipeline with Dagster: producing for {args.minutes:g} min", flush=True)
+        pipeline = run_pipeline(stack, args)
+        print()
+        print(describe())
+        if direct:
+            ok &= report_events("floor: load path called back to back, no Dagster", **_pick(direct))
+            loads = direct["load_seconds"]
+            print(
+                f"  loads {len(loads)}, duration p50 {percentile(loads, 50):.2f} s, "
+                f"max {max(loads, default=math.nan):.2f} s"
+            )
+        ok &= report_events("pipeline: sensor → run queue → run (webserver + daemon)", **_pick(pipeline))
+        report_runs(pipeline)
+        print(f"  Dagster start-up to first finished run (not in the figures): {pipeline['warm_up']:.0f} s")
+        print(f"target p95 ≤ 60 s: {'met' if _p95(pipeline) <= 60 else 'NOT met'} ({_p95(pipeline):.1f} s)")
+    finally:
+        stack.stop()
+        if args.keep:
+            print(f"kept {home}")
+        else:
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
+    return 0 if ok else 1
+
+
+def _pick(result: dict[str, Any]) -> dict[str, Any]:
+    return {"producer": result["producer"], "poller": result["poller"]}
+
+
+def _p95(result: dict[str, Any]) -> float:
+    return percentile(list(result["poller"].latencies().values()), 95)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

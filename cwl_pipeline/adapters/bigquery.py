@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
@@ -91,6 +93,10 @@ class BigQueryLoader:
         transient errors) before failing with a :class:`DestinationError`."""
         self.client = client
         self.retry = bigquery.DEFAULT_RETRY.with_timeout(retry_timeout)
+        # Every call takes these bounds: the client's defaults retry for 10 minutes and more.
+        self.job_retry = DEFAULT_JOB_RETRY.with_timeout(retry_timeout)
+        self.upload_retries = max(1, int(math.log2(retry_timeout + 1)))  # backoff 1 s, 2 s, 4 s, ...
+        self.drop_retry = bigquery.DEFAULT_RETRY.with_timeout(min(retry_timeout, 10.0))
         self.project = check_identifier("project", client.project)
         self.dataset = check_identifier("dataset", dataset)
         self.location = location
@@ -184,15 +190,12 @@ class BigQueryLoader:
                 scope_table, job_id = self._stage_scope(scope_rows, label)
                 result.job_ids.append(job_id)
             script = self._replace_script(staged, scope_table)
-            job = self._call("replace transaction", self.client.query, script, location=self.location)
-            self._call("replace transaction", job.result)
+            job = self._call("replace transaction", self.client.query, script, **self._query_retries())
+            self._call("replace transaction", job.result, retry=self.retry, job_retry=self.job_retry)
             result.job_ids.append(job.job_id)
         finally:
             for staging_id in [s for _, s in staged] + ([scope_table] if scope_table else []):
-                # Best effort: a failed drop must not hide the original error, and staging
-                # tables expire on their own after STAGING_TTL.
-                with contextlib.suppress(Exception):
-                    self.client.delete_table(staging_id, not_found_ok=True)
+                self._drop_staging(staging_id)
         for replacement in replacements:
             result.rows_written[replacement.spec.table] = replacement.data.num_rows
         return result
@@ -225,7 +228,7 @@ class BigQueryLoader:
         table = bigquery.Table(staging_id, schema=schema)
         table.expires = datetime.now(UTC) + STAGING_TTL
         # Created through the API first: a load job into a missing table is not portable.
-        self._call(f"staging table {staging_id}", self.client.create_table, table)
+        self._call(f"staging table {staging_id}", self.client.create_table, table, retry=self.retry)
         buffer = io.BytesIO()
         pq.write_table(data, buffer, compression="zstd")
         size = buffer.tell()
@@ -234,16 +237,27 @@ class BigQueryLoader:
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
-        job = self._call(
-            f"load into {staging_id}",
-            self.client.load_table_from_file,
-            buffer,
-            staging_id,
-            job_config=job_config,
-            location=self.location,
-        )
-        self._call(f"load into {staging_id}", job.result)
+        try:
+            job = self._call(
+                f"load into {staging_id}",
+                self.client.load_table_from_file,
+                buffer,
+                staging_id,
+                job_config=job_config,
+                location=self.location,
+                num_retries=self.upload_retries,
+            )
+            self._call(f"load into {staging_id}", job.result, retry=self.retry)
+        except Exception:
+            self._drop_staging(staging_id)  # the caller only drops the tables that staged
+            raise
         return size, job.job_id
+
+    def _drop_staging(self, staging_id: str) -> None:
+        # Best effort and briefly retried: a failed drop must not hide or delay the original
+        # error, and staging tables expire on their own after STAGING_TTL.
+        with contextlib.suppress(Exception):
+            self.client.delete_table(staging_id, not_found_ok=True, retry=self.drop_retry)
 
     def _replace_script(self, staged: Sequence[tuple[Replacement, str]], scope_table: str | None) -> str:
         statements = ["BEGIN TRANSACTION;"]
@@ -285,8 +299,8 @@ class BigQueryLoader:
             f"INSERT INTO {target} ({columns}) SELECT *, CURRENT_TIMESTAMP() FROM ({select_sql});\n"
             "COMMIT TRANSACTION;"
         )
-        job = self._call("rollup transaction", self.client.query, script, location=self.location)
-        self._call("rollup transaction", job.result)
+        job = self._call("rollup transaction", self.client.query, script, **self._query_retries())
+        self._call("rollup transaction", job.result, retry=self.retry, job_retry=self.job_retry)
         return ReplaceResult(job_ids=[job.job_id])
 
     def count(self, table: str, scope: Scope) -> int:
@@ -331,8 +345,14 @@ class BigQueryLoader:
     def query_rows(self, sql: str, params: Sequence[QueryParameter] = ()) -> list[dict[str, Any]]:
         """Run one statement with its values as query parameters; return its rows as dicts."""
         job_config = bigquery.QueryJobConfig(query_parameters=list(params))
-        job = self._call("query", self.client.query, sql, job_config=job_config, location=self.location)
-        return [dict(row.items()) for row in self._call("query", job.result)]
+        job = self._call("query", self.client.query, sql, job_config=job_config, **self._query_retries())
+        rows = self._call("query", job.result, retry=self.retry, job_retry=self.job_retry)
+        return [dict(row.items()) for row in rows]
+
+    def _query_retries(self) -> dict[str, Any]:
+        # job_retry=None here: the client would otherwise wrap jobs.insert in its own 10-minute
+        # retry; a failed job is still re-issued, within retry_timeout, by result(job_retry=...).
+        return {"location": self.location, "retry": self.retry, "job_retry": None}
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

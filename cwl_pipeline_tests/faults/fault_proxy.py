@@ -20,12 +20,13 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 CHUNK = 64 * 1024
 MATCH_BODY_LIMIT = 4 * 1024 * 1024  # request bodies up to this size are buffered (for body rules)
+RECORD_BODY_LIMIT = 64 * 1024  # how much of each request body the record keeps
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -152,6 +153,7 @@ class Seen:
     target: str | None
     action: str
     status: int | None = None
+    body: bytes = b""  # the first RECORD_BODY_LIMIT bytes of a buffered request body
 
 
 @dataclass
@@ -324,6 +326,7 @@ def _handler_class(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     proxy: FaultProxy
+    _pending: Seen | None = None
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the proxy's record is in FaultProxy.seen
@@ -341,8 +344,21 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if rule is not None:
             rule.arrived.set()
         action: Action = rule.action if rule is not None else Forward()
+        self._pending: Seen | None = Seen(
+            self.command, self.path, target, _action_name(action), None, (body or b"")[:RECORD_BODY_LIMIT]
+        )
         status = self._act(action, body, stream_length)
-        self.proxy._record(Seen(self.command, self.path, target, _action_name(action), status))
+        self._record(status)  # no answer sent (dropped)
+
+    def _record(self, status: int | None) -> None:
+        if self._pending is not None:
+            self.proxy._record(replace(self._pending, status=status))
+            self._pending = None
+
+    def send_response_only(self, code: int, message: str | None = None) -> None:
+        # Recorded before the client can read the answer, so a test never races the record.
+        self._record(code)
+        super().send_response_only(code, message)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 

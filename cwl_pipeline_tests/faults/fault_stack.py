@@ -14,9 +14,11 @@ from cwl_pipeline.adapters.bigquery import STAGING_TTL
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline_tests.faults.fault_proxy import FaultProxy
 from cwl_pipeline_tests.pipeline.polling import put
 
 WINDOW = timedelta(minutes=15)
+STAGING_PREFIXES = ("_stage_", "_scope_")  # staging tables of batches and of scope keys
 
 
 def write_fault_config(
@@ -100,17 +102,29 @@ def staging_tables(bq_client: bigquery.Client, dataset: str) -> list[bigquery.Ta
     return [
         bq_client.get_table(t.reference)
         for t in bq_client.list_tables(f"cwl-local.{dataset}")
-        if t.table_id.startswith(("_stage_", "_scope_"))
+        if t.table_id.startswith(STAGING_PREFIXES)
     ]
 
 
-def assert_staging_expires(bq_client: bigquery.Client, dataset: str) -> int:
-    """Every staging table left behind expires within the staging TTL; returns how many are left."""
-    left = staging_tables(bq_client, dataset)
+def assert_staging_expires(proxy: FaultProxy, bq_client: bigquery.Client, dataset: str) -> int:
+    """Every staging table created through ``proxy`` declared an expiry within the staging TTL,
+    and every staging table still in ``dataset`` is one of them; returns how many are left.
+
+    The emulator neither keeps nor enforces ``expirationTime``, so the expiry is read from the
+    table-creation requests the proxy recorded.
+    """
+    created: dict[str, datetime] = {}
+    for seen in proxy.requests(method="POST", path=rf"/datasets/{dataset}/tables(\?|$)"):
+        resource = json.loads(seen.body)
+        name = resource["tableReference"]["tableId"]
+        if name.startswith(STAGING_PREFIXES):
+            assert "expirationTime" in resource, f"{name} was created without an expiry"
+            created[name] = datetime.fromtimestamp(int(resource["expirationTime"]) / 1000, UTC)
     now = datetime.now(UTC)
-    for table in left:
-        assert table.expires is not None, f"{table.table_id} never expires"
-        assert now < table.expires <= now + STAGING_TTL, (table.table_id, table.expires)
+    for name, expires in created.items():
+        assert now < expires <= now + STAGING_TTL, (name, expires)
+    left = staging_tables(bq_client, dataset)
+    assert {t.table_id for t in left} <= set(created), "a staging table was not created by the pipeline"
     return len(left)
 
 

@@ -257,7 +257,9 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-proxy", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -123,7 +123,7 @@ def test_long_storm_fails_the_run_and_keeps_the_table(
 def test_export_folder_get_object_storm(
     aws_faults, local_bigquery, write_config, unique_name, s3, bucket, bq_client
 ):
-    """Export path: the proxy answers every GetObject of the export files with SlowDown; the
+    """Export path: the proxy answers every GetObject of the export files with InternalError; the
     folder's run fails naming the file, and loads exactly once the storm is over."""
     dataset = f"ds_{unique_name}"
     folder = "3f2a9c1e-0000-4000-8000-000000000001"
@@ -145,12 +145,12 @@ def test_export_folder_get_object_storm(
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("logs_export_folders", [folder])
 
-    storm = aws_faults.add(get_object(bucket, s3_slow_down(), times=None))
+    storm = aws_faults.add(get_object(bucket, s3_internal_error(), times=None))
     failed = materialize(defs, folder, instance=instance, raise_on_error=False)
     history = run_history(instance, failed.run_id)
     assert storm.fired == MAX_ATTEMPTS and history.status == dg.DagsterRunStatus.FAILURE
     assert f"GetObject on s3://{bucket}/exp/{folder}/w-1/000000.gz" in history.failure
-    assert "SlowDown" in history.failure
+    assert "InternalError" in history.failure
     assert table_ids(bq_client, dataset, "logs") == []
 
     aws_faults.clear()

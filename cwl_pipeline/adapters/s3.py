@@ -10,10 +10,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.core.objects import StoredObject
+
+# botocore retries a GetObject until its headers arrive; a body cut off after them is read again.
+_BODY_ATTEMPTS = 3
+_BODY_CUT = (IncompleteReadError, ReadTimeoutError, ResponseStreamingError)
 
 
 class ObjectGone(SourceError):
@@ -66,18 +77,23 @@ class S3ObjectStore:
             SourceError: any other failure, naming the object.
         """
         uri = f"s3://{bucket}/{key}"
-        try:
-            response = self._client.get_object(Bucket=bucket, Key=key)
-            return response["Body"].read()
-        except ClientError as exc:
-            code = exc.response["Error"].get("Code")
-            if code in ("NoSuchKey", "404"):
-                raise ObjectGone(f"{uri} no longer exists") from None
-            raise self._client_error(exc, f"GetObject on {uri}", bucket) from None
-        except EndpointConnectionError as exc:
-            raise SourceError(f"S3 endpoint unreachable: {exc}") from None
-        except BotoCoreError as exc:
-            raise SourceError(f"reading {uri} failed: {exc}") from None
+        for attempt in range(1, _BODY_ATTEMPTS + 1):
+            try:
+                response = self._client.get_object(Bucket=bucket, Key=key)
+                return response["Body"].read()
+            except ClientError as exc:
+                code = exc.response["Error"].get("Code")
+                if code in ("NoSuchKey", "404"):
+                    raise ObjectGone(f"{uri} no longer exists") from None
+                raise self._client_error(exc, f"GetObject on {uri}", bucket) from None
+            except EndpointConnectionError as exc:
+                raise SourceError(f"S3 endpoint unreachable: {exc}") from None
+            except _BODY_CUT as exc:
+                if attempt == _BODY_ATTEMPTS:
+                    raise SourceError(f"reading {uri} failed {attempt} times; the last time: {exc}") from None
+            except BotoCoreError as exc:
+                raise SourceError(f"reading {uri} failed: {exc}") from None
+        raise AssertionError("unreachable")
 
     def _pages(self, request: dict[str, Any], what: str) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("list_objects_v2")

@@ -65,6 +65,14 @@ class DropResponse:
 
 
 @dataclass(frozen=True)
+class Truncate:
+    """Forward the request, pass the answer's status and headers on, then only ``keep`` bytes
+    of its body before closing the connection: a transfer cut off mid-way."""
+
+    keep: int = 16
+
+
+@dataclass(frozen=True)
 class Forward:
     """Forward the request (what a held or delayed request does by default afterwards)."""
 
@@ -87,7 +95,7 @@ class Hold:
     timeout: float = 120.0
 
 
-Action = Respond | Drop | DropResponse | Forward | Delay | Hold
+Action = Respond | Drop | DropResponse | Truncate | Forward | Delay | Hold
 
 
 def aws_json_error(code: str, message: str, status: int = 400) -> Respond:
@@ -403,14 +411,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if isinstance(action, Hold):
             action.release.wait(action.timeout)
             return self._act(action.then, body, stream_length)
-        return self._forward(body, stream_length, deliver=not isinstance(action, DropResponse))
+        keep = action.keep if isinstance(action, Truncate) else None
+        return self._forward(body, stream_length, deliver=not isinstance(action, DropResponse), keep=keep)
 
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _forward(self, body: bytes | None, stream_length: int | None, deliver: bool) -> int | None:
+    def _forward(
+        self, body: bytes | None, stream_length: int | None, deliver: bool, keep: int | None = None
+    ) -> int | None:
         proxy = self.proxy
         conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=300)
         try:
@@ -440,12 +451,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 response.read()
                 self._drop()
                 return response.status
-            self._relay(response)
+            self._relay(response, keep)
             return response.status
         finally:
             conn.close()
 
-    def _relay(self, response: http.client.HTTPResponse) -> None:
+    def _relay(self, response: http.client.HTTPResponse, keep: int | None = None) -> None:
         self.send_response_only(response.status, response.reason)
         length = response.getheader("Content-Length")
         for name, value in response.getheaders():
@@ -459,6 +470,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if length is not None or no_body:
             self.send_header("Content-Length", length or "0")
             self.end_headers()
+            if keep is not None:
+                self.wfile.write(response.read()[:keep])
+                self.wfile.flush()
+                self._drop()
+                return
             while not no_body and (chunk := response.read(CHUNK)):
                 self.wfile.write(chunk)
             return

@@ -17,6 +17,7 @@ import pytest
 from cwl_pipeline.config import load_config
 from cwl_pipeline.definitions import build_definitions
 from cwl_pipeline_tests.faults.fault_proxy import (
+    Truncate,
     get_object,
     list_objects_v2,
     s3_internal_error,
@@ -157,3 +158,30 @@ def test_export_folder_get_object_storm(
     assert materialize(defs, folder, instance=instance).success
     ids = table_ids(bq_client, dataset, "logs")
     assert len(ids) == len(set(ids)) == 4
+
+
+def test_object_body_cut_off_mid_transfer(firehose, aws_faults, s3, bucket, bq_client):
+    """The proxy passes GetObject's status and headers on but cuts the body off after 16 bytes
+    (``Truncate``). botocore's retries end with the headers, so the read itself is retried: cut
+    every time, the run fails naming the object (never recording it as unreadable); cut once
+    per object, the window loads exactly."""
+    firehose["deliver"](s3, ["1", "2"])
+    firehose["deliver"](s3, ["3"])
+    always = aws_faults.add(get_object(bucket, Truncate(16), times=None))
+    instance = dg.DagsterInstance.ephemeral()
+    failed = materialize(firehose["defs"], firehose["key"], instance=instance, raise_on_error=False)
+    history = run_history(instance, failed.run_id)
+    assert history.status == dg.DagsterRunStatus.FAILURE and always.fired >= 3
+    assert f"reading s3://{bucket}/fh/" in history.failure and "failed 3 times" in history.failure
+    assert "IncompleteRead" in history.failure
+    assert table_ids(bq_client, firehose["dataset"], "logs_rejects") == []
+
+    aws_faults.clear()
+    once = aws_faults.add(get_object(bucket, Truncate(16), times=2))
+    result = materialize(firehose["defs"], firehose["key"], instance=instance, raise_on_error=False)
+
+    assert once.fired == 2
+    history = run_history(instance, result.run_id)
+    assert history.status == dg.DagsterRunStatus.SUCCESS, history.failure
+    assert table_ids(bq_client, firehose["dataset"], "logs") == ["1", "2", "3"]
+    assert table_ids(bq_client, firehose["dataset"], "logs_rejects") == []

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.adapters.errors import SourceError, attempts_note
 
 
 @dataclass
@@ -108,7 +108,7 @@ class CloudWatchLogsReader:
                         f"CloudWatch log group {log_group!r} does not exist in {self._where}"
                     ) from None
                 raise SourceError(
-                    f"FilterLogEvents on {log_group!r} failed in {self._where}: {code}: "
+                    f"FilterLogEvents on {log_group!r} failed in {self._where}{attempts_note(exc)}: {code}: "
                     f"{exc.response['Error'].get('Message')}"
                 ) from None
             except EndpointConnectionError as exc:

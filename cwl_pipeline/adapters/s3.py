@@ -19,7 +19,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.adapters.errors import SourceError, attempts_note
 from cwl_pipeline.core.objects import StoredObject
 
 # botocore retries a GetObject until its headers arrive; a body cut off after them is read again.
@@ -112,4 +112,6 @@ class S3ObjectStore:
             return SourceError(f"S3 bucket {bucket!r} does not exist ({self._where})")
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return SourceError(f"S3 denied {what}: check s3:ListBucket / s3:GetObject on the bucket")
-        return SourceError(f"{what} failed: {code}: {exc.response['Error'].get('Message')}")
+        return SourceError(
+            f"{what} failed{attempts_note(exc)}: {code}: {exc.response['Error'].get('Message')}"
+        )

@@ -85,6 +85,7 @@ def test_storm_longer_than_the_retry_budget_fails_the_run_and_keeps_the_table(
     assert history.status == dg.DagsterRunStatus.FAILURE
     assert history.has("STEP_FAILURE") and history.materialized == []
     assert f"FilterLogEvents on '{stack['group']}'" in history.failure and code in history.failure
+    assert f"after {MAX_ATTEMPTS} attempts: {code}" in history.failure
     assert table_ids(bq_client, stack["dataset"]) == before
 
     aws_faults.clear()  # the storm is over

@@ -113,7 +113,8 @@ def test_long_storm_fails_the_run_and_keeps_the_table(
     assert not failed.success and storm.fired >= MAX_ATTEMPTS
     history = run_history(instance, failed.run_id)
     assert history.status == dg.DagsterRunStatus.FAILURE and history.materialized == []
-    assert names.format(bucket=bucket) in history.failure and fault in history.failure
+    assert names.format(bucket=bucket) in history.failure
+    assert f"failed after {MAX_ATTEMPTS} attempts: {fault}" in history.failure
     assert table_ids(bq_client, dataset, "logs") == before
 
     aws_faults.clear()

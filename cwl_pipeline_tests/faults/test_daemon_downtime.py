@@ -34,7 +34,7 @@ def clear_of_window_boundaries():
     the sensor agree on which windows are due during the whole test."""
     now = datetime.now(UTC)
     for boundary in (floor_to_window(now, WINDOW) + WINDOW, floor_to_window(now, WINDOW) + SETTLE_LAG):
-        if timedelta(0) <= boundary - now < timedelta(seconds=20):
+        if timedelta(0) <= boundary - now < timedelta(seconds=30):
             time.sleep((boundary - now).total_seconds() + 0.5)
 
 

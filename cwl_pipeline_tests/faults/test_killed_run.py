@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -97,7 +98,9 @@ def test_run_killed_while_its_replace_is_in_flight(
     assert "STEP_START" in events and "ASSET_MATERIALIZATION" not in events
     assert "STEP_FAILURE" not in events and "RUN_FAILURE" not in events
 
-    # What the daemon's run monitoring does on its next pass.
+    # What the daemon's run monitoring does on its next pass, once the run is over its limit.
+    assert record.start_time is not None
+    time.sleep(max(0.0, record.start_time + 1.1 - time.time()))
     monitor_started_run(instance, None, record, logging.getLogger("run_monitoring"))
     run = instance.get_run_by_id(run.run_id)
     assert run is not None and run.status == dg.DagsterRunStatus.FAILURE

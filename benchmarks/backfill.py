@@ -177,7 +177,7 @@ def run_child(mode: str, config: Path, day: datetime, env: dict[str, str]) -> di
         **figures,
         "wall_seconds": elapsed,
         "vm_hwm_sampled": peak["hwm"],
-        "descendants_hwm": sum(descendant_hwm.values()),
+        "descendants_hwm": max(descendant_hwm.values(), default=0),
         "descendants": len(descendant_hwm),
         "load": load,
     }
@@ -293,8 +293,8 @@ def print_load(
     )
     print(
         f"  peak RSS of the loading process {peak / MIB:,.0f} MiB (its VmHWM at exit); "
-        f"its {figures['descendants']} helper process(es) peaked at "
-        f"{figures['descendants_hwm'] / MIB:,.0f} MiB together"
+        f"{figures['descendants']} short-lived helper process(es) (compute-log capture), "
+        f"largest {figures['descendants_hwm'] / MIB:,.0f} MiB"
     )
     print(
         f"  BigQuery: {counts['rows']:,} rows + {counts['rejects']:,} rejects = {total:,} "

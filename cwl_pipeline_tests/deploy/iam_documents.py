@@ -119,13 +119,18 @@ def _operation_names(service: str) -> dict[str, str]:
     return {botocore.xform_name(op): op for op in model.operation_names}
 
 
+# botocore helpers the code uses that call an AWS API on its behalf.
+INDIRECT_CALLS = {"AssumeRoleCredentialFetcher": ("sts", "AssumeRole")}
+
+
 def called_operations() -> set[tuple[str, str]]:
     """(service, operation) of every boto3 client call in the adapters and Dagster definitions.
 
     The services are those the code creates clients for (``client("logs")`` ...); an operation is
     a method of theirs taken from a client (``self._client.filter_log_events``, also when only
     referenced; ``session.client("sts").assume_role``) or a ``get_paginator("...")`` argument.
-    A client is a name or attribute ending in ``client``, or a ``.client(...)`` call.
+    A client is a name or attribute ending in ``client``, or a ``.client(...)`` call. A botocore
+    helper in :data:`INDIRECT_CALLS` counts as the call it makes.
     """
     trees = [ast.parse(path.read_text()) for d in CODE_DIRS for path in sorted(d.glob("*.py"))]
     services: set[str] = set()
@@ -157,6 +162,10 @@ def called_operations() -> set[tuple[str, str]]:
                 names.append(str(node.args[0].value))
             for name in names:
                 found.update((service, ops[name]) for service, ops in methods.items() if name in ops)
+            if isinstance(node, ast.Name | ast.Attribute):
+                helper = node.id if isinstance(node, ast.Name) else node.attr
+                if helper in INDIRECT_CALLS:
+                    found.add(INDIRECT_CALLS[helper])
     return found
 
 

@@ -166,6 +166,7 @@ class StreamConfig:
     freshness_fail: timedelta = timedelta(hours=1)
     max_reject_rate: float = 0.05
     backfill_windows_per_run: int = 672
+    windows_per_replace: int = 96
     description: str = ""
     owners: tuple[str, ...] = ()
 
@@ -274,6 +275,7 @@ _STREAM_TUNING_KEYS = {
     "freshness",
     "max_reject_rate",
     "backfill_windows_per_run",
+    "windows_per_replace",
 }
 _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "name",
@@ -344,6 +346,9 @@ def _parse_stream(
     backfill_windows = merged.get("backfill_windows_per_run", 672)
     if not isinstance(backfill_windows, int) or isinstance(backfill_windows, bool) or backfill_windows < 1:
         raise ConfigError(f"{where}.backfill_windows_per_run: must be a positive integer")
+    replace_windows = merged.get("windows_per_replace", 96)
+    if not isinstance(replace_windows, int) or isinstance(replace_windows, bool) or replace_windows < 1:
+        raise ConfigError(f"{where}.windows_per_replace: must be a positive integer")
     owners = raw.get("owners", [])
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
@@ -364,6 +369,7 @@ def _parse_stream(
         freshness_fail=fresh_fail,
         max_reject_rate=float(reject_rate),
         backfill_windows_per_run=backfill_windows,
+        windows_per_replace=replace_windows,
         description=str(raw.get("description", "")),
         owners=tuple(owners),
     )

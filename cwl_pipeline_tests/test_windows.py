@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.core.windows import PlanState, floor_to_window, load_passes, plan_windows
+from cwl_pipeline.defs.cloudwatch_stream import replace_steps
 
 M = timedelta(minutes=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -125,3 +126,15 @@ def test_a_new_sensor_does_not_sweep_the_lookback_it_just_loaded():
         ("settled", "2026-11-02-10:00"),
         ("sweep-15m", "2026-11-02-10:00"),
     ]
+
+
+def test_replace_steps_cut_a_range_into_bounded_consecutive_steps():
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    window = timedelta(minutes=15)
+    steps = list(replace_steps(start, start + 7 * window, window, 3))
+    assert steps == [
+        (start, start + 3 * window),
+        (start + 3 * window, start + 6 * window),
+        (start + 6 * window, start + 7 * window),
+    ]
+    assert list(replace_steps(start, start + window, window, 96)) == [(start, start + window)]

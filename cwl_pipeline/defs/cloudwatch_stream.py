@@ -4,6 +4,10 @@ For each stream: an external ``AssetSpec`` per log group (or prefix) → one mul
 materializes the events table and its rejects table together for a range of time windows:
 read every group's window with FilterLogEvents, decode and normalize with the pure core,
 replace the windows atomically in BigQuery, then evaluate the load checks.
+
+A long range (a backfill run of a week) is loaded in steps of at most ``windows_per_replace``
+windows, each read, normalized and replaced in its own transaction, so a run holds one step's
+events in memory, not the whole range's.
 """
 
 import re
@@ -21,7 +25,7 @@ from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize
-from cwl_pipeline.core.window_stats import per_window_stats
+from cwl_pipeline.core.window_stats import WindowStats, per_window_stats
 from cwl_pipeline.core.windows import PARTITION_FMT, load_passes, to_ms
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.stream_checks import LoadFacts, evaluate_load_checks, load_check_specs
@@ -109,17 +113,97 @@ def build_stream_assets(
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         kind = context.run.tags.get(LOAD_KIND_TAG, "manual")
-        load = load_stream_window(context.log, stream, tables, aws, bigquery, start, end)
-        yield from materializations(context, tables, load.window_stats(stream), load.run_metadata(kind))
+        load = RangeLoad(start, end, scope=window_scope(stream, start, end))
+        for step_start, step_end in replace_steps(start, end, stream.window, stream.windows_per_replace):
+            load.add(
+                load_stream_window(context.log, stream, tables, aws, bigquery, step_start, step_end), stream
+            )
+        yield from materializations(context, tables, load.stats, load.run_metadata(kind))
         with bigquery.loader() as loader:
             yield from evaluate_load_checks(loader, tables, load.facts(kind == final_sweep))
 
     return sources, load_windows, tables
 
 
+def replace_steps(
+    start: datetime, end: datetime, window: timedelta, windows_per_step: int
+) -> Iterator[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into consecutive ranges of at most ``windows_per_step`` windows."""
+    step = window * windows_per_step
+    cursor = start
+    while cursor < end:
+        yield cursor, min(cursor + step, end)
+        cursor += step
+
+
+def window_scope(stream: StreamConfig, start: datetime, end: datetime) -> LoadScope:
+    """The rows of ``[start, end)`` in the events table (by event time) and the rejects table."""
+    return LoadScope(time_scope(stream.schema.time_column, start, end), time_scope("timestamp", start, end))
+
+
+@dataclass
+class RangeLoad:
+    """Totals of a range loaded in one or more steps (:func:`replace_steps`).
+
+    Keeps each step's per-window figures and counters, not its rows, so memory stays bounded
+    by one step.
+    """
+
+    start: datetime
+    end: datetime
+    scope: LoadScope
+    stats: dict[datetime, WindowStats] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    api_calls: int = 0
+    events_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_before: int = 0
+    staged_bytes: int = 0
+    job_ids: list[str] = field(default_factory=list)
+    steps: int = 0
+
+    def add(self, load: "WindowLoad", stream: StreamConfig) -> None:
+        """Count one step in."""
+        self.stats.update(load.window_stats(stream))
+        self.groups = list(dict.fromkeys([*self.groups, *load.read.groups]))
+        self.api_calls += load.read.api_calls
+        self.events_read += load.batch.events_read
+        self.rows_loaded += load.batch.rows_loaded
+        self.rows_rejected += load.batch.rows_rejected
+        self.rows_before += load.rows_before
+        self.staged_bytes += load.staged_bytes
+        self.job_ids += load.job_ids
+        self.steps += 1
+
+    def run_metadata(self, kind: str) -> dict[str, object]:
+        """Facts of the run itself, shared by every window it loaded."""
+        return {
+            "load_kind": kind,
+            "run_range_start": self.start.isoformat(),
+            "run_range_end": self.end.isoformat(),
+            "replace_steps": self.steps,
+            "log_groups": ", ".join(self.groups),
+            "filter_log_events_calls": self.api_calls,
+            "bytes_staged": self.staged_bytes,
+            "bigquery_job_ids": ", ".join(self.job_ids),
+        }
+
+    def facts(self, final_sweep: bool) -> LoadFacts:
+        """What the checks need to know, for the whole range."""
+        return LoadFacts(
+            events_read=self.events_read,
+            rows_loaded=self.rows_loaded,
+            rows_rejected=self.rows_rejected,
+            rows_before=self.rows_before,
+            scope=self.scope,
+            final_sweep=final_sweep,
+        )
+
+
 @dataclass
 class WindowLoad:
-    """Outcome of loading one range of windows."""
+    """Outcome of reading, normalizing and replacing one range of windows in one transaction."""
 
     start: datetime
     end: datetime
@@ -146,29 +230,6 @@ class WindowLoad:
             size=stream.window,
             loaded_at=self.loaded_at,
             bytes_by_window=self.bytes_by_window,
-        )
-
-    def run_metadata(self, kind: str) -> dict[str, object]:
-        """Facts of the run itself, shared by every window it loaded."""
-        return {
-            "load_kind": kind,
-            "run_range_start": self.start.isoformat(),
-            "run_range_end": self.end.isoformat(),
-            "log_groups": ", ".join(self.read.groups),
-            "filter_log_events_calls": self.read.api_calls,
-            "bytes_staged": self.staged_bytes,
-            "bigquery_job_ids": ", ".join(self.job_ids),
-        }
-
-    def facts(self, final_sweep: bool) -> LoadFacts:
-        """What the checks need to know."""
-        return LoadFacts(
-            events_read=self.batch.events_read,
-            rows_loaded=self.batch.rows_loaded,
-            rows_rejected=self.batch.rows_rejected,
-            rows_before=self.rows_before,
-            scope=self.scope,
-            final_sweep=final_sweep,
         )
 
 
@@ -200,7 +261,7 @@ def load_stream_window(
     bytes_by_window = Counter(
         {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
     )
-    scope = LoadScope(time_scope(stream.schema.time_column, start, end), time_scope("timestamp", start, end))
+    scope = window_scope(stream, start, end)
     with bigquery.loader() as loader:
         ensure_stream_tables(loader, tables)
         rows_before = sum(rows_in_scope(loader, tables, scope))

@@ -187,7 +187,10 @@ def test_backfilled_range_equals_window_by_window_loads(
     local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
 ):
     one = make_stack(local_aws, local_bigquery, logs_client, write_config, f"{unique_name}a")
-    two = make_stack(local_aws, local_bigquery, logs_client, write_config, f"{unique_name}b")
+    # The range run replaces its 4 windows in two steps (3 + 1), each its own transaction.
+    two = make_stack(
+        local_aws, local_bigquery, logs_client, write_config, f"{unique_name}b", "    windows_per_replace: 3"
+    )
     first = window_start() - 3 * WINDOW
     for stack in (one, two):
         put(
@@ -218,6 +221,8 @@ def test_backfilled_range_equals_window_by_window_loads(
     }
     expected = Counter(partition_key(first + (i * timedelta(minutes=7)) // WINDOW * WINDOW) for i in range(8))
     assert per_window == {k: expected.get(k, 0) for k in keys}
+    steps = {m.metadata["replace_steps"].value for m in result.asset_materializations_for_node("load_app")}
+    assert steps == {2}
     checks = checks_of(result)
     assert all(checks[name].passed for name in ("completeness", "no_duplicate_event_ids", "schema_matches"))
     assert not checks["reject_rate"].passed  # 1 of 9 events rejected, over the default 5 %

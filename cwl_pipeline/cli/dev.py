@@ -38,6 +38,9 @@ concurrency:
   pools:
     # Limits concurrent FilterLogEvents readers (5 requests/s per account and Region).
     default_limit: 2
+run_queue:
+  # Dagster's default is 5 s; every second counts in the put -> queryable latency.
+  dequeue_interval_seconds: 1
 """
 
 WORKSPACE_YAML = """\

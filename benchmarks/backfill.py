@@ -73,6 +73,7 @@ streams:
     table: {name}
     schema: seed
     window: 15m
+    windows_per_replace: {windows_per_replace}
     start: "2026-01-01T00:00:00Z"
 """
 
@@ -324,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-run-per-window load")
     parser.add_argument("--no-read-floor", action="store_true", help="skip the read + normalize floor")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--windows-per-replace",
+        type=int,
+        default=96,
+        help="the stream's windows_per_replace: windows read and replaced per step (default 96)",
+    )
     parser.add_argument("--child", choices=("range", "per-window"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -354,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 dataset=DATASET,
                 name=STREAM,
                 group=GROUP,
+                windows_per_replace=args.windows_per_replace,
             )
         )
         (home / "dagster_home").mkdir()

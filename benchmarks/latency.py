@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -272,12 +273,16 @@ def create_group(client: Any, group: str) -> None:
 def start_dagster(stack: Stack, config: Path, dequeue_interval: int | None) -> dict[str, str]:
     """Dagster webserver + daemon as ``cwl-pipeline dev`` starts them; returns their env.
 
-    ``dequeue_interval`` sets the run queue's ``dequeue_interval_seconds`` (Dagster's default: 5).
+    ``dequeue_interval`` overrides the run queue's ``dequeue_interval_seconds`` (``cwl-pipeline dev``: 1).
     """
     dagster_home = stack.home / "dagster_home"
     dagster_home.mkdir()
-    extra = f"run_queue:\n  dequeue_interval_seconds: {dequeue_interval}\n" if dequeue_interval else ""
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML + extra)
+    instance_yaml = DAGSTER_YAML
+    if dequeue_interval:
+        instance_yaml = re.sub(
+            r"dequeue_interval_seconds: \d+", f"dequeue_interval_seconds: {dequeue_interval}", instance_yaml
+        )
+    (dagster_home / "dagster.yaml").write_text(instance_yaml)
     workspace = dagster_home / "workspace.yaml"
     workspace.write_text(WORKSPACE_YAML)
     env = {"DAGSTER_HOME": str(dagster_home), "CWL_PIPELINE_CONFIG": str(config), **LOCAL_CREDENTIALS}
@@ -590,9 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-minutes", type=float, default=3, help="floor without Dagster, minutes (0: skip)"
     )
     parser.add_argument("--refresh-interval", default="30s", help="stream refresh_interval (local: 30s)")
-    parser.add_argument("--settle-lag", default="1m", help="stream settle_lag (local: 1m)")
+    parser.add_argument("--settle-lag", default="15s", help="stream settle_lag (local: 15s)")
     parser.add_argument(
-        "--dequeue-interval", type=int, default=None, help="run queue dequeue_interval_seconds (default 5)"
+        "--dequeue-interval",
+        type=int,
+        default=None,
+        help="run queue dequeue_interval_seconds (default 1, as cwl-pipeline dev)",
     )
     parser.add_argument("--drain", type=float, default=300, help="max seconds to wait for the last events")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, DAGSTER_HOME)")
@@ -601,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(), flush=True)
     print(
         f"config: window 15m, settle_lag {args.settle_lag}, refresh_interval {args.refresh_interval}, "
-        f"run queue dequeue interval {args.dequeue_interval or 5} s; "
+        f"run queue dequeue interval {args.dequeue_interval or 1} s; "
         f"{args.rate:g} events/s, one PutLogEvents per event; poll every {args.poll:g} s",
         flush=True,
     )

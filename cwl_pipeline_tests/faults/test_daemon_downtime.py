@@ -17,11 +17,9 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import PlanState, floor_to_window, parse_partition_key, partition_key
-from cwl_pipeline.definitions import build_definitions
 from cwl_pipeline_tests.faults.fault_stack import WINDOW, cloudwatch_ids, table_ids
-from cwl_pipeline_tests.pipeline.polling import materialize, put
+from cwl_pipeline_tests.pipeline.polling import make_stack, materialize, put
 
 SETTLE_LAG = timedelta(minutes=1)
 SWEEP = timedelta(minutes=15)
@@ -51,26 +49,16 @@ def test_daemon_down_for_an_hour_catches_up_without_gap_or_overlap(
     """Cursor from an hour ago + an hour of events → the restarted sensor requests every window
     of the hour once per pass, in ranges of at most max_windows_per_run, contiguous; running
     them leaves every event in the table exactly once, with the right count per window."""
-    group, dataset = f"/test/downtime-{unique_name}", f"ds_{unique_name}"
-    logs_client.create_log_group(logGroupName=group)
-    logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
-    path = write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}"}}
-streams:
-  - name: app
-    source: {{log_groups: ["{group}"]}}
-    table: app_events
-    window: 15m
-    settle_lag: 1m
-    refresh_interval: 30s
-    sweeps: [15m]
-    max_windows_per_run: {MAX_WINDOWS}
-    start: "2026-01-01T00:00:00Z"
-"""
+    stack = make_stack(
+        local_aws,
+        local_bigquery,
+        logs_client,
+        write_config,
+        unique_name,
+        "    settle_lag: 1m\n    refresh_interval: 30s\n    sweeps: [15m]\n"
+        f"    max_windows_per_run: {MAX_WINDOWS}",
     )
-    defs = build_definitions(load_config(path))
+    group, dataset, defs = stack["group"], stack["dataset"], stack["defs"]
     sensor = defs.resolve_sensor_def("app_windows")
 
     now = datetime.now(UTC)

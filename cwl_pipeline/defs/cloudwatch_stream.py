@@ -210,7 +210,6 @@ class WindowLoad:
     batch: NormalizedBatch
     read: WindowRead
     bytes_by_window: Counter[datetime]
-    scope: LoadScope
     rows_before: int
     job_ids: list[str]
     staged_bytes: int
@@ -273,7 +272,7 @@ def load_stream_window(
         f"{batch.rows_loaded} loaded, {batch.rows_rejected} rejected ({rows_before} rows before)"
     )
     return WindowLoad(
-        start, end, batch, read, bytes_by_window, scope, rows_before, result.job_ids, result.staged_bytes
+        start, end, batch, read, bytes_by_window, rows_before, result.job_ids, result.staged_bytes
     )
 
 

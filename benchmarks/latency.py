@@ -9,7 +9,7 @@ BigQuery every ``--poll`` seconds and records when each marker first became visi
 
 Side by side, in the same process and on the same servers, the floor without orchestration:
 the same producer and poller while a loop calls the stream's load path
-(:func:`cwl_pipeline.defs.cloudwatch_stream.load_stream_window`: FilterLogEvents → decode →
+(:func:`cwl_pipeline.load.service.load` of :mod:`cwl_pipeline.load.polling`: FilterLogEvents → decode →
 normalize → staging load → one replace transaction) on the open window back to back, with no
 sensor, no run queue and no run launch. The difference is what orchestration adds.
 
@@ -49,9 +49,11 @@ from benchmarks.machine import LoadSampler, describe
 from cwl_pipeline.cli.dev import DAGSTER_YAML, WORKSPACE_YAML
 from cwl_pipeline.config import StreamConfig, load_config
 from cwl_pipeline.core.windows import floor_to_window
-from cwl_pipeline.defs.cloudwatch_stream import load_stream_window
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables
+from cwl_pipeline.defs.stream_tables import STREAM_TAG
+from cwl_pipeline.load.polling import read_windows
+from cwl_pipeline.load.service import load as load_reads
+from cwl_pipeline.load.tables import TablePair
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
     LOCAL_PROJECT,
@@ -323,7 +325,7 @@ def run_direct(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     create_group(stack.logs_client(), group)
     config = load_config(stack.write_config("direct_events", group, args))
     stream: StreamConfig = config.streams[0]
-    tables = StreamTables.of(stream)
+    tables = TablePair.of(stream)
     aws = AwsResource.from_settings(config.aws)
     warehouse = BigQueryWarehouse.from_settings(config.bigquery)
     quiet = logging.getLogger("bench.direct")
@@ -331,7 +333,8 @@ def run_direct(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
     def load(start: datetime) -> float:
         began = time.monotonic()
-        load_stream_window(quiet, stream, tables, aws, warehouse, start, start + stream.window)  # type: ignore[arg-type]
+        reads = read_windows(stream, aws.logs_reader(), start, start + stream.window)
+        load_reads(reads, tables, warehouse.loader, quiet, stream.name)
         return time.monotonic() - began
 
     load(floor_to_window(datetime.now(UTC), stream.window))  # creates the tables: not measured

@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.core.windows import PlanState, floor_to_window, load_passes, plan_windows
-from cwl_pipeline.defs.cloudwatch_stream import replace_steps
+from cwl_pipeline.load.polling import replace_steps
 
 M = timedelta(minutes=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -138,6 +138,68 @@ class PrefixScope:
         return [(PREFIX, self.prefix), *((EXCLUDE, k) for k in self.excluding)]
 
 
+@dataclass(frozen=True)
+class LiteralKeyScope:
+    """``column`` equals one of a few ``keys`` written as STRING literals (no keys: nothing).
+
+    For short lists of names the config or AWS validated (log group names): no scope table,
+    so no extra load job per replacement.
+    """
+
+    column: str
+    keys: tuple[str, ...]
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """Keys as one ARRAY<STRING> parameter."""
+        if not self.keys:
+            return "FALSE", []
+        col = quote_identifier("column", self.column)
+        return f"{col} IN UNNEST(@scope_names)", [
+            bigquery.ArrayQueryParameter("scope_names", "STRING", list(self.keys))
+        ]
+
+    def in_script(self, scope_table: str | None = None, index: int = 0) -> str:
+        """Keys as escaped STRING literals."""
+        if not self.keys:
+            return "FALSE"
+        col = quote_identifier("column", self.column)
+        return f"{col} IN ({', '.join(string_literal(k) for k in self.keys)})"
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """None: the keys are literals."""
+        return []
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Rows matched by every one of ``parts`` (at most one of them may use a scope table)."""
+
+    parts: tuple[Scope, ...]
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """The parts' predicates joined with AND; their parameters must have distinct names."""
+        sqls, params = [], []
+        for part in self.parts:
+            sql, part_params = part.with_parameters()
+            sqls.append(f"({sql})")
+            params.extend(part_params)
+        names = [p.name for p in params]
+        if len(names) != len(set(names)):
+            raise ValueError(f"scopes combined with AND reuse a parameter name: {names}")
+        return " AND ".join(sqls), params
+
+    def in_script(self, scope_table: str | None, index: int) -> str:
+        """The parts' script predicates joined with AND."""
+        return " AND ".join(f"({part.in_script(scope_table, index)})" for part in self.parts)
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """The rows of the one part that reads a scope table, if any."""
+        staged = [part.scope_rows() for part in self.parts if part.scope_rows()]
+        if len(staged) > 1:
+            raise ValueError("at most one part of a combined scope may read a scope table")
+        return staged[0] if staged else []
+
+
 def _scope_values(scope_table: str | None, index: int, kind: str) -> str:
     if scope_table is None:
         raise ValueError("this scope reads its values from a staged scope table")
@@ -155,6 +217,16 @@ def time_scope(column: str, start: datetime, end: datetime) -> TimeScope:
 def in_scope(column: str, values: Iterable[str]) -> KeyScope:
     """Rows whose ``column`` is one of ``values``; none for no values."""
     return KeyScope(column, tuple(sorted(set(values))))
+
+
+def literal_in_scope(column: str, values: Iterable[str]) -> LiteralKeyScope:
+    """Rows whose ``column`` is one of a few validated names, written as literals."""
+    return LiteralKeyScope(column, tuple(sorted(set(values))))
+
+
+def all_of(*parts: Scope) -> AllOf:
+    """Rows matched by every scope of ``parts``."""
+    return AllOf(tuple(parts))
 
 
 def prefix_scope(column: str, prefix: str, excluding: Iterable[str] = ()) -> PrefixScope:

@@ -9,28 +9,30 @@ its rejects table together:
   loads in one run.
 * ``layout: export`` — one dynamic partition per export task folder.
 
-Both replace exactly the rows of the objects they read (:mod:`cwl_pipeline.defs.s3_load`) and
+Both replace exactly the rows of the objects they read (:mod:`cwl_pipeline.load.objects`) and
 evaluate the same load checks as the polling streams.
 """
 
 import re
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC
 
 import dagster as dg
 
-from cwl_pipeline.config import BigQuerySettings, S3Source, StreamConfig
-from cwl_pipeline.core.windows import partition_key
+from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.defs.cloudwatch_stream import log_group_spec, window_partitions
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.s3_load import (
-    batch_figures,
-    load_export_folder,
-    load_firehose_windows,
-    window_figures,
-)
 from cwl_pipeline.defs.stream_checks import evaluate_load_checks, load_check_specs
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables, table_asset_specs
+from cwl_pipeline.defs.stream_tables import (
+    LOAD_KIND_TAG,
+    STREAM_TAG,
+    StreamTables,
+    materializations,
+    table_asset_specs,
+)
+from cwl_pipeline.load.objects import ObjectSetRead, read_export_folder, read_firehose_windows, s3_source
+from cwl_pipeline.load.service import load
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -48,7 +50,7 @@ def export_partitions(stream: StreamConfig) -> dg.DynamicPartitionsDefinition:
 
 def s3_source_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
     """The S3 prefix, and the log group it is delivered from when the config names it."""
-    source = _s3(stream)
+    source = s3_source(stream)
     specs: list[dg.AssetSpec] = []
     if source.log_group:
         specs.append(log_group_spec(source.log_group))
@@ -80,7 +82,7 @@ def build_s3_stream_assets(
     tables = StreamTables.of(stream)
     sources = s3_source_specs(stream)
     specs = table_asset_specs(tables, bq, [sources[-1].key])
-    if _s3(stream).layout == "export":
+    if s3_source(stream).layout == "export":
         return sources, _export_asset(stream, tables, specs), tables
     return sources, _firehose_asset(stream, tables, specs), tables
 
@@ -101,55 +103,10 @@ def _firehose_asset(
     ) -> Iterator[Result]:
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-        load = load_firehose_windows(context.log, stream, tables, aws, bigquery, start, end)
-        starts, cursor = [], start
-        while cursor < end:
-            starts.append(cursor)
-            cursor += stream.window
-        figures = window_figures(load, starts, stream.window, stream.schema.time_column)
-        run_metadata = {
-            "load_kind": context.run.tags.get(LOAD_KIND_TAG, "manual"),
-            "run_range_start": start.isoformat(),
-            "run_range_end": end.isoformat(),
-            **load.run_metadata(),
-        }
-        yield from _window_results(context, tables, figures, run_metadata)
-        with bigquery.loader() as loader:
-            yield from evaluate_load_checks(loader, tables, load.facts())
+        read = read_firehose_windows(stream, S3ObjectStore(aws.client("s3")), start, end)
+        yield from _load_and_check(context, stream, tables, bigquery, read)
 
     return load_delivery_windows
-
-
-def _window_results(
-    context: dg.AssetExecutionContext,
-    tables: StreamTables,
-    figures: Mapping[datetime, dict[str, object]],
-    run_metadata: dict[str, object],
-) -> Iterator[dg.MaterializeResult]:
-    """One result per table for a single window; per-window events for a range."""
-    if len(figures) == 1:
-        (only,) = figures.values()
-        yield from _table_results(tables, {**run_metadata, **only})
-        return
-    for start, window in sorted(figures.items()):
-        key = partition_key(start)
-        for asset_key, count in ((tables.events_key, "rows_loaded"), (tables.rejects_key, "rows_rejected")):
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=asset_key,
-                    partition=key,
-                    metadata={**run_metadata, **window, "dagster/row_count": window[count]},
-                )
-            )
-
-
-def _table_results(tables: StreamTables, metadata: dict[str, object]) -> Iterator[dg.MaterializeResult]:
-    yield dg.MaterializeResult(
-        asset_key=tables.events_key, metadata={**metadata, "dagster/row_count": metadata["rows_loaded"]}
-    )
-    yield dg.MaterializeResult(
-        asset_key=tables.rejects_key, metadata={**metadata, "dagster/row_count": metadata["rows_rejected"]}
-    )
 
 
 def _export_asset(
@@ -168,24 +125,21 @@ def _export_asset(
     def load_export_task(
         context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
     ) -> Iterator[Result]:
-        folder = context.partition_key
-        load = load_export_folder(context.log, stream, tables, aws, bigquery, folder)
-        metadata = {
-            "export_folder": folder,
-            "load_kind": context.run.tags.get(LOAD_KIND_TAG, "manual"),
-            **batch_figures(
-                load.batches.get(folder), load.versions.get(folder, ""), stream.schema.time_column
-            ),
-            **load.run_metadata(),
-        }
-        yield from _table_results(tables, metadata)
-        with bigquery.loader() as loader:
-            yield from evaluate_load_checks(loader, tables, load.facts())
+        read = read_export_folder(stream, S3ObjectStore(aws.client("s3")), context.partition_key)
+        yield from _load_and_check(context, stream, tables, bigquery, read)
 
     return load_export_task
 
 
-def _s3(stream: StreamConfig) -> S3Source:
-    if not isinstance(stream.source, S3Source):
-        raise TypeError(f"stream {stream.name} does not read S3")
-    return stream.source
+def _load_and_check(
+    context: dg.AssetExecutionContext,
+    stream: StreamConfig,
+    tables: StreamTables,
+    bigquery: BigQueryWarehouse,
+    read: ObjectSetRead,
+) -> Iterator[Result]:
+    """Load one object set, report it and evaluate the load checks on its scope."""
+    outcome = load([read], tables.pair, bigquery.loader, context.log, stream.name)
+    yield from materializations(context, tables, outcome, context.run.tags.get(LOAD_KIND_TAG, "manual"))
+    with bigquery.loader() as loader:
+        yield from evaluate_load_checks(loader, tables, outcome.check_facts(read.scope))

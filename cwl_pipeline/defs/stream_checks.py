@@ -14,14 +14,15 @@ Blocking checks hold back the rollups (their automation condition requires them 
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.defs.stream_tables import LoadScope, StreamTables, rows_in_scope
+from cwl_pipeline.defs.stream_tables import StreamTables
+from cwl_pipeline.load.service import LoadFacts
+from cwl_pipeline.load.tables import rows_in_scope
 
 COMPLETENESS = "completeness"
 NO_DUPLICATES = "no_duplicate_event_ids"
@@ -54,24 +55,12 @@ def load_check_specs(tables: StreamTables) -> list[dg.AssetCheckSpec]:
     ]
 
 
-@dataclass(frozen=True)
-class LoadFacts:
-    """What a load did to the windows in scope, for the checks."""
-
-    events_read: int
-    rows_loaded: int
-    rows_rejected: int
-    rows_before: int  # events + rejects rows in scope before the load
-    scope: LoadScope
-    final_sweep: bool  # this load was the stream's last late-data sweep
-
-
 def evaluate_load_checks(
     loader: BigQueryLoader, tables: StreamTables, facts: LoadFacts
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the load checks against BigQuery after a load."""
     key = tables.events_key
-    in_table, in_rejects = rows_in_scope(loader, tables, facts.scope)
+    in_table, in_rejects = rows_in_scope(loader, tables.pair, facts.scope)
     reconciles = facts.events_read == facts.rows_loaded + facts.rows_rejected
     stored = in_table == facts.rows_loaded and in_rejects == facts.rows_rejected
     late = in_table + in_rejects - facts.rows_before

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
-import pyarrow as pa
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, ReplaceResult, TableSpec
-from cwl_pipeline.adapters.sql_scopes import Scope
+from cwl_pipeline.adapters.bigquery import TableSpec
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS, Column
-from cwl_pipeline.core.window_stats import WindowStats
+from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.windows import partition_key
+from cwl_pipeline.load.service import LoadOutcome
+from cwl_pipeline.load.tables import TablePair
 
 STREAM_TAG = "cwl/stream"
 LOAD_KIND_TAG = "cwl/load"
@@ -30,79 +29,27 @@ class StreamTables:
     stream: StreamConfig
     events_key: dg.AssetKey
     rejects_key: dg.AssetKey
-    events_spec: TableSpec
-    rejects_spec: TableSpec
+    pair: TablePair
 
     @classmethod
     def of(cls, stream: StreamConfig) -> "StreamTables":
         """Derive keys and specs from the stream config."""
-        schema = stream.schema
-        int_columns = [c.name for c in schema.columns if c.type == "INT64"]
         return cls(
             stream=stream,
             events_key=dg.AssetKey([stream.table]),
             rejects_key=dg.AssetKey([stream.rejects_table]),
-            events_spec=TableSpec(
-                table=stream.table,
-                columns=(*schema.columns, *METADATA_COLUMNS),
-                partition_column=schema.time_column,
-                clustering=tuple(["log_group", *int_columns][:4]),
-                description=stream.description or schema.description,
-            ),
-            rejects_spec=TableSpec(
-                table=stream.rejects_table,
-                columns=REJECT_COLUMNS,
-                partition_column="timestamp",
-                clustering=("log_group", "reason"),
-                description=f"Events of stream {stream.name} that did not fit its schema, with the reason.",
-            ),
+            pair=TablePair.of(stream),
         )
 
+    @property
+    def events_spec(self) -> TableSpec:
+        """The events table."""
+        return self.pair.events
 
-@dataclass(frozen=True)
-class LoadScope:
-    """The rows one load owns: scopes on the events and on the rejects table."""
-
-    events: Scope
-    rejects: Scope
-
-
-def ensure_stream_tables(loader: BigQueryLoader, tables: StreamTables) -> None:
-    """Create the dataset and both tables of a stream if missing."""
-    loader.ensure_dataset()
-    loader.ensure_table(tables.events_spec)
-    loader.ensure_table(tables.rejects_spec)
-
-
-def rows_in_scope(loader: BigQueryLoader, tables: StreamTables, scope: LoadScope) -> tuple[int, int]:
-    """Rows of the events table and of the rejects table inside ``scope``."""
-    return (
-        loader.count(tables.events_spec.table, scope.events),
-        loader.count(tables.rejects_spec.table, scope.rejects),
-    )
-
-
-def replace_stream_rows(
-    loader: BigQueryLoader,
-    tables: StreamTables,
-    scope: LoadScope,
-    rows: pa.Table,
-    rejects: pa.Table,
-    label: str,
-) -> ReplaceResult:
-    """Replace the scoped rows of the events and rejects tables together, in one transaction."""
-    return loader.replace(
-        [
-            Replacement(tables.events_spec, rows, scope.events),
-            Replacement(tables.rejects_spec, rejects, scope.rejects),
-        ],
-        label=label,
-    )
-
-
-def range_label(start: datetime, end: datetime) -> str:
-    """Short label of a time range, used in staging table names."""
-    return f"{start.strftime('%Y%m%d%H%M')}_{end.strftime('%Y%m%d%H%M')}"
+    @property
+    def rejects_spec(self) -> TableSpec:
+        """The rejects table."""
+        return self.pair.rejects
 
 
 def column_schema(columns: Iterable[Column]) -> dg.TableSchema:
@@ -186,40 +133,34 @@ def table_asset_specs(
 def materializations(
     context: dg.AssetExecutionContext,
     tables: StreamTables,
-    stats: Mapping[datetime, WindowStats],
-    run_metadata: Mapping[str, object],
+    outcome: LoadOutcome,
+    kind: str,
+    extra: Mapping[str, object] | None = None,
 ) -> Iterator[dg.MaterializeResult]:
-    """Report a load: one result per table for a single window, or per-window events for a range.
+    """Report a load: one result per table for a single partition, or per-partition events.
 
     Dagster attaches one ``MaterializeResult`` to every partition of a range run; so a range
-    run logs an ``AssetMaterialization`` per window instead, each with that window's figures.
+    run logs an ``AssetMaterialization`` per part (window) instead, each with its own figures.
     """
-    if not context.has_partition_key_range or len(context.partition_keys) == 1:
-        window = next(iter(stats.values())) if stats else None
-        figures = window.as_metadata() if window else {}
-        yield dg.MaterializeResult(
-            asset_key=tables.events_key,
-            metadata={**run_metadata, **figures, "dagster/row_count": figures.get("rows_loaded", 0)},
-        )
-        yield dg.MaterializeResult(
-            asset_key=tables.rejects_key,
-            metadata={**run_metadata, "dagster/row_count": figures.get("rows_rejected", 0)},
-        )
+    run_metadata = {"load_kind": kind, **(extra or {}), **outcome.run_metadata()}
+    if context.has_partition_key_range and len(context.partition_keys) > 1:
+        for part, figures in sorted(outcome.parts.items(), key=lambda item: str(item[0])):
+            key = partition_key(part) if isinstance(part, datetime) else str(part)
+            for asset_key, count in (
+                (tables.events_key, "rows_loaded"),
+                (tables.rejects_key, "rows_rejected"),
+            ):
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=asset_key,
+                        partition=key,
+                        metadata={**run_metadata, **figures, "dagster/row_count": figures.get(count, 0)},
+                    )
+                )
         return
-    for start, window in sorted(stats.items()):
-        figures = window.as_metadata()
-        key = partition_key(start)
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=tables.events_key,
-                partition=key,
-                metadata={**run_metadata, **figures, "dagster/row_count": window.rows_loaded},
-            )
-        )
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=tables.rejects_key,
-                partition=key,
-                metadata={**run_metadata, "dagster/row_count": window.rows_rejected},
-            )
+    figures = next(iter(outcome.parts.values()), {})
+    for asset_key, count in ((tables.events_key, "rows_loaded"), (tables.rejects_key, "rows_rejected")):
+        yield dg.MaterializeResult(
+            asset_key=asset_key,
+            metadata={**run_metadata, **figures, "dagster/row_count": figures.get(count, 0)},
         )

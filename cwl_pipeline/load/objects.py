@@ -1,0 +1,271 @@
+"""The S3 sources: objects a Firehose delivery stream or CreateExportTask wrote.
+
+A read replaces exactly the rows that came from the objects it read, whatever their event
+times: the events table is partitioned by event time, and a Firehose object or an export
+file holds events of any time. The scope is on ``source_object`` (the object's ``s3://`` URI):
+
+* Firehose windows: ``source_object IN (<every object of the windows>)``. Re-reading a window
+  after a late object replaces the window's earlier objects with the same rows and adds the
+  late one; an object deleted from S3 since (lifecycle rules) keeps its rows.
+* Export task folder: ``source_object`` starting with the folder's URI.
+
+An unreadable object's earlier rows (if it was ever readable) are kept rather than silently
+removed: the events scope leaves it out, its ``unreadable_object`` reject is written, and
+the load reports ``rows_kept_from_unreadable_objects``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+
+from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
+from cwl_pipeline.adapters.sql_scopes import in_scope, prefix_scope
+from cwl_pipeline.config import S3Source, StreamConfig
+from cwl_pipeline.core.export_folders import folder_prefix, is_export_file
+from cwl_pipeline.core.firehose_windows import hour_prefixes, objects_by_window
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch, concat_batches
+from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.s3_records import decode_export_object, decode_firehose_object
+from cwl_pipeline.core.windows import to_ms
+from cwl_pipeline.load.reads import SourceRead
+from cwl_pipeline.load.tables import LoadScope, range_label
+
+_READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
+
+Decoder = Callable[[StoredObject, bytes], ObjectContent]
+
+
+@dataclass(kw_only=True)
+class ObjectSetRead(SourceRead):
+    """The objects of one or more groups (delivery windows, or one export folder), decoded.
+
+    ``describe`` gives the fixed figures of a group (its delivery window's bounds, its folder).
+    """
+
+    batches: dict[Hashable, ObjectBatch] = field(default_factory=dict)
+    versions: dict[Hashable, str] = field(default_factory=dict)
+    groups: list[Hashable] = field(default_factory=list)
+    describe: Callable[[Hashable], dict[str, object]] = lambda group: {}
+    time_column: str = "timestamp"
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        """Rows and rejects of every group."""
+        if not self.batches:
+            return _EMPTY, _EMPTY
+        return concat_batches(list(self.batches.values()))
+
+    @property
+    def rows_loaded(self) -> int:
+        """Rows of every group."""
+        return sum(b.rows_loaded for b in self.batches.values())
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rejects of every group (one per unreadable object included)."""
+        return sum(b.rows_rejected for b in self.batches.values())
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Events delivered twice (or kept from an unreadable object) and stored once."""
+        return sum(b.duplicates_dropped for b in self.batches.values())
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Objects that could not be decoded."""
+        return [uri for b in self.batches.values() for uri in b.unreadable]
+
+    @property
+    def nothing_read(self) -> bool:
+        """No object at all: rows of objects gone from S3 stay."""
+        return not any(b.objects for b in self.batches.values())
+
+    def without_stored(self, kept: Mapping[str, set[str]]) -> None:
+        """Rows stored earlier from objects unreadable now stay; the same events delivered again
+        in other objects of their group are dropped as duplicates."""
+        for group, batch in self.batches.items():
+            ids = {event_id for uri in batch.unreadable for event_id in kept.get(uri, ())}
+            self.batches[group] = batch.without_event_ids(ids)
+
+    def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
+        """Per group: its fixed figures and those of its objects (zeros for a group without any)."""
+        return {
+            group: {
+                **self.describe(group),
+                **batch_figures(self.batches.get(group), self.versions.get(group, ""), self.time_column),
+            }
+            for group in self.groups
+        }
+
+
+_EMPTY = pa.table({})
+
+
+def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> dict[str, object]:
+    """Figures of one group's batch, with the event-time bounds of its rows."""
+    if batch is None:
+        return {
+            "objects_read": 0,
+            "objects_unreadable": 0,
+            "events_read": 0,
+            "rows_loaded": 0,
+            "rows_rejected": 0,
+            "duplicates_dropped": 0,
+            "bytes_read": 0,
+        }
+    figures = batch.metadata()
+    figures["object_set_version"] = version
+    if batch.rows_loaded:
+        times = batch.batch.rows[time_column]
+        figures["min_event_time"] = times.min().astimezone(UTC).isoformat()
+        figures["max_event_time"] = times.max().astimezone(UTC).isoformat()
+    return figures
+
+
+def firehose_decoder(source: S3Source) -> Decoder:
+    """Decodes one object of a Firehose stream."""
+
+    def decode(obj: StoredObject, data: bytes) -> ObjectContent:
+        return decode_firehose_object(
+            data,
+            uri=object_uri(source.bucket, obj.key),
+            key=obj.key,
+            timestamp_ms=to_ms(obj.last_modified),
+            record_format=source.record_format,
+            log_group=source.log_group,
+            log_stream=source.log_stream,
+            max_decompressed_bytes=source.max_decompressed_bytes,
+        )
+
+    return decode
+
+
+def export_decoder(source: S3Source) -> Decoder:
+    """Decodes one export file of an export stream."""
+    assert source.log_group is not None  # the config requires it for exports
+
+    def decode(obj: StoredObject, data: bytes) -> ObjectContent:
+        return decode_export_object(
+            data,
+            uri=object_uri(source.bucket, obj.key),
+            key=obj.key,
+            prefix=source.prefix,
+            timestamp_ms=to_ms(obj.last_modified),
+            log_group=source.log_group or "",
+            max_decompressed_bytes=source.max_decompressed_bytes,
+        )
+
+    return decode
+
+
+def read_contents(
+    store: S3ObjectStore, bucket: str, objects: Sequence[StoredObject], decode: Decoder, vanished: list[str]
+) -> Iterator[ObjectContent]:
+    """Read and decode ``objects`` in order, a few at a time; objects deleted since the
+    listing are skipped and named in ``vanished``."""
+
+    def fetch(obj: StoredObject) -> bytes | None:
+        try:
+            return store.read(bucket, obj.key)
+        except ObjectGone:
+            return None
+
+    with ThreadPoolExecutor(max_workers=_READ_AHEAD) as pool:
+        for i in range(0, len(objects), _READ_AHEAD):
+            chunk = objects[i : i + _READ_AHEAD]
+            for obj, data in zip(chunk, pool.map(fetch, chunk), strict=True):
+                if data is None:
+                    vanished.append(object_uri(bucket, obj.key))
+                    continue
+                yield decode(obj, data)
+
+
+def read_firehose_windows(
+    stream: StreamConfig, store: S3ObjectStore, start: datetime, end: datetime
+) -> ObjectSetRead:
+    """Read every object whose delivery window lies in ``[start, end)``."""
+    source = s3_source(stream)
+    listed = [
+        obj
+        for prefix in hour_prefixes(source.prefix, start, end)
+        for obj in store.list_objects(source.bucket, prefix)
+    ]
+    by_window = objects_by_window(listed, source.prefix, stream.window, start, end)
+    decode = firehose_decoder(source)
+    vanished: list[str] = []
+    batches: dict[Hashable, ObjectBatch] = {
+        window: build_object_batch(read_contents(store, source.bucket, objs, decode, vanished), stream.schema)
+        for window, objs in by_window.items()
+    }
+    readable = [uri for b in batches.values() for uri in b.readable]
+    every = readable + [uri for b in batches.values() for uri in b.unreadable]
+    windows: list[Hashable] = []
+    cursor = start
+    while cursor < end:
+        windows.append(cursor)
+        cursor += stream.window
+    return ObjectSetRead(
+        scope=LoadScope(in_scope("source_object", readable), in_scope("source_object", every)),
+        label=range_label(start, end),
+        events_at_source=_events_decoded(batches),
+        vanished=vanished,
+        batches=batches,
+        versions={w: object_set_version(objs) for w, objs in by_window.items()},
+        groups=windows,
+        describe=_delivery_window(stream.window),
+        time_column=stream.schema.time_column,
+    )
+
+
+def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) -> ObjectSetRead:
+    """Read every file of one export task folder."""
+    source = s3_source(stream)
+    base = folder_prefix(source.prefix, folder)
+    objects = sorted(
+        (o for o in store.list_objects(source.bucket, base) if is_export_file(o.key)), key=lambda o: o.key
+    )
+    vanished: list[str] = []
+    batch = build_object_batch(
+        read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
+    )
+    folder_uri = object_uri(source.bucket, base)
+    batches: dict[Hashable, ObjectBatch] = {folder: batch} if objects else {}
+    return ObjectSetRead(
+        scope=LoadScope(
+            prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
+            prefix_scope("source_object", folder_uri),
+        ),
+        label=f"export_{folder}",
+        events_at_source=_events_decoded(batches),
+        vanished=vanished,
+        batches=batches,
+        versions={folder: object_set_version(objects)},
+        groups=[folder],
+        describe=lambda group: {"export_folder": group},
+        time_column=stream.schema.time_column,
+    )
+
+
+def _events_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:
+    # Records decoded from the objects (an unreadable object counts as one), before the
+    # duplicates of redelivered records are dropped.
+    return sum(b.events_read for b in batches.values())
+
+
+def _delivery_window(size: timedelta) -> Callable[[Hashable], dict[str, object]]:
+    def describe(start: Hashable) -> dict[str, object]:
+        assert isinstance(start, datetime)
+        return {"delivery_window_start": start.isoformat(), "delivery_window_end": (start + size).isoformat()}
+
+    return describe
+
+
+def s3_source(stream: StreamConfig) -> S3Source:
+    """The stream's S3 source (a TypeError for another source type)."""
+    if not isinstance(stream.source, S3Source):
+        raise TypeError(f"stream {stream.name} does not read S3")
+    return stream.source

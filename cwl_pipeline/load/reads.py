@@ -1,0 +1,82 @@
+"""What a source hands to the load path: one scope's rows and rejects, and the read's figures."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from cwl_pipeline.load.tables import LoadScope
+
+Facts = dict[str, int | list[str]]
+"""Run-level figures of a read: counters (summed over reads) and name lists (merged)."""
+
+
+@dataclass(kw_only=True)
+class SourceRead(ABC):
+    """Rows and rejects of one scope, ready to replace that scope atomically.
+
+    ``events_at_source`` is what the source itself yielded (FilterLogEvents events, records
+    decoded from objects), counted before normalization: the completeness check compares it
+    with what BigQuery holds afterwards.
+    """
+
+    scope: LoadScope
+    label: str
+    events_at_source: int
+    facts: Facts = field(default_factory=dict)
+    vanished: list[str] = field(default_factory=list)  # objects deleted between listing and reading
+
+    @abstractmethod
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        """The rows and the rejects to write."""
+
+    @abstractmethod
+    def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
+        """Figures per part of the scope (a window start, an export folder), for metadata."""
+
+    @property
+    def rows_loaded(self) -> int:
+        """Rows for the events table."""
+        return self.tables()[0].num_rows
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rows for the rejects table."""
+        return self.tables()[1].num_rows
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Events read twice and stored once."""
+        return 0
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Objects that could not be read now; rows stored from them earlier are kept."""
+        return []
+
+    @property
+    def nothing_read(self) -> bool:
+        """True when the source found nothing at all to read: the scope is then left as it is."""
+        return False
+
+    def without_stored(self, kept: Mapping[str, set[str]]) -> None:
+        """Drop the events already stored from unreadable objects (``uri -> event ids``)."""
+        if kept:
+            raise NotImplementedError(f"{type(self).__name__} has no unreadable objects")
+
+
+def merge_facts(into: Facts, facts: Facts) -> None:
+    """Add ``facts`` to ``into``: counters summed, lists merged without repeats."""
+    for name, value in facts.items():
+        if isinstance(value, list):
+            current = into.get(name, [])
+            assert isinstance(current, list)
+            into[name] = list(dict.fromkeys([*current, *value]))
+        else:
+            current_count = into.get(name, 0)
+            assert isinstance(current_count, int)
+            into[name] = current_count + value

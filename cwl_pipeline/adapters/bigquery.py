@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import random
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,10 +39,44 @@ from cwl_pipeline.core.redaction import redact_secrets
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
 
-__all__ = ["BigQueryLoader", "ReplaceResult", "Replacement", "TableSpec", "time_scope"]
+__all__ = [
+    "BigQueryLoader",
+    "ReplaceResult",
+    "Replacement",
+    "TableSpec",
+    "is_transaction_conflict",
+    "time_scope",
+]
 
 LOADED_AT = Column("loaded_at", "TIMESTAMP", description="When the pipeline loaded the row")
 STAGING_TTL = timedelta(hours=6)
+# Backoff between attempts of a transaction cancelled by a concurrent one: 0.5 s, 1 s, 2 s, ...
+# up to 8 s, each drawn from [half, full] of that so that contenders spread out.
+CONFLICT_BACKOFF_FIRST = 0.5
+CONFLICT_BACKOFF_MAX = 8.0
+
+# BigQuery cancels a transaction that mutates a table another transaction in flight mutates
+# ("Transaction is aborted due to concurrent update against table …"); conflicting mutating DML
+# can also fail with "Could not serialize access to table … due to concurrent update". Both
+# come as reason ``invalidQuery`` (HTTP 400), which syntax errors share, so the text decides.
+_CONFLICT_MESSAGE = re.compile(
+    r"transaction\s+is\s+aborted\s+due\s+to\s+concurrent\s+update"
+    r"|could\s+not\s+serialize\s+access\s+to\s+table\s+\S+\s+due\s+to\s+concurrent\s+update",
+    re.I,
+)
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is BigQuery cancelling a transaction (or mutating DML) because another
+    one changed the same table concurrently: safe to run again, unlike other bad requests."""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        exc = exc.cause
+    if not isinstance(exc, gexc.GoogleAPICallError):
+        return False
+    texts = [str(exc.message)] + [
+        str(error.get("message", "")) for error in (exc.errors or []) if isinstance(error, dict)
+    ]
+    return any(_CONFLICT_MESSAGE.search(text) for text in texts)
 
 
 @dataclass(frozen=True)
@@ -92,6 +128,7 @@ class BigQueryLoader:
         """``retry_timeout`` bounds how long API calls are retried (unreachable endpoint,
         transient errors) before failing with a :class:`DestinationError`."""
         self.client = client
+        self.retry_timeout = retry_timeout
         self.retry = bigquery.DEFAULT_RETRY.with_timeout(retry_timeout)
         # Every call takes these bounds: the client's defaults retry for 10 minutes and more.
         self.job_retry = DEFAULT_JOB_RETRY.with_timeout(retry_timeout)
@@ -169,8 +206,9 @@ class BigQueryLoader:
         """Atomically replace the scoped rows of every table in ``replacements``.
 
         Each batch is staged with a load job; one transaction then deletes the scoped rows and
-        inserts the staged ones in every target table. Staging tables are dropped afterwards
-        (and expire on their own if the process dies first).
+        inserts the staged ones in every target table. If BigQuery cancels the transaction for a
+        concurrent one on a target table, it runs again (see :meth:`_run_transaction`). Staging
+        tables are dropped afterwards (and expire on their own if the process dies first).
         """
         result = ReplaceResult()
         staged: list[tuple[Replacement, str]] = []
@@ -190,8 +228,9 @@ class BigQueryLoader:
                 scope_table, job_id = self._stage_scope(scope_rows, label)
                 result.job_ids.append(job_id)
             script = self._replace_script(staged, scope_table)
-            job = self._call("replace transaction", self.client.query, script, **self._query_retries())
-            self._call("replace transaction", job.result, retry=self.retry, job_retry=self.job_retry)
+            # The staging tables stay while the transaction is retried: they are dropped below.
+            targets = [self.table_id(r.spec.table) for r in replacements]
+            job = self._run_transaction("replace transaction", script, targets)
             result.job_ids.append(job.job_id)
         finally:
             for staging_id in [s for _, s in staged] + ([scope_table] if scope_table else []):
@@ -299,9 +338,40 @@ class BigQueryLoader:
             f"INSERT INTO {target} ({columns}) SELECT *, CURRENT_TIMESTAMP() FROM ({select_sql});\n"
             "COMMIT TRANSACTION;"
         )
-        job = self._call("rollup transaction", self.client.query, script, **self._query_retries())
-        self._call("rollup transaction", job.result, retry=self.retry, job_retry=self.job_retry)
+        job = self._run_transaction("rollup transaction", script, [self.table_id(spec.table)])
         return ReplaceResult(job_ids=[job.job_id])
+
+    def _run_transaction(self, what: str, script: str, tables: Sequence[str]) -> bigquery.QueryJob:
+        """Run a transaction script; run it again, with exponential backoff and jitter within
+        ``retry_timeout``, while BigQuery cancels it for a concurrent transaction on one of its
+        tables. Safe because the script replaces a scope: a cancelled attempt changed nothing.
+
+        Raises:
+            DestinationError: another error, or still cancelled when ``retry_timeout`` ran out.
+        """
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                job = self.client.query(script, **self._query_retries())
+                job.result(retry=self.retry, job_retry=self.job_retry)
+                return job
+            except Exception as exc:
+                if not is_transaction_conflict(exc):
+                    raise self._wrap(what, exc) from exc
+                ceiling = min(CONFLICT_BACKOFF_MAX, CONFLICT_BACKOFF_FIRST * 2 ** (attempt - 1))
+                delay = random.uniform(ceiling / 2, ceiling)
+                elapsed = time.monotonic() - start
+                if elapsed + delay > self.retry_timeout:
+                    raise DestinationError(
+                        redact_secrets(
+                            f"BigQuery {what} on {', '.join(tables)} was cancelled by a concurrent "
+                            f"update of the same table {attempt} times in {elapsed:.1f}s "
+                            f"(retry_timeout {self.retry_timeout:g}s); the last time: {_conflict_detail(exc)}"
+                        )
+                    ) from exc
+                time.sleep(delay)
 
     def count(self, table: str, scope: Scope) -> int:
         """Rows of ``table`` in ``scope`` (0 if the table does not exist)."""
@@ -375,6 +445,17 @@ class BigQueryLoader:
                 redact_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
             )
         return exc
+
+
+def _conflict_detail(exc: BaseException) -> str:
+    """The server's message of a conflict error, and the job it cancelled."""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        exc = exc.cause
+    errors = getattr(exc, "errors", None) or []
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    detail = str(first.get("message") or getattr(exc, "message", None) or exc)
+    job = getattr(exc, "query_job", None)
+    return f"{detail} (job {job.job_id})" if job is not None else detail
 
 
 def _field(column: Column, force_nullable: bool = False) -> bigquery.SchemaField:

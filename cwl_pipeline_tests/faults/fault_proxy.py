@@ -9,6 +9,10 @@ or restarts a server while a request is in flight.
 
 The proxy records every request it saw, and each rule the requests it acted on, so a test can
 assert that its fault really fired.
+
+It can also stand in for one behaviour of real BigQuery the emulator lacks: a multi-statement
+transaction that mutates a table while another transaction mutating that table is in flight is
+cancelled (:meth:`FaultProxy.emulate_transaction_conflicts`, :class:`TransactionConflicts`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -238,6 +244,230 @@ def bigquery_replace(action: Action, times: int | None = 1) -> Rule:
 
 
 # ---------------------------------------------------------------------------------------------
+# BigQuery transaction conflicts
+#
+# Real BigQuery: "If a transaction mutates (updates or deletes) rows in a table, then other
+# transactions or DML statements that mutate rows in the same table cannot run concurrently.
+# Conflicting transactions are cancelled. Conflicting DML statements that run outside of a
+# transaction are queued" (https://cloud.google.com/bigquery/docs/transactions, "Transaction
+# concurrency"). The cancelled job ends DONE with an ``invalidQuery`` error (HTTP 400) whose
+# message, as seen in the field, reads
+#   Query error: Transaction is aborted due to concurrent update against table
+#   acme:dataset.table. Transaction ID: 61e30eea-0000-2dab-8e60-94eb2c1b1a92 at [24:9]
+# The emulator runs overlapping transactions one after the other instead; this mode cancels
+# them as BigQuery does. Plain DML outside a transaction is left alone: BigQuery queues it.
+
+CONCURRENT_UPDATE = "Transaction is aborted due to concurrent update against table"
+
+_QUERY_JOB = re.compile(r"^/bigquery/v2/projects/(?P<project>[^/?]+)/(?P<kind>jobs|queries)(\?|$)")
+_JOB_LOOKUP = re.compile(
+    r"^/bigquery/v2/projects/(?P<project>[^/?]+)/(?P<kind>jobs|queries)/(?P<job>[^/?]+)(\?|$)"
+)
+_COMMENT = re.compile(r"--[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
+_BEGIN_TRANSACTION = re.compile(r"\bBEGIN(\s+TRANSACTION)?\s*;", re.I)
+# The target of a mutating statement: backticked (`p.d.t`, `p`.`d`.`t`) or a bare dotted name.
+# A bare name needs a dot, so MERGE's own "UPDATE SET", "INSERT VALUES", "DELETE WHEN" never match.
+_MUTATED = re.compile(
+    r"\b(?:DELETE(?:\s+FROM)?|INSERT(?:\s+INTO)?|MERGE(?:\s+INTO)?|UPDATE|TRUNCATE\s+TABLE)\s+"
+    r"(?P<table>`[^`]+`(?:\.`[^`]+`)*|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*){1,2})",
+    re.I,
+)
+
+
+def transaction_tables(sql: str, project: str) -> dict[str, tuple[int, int]] | None:
+    """The tables a transaction script mutates, as ``project.dataset.table`` mapped to the
+    ``(line, column)`` of its first mutating statement; None if ``sql`` begins no transaction.
+
+    A name without a project takes ``project``. Comments are ignored; a statement inside a
+    string literal would be taken as one (good enough for the scripts the tests run).
+    """
+    code = _COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), sql)
+    if not _BEGIN_TRANSACTION.search(code):
+        return None
+    tables: dict[str, tuple[int, int]] = {}
+    for match in _MUTATED.finditer(code):
+        parts = match.group("table").replace("`", "").split(".")
+        name = ".".join([project, *parts] if len(parts) == 2 else parts)
+        line = code.count("\n", 0, match.start()) + 1
+        column = match.start() - (code.rfind("\n", 0, match.start()) + 1) + 1
+        tables.setdefault(name, (line, column))
+    return tables
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A transaction the proxy cancelled: it never reached the emulator."""
+
+    job_id: str
+    table: str  # project.dataset.table
+    message: str
+
+
+@dataclass(frozen=True)
+class _Transaction:
+    job_id: str
+    project: str
+    location: str
+    kind: str  # "jobs" (jobs.insert) or "queries" (jobs.query)
+    tables: dict[str, tuple[int, int]]
+    configuration: dict
+
+
+class TransactionConflicts:
+    """BigQuery's cancellation of conflicting transactions, in front of the emulator.
+
+    A query job (``jobs.insert`` or ``jobs.query``) whose SQL begins a transaction is in flight
+    on every table it mutates while the emulator serves it, plus ``hold`` before it is
+    forwarded (seconds, or an event the test sets) so that overlaps are likely. Another
+    transaction mutating one of those tables meanwhile is cancelled without reaching the
+    emulator: ``jobs.insert`` answers a job that is DONE with BigQuery's ``invalidQuery`` error
+    (the client's ``job.result()`` raises ``BadRequest``), ``jobs.query`` answers HTTP 400 with
+    it, and the cancelled job's ``jobs.get`` / ``jobs.getQueryResults`` answer the same.
+
+    ``cancelled`` lists what was cancelled, ``served`` the job ids forwarded to the emulator.
+    """
+
+    def __init__(self, hold: float | threading.Event = 0.0, hold_timeout: float = 120.0) -> None:
+        """``hold``: how long each transaction stays in flight before it is forwarded."""
+        self.hold = hold
+        self.hold_timeout = hold_timeout
+        self.cancelled: list[Cancelled] = []
+        self.served: list[str] = []
+        self._active: dict[str, str] = {}  # table -> job id in flight
+        self._jobs: dict[str, tuple[dict, dict]] = {}  # cancelled job id -> (job resource, error)
+        self._changed = threading.Condition()
+
+    def in_flight(self) -> dict[str, str]:
+        """Tables with a transaction in flight, and that transaction's job id."""
+        with self._changed:
+            return dict(self._active)
+
+    def wait_in_flight(self, table: str | None = None, timeout: float = 10.0) -> bool:
+        """Wait until a transaction on ``table`` (any table if None) is in flight."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: (table in self._active) if table else bool(self._active), timeout
+            )
+
+    def release(self) -> None:
+        """Let held transactions go on (when ``hold`` is an event)."""
+        if isinstance(self.hold, threading.Event):
+            self.hold.set()
+
+    def parse(self, method: str, path: str, body: bytes) -> _Transaction | None:
+        """The transaction a request starts, if it is a query job whose SQL begins one."""
+        match = _QUERY_JOB.match(path)
+        if method != "POST" or match is None or not body:
+            return None
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        if match["kind"] == "jobs":
+            configuration = request.get("configuration") or {}
+            sql = (configuration.get("query") or {}).get("query")
+            reference = request.get("jobReference") or {}
+            job_id = reference.get("jobId") or f"job_{uuid.uuid4().hex}"
+            location = reference.get("location") or "US"
+        else:
+            sql = request.get("query")
+            configuration = {"query": {"query": sql, "useLegacySql": request.get("useLegacySql", False)}}
+            job_id, location = f"job_{uuid.uuid4().hex}", request.get("location") or "US"
+        tables = transaction_tables(sql, match["project"]) if isinstance(sql, str) else None
+        if not tables:
+            return None
+        return _Transaction(job_id, match["project"], location, match["kind"], tables, configuration)
+
+    def begin(self, txn: _Transaction) -> Cancelled | None:
+        """Mark ``txn`` in flight on all its tables, or cancel it if one is taken already."""
+        with self._changed:
+            taken = next((t for t in txn.tables if t in self._active), None)
+            if taken is None:
+                self._active.update(dict.fromkeys(txn.tables, txn.job_id))
+                self._changed.notify_all()
+                return None
+            cancelled = self._cancel(txn, taken)
+            self.cancelled.append(cancelled)
+            self._changed.notify_all()
+            return cancelled
+
+    def wait_hold(self) -> None:
+        """Keep a transaction in flight before it is forwarded, as configured."""
+        if isinstance(self.hold, threading.Event):
+            self.hold.wait(self.hold_timeout)
+        elif self.hold > 0:
+            time.sleep(self.hold)
+
+    def end(self, txn: _Transaction) -> None:
+        """The emulator answered (or failed): ``txn`` is no longer in flight."""
+        with self._changed:
+            for table in txn.tables:
+                if self._active.get(table) == txn.job_id:
+                    del self._active[table]
+            self.served.append(txn.job_id)
+            self._changed.notify_all()
+
+    def answer(self, txn_or_path: _Transaction | str) -> Respond | None:
+        """The proxy's answer for a cancelled transaction's request, or for a later lookup of
+        a cancelled job (None: not a cancelled job)."""
+        if isinstance(txn_or_path, str):
+            match = _JOB_LOOKUP.match(txn_or_path)
+            if match is None:
+                return None
+            kind, job_id = match["kind"], match["job"]
+        else:
+            kind, job_id = txn_or_path.kind, txn_or_path.job_id
+        with self._changed:
+            found = self._jobs.get(job_id)
+        if found is None:
+            return None
+        job, error = found
+        if kind == "jobs":
+            return Respond(200, json.dumps(job).encode())
+        # jobs.query and jobs.getQueryResults report a failed job as an HTTP error.
+        return bigquery_job_error(error)
+
+    def _cancel(self, txn: _Transaction, table: str) -> Cancelled:
+        line, column = txn.tables[table]
+        project, dataset, name = table.split(".", 2)
+        message = (
+            f"Query error: {CONCURRENT_UPDATE} {project}:{dataset}.{name}. "
+            f"Transaction ID: {uuid.uuid4()} at [{line}:{column}]"
+        )
+        error = {"reason": "invalidQuery", "location": "query", "message": message}
+        now = str(int(time.time() * 1000))
+        job = {
+            "kind": "bigquery#job",
+            "id": f"{txn.project}:{txn.location}.{txn.job_id}",
+            "jobReference": {"projectId": txn.project, "jobId": txn.job_id, "location": txn.location},
+            "configuration": {**txn.configuration, "jobType": "QUERY"},
+            "statistics": {
+                "creationTime": now,
+                "startTime": now,
+                "endTime": now,
+                "query": {"statementType": "SCRIPT"},
+            },
+            "status": {"state": "DONE", "errorResult": error, "errors": [error]},
+        }
+        self._jobs[txn.job_id] = (job, error)
+        return Cancelled(txn.job_id, table, message)
+
+
+def bigquery_job_error(error: dict, status: int = 400) -> Respond:
+    """A Google API error body carrying a job's ``errorResult`` (as ``jobs.query`` and
+    ``jobs.getQueryResults`` report a failed job)."""
+    body = {
+        "error": {
+            "code": status,
+            "message": error["message"],
+            "errors": [{"domain": "global", "locationType": "other", **error}],
+            "status": "INVALID_ARGUMENT" if status == 400 else "UNKNOWN",
+        }
+    }
+    return Respond(status, json.dumps(body).encode())
+
+
+# ---------------------------------------------------------------------------------------------
 # The proxy
 
 
@@ -252,6 +482,7 @@ class FaultProxy:
         self.upstream_port = parts.port or 80
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
+        self.conflicts: TransactionConflicts | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
@@ -289,14 +520,29 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def emulate_transaction_conflicts(
+        self, hold: float | threading.Event = 0.0, hold_timeout: float = 120.0
+    ) -> TransactionConflicts:
+        """From now on, cancel a BigQuery transaction that mutates a table another transaction
+        in flight mutates, as real BigQuery does (see :class:`TransactionConflicts`). Rules
+        still act first; a request they forward is subject to it. :meth:`clear` turns it off."""
+        conflicts = TransactionConflicts(hold, hold_timeout)
+        with self._lock:
+            self.conflicts = conflicts
+        return conflicts
+
     def clear(self) -> None:
-        """Forget every rule and recorded request; held requests are released."""
+        """Forget every rule and recorded request, and stop emulating transaction conflicts;
+        held requests are released."""
         with self._lock:
             for rule in self.rules:
                 if isinstance(rule.action, Hold):
                     rule.action.release.set()
             self.rules.clear()
             self.seen.clear()
+            if self.conflicts is not None:
+                self.conflicts.release()
+            self.conflicts = None
 
     def requests(
         self, method: str | None = None, path: str | None = None, target: str | None = None
@@ -412,7 +658,46 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             action.release.wait(action.timeout)
             return self._act(action.then, body, stream_length)
         keep = action.keep if isinstance(action, Truncate) else None
-        return self._forward(body, stream_length, deliver=not isinstance(action, DropResponse), keep=keep)
+        deliver = not isinstance(action, DropResponse)
+        conflicts = self.proxy.conflicts
+        if conflicts is None or body is None:
+            return self._forward(body, stream_length, deliver=deliver, keep=keep)
+        return self._forward_transaction(conflicts, body, deliver, keep)
+
+    def _forward_transaction(
+        self, conflicts: TransactionConflicts, body: bytes, deliver: bool, keep: int | None
+    ) -> int | None:
+        """Forward under the transaction-conflict emulation: a cancelled job is answered here."""
+        lookup = conflicts.answer(self.path) if self.command == "GET" else None
+        if lookup is not None:
+            return self._conflict_answer(lookup)
+        txn = conflicts.parse(self.command, self.path, body)
+        if txn is None:
+            return self._forward(body, None, deliver=deliver, keep=keep)
+        if conflicts.begin(txn) is not None:
+            answer = conflicts.answer(txn)
+            assert answer is not None
+            return self._conflict_answer(answer)
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                conflicts.end(txn)
+
+        try:
+            conflicts.wait_hold()
+            # Ended as soon as the emulator answered (it runs a query job before answering),
+            # before the client hears of it: its next transaction must not meet its own.
+            return self._forward(body, None, deliver=deliver, keep=keep, answered=end)
+        finally:
+            end()
+
+    def _conflict_answer(self, answer: Respond) -> int | None:
+        if self._pending is not None:
+            self._pending = replace(self._pending, action="conflict")
+        return self._act(answer, None, None)
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -420,7 +705,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _forward(
-        self, body: bytes | None, stream_length: int | None, deliver: bool, keep: int | None = None
+        self,
+        body: bytes | None,
+        stream_length: int | None,
+        deliver: bool,
+        keep: int | None = None,
+        answered: Callable[[], None] | None = None,
     ) -> int | None:
         proxy = self.proxy
         conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=300)
@@ -445,6 +735,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                         conn.send(chunk)
                         remaining -= len(chunk)
                 response = conn.getresponse()
+                if answered is not None:
+                    answered()
             except OSError as exc:
                 return self._bad_gateway(exc) if deliver else self._drop()
             if not deliver:

@@ -469,8 +469,9 @@ class SchemaComparison:
     * ``missing``: declared, not on the table. Added as NULLABLE: BigQuery adds only NULLABLE
       columns to an existing table; the pipeline enforces REQUIRED itself when it normalizes.
     * ``retyped``: declared with another type. Refused; never changed by the pipeline.
-    * ``relaxed``: declared REQUIRED, NULLABLE on the table (added after the table was made).
-      Compatible: an INSERT into a NULLABLE column accepts every row a REQUIRED one would.
+    * ``relaxed``: declared REQUIRED, NULLABLE on the table (added after the table was made,
+      or declared REQUIRED later). Compatible: a NULLABLE column accepts every row a REQUIRED
+      one would.
     * ``to_relax``: REQUIRED on the table but declared NULLABLE or no longer declared: an
       INSERT leaving it NULL would fail, so it is relaxed to NULLABLE.
     * ``undeclared``: on the table, no longer declared, ``(name, type, mode)``. Kept with its
@@ -509,9 +510,10 @@ class SchemaComparison:
     def notes(self) -> list[str]:
         """Compatible differences, each with why it is compatible."""
         out = [
-            f"{c.name} is declared REQUIRED but NULLABLE on the table: it was added to the existing "
-            "table and BigQuery adds only NULLABLE columns; the pipeline still gives every new row "
-            "a value (its default, or the event is rejected), rows loaded before it was added hold NULL"
+            f"{c.name} is declared REQUIRED but NULLABLE on the table (BigQuery adds only NULLABLE "
+            "columns to an existing table, and cannot make a column REQUIRED later): the pipeline "
+            "still gives every new row a value (its default, or the event is rejected); rows loaded "
+            "before it was declared REQUIRED may hold NULL"
             for c in self.relaxed
         ]
         out += [

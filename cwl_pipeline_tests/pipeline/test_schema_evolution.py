@@ -151,6 +151,20 @@ def test_a_required_table_column_declared_nullable_is_relaxed(loader):
     assert stored(loader, "n, label") == [(1, "x"), (2, None)]
 
 
+def test_a_nullable_column_declared_required_later_stays_nullable(loader):
+    v1 = spec(TS, N, Column("label", "STRING"))
+    loader.ensure_table(v1)
+    load(loader, v1, T0, [{"ts": T0, "n": 1, "label": None}])
+    v2 = spec(TS, N, LABEL)
+    before = loader.client.get_table(loader.table_id("evolving")).etag
+    loader.ensure_table(v2)  # BigQuery cannot tighten a column: nothing to do
+    assert loader.client.get_table(loader.table_id("evolving")).etag == before
+    comparison = loader.compare_schema(v2)
+    assert comparison.differences() == [] and [c.name for c in comparison.relaxed] == ["label"]
+    load(loader, v2, T0 + HOUR, [{"ts": T0 + HOUR, "n": 2, "label": "y"}])
+    assert stored(loader, "n, label") == [(1, None), (2, "y")]
+
+
 def test_retyping_a_column_is_refused_with_both_types_and_what_to_do(loader):
     v1 = spec(TS, N, LABEL)
     loader.ensure_table(v1)

@@ -352,10 +352,12 @@ def _parse_stream(
     owners = raw.get("owners", [])
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
+    source = _parse_source(raw.get("source"), f"{where}.source")
+    _check_partitions_per_job(where, source, window, replace_windows, backfill_windows, max_windows)
 
     return StreamConfig(
         name=name,
-        source=_parse_source(raw.get("source"), f"{where}.source"),
+        source=source,
         table=table,
         schema=schemas[schema_name],
         window=window,
@@ -373,6 +375,61 @@ def _parse_stream(
         description=str(raw.get("description", "")),
         owners=tuple(owners),
     )
+
+
+# BigQuery refuses a query or load job that modifies more than 4,000 partitions
+# (https://cloud.google.com/bigquery/quotas#partitioned_tables). Tables are DAY-partitioned on
+# the event time, so one replacement must never span more than that many days of events.
+MAX_PARTITIONS_PER_JOB = 4000
+# How far event times in a Firehose object can lie from the object's arrival: PutLogEvents
+# accepts events up to 14 days old and 2 hours ahead, and a subscription retries delivery for
+# up to 24 hours.
+_FIREHOSE_EVENT_SPREAD = timedelta(days=14) + timedelta(hours=24) + timedelta(hours=2)
+
+
+def partitions_per_replace(windows: int, window: timedelta, spread: timedelta = timedelta(0)) -> int:
+    """Most DAY partitions one replacement of ``windows`` windows (plus ``spread``) can modify.
+
+    A span of ``n`` days covers at most ``ceil(n) + 1`` days when it does not start at midnight.
+    """
+    seconds = windows * int(window.total_seconds()) + int(spread.total_seconds())  # ints: no overflow
+    return -(-seconds // 86400) + 1
+
+
+def _check_partitions_per_job(
+    where: str,
+    source: CloudWatchSource | S3Source,
+    window: timedelta,
+    windows_per_replace: int,
+    backfill_windows: int,
+    max_windows: int,
+) -> None:
+    """Refuse a replacement size that could make BigQuery refuse the job (see above)."""
+    if isinstance(source, CloudWatchSource):
+        # A run replaces its range in steps of windows_per_replace windows, each scoped on the
+        # event time of those windows.
+        bounded = [("windows_per_replace", windows_per_replace, timedelta(0))]
+    elif source.layout == "firehose":
+        # A run replaces its whole range at once, scoped on the objects that arrived in it,
+        # whose events can be older (or newer) than their arrival.
+        bounded = [
+            ("backfill_windows_per_run", backfill_windows, _FIREHOSE_EVENT_SPREAD),
+            ("max_windows_per_run", max_windows, _FIREHOSE_EVENT_SPREAD),
+        ]
+    else:
+        return  # an export task folder is one replacement whatever these keys say
+    for key, windows, spread in bounded:
+        partitions = partitions_per_replace(windows, window, spread)
+        if partitions > MAX_PARTITIONS_PER_JOB:
+            # ceil(x) + 1 <= limit  <=>  x <= limit - 1
+            largest = ((MAX_PARTITIONS_PER_JOB - 1) * timedelta(days=1) - spread) // window
+            minutes = int(window.total_seconds()) // 60
+            size = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+            raise ConfigError(
+                f"{where}.{key}: {windows} windows of {size} can make one BigQuery job modify up to "
+                f"{partitions:,} DAY partitions, over BigQuery's limit of {MAX_PARTITIONS_PER_JOB:,} "
+                f"partitions modified per job; use at most {largest:,}"
+            )
 
 
 def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:

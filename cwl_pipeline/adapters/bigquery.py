@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import random
 import re
@@ -36,7 +37,7 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
 from cwl_pipeline.core.redaction import redact_secrets
-from cwl_pipeline.core.schema import Column
+from cwl_pipeline.core.schema import COLUMN_TYPES, Column
 from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
 
 __all__ = [
@@ -77,6 +78,8 @@ def is_transaction_conflict(exc: BaseException) -> bool:
         str(error.get("message", "")) for error in (exc.errors or []) if isinstance(error, dict)
     ]
     return any(_CONFLICT_MESSAGE.search(text) for text in texts)
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,10 +164,15 @@ class BigQueryLoader:
             )
 
     def ensure_table(self, spec: TableSpec) -> bigquery.Table:
-        """Create ``spec.table`` (DAY-partitioned, clustered) if missing; add missing columns.
+        """Create ``spec.table`` (DAY-partitioned, clustered) if missing, else evolve its schema.
+
+        An existing table is reconciled with ``spec`` (see :class:`SchemaComparison`): declared
+        columns it lacks are added as NULLABLE, REQUIRED columns the pipeline may leave NULL
+        are relaxed to NULLABLE, and columns no longer declared are kept. Nothing is dropped.
 
         Raises:
-            DestinationError: the table exists with a column of another type or mode.
+            DestinationError: a declared column has another type than the table's column
+                (the message names both types and what to do); the table is left unchanged.
         """
         table_id = self.table_id(spec.table)
         try:
@@ -185,22 +193,40 @@ class BigQueryLoader:
         return self._reconcile_schema(existing, spec)
 
     def _reconcile_schema(self, existing: bigquery.Table, spec: TableSpec) -> bigquery.Table:
-        have = {f.name: f for f in existing.schema}
-        mismatched = [
-            f"{c.name} ({have[c.name].field_type}/{have[c.name].mode} != {c.type}/{c.mode})"
-            for c in spec.all_columns
-            if c.name in have and not _same_field(have[c.name], c)
-        ]
-        if mismatched:
+        table_id = self.table_id(spec.table)
+        comparison = compare_schema(existing.schema, spec)
+        if comparison.retyped:
             raise DestinationError(
-                f"table {existing.full_table_id} does not match the declared schema: " + ", ".join(mismatched)
+                f"table {table_id}: " + " ".join(_retype_message(table_id, r) for r in comparison.retyped)
             )
-        missing = [c for c in spec.all_columns if c.name not in have]
-        if not missing:
+        if not comparison.changes_needed:
             return existing
-        # New columns can only be added as NULLABLE to an existing table.
-        existing.schema = [*existing.schema, *(_field(c, force_nullable=True) for c in missing)]
-        return self._call(f"table {existing.full_table_id}", self.client.update_table, existing, ["schema"])
+        target = self.table_sql(spec.table)
+        # DDL makes the change (ADD COLUMN adds a NULLABLE column; DROP NOT NULL is BigQuery's
+        # documented REQUIRED -> NULLABLE relaxation); one ALTER per statement, in one script.
+        statements = [
+            f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS "
+            f"{quote_identifier('column', c.name)} {_ddl_type(c.type)};"
+            for c in comparison.missing
+        ] + [
+            f"ALTER TABLE {target} ALTER COLUMN {quote_identifier('column', name)} DROP NOT NULL;"
+            for name in comparison.to_relax
+        ]
+        job = self._call(
+            f"schema change of {table_id}", self.client.query, "\n".join(statements), **self._query_retries()
+        )
+        self._call(f"schema change of {table_id}", job.result, retry=self.retry, job_retry=self.job_retry)
+        # Then the table's metadata is patched with the new columns' descriptions. BigQuery has
+        # already applied the DDL to it; bqemulator applies DDL to its storage only, and this
+        # patch to its metadata only, so both are needed for the two to agree there.
+        current = self._call(f"table {table_id}", self.client.get_table, table_id, retry=self.retry)
+        current.schema = _evolved_schema(current.schema, comparison, datetime.now(UTC))
+        updated = self._call(
+            f"table {table_id}", self.client.update_table, current, ["schema"], retry=self.retry
+        )
+        for change in comparison.change_notes():
+            _log.warning("table %s: %s", table_id, change)
+        return updated
 
     def replace(self, replacements: Sequence[Replacement], label: str = "") -> ReplaceResult:
         """Atomically replace the scoped rows of every table in ``replacements``.
@@ -399,18 +425,21 @@ class BigQueryLoader:
         where, params = scope.with_parameters()
         return self.query_rows(f"SELECT {names} FROM {self.table_sql(table)} WHERE {where}", params)
 
+    def compare_schema(self, spec: TableSpec) -> SchemaComparison:
+        """How the live table's columns compare with ``spec`` (see :class:`SchemaComparison`)."""
+        table_id = self.table_id(spec.table)
+        table = self._call(f"table {table_id}", self.client.get_table, table_id, retry=self.retry)
+        return compare_schema(table.schema, spec)
+
     def schema_differences(self, spec: TableSpec) -> list[str]:
-        """How the live table's columns differ from ``spec`` (name, type, mode, order)."""
-        live = [
-            (f.name, _canonical_type(f.field_type), f.mode or "NULLABLE")
-            for f in self.client.get_table(self.table_id(spec.table), retry=self.retry).schema
-        ]
-        declared = [(c.name, c.type, c.mode) for c in spec.all_columns]
-        differences = [f"missing column {d[0]} {d[1]} {d[2]}" for d in declared if d not in live]
-        differences += [f"undeclared column {x[0]} {x[1]} {x[2]}" for x in live if x not in declared]
-        if not differences and live != declared:
-            differences.append("columns are in another order")
-        return differences
+        """Differences between the live table and ``spec`` that would break or falsify a load.
+
+        Empty when every declared column is on the table with its type and a compatible mode.
+        Columns the table keeps but ``spec`` no longer declares, a NULLABLE table column
+        declared REQUIRED and another column order are compatible: see
+        :meth:`SchemaComparison.notes`.
+        """
+        return self.compare_schema(spec).differences()
 
     def query_rows(self, sql: str, params: Sequence[QueryParameter] = ()) -> list[dict[str, Any]]:
         """Run one statement with its values as query parameters; return its rows as dicts."""
@@ -458,9 +487,10 @@ def _conflict_detail(exc: BaseException) -> str:
     return f"{detail} (job {job.job_id})" if job is not None else detail
 
 
-def _field(column: Column, force_nullable: bool = False) -> bigquery.SchemaField:
-    mode = "NULLABLE" if force_nullable else column.mode
-    return bigquery.SchemaField(column.name, column.type, mode=mode, description=column.description or None)
+def _field(column: Column) -> bigquery.SchemaField:
+    return bigquery.SchemaField(
+        column.name, column.type, mode=column.mode, description=column.description or None
+    )
 
 
 def _staging_field(column: Column) -> bigquery.SchemaField:
@@ -469,8 +499,222 @@ def _staging_field(column: Column) -> bigquery.SchemaField:
 
 
 def _canonical_type(field_type: str) -> str:
-    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(field_type, field_type)
+    # The API reports legacy names; the schema declares GoogleSQL names.
+    legacy = {
+        "INTEGER": "INT64",
+        "FLOAT": "FLOAT64",
+        "BOOLEAN": "BOOL",
+        "DECIMAL": "NUMERIC",
+        "BIGDECIMAL": "BIGNUMERIC",
+        "RECORD": "STRUCT",
+    }
+    return legacy.get(field_type.upper(), field_type.upper())
 
 
-def _same_field(field_: bigquery.SchemaField, column: Column) -> bool:
-    return _canonical_type(field_.field_type) == column.type and (field_.mode or "NULLABLE") == column.mode
+# Schema evolution -----------------------------------------------------------------------------
+
+# In-place type changes BigQuery allows (ALTER COLUMN ... SET DATA TYPE to a less restrictive
+# type: the "coerce to" column of GoogleSQL's conversion rules for these types).
+COERCIBLE_TYPES: dict[str, tuple[str, ...]] = {
+    "INT64": ("NUMERIC", "BIGNUMERIC", "FLOAT64"),
+    "NUMERIC": ("BIGNUMERIC", "FLOAT64"),
+    "BIGNUMERIC": ("FLOAT64",),
+}
+_COERCIONS_TEXT = "; ".join(f"{k} to {' or '.join(v)}" for k, v in COERCIBLE_TYPES.items())
+_DESCRIPTION_MAX = 1024  # BigQuery's limit for a column description
+
+
+@dataclass(frozen=True)
+class Retype:
+    """A declared column whose table column has another type (or is REPEATED)."""
+
+    column: Column
+    table_type: str
+    repeated: bool = False
+
+    @property
+    def table_type_text(self) -> str:
+        """The table column's type as GoogleSQL writes it."""
+        return f"ARRAY<{self.table_type}>" if self.repeated else self.table_type
+
+    @property
+    def coercible(self) -> bool:
+        """BigQuery can change the table column to the declared type in place."""
+        return not self.repeated and self.column.type in COERCIBLE_TYPES.get(self.table_type, ())
+
+
+@dataclass(frozen=True)
+class SchemaComparison:
+    """How a table's columns compare with a :class:`TableSpec` (names match case-insensitively).
+
+    * ``missing``: declared, not on the table. Added as NULLABLE: BigQuery adds only NULLABLE
+      columns to an existing table; the pipeline enforces REQUIRED itself when it normalizes.
+    * ``retyped``: declared with another type. Refused; never changed by the pipeline.
+    * ``relaxed``: declared REQUIRED, NULLABLE on the table (added after the table was made,
+      or declared REQUIRED later). Compatible: a NULLABLE column accepts every row a REQUIRED
+      one would.
+    * ``to_relax``: REQUIRED on the table but declared NULLABLE or no longer declared: an
+      INSERT leaving it NULL would fail, so it is relaxed to NULLABLE.
+    * ``undeclared``: on the table, no longer declared, ``(name, type, mode)``. Kept with its
+      data; new rows hold NULL there (every INSERT of the loader names its columns).
+    * ``reordered``: the table's columns are in another order than declared. Harmless.
+    """
+
+    missing: tuple[Column, ...] = ()
+    retyped: tuple[Retype, ...] = ()
+    relaxed: tuple[Column, ...] = ()
+    to_relax: tuple[str, ...] = ()
+    undeclared: tuple[tuple[str, str, str], ...] = ()
+    reordered: bool = False
+    declared: frozenset[str] = frozenset()
+
+    @property
+    def changes_needed(self) -> bool:
+        """The table needs columns added or relaxed before the pipeline can load it."""
+        return bool(self.missing or self.to_relax)
+
+    def differences(self) -> list[str]:
+        """What would make a load fail or leave the table unlike the declaration."""
+        out = [f"missing column {c.name} {c.type} {c.mode}" for c in self.missing]
+        out += [
+            f"column {r.column.name} is {r.table_type_text} on the table but declared {r.column.type}"
+            for r in self.retyped
+        ]
+        out += [
+            f"column {name} is REQUIRED on the table but declared NULLABLE"
+            if name.lower() in self.declared
+            else f"undeclared column {name} is REQUIRED on the table (the loader leaves it NULL)"
+            for name in self.to_relax
+        ]
+        return out
+
+    def notes(self) -> list[str]:
+        """Compatible differences, each with why it is compatible."""
+        out = [
+            f"{c.name} is declared REQUIRED but NULLABLE on the table (BigQuery adds only NULLABLE "
+            "columns to an existing table, and cannot make a column REQUIRED later): the pipeline "
+            "still gives every new row a value (its default, or the event is rejected); rows loaded "
+            "before it was declared REQUIRED may hold NULL"
+            for c in self.relaxed
+        ]
+        out += [
+            f"{name} {type_} {mode} is no longer declared: the table keeps it and its data, "
+            "new rows hold NULL there"
+            for name, type_, mode in self.undeclared
+        ]
+        if self.reordered:
+            out.append(
+                "the table's columns are in another order than declared (added columns come last): "
+                "harmless, every INSERT names its columns"
+            )
+        return out
+
+    def change_notes(self) -> list[str]:
+        """What :meth:`BigQueryLoader.ensure_table` changes on the table, and why."""
+        out = [
+            f"added column {c.name} {c.type} as NULLABLE"
+            + (
+                " although declared REQUIRED: BigQuery adds only NULLABLE columns to an existing "
+                "table; the pipeline enforces REQUIRED on every new row, rows loaded before hold NULL"
+                if c.required
+                else "; rows loaded before hold NULL"
+            )
+            for c in self.missing
+        ]
+        out += [
+            f"relaxed column {name} from REQUIRED to NULLABLE: "
+            + (
+                "declared NULLABLE"
+                if name.lower() in self.declared
+                else "no longer declared, so new rows hold NULL there; the column and its data are kept"
+            )
+            for name in self.to_relax
+        ]
+        return out
+
+
+def compare_schema(fields: Sequence[bigquery.SchemaField], spec: TableSpec) -> SchemaComparison:
+    """Compare a table's ``fields`` with ``spec.all_columns``."""
+    have = {f.name.lower(): f for f in fields}
+    declared = {c.name.lower(): c for c in spec.all_columns}
+    missing, retyped, relaxed, to_relax = [], [], [], []
+    for key, column in declared.items():
+        field_ = have.get(key)
+        if field_ is None:
+            missing.append(column)
+            continue
+        table_type, mode = _canonical_type(field_.field_type), field_.mode or "NULLABLE"
+        if table_type != column.type or mode == "REPEATED":
+            retyped.append(Retype(column, table_type, repeated=mode == "REPEATED"))
+        elif mode == "NULLABLE" and column.required:
+            relaxed.append(column)
+        elif mode == "REQUIRED" and not column.required:
+            to_relax.append(field_.name)
+    undeclared = [
+        (f.name, _canonical_type(f.field_type), f.mode or "NULLABLE")
+        for f in fields
+        if f.name.lower() not in declared
+    ]
+    to_relax += [name for name, _, mode in undeclared if mode == "REQUIRED"]
+    present = [f.name.lower() for f in fields if f.name.lower() in declared]
+    return SchemaComparison(
+        missing=tuple(missing),
+        retyped=tuple(retyped),
+        relaxed=tuple(relaxed),
+        to_relax=tuple(to_relax),
+        undeclared=tuple(u for u in undeclared if u[2] != "REQUIRED"),
+        reordered=present != [k for k in declared if k in have],
+        declared=frozenset(declared),
+    )
+
+
+def _retype_message(table_id: str, retype: Retype) -> str:
+    name, declared, have = retype.column.name, retype.column.type, retype.table_type_text
+    head = f"Column {name} is {have} on the table but declared {declared}."
+    if retype.coercible:
+        return (
+            f"{head} BigQuery can widen {have} to {declared} in place: check the queries that read "
+            f"the column, run ALTER TABLE `{table_id}` ALTER COLUMN `{name}` SET DATA TYPE {declared}, "
+            "then re-run the load (the pipeline never changes a column's type itself). Until then its "
+            "loads are refused; nothing was changed."
+        )
+    return (
+        f"{head} BigQuery cannot change {have} to {declared} in place (ALTER COLUMN ... SET DATA "
+        f"TYPE only widens {_COERCIONS_TEXT}). Declare the new type under a new column name (the "
+        "table keeps the old column, NULL in new rows), or give the stream a new table, or rewrite "
+        "this table with a query that CASTs the column. Until then its loads are refused; nothing "
+        "was changed."
+    )
+
+
+def _ddl_type(column_type: str) -> str:
+    # The type is written into DDL text: only the declared schema types are accepted.
+    if column_type not in COLUMN_TYPES:
+        raise ValueError(f"{column_type!r} is not one of {COLUMN_TYPES}")
+    return column_type
+
+
+def _evolved_schema(
+    fields: Sequence[bigquery.SchemaField], comparison: SchemaComparison, now: datetime
+) -> list[bigquery.SchemaField]:
+    """``fields`` with the added columns (and their descriptions) and relaxed modes applied."""
+    added = {c.name.lower(): c for c in comparison.missing}
+    relax = {name.lower() for name in comparison.to_relax}
+    out = []
+    for field_ in fields:
+        key = field_.name.lower()
+        if key in added:
+            out.append(_added_field(added.pop(key), now))
+        elif key in relax and field_.mode == "REQUIRED":
+            out.append(bigquery.SchemaField.from_api_repr({**field_.to_api_repr(), "mode": "NULLABLE"}))
+        else:
+            out.append(field_)
+    return out + [_added_field(c, now) for c in added.values()]
+
+
+def _added_field(column: Column, now: datetime) -> bigquery.SchemaField:
+    note = f"(Added on {now:%Y-%m-%d} as NULLABLE: rows loaded before hold NULL."
+    note += " Declared REQUIRED: the pipeline gives every new row a value.)" if column.required else ")"
+    room = _DESCRIPTION_MAX - len(note) - 1
+    description = f"{column.description[:room]} {note}" if column.description else note
+    return bigquery.SchemaField(column.name, column.type, mode="NULLABLE", description=description)

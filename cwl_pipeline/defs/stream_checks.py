@@ -5,7 +5,10 @@
   drift: events that arrived after the previous load's horizon (a warning, not a failure).
 * ``no_duplicate_event_ids`` (blocking): no event id appears twice in the windows.
 * ``reject_rate`` (warning): rejected / read stays under the configured threshold.
-* ``schema_matches`` (blocking): the live table's columns equal the declared schema.
+* ``schema_matches`` (blocking): every declared column is on the live table with its type and
+  a compatible mode. Columns the table keeps but the config no longer declares, a column
+  declared REQUIRED that the table holds as NULLABLE (added later) and another column order
+  pass, listed in the metadata.
 * ``latest_window_loaded``: the newest window that should be settled (now minus settle lag)
   was loaded after it closed. Runs on its own every few minutes, because a freshness policy
   sees only the latest materialization of any partition (an open-window refresh counts).
@@ -50,7 +53,10 @@ def load_check_specs(tables: StreamTables) -> list[dg.AssetCheckSpec]:
             description=f"Rejected / read at most {tables.stream.max_reject_rate:.1%}.",
         ),
         dg.AssetCheckSpec(
-            SCHEMA, asset=key, blocking=True, description="The table's columns equal the declared schema."
+            SCHEMA,
+            asset=key,
+            blocking=True,
+            description="Every declared column is on the table with its type and a compatible mode.",
         ),
     ]
 
@@ -114,12 +120,27 @@ def evaluate_load_checks(
         },
     )
 
-    differences = loader.schema_differences(tables.events_spec)
+    # Compatible differences (a column added as NULLABLE but declared REQUIRED, columns no
+    # longer declared, another column order) pass with a note. Failing on them would hold the
+    # rollups back for good: BigQuery cannot make a column REQUIRED again, and dropping a
+    # column would drop its data.
+    schema = loader.compare_schema(tables.events_spec)
+    differences, notes = schema.differences(), schema.notes()
     yield dg.AssetCheckResult(
         asset_key=key,
         check_name=SCHEMA,
         passed=not differences,
-        metadata={"differences": "; ".join(differences) or "none"},
+        metadata={
+            "differences": "; ".join(differences) or "none",
+            "compatible_differences": "; ".join(notes) or "none",
+            "declared_required_nullable_on_table": ", ".join(c.name for c in schema.relaxed) or "none",
+            "undeclared_columns_kept": ", ".join(name for name, _, _ in schema.undeclared) or "none",
+        },
+        description=(
+            "the table does not match the declared schema: " + "; ".join(differences)
+            if differences
+            else "; ".join(notes) or None
+        ),
     )
 
 

@@ -79,6 +79,7 @@ def is_transaction_conflict(exc: BaseException) -> bool:
     ]
     return any(_CONFLICT_MESSAGE.search(text) for text in texts)
 
+
 _log = logging.getLogger(__name__)
 
 

@@ -11,6 +11,7 @@ one test checks the default policy's first wait.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -33,6 +34,19 @@ STREAM = """    settle_lag: 1m
     max_windows_per_run: 8
     sweeps: [15m]
 """
+
+
+@pytest.fixture(autouse=True)
+def clear_of_window_boundaries():
+    """Start away from the moments a window closes or settles (every 15 minutes, and 1 minute
+    later), so the windows the test expects are the ones the sensor plans."""
+    now = datetime.now(UTC)
+    for boundary in (
+        floor_to_window(now, WINDOW) + WINDOW,
+        floor_to_window(now, WINDOW) + timedelta(minutes=1),
+    ):
+        if timedelta(0) <= boundary - now < timedelta(seconds=10):
+            time.sleep((boundary - now).total_seconds() + 0.5)
 
 
 @pytest.fixture

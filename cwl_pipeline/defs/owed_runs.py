@@ -49,7 +49,7 @@ _ACTIVE = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-_SCAN_LIMIT = 200  # failed runs read per tick; a longer list is read over the next ticks
+_SCAN_LIMIT = 200  # new failed runs read per tick; a longer list is read over the next ticks
 _MATERIALIZATIONS_LIMIT = 2000
 
 
@@ -64,6 +64,8 @@ class OwedScope:
     excluded_kinds: frozenset[str] = frozenset()
     size: timedelta | None = None  # window length; None for one partition per load
     policy: RetryPolicy = DEFAULT_RETRY
+    scan_limit: int = _SCAN_LIMIT  # new failed runs read per tick
+
 
 
 def plan_owed_loads(
@@ -78,21 +80,22 @@ def plan_owed_loads(
     ``requested`` holds the partitions this tick requests anyway: a retry of them waits, as it
     does for a queued or running run of them.
     """
-    since = state.scan_since(now)
+    # The overlap lists the runs in `seen` again: they must not use up the page.
+    limit = scope.scan_limit + len(state.seen)
     records = instance.get_run_records(
         filters=dg.RunsFilter(
             tags={SENSOR_NAME_TAG: scope.sensor_name, STREAM_TAG: scope.stream},
             statuses=_ENDED_BADLY,
-            updated_after=since,
+            updated_after=state.scan_since(now),
         ),
-        limit=_SCAN_LIMIT,
+        limit=limit,
         order_by="update_timestamp",
         ascending=True,
     )
     fresh = [r for r in records if r.dagster_run.run_id not in state.seen]
     failures = [f for f in (_failed_run(r, scope) for r in fresh) if f is not None]
     # A full page: resume from its last update time, so nothing beyond it is skipped.
-    until = _utc(records[-1].update_timestamp) if len(records) >= _SCAN_LIMIT else now
+    until = _utc(records[-1].update_timestamp) if len(records) >= limit else now
     scanned = state.after_scan({r.dagster_run.run_id: _utc(r.update_timestamp) for r in records}, until)
 
     candidates = [load.failed for load in scanned.loads.values()] + failures

@@ -16,7 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    RUN_KEY_TAG,
+)
 
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.owed import RetryPolicy
@@ -187,6 +191,26 @@ def test_failed_refresh_is_not_asked_for_again(polling, instance, logs_client):
     [refresh] = [r for r in first_tick.requests if r.tags["cwl/load"] == "refresh"]
     assert not launch(polling["failing"], instance, refresh, "load_app").success
     assert tick(sensor, defs, instance, first_tick.cursor).retries == []
+
+
+def test_run_cancelled_before_it_started_is_asked_for_again(polling, instance):
+    """A run cancelled before it started (as an operator cancels a waiting run). The run record is
+    created directly, by ``create_run_for_job`` with the request's tags, and cancelled with
+    ``report_run_canceled``, the call Dagster makes for a run that never started; no process runs."""
+    sensor, defs = sensor_of(polling), polling["defs"]
+    first_tick = tick(sensor, defs, instance, None)
+    [settled] = [r for r in first_tick.requests if r.tags["cwl/load"] == "settled"]
+    job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(["app_events"])])
+    assert job is not None
+    run = instance.create_run_for_job(
+        job_def=job,
+        tags={**settled.tags, RUN_KEY_TAG: settled.run_key},
+    )
+    instance.report_run_canceled(run)
+    after = tick(sensor, defs, instance, first_tick.cursor)
+    [retry] = after.retries
+    assert (retry.tags["cwl/attempt"], retry.tags["cwl/retry_of"]) == ("2", run.run_id)
+    assert any(f"after run {run.run_id} ended CANCELED" in line for line in after.lines("INFO")), after.log
 
 
 def latest_observation(instance: dg.DagsterInstance, defs: dg.Definitions) -> dict:

@@ -5,6 +5,9 @@ not loaded yet decides whether it is complete (:func:`cwl_pipeline.core.export_f
 DescribeExportTasks reports its task COMPLETED, or — when no task has the folder's name — its
 listing stayed the same for the stream's ``settle_lag`` across two ticks. A complete folder
 becomes a dynamic partition and a run.
+
+A folder is marked done when its run is requested; if that run fails or is cancelled, the
+folder is asked for again (:mod:`cwl_pipeline.defs.owed_runs`) until a run loads it.
 """
 
 import json
@@ -24,6 +27,15 @@ from cwl_pipeline.core.export_folders import (
     is_export_file,
 )
 from cwl_pipeline.core.objects import object_set_version
+from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, Retry, RetryPolicy
+from cwl_pipeline.defs.owed_runs import (
+    OWED_CURSOR_KEY,
+    OwedScope,
+    owed_observation,
+    plan_owed_loads,
+    report,
+    retry_tags,
+)
 from cwl_pipeline.defs.resources import AwsResource
 from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
 
@@ -31,19 +43,42 @@ LOAD_KIND = "export"
 _FOLDERS_PER_TICK = 50  # bounds the listings and DescribeExportTasks calls of one tick
 
 
+def retry_folder_request(stream: str, retry: Retry) -> dg.RunRequest:
+    """The run request of a retry of an export folder's load."""
+    return dg.RunRequest(
+        run_key=retry.run_key,
+        partition_key=retry.load.failed.first,
+        tags={STREAM_TAG: stream, LOAD_KIND_TAG: LOAD_KIND, **retry_tags(retry)},
+    )
+
+
 def build_export_sensor(
-    tables: StreamTables, partitions_def: dg.DynamicPartitionsDefinition
+    tables: StreamTables, partitions_def: dg.DynamicPartitionsDefinition, retry: RetryPolicy = DEFAULT_RETRY
 ) -> dg.SensorDefinition:
-    """The sensor that loads each completed export task folder of ``tables.stream`` once."""
+    """The sensor that loads each completed export task folder of ``tables.stream`` once.
+
+    ``retry`` bounds and spaces the attempts of a failed load (tests shorten its waits).
+    """
     stream = tables.stream
     source = stream.source
     assert isinstance(source, S3Source)
+    name = f"{stream.name}_export_tasks"
+    owed_scope = OwedScope(
+        sensor_name=name,
+        stream=stream.name,
+        events_key=tables.events_key,
+        kinds=frozenset({LOAD_KIND}),
+        size=None,
+        policy=retry,
+    )
 
     @dg.sensor(
-        name=f"{stream.name}_export_tasks",
+        name=name,
         description=(
             f"Loads each export task folder under s3://{source.bucket}/{folder_base(source.prefix)} once "
-            f"its task is COMPLETED (or its files stayed unchanged for {stream.settle_lag})."
+            f"its task is COMPLETED (or its files stayed unchanged for {stream.settle_lag}). A failed "
+            f"load is asked for again, up to {retry.max_attempts} attempts; the tick log lists what is "
+            "still owed."
         ),
         asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
         minimum_interval_seconds=30,
@@ -51,7 +86,9 @@ def build_export_sensor(
     )
     def export_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
-        cursor = ExportCursor.from_json(json.loads(context.cursor) if context.cursor else None)
+        raw = json.loads(context.cursor) if context.cursor else {}
+        cursor = ExportCursor.from_json(raw)
+        owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))
         store = S3ObjectStore(aws.client("s3"))
         tasks = ExportTasks(aws.client("logs"))
         try:
@@ -109,15 +146,20 @@ def build_export_sensor(
             )
             for folder, signature in ready
         ]
+        owed = plan_owed_loads(context.instance, owed_scope, owed_before, now, [f for f, _ in ready])
+        owed_line = report(context.log, owed, owed_scope, now)
+        requests += [retry_folder_request(stream.name, r) for r in owed.retries]
+        idle = "waiting: " + ", ".join(waiting) if waiting else "no new folder"
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[partitions_def.build_add_request([f for f, _ in ready])]
             if ready
             else [],
-            cursor=json.dumps(ExportCursor(done=done, pending=pending).to_json()),
-            skip_reason=None
-            if requests
-            else ("waiting: " + ", ".join(waiting) if waiting else "no new folder"),
+            cursor=json.dumps(
+                {**ExportCursor(done=done, pending=pending).to_json(), OWED_CURSOR_KEY: owed.state.to_json()}
+            ),
+            skip_reason=None if requests else f"{idle}; {owed_line}" if owed_line else idle,
+            asset_events=owed_observation(owed, owed_before, owed_scope, now),
         )
 
     return export_sensor

@@ -5,6 +5,9 @@ whole bucket), finds objects it has not seen (key and ETag), and requests their 
 windows (:mod:`cwl_pipeline.core.firehose_windows`). The run key holds a digest of every
 object of the requested windows: an object arriving late for a loaded window, or rewritten,
 yields a new key and so a re-run; the same objects never yield a second run.
+
+The objects of a window whose run failed or was cancelled are already behind the cursor, so
+that window is asked for again (:mod:`cwl_pipeline.defs.owed_runs`) until a run loads it.
 """
 
 import json
@@ -25,10 +28,12 @@ from cwl_pipeline.core.firehose_windows import (
     listing_start_after,
     plan_firehose_requests,
 )
+from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
+from cwl_pipeline.defs.owed_runs import OWED_CURSOR_KEY, OwedScope, owed_observation, plan_owed_loads, report
 from cwl_pipeline.defs.resources import AwsResource
 from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables
-from cwl_pipeline.defs.window_sensor import run_request
+from cwl_pipeline.defs.window_sensor import retry_window_request, run_request
 
 LOAD_KIND = "objects"
 _ACTIVE = [
@@ -39,18 +44,32 @@ _ACTIVE = [
 ]
 
 
-def build_firehose_sensor(tables: StreamTables) -> dg.SensorDefinition:
-    """The sensor that loads ``tables.stream``'s Firehose deliveries as they arrive."""
+def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
+    """The sensor that loads ``tables.stream``'s Firehose deliveries as they arrive.
+
+    ``retry`` bounds and spaces the attempts of a failed load (tests shorten its waits).
+    """
     stream = tables.stream
     source = stream.source
     assert isinstance(source, S3Source)
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
+    name = f"{stream.name}_objects"
+    owed_scope = OwedScope(
+        sensor_name=name,
+        stream=stream.name,
+        events_key=tables.events_key,
+        kinds=frozenset({LOAD_KIND}),
+        size=stream.window,
+        policy=retry,
+    )
 
     @dg.sensor(
-        name=f"{stream.name}_objects",
+        name=name,
         description=(
             f"Loads the {stream.window} delivery window of every new object under "
-            f"s3://{source.bucket}/{source.prefix}, and re-loads a window when an object arrives late."
+            f"s3://{source.bucket}/{source.prefix}, and re-loads a window when an object arrives late. "
+            f"A failed load is asked for again, up to {retry.max_attempts} attempts; the tick log lists "
+            "what is still owed."
         ),
         asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
         minimum_interval_seconds=interval,
@@ -58,7 +77,9 @@ def build_firehose_sensor(tables: StreamTables) -> dg.SensorDefinition:
     )
     def objects_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
-        cursor = FirehoseCursor.from_json(json.loads(context.cursor) if context.cursor else None)
+        raw = json.loads(context.cursor) if context.cursor else {}
+        cursor = FirehoseCursor.from_json(raw)
+        owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))
         begin = max(stream.start, floor_to_window(now - stream.initial_lookback, stream.window))
         start_after = listing_start_after(source.prefix, cursor, now, begin)
         try:
@@ -66,6 +87,7 @@ def build_firehose_sensor(tables: StreamTables) -> dg.SensorDefinition:
                 S3ObjectStore(aws.client("s3")).list_objects(source.bucket, source.prefix, start_after)
             )
         except SourceError as exc:
+            # The cursor stays as it was; owed loads wait for the next tick that can list.
             return dg.SensorResult(skip_reason=f"cannot list s3://{source.bucket}/{source.prefix}: {exc}")
         plan = plan_firehose_requests(
             objects,
@@ -97,10 +119,23 @@ def build_firehose_sensor(tables: StreamTables) -> dg.SensorDefinition:
             )
             for r in plan.ranges
         ]
+        planned = {
+            p
+            for r in plan.ranges
+            for p in partitions_of(partition_key(r.first), partition_key(r.last), stream.window)
+        }
+        owed = plan_owed_loads(context.instance, owed_scope, owed_before, now, planned)
+        owed_line = report(context.log, owed, owed_scope, now)
+        requests += [retry_window_request(stream.name, r) for r in owed.retries]
         return dg.SensorResult(
             run_requests=requests,
-            cursor=json.dumps(plan.cursor.to_json()),
-            skip_reason=None if requests else "no new objects",
+            cursor=json.dumps({**plan.cursor.to_json(), OWED_CURSOR_KEY: owed.state.to_json()}),
+            skip_reason=None
+            if requests
+            else f"no new objects; {owed_line}"
+            if owed_line
+            else "no new objects",
+            asset_events=owed_observation(owed, owed_before, owed_scope, now),
         )
 
     return objects_sensor

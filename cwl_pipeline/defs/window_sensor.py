@@ -4,6 +4,10 @@ Each tick asks :func:`cwl_pipeline.core.windows.plan_windows` what to load: clos
 once they settled (as bounded ranges, so an outage is caught up in a few runs without gaps),
 and the still-open window again while events arrive. Run keys carry the kind of load and a
 counter, so an intended re-run is never mistaken for a duplicate request.
+
+A settled load or sweep whose run failed or was cancelled is asked for again
+(:mod:`cwl_pipeline.defs.owed_runs`): its run key is spent and the plan has moved past it. A
+failed refresh is not: the settled load of the same window follows it anyway.
 """
 
 import json
@@ -18,13 +22,23 @@ from dagster._core.storage.tags import (
 )
 
 from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, Retry, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import (
     PlanState,
     WindowRequest,
     floor_to_window,
     load_passes,
+    parse_partition_key,
     plan_windows,
     to_ms,
+)
+from cwl_pipeline.defs.owed_runs import (
+    OWED_CURSOR_KEY,
+    OwedScope,
+    owed_observation,
+    plan_owed_loads,
+    report,
+    retry_tags,
 )
 from cwl_pipeline.defs.resources import AwsResource
 from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
@@ -37,9 +51,11 @@ _ACTIVE = [
 ]
 
 
-def run_request(stream: str, request: WindowRequest) -> dg.RunRequest:
+def run_request(
+    stream: str, request: WindowRequest, extra_tags: dict[str, str] | None = None
+) -> dg.RunRequest:
     """A run request for one window, or a single-run range of windows."""
-    tags = {STREAM_TAG: stream, LOAD_KIND_TAG: request.kind}
+    tags = {STREAM_TAG: stream, LOAD_KIND_TAG: request.kind, **(extra_tags or {})}
     if request.first_key == request.last_key:
         return dg.RunRequest(run_key=request.run_key, partition_key=request.first_key, tags=tags)
     tags[ASSET_PARTITION_RANGE_START_TAG] = request.first_key
@@ -47,21 +63,44 @@ def run_request(stream: str, request: WindowRequest) -> dg.RunRequest:
     return dg.RunRequest(run_key=request.run_key, tags=tags)
 
 
-def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
-    """The sensor that keeps ``keys.stream`` loaded in near real time."""
+def retry_window_request(stream: str, retry: Retry) -> dg.RunRequest:
+    """The run request of a retry of a window load (one window or a range)."""
+    failed = retry.load.failed
+    request = WindowRequest(
+        parse_partition_key(failed.first), parse_partition_key(failed.last), failed.kind, retry.run_key
+    )
+    return run_request(stream, request, retry_tags(retry))
+
+
+def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
+    """The sensor that keeps ``keys.stream`` loaded in near real time.
+
+    ``retry`` bounds and spaces the attempts of a failed load (tests shorten its waits).
+    """
     stream = keys.stream
+    name = f"{stream.name}_windows"
+    owed_scope = OwedScope(
+        sensor_name=name,
+        stream=stream.name,
+        events_key=keys.events_key,
+        kinds=None,
+        excluded_kinds=frozenset({"refresh"}),
+        size=stream.window,
+        policy=retry,
+    )
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
     # Consecutive evaluations can start a fraction of a second less than `interval` apart; without
     # slack the refresh would not be due yet at every other tick, doubling the refresh interval.
     refresh_due_after = max(timedelta(0), stream.refresh_interval - timedelta(seconds=interval / 2))
 
     @dg.sensor(
-        name=f"{stream.name}_windows",
+        name=name,
         description=(
             f"Loads each {stream.window} window of {stream.name} once it closed plus "
             f"{stream.settle_lag}, sweeps it again for late events after "
             f"{', '.join(str(h) for h in stream.sweeps) or 'no horizon'}, and refreshes the open "
-            f"window every {stream.refresh_interval} while events arrive."
+            f"window every {stream.refresh_interval} while events arrive. A failed load is asked for "
+            f"again, up to {retry.max_attempts} attempts; the tick log lists what is still owed."
         ),
         asset_selection=dg.AssetSelection.assets(keys.events_key, keys.rejects_key),
         minimum_interval_seconds=interval,
@@ -69,7 +108,9 @@ def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
     )
     def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
-        state = PlanState.from_json(json.loads(context.cursor) if context.cursor else None)
+        raw = json.loads(context.cursor) if context.cursor else {}
+        state = PlanState.from_json(raw)
+        owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))
         arriving = _events_arriving(context, aws, keys, state, now)
         requests, new_state = plan_windows(
             stream=stream.name,
@@ -83,12 +124,17 @@ def build_window_sensor(keys: StreamTables) -> dg.SensorDefinition:
             initial_lookback=stream.initial_lookback,
             events_arriving=arriving,
         )
+        planned = {p for r in requests for p in partitions_of(r.first_key, r.last_key, stream.window)}
+        owed = plan_owed_loads(context.instance, owed_scope, owed_before, now, planned)
+        owed_line = report(context.log, owed, owed_scope, now)
+        run_requests = [run_request(stream.name, r) for r in requests]
+        run_requests += [retry_window_request(stream.name, r) for r in owed.retries]
+        idle = "no window due, and no new events in the open window (or its refresh is running)"
         return dg.SensorResult(
-            run_requests=[run_request(stream.name, r) for r in requests],
-            cursor=json.dumps(new_state.to_json()),
-            skip_reason=None
-            if requests
-            else "no window due, and no new events in the open window (or its refresh is running)",
+            run_requests=run_requests,
+            cursor=json.dumps({**new_state.to_json(), OWED_CURSOR_KEY: owed.state.to_json()}),
+            skip_reason=None if run_requests else f"{idle}; {owed_line}" if owed_line else idle,
+            asset_events=owed_observation(owed, owed_before, owed_scope, now),
         )
 
     return window_sensor

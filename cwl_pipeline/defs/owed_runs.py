@@ -67,7 +67,6 @@ class OwedScope:
     scan_limit: int = _SCAN_LIMIT  # new failed runs read per tick
 
 
-
 def plan_owed_loads(
     instance: dg.DagsterInstance,
     scope: OwedScope,

@@ -68,6 +68,8 @@ class AwsSettings:
     role_arn: str | None = None
     max_attempts: int = 8
     retry_mode: str = "adaptive"
+    # FilterLogEvents requests per second one process may send (the account allows 5 per Region).
+    filter_log_events_per_second: float = 2.0
     role_session_name: str = "cwl-pipeline"
     # Name of the environment variable holding the role's external id (never the value: the
     # resource passes it to Dagster as an EnvVar, so the UI shows the name only).
@@ -539,6 +541,7 @@ _AWS_KEYS = {
     "external_id",
     "max_attempts",
     "retry_mode",
+    "filter_log_events_per_second",
 }
 _ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
@@ -553,6 +556,9 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
     max_attempts = raw.get("max_attempts", 8)
     if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
         raise ConfigError("aws.max_attempts: must be an integer from 1 to 20")
+    rate = raw.get("filter_log_events_per_second", 2.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 100:
+        raise ConfigError("aws.filter_log_events_per_second: a number above 0 and at most 100")
     role_arn = raw.get("role_arn") or None
     if role_arn is not None and (not isinstance(role_arn, str) or not _ROLE_ARN_RE.fullmatch(role_arn)):
         raise ConfigError(
@@ -580,6 +586,7 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
         role_arn=role_arn,
         max_attempts=max_attempts,
         retry_mode=retry_mode,
+        filter_log_events_per_second=float(rate),
         role_session_name=session_name,
         external_id_env=external_id_env,
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from cwl_pipeline.config import PipelineConfig, S3Source, load_config
-from cwl_pipeline.defs.cloudwatch_stream import CLOUDWATCH_POOL, build_stream_assets
+from cwl_pipeline.defs.cloudwatch_stream import build_stream_assets
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.rollups import build_rollups
 from cwl_pipeline.defs.s3_definitions import build_s3_stream
 from cwl_pipeline.defs.stream_checks import build_latest_window_check
+from cwl_pipeline.defs.stream_tables import WRITER_POOL_PREFIX
 from cwl_pipeline.defs.window_sensor import build_window_sensor
 
 
@@ -58,7 +59,11 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
             "aws": AwsResource.from_settings(config.aws),
             "bigquery": BigQueryWarehouse.from_settings(config.bigquery, config.aws),
         },
-        metadata={"config_path": str(config.path), "cloudwatch_pool": CLOUDWATCH_POOL},
+        metadata={
+            "config_path": str(config.path),
+            # One pool per written table; the instance's default pool limit must be 1.
+            "writer_pools": f"{WRITER_POOL_PREFIX}<project>.<dataset>.<table>",
+        },
     )
 
 

@@ -1,12 +1,15 @@
 """Read CloudWatch Logs windows with FilterLogEvents.
 
 FilterLogEvents can return empty pages while more data remains, so pagination continues until
-``nextToken`` is absent, never until a page is empty. Throttling (5 requests/s per account and
-Region) is left to botocore's retry modes, configured on the client.
+``nextToken`` is absent, never until a page is empty. FilterLogEvents allows 5 requests/s per
+account and Region: each process spends a :class:`RequestBudget` share of it, and throttling
+beyond that is left to botocore's retry modes, configured on the client.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +29,58 @@ class WindowRead:
     groups: list[str] = field(default_factory=list)
 
 
+class RequestBudget:
+    """At most ``per_second`` requests per second, shared by every thread that holds it.
+
+    FilterLogEvents allows 5 requests/s per account and Region; a process spends its share
+    through one budget, so a run's pages and a sensor's probes in the same process add up.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        """``per_second`` > 0; a burst of at most one second's requests is allowed."""
+        self.per_second = per_second
+        self._capacity = max(1.0, per_second)
+        self._tokens = self._capacity
+        self._updated = time.monotonic()
+        self._lock = threading.Lock()
+        self.waited_s = 0.0
+
+    def take(self) -> None:
+        """Wait until a request may be sent."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self.per_second)
+            self._updated = now
+            self._tokens -= 1
+            wait = -self._tokens / self.per_second if self._tokens < 0 else 0.0
+            self.waited_s += wait
+        if wait:
+            time.sleep(wait)
+
+
+_BUDGETS: dict[tuple[str, str, float], RequestBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def filter_log_events_budget(region: str, endpoint: str, per_second: float) -> RequestBudget:
+    """The process's FilterLogEvents budget for one Region (and endpoint)."""
+    with _BUDGETS_LOCK:
+        return _BUDGETS.setdefault((region, endpoint, per_second), RequestBudget(per_second))
+
+
 class CloudWatchLogsReader:
     """Reads raw events of log groups in half-open time windows ``[start_ms, end_ms)``."""
 
-    def __init__(self, client: Any) -> None:
-        """``client`` is a boto3 ``logs`` client (with its retry configuration)."""
+    def __init__(self, client: Any, budget: RequestBudget | None = None) -> None:
+        """``client`` is a boto3 ``logs`` client (with its retry configuration); every
+        FilterLogEvents request first takes a slot of ``budget`` (if given)."""
         self._client = client
+        self._budget = budget
+
+    def _filter_log_events(self, **request: Any) -> dict[str, Any]:
+        if self._budget is not None:
+            self._budget.take()
+        return self._client.filter_log_events(**request)
 
     @property
     def _where(self) -> str:
@@ -76,7 +125,7 @@ class CloudWatchLogsReader:
             request: dict[str, Any] = {"logGroupName": group, "startTime": since_ms, "limit": 1}
             while True:
                 try:
-                    page = self._client.filter_log_events(**request)
+                    page = self._filter_log_events(**request)
                 except (ClientError, BotoCoreError):
                     return True  # cannot tell: let the run read and report the error
                 if page.get("events"):
@@ -100,7 +149,7 @@ class CloudWatchLogsReader:
         }
         while True:
             try:
-                page = self._client.filter_log_events(**request)
+                page = self._filter_log_events(**request)
             except ClientError as exc:
                 code = exc.response["Error"].get("Code")
                 if code == "ResourceNotFoundException":

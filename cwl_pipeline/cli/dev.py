@@ -36,8 +36,8 @@ concurrency:
   runs:
     max_concurrent_runs: 4
   pools:
-    # Limits concurrent FilterLogEvents readers (5 requests/s per account and Region).
-    default_limit: 2
+    # Every pool is one BigQuery table's writer: one op at a time writes a table.
+    default_limit: 1
 run_queue:
   # Dagster's default is 5 s; every second counts in the put -> queryable latency.
   dequeue_interval_seconds: 1

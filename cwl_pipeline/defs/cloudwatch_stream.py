@@ -25,11 +25,10 @@ from cwl_pipeline.defs.stream_tables import (
     StreamTables,
     materializations,
     table_asset_specs,
+    writer_pool,
 )
 from cwl_pipeline.load.polling import read_windows, window_scope
 from cwl_pipeline.load.service import load
-
-CLOUDWATCH_POOL = "cloudwatch_filter_log_events"
 
 
 def window_partitions(stream: StreamConfig) -> dg.TimeWindowPartitionsDefinition:
@@ -91,7 +90,7 @@ def build_stream_assets(
         partitions_def=partitions_def,
         # A backfill of a month is a handful of runs, each reading a range with one pass.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=stream.backfill_windows_per_run),
-        pool=CLOUDWATCH_POOL,
+        pool=writer_pool(bq, stream.table),
         op_tags={STREAM_TAG: stream.name},
     )
     def load_windows(

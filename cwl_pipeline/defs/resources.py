@@ -16,6 +16,7 @@ Secrets never go into resource config (Dagster shows resource config in its UI):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +32,7 @@ from pydantic import Field
 
 from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
+from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, filter_log_events_budget
 from cwl_pipeline.adapters.gcp_credentials import (
     CredentialsError,
     aws_external_account_credentials,
@@ -39,6 +40,9 @@ from cwl_pipeline.adapters.gcp_credentials import (
     load_credential_config,
 )
 from cwl_pipeline.config import AwsSettings, BigQuerySettings
+
+_CLIENTS: dict[tuple[str, str, str | None], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
 class AwsResource(ResourceWithBoto3Configuration):
@@ -49,6 +53,9 @@ class AwsResource(ResourceWithBoto3Configuration):
         description="botocore retry mode: 'adaptive' also rate-limits the client on throttling.",
     )
     role_arn: str | None = Field(default=None, description="IAM role to assume, if any.")
+    filter_log_events_per_second: float = Field(
+        default=2.0, description="FilterLogEvents requests per second this process may send."
+    )
     role_session_name: str = Field(
         default="cwl-pipeline", description="RoleSessionName of the assumed role (shows in CloudTrail)."
     )
@@ -69,6 +76,7 @@ class AwsResource(ResourceWithBoto3Configuration):
             external_id=dg.EnvVar(settings.external_id_env) if settings.external_id_env else None,
             max_attempts=settings.max_attempts,
             retry_mode=settings.retry_mode,
+            filter_log_events_per_second=settings.filter_log_events_per_second,
         )
 
     def session(self) -> boto3.session.Session:
@@ -95,7 +103,20 @@ class AwsResource(ResourceWithBoto3Configuration):
         )
 
     def client(self, service: str) -> Any:
-        """A boto3 client for ``service`` ("logs", "s3", ...)."""
+        """The process's boto3 client for ``service`` ("logs", "s3", ...) with this configuration.
+
+        Reused across runs and sensor ticks of the process: botocore's adaptive retry keeps its
+        measured rate in the client, and an assumed role is not assumed again on every call.
+        """
+        external_id = self.external_id.get_value() if isinstance(self.external_id, dg.EnvVar) else None
+        key = (service, self.model_dump_json(), external_id)
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(key)
+            if client is None:
+                client = _CLIENTS[key] = self._new_client(service)
+        return client
+
+    def _new_client(self, service: str) -> Any:
         config = Config(
             # botocore's "max_attempts" counts retries; "total_max_attempts" counts every attempt,
             # which is what the config's aws.max_attempts means.
@@ -113,8 +134,12 @@ class AwsResource(ResourceWithBoto3Configuration):
         return redact_error_responses(client)
 
     def logs_reader(self) -> CloudWatchLogsReader:
-        """A CloudWatch Logs reader over a fresh client."""
-        return CloudWatchLogsReader(self.client("logs"))
+        """A CloudWatch Logs reader over the process's client, within its FilterLogEvents budget."""
+        client = self.client("logs")
+        budget = filter_log_events_budget(
+            client.meta.region_name, client.meta.endpoint_url, self.filter_log_events_per_second
+        )
+        return CloudWatchLogsReader(client, budget)
 
 
 class BigQueryWarehouse(BigQueryResource):

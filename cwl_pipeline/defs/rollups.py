@@ -22,7 +22,13 @@ from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.defs.resources import BigQueryWarehouse
-from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables, freshness_policy, table_metadata
+from cwl_pipeline.defs.stream_tables import (
+    STREAM_TAG,
+    StreamTables,
+    freshness_policy,
+    table_metadata,
+    writer_pool,
+)
 
 
 def rollup_cron(stream: StreamConfig) -> str:
@@ -170,6 +176,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         automation_condition=rollup_condition(rollup_cron(stream), rollup.lookback(stream)),
         freshness_policy=freshness_policy(stream),
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=writer_pool(bq, table),
     )
     def compute(context: dg.AssetExecutionContext, bigquery: BigQueryWarehouse) -> dg.MaterializeResult:
         window = context.partition_time_window

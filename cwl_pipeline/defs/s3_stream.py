@@ -30,6 +30,7 @@ from cwl_pipeline.defs.stream_tables import (
     StreamTables,
     materializations,
     table_asset_specs,
+    writer_pool,
 )
 from cwl_pipeline.load.objects import ObjectSetRead, read_export_folder, read_firehose_windows, s3_source
 from cwl_pipeline.load.service import load
@@ -83,12 +84,12 @@ def build_s3_stream_assets(
     sources = s3_source_specs(stream)
     specs = table_asset_specs(tables, bq, [sources[-1].key])
     if s3_source(stream).layout == "export":
-        return sources, _export_asset(stream, tables, specs), tables
-    return sources, _firehose_asset(stream, tables, specs), tables
+        return sources, _export_asset(stream, tables, specs, writer_pool(bq, stream.table)), tables
+    return sources, _firehose_asset(stream, tables, specs, writer_pool(bq, stream.table)), tables
 
 
 def _firehose_asset(
-    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec]
+    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec], pool: str
 ) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"load_{stream.name}",
@@ -96,6 +97,7 @@ def _firehose_asset(
         check_specs=load_check_specs(tables),
         partitions_def=window_partitions(stream),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=stream.backfill_windows_per_run),
+        pool=pool,
         op_tags={STREAM_TAG: stream.name},
     )
     def load_delivery_windows(
@@ -110,7 +112,7 @@ def _firehose_asset(
 
 
 def _export_asset(
-    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec]
+    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec], pool: str
 ) -> dg.AssetsDefinition:
     # An export is a one-off backfill: no freshness expectation.
     specs = [s.replace_attributes(freshness_policy=None) for s in specs]
@@ -120,6 +122,7 @@ def _export_asset(
         specs=specs,
         check_specs=load_check_specs(tables),
         partitions_def=export_partitions(stream),
+        pool=pool,
         op_tags={STREAM_TAG: stream.name},
     )
     def load_export_task(

@@ -20,6 +20,16 @@ from cwl_pipeline.load.tables import TablePair
 
 STREAM_TAG = "cwl/stream"
 LOAD_KIND_TAG = "cwl/load"
+WRITER_POOL_PREFIX = "bigquery_table/"
+
+
+def writer_pool(bq: BigQuerySettings, table: str) -> str:
+    """The concurrency pool of the one op that writes ``table`` (limit 1 in the instance).
+
+    BigQuery cancels a transaction that mutates a table while another one does; every op that
+    writes a table claims its pool, whatever launched the run (a sensor, a backfill, the UI).
+    """
+    return f"{WRITER_POOL_PREFIX}{bq.project}.{bq.dataset}.{table}"
 
 
 @dataclass(frozen=True)

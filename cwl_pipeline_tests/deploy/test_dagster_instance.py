@@ -24,7 +24,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.workspace.config_schema import process_workspace_config
 from dagster._serdes.config_class import ConfigurableClassData
 
-from cwl_pipeline.defs.cloudwatch_stream import CLOUDWATCH_POOL
+from cwl_pipeline.defs.stream_tables import WRITER_POOL_PREFIX
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DAGSTER_YAML = DEPLOY / "dagster" / "dagster.yaml"
@@ -121,7 +121,8 @@ def test_concurrency_settings_as_the_daemon_reads_them(ref: InstanceRef) -> None
     config = ConcurrencyConfig.from_concurrency_settings(
         ref.settings["concurrency"], coordinator.get_run_queue_config()
     )
-    assert config.pool_config.default_pool_limit == 2
+    # Every pool is a table's writer: one writer per table.
+    assert config.pool_config.default_pool_limit == 1
     assert config.pool_config.pool_granularity == PoolGranularity.OP
     queue = config.run_queue_config
     assert queue is not None
@@ -131,8 +132,8 @@ def test_concurrency_settings_as_the_daemon_reads_them(ref: InstanceRef) -> None
     assert limits["cwl/stream"]["limit"] == 2
     assert limits["dagster/backfill"]["limit"] == 6
     assert queue.max_user_code_failure_retries == 3
-    # The pool the dagster.yaml comment tells operators to pin is the one the code uses.
-    assert CLOUDWATCH_POOL in DAGSTER_YAML.read_text()
+    # The pool names the dagster.yaml comment describes are the ones the code uses.
+    assert f"{WRITER_POOL_PREFIX}<project>.<dataset>.<table>" in DAGSTER_YAML.read_text()
 
 
 def test_monitoring_retries_and_telemetry(ref: InstanceRef) -> None:

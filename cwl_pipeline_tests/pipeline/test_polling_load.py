@@ -158,3 +158,46 @@ streams:
     message = failure_text(result)
     assert "DestinationError" in message
     assert "BigQuery endpoint http://127.0.0.1:9 unreachable" in message
+
+
+def test_a_log_group_removed_from_the_config_keeps_its_rows(
+    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
+):
+    """A window's scope is its time range *and* the log groups it read: reloading the window
+    after a group left the config replaces only the remaining group's rows."""
+    groups = [f"/test/kept-{unique_name}", f"/test/removed-{unique_name}"]
+    dataset = f"ds_{unique_name}"
+    start = window_start()
+    for number, group in enumerate(groups):
+        logs_client.create_log_group(logGroupName=group)
+        logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
+        put(
+            logs_client,
+            group,
+            [(start + timedelta(minutes=1 + i), {"session_id": 10 * number + i}) for i in range(2)],
+        )
+
+    def defs_reading(names: list[str]):
+        path = write_config(
+            f"""
+aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
+bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}"}}
+streams:
+  - name: app
+    source: {{log_groups: {json.dumps(names)}}}
+    table: app_events
+    window: 15m
+    start: "2026-01-01T00:00:00Z"
+"""
+        )
+        return build_definitions(load_config(path))
+
+    key = partition_key(start)
+    assert materialize(defs_reading(groups), key).success
+    assert sorted(r["session_id"] for r in rows(bq_client, dataset)) == [0, 1, 10, 11]
+
+    put(logs_client, groups[0], [(start + timedelta(minutes=9), {"session_id": 2})])
+    assert materialize(defs_reading(groups[:1]), key).success
+    stored = rows(bq_client, dataset)
+    assert sorted(r["session_id"] for r in stored) == [0, 1, 2, 10, 11]
+    assert {r["log_group"] for r in stored if r["session_id"] >= 10} == {groups[1]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -87,9 +87,13 @@ def load(
     held at a time. ``name`` (the stream) prefixes log lines.
     """
     outcome = LoadOutcome()
-    with loaders() as loader:
-        ensure_tables(loader, tables)
+    with ExitStack() as opened:
+        loader: BigQueryLoader | None = None
         for read in reads:
+            if loader is None:
+                # Opened once the source has read: a source that fails, fails before BigQuery.
+                loader = opened.enter_context(loaders())
+                ensure_tables(loader, tables)
             _load_read(loader, tables, read, outcome, log, name)
     return outcome
 

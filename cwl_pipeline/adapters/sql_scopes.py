@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from google.cloud import bigquery
 
@@ -85,14 +85,15 @@ class KeyScope:
 
     column: str
     keys: tuple[str, ...]
+    parameter: ClassVar[str] = "scope_keys"
 
     def with_parameters(self) -> tuple[str, list[QueryParameter]]:
         """Keys as one ARRAY<STRING> parameter."""
         if not self.keys:
             return "FALSE", []
         col = quote_identifier("column", self.column)
-        return f"{col} IN UNNEST(@scope_keys)", [
-            bigquery.ArrayQueryParameter("scope_keys", "STRING", list(self.keys))
+        return f"{col} IN UNNEST(@{self.parameter})", [
+            bigquery.ArrayQueryParameter(self.parameter, "STRING", list(self.keys))
         ]
 
     def in_script(self, scope_table: str | None, index: int) -> str:
@@ -139,24 +140,14 @@ class PrefixScope:
 
 
 @dataclass(frozen=True)
-class LiteralKeyScope:
+class LiteralKeyScope(KeyScope):
     """``column`` equals one of a few ``keys`` written as STRING literals (no keys: nothing).
 
     For short lists of names the config or AWS validated (log group names): no scope table,
     so no extra load job per replacement.
     """
 
-    column: str
-    keys: tuple[str, ...]
-
-    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
-        """Keys as one ARRAY<STRING> parameter."""
-        if not self.keys:
-            return "FALSE", []
-        col = quote_identifier("column", self.column)
-        return f"{col} IN UNNEST(@scope_names)", [
-            bigquery.ArrayQueryParameter("scope_names", "STRING", list(self.keys))
-        ]
+    parameter: ClassVar[str] = "scope_names"
 
     def in_script(self, scope_table: str | None = None, index: int = 0) -> str:
         """Keys as escaped STRING literals."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, TableSpec
-from cwl_pipeline.adapters.sql_scopes import in_scope, prefix_scope, time_scope
+from cwl_pipeline.adapters.sql_scopes import all_of, in_scope, literal_in_scope, prefix_scope, time_scope
 from cwl_pipeline.core.schema import Column
 
 HOSTILE_KEYS = [
@@ -63,6 +63,28 @@ def test_time_scope_script_form_is_typed_literals():
         "AND `timestamp` < TIMESTAMP '2026-11-20 11:00:00.000000+00'"
     )
     assert scope.scope_rows() == []
+
+
+def test_time_and_log_group_scope_needs_no_scope_table():
+    """A polling window's scope: typed time bounds and escaped log group literals, no staged keys."""
+    scope = all_of(
+        time_scope("timestamp", T, T.replace(hour=11)), literal_in_scope("log_group", ["/b", "/a'x"])
+    )
+    assert scope.scope_rows() == []
+    assert scope.in_script(None, 0).endswith("AND (`log_group` IN ('/a\\'x', '/b'))")
+    sql, params = scope.with_parameters()
+    assert sql.endswith("AND (`log_group` IN UNNEST(@scope_names))")
+    assert [p.name for p in params] == ["scope_start", "scope_end", "scope_names"]
+    assert (
+        all_of(time_scope("timestamp", T, T), literal_in_scope("log_group", []))
+        .in_script(None, 0)
+        .endswith("AND (FALSE)")
+    )
+
+
+def test_scopes_combined_with_clashing_parameters_are_refused():
+    with pytest.raises(ValueError, match="reuse a parameter name"):
+        all_of(in_scope("a", ["k"]), in_scope("b", ["k"])).with_parameters()
 
 
 def test_hostile_column_name_is_refused():

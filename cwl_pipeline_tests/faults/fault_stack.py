@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from google.cloud import bigquery
 
 from cwl_pipeline.adapters.bigquery import STAGING_TTL
@@ -172,3 +178,19 @@ def run_history(instance: dg.DagsterInstance, run_id: str) -> RunHistory:
 def dump(value: object) -> str:
     """Compact JSON for assertion messages."""
     return json.dumps(value, default=str)
+
+
+def kill_when_held(process: subprocess.Popen[bytes], held, log: Path) -> None:
+    """SIGKILL ``process`` (and its group) once its request arrived at the ``held`` proxy rule."""
+    try:
+        assert held.arrived.wait(90), log.read_text(errors="replace")[-3000:]
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def fail_by_run_monitoring(instance: dg.DagsterInstance, record) -> None:
+    """What the daemon's run monitoring does on its next pass once the run is over its 1 s limit."""
+    assert record.start_time is not None
+    time.sleep(max(0.0, record.start_time + 1.1 - time.time()))
+    monitor_started_run(instance, None, record, logging.getLogger("run_monitoring"))

@@ -10,18 +10,14 @@ before its request left.
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
-from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline_tests.faults.fault_proxy import Drop, Hold, bigquery_replace
@@ -29,6 +25,8 @@ from cwl_pipeline_tests.faults.fault_stack import (
     WINDOW,
     assert_staging_expires,
     cloudwatch_ids,
+    fail_by_run_monitoring,
+    kill_when_held,
     polling_stack,
     put_events,
     table_ids,
@@ -77,12 +75,7 @@ def test_run_killed_while_its_replace_is_in_flight(
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     release = threading.Event()
     held = bq_faults.add(bigquery_replace(Hold(release, then=Drop())))
-    process = start_run(home, stack["path"], key)
-    try:
-        assert held.arrived.wait(90), (home / "run.log").read_text(errors="replace")[-3000:]
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+    kill_when_held(start_run(home, stack["path"], key), held, home / "run.log")
     release.set()
     wait_until_answered(bq_faults, held)
 
@@ -98,10 +91,7 @@ def test_run_killed_while_its_replace_is_in_flight(
     assert "STEP_START" in events and "ASSET_MATERIALIZATION" not in events
     assert "STEP_FAILURE" not in events and "RUN_FAILURE" not in events
 
-    # What the daemon's run monitoring does on its next pass, once the run is over its limit.
-    assert record.start_time is not None
-    time.sleep(max(0.0, record.start_time + 1.1 - time.time()))
-    monitor_started_run(instance, None, record, logging.getLogger("run_monitoring"))
+    fail_by_run_monitoring(instance, record)
     run = instance.get_run_by_id(run.run_id)
     assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
     messages = [e.message or "" for e in instance.all_logs(run.run_id)]

@@ -11,27 +11,31 @@ as attempt 2; that run, executed in-process, loads them, and the tick after that
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.tags import RUN_KEY_TAG
-from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.owed import RetryPolicy
 from cwl_pipeline.defs.stream_tables import StreamTables
 from cwl_pipeline.defs.window_sensor import build_window_sensor
 from cwl_pipeline_tests.faults.fault_proxy import Drop, Hold, filter_log_events
-from cwl_pipeline_tests.faults.fault_stack import WINDOW, cloudwatch_ids, polling_stack, put_events, table_ids
+from cwl_pipeline_tests.faults.fault_stack import (
+    WINDOW,
+    cloudwatch_ids,
+    fail_by_run_monitoring,
+    kill_when_held,
+    polling_stack,
+    put_events,
+    table_ids,
+)
 from cwl_pipeline_tests.pipeline.polling import window_start
 from cwl_pipeline_tests.sensor_runs import launch, tick
 
@@ -81,21 +85,14 @@ def test_killed_settled_load_is_asked_for_again(
     release = threading.Event()
     held = aws_faults.add(filter_log_events(Hold(release, then=Drop())))
     request = {"run_key": settled.run_key, "partition_key": settled.partition_key, "tags": settled.tags}
-    process = start_child(home, stack["path"], request)
-    try:
-        assert held.arrived.wait(90), (home / "run.log").read_text(errors="replace")[-3000:]
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+    kill_when_held(start_child(home, stack["path"], request), held, home / "run.log")
     release.set()
 
     [record] = instance.get_run_records(filters=dg.RunsFilter(tags={RUN_KEY_TAG: settled.run_key}))
     assert record.dagster_run.status == dg.DagsterRunStatus.STARTED  # nothing left to report
     # Still STARTED: not owed yet, nothing asked for again.
     assert tick(sensor, defs, instance, first.cursor).retries == []
-    assert record.start_time is not None
-    time.sleep(max(0.0, record.start_time + 1.1 - time.time()))
-    monitor_started_run(instance, None, record, logging.getLogger("run_monitoring"))
+    fail_by_run_monitoring(instance, record)
     killed = instance.get_run_by_id(record.dagster_run.run_id)
     assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
 

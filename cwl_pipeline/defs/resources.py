@@ -90,17 +90,19 @@ class AwsResource(ResourceWithBoto3Configuration):
         )
         if not self.role_arn:
             return session
-        external_id = self.external_id
-        if isinstance(external_id, dg.EnvVar):  # used outside a run: Dagster did not resolve it
-            external_id = external_id.get_value()
         return assumed_role_session(
             session,
             self.role_arn,
             session_name=self.role_session_name,
-            external_id=external_id,
+            external_id=self._external_id(),
             endpoint_url=self.endpoint_url,
             region=self.region_name,
         )
+
+    def _external_id(self) -> str | None:
+        if isinstance(self.external_id, dg.EnvVar):  # used outside a run: Dagster did not resolve it
+            return self.external_id.get_value()
+        return self.external_id
 
     def client(self, service: str) -> Any:
         """The process's boto3 client for ``service`` ("logs", "s3", ...) with this configuration.
@@ -108,8 +110,7 @@ class AwsResource(ResourceWithBoto3Configuration):
         Reused across runs and sensor ticks of the process: botocore's adaptive retry keeps its
         measured rate in the client, and an assumed role is not assumed again on every call.
         """
-        external_id = self.external_id.get_value() if isinstance(self.external_id, dg.EnvVar) else None
-        key = (service, self.model_dump_json(), external_id)
+        key = (service, self.model_dump_json(), self._external_id())
         with _CLIENTS_LOCK:
             client = _CLIENTS.get(key)
             if client is None:

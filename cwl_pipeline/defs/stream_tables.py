@@ -153,13 +153,11 @@ def materializations(
     run logs an ``AssetMaterialization`` per part (window) instead, each with its own figures.
     """
     run_metadata = {"load_kind": kind, **(extra or {}), **outcome.run_metadata()}
+    counted = ((tables.events_key, "rows_loaded"), (tables.rejects_key, "rows_rejected"))
     if context.has_partition_key_range and len(context.partition_keys) > 1:
         for part, figures in sorted(outcome.parts.items(), key=lambda item: str(item[0])):
             key = partition_key(part) if isinstance(part, datetime) else str(part)
-            for asset_key, count in (
-                (tables.events_key, "rows_loaded"),
-                (tables.rejects_key, "rows_rejected"),
-            ):
+            for asset_key, count in counted:
                 context.log_event(
                     dg.AssetMaterialization(
                         asset_key=asset_key,
@@ -169,7 +167,7 @@ def materializations(
                 )
         return
     figures = next(iter(outcome.parts.values()), {})
-    for asset_key, count in ((tables.events_key, "rows_loaded"), (tables.rejects_key, "rows_rejected")):
+    for asset_key, count in counted:
         yield dg.MaterializeResult(
             asset_key=asset_key,
             metadata={**run_metadata, **figures, "dagster/row_count": figures.get(count, 0)},

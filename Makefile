@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-latency bench-backfill clean
+.PHONY: run test lint bench bench-latency bench-backfill bench-cost clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-latency: $(VENV)/.installed-test
 
 bench-backfill: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/backfill.py $(BENCH_ARGS)
+
+# BigQuery bill and quota use of one stream's simulated day (BENCH_ARGS="--hours 2" for a quick look).
+bench-cost: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local_data

@@ -1,0 +1,151 @@
+"""What BigQuery bills a statement on demand, by its DML pricing rules (a model, no I/O).
+
+The rules (quoted in ``docs/bigquery-behaviour.md``, from BigQuery's DML and on-demand pricing
+pages):
+
+* every statement is billed the bytes of the columns it references in the partitions it scans
+  (all partitions when its filter on the partition column does not bound them), at least
+  10 MiB per table referenced and 10 MiB per statement;
+* ``DELETE``, ``UPDATE`` and a ``MERGE`` that deletes or updates are billed, in addition, the
+  whole size (every column) of each partition they modify; ``INSERT`` is billed its scan only;
+* load jobs, DDL and the transaction statements are free.
+
+Statements arrive already interpreted (:class:`Statement`); sizes come from a
+:class:`TableSizes` (for instance a simulation of how a table's partitions grow).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+MIN_BILLED_BYTES = 10 * 2**20
+"""On-demand minimum per table referenced and per statement (10 MiB)."""
+
+MODIFYING = frozenset({"DELETE", "UPDATE", "MERGE"})
+FREE = frozenset({"LOAD", "DDL", "BEGIN", "COMMIT", "ROLLBACK"})
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A table a statement reads: the columns it references, in the DAY partitions
+    ``first_day`` … ``last_day`` (both None: every partition)."""
+
+    table: str
+    columns: frozenset[str]
+    first_day: date | None = None
+    last_day: date | None = None
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One billable statement: its kind (``SELECT``, ``INSERT``, ``DELETE``, ...), what it
+    scans, and the partitions it modifies (``(table, first_day, last_day)``, None for every
+    partition that holds rows)."""
+
+    kind: str
+    scans: tuple[Scan, ...] = ()
+    modifies: tuple[tuple[str, date | None, date | None], ...] = ()
+
+
+class TableSizes(Protocol):
+    """Logical bytes of a table's columns in a range of DAY partitions, at billing time."""
+
+    def bytes(
+        self, table: str, columns: frozenset[str] | None, first_day: date | None, last_day: date | None
+    ) -> int:
+        """Bytes of ``columns`` (None: every column) in the partitions of the range."""
+        ...
+
+
+def billed_bytes(statement: Statement, sizes: TableSizes) -> int:
+    """Bytes BigQuery bills ``statement`` on demand (0 for free statements)."""
+    if statement.kind in FREE:
+        return 0
+    scanned = sum(
+        max(MIN_BILLED_BYTES, sizes.bytes(s.table, s.columns, s.first_day, s.last_day))
+        for s in statement.scans
+    )
+    modified = 0
+    if statement.kind in MODIFYING:
+        modified = sum(sizes.bytes(table, None, first, last) for table, first, last in statement.modifies)
+    return max(MIN_BILLED_BYTES, scanned + modified)
+
+
+def total_billed(statements: Iterable[Statement], sizes: TableSizes) -> int:
+    """Bytes billed for every statement of ``statements``."""
+    return sum(billed_bytes(s, sizes) for s in statements)
+
+
+_TABLE_RE = re.compile(r"`([A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+)`")
+_COLUMN_RE = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+_TARGET_RE = re.compile(r"^\s*(?:DELETE\s+FROM|INSERT\s+INTO|UPDATE|MERGE\s+(?:INTO\s+)?)\s*`([^`]+)`", re.I)
+_BOUND_RE = re.compile(
+    r"`(?P<column>[A-Za-z_][A-Za-z0-9_]*)`\s*(?P<op>>=|<)\s*"
+    r"(?:TIMESTAMP\s+'(?P<literal>[^']+)'|@(?P<param>[A-Za-z_][A-Za-z0-9_]*))"
+)
+_KINDS = {"ALTER": "DDL", "CREATE": "DDL", "DROP": "DDL", "TRUNCATE": "DDL"}
+
+
+def interpret(
+    sql: str,
+    parameters: Mapping[str, datetime],
+    schemas: Mapping[str, tuple[str, frozenset[str]]],
+) -> list[Statement]:
+    """The statements of ``sql`` (one statement or a script) as the billing model sees them.
+
+    ``schemas`` maps each known table id (``project.dataset.table``) to its partition column and
+    its columns; ``parameters`` holds the query's TIMESTAMP parameters. A referenced column is
+    attributed to every scanned table that has it; a time bound on a table's partition column
+    (a ``TIMESTAMP`` literal or parameter, ``>=`` and ``<``) limits the partitions scanned and,
+    for ``DELETE`` / ``UPDATE`` / ``MERGE``, those modified. Without one, every partition is.
+    """
+    statements = []
+    for text in (part.strip() for part in sql.split(";\n")):
+        text = text.rstrip(";").strip()
+        if not text:
+            continue
+        keyword = text.split(None, 1)[0].upper()
+        kind = _KINDS.get(keyword, keyword)
+        if kind in FREE:
+            statements.append(Statement(kind))
+            continue
+        target_match = _TARGET_RE.match(text)
+        target = target_match.group(1) if target_match else None
+        tables = list(dict.fromkeys(_TABLE_RE.findall(text)))
+        columns = frozenset(_COLUMN_RE.findall(text))
+        scans, modifies = [], []
+        for table in tables:
+            if table == target and kind == "INSERT":
+                continue
+            partition_column, table_columns = schemas.get(table, ("", frozenset()))
+            first, last = _days(text, partition_column, parameters)
+            scans.append(Scan(table, columns & table_columns, first, last))
+            if table == target:
+                modifies.append((table, first, last))
+        statements.append(Statement(kind, tuple(scans), tuple(modifies)))
+    return statements
+
+
+def _days(text: str, column: str, parameters: Mapping[str, datetime]) -> tuple[date | None, date | None]:
+    low = high = None
+    for match in _BOUND_RE.finditer(text):
+        if match.group("column") != column:
+            continue
+        value = (
+            datetime.fromisoformat(match.group("literal").replace(" ", "T"))
+            if match.group("literal")
+            else parameters.get(match.group("param"))
+        )
+        if value is None:
+            continue
+        if match.group("op") == ">=":
+            low = value
+        else:
+            high = value
+    if low is None or high is None:
+        return None, None
+    return low.astimezone(UTC).date(), (high - timedelta(microseconds=1)).astimezone(UTC).date()

@@ -104,6 +104,8 @@ class BigQuerySettings:
     dataset: str
     location: str = "US"
     api_endpoint: str | None = None
+    # The emulator's Storage Write API (gRPC host:port); real BigQuery needs none.
+    storage_write_endpoint: str | None = None
     staging_dataset: str | None = None
     retry_timeout: timedelta = timedelta(minutes=2)
     credentials: GcpCredentials = field(default_factory=GcpCredentials)
@@ -595,7 +597,16 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
 def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
     _only_keys(
         raw,
-        {"project", "dataset", "location", "api_endpoint", "staging_dataset", "retry_timeout", "credentials"},
+        {
+            "project",
+            "dataset",
+            "location",
+            "api_endpoint",
+            "storage_write_endpoint",
+            "staging_dataset",
+            "retry_timeout",
+            "credentials",
+        },
         "bigquery",
     )
     try:
@@ -614,10 +625,22 @@ def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
         dataset=raw["dataset"],
         location=str(raw.get("location") or "US"),
         api_endpoint=raw.get("api_endpoint") or None,
+        storage_write_endpoint=_storage_write_endpoint(raw),
         staging_dataset=raw.get("staging_dataset") or None,
         retry_timeout=parse_duration(raw.get("retry_timeout", "2m"), "bigquery.retry_timeout"),
         credentials=_parse_gcp_credentials(_mapping(raw.get("credentials") or {}, "bigquery.credentials")),
     )
+
+
+def _storage_write_endpoint(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("storage_write_endpoint") or None
+    if value is None:
+        return None
+    if not raw.get("api_endpoint"):
+        raise ConfigError("bigquery.storage_write_endpoint: only with api_endpoint (a local emulator)")
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", value):
+        raise ConfigError(f"bigquery.storage_write_endpoint: {value!r} is not host:port")
+    return value
 
 
 def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:

@@ -92,6 +92,7 @@ class TableSpec:
     partition_column: str
     clustering: tuple[str, ...] = ()
     description: str = ""
+    partition_expiration: timedelta | None = None  # partitions dropped this long after their day
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -101,11 +102,18 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Replacement:
-    """New content for the rows of ``spec.table`` matched by ``scope``."""
+    """New content for the rows of ``spec.table`` matched by ``scope``.
+
+    With ``keys`` (columns identifying a row, e.g. the event id and its time) the rows in scope
+    are kept and only the staged rows whose key is not in scope yet are inserted: no DELETE, so
+    BigQuery bills the scan only, not the partitions modified; running it twice inserts nothing
+    the second time.
+    """
 
     spec: TableSpec
     data: pa.Table
     scope: Scope
+    keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -181,7 +189,11 @@ class BigQueryLoader:
         except gexc.NotFound:
             table = bigquery.Table(table_id, schema=[_field(c) for c in spec.all_columns])
             table.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field=spec.partition_column
+                type_=bigquery.TimePartitioningType.DAY,
+                field=spec.partition_column,
+                expiration_ms=int(spec.partition_expiration.total_seconds() * 1000)
+                if spec.partition_expiration
+                else None,
             )
             if spec.clustering:
                 table.clustering_fields = list(spec.clustering)
@@ -238,6 +250,10 @@ class BigQueryLoader:
         tables are dropped afterwards (and expire on their own if the process dies first).
         """
         result = ReplaceResult()
+        # Inserting nothing into a table whose rows are kept is no change: skip it entirely.
+        replacements = [r for r in replacements if r.data.num_rows or not r.keys]
+        if not replacements:
+            return result
         staged: list[tuple[Replacement, str]] = []
         scope_table: str | None = None
         try:
@@ -337,13 +353,24 @@ class BigQueryLoader:
                 else quote_identifier("column", c.name)
                 for c in spec.columns
             )
-            statements.append(f"DELETE FROM {target} WHERE {replacement.scope.in_script(scope_sql, index)};")
+            scope = replacement.scope.in_script(scope_sql, index)
+            if not replacement.keys:
+                statements.append(f"DELETE FROM {target} WHERE {scope};")
             if replacement.data.num_rows:
                 columns = ", ".join(quote_identifier("column", c.name) for c in spec.all_columns)
-                statements.append(
+                insert = (
                     f"INSERT INTO {target} ({columns}) "
-                    f"SELECT {select}, CURRENT_TIMESTAMP() FROM `{staging_id}`;"
+                    f"SELECT {select}, CURRENT_TIMESTAMP() FROM `{staging_id}`"
                 )
+                if replacement.keys:
+                    # Unqualified columns in the subquery are the target's: the scope bounds
+                    # its scan (partitions, clustering) to the rows this load owns.
+                    same = " AND ".join(
+                        f"{quote_identifier('column', k)} = staged.{quote_identifier('column', k)}"
+                        for k in replacement.keys
+                    )
+                    insert += f" AS staged WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {scope} AND {same})"
+                statements.append(insert + ";")
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
 
@@ -399,6 +426,24 @@ class BigQueryLoader:
                         )
                     ) from exc
                 time.sleep(delay)
+
+    def ensure_view(self, view: str, select_sql: str, description: str = "") -> None:
+        """Create the view ``view`` over ``select_sql`` if missing (an existing one is kept).
+
+        ``select_sql`` may hold only identifiers from :meth:`table_sql` and literals.
+        """
+        view_id = self.table_id(view)
+        try:
+            self.client.get_table(view_id, retry=self.retry)
+            return
+        except gexc.NotFound:
+            pass
+        except Exception as exc:
+            raise self._wrap(f"view {view_id}", exc) from None
+        table = bigquery.Table(view_id)
+        table.view_query = select_sql
+        table.description = description or None
+        self._call(f"view {view_id}", self.client.create_table, table, exists_ok=True, retry=self.retry)
 
     def count(self, table: str, scope: Scope) -> int:
         """Rows of ``table`` in ``scope`` (0 if the table does not exist)."""

@@ -78,6 +78,7 @@ def _dagster_env(home: Path, args: argparse.Namespace) -> dict[str, str]:
         "DAGSTER_HOME": str(home / "dagster_home"),
         "CWL_AWS_ENDPOINT_URL": f"http://127.0.0.1:{args.aws_port}",
         "CWL_BQ_ENDPOINT": f"http://127.0.0.1:{args.bigquery_port}",
+        "CWL_BQ_GRPC_ENDPOINT": f"127.0.0.1:{args.bigquery_grpc_port}",
         "CWL_BQ_PROJECT": LOCAL_PROJECT,
         **LOCAL_CREDENTIALS,
     }

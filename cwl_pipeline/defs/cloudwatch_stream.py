@@ -10,8 +10,8 @@ Reading is :mod:`cwl_pipeline.load.polling`, writing :func:`cwl_pipeline.load.se
 """
 
 import re
-from collections.abc import Iterator
-from datetime import UTC
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -28,7 +28,51 @@ from cwl_pipeline.defs.stream_tables import (
     writer_pool,
 )
 from cwl_pipeline.load.polling import read_windows, window_scope
-from cwl_pipeline.load.service import load
+from cwl_pipeline.load.service import WriteMode, load
+
+REFRESH = "refresh"
+# Rows ingested this long before the previous refresh's newest are appended again: CloudWatch
+# may show an event to FilterLogEvents a little after its ingestion time (the view dedups).
+LIVE_OVERLAP = timedelta(seconds=10)
+
+
+def write_mode(kind: str, *, live_available: bool) -> WriteMode:
+    """How a load of ``kind`` writes: a refresh appends to the live table, the sensors' settled
+    loads and sweeps insert what is missing, anything else (a run launched by hand, a backfill)
+    replaces its windows."""
+    if kind == REFRESH:
+        return WriteMode.LIVE if live_available else WriteMode.INSERT_MISSING
+    if kind == "manual":
+        return WriteMode.REPLACE
+    return WriteMode.INSERT_MISSING
+
+
+def selected(
+    context: dg.AssetExecutionContext, results: Iterable[dg.MaterializeResult | dg.AssetCheckResult]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The results of the assets and checks the run selected (the op can be subset)."""
+    for result in results:
+        if isinstance(result, dg.AssetCheckResult):
+            key = dg.AssetCheckKey(result.asset_key, result.check_name)
+            if key in context.selected_asset_check_keys:
+                yield result
+        elif result.asset_key in context.selected_asset_keys:
+            yield result
+
+
+def _ingested_until(context: dg.AssetExecutionContext, tables: StreamTables) -> datetime | None:
+    """The newest ingestion time the previous refresh of this window appended, if any."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=tables.events_key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    metadata = records[0].asset_materialization.metadata
+    if getattr(metadata.get("write_mode"), "value", None) != WriteMode.LIVE.value:
+        return None
+    if "ingested_until" not in metadata:
+        return None
+    return datetime.fromisoformat(str(metadata["ingested_until"].value))
 
 
 def window_partitions(stream: StreamConfig) -> dg.TimeWindowPartitionsDefinition:
@@ -92,6 +136,8 @@ def build_stream_assets(
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=stream.backfill_windows_per_run),
         pool=writer_pool(bq, stream.table),
         op_tags={STREAM_TAG: stream.name},
+        # A refresh of the open window evaluates no checks (they run when the window settles).
+        can_subset=True,
     )
     def load_windows(
         context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
@@ -99,14 +145,32 @@ def build_stream_assets(
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         kind = context.run.tags.get(LOAD_KIND_TAG, "manual")
+        appender = bigquery.appender() if kind == REFRESH else None
+        mode = write_mode(kind, live_available=appender is not None)
+        after = _ingested_until(context, tables) if mode is WriteMode.LIVE else None
         reads = read_windows(stream, aws.logs_reader(), start, end)
-        outcome = load(reads, tables.pair, bigquery.loader, context.log, stream.name)
-        run_range = {"run_range_start": start.isoformat(), "run_range_end": end.isoformat()}
-        yield from materializations(context, tables, outcome, kind, run_range)
+        outcome = load(
+            reads,
+            tables.pair,
+            bigquery.loader,
+            context.log,
+            stream.name,
+            mode,
+            appender=appender,
+            ingested_after=after - LIVE_OVERLAP if after else None,
+        )
+        run_range = {
+            "run_range_start": start.isoformat(),
+            "run_range_end": end.isoformat(),
+            "write_mode": mode.value,
+        }
+        yield from selected(context, materializations(context, tables, outcome, kind, run_range))
+        if mode is WriteMode.LIVE:
+            return
         groups = outcome.facts.get("log_groups", [])
         assert isinstance(groups, list)
         facts = outcome.check_facts(window_scope(stream, start, end, groups), final_sweep=kind == final_sweep)
         with bigquery.loader() as loader:
-            yield from evaluate_load_checks(loader, tables, facts)
+            yield from selected(context, evaluate_load_checks(loader, tables, facts))
 
     return sources, load_windows, tables

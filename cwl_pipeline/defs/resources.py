@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 import dagster as dg
+import grpc
 from botocore.config import Config
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from dagster_gcp import BigQueryResource
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, filter_log_events_budget
 from cwl_pipeline.adapters.gcp_credentials import (
     CredentialsError,
@@ -160,6 +162,9 @@ class BigQueryWarehouse(BigQueryResource):
     api_endpoint: str | None = Field(
         default=None, description="BigQuery REST endpoint override, e.g. a local emulator."
     )
+    storage_write_endpoint: str | None = Field(
+        default=None, description="The emulator's Storage Write API (gRPC host:port), with api_endpoint."
+    )
     retry_timeout_seconds: float = Field(
         default=120.0, description="How long API calls are retried before the run fails."
     )
@@ -192,6 +197,7 @@ class BigQueryWarehouse(BigQueryResource):
             dataset=settings.dataset,
             staging_dataset=settings.staging_dataset,
             api_endpoint=settings.api_endpoint,
+            storage_write_endpoint=settings.storage_write_endpoint,
             retry_timeout_seconds=settings.retry_timeout.total_seconds(),
             credentials_type=credentials.type,
             credential_config_file=str(credentials.config_file) if credentials.config_file else None,
@@ -249,6 +255,23 @@ class BigQueryWarehouse(BigQueryResource):
             yield client
         finally:
             client.close()
+
+    def appender(self) -> StreamAppender | None:
+        """A Storage Write API appender for the dataset; None against an emulator whose gRPC
+        endpoint is not configured (open windows are then written like settled ones)."""
+        from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+        from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+            BigQueryWriteGrpcTransport,
+        )
+
+        if self.api_endpoint:
+            if not self.storage_write_endpoint:
+                return None
+            channel = grpc.insecure_channel(self.storage_write_endpoint)
+            client = BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))
+        else:
+            client = BigQueryWriteClient(credentials=self.google_credentials())
+        return StreamAppender(client, self.project, self.dataset)
 
     @contextmanager
     def loader(self) -> Iterator[BigQueryLoader]:

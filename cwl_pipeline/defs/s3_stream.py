@@ -21,7 +21,7 @@ import dagster as dg
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.defs.cloudwatch_stream import log_group_spec, window_partitions
+from cwl_pipeline.defs.cloudwatch_stream import log_group_spec, window_partitions, write_mode
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.stream_checks import evaluate_load_checks, load_check_specs
 from cwl_pipeline.defs.stream_tables import (
@@ -142,7 +142,9 @@ def _load_and_check(
     read: ObjectSetRead,
 ) -> Iterator[Result]:
     """Load one object set, report it and evaluate the load checks on its scope."""
-    outcome = load([read], tables.pair, bigquery.loader, context.log, stream.name)
-    yield from materializations(context, tables, outcome, context.run.tags.get(LOAD_KIND_TAG, "manual"))
+    kind = context.run.tags.get(LOAD_KIND_TAG, "manual")
+    mode = write_mode(kind, live_available=False)
+    outcome = load([read], tables.pair, bigquery.loader, context.log, stream.name, mode)
+    yield from materializations(context, tables, outcome, kind, {"write_mode": mode.value})
     with bigquery.loader() as loader:
         yield from evaluate_load_checks(loader, tables, outcome.check_facts(read.scope))

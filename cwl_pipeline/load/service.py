@@ -1,8 +1,16 @@
-"""Write what sources read into a stream's tables: one atomic replacement per read.
+"""Write what sources read into a stream's tables, one read at a time, in one of three modes.
 
-:func:`load` is the only place rows reach BigQuery for every source: it ensures the tables,
-counts what the scope held before, keeps rows of objects that became unreadable, replaces the
-scope in one transaction and adds the read's figures to a :class:`LoadOutcome`.
+:func:`load` is the only place rows reach BigQuery for every source. How it writes a read is
+its :class:`WriteMode`, chosen by the kind of load (see ``docs/cost.md``):
+
+* ``REPLACE`` (a load launched by hand, a backfill: re-deriving rows): one transaction deletes
+  the scope and inserts what was read. BigQuery bills every partition it modifies.
+* ``INSERT_MISSING`` (settled loads, sweeps, S3 deliveries): the keys stored in the scope are
+  read first; only rows not stored yet are staged and inserted, in a transaction that inserts
+  a row only if its key is still absent (so a retried or repeated load inserts nothing twice).
+  No DELETE: BigQuery bills the scans only, and a load that finds nothing new writes nothing.
+* ``LIVE`` (refreshes of the still-open window): the rows ingested since the previous refresh
+  are appended to the live table through the Storage Write API: no query, no load job.
 """
 
 from __future__ import annotations
@@ -11,12 +19,34 @@ import logging
 from collections.abc import Callable, Hashable, Iterable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
-from cwl_pipeline.adapters.sql_scopes import in_scope
+from cwl_pipeline.adapters.bigquery_write import StreamAppender
+from cwl_pipeline.adapters.sql_scopes import Scope, in_scope
 from cwl_pipeline.load.reads import Facts, SourceRead, merge_facts
-from cwl_pipeline.load.tables import LoadScope, TablePair, ensure_tables, replace_rows, rows_in_scope
+from cwl_pipeline.load.tables import (
+    LoadScope,
+    TablePair,
+    ensure_tables,
+    event_keys,
+    recent_view_sql,
+    replace_rows,
+    rows_in_scope,
+)
+
+
+class WriteMode(StrEnum):
+    """How :func:`load` writes a read (see the module docs)."""
+
+    REPLACE = "replace"
+    INSERT_MISSING = "insert_missing"
+    LIVE = "live"
+
 
 LoaderFactory = Callable[[], AbstractContextManager[BigQueryLoader]]
 """Opens a BigQuery loader (e.g. ``BigQueryWarehouse.loader``)."""
@@ -46,6 +76,8 @@ class LoadOutcome:
     rows_before: int = 0
     rows_kept_from_unreadable: int = 0
     objects_vanished: int = 0
+    rows_written: int = 0  # rows and rejects this load added (all of them when it replaced)
+    ingested_until: datetime | None = None  # newest ingestion time of the rows it read
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
     steps: int = 0
@@ -57,10 +89,13 @@ class LoadOutcome:
             name: ", ".join(value) if isinstance(value, list) else value for name, value in self.facts.items()
         }
         metadata.update(
+            rows_written=self.rows_written,
             replace_steps=self.steps,
             bytes_staged=self.staged_bytes,
             bigquery_job_ids=", ".join(self.job_ids) or "none (nothing to replace)",
         )
+        if self.ingested_until is not None:
+            metadata["ingested_until"] = self.ingested_until.isoformat()
         if self.objects_vanished or self.rows_kept_from_unreadable:
             metadata["objects_vanished"] = self.objects_vanished
             metadata["rows_kept_from_unreadable_objects"] = self.rows_kept_from_unreadable
@@ -79,13 +114,25 @@ class LoadOutcome:
 
 
 def load(
-    reads: Iterable[SourceRead], tables: TablePair, loaders: LoaderFactory, log: logging.Logger, name: str
+    reads: Iterable[SourceRead],
+    tables: TablePair,
+    loaders: LoaderFactory,
+    log: logging.Logger,
+    name: str,
+    mode: WriteMode = WriteMode.REPLACE,
+    *,
+    appender: StreamAppender | None = None,
+    ingested_after: datetime | None = None,
 ) -> LoadOutcome:
-    """Replace each read's scope with its rows and rejects, one transaction per read.
+    """Write each read in ``mode``, one transaction (or one append) per read.
 
     ``reads`` is consumed lazily, so a source can read step by step: only one read's rows are
-    held at a time. ``name`` (the stream) prefixes log lines.
+    held at a time. ``name`` (the stream) prefixes log lines. ``LIVE`` needs ``appender`` and
+    appends only rows ingested after ``ingested_after`` (the previous refresh's newest, if
+    known: the rest is already in the live table).
     """
+    if mode is WriteMode.LIVE and appender is None:
+        raise ValueError("LIVE writes need a Storage Write API appender")
     outcome = LoadOutcome()
     with ExitStack() as opened:
         loader: BigQueryLoader | None = None
@@ -93,9 +140,61 @@ def load(
             if loader is None:
                 # Opened once the source has read: a source that fails, fails before BigQuery.
                 loader = opened.enter_context(loaders())
-                ensure_tables(loader, tables)
-            _load_read(loader, tables, read, outcome, log, name)
+                if mode is WriteMode.LIVE:
+                    _ensure_live(loader, tables)
+                else:
+                    ensure_tables(loader, tables)
+            if mode is WriteMode.LIVE:
+                assert appender is not None
+                _append_live(appender, tables, read, outcome, log, name, ingested_after)
+            else:
+                _load_read(loader, tables, read, outcome, log, name, mode)
     return outcome
+
+
+def _ensure_live(loader: BigQueryLoader, tables: TablePair) -> None:
+    loader.ensure_dataset()
+    loader.ensure_table(tables.events)
+    loader.ensure_table(tables.live)
+    loader.ensure_view(
+        tables.recent_view,
+        recent_view_sql(loader, tables),
+        f"{tables.events.table} and the still-open windows' rows of {tables.live.table}, each event once.",
+    )
+
+
+def _append_live(
+    appender: StreamAppender,
+    tables: TablePair,
+    read: SourceRead,
+    outcome: LoadOutcome,
+    log: logging.Logger,
+    name: str,
+    ingested_after: datetime | None,
+) -> None:
+    rows, _ = read.tables()
+    newest = pc.max(rows["ingestion_time"]).as_py() if rows.num_rows else None
+    if ingested_after is not None and rows.num_rows:
+        rows = rows.filter(
+            pc.greater(rows["ingestion_time"], pa.scalar(ingested_after, rows["ingestion_time"].type))
+        )
+    now = pa.array([datetime.now(UTC)] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+    data = rows.select([c.name for c in tables.live.columns]).append_column("loaded_at", now)
+    appender.append(tables.live.table, data)
+    _add_read(outcome, read, datetime.now(UTC))
+    outcome.rows_written += data.num_rows
+    if newest is not None:
+        outcome.ingested_until = max(outcome.ingested_until or newest, newest)
+    log.info(f"{name} {read.label}: {data.num_rows} new rows appended to {tables.live.table}")
+
+
+def _add_read(outcome: LoadOutcome, read: SourceRead, loaded_at: datetime) -> None:
+    outcome.parts.update(read.part_figures(loaded_at))
+    outcome.events_at_source += read.events_at_source
+    outcome.rows_loaded += read.rows_loaded
+    outcome.rows_rejected += read.rows_rejected
+    outcome.duplicates_dropped += read.duplicates_dropped
+    outcome.steps += 1
 
 
 def _load_read(
@@ -105,6 +204,7 @@ def _load_read(
     outcome: LoadOutcome,
     log: logging.Logger,
     name: str,
+    mode: WriteMode,
 ) -> None:
     for uri in read.unreadable:
         log.warning(f"{name}: unreadable object {uri} (one reject recorded)")
@@ -117,23 +217,56 @@ def _load_read(
         log.info(f"{name}: nothing to load for {read.label}")
         outcome.parts.update(read.part_figures(datetime.now(UTC)))
         return
-    outcome.rows_before += sum(rows_in_scope(loader, tables, read.scope))
     if read.unreadable:
         outcome.rows_kept_from_unreadable += _keep_rows_of_unreadable(loader, tables, read, log, name)
     rows, rejects = read.tables()
-    result = replace_rows(loader, tables, read.scope, rows, rejects, read.label)
-    outcome.parts.update(read.part_figures(datetime.now(UTC)))
-    outcome.events_at_source += read.events_at_source
-    outcome.rows_loaded += rows.num_rows
-    outcome.rows_rejected += rejects.num_rows
-    outcome.duplicates_dropped += read.duplicates_dropped
+    if mode is WriteMode.INSERT_MISSING:
+        stored_rows = _stored_keys(loader, tables.events.table, event_keys(tables.events), read.scope.events)
+        stored_rejects = _stored_keys(
+            loader, tables.rejects.table, event_keys(tables.rejects), read.scope.rejects
+        )
+        outcome.rows_before += len(stored_rows) + len(stored_rejects)
+        rows = _without(rows, event_keys(tables.events), stored_rows)
+        rejects = _without(rejects, event_keys(tables.rejects), stored_rejects)
+    else:
+        outcome.rows_before += sum(rows_in_scope(loader, tables, read.scope))
+    result = replace_rows(
+        loader, tables, read.scope, rows, rejects, read.label, keep=mode is WriteMode.INSERT_MISSING
+    )
+    _add_read(outcome, read, datetime.now(UTC))
+    outcome.rows_written += rows.num_rows + rejects.num_rows
     outcome.job_ids += result.job_ids
     outcome.staged_bytes += result.staged_bytes
-    outcome.steps += 1
     log.info(
-        f"{name} {read.label}: {read.events_at_source} events read, {rows.num_rows} loaded, "
-        f"{rejects.num_rows} rejected, {read.duplicates_dropped} duplicates dropped"
+        f"{name} {read.label}: {read.events_at_source} events read, {read.rows_loaded} rows and "
+        f"{read.rows_rejected} rejects in scope, {rows.num_rows + rejects.num_rows} written ({mode}), "
+        f"{read.duplicates_dropped} duplicates dropped"
     )
+
+
+def _stored_keys(
+    loader: BigQueryLoader, table: str, keys: tuple[str, str], scope: Scope
+) -> set[tuple[str, int]]:
+    """(event id, time in µs) of the rows ``scope`` holds in ``table``."""
+    stored = loader.select(table, list(keys), scope)
+    return {(row[keys[0]], _micros(row[keys[1]])) for row in stored}
+
+
+def _without(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> pa.Table:
+    """``data`` less the rows whose key is in ``stored``."""
+    if not stored or not data.num_rows:
+        return data
+    ids = data[keys[0]].to_pylist()
+    times = data[keys[1]].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    mask = [(i, t) not in stored for i, t in zip(ids, times, strict=True)]
+    return data.filter(pa.array(mask, pa.bool_()))
+
+
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _keep_rows_of_unreadable(

@@ -1,9 +1,17 @@
-"""A stream's two BigQuery tables (events and rejects) and the scope one load owns in them."""
+"""A stream's BigQuery tables and the scope one load owns in them.
+
+* events and rejects: partitioned by event time (DAY) and clustered on it first, so a
+  statement bounded to a window reads about that window's blocks, not the whole day;
+* ``<table>_live``: the still-open window's rows, appended by each refresh through the Storage
+  Write API (at least once), kept :data:`LIVE_RETENTION`;
+* ``<table>_recent`` (a view): the events table plus the live rows it does not hold yet, each
+  event once: what to query for near-real-time data.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 
@@ -11,6 +19,10 @@ from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, ReplaceR
 from cwl_pipeline.adapters.sql_scopes import Scope
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS
+from cwl_pipeline.core.sql_identifiers import quote_identifier
+
+LIVE_RETENTION = timedelta(days=3)
+"""Partition expiration of the live table: its windows are settled into the events table long before."""
 
 
 @dataclass(frozen=True)
@@ -19,20 +31,33 @@ class TablePair:
 
     events: TableSpec
     rejects: TableSpec
+    live: TableSpec
+    recent_view: str
 
     @classmethod
     def of(cls, stream: StreamConfig) -> TablePair:
         """Derive both specs from the stream config."""
         schema = stream.schema
         int_columns = [c.name for c in schema.columns if c.type == "INT64"]
+        # Clustered on the event time first: window-bounded scans read about the window's blocks.
+        clustering = tuple([schema.time_column, "log_group", *int_columns][:4])
         return cls(
             events=TableSpec(
                 table=stream.table,
                 columns=(*schema.columns, *METADATA_COLUMNS),
                 partition_column=schema.time_column,
-                clustering=tuple(["log_group", *int_columns][:4]),
+                clustering=clustering,
                 description=stream.description or schema.description,
             ),
+            live=TableSpec(
+                table=f"{stream.table}_live",
+                columns=(*schema.columns, *METADATA_COLUMNS),
+                partition_column=schema.time_column,
+                clustering=(schema.time_column,),
+                description=f"Rows of the still-open windows of stream {stream.name} (at least once).",
+                partition_expiration=LIVE_RETENTION,
+            ),
+            recent_view=f"{stream.table}_recent",
             rejects=TableSpec(
                 table=stream.rejects_table,
                 columns=REJECT_COLUMNS,
@@ -64,12 +89,47 @@ def rows_in_scope(loader: BigQueryLoader, tables: TablePair, scope: LoadScope) -
 
 
 def replace_rows(
-    loader: BigQueryLoader, tables: TablePair, scope: LoadScope, rows: pa.Table, rejects: pa.Table, label: str
+    loader: BigQueryLoader,
+    tables: TablePair,
+    scope: LoadScope,
+    rows: pa.Table,
+    rejects: pa.Table,
+    label: str,
+    *,
+    keep: bool = False,
 ) -> ReplaceResult:
-    """Replace the scoped rows of the events and rejects tables together, in one transaction."""
+    """Replace the scoped rows of the events and rejects tables together, in one transaction;
+    with ``keep``, keep them and insert only rows whose (event id, time) is not there yet."""
     return loader.replace(
-        [Replacement(tables.events, rows, scope.events), Replacement(tables.rejects, rejects, scope.rejects)],
+        [
+            Replacement(tables.events, rows, scope.events, event_keys(tables.events) if keep else ()),
+            Replacement(tables.rejects, rejects, scope.rejects, event_keys(tables.rejects) if keep else ()),
+        ],
         label=label,
+    )
+
+
+def event_keys(spec: TableSpec) -> tuple[str, str]:
+    """The columns identifying an event in a table: its id and its time (ids alone can repeat
+    on the local stack, whose event ids restart at 0)."""
+    return ("event_id", spec.partition_column)
+
+
+def recent_view_sql(loader: BigQueryLoader, tables: TablePair) -> str:
+    """The ``_recent`` view: every events-table row, plus each live row the events table does
+    not hold yet, once."""
+    columns = ", ".join(quote_identifier("column", c.name) for c in tables.events.all_columns)
+    event_id, time = (quote_identifier("column", k) for k in event_keys(tables.events))
+    events, live = loader.table_sql(tables.events.table), loader.table_sql(tables.live.table)
+    return (
+        f"SELECT {columns} FROM {events}\n"
+        f"UNION ALL\n"
+        f"SELECT {columns} FROM {live} AS live\n"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {events} AS settled WHERE settled.{event_id} = live.{event_id} "
+        f"AND settled.{time} = live.{time} "
+        # Live rows are at most LIVE_RETENTION old: the events table is read for those days only.
+        f"AND settled.{time} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {LIVE_RETENTION.days + 1} DAY))\n"
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY live.{event_id}, live.{time} ORDER BY live.`loaded_at`) = 1"
     )
 
 

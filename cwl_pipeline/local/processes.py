@@ -60,6 +60,7 @@ class LocalService:
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    grpc_port: int | None = None  # a second, gRPC port (the BigQuery emulator's Storage APIs)
 
     def start(self, timeout: float = 60.0, preexec: Callable[[], None] | None = None) -> LocalService:
         """Start the process and wait until its port accepts connections (``port`` 0: no port)."""
@@ -161,4 +162,6 @@ def bigquery_service(
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--persistent", "--data-dir", str(data_dir)]
-    return LocalService(name="local BigQuery (bqemulator)", argv=argv, port=port, log_path=log_path)
+    return LocalService(
+        name="local BigQuery (bqemulator)", argv=argv, port=port, log_path=log_path, grpc_port=grpc_port
+    )

@@ -2,7 +2,8 @@
 
 Starts local AWS (moto server) and the BigQuery emulator on free ports, then runs one simulated
 UTC day of a polling stream (the pipeline's defaults: 15-minute windows, 1-minute refresh of the
-open window, a settled load and two late-data sweeps per window) in compressed time:
+open window, a settled load and two late-data sweeps per window) in compressed time, each load
+written the way the stream's asset writes it (``write_mode`` of its kind):
 
 * events are put into CloudWatch minute by minute, stamped with the simulated time;
 * at each simulated minute the sensor's own planner (:func:`cwl_pipeline.core.windows.plan_windows`)
@@ -14,7 +15,8 @@ open window, a settled load and two late-data sweeps per window) in compressed t
   by BigQuery's on-demand DML rules, on the sizes the stream's tables would have at the target
   volume (``--gb-per-day``, default 20): the simulated rows' logical sizes (BigQuery's data
   size rules) scaled so that the day stores that many bytes. Load jobs, table creations and
-  deletions and metadata updates are counted for the quota budget.
+  deletions and metadata updates are counted for the quota budget, Storage Write API appends
+  and their bytes apart (they are priced per byte ingested, not as query bytes).
 
 The baseline beside the figure is the same day billed as a plain streaming loader would be
 (``insert_rows_json``: every byte once, 1 KB minimum per row), on the same scaled rows.
@@ -50,16 +52,18 @@ from google.cloud import bigquery
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.dml_billing import billed_bytes, interpret
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import PlanState, floor_to_window, load_passes, plan_windows, to_ms
-from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.defs.cloudwatch_stream import LIVE_OVERLAP, write_mode
+from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.stream_checks import evaluate_load_checks
 from cwl_pipeline.defs.stream_tables import StreamTables
 from cwl_pipeline.load.polling import read_windows, window_scope
-from cwl_pipeline.load.service import load
+from cwl_pipeline.load.service import WriteMode, load
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -73,11 +77,14 @@ GROUP = "/bench/cost"
 DATASET = "bench_cost"
 GB = 10**9
 LOAD_JOBS_PER_PROJECT = 100_000
+QUERY_PER_TIB = 6.25  # on-demand query price, US multi-region
+STORAGE_WRITE_PER_GIB = 0.025  # Storage Write API (beyond 2 TiB a month free)
 TABLE_OPS_PER_TABLE = 1_500
 
 CONFIG = """\
 aws: {{region: {region}, endpoint_url: "{aws_url}", max_attempts: 4}}
-bigquery: {{project: {project}, dataset: {dataset}, location: US, api_endpoint: "{bq_url}"}}
+bigquery: {{project: {project}, dataset: {dataset}, location: US, api_endpoint: "{bq_url}",
+            storage_write_endpoint: "{bq_grpc}"}}
 streams:
   - name: cost_events
     source: {{type: cloudwatch, log_groups: ["{group}"]}}
@@ -115,9 +122,20 @@ class GrowingTables:
     by_table: dict[str, tuple[list[int], dict[str, list[int]]]]  # table -> (times ms, column sizes)
     staged: dict[str, dict[str, int]] = field(default_factory=dict)
     now_ms: int = 0
+    clustered_on_time: frozenset[str] = frozenset()
 
-    def bytes(self, table: str, columns: frozenset[str] | None, first: date | None, last: date | None) -> int:
-        """Scaled bytes of ``columns`` in the partitions ``first``..``last`` (None: all)."""
+    def bytes(
+        self,
+        table: str,
+        columns: frozenset[str] | None,
+        first: date | None,
+        last: date | None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> int:
+        """Scaled bytes of ``columns`` in the partitions ``first``..``last`` (None: all); for a
+        table clustered on its partition column, in ``[start, end)`` when given (block pruning,
+        idealized: blocks hold consecutive times)."""
         if table in self.staged:
             sizes = self.staged[table]
             return int(sum(v for c, v in sizes.items() if columns is None or c in columns) * self.scale)
@@ -126,6 +144,8 @@ class GrowingTables:
         times, column_sizes = self.by_table[table]
         low = to_ms(datetime.combine(first, datetime.min.time(), UTC)) if first else None
         high = to_ms(datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)) if last else None
+        if table in self.clustered_on_time and start is not None and end is not None:
+            low, high = to_ms(start), to_ms(end)
         total = 0
         names = [c for c in column_sizes if columns is None or c in columns]
         for index, t in enumerate(times):
@@ -145,6 +165,13 @@ class Recorder:
     billed: Counter[str] = field(default_factory=Counter)
     by_statement: Counter[str] = field(default_factory=Counter)
     api: Counter[str] = field(default_factory=Counter)
+    storage_write_bytes: int = 0
+    by_shape: Counter[str] = field(default_factory=Counter)
+
+    def appended(self, data: pa.Table) -> None:
+        """Count rows appended through the Storage Write API (billed per byte ingested)."""
+        self.api["Storage Write API appends"] += 1
+        self.storage_write_bytes += sum(pc.sum(v).as_py() or 0 for v in logical_bytes(data).values())
 
     def query(self, sql: str, parameters: dict[str, Any]) -> None:
         """Bill one query job (a statement or a script) now."""
@@ -153,6 +180,22 @@ class Recorder:
             cost = billed_bytes(statement, self.sizes)
             self.billed[self.kind] += cost
             self.by_statement[statement.kind] += cost
+            shape = f"{self.kind}: {statement.kind} " + " ".join(
+                f"{s.table.rsplit('.', 1)[-1][:20]}[{','.join(sorted(s.columns))}]" for s in statement.scans
+            )
+            self.by_shape[shape] += cost
+
+
+class RecordingAppender:
+    """A :class:`StreamAppender` that tells a :class:`Recorder` what it appends."""
+
+    def __init__(self, appender: StreamAppender, recorder: Recorder) -> None:
+        self._appender = appender
+        self._recorder = recorder
+
+    def append(self, table: str, data: pa.Table) -> int:
+        self._recorder.appended(data)
+        return self._appender.append(table, data)
 
 
 class RecordingClient:
@@ -222,7 +265,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     os.environ.update(LOCAL_CREDENTIALS)  # local AWS accepts any key
 
-    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as (aws_url, bq_url):
+    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as (aws_url, bq_url, bq_grpc):
         path = Path(tmp) / "pipeline.yaml"
         path.write_text(
             CONFIG.format(
@@ -232,6 +275,7 @@ def main() -> None:
                 project=LOCAL_PROJECT,
                 dataset=DATASET,
                 group=GROUP,
+                bq_grpc=bq_grpc,
             )
         )
         stream = load_config(path).streams[0]
@@ -258,7 +302,15 @@ def main() -> None:
             sized[f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"] = (times, column_sizes)
         stored = sum(sum(sum(v) for v in cols.values()) for _, cols in sized.values())
         ingested = args.gb_per_day * GB * args.hours / 24
-        sizes = GrowingTables(scale=ingested / stored, by_table=sized)
+        sizes = GrowingTables(
+            scale=ingested / stored,
+            by_table=sized,
+            clustered_on_time=frozenset(
+                f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"
+                for spec in (tables.events_spec, tables.rejects_spec)
+                if spec.clustering[:1] == (spec.partition_column,)
+            ),
+        )
         schemas = {
             f"{LOCAL_PROJECT}.{DATASET}.{spec.table}": (
                 spec.partition_column,
@@ -279,6 +331,10 @@ def main() -> None:
             yield loader
 
         reader = AwsResource.from_settings(config.aws).logs_reader()
+        appender = BigQueryWarehouse.from_settings(config.bigquery).appender()
+        assert appender is not None
+        recording_appender = RecordingAppender(appender, recorder)
+        ingested_until: dict[datetime, datetime] = {}  # what each window's last refresh appended
         passes = load_passes(stream.settle_lag, stream.sweeps)
         state = PlanState()
         put_until = 0
@@ -318,13 +374,30 @@ def main() -> None:
                 if start >= stop:
                     continue
                 recorder.kind = request.kind.split("-")[0]
+                # As the stream's asset does: the write mode of the kind; checks unless live.
+                mode = write_mode(request.kind, live_available=True)
+                after = ingested_until.get(start) if mode is WriteMode.LIVE else None
+                # CloudWatch stamps ingestion in real time, which runs faster than the simulated
+                # clock: the refresh overlap is shrunk by the same factor.
+                compression = (time.monotonic() - began) / max(1.0, (sim - day).total_seconds())
                 outcome = load(
-                    read_windows(stream, reader, start, stop), tables.pair, loaders, quiet, stream.name
+                    read_windows(stream, reader, start, stop),
+                    tables.pair,
+                    loaders,
+                    quiet,
+                    stream.name,
+                    mode,
+                    appender=recording_appender,  # type: ignore[arg-type]
+                    ingested_after=after - LIVE_OVERLAP * compression if after else None,
                 )
-                groups = outcome.facts.get("log_groups", [])
-                assert isinstance(groups, list)
-                facts = outcome.check_facts(window_scope(stream, start, stop, groups))
-                list(evaluate_load_checks(loader, tables, facts))
+                if mode is WriteMode.LIVE:
+                    if outcome.ingested_until:
+                        ingested_until[start] = outcome.ingested_until
+                else:
+                    groups = outcome.facts.get("log_groups", [])
+                    assert isinstance(groups, list)
+                    facts = outcome.check_facts(window_scope(stream, start, stop, groups))
+                    list(evaluate_load_checks(loader, tables, facts))
                 loads[recorder.kind] += 1
         elapsed = time.monotonic() - began
 
@@ -345,9 +418,20 @@ def main() -> None:
         "BigQuery API per stream and day: "
         + ", ".join(f"{k} {v * per_day:.0f}" for k, v in recorder.api.items())
     )
+    print("largest statement shapes (GB/day):")
+    for shape, cost in recorder.by_shape.most_common(6):
+        print(f"  {cost * per_day / GB:8.1f}  {shape}")
     jobs = recorder.api["load jobs"] * per_day
     fit = LOAD_JOBS_PER_PROJECT / max(jobs, 1)
     print(f"streams per project by load jobs ({LOAD_JOBS_PER_PROJECT:,}/day): {fit:.0f}")
+    write = recorder.storage_write_bytes * sizes.scale
+    print(
+        f"Storage Write API: {write * per_day / GB:.1f} GB/day appended ({write / ingested:.2f} x ingested; "
+        f"priced per byte at about 4x a query byte: ${STORAGE_WRITE_PER_GIB}/GiB against "
+        f"${QUERY_PER_TIB}/TiB)"
+    )
+    dollars = total / 2**40 * QUERY_PER_TIB + write / 2**30 * STORAGE_WRITE_PER_GIB
+    print(f"dollars per day, on-demand list prices: {dollars * per_day:.2f}")
     print(f"baseline, insert_rows_json (1 KB minimum a row): billed/ingested {streaming / ingested:.2f}")
     print(f"billed/ingested bytes per day: {total / ingested:.2f}")
 
@@ -359,12 +443,12 @@ def _row_sizes(sized: dict[str, tuple[list[int], dict[str, list[int]]]]) -> Iter
 
 
 @contextmanager
-def local_stack(tmp: Path) -> Iterator[tuple[str, str]]:
-    """moto and the BigQuery emulator on free ports; their URLs."""
+def local_stack(tmp: Path) -> Iterator[tuple[str, str, str]]:
+    """moto and the BigQuery emulator on free ports; their URLs and the emulator's gRPC endpoint."""
     aws = moto_service(free_port(), tmp / "moto.log").start()
     bq = bigquery_service(free_port(), free_port(), log_path=tmp / "bq.log").start()
     try:
-        yield aws.url, bq.url
+        yield aws.url, bq.url, f"127.0.0.1:{bq.grpc_port}"
     finally:
         bq.stop()
         aws.stop()

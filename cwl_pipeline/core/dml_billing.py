@@ -32,12 +32,16 @@ FREE = frozenset({"LOAD", "DDL", "BEGIN", "COMMIT", "ROLLBACK"})
 @dataclass(frozen=True)
 class Scan:
     """A table a statement reads: the columns it references, in the DAY partitions
-    ``first_day`` … ``last_day`` (both None: every partition)."""
+    ``first_day`` … ``last_day`` (both None: every partition). ``start`` / ``end`` are the exact
+    time bounds on the partition column: a table clustered on that column first prunes its
+    blocks to about that range."""
 
     table: str
     columns: frozenset[str]
     first_day: date | None = None
     last_day: date | None = None
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,17 @@ class TableSizes(Protocol):
     """Logical bytes of a table's columns in a range of DAY partitions, at billing time."""
 
     def bytes(
-        self, table: str, columns: frozenset[str] | None, first_day: date | None, last_day: date | None
+        self,
+        table: str,
+        columns: frozenset[str] | None,
+        first_day: date | None,
+        last_day: date | None,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> int:
-        """Bytes of ``columns`` (None: every column) in the partitions of the range."""
+        """Bytes of ``columns`` (None: every column) read in the partitions of the range; with
+        ``start``/``end``, a table clustered on its partition column reads only about the rows
+        of ``[start, end)``."""
         ...
 
 
@@ -66,7 +78,7 @@ def billed_bytes(statement: Statement, sizes: TableSizes) -> int:
     if statement.kind in FREE:
         return 0
     scanned = sum(
-        max(MIN_BILLED_BYTES, sizes.bytes(s.table, s.columns, s.first_day, s.last_day))
+        max(MIN_BILLED_BYTES, sizes.bytes(s.table, s.columns, s.first_day, s.last_day, s.start, s.end))
         for s in statement.scans
     )
     modified = 0
@@ -119,18 +131,33 @@ def interpret(
         columns = frozenset(_COLUMN_RE.findall(text))
         scans, modifies = [], []
         for table in tables:
+            read_from = text
             if table == target and kind == "INSERT":
-                continue
+                # An INSERT reads its target only in a subquery (e.g. NOT EXISTS): those columns.
+                at = text.find(f"FROM `{table}`")
+                if at < 0:
+                    continue
+                read_from = text[at:]
             partition_column, table_columns = schemas.get(table, ("", frozenset()))
-            first, last = _days(text, partition_column, parameters)
-            scans.append(Scan(table, columns & table_columns, first, last))
-            if table == target:
+            start, end = _bounds(read_from, partition_column, parameters)
+            first, last = _days(start, end)
+            referenced = frozenset(_COLUMN_RE.findall(read_from)) if read_from is not text else columns
+            scans.append(Scan(table, referenced & table_columns, first, last, start, end))
+            if table == target and kind in MODIFYING:
                 modifies.append((table, first, last))
         statements.append(Statement(kind, tuple(scans), tuple(modifies)))
     return statements
 
 
-def _days(text: str, column: str, parameters: Mapping[str, datetime]) -> tuple[date | None, date | None]:
+def _days(start: datetime | None, end: datetime | None) -> tuple[date | None, date | None]:
+    if start is None or end is None:
+        return None, None
+    return start.astimezone(UTC).date(), (end - timedelta(microseconds=1)).astimezone(UTC).date()
+
+
+def _bounds(
+    text: str, column: str, parameters: Mapping[str, datetime]
+) -> tuple[datetime | None, datetime | None]:
     low = high = None
     for match in _BOUND_RE.finditer(text):
         if match.group("column") != column:
@@ -148,4 +175,4 @@ def _days(text: str, column: str, parameters: Mapping[str, datetime]) -> tuple[d
             high = value
     if low is None or high is None:
         return None, None
-    return low.astimezone(UTC).date(), (high - timedelta(microseconds=1)).astimezone(UTC).date()
+    return low, high

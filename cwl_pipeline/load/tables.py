@@ -62,7 +62,7 @@ class TablePair:
                 table=stream.rejects_table,
                 columns=REJECT_COLUMNS,
                 partition_column="timestamp",
-                clustering=("log_group", "reason"),
+                clustering=("timestamp", "log_group", "reason"),
                 description=f"Events of stream {stream.name} that did not fit its schema, with the reason.",
             ),
         )

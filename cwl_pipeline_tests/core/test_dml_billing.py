@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from cwl_pipeline.core.dml_billing import MIN_BILLED_BYTES, Scan, Statement, billed_bytes, interpret
 
@@ -18,7 +18,7 @@ SCHEMAS = {
 class Sizes:
     """100 MiB per column per day on 2026-11-27 and 2026-11-28; staging 20 MiB per column."""
 
-    def bytes(self, table, columns, first, last):
+    def bytes(self, table, columns, first, last, start=None, end=None):
         names = SCHEMAS[table][1] if columns is None else columns
         if table == STAGE:
             return 20 * MIB * len(names)
@@ -59,15 +59,35 @@ def test_interpreted_replace_script_prunes_to_the_window_day():
     begin, delete, insert, commit = interpret(sql, {}, SCHEMAS)
     assert (begin.kind, commit.kind) == ("BEGIN", "COMMIT")
     day = date(2026, 11, 28)
-    assert delete.scans == (Scan(EVENTS, frozenset({"timestamp", "log_group"}), day, day),)
+    window = (datetime(2026, 11, 28, 23, 45, tzinfo=UTC), datetime(2026, 11, 29, tzinfo=UTC))
+    assert delete.scans == (Scan(EVENTS, frozenset({"timestamp", "log_group"}), day, day, *window),)
     assert delete.modifies == ((EVENTS, day, day),)
     assert insert.scans == (Scan(STAGE, frozenset({"timestamp", "event_id", "action"})),)
     assert insert.modifies == ()
 
 
-def test_parameters_bound_a_scan_and_an_unbounded_scan_reads_every_partition():
-    from datetime import UTC, datetime
+def test_insert_of_missing_rows_reads_its_target_in_the_window_only():
+    window_sql = (
+        "(`timestamp` >= TIMESTAMP '2026-11-28 10:00:00.000000+00' "
+        "AND `timestamp` < TIMESTAMP '2026-11-28 10:15:00.000000+00')"
+    )
+    sql = (
+        f"INSERT INTO `{EVENTS}` (`timestamp`, `event_id`, `action`) "
+        f"SELECT `timestamp`, `event_id`, `action`, CURRENT_TIMESTAMP() FROM `{STAGE}` AS staged "
+        f"WHERE NOT EXISTS (SELECT 1 FROM `{EVENTS}` WHERE {window_sql} "
+        "AND `event_id` = staged.`event_id` AND `timestamp` = staged.`timestamp`)"
+    )
+    [insert] = interpret(sql, {}, SCHEMAS)
+    day = date(2026, 11, 28)
+    window = (datetime(2026, 11, 28, 10, tzinfo=UTC), datetime(2026, 11, 28, 10, 15, tzinfo=UTC))
+    assert set(insert.scans) == {
+        Scan(STAGE, frozenset({"timestamp", "event_id", "action"})),
+        Scan(EVENTS, frozenset({"timestamp", "event_id"}), day, day, *window),
+    }
+    assert insert.modifies == ()
 
+
+def test_parameters_bound_a_scan_and_an_unbounded_scan_reads_every_partition():
     params = {
         "scope_start": datetime(2026, 11, 27, tzinfo=UTC),
         "scope_end": datetime(2026, 11, 28, tzinfo=UTC),
@@ -77,7 +97,8 @@ def test_parameters_bound_a_scan_and_an_unbounded_scan_reads_every_partition():
         params,
         SCHEMAS,
     )
-    assert count.scans == (Scan(EVENTS, frozenset({"timestamp"}), date(2026, 11, 27), date(2026, 11, 27)),)
+    day = date(2026, 11, 27)
+    assert count.scans == (Scan(EVENTS, frozenset({"timestamp"}), day, day, *params.values()),)
     [keys] = interpret(f"SELECT `event_id` FROM `{EVENTS}` WHERE `action` = 'x'", {}, SCHEMAS)
     assert keys.scans == (Scan(EVENTS, frozenset({"event_id", "action"})),)
     assert billed_bytes(keys, Sizes()) == 2 * 2 * 100 * MIB

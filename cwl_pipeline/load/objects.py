@@ -9,6 +9,10 @@ file holds events of any time. The scope is on ``source_object`` (the object's `
   late one; an object deleted from S3 since (lifecycle rules) keeps its rows.
 * Export task folder: ``source_object`` starting with the folder's URI.
 
+Both are also bounded by the event times of what was read (objects do not change, so the rows
+stored from them earlier have the same times): BigQuery then reads the partitions (and, tables
+being clustered on event time, about the blocks) of those times only, not the whole table.
+
 An unreadable object's earlier rows (if it was ever readable) are kept rather than silently
 removed: the events scope leaves it out, its ``unreadable_object`` reject is written, and
 the load reports ``rows_kept_from_unreadable_objects``.
@@ -22,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
-from cwl_pipeline.adapters.sql_scopes import in_scope, prefix_scope
+from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, prefix_scope, time_scope
 from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.export_folders import folder_prefix, is_export_file
 from cwl_pipeline.core.firehose_windows import hour_prefixes, objects_by_window
@@ -203,13 +208,17 @@ def read_firehose_windows(
     }
     readable = [uri for b in batches.values() for uri in b.readable]
     every = readable + [uri for b in batches.values() for uri in b.unreadable]
+    bounds = _event_time_bounds(batches, stream.schema.time_column)
     windows: list[Hashable] = []
     cursor = start
     while cursor < end:
         windows.append(cursor)
         cursor += stream.window
     return ObjectSetRead(
-        scope=LoadScope(in_scope("source_object", readable), in_scope("source_object", every)),
+        scope=LoadScope(
+            _bounded(in_scope("source_object", readable), stream.schema.time_column, bounds),
+            _bounded(in_scope("source_object", every), "timestamp", bounds),
+        ),
         label=range_label(start, end),
         events_at_source=_events_decoded(batches),
         vanished=vanished,
@@ -234,10 +243,15 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
     )
     folder_uri = object_uri(source.bucket, base)
     batches: dict[Hashable, ObjectBatch] = {folder: batch} if objects else {}
+    bounds = _event_time_bounds(batches, stream.schema.time_column)
     return ObjectSetRead(
         scope=LoadScope(
-            prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
-            prefix_scope("source_object", folder_uri),
+            _bounded(
+                prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
+                stream.schema.time_column,
+                bounds,
+            ),
+            _bounded(prefix_scope("source_object", folder_uri), "timestamp", bounds),
         ),
         label=f"export_{folder}",
         events_at_source=_events_decoded(batches),
@@ -248,6 +262,33 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
         describe=lambda group: {"export_folder": group},
         time_column=stream.schema.time_column,
     )
+
+
+def _event_time_bounds(
+    batches: Mapping[Hashable, ObjectBatch], time_column: str
+) -> tuple[datetime, datetime] | None:
+    """``[earliest, latest + 1 ms)`` of the rows' and rejects' times, None without any."""
+    times = [
+        t
+        for b in batches.values()
+        for column in (b.batch.rows_table[time_column], b.batch.rejects_table["timestamp"])
+        for t in (pc.min(column).as_py(), pc.max(column).as_py())
+        if t is not None
+    ]
+    if not times:
+        return None
+    latest = max(times)
+    # BigQuery's last timestamp (rejects are clamped into its range) has no successor.
+    end = latest + timedelta(milliseconds=1) if latest < _LAST - timedelta(milliseconds=1) else _LAST
+    return min(times), end
+
+
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def _bounded(scope: Scope, column: str, bounds: tuple[datetime, datetime] | None) -> Scope:
+    """``scope`` limited to the event times of the read (unchanged without any)."""
+    return scope if bounds is None else all_of(time_scope(column, *bounds), scope)
 
 
 def _events_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:

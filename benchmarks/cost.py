@@ -288,7 +288,7 @@ def main() -> None:
         day = floor_to_window(datetime.now(UTC) - timedelta(days=2), timedelta(days=1))
         events = day_of_events(day, args.hours, args.events_per_minute)
         batch = normalize(
-            (LogEvent(str(i), t, GROUP, "app-1", m, t) for i, (t, m) in enumerate(events)), stream.schema
+            (LogEvent(f"{i:056d}", t, GROUP, "app-1", m, t) for i, (t, m) in enumerate(events)), stream.schema
         )
         sized = {}
         for spec, table in (

@@ -33,7 +33,8 @@ def clear_of_window_boundaries():
     now = datetime.now(UTC)
     for boundary in (floor_to_window(now, WINDOW) + WINDOW, floor_to_window(now, WINDOW) + SETTLE_LAG):
         if timedelta(0) <= boundary - now < timedelta(seconds=30):
-            time.sleep((boundary - now).total_seconds() + 0.5)
+            # Past the boundary by more than the test looks back (its open-window events are 2 s old).
+            time.sleep((boundary - now).total_seconds() + 5)
 
 
 def windows_of(request: dg.RunRequest) -> list[datetime]:

@@ -102,14 +102,22 @@ def test_errors_beyond_the_retry_timeout_fail_the_run_and_keep_the_table(
     assert table_ids(bq_client, stack["dataset"]) == expected_ids(stack, logs_client, start)
 
 
-def test_transaction_committed_but_the_answer_lost(stack, bq_faults, logs_client, bq_client):
+# A load by hand replaces its window; the sensors' settled loads insert what is missing: both
+# must stay exact when the client never hears that its transaction committed.
+KINDS = pytest.mark.parametrize("tags", [None, {"cwl/load": "settled"}], ids=["replace", "insert_missing"])
+
+
+@KINDS
+def test_transaction_committed_but_the_answer_lost(stack, bq_faults, logs_client, bq_client, tags):
     """The proxy forwards the replace transaction to the emulator, which commits it, and drops
     the answer; the client's retry must not duplicate rows."""
     start, _ = loaded_window(stack, logs_client, bq_client)
     lost = bq_faults.add(bigquery_replace(DropResponse(), times=1))
     instance = dg.DagsterInstance.ephemeral()
 
-    result = materialize(stack["defs"], partition_key(start), raise_on_error=False, instance=instance)
+    result = materialize(
+        stack["defs"], partition_key(start), raise_on_error=False, instance=instance, tags=tags
+    )
 
     assert lost.fired == 1
     expected = expected_ids(stack, logs_client, start)
@@ -118,7 +126,8 @@ def test_transaction_committed_but_the_answer_lost(stack, bq_faults, logs_client
     assert history.status == dg.DagsterRunStatus.SUCCESS, history.failure
 
 
-def test_every_answer_lost_after_commit(stack, bq_faults, logs_client, bq_client):
+@KINDS
+def test_every_answer_lost_after_commit(stack, bq_faults, logs_client, bq_client, tags):
     """The proxy forwards every replace transaction and drops every answer: the data is
     committed but the run cannot know, so it fails naming the transaction; the table holds the
     new window exactly once, and the re-run after the fault changes nothing."""
@@ -126,7 +135,9 @@ def test_every_answer_lost_after_commit(stack, bq_faults, logs_client, bq_client
     lost = bq_faults.add(bigquery_replace(DropResponse(), times=None))
     instance = dg.DagsterInstance.ephemeral()
 
-    failed = materialize(stack["defs"], partition_key(start), raise_on_error=False, instance=instance)
+    failed = materialize(
+        stack["defs"], partition_key(start), raise_on_error=False, instance=instance, tags=tags
+    )
 
     assert lost.fired >= 2
     history = run_history(instance, failed.run_id)
@@ -136,6 +147,6 @@ def test_every_answer_lost_after_commit(stack, bq_faults, logs_client, bq_client
     assert table_ids(bq_client, stack["dataset"]) == expected
 
     bq_faults.clear()
-    assert materialize(stack["defs"], partition_key(start)).success
+    assert materialize(stack["defs"], partition_key(start), tags=tags).success
     assert table_ids(bq_client, stack["dataset"]) == expected
     assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) == 0

@@ -70,7 +70,8 @@ PAGES = ("/", "/products", "/products/42", "/cart", "/search", "/account")
 
 CONFIG_TEMPLATE = """\
 aws: {{region: {region}, endpoint_url: "{aws_url}", retry_mode: adaptive, max_attempts: 8}}
-bigquery: {{project: {project}, dataset: {dataset}, location: US, api_endpoint: "{bq_url}"}}
+bigquery: {{project: {project}, dataset: {dataset}, location: US, api_endpoint: "{bq_url}",
+            storage_write_endpoint: "{bq_grpc}"}}
 defaults:
   window: 15m
   settle_lag: {settle_lag}
@@ -215,6 +216,7 @@ class Stack:
     services: list[LocalService] = field(default_factory=list)
     aws_url: str = ""
     bq_url: str = ""
+    bq_grpc: str = ""
 
     def stop(self) -> None:
         """Stop every service, newest first."""
@@ -241,6 +243,7 @@ class Stack:
                 region=REGION,
                 aws_url=self.aws_url,
                 bq_url=self.bq_url,
+                bq_grpc=self.bq_grpc,
                 project=LOCAL_PROJECT,
                 dataset="bench",
                 settle_lag=args.settle_lag,
@@ -261,7 +264,7 @@ def start_servers(home: Path) -> Stack:
     stack.services.append(aws.start())
     bq = bigquery_service(free_port(), free_port(), data_dir=home / "bigquery", log_path=home / "bq.log")
     stack.services.append(bq.start())
-    stack.aws_url, stack.bq_url = aws.url, bq.url
+    stack.aws_url, stack.bq_url, stack.bq_grpc = aws.url, bq.url, f"127.0.0.1:{bq.grpc_port}"
     return stack
 
 
@@ -487,7 +490,8 @@ def run_pipeline(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     warm_up = time.time() - began
     print(f"  Dagster up and first run finished after {warm_up:.0f} s", flush=True)
     producer = Producer(stack.logs_client(), group, args.rate)
-    poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}", producer, args.poll)
+    # Open-window refreshes land in the live table: near-real-time readers query the view.
+    poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}_recent", producer, args.poll)
     produce_from = time.time()
     producer.start()
     poller.start()

@@ -40,14 +40,17 @@ def write_fault_config(
     retry_mode: str = "adaptive",
     retry_timeout: str = "4s",
     extra: str = "",
+    storage_write_endpoint: str | None = None,
 ) -> Path:
     """A config with one stream whose AWS and BigQuery endpoints are ``aws_url`` / ``bq_url``
-    (fault proxies), with a short retry budget on both sides."""
+    (fault proxies), with a short retry budget on both sides; open-window refreshes append through
+    ``storage_write_endpoint`` (the emulator's gRPC port, which the proxies do not cover) if given."""
+    storage_write = f', storage_write_endpoint: "{storage_write_endpoint}"' if storage_write_endpoint else ""
     return write_config(
         f"""
 aws: {{region: us-east-1, endpoint_url: "{aws_url}", max_attempts: {max_attempts}, retry_mode: {retry_mode}}}
 bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{bq_url}",
-            retry_timeout: {retry_timeout}}}
+            retry_timeout: {retry_timeout}{storage_write}}}
 streams:
   - name: {stream}
     source: {source}

@@ -1,16 +1,17 @@
 """One writer per table: concurrent runs of one stream against BigQuery's transaction conflicts.
 
-Real Dagster runs in child processes (``dagster asset materialize -m cwl_pipeline.definitions``)
+Real Dagster runs in child processes (each executes a run as the daemon's run worker would)
 share a persistent instance whose pools have one slot (``pools.default_limit: 1``, as in the
 local and the production ``dagster.yaml``). The BigQuery fault proxy cancels a transaction that
 mutates a table while another one on it is in flight, as real BigQuery does, and holds every
-transaction in flight for a while so that unserialized runs would collide. Load kinds (refresh,
-settled, sweep, backfill, UI click) differ only in their run tags: all go through the same op,
-which claims the table's pool.
+transaction in flight for a while so that unserialized runs would collide. Every kind of load
+(refresh, settled, sweep, backfill, UI click) goes through the same op, which claims the
+table's pool, whatever its write mode.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,16 +27,31 @@ from cwl_pipeline_tests.pipeline.polling import window_start
 POOLED = "telemetry: {enabled: false}\nconcurrency:\n  pools:\n    default_limit: {limit}\n"
 
 
-def run_concurrently(home: Path, config: Path, keys: list[str]) -> list[tuple[int, str]]:
-    """Start one ``dagster asset materialize`` per key at once; wait for all; (code, log) each."""
+# One run, as the daemon's run worker executes it, on the instance in DAGSTER_HOME: a partition
+# (or a partition range, in its tags) of the stream's load asset, with the run's tags.
+CHILD = """
+import json, os, sys
+import dagster as dg
+from cwl_pipeline.config import load_config
+from cwl_pipeline.definitions import build_definitions
+
+from cwl_pipeline_tests.pipeline.polling import materialize
+
+key, tags = json.loads(sys.argv[1])
+defs = build_definitions(load_config(os.environ["CWL_PIPELINE_CONFIG"]))
+result = materialize(defs, key, raise_on_error=False, instance=dg.DagsterInstance.get(), tags=tags)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def run_concurrently(home: Path, config: Path, runs: list[tuple[str | None, dict]]) -> list[tuple[int, str]]:
+    """Start one run per ``(partition key, tags)`` at once; wait for all; (exit code, log) each."""
     env = {**os.environ, "DAGSTER_HOME": str(home), "CWL_PIPELINE_CONFIG": str(config)}
-    dagster = str(Path(sys.executable).with_name("dagster"))
     processes = []
-    for index, key in enumerate(keys):
-        argv = [dagster, "asset", "materialize", "-m", "cwl_pipeline.definitions"]
-        argv += ["--select", "app_events,app_events_rejects", "--partition", key]
+    for index, run in enumerate(runs):
         log = home / f"run-{index}.log"
         with open(log, "wb") as out:
+            argv = [sys.executable, "-c", CHILD, json.dumps(run)]
             processes.append((subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT), log))
     return [(p.wait(300), log.read_text(errors="replace")) for p, log in processes]
 
@@ -51,26 +67,47 @@ def instance_home(tmp_path: Path, limit: int) -> Path:
 
 
 def test_concurrent_runs_of_one_stream_write_one_at_a_time(
-    tmp_path, bq_faults, local_aws, logs_client, bq_client, write_config, unique_name
+    tmp_path, bq_faults, local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
 ):
-    """Five runs of one stream at once (the same window three times, its neighbours once each):
-    the pool lets one write at a time, so BigQuery never cancels a transaction, every run
-    succeeds and every event is stored exactly once."""
-    stack = polling_stack(write_config, logs_client, local_aws.url, bq_faults.url, unique_name)
+    """Every kind of run of one stream at once: a refresh (live table), a settled load and two
+    sweeps (insert what is missing), a click in the UI and a three-window backfill range
+    (replace). The pool lets one write at a time, so BigQuery never cancels a transaction, every
+    run succeeds and every event is stored exactly once."""
+    stack = polling_stack(
+        write_config,
+        logs_client,
+        local_aws.url,
+        bq_faults.url,
+        unique_name,
+        storage_write_endpoint=f"127.0.0.1:{local_bigquery.grpc_port}",
+    )
     first = window_start() - WINDOW
     for i in range(3):
         put_events(logs_client, stack["group"], first + i * WINDOW, 4, first_session=10 * i)
-    keys = [partition_key(first + i * WINDOW) for i in (1, 0, 1, 2, 1)]
+    middle = partition_key(first + WINDOW)
+    backfill = {
+        "dagster/asset_partition_range_start": partition_key(first),
+        "dagster/asset_partition_range_end": partition_key(first + 2 * WINDOW),
+    }
+    runs = [
+        (middle, {"cwl/load": "refresh"}),
+        (middle, {"cwl/load": "settled"}),
+        (partition_key(first), {"cwl/load": "sweep-15m"}),
+        (middle, {"cwl/load": "sweep-6h"}),
+        (middle, {}),
+        (None, backfill),
+    ]
     conflicts = bq_faults.emulate_transaction_conflicts(hold=1.0)
 
-    results = run_concurrently(instance_home(tmp_path, 1), stack["path"], keys)
+    results = run_concurrently(instance_home(tmp_path, 1), stack["path"], runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
     assert conflicts.cancelled == []
-    assert len(conflicts.served) >= len(keys)  # every run's replace reached BigQuery
+    assert len(conflicts.served) >= 2  # the replaces reached BigQuery (inserts of nothing are skipped)
     expected = cloudwatch_ids(logs_client, stack["group"], first, first + 3 * WINDOW)
     assert len(expected) == 12
     assert sorted(table_ids(bq_client, stack["dataset"])) == sorted(expected)
+    assert sorted(table_ids(bq_client, stack["dataset"], "app_events_recent")) == sorted(expected)
 
 
 def test_without_the_pool_transactions_are_cancelled_and_retried(
@@ -84,10 +121,10 @@ def test_without_the_pool_transactions_are_cancelled_and_retried(
     )
     start = window_start()
     put_events(logs_client, stack["group"], start, 5)
-    keys = [partition_key(start)] * 3
+    runs = [(partition_key(start), {})] * 3  # replaces (by hand): a transaction each
     conflicts = bq_faults.emulate_transaction_conflicts(hold=2.0)
 
-    results = run_concurrently(instance_home(tmp_path, 5), stack["path"], keys)
+    results = run_concurrently(instance_home(tmp_path, 5), stack["path"], runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
     assert conflicts.cancelled, "the runs did not overlap: the test proves nothing"

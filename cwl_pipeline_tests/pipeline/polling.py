@@ -14,10 +14,19 @@ from cwl_pipeline.definitions import build_definitions
 WINDOW = timedelta(minutes=15)
 
 
-def make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, extra: str = "") -> dict:
+def make_stack(
+    local_aws,
+    local_bigquery,
+    logs_client,
+    write_config,
+    unique_name,
+    extra: str = "",
+    bigquery_extra: str = "",
+) -> dict:
     """A config with one stream ``app`` on a fresh log group and a fresh dataset.
 
-    ``extra`` adds stream keys (indented YAML lines, e.g. ``"    sweeps: [15m]"``).
+    ``extra`` adds stream keys (indented YAML lines, e.g. ``"    sweeps: [15m]"``),
+    ``bigquery_extra`` keys of the ``bigquery`` mapping (e.g. ``', storage_write_endpoint: "…"'``).
     """
     group = f"/test/app-{unique_name}"
     dataset = f"ds_{unique_name}"
@@ -26,7 +35,8 @@ def make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name
     path = write_config(
         f"""
 aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}"}}
+bigquery: {{project: cwl-local, dataset: {dataset}, location: US,
+            api_endpoint: "{local_bigquery.url}"{bigquery_extra}}}
 streams:
   - name: app
     source: {{log_groups: ["{group}"]}}

@@ -15,30 +15,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.definitions import build_definitions
-from cwl_pipeline_tests.pipeline.polling import WINDOW, materialize, put, window_start
+from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put, window_start
 
 
 def live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name) -> dict:
-    group, dataset = f"/test/live-{unique_name}", f"ds_{unique_name}"
-    logs_client.create_log_group(logGroupName=group)
-    logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
-    path = write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}",
-            storage_write_endpoint: "127.0.0.1:{local_bigquery.grpc_port}"}}
-streams:
-  - name: app
-    source: {{log_groups: ["{group}"]}}
-    table: app_events
-    window: 15m
-    start: "2026-01-01T00:00:00Z"
-"""
-    )
-    return {"group": group, "dataset": dataset, "defs": build_definitions(load_config(path))}
+    """A polling stream whose open-window refreshes append through the emulator's gRPC port."""
+    grpc = f', storage_write_endpoint: "127.0.0.1:{local_bigquery.grpc_port}"'
+    return make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, bigquery_extra=grpc)
 
 
 def ids(bq_client, dataset: str, table: str) -> list[int]:

@@ -181,6 +181,7 @@ def _append_live(
     now = pa.array([datetime.now(UTC)] * rows.num_rows, pa.timestamp("us", tz="UTC"))
     data = rows.select([c.name for c in tables.live.columns]).append_column("loaded_at", now)
     appender.append(tables.live.table, data)
+    merge_facts(outcome.facts, read.facts)
     _add_read(outcome, read, datetime.now(UTC))
     outcome.rows_written += data.num_rows
     if newest is not None:

@@ -10,8 +10,10 @@ The objects of one window (or one export task folder) are decoded one by one. Th
   one reject with reason ``unreadable_object``, its URI in ``source_object`` and the decoding
   error in ``detail``; the other objects still load.
 
-Counts reconcile: ``events_read = rows_loaded + rows_rejected + duplicates_dropped``, where
-an unreadable object counts as one record read and rejected.
+Counts reconcile: ``records_decoded = rows_loaded + rows_rejected + duplicates_dropped``, where
+an unreadable object counts as one record read and rejected. ``records_decoded`` is counted as
+the decoders yield events, before anything is dropped or normalized: the load checks compare it
+with what BigQuery holds afterwards.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ObjectBatch:
     unreadable: list[str] = field(default_factory=list)
     duplicates_dropped: int = 0
     bytes_read: int = 0
+    records_decoded: int = 0
 
     @property
     def rows_loaded(self) -> int:
@@ -68,11 +71,6 @@ class ObjectBatch:
     def rows_rejected(self) -> int:
         """Rejects, including one per unreadable object."""
         return self.batch.rows_rejected
-
-    @property
-    def events_read(self) -> int:
-        """Records read: loaded + rejected + duplicates dropped."""
-        return self.rows_loaded + self.rows_rejected + self.duplicates_dropped
 
     def without_event_ids(self, event_ids: set[str]) -> ObjectBatch:
         """This batch without the events of ``event_ids``, counted as duplicates dropped.
@@ -104,7 +102,7 @@ class ObjectBatch:
         return {
             "objects_read": self.objects,
             "objects_unreadable": len(self.unreadable),
-            "events_read": self.events_read,
+            "events_read": self.records_decoded,
             "rows_loaded": self.rows_loaded,
             "rows_rejected": self.rows_rejected,
             "duplicates_dropped": self.duplicates_dropped,
@@ -122,17 +120,19 @@ def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -
     seen: set[str] = set()
     readable: list[str] = []
     unreadable: list[ObjectContent] = []
-    dropped = size = 0
+    dropped = size = decoded = 0
 
     def unique_events() -> Iterator[LogEvent]:
-        nonlocal dropped, size
+        nonlocal dropped, size, decoded
         for content in contents:
             size += content.size
             if content.error is not None:
                 unreadable.append(content)
+                decoded += 1
                 continue
             readable.append(content.uri)
             for event in content.events:
+                decoded += 1
                 if event.event_id in seen:
                     dropped += 1
                     continue
@@ -149,6 +149,7 @@ def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -
         unreadable=[c.uri for c in unreadable],
         duplicates_dropped=dropped,
         bytes_read=size,
+        records_decoded=decoded,
     )
 
 

@@ -1,8 +1,12 @@
 """Asset checks on every events table, evaluated for the windows a run wrote.
 
-* ``completeness`` (blocking): events read = rows loaded + rows rejected, and BigQuery holds
-  exactly that many rows for the windows. On a stream's last late-data sweep it also flags
-  drift: events that arrived after the previous load's horizon (a warning, not a failure).
+* ``completeness`` (blocking): the events the source yielded (FilterLogEvents' events, the
+  records decoded from S3 objects), less those delivered twice within the read and those
+  another load already stored (another delivery window or export folder), equal the rows and
+  rejects BigQuery holds in the load's scope afterwards. Both sides are counted independently:
+  the source count as the reader yields events, the other with a query. On a stream's last
+  late-data sweep it also flags drift: events that arrived after the previous load's horizon
+  (a warning, not a failure).
 * ``no_duplicate_event_ids`` (blocking): no event id appears twice in the windows.
 * ``reject_rate`` (warning): rejected / read stays under the configured threshold.
 * ``schema_matches`` (blocking): every declared column is on the live table with its type and
@@ -42,7 +46,10 @@ def load_check_specs(tables: StreamTables) -> list[dg.AssetCheckSpec]:
             COMPLETENESS,
             asset=key,
             blocking=True,
-            description="Events read = rows loaded + rejected, and BigQuery holds exactly those rows.",
+            description=(
+                "Events counted at the source (less duplicates and events other loads stored) = "
+                "rows + rejects BigQuery holds for the load."
+            ),
         ),
         dg.AssetCheckSpec(
             NO_DUPLICATES, asset=key, blocking=True, description="No event_id twice in the loaded windows."
@@ -67,24 +74,45 @@ def evaluate_load_checks(
     """Evaluate the load checks against BigQuery after a load."""
     key = tables.events_key
     in_table, in_rejects = rows_in_scope(loader, tables.pair, facts.scope)
-    reconciles = facts.events_read == facts.rows_loaded + facts.rows_rejected
-    stored = in_table == facts.rows_loaded and in_rejects == facts.rows_rejected
-    late = in_table + in_rejects - facts.rows_before
+    stored = in_table + in_rejects
+    late = stored - facts.rows_before
+    # The normalizer's own sums: a difference here is a decoding or normalization bug.
+    normalized = facts.rows_loaded + facts.rows_rejected + facts.duplicates_dropped
     metadata = {
-        "events_read": facts.events_read,
-        "rows_loaded": facts.rows_loaded,
-        "rows_rejected": facts.rows_rejected,
+        "events_at_source": facts.events_at_source,
+        "duplicates_within_read": facts.duplicates_dropped,
+        "events_stored_elsewhere": facts.stored_elsewhere,
+        "events_expected": facts.events_read,
         "rows_in_table": in_table,
         "rows_in_rejects_table": in_rejects,
+        "rows_normalized": facts.rows_loaded,
+        "rows_rejected": facts.rows_rejected,
         "new_rows_since_previous_load": late,
     }
-    if not (reconciles and stored):
+    if stored != facts.events_read:
+        missing = facts.events_read - stored
+        what = f"{missing} events read are not" if missing > 0 else f"{-missing} rows more than read are"
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name=COMPLETENESS,
             passed=False,
             metadata=metadata,
-            description="counts do not reconcile between the source read and BigQuery",
+            description=(
+                f"{what} in BigQuery: the source yielded {facts.events_at_source} events "
+                f"({facts.duplicates_dropped} duplicates, {facts.stored_elsewhere} stored by other loads), "
+                f"the scope holds {in_table} rows and {in_rejects} rejects"
+            ),
+        )
+    elif normalized != facts.events_at_source:
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=COMPLETENESS,
+            passed=False,
+            metadata=metadata,
+            description=(
+                f"normalization accounted for {normalized} of {facts.events_at_source} events read "
+                "(rows + rejects + duplicates)"
+            ),
         )
     elif facts.final_sweep and late > 0:
         yield dg.AssetCheckResult(

@@ -49,7 +49,9 @@ def loaded(local_aws, local_bigquery, logs_client, bq_client, write_config, uniq
     loader = BigQueryLoader(bq_client, stack["dataset"])
     end = start + WINDOW
     facts = LoadFacts(
-        events_read=4,
+        events_at_source=4,
+        duplicates_dropped=0,
+        stored_elsewhere=0,
         rows_loaded=3,
         rows_rejected=1,
         rows_before=0,
@@ -80,9 +82,13 @@ def test_reject_rate_fails_above_threshold_and_passes_below(loaded):
 
 def test_completeness_fails_when_counts_do_not_reconcile(loaded):
     tables, loader, facts = loaded["tables"], loaded["loader"], loaded["facts"]
-    # The source read more events than were loaded or rejected.
-    results = results_by_name(evaluate_load_checks(loader, tables, _replace(facts, events_read=5)))
+    # The source yielded more events than BigQuery holds.
+    results = results_by_name(evaluate_load_checks(loader, tables, _replace(facts, events_at_source=5)))
     assert not results["completeness"].passed
+    assert "1 events read are not in BigQuery" in results["completeness"].description
+    # Events another load stored already are not expected in this scope.
+    elsewhere = _replace(facts, events_at_source=5, stored_elsewhere=1, rows_loaded=4)
+    assert results_by_name(evaluate_load_checks(loader, tables, elsewhere))["completeness"].passed
     # BigQuery holds a row the load did not write (someone else wrote into the window).
     loader.query_rows(
         f"INSERT INTO `{loader.table_id('app_events')}` (timestamp, session_id, event_id, log_group, "

@@ -104,16 +104,26 @@ class TableSpec:
 class Replacement:
     """New content for the rows of ``spec.table`` matched by ``scope``.
 
-    With ``keys`` (columns identifying a row, e.g. the event id and its time) the rows in scope
-    are kept and only the staged rows whose key is not in scope yet are inserted: no DELETE, so
-    BigQuery bills the scan only, not the partitions modified; running it twice inserts nothing
-    the second time.
+    ``keys`` are the columns identifying a row (e.g. the event id and its time). With them:
+
+    * ``keep``: the rows in scope are kept, and only staged rows whose key is not stored yet
+      are inserted: no DELETE, so BigQuery bills the scan only, not the partitions modified;
+      running it twice inserts nothing the second time;
+    * ``stored``: where a stored copy is looked for (default: ``scope``); a staged row with a
+      copy there is not inserted, kept or not. A wider scope than ``scope`` (the hours of the
+      rows' times, say) finds copies another load stored.
     """
 
     spec: TableSpec
     data: pa.Table
     scope: Scope
     keys: tuple[str, ...] = ()
+    keep: bool = False
+    stored: Scope | None = None
+
+    def __post_init__(self) -> None:
+        if (self.keep or self.stored is not None) and not self.keys:
+            raise ValueError("keeping rows or looking for stored copies needs the key columns")
 
 
 @dataclass
@@ -251,7 +261,7 @@ class BigQueryLoader:
         """
         result = ReplaceResult()
         # Inserting nothing into a table whose rows are kept is no change: skip it entirely.
-        replacements = [r for r in replacements if r.data.num_rows or not r.keys]
+        replacements = [r for r in replacements if r.data.num_rows or not r.keep]
         if not replacements:
             return result
         staged: list[tuple[Replacement, str]] = []
@@ -266,6 +276,11 @@ class BigQueryLoader:
                 (index, kind, value)
                 for index, replacement in enumerate(replacements)
                 for kind, value in replacement.scope.scope_rows()
+            ] + [
+                (len(replacements) + index, kind, value)
+                for index, replacement in enumerate(replacements)
+                if replacement.stored is not None
+                for kind, value in replacement.stored.scope_rows()
             ]
             if scope_rows:
                 scope_table, job_id = self._stage_scope(scope_rows, label)
@@ -354,7 +369,7 @@ class BigQueryLoader:
                 for c in spec.columns
             )
             scope = replacement.scope.in_script(scope_sql, index)
-            if not replacement.keys:
+            if not replacement.keep:
                 statements.append(f"DELETE FROM {target} WHERE {scope};")
             if replacement.data.num_rows:
                 columns = ", ".join(quote_identifier("column", c.name) for c in spec.all_columns)
@@ -364,12 +379,19 @@ class BigQueryLoader:
                 )
                 if replacement.keys:
                     # Unqualified columns in the subquery are the target's: the scope bounds
-                    # its scan (partitions, clustering) to the rows this load owns.
+                    # its scan (partitions, clustering) to where copies can be.
+                    stored = (
+                        scope
+                        if replacement.stored is None
+                        else replacement.stored.in_script(scope_sql, len(staged) + index)
+                    )
                     same = " AND ".join(
                         f"{quote_identifier('column', k)} = staged.{quote_identifier('column', k)}"
                         for k in replacement.keys
                     )
-                    insert += f" AS staged WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {scope} AND {same})"
+                    insert += (
+                        f" AS staged WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {stored} AND {same})"
+                    )
                 statements.append(insert + ";")
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
@@ -465,10 +487,19 @@ class BigQueryLoader:
         )
         return int(rows[0]["n"] or 0)
 
-    def select(self, table: str, columns: Sequence[str], scope: Scope) -> list[dict[str, Any]]:
-        """``columns`` of the rows of ``table`` in ``scope``."""
+    def select(
+        self, table: str, columns: Sequence[str], scope: Scope, *, marking: Scope | None = None
+    ) -> list[dict[str, Any]]:
+        """``columns`` of the rows of ``table`` in ``scope``; with ``marking``, a BOOL column
+        ``marked`` tells which of them it matches too."""
         names = ", ".join(quote_identifier("column", c) for c in columns)
         where, params = scope.with_parameters()
+        if marking is not None:
+            mark, mark_params = marking.with_parameters()
+            if {p.name for p in mark_params} & {p.name for p in params}:
+                raise ValueError("the marking scope reuses a parameter name of the selecting scope")
+            names += f", COALESCE(({mark}), FALSE) AS marked"
+            params = [*params, *mark_params]
         return self.query_rows(f"SELECT {names} FROM {self.table_sql(table)} WHERE {where}", params)
 
     def compare_schema(self, spec: TableSpec) -> SchemaComparison:

@@ -80,6 +80,48 @@ class TimeScope:
 
 
 @dataclass(frozen=True)
+class TimeRangesScope:
+    """``column`` in any of several ``[start, end)`` ranges (no range: matches nothing).
+
+    For the event times of an S3 read, which cluster in a few hours but may reach days back:
+    BigQuery prunes to the partitions (and, the tables being clustered on time, the blocks)
+    of those ranges only, not of everything between the earliest and the latest.
+    """
+
+    column: str
+    ranges: tuple[tuple[datetime, datetime], ...]
+
+    def with_parameters(self) -> tuple[str, list[QueryParameter]]:
+        """Bounds as TIMESTAMP parameters ``@scope_range_<i>_start`` / ``_end``."""
+        if not self.ranges:
+            return "FALSE", []
+        col = quote_identifier("column", self.column)
+        sqls, params = [], []
+        for i, (start, end) in enumerate(self.ranges):
+            sqls.append(f"({col} >= @scope_range_{i}_start AND {col} < @scope_range_{i}_end)")
+            params += [
+                bigquery.ScalarQueryParameter(f"scope_range_{i}_start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter(f"scope_range_{i}_end", "TIMESTAMP", end),
+            ]
+        return f"({' OR '.join(sqls)})", params
+
+    def in_script(self, scope_table: str | None = None, index: int = 0) -> str:
+        """Bounds as TIMESTAMP literals (typed, for partition pruning)."""
+        if not self.ranges:
+            return "FALSE"
+        col = quote_identifier("column", self.column)
+        parts = [
+            f"({col} >= {timestamp_literal(start)} AND {col} < {timestamp_literal(end)})"
+            for start, end in self.ranges
+        ]
+        return f"({' OR '.join(parts)})"
+
+    def scope_rows(self) -> list[tuple[str, str]]:
+        """None: the bounds are literals."""
+        return []
+
+
+@dataclass(frozen=True)
 class KeyScope:
     """``column`` equals one of ``keys`` (no keys: matches nothing)."""
 
@@ -203,6 +245,17 @@ def _scope_values(scope_table: str | None, index: int, kind: str) -> str:
 def time_scope(column: str, start: datetime, end: datetime) -> TimeScope:
     """Rows with ``start <= column < end``."""
     return TimeScope(column, start, end)
+
+
+def time_ranges_scope(column: str, ranges: Iterable[tuple[datetime, datetime]]) -> TimeRangesScope:
+    """Rows with ``column`` in any of ``ranges`` (overlapping or touching ranges are merged)."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return TimeRangesScope(column, tuple(merged))
 
 
 def in_scope(column: str, values: Iterable[str]) -> KeyScope:

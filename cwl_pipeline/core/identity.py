@@ -50,6 +50,11 @@ def derived_event_id(
     return DERIVED_ID_PREFIX + digest.hexdigest()
 
 
+def is_derived(event_id: str) -> bool:
+    """Whether ``event_id`` was derived here rather than assigned by CloudWatch."""
+    return event_id.startswith(DERIVED_ID_PREFIX)
+
+
 class DerivedEventIds:
     """Assigns derived ids to the events of one source, numbering identical events.
 

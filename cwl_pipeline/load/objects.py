@@ -29,7 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
-from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, prefix_scope, time_scope
+from cwl_pipeline.adapters.sql_scopes import (
+    Scope,
+    all_of,
+    in_scope,
+    prefix_scope,
+    time_ranges_scope,
+    time_scope,
+)
 from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.export_folders import folder_prefix, is_export_file
 from cwl_pipeline.core.firehose_windows import hour_prefixes, objects_by_window
@@ -220,6 +227,7 @@ def read_firehose_windows(
             _bounded(in_scope("source_object", every), "timestamp", bounds),
         ),
         label=range_label(start, end),
+        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
         events_at_source=_events_decoded(batches),
         vanished=vanished,
         batches=batches,
@@ -254,6 +262,7 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
             _bounded(prefix_scope("source_object", folder_uri), "timestamp", bounds),
         ),
         label=f"export_{folder}",
+        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
         events_at_source=_events_decoded(batches),
         vanished=vanished,
         batches=batches,
@@ -292,9 +301,47 @@ def _bounded(scope: Scope, column: str, bounds: tuple[datetime, datetime] | None
 
 
 def _events_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:
-    # Records decoded from the objects (an unreadable object counts as one), before the
-    # duplicates of redelivered records are dropped.
-    return sum(b.events_read for b in batches.values())
+    # Records the decoders yielded (an unreadable object counts as one), before duplicates of
+    # redelivered records are dropped and before normalization: the source side of the checks.
+    return sum(b.records_decoded for b in batches.values())
+
+
+def stored_copies_scope(batches: Mapping[Hashable, ObjectBatch], time_column: str) -> LoadScope | None:
+    """Where copies of a read's events may already be stored: the hours of their event times,
+    in any window, object set or export folder of the stream (None without any event).
+
+    Searching by event time, not by object, is what finds an event Firehose delivered again in
+    another delivery window, or that two export tasks both exported; the hours keep the scan
+    to the partitions and blocks of those times.
+    """
+    hours: set[int] = set()
+    for batch in batches.values():
+        for column in (batch.batch.rows_table[time_column], batch.batch.rejects_table["timestamp"]):
+            if len(column):
+                micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+                hours.update(pc.unique(_floor_hours(micros)).to_pylist())
+    if not hours:
+        return None
+    ranges = [_hour_range(h) for h in sorted(hours)]
+    return LoadScope(time_ranges_scope(time_column, ranges), time_ranges_scope("timestamp", ranges))
+
+
+def _floor_hours(micros: pa.Array) -> pa.Array:
+    """Hours since the epoch, rounded down (integer division truncates towards zero)."""
+    truncated = pc.divide(micros, _HOUR_US)
+    before_epoch = pc.subtract(pc.divide(pc.add(micros, 1), _HOUR_US), 1)
+    return pc.if_else(pc.less(micros, 0), before_epoch, truncated)
+
+
+def _hour_range(hour: int) -> tuple[datetime, datetime]:
+    start = _EPOCH + timedelta(hours=hour)
+    # The last hour BigQuery can hold ends at its last microsecond (a reject clamped there is
+    # the only row that can have it).
+    return start, start + timedelta(hours=1) if start < _LAST - timedelta(hours=1) else _LAST
+
+
+_HOUR_US = 3_600_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _delivery_window(size: timedelta) -> Callable[[Hashable], dict[str, object]]:

@@ -22,11 +22,17 @@ class SourceRead(ABC):
     ``events_at_source`` is what the source itself yielded (FilterLogEvents events, records
     decoded from objects), counted before normalization: the completeness check compares it
     with what BigQuery holds afterwards.
+
+    ``stored_scope`` is where copies of the read's events may already be stored by *other*
+    loads of the stream (None: only in ``scope`` itself). An S3 read sets it to the hours of
+    its event times: Firehose may deliver an event again in another delivery window, and two
+    export tasks may both export it. An event with a copy there is not stored again.
     """
 
     scope: LoadScope
     label: str
     events_at_source: int
+    stored_scope: LoadScope | None = None
     facts: Facts = field(default_factory=dict)
     vanished: list[str] = field(default_factory=list)  # objects deleted between listing and reading
 

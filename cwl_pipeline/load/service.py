@@ -9,6 +9,13 @@ its :class:`WriteMode`, chosen by the kind of load (see ``docs/cost.md``):
   read first; only rows not stored yet are staged and inserted, in a transaction that inserts
   a row only if its key is still absent (so a retried or repeated load inserts nothing twice).
   No DELETE: BigQuery bills the scans only, and a load that finds nothing new writes nothing.
+  A read whose scope holds rows of another reader (ids derived from an export where it reads
+  CloudWatch's own ids, or the reverse) replaces the scope instead: ids never mix in a window.
+
+Exactly once across scopes: a read may name a wider ``stored_scope`` (S3 reads: the hours of
+their event times). An event whose (id, time) is already stored there by another load is not
+stored again, in any mode: the copy stored first wins, and replacing its scope later keeps it
+(the other scopes never inserted it). The checks count such events as ``stored_elsewhere``.
 * ``LIVE`` (refreshes of the still-open window): the rows ingested since the previous refresh
   are appended to the live table through the Storage Write API: no query, no load job.
 """
@@ -28,6 +35,7 @@ import pyarrow.compute as pc
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.sql_scopes import Scope, in_scope
+from cwl_pipeline.core.identity import is_derived
 from cwl_pipeline.load.reads import Facts, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
@@ -56,12 +64,19 @@ LoaderFactory = Callable[[], AbstractContextManager[BigQueryLoader]]
 class LoadFacts:
     """What a load did to its scope, for the load checks."""
 
-    events_read: int  # counted at the source, less the duplicates it delivered
-    rows_loaded: int
-    rows_rejected: int
+    events_at_source: int  # what the source yielded (FilterLogEvents events, decoded records)
+    duplicates_dropped: int  # delivered twice within the read: stored once
+    stored_elsewhere: int  # already stored by another load (another window, object set, folder)
+    rows_loaded: int  # what normalization made of the rest: rows ...
+    rows_rejected: int  # ... and rejects
     rows_before: int  # events + rejects rows in scope before the load
     scope: LoadScope
     final_sweep: bool  # this load was the stream's last late-data sweep
+
+    @property
+    def events_read(self) -> int:
+        """Events the source yielded that this load's scope must hold."""
+        return self.events_at_source - self.duplicates_dropped - self.stored_elsewhere
 
 
 @dataclass
@@ -73,6 +88,8 @@ class LoadOutcome:
     rows_loaded: int = 0
     rows_rejected: int = 0
     duplicates_dropped: int = 0
+    stored_elsewhere: int = 0
+    scopes_taken_over: int = 0  # reads that replaced rows of another reader
     rows_before: int = 0
     rows_kept_from_unreadable: int = 0
     objects_vanished: int = 0
@@ -90,6 +107,8 @@ class LoadOutcome:
         }
         metadata.update(
             rows_written=self.rows_written,
+            events_stored_elsewhere=self.stored_elsewhere,
+            scopes_taken_over_from_another_reader=self.scopes_taken_over,
             replace_steps=self.steps,
             bytes_staged=self.staged_bytes,
             bigquery_job_ids=", ".join(self.job_ids) or "none (nothing to replace)",
@@ -104,7 +123,9 @@ class LoadOutcome:
     def check_facts(self, scope: LoadScope, *, final_sweep: bool = False) -> LoadFacts:
         """What the load checks compare with BigQuery, for ``scope`` (the whole load's)."""
         return LoadFacts(
-            events_read=self.events_at_source - self.duplicates_dropped,
+            events_at_source=self.events_at_source,
+            duplicates_dropped=self.duplicates_dropped,
+            stored_elsewhere=self.stored_elsewhere,
             rows_loaded=self.rows_loaded,
             rows_rejected=self.rows_rejected,
             rows_before=self.rows_before,
@@ -221,46 +242,92 @@ def _load_read(
     if read.unreadable:
         outcome.rows_kept_from_unreadable += _keep_rows_of_unreadable(loader, tables, read, log, name)
     rows, rejects = read.tables()
-    if mode is WriteMode.INSERT_MISSING:
-        stored_rows = _stored_keys(loader, tables.events.table, event_keys(tables.events), read.scope.events)
-        stored_rejects = _stored_keys(
-            loader, tables.rejects.table, event_keys(tables.rejects), read.scope.rejects
+    keys_rows, keys_rejects = event_keys(tables.events), event_keys(tables.rejects)
+    wider = read.stored_scope
+    if mode is WriteMode.INSERT_MISSING or wider is not None:
+        own_rows, other_rows = _stored_keys(
+            loader, tables.events.table, keys_rows, read.scope.events, wider.events if wider else None
         )
-        outcome.rows_before += len(stored_rows) + len(stored_rejects)
-        rows = _without(rows, event_keys(tables.events), stored_rows)
-        rejects = _without(rejects, event_keys(tables.rejects), stored_rejects)
+        own_rejects, other_rejects = _stored_keys(
+            loader, tables.rejects.table, keys_rejects, read.scope.rejects, wider.rejects if wider else None
+        )
+        outcome.rows_before += len(own_rows) + len(own_rejects)
     else:
+        own_rows, other_rows, own_rejects, other_rejects = set(), set(), set(), set()
         outcome.rows_before += sum(rows_in_scope(loader, tables, read.scope))
-    result = replace_rows(
-        loader, tables, read.scope, rows, rejects, read.label, keep=mode is WriteMode.INSERT_MISSING
-    )
+    if mode is WriteMode.INSERT_MISSING and _other_reader(own_rows | own_rejects, rows, rejects):
+        log.warning(
+            f"{name} {read.label}: the scope holds rows another reader loaded (other event ids): "
+            "replacing it with this read, so ids never mix"
+        )
+        mode = WriteMode.REPLACE
+        outcome.scopes_taken_over += 1
+    keep = mode is WriteMode.INSERT_MISSING
+    before = rows.num_rows + rejects.num_rows
+    elsewhere = _count_in(rows, keys_rows, other_rows) + _count_in(rejects, keys_rejects, other_rejects)
+    rows = _without(rows, keys_rows, other_rows | own_rows if keep else other_rows)
+    rejects = _without(rejects, keys_rejects, other_rejects | own_rejects if keep else other_rejects)
+    outcome.stored_elsewhere += elsewhere
+    result = replace_rows(loader, tables, read.scope, rows, rejects, read.label, keep=keep, stored=wider)
     _add_read(outcome, read, datetime.now(UTC))
     outcome.rows_written += rows.num_rows + rejects.num_rows
     outcome.job_ids += result.job_ids
     outcome.staged_bytes += result.staged_bytes
     log.info(
         f"{name} {read.label}: {read.events_at_source} events read, {read.rows_loaded} rows and "
-        f"{read.rows_rejected} rejects in scope, {rows.num_rows + rejects.num_rows} written ({mode}), "
-        f"{read.duplicates_dropped} duplicates dropped"
+        f"{read.rows_rejected} rejects, {rows.num_rows + rejects.num_rows} of {before} written ({mode}), "
+        f"{read.duplicates_dropped} duplicates dropped, {elsewhere} already stored by other loads"
     )
 
 
 def _stored_keys(
-    loader: BigQueryLoader, table: str, keys: tuple[str, str], scope: Scope
-) -> set[tuple[str, int]]:
-    """(event id, time in µs) of the rows ``scope`` holds in ``table``."""
-    stored = loader.select(table, list(keys), scope)
-    return {(row[keys[0]], _micros(row[keys[1]])) for row in stored}
+    loader: BigQueryLoader, table: str, keys: tuple[str, str], own: Scope, wider: Scope | None
+) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+    """(event id, time in µs) of the rows ``own`` holds in ``table``, and of the rows ``wider``
+    holds outside ``own`` (one query)."""
+    if wider is None:
+        stored = loader.select(table, list(keys), own)
+        return {(row[keys[0]], _micros(row[keys[1]])) for row in stored}, set()
+    own_keys: set[tuple[str, int]] = set()
+    other: set[tuple[str, int]] = set()
+    for row in loader.select(table, list(keys), wider, marking=own):
+        (own_keys if row["marked"] else other).add((row[keys[0]], _micros(row[keys[1]])))
+    return own_keys, other - own_keys
+
+
+def _other_reader(stored: set[tuple[str, int]], rows: pa.Table, rejects: pa.Table) -> bool:
+    """Whether ``stored`` holds ids of a family (derived from an export, or CloudWatch's own)
+    that the read's rows do not have: another reader loaded the scope."""
+    read_families = {
+        is_derived(event_id)
+        for table in (rows, rejects)
+        if table.num_rows
+        for event_id in pc.unique(table["event_id"]).to_pylist()
+        if event_id is not None
+    }
+    if not read_families:
+        return False  # nothing read: whatever is stored stays
+    return any(is_derived(event_id) not in read_families for event_id, _ in stored)
 
 
 def _without(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> pa.Table:
     """``data`` less the rows whose key is in ``stored``."""
     if not stored or not data.num_rows:
         return data
+    return data.filter(pa.array([not hit for hit in _in_mask(data, keys, stored)], pa.bool_()))
+
+
+def _count_in(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> int:
+    """Rows of ``data`` whose key is in ``stored``."""
+    if not stored or not data.num_rows:
+        return 0
+    return sum(_in_mask(data, keys, stored))
+
+
+def _in_mask(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> list[bool]:
     ids = data[keys[0]].to_pylist()
     times = data[keys[1]].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-    mask = [(i, t) not in stored for i, t in zip(ids, times, strict=True)]
-    return data.filter(pa.array(mask, pa.bool_()))
+    return [(i, t) in stored for i, t in zip(ids, times, strict=True)]
 
 
 def _micros(value: datetime) -> int:

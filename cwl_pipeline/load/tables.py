@@ -97,13 +97,23 @@ def replace_rows(
     label: str,
     *,
     keep: bool = False,
+    stored: LoadScope | None = None,
 ) -> ReplaceResult:
-    """Replace the scoped rows of the events and rejects tables together, in one transaction;
-    with ``keep``, keep them and insert only rows whose (event id, time) is not there yet."""
+    """Replace the scoped rows of the events and rejects tables together, in one transaction.
+
+    With ``keep``, the scoped rows are kept and only rows whose (event id, time) is not there
+    yet are inserted. With ``stored``, a row with a copy anywhere in that wider scope (stored
+    by another load) is not inserted either, whether the scope is replaced or kept.
+    """
+
+    def replacement(spec: TableSpec, data: pa.Table, own: Scope, wider: Scope | None) -> Replacement:
+        keys = event_keys(spec) if keep or wider is not None else ()
+        return Replacement(spec, data, own, keys, keep=keep, stored=wider)
+
     return loader.replace(
         [
-            Replacement(tables.events, rows, scope.events, event_keys(tables.events) if keep else ()),
-            Replacement(tables.rejects, rejects, scope.rejects, event_keys(tables.rejects) if keep else ()),
+            replacement(tables.events, rows, scope.events, stored.events if stored else None),
+            replacement(tables.rejects, rejects, scope.rejects, stored.rejects if stored else None),
         ],
         label=label,
     )

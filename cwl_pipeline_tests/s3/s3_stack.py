@@ -87,12 +87,19 @@ def definitions(path: Path) -> dg.Definitions:
 
 
 def materialize(
-    defs: dg.Definitions, key: str, instance: dg.DagsterInstance | None = None, raise_on_error: bool = True
+    defs: dg.Definitions,
+    key: str,
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run the stream's load for one partition."""
+    """Run the stream's load for one partition (as launched by hand unless ``tags`` say else)."""
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
-        partition_key=key, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=raise_on_error
+        partition_key=key,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
+        tags=tags,
     )
 
 

@@ -114,6 +114,7 @@ def interpret(
     attributed to every scanned table that has it; a time bound on a table's partition column
     (a ``TIMESTAMP`` literal or parameter, ``>=`` and ``<``) limits the partitions scanned and,
     for ``DELETE`` / ``UPDATE`` / ``MERGE``, those modified. Without one, every partition is.
+    Several ranges count as their span, from the earliest bound to the latest.
     """
     statements = []
     for text in (part.strip() for part in sql.split(";\n")):
@@ -169,10 +170,12 @@ def _bounds(
         )
         if value is None:
             continue
+        # Several ranges (``a OR b``) are billed as the span from the first to the last: an
+        # upper bound, since blocks between them may be pruned.
         if match.group("op") == ">=":
-            low = value
+            low = value if low is None else min(low, value)
         else:
-            high = value
+            high = value if high is None else max(high, value)
     if low is None or high is None:
         return None, None
     return low, high

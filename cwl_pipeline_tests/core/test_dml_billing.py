@@ -102,3 +102,16 @@ def test_parameters_bound_a_scan_and_an_unbounded_scan_reads_every_partition():
     [keys] = interpret(f"SELECT `event_id` FROM `{EVENTS}` WHERE `action` = 'x'", {}, SCHEMAS)
     assert keys.scans == (Scan(EVENTS, frozenset({"event_id", "action"})),)
     assert billed_bytes(keys, Sizes()) == 2 * 2 * 100 * MIB
+
+
+def test_several_time_ranges_are_billed_as_their_span():
+    sql = (
+        f"SELECT `event_id`, `timestamp` FROM `{EVENTS}` WHERE "
+        "((`timestamp` >= TIMESTAMP '2026-11-20 10:00:00.000000+00' "
+        "AND `timestamp` < TIMESTAMP '2026-11-20 11:00:00.000000+00') OR "
+        "(`timestamp` >= TIMESTAMP '2026-11-27 10:00:00.000000+00' "
+        "AND `timestamp` < TIMESTAMP '2026-11-27 11:00:00.000000+00'))"
+    )
+    [select] = interpret(sql, {}, SCHEMAS)
+    [scan] = select.scans
+    assert (scan.first_day, scan.last_day) == (date(2026, 11, 20), date(2026, 11, 27))

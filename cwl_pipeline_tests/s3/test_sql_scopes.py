@@ -7,13 +7,20 @@ with keys full of quotes, backslashes, control characters and SQL syntax.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, TableSpec
-from cwl_pipeline.adapters.sql_scopes import all_of, in_scope, literal_in_scope, prefix_scope, time_scope
+from cwl_pipeline.adapters.sql_scopes import (
+    all_of,
+    in_scope,
+    literal_in_scope,
+    prefix_scope,
+    time_ranges_scope,
+    time_scope,
+)
 from cwl_pipeline.core.schema import Column
 
 HOSTILE_KEYS = [
@@ -145,3 +152,42 @@ def test_select_and_duplicates_take_parameters(loader):
     selected = loader.select("objects", ["source_object"], in_scope("source_object", ["s3://b/k'1"]))
     assert [r["source_object"] for r in selected] == ["s3://b/k'1", "s3://b/k'1"]
     assert loader.duplicate_ids("objects", in_scope("source_object", keys), id_column="source_object") == 1
+
+
+def test_time_ranges_scope_merges_touching_ranges_and_renders_both_forms():
+    hour = timedelta(hours=1)
+    scope = time_ranges_scope(
+        "timestamp", [(T + 3 * hour, T + 4 * hour), (T, T + hour), (T + hour, T + 2 * hour)]
+    )
+    assert scope.ranges == ((T, T + 2 * hour), (T + 3 * hour, T + 4 * hour))
+    assert scope.in_script() == (
+        "((`timestamp` >= TIMESTAMP '2026-11-20 10:00:00.000000+00' "
+        "AND `timestamp` < TIMESTAMP '2026-11-20 12:00:00.000000+00') OR "
+        "(`timestamp` >= TIMESTAMP '2026-11-20 13:00:00.000000+00' "
+        "AND `timestamp` < TIMESTAMP '2026-11-20 14:00:00.000000+00'))"
+    )
+    sql, params = scope.with_parameters()
+    assert [p.name for p in params] == [
+        "scope_range_0_start",
+        "scope_range_0_end",
+        "scope_range_1_start",
+        "scope_range_1_end",
+    ]
+    assert " OR " in sql and scope.scope_rows() == []
+    assert time_ranges_scope("timestamp", []).in_script() == "FALSE"
+
+
+def test_select_marks_the_rows_of_a_narrower_scope(loader):
+    """What a load reads before it writes: the copies in the hours of its events, marked when
+    they are its own (here: from its objects)."""
+    hour = timedelta(hours=1)
+    mine, theirs = ["s3://b/mine'1"], ["s3://b/theirs"]
+    loader.replace([Replacement(SPEC, _rows(mine + theirs, 1), in_scope("source_object", mine + theirs))])
+    hours = time_ranges_scope("timestamp", [(T, T + hour), (T + 5 * hour, T + 6 * hour)])
+    selected = loader.select("objects", ["source_object"], hours, marking=in_scope("source_object", mine))
+    assert sorted((r["source_object"], r["marked"]) for r in selected) == [
+        ("s3://b/mine'1", True),
+        ("s3://b/theirs", False),
+    ]
+    elsewhere = time_ranges_scope("timestamp", [(T + hour, T + 2 * hour)])
+    assert loader.select("objects", ["source_object"], elsewhere) == []

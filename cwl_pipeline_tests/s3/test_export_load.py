@@ -151,7 +151,6 @@ def test_local_layout_from_the_history_job_loads_once_stable(
                     "from": day.isoformat(),
                     "to": (day + timedelta(days=1)).isoformat(),
                     "poll_seconds": 0.05,
-                    "state_file": str(tmp_path / "state.json"),
                 }
             }
         }

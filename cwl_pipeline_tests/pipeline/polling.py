@@ -22,6 +22,7 @@ def make_stack(
     unique_name,
     extra: str = "",
     bigquery_extra: str = "",
+    window: str = "15m",
 ) -> dict:
     """A config with one stream ``app`` on a fresh log group and a fresh dataset.
 
@@ -41,7 +42,7 @@ streams:
   - name: app
     source: {{log_groups: ["{group}"]}}
     table: app_events
-    window: 15m
+    window: {window}
     start: "2026-01-01T00:00:00Z"
 {extra}
 """

@@ -151,6 +151,28 @@ class S3Source:
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
 
 
+HISTORY_READERS = ("export",)
+HISTORY_MIN_AGE = timedelta(hours=12)
+"""AWS: log data can take up to 12 hours to become available for export."""
+
+
+@dataclass(frozen=True)
+class HistorySource:
+    """How a polling stream reads its old windows in a run launched by hand or a backfill.
+
+    Windows that ended more than ``after`` ago are read through CreateExportTask into
+    ``s3://bucket/prefix/...`` (one task per log group and replace step, one active task per
+    account); younger windows through FilterLogEvents. The config refuses an ``after`` under
+    12 hours (:data:`HISTORY_MIN_AGE`); code may build a shorter one (tests).
+    """
+
+    bucket: str
+    prefix: str
+    after: timedelta = timedelta(days=1)
+    reader: str = "export"
+    poll_interval: timedelta = timedelta(seconds=10)
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """One stream: a source, how it is cut into windows, and where it lands."""
@@ -173,6 +195,7 @@ class StreamConfig:
     windows_per_replace: int = 96
     description: str = ""
     owners: tuple[str, ...] = ()
+    history: HistorySource | None = None
 
     @property
     def rejects_table(self) -> str:
@@ -265,7 +288,30 @@ def parse_config(raw: Any) -> PipelineConfig:
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
             raise ConfigError(f"streams: {attr} {dupes} used by more than one stream")
+    _check_history_prefixes(streams)
     return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
+
+
+def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
+    """A history export prefix must not overlap another stream's S3 prefix (whose sensor
+    would load the history files a second time) or another history prefix."""
+    taken: list[tuple[str, str, str]] = []
+    for stream in streams:
+        if isinstance(stream.source, S3Source):
+            taken.append((stream.name, stream.source.bucket, stream.source.prefix.strip("/")))
+    for stream in streams:
+        if stream.history is None:
+            continue
+        mine = stream.history.prefix
+        for name, bucket, prefix in taken:
+            if bucket == stream.history.bucket and (
+                not prefix or (mine + "/").startswith(prefix + "/") or (prefix + "/").startswith(mine + "/")
+            ):
+                raise ConfigError(
+                    f"streams.{stream.name}.history.prefix: s3://{bucket}/{mine} overlaps the prefix of "
+                    f"stream {name} (s3://{bucket}/{prefix}); give the history exports a prefix of their own"
+                )
+        taken.append((stream.name, stream.history.bucket, mine))
 
 
 _STREAM_TUNING_KEYS = {
@@ -288,6 +334,7 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "schema",
     "description",
     "owners",
+    "history",
 }
 
 
@@ -358,6 +405,11 @@ def _parse_stream(
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
     source = _parse_source(raw.get("source"), f"{where}.source")
     _check_partitions_per_job(where, source, window, replace_windows, backfill_windows, max_windows)
+    history = None
+    if raw.get("history") is not None:
+        if not isinstance(source, CloudWatchSource):
+            raise ConfigError(f"{where}.history: only applies to a polling stream (source type cloudwatch)")
+        history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
 
     return StreamConfig(
         name=name,
@@ -378,6 +430,39 @@ def _parse_stream(
         windows_per_replace=replace_windows,
         description=str(raw.get("description", "")),
         owners=tuple(owners),
+        history=history,
+    )
+
+
+def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> HistorySource:
+    _only_keys(raw, {"reader", "after", "bucket", "prefix", "poll_interval"}, where)
+    reader = raw.get("reader", "export")
+    if reader not in HISTORY_READERS:
+        raise ConfigError(f"{where}.reader: {reader!r} must be one of {list(HISTORY_READERS)}")
+    if "after" not in raw:
+        raise ConfigError(
+            f"{where}.after: required (windows older than this are read from an export, e.g. '1d')"
+        )
+    after = parse_duration(raw["after"], f"{where}.after")
+    if after < HISTORY_MIN_AGE:
+        raise ConfigError(
+            f"{where}.after: {raw['after']!r} is under 12h: AWS says log data can take up to 12 hours "
+            "to become available for export, so a younger window could be exported incomplete"
+        )
+    bucket = raw.get("bucket")
+    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
+        raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
+    prefix = raw.get("prefix")
+    if not isinstance(prefix, str) or not prefix.strip("/") or prefix.startswith("/"):
+        raise ConfigError(
+            f"{where}.prefix: {prefix!r} must be a non-empty key prefix without a leading '/' "
+            "(the export tasks' destination prefix)"
+        )
+    poll = parse_duration(raw.get("poll_interval", "10s"), f"{where}.poll_interval")
+    if poll <= timedelta(0):
+        raise ConfigError(f"{where}.poll_interval: must be positive")
+    return HistorySource(
+        bucket=bucket, prefix=prefix.strip("/"), after=after, reader=reader, poll_interval=poll
     )
 
 

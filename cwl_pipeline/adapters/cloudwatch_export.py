@@ -1,9 +1,11 @@
 """CreateExportTask backfills: a queue of chunks, one active export task per account at a time.
 
-:class:`ExportTasks` wraps the three API calls; :class:`ExportRunner` works through the plan
-of :mod:`cwl_pipeline.core.export_plan`, saving the state after every change so that a
-restart resumes without exporting anything twice. Before creating a task it waits until the
-account has no active export task (someone else's included), and it treats CreateExportTask's
+:class:`ExportTasks` wraps the API calls; :class:`ExportRunner` works through the plan of
+:mod:`cwl_pipeline.core.export_plan`. Its progress is not kept on local disk: it is derived
+from CloudWatch itself at every start (DescribeExportTasks lists each task with its log group,
+range, destination and status), so a run on an empty disk (a container per run) resumes
+without exporting a completed range twice. Before creating a task it waits until the account
+has no active export task (someone else's included), and it treats CreateExportTask's
 ``LimitExceededException`` the same way.
 """
 
@@ -13,14 +15,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from cwl_pipeline.adapters.errors import SourceError
-from cwl_pipeline.adapters.export_state_file import load_state, save_state
-from cwl_pipeline.core.export_plan import Chunk, ChunkRecord, ExportState, is_active, plan_chunks
+from cwl_pipeline.core.export_plan import (
+    Chunk,
+    ChunkRecord,
+    ExportState,
+    ExportTaskInfo,
+    is_active,
+    plan_chunks,
+    state_from_tasks,
+)
 
 
 class ExportLimitExceeded(SourceError):
@@ -80,6 +88,21 @@ class ExportTasks:
                 request["nextToken"] = token
         return sorted(found.values(), key=lambda s: s.task_id)
 
+    def every(self) -> list[ExportTaskInfo]:
+        """Every export task CloudWatch still lists for the account and Region, any status."""
+        found: list[ExportTaskInfo] = []
+        request: dict[str, Any] = {}
+        while True:
+            try:
+                page = self._call("DescribeExportTasks", **request)
+            except ClientError as exc:
+                raise _source_error(exc, "DescribeExportTasks") from None
+            found += [_info(task) for task in page.get("exportTasks", []) if task.get("taskId")]
+            token = page.get("nextToken")
+            if not token:
+                return found
+            request["nextToken"] = token
+
     def create(self, *, log_group: str, chunk: Chunk, bucket: str, prefix: str) -> str:
         """Start exporting ``chunk`` of ``log_group``; returns the task id.
 
@@ -119,6 +142,20 @@ class ExportTasks:
 def _status(task: dict[str, Any]) -> TaskStatus:
     status = task.get("status") or {}
     return TaskStatus(str(task.get("taskId")), str(status.get("code", "")), str(status.get("message", "")))
+
+
+def _info(task: dict[str, Any]) -> ExportTaskInfo:
+    status = task.get("status") or {}
+    return ExportTaskInfo(
+        task_id=str(task.get("taskId")),
+        log_group=str(task.get("logGroupName", "")),
+        from_ms=int(task.get("from", 0)),
+        to_ms=int(task.get("to", -1)),
+        bucket=str(task.get("destination", "")),
+        prefix=str(task.get("destinationPrefix", "")),
+        status=str(status.get("code", "")),
+        message=str(status.get("message", "")),
+    )
 
 
 def _source_error(exc: ClientError, what: str) -> SourceError:
@@ -165,16 +202,15 @@ class ExportRunner:
         self,
         tasks: ExportTasks,
         state: ExportState,
-        save: Callable[[ExportState], None],
         *,
         poll_interval: float = 10.0,
         on_progress: Callable[[ExportProgress], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``save`` persists the state; it is called after every change."""
+        """``state`` is what CloudWatch already holds for this destination
+        (:func:`~cwl_pipeline.core.export_plan.state_from_tasks`)."""
         self.tasks = tasks
         self.state = state
-        self.save = save
         self.poll_interval = poll_interval
         self.on_progress = on_progress or (lambda _progress: None)
         self.sleep = sleep
@@ -196,7 +232,6 @@ class ExportRunner:
             task_id = self._create(chunk)
             summary.created.append(task_id)
             record = self.state.record(chunk, "PENDING", task_id)
-            self.save(self.state)
             self._emit("created", record, f"task {task_id}")
             record = self._await(record)
             if record.status == "COMPLETED":
@@ -208,26 +243,21 @@ class ExportRunner:
         return summary
 
     def _wait_for_free_slot(self) -> None:
-        while True:
-            active = self.tasks.active()
-            if not active:
-                return
-            ids = ", ".join(f"{t.task_id} ({t.code})" for t in active)
-            self._emit("waiting", detail=f"one export task at a time: waiting for {ids}")
-            self.sleep(self.poll_interval)
+        wait_for_free_slot(
+            self.tasks, self.poll_interval, self.sleep, lambda detail: self._emit("waiting", detail=detail)
+        )
 
     def _create(self, chunk: Chunk) -> str:
-        while True:
-            try:
-                return self.tasks.create(
-                    log_group=self.state.log_group,
-                    chunk=chunk,
-                    bucket=self.state.bucket,
-                    prefix=self.state.prefix,
-                )
-            except ExportLimitExceeded as exc:
-                self._emit("waiting", detail=str(exc))
-                self.sleep(self.poll_interval)
+        return create_when_allowed(
+            self.tasks,
+            log_group=self.state.log_group,
+            chunk=chunk,
+            bucket=self.state.bucket,
+            prefix=self.state.prefix,
+            poll_interval=self.poll_interval,
+            sleep=self.sleep,
+            on_wait=lambda detail: self._emit("waiting", detail=detail),
+        )
 
     def _await(self, record: ChunkRecord) -> ChunkRecord:
         assert record.task_id is not None
@@ -239,16 +269,66 @@ class ExportRunner:
             else:
                 record = self.state.record(record.chunk, status.code, message=status.message)
             if record.status != last:
-                self.save(self.state)
                 self._emit("status", record, record.message)
                 last = record.status
             if not is_active(record.status):
-                self.save(self.state)
                 return record
             self.sleep(self.poll_interval)
 
     def _emit(self, kind: str, record: ChunkRecord | None = None, detail: str = "") -> None:
         self.on_progress(ExportProgress(kind, self._done, self._total, record, detail))
+
+
+def wait_for_free_slot(
+    tasks: ExportTasks, poll_interval: float, sleep: Callable[[float], None], on_wait: Callable[[str], None]
+) -> None:
+    """Return once the account has no active export task (CloudWatch runs one at a time)."""
+    while True:
+        active = tasks.active()
+        if not active:
+            return
+        ids = ", ".join(f"{t.task_id} ({t.code})" for t in active)
+        on_wait(f"one export task at a time: waiting for {ids}")
+        sleep(poll_interval)
+
+
+def create_when_allowed(
+    tasks: ExportTasks,
+    *,
+    log_group: str,
+    chunk: Chunk,
+    bucket: str,
+    prefix: str,
+    poll_interval: float,
+    sleep: Callable[[float], None],
+    on_wait: Callable[[str], None],
+) -> str:
+    """CreateExportTask, waiting and retrying while another task holds the account's slot."""
+    while True:
+        try:
+            return tasks.create(log_group=log_group, chunk=chunk, bucket=bucket, prefix=prefix)
+        except ExportLimitExceeded as exc:
+            on_wait(str(exc))
+            sleep(poll_interval)
+
+
+def await_task(
+    tasks: ExportTasks,
+    task_id: str,
+    poll_interval: float,
+    sleep: Callable[[float], None],
+    on_status: Callable[[TaskStatus], None] = lambda _status: None,
+) -> TaskStatus:
+    """The task's final status (COMPLETED, FAILED, CANCELLED); a task that vanished is FAILED."""
+    last = ""
+    while True:
+        status = tasks.status(task_id) or TaskStatus(task_id, "FAILED", "the export task no longer exists")
+        if status.code != last:
+            on_status(status)
+            last = status.code
+        if not is_active(status.code):
+            return status
+        sleep(poll_interval)
 
 
 def run_export_backfill(
@@ -260,25 +340,17 @@ def run_export_backfill(
     start: datetime,
     end: datetime,
     chunk_size: timedelta,
-    state_path: Path,
     poll_interval: float = 10.0,
     on_progress: Callable[[ExportProgress], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ExportSummary:
-    """Export ``[start, end)`` of ``log_group`` to ``s3://bucket/prefix``, resuming from the
-    state in ``state_path`` and saving it there after every change.
+    """Export ``[start, end)`` of ``log_group`` to ``s3://bucket/prefix``, skipping the ranges
+    CloudWatch lists as exported there already and awaiting the tasks still running.
 
     Raises:
-        StateFileError: the state file is unreadable or belongs to another backfill.
         SourceError: an API call failed for another reason than the one-task limit.
     """
-    state = load_state(state_path, log_group=log_group, bucket=bucket, prefix=prefix)
-    runner = ExportRunner(
-        ExportTasks(logs_client),
-        state,
-        lambda current: save_state(state_path, current),
-        poll_interval=poll_interval,
-        on_progress=on_progress,
-        sleep=sleep,
-    )
+    tasks = ExportTasks(logs_client)
+    state = state_from_tasks(log_group, bucket, prefix, tasks.every())
+    runner = ExportRunner(tasks, state, poll_interval=poll_interval, on_progress=on_progress, sleep=sleep)
     return runner.run(start, end, chunk_size)

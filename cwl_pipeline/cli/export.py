@@ -1,9 +1,10 @@
 """``cwl-pipeline export``: backfill a log group's history into S3 through CreateExportTask.
 
 The range is exported in chunks (one export task each, one active task per account at a
-time). The state of every chunk is kept in a JSON file, so an interrupted backfill resumes
-where it stopped when the same command runs again; completed chunks are never exported twice.
-An export stream of the pipeline then loads each task folder into BigQuery.
+time). What is already exported is read back from CloudWatch (DescribeExportTasks lists every
+task with its log group, range, destination and status), so an interrupted backfill resumes
+where it stopped when the same command runs again, on any machine: completed ranges are never
+exported twice. An export stream of the pipeline then loads each task folder into BigQuery.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, TextIO
 
 from cwl_pipeline.config import AwsSettings, ConfigError, S3Source, load_config, parse_duration
 
-DEFAULT_STATE_DIR = Path(".cwl-export")
 _BAR_WIDTH = 30
 
 
@@ -41,11 +41,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--config", type=Path, help="pipeline config (default: $CWL_PIPELINE_CONFIG or bundled)"
     )
-    parser.add_argument(
-        "--state",
-        type=Path,
-        help=f"state file (default: {DEFAULT_STATE_DIR}/cwl-export-<log group>-<hash>.json)",
-    )
     parser.add_argument("--endpoint-url", help="AWS endpoint (default: the SDK's, or AWS_ENDPOINT_URL)")
     parser.add_argument("--region", help="AWS Region (default: the SDK's)")
     parser.add_argument("--profile", help="AWS named profile")
@@ -61,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cwl_pipeline.adapters.cloudwatch_export import run_export_backfill
     from cwl_pipeline.adapters.errors import SourceError
-    from cwl_pipeline.adapters.export_state_file import StateFileError
-    from cwl_pipeline.core.export_plan import parse_time, recent_data_warning, state_file_name
+    from cwl_pipeline.core.export_plan import parse_time, recent_data_warning
     from cwl_pipeline.defs.resources import AwsResource
 
     try:
@@ -76,12 +70,10 @@ def run(args: argparse.Namespace) -> int:
     warning = recent_data_warning(end, datetime.now(UTC))
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    state = args.state or DEFAULT_STATE_DIR / state_file_name(log_group, bucket, prefix)
     bar = ProgressBar(sys.stderr)
     print(
         f"exporting {log_group} {start.isoformat()}..{end.isoformat()} to s3://{bucket}/{prefix}", flush=True
     )
-    print(f"state file: {state}", flush=True)
     try:
         summary = run_export_backfill(
             AwsResource.from_settings(settings).client("logs"),
@@ -91,14 +83,13 @@ def run(args: argparse.Namespace) -> int:
             start=start,
             end=end,
             chunk_size=size,
-            state_path=state,
             poll_interval=args.poll_seconds,
             on_progress=bar.update,
         )
     except KeyboardInterrupt:
         bar.close()
         return _error("interrupted; run the same command again to resume", 130)
-    except (SourceError, StateFileError, BotoCoreError) as exc:
+    except (SourceError, BotoCoreError) as exc:
         bar.close()
         return _error(str(exc), 1)
     bar.close()

@@ -16,6 +16,7 @@ A ``FAILED`` or ``CANCELLED`` task is never loaded: its files may be partial.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,26 +90,44 @@ def decide_folder(
 
 @dataclass(frozen=True)
 class ExportCursor:
-    """What the export sensor remembers: loaded (or skipped) folders with their signature,
-    and folders waiting to be confirmed with the signature first seen and since when."""
+    """What the export sensor remembers between ticks, bounded by what S3 holds now.
 
-    done: dict[str, str] = field(default_factory=dict)
+    Loaded folders are not kept here: they are the stream's dynamic partitions. ``skipped``
+    holds folders not to load (their task failed) with the reason, ``pending`` the folders
+    waiting to be confirmed with the signature first seen and since when. Both keep only
+    folders still listed (:meth:`for_folders`), so the cursor never grows with the history.
+    """
+
+    skipped: dict[str, str] = field(default_factory=dict)
     pending: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+
+    def for_folders(self, folders: Iterable[str]) -> ExportCursor:
+        """This cursor without the folders that are no longer listed."""
+        listed = set(folders)
+        return ExportCursor(
+            skipped={f: r for f, r in self.skipped.items() if f in listed},
+            pending={f: p for f, p in self.pending.items() if f in listed},
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Serializable form for a sensor cursor."""
         return {
-            "done": dict(sorted(self.done.items())),
+            "skipped": dict(sorted(self.skipped.items())),
             "pending": {k: [sig, since.isoformat()] for k, (sig, since) in sorted(self.pending.items())},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ExportCursor:
-        """Inverse of :meth:`to_json`; ``None`` gives the initial state."""
+        """Inverse of :meth:`to_json`; ``None`` gives the initial state. A cursor of the earlier
+        form (a ``done`` map of every folder ever loaded) keeps only its skipped folders."""
         if not data:
             return cls()
+        skipped = {str(k): str(v) for k, v in (data.get("skipped") or {}).items()}
+        for folder, value in (data.get("done") or {}).items():
+            if str(value).startswith("skipped: "):
+                skipped.setdefault(str(folder), str(value).removeprefix("skipped: "))
         return cls(
-            done={str(k): str(v) for k, v in (data.get("done") or {}).items()},
+            skipped=skipped,
             pending={
                 str(k): (str(v[0]), datetime.fromisoformat(v[1]))
                 for k, v in (data.get("pending") or {}).items()

@@ -1,9 +1,10 @@
-"""Planning a history backfill through CreateExportTask: chunks, and the resumable state.
+"""Planning a history backfill through CreateExportTask: chunks, and what is already done.
 
 An account runs one export task at a time, so a long range is exported as a queue of chunks
-(for example one day each). The state of every chunk (its task id and status) is kept in a
-small JSON document, so that a backfill interrupted at any point resumes where it stopped:
-completed chunks are never exported again, a task still running is awaited rather than
+(for example one day each). What is done is not kept on local disk but derived from the
+export tasks CloudWatch lists (:func:`state_from_tasks`: log group, range, destination,
+status), so a backfill interrupted at any point, on any machine, resumes where it stopped:
+completed ranges are never exported again, a task still running is awaited rather than
 created twice, and a failed chunk is retried.
 
 Chunks are half-open ``[start, end)`` intervals aligned to multiples of the chunk size (UTC
@@ -14,12 +15,9 @@ only the part not yet exported.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from hashlib import blake2b
-from typing import Any
 
 from cwl_pipeline.core.windows import floor_to_window, to_ms
 
@@ -146,54 +144,62 @@ class ExportState:
         """Completed chunks inside ``[start, end)`` (for progress)."""
         return sum(1 for c in self.completed() if c.start >= start and c.end <= end)
 
-    def check_destination(self, log_group: str, bucket: str, prefix: str) -> None:
-        """Refuse to mix two backfills in one state document.
 
-        Raises:
-            ValueError: the state belongs to another log group or destination.
-        """
-        if (self.log_group, self.bucket, self.prefix) != (log_group, bucket, prefix):
-            raise ValueError(
-                f"the state belongs to the export of {self.log_group!r} to s3://{self.bucket}/{self.prefix}, "
-                f"not of {log_group!r} to s3://{bucket}/{prefix}; use another state file"
-            )
+@dataclass(frozen=True)
+class ExportTaskInfo:
+    """One export task as DescribeExportTasks lists it (``to_ms`` inclusive)."""
 
-    def to_json(self) -> dict[str, Any]:
-        """Serializable form (the state file)."""
-        return {
-            "version": 1,
-            "log_group": self.log_group,
-            "bucket": self.bucket,
-            "prefix": self.prefix,
-            "chunks": [
-                {
-                    "from": r.chunk.start.isoformat(),
-                    "to": r.chunk.end.isoformat(),
-                    "status": r.status,
-                    "task_id": r.task_id,
-                    "message": r.message,
-                }
-                for r in sorted(self.chunks.values(), key=lambda r: r.chunk)
-            ],
-        }
+    task_id: str
+    log_group: str
+    from_ms: int
+    to_ms: int
+    bucket: str
+    prefix: str
+    status: str
+    message: str = ""
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExportState:
-        """Inverse of :meth:`to_json`.
+    @property
+    def chunk(self) -> Chunk | None:
+        """The half-open range the task exports; None for an empty or inverted range."""
+        if self.to_ms < self.from_ms:
+            return None
+        return Chunk(_from_ms(self.from_ms), _from_ms(self.to_ms + 1))
 
-        Raises:
-            ValueError: the document is not an export state.
-        """
-        try:
-            state = cls(str(data["log_group"]), str(data["bucket"]), str(data["prefix"]))
-            for item in data.get("chunks", []):
-                chunk = Chunk(datetime.fromisoformat(item["from"]), datetime.fromisoformat(item["to"]))
-                state.chunks[chunk.key] = ChunkRecord(
-                    chunk, str(item["status"]), item.get("task_id"), str(item.get("message") or "")
-                )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not an export state document ({exc})") from None
-        return state
+
+def _from_ms(ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+# When several tasks exported the same range, the best outcome stands for it.
+_RANK = {"COMPLETED": 3, "FAILED": 0, "CANCELLED": 0}
+
+
+def state_from_tasks(
+    log_group: str, bucket: str, prefix: str, tasks: Iterable[ExportTaskInfo]
+) -> ExportState:
+    """What CloudWatch's export tasks say is done for ``log_group`` into ``s3://bucket/prefix``.
+
+    A range with a COMPLETED task is done; one with only a running task is in flight (to be
+    awaited); one whose tasks all failed is to export again. Prefixes compare without their
+    trailing ``/`` (the folder layout is the same).
+    """
+    state = ExportState(log_group, bucket, prefix)
+    best: dict[Chunk, ExportTaskInfo] = {}
+    for task in tasks:
+        chunk = task.chunk
+        if (
+            chunk is None
+            or task.log_group != log_group
+            or task.bucket != bucket
+            or task.prefix.rstrip("/") != prefix.rstrip("/")
+        ):
+            continue
+        current = best.get(chunk)
+        if current is None or _RANK.get(task.status, 2) > _RANK.get(current.status, 2):
+            best[chunk] = task
+    for chunk, task in sorted(best.items()):
+        state.record(chunk, task.status, task.task_id, task.message)
+    return state
 
 
 def recent_data_warning(end: datetime, now: datetime) -> str | None:
@@ -221,10 +227,3 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO 8601 date or time (or 'now')") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def state_file_name(log_group: str, bucket: str, prefix: str) -> str:
-    """A file name for the state of one backfill, readable and unique per destination."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", log_group).strip("-")[:60] or "group"
-    digest = blake2b(f"{log_group}\n{bucket}\n{prefix}".encode(), digest_size=4).hexdigest()
-    return f"cwl-export-{slug}-{digest}.json"

@@ -90,10 +90,11 @@ def per_window_stats(
             entry.rows_loaded = len(group)
             entry.min_event_time = group["t"].min().to_pydatetime()
             entry.max_event_time = group["t"].max().to_pydatetime()
-            entry.ingestion_lag_p50_s = _rounded(group["ingest_lag"].median())
-            entry.ingestion_lag_max_s = _rounded(group["ingest_lag"].max())
-            entry.load_lag_p50_s = _rounded(group["load_lag"].median())
-            entry.load_lag_max_s = _rounded(group["load_lag"].max())
+            if group["ingest_lag"].notna().any():  # export files carry no ingestion time
+                entry.ingestion_lag_p50_s = _rounded(group["ingest_lag"].median())
+                entry.ingestion_lag_max_s = _rounded(group["ingest_lag"].max())
+                entry.load_lag_p50_s = _rounded(group["load_lag"].median())
+                entry.load_lag_max_s = _rounded(group["load_lag"].max())
     if len(rejects):
         keys = _window_keys(rejects["timestamp"], size)
         frame = pd.DataFrame({"w": keys, "reason": rejects["reason"].to_numpy()})

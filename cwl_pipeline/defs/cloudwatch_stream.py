@@ -7,14 +7,22 @@ replace the windows atomically in BigQuery (in steps of ``windows_per_replace`` 
 evaluate the load checks.
 
 Reading is :mod:`cwl_pipeline.load.polling`, writing :func:`cwl_pipeline.load.service.load`.
+A stream with a ``history`` section reads, in a run launched by hand or a backfill (REPLACE),
+the windows older than ``history.after`` through export tasks
+(:mod:`cwl_pipeline.load.export_windows`) and the younger ones through FilterLogEvents: each
+window by one reader, named in its materialization's ``reader``.
 """
 
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 
 import dagster as dg
 
+from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
+from cwl_pipeline.adapters.cloudwatch_export import ExportTasks
+from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.windows import PARTITION_FMT, load_passes
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
@@ -27,7 +35,8 @@ from cwl_pipeline.defs.stream_tables import (
     table_asset_specs,
     writer_pool,
 )
-from cwl_pipeline.load.polling import read_windows, window_scope
+from cwl_pipeline.load.export_windows import history_boundary, read_windows_from_export, with_api_reader
+from cwl_pipeline.load.polling import WindowRangeRead, read_windows, window_scope
 from cwl_pipeline.load.service import WriteMode, load
 
 REFRESH = "refresh"
@@ -73,6 +82,45 @@ def _ingested_until(context: dg.AssetExecutionContext, tables: StreamTables) -> 
     if "ingested_until" not in metadata:
         return None
     return datetime.fromisoformat(str(metadata["ingested_until"].value))
+
+
+def reads_by_reader(
+    context: dg.AssetExecutionContext,
+    stream: StreamConfig,
+    aws: AwsResource,
+    reader: CloudWatchLogsReader,
+    start: datetime,
+    end: datetime,
+    mode: WriteMode,
+) -> Iterator[WindowRangeRead]:
+    """The reads of ``[start, end)``: through exports for the windows older than
+    ``history.after`` when the run replaces its windows, through FilterLogEvents otherwise."""
+    boundary = history_boundary(stream, datetime.now(UTC)) if mode is WriteMode.REPLACE else None
+    if boundary is None:
+        return read_windows(stream, reader, start, end)
+    split = max(start, min(end, boundary))
+    if split > start:
+        context.log.info(
+            f"{stream.name}: windows {start.isoformat()}..{split.isoformat()} are older than history.after "
+            f"({stream.history.after if stream.history else ''}): read through CreateExportTask"
+        )
+    exported = (
+        read_windows_from_export(
+            stream,
+            reader,
+            ExportTasks(aws.client("logs")),
+            S3ObjectStore(aws.client("s3")),
+            start,
+            split,
+            log=context.log.info,
+        )
+        if split > start
+        else iter(())
+    )
+    polled = (
+        (with_api_reader(r) for r in read_windows(stream, reader, split, end)) if split < end else iter(())
+    )
+    return chain(exported, polled)
 
 
 def window_partitions(stream: StreamConfig) -> dg.TimeWindowPartitionsDefinition:
@@ -148,7 +196,7 @@ def build_stream_assets(
         appender = bigquery.appender() if kind == REFRESH else None
         mode = write_mode(kind, live_available=appender is not None)
         after = _ingested_until(context, tables) if mode is WriteMode.LIVE else None
-        reads = read_windows(stream, aws.logs_reader(), start, end)
+        reads = reads_by_reader(context, stream, aws, aws.logs_reader(), start, end, mode)
         outcome = load(
             reads,
             tables.pair,

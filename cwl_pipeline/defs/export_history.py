@@ -2,22 +2,21 @@
 
 The same queue as ``cwl-pipeline export``
 (:func:`cwl_pipeline.adapters.cloudwatch_export.run_export_backfill`): CreateExportTask chunk by
-chunk, one active task per account, resumable from a state file.
+chunk, one active task per account, resuming from what DescribeExportTasks lists as already
+exported (no local state: a run on an empty disk exports only what is missing).
 The run log shows every step; each finished chunk is also recorded as an observation of the
 stream's S3 prefix asset, with its task id and status. The stream's export sensor then loads
 each task folder as it completes.
 """
 
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from cwl_pipeline.adapters.cloudwatch_export import ExportProgress, run_export_backfill
 from cwl_pipeline.config import ConfigError, S3Source, StreamConfig, parse_duration
-from cwl_pipeline.core.export_plan import parse_time, recent_data_warning, state_file_name
+from cwl_pipeline.core.export_plan import parse_time, recent_data_warning
 from cwl_pipeline.defs.resources import AwsResource
 from cwl_pipeline.defs.s3_stream import s3_source_key
 from cwl_pipeline.defs.stream_tables import STREAM_TAG
@@ -30,9 +29,6 @@ class ExportHistoryConfig(dg.Config):
     to: str = Field(description="End of the range (exclusive): ISO 8601 date or date-time (UTC), or 'now'.")
     chunk: str = Field(default="1d", description="Length of one export task, e.g. '1d' or '6h'.")
     poll_seconds: float = Field(default=10.0, description="How often DescribeExportTasks is asked.")
-    state_file: str = Field(
-        default="", description="State file path; default: $DAGSTER_HOME/cwl-export/<log group>.json."
-    )
 
 
 def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
@@ -57,12 +53,6 @@ def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
         warning = recent_data_warning(end, datetime.now(UTC))
         if warning:
             context.log.warning(warning)
-        state_path = (
-            Path(config.state_file)
-            if config.state_file
-            else _state_dir() / state_file_name(log_group, bucket, prefix)
-        )
-        context.log.info(f"state file: {state_path}")
 
         def progress(step: ExportProgress) -> None:
             context.log.info(step.describe())
@@ -88,7 +78,6 @@ def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
             start=start,
             end=end,
             chunk_size=size,
-            state_path=state_path,
             poll_interval=config.poll_seconds,
             on_progress=progress,
         )
@@ -97,7 +86,6 @@ def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
             "chunks_completed": summary.completed,
             "chunks_skipped_as_done": summary.skipped,
             "tasks_created": ", ".join(summary.created) or "none",
-            "state_file": str(state_path),
         }
         if summary.failed:
             failed = "; ".join(f"{r.chunk.label()}: {r.status} {r.message}" for r in summary.failed)
@@ -117,8 +105,3 @@ def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
         export_history()
 
     return export_history_job
-
-
-def _state_dir() -> Path:
-    home = os.environ.get("DAGSTER_HOME")
-    return (Path(home) if home else Path.cwd()) / "cwl-export"

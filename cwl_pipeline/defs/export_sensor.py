@@ -6,8 +6,10 @@ DescribeExportTasks reports its task COMPLETED, or — when no task has the fold
 listing stayed the same for the stream's ``settle_lag`` across two ticks. A complete folder
 becomes a dynamic partition and a run.
 
-A folder is marked done when its run is requested; if that run fails or is cancelled, the
-folder is asked for again (:mod:`cwl_pipeline.defs.owed_runs`) until a run loads it.
+A folder is done once it is a dynamic partition (added with its run request); if that run
+fails or is cancelled, the folder is asked for again (:mod:`cwl_pipeline.defs.owed_runs`) until
+a run loads it. The cursor keeps only folders still listed that wait for confirmation or were
+skipped (failed tasks), so it stays bounded however many folders were loaded.
 """
 
 import json
@@ -95,8 +97,10 @@ def build_export_sensor(
             folders = store.list_folders(source.bucket, folder_base(source.prefix))
         except SourceError as exc:
             return dg.SensorResult(skip_reason=f"cannot list export folders: {exc}")
-        done = dict(cursor.done)
-        pending = {f: v for f, v in cursor.pending.items() if f in folders}
+        cursor = cursor.for_folders(folders)
+        loaded = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        skipped, pending = dict(cursor.skipped), dict(cursor.pending)
+        done = loaded | set(skipped)
         ready: list[tuple[str, str]] = []
         waiting: list[str] = []
         for folder in sorted(f for f in folders if f not in done)[:_FOLDERS_PER_TICK]:
@@ -127,11 +131,10 @@ def build_export_sensor(
             )
             if decision.action == "load":
                 ready.append((folder, signature))
-                done[folder] = signature
                 pending.pop(folder, None)
                 context.log.info(f"export folder {folder}: {decision.reason}")
             elif decision.action == "skip":
-                done[folder] = f"skipped: {decision.reason}"
+                skipped[folder] = decision.reason
                 pending.pop(folder, None)
                 context.log.warning(f"export folder {folder} is not loaded: {decision.reason}")
             else:
@@ -156,7 +159,10 @@ def build_export_sensor(
             if ready
             else [],
             cursor=json.dumps(
-                {**ExportCursor(done=done, pending=pending).to_json(), OWED_CURSOR_KEY: owed.state.to_json()}
+                {
+                    **ExportCursor(skipped=skipped, pending=pending).to_json(),
+                    OWED_CURSOR_KEY: owed.state.to_json(),
+                }
             ),
             skip_reason=None if requests else f"{idle}; {owed_line}" if owed_line else idle,
             asset_events=owed_observation(owed, owed_before, owed_scope, now),

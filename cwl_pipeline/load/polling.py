@@ -60,6 +60,7 @@ class WindowRangeRead(SourceRead):
     time_column: str
     batch: NormalizedBatch
     bytes_by_window: Counter[datetime]
+    reader: str | None = None  # named in each window's figures when a stream has two readers
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """The normalized rows and rejects."""
@@ -80,7 +81,11 @@ class WindowRangeRead(SourceRead):
             loaded_at=loaded_at,
             bytes_by_window=self.bytes_by_window,
         )
-        return {start: s.as_metadata() for start, s in stats.items()}
+        figures = {start: s.as_metadata() for start, s in stats.items()}
+        if self.reader:
+            for part in figures.values():
+                part["reader"] = self.reader
+        return figures
 
 
 def read_windows(

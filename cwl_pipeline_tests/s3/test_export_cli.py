@@ -1,4 +1,5 @@
-"""``cwl-pipeline export`` against local AWS: chunks, one active task at a time, resume."""
+"""``cwl-pipeline export`` against local AWS: chunks, one active task at a time, resume from
+what CloudWatch lists (no local state)."""
 
 from __future__ import annotations
 
@@ -32,55 +33,51 @@ def make_group(logs_client, group: str, start: datetime) -> None:
     )
 
 
-def argv(group, start, bucket, state, url, chunk="1d"):
+def argv(group, start, bucket, url, chunk="1d", days=3):
     return [
         "export",
         "--log-group", group,
         "--from", start.isoformat(),
-        "--to", (start + 3 * D).isoformat(),
+        "--to", (start + days * D).isoformat(),
         "--bucket", bucket,
         "--prefix", "hist",
         "--chunk", chunk,
-        "--state", str(state),
         "--endpoint-url", url,
         "--region", "us-east-1",
         "--poll-seconds", "0.05",
     ]  # fmt: skip
 
 
-def test_export_chunks_resume_and_retry_failed(
-    local_aws, logs_client, s3, bucket, tmp_path, unique_name, capsys
+def test_export_chunks_resume_from_the_tasks_cloudwatch_lists(
+    local_aws, logs_client, s3, bucket, tmp_path, unique_name, capsys, monkeypatch
 ):
     group = f"/test/export-{unique_name}"
     start = floor_to_window(datetime.now(UTC) - 4 * D, D)
     make_group(logs_client, group, start)
-    state = tmp_path / "state.json"
+    monkeypatch.chdir(tmp_path)  # every run starts on an empty folder: nothing kept on disk
 
-    assert main(argv(group, start, bucket, state, local_aws.url)) == 0
+    assert main(argv(group, start, bucket, local_aws.url, days=2)) == 0
     tasks = group_tasks(logs_client, group)
     assert [(t["from"], t["to"]) for t in tasks] == [
-        (to_ms(start + n * D), to_ms(start + (n + 1) * D) - 1) for n in range(3)
+        (to_ms(start + n * D), to_ms(start + (n + 1) * D) - 1) for n in range(2)
     ]
     assert {t["status"]["code"] for t in tasks} == {"COMPLETED"}
-    saved = json.loads(state.read_text())
-    assert [c["status"] for c in saved["chunks"]] == ["COMPLETED"] * 3
-    assert [c["task_id"] for c in saved["chunks"]] == [t["taskId"] for t in tasks]
+    assert list(tmp_path.iterdir()) == [], "no local state file"
+    captured = capsys.readouterr()
+    assert "2/2 chunks" in captured.err and "warning" not in captured.err
+
+    # Run again with a wider range: only the missing day is exported.
+    assert main(argv(group, start, bucket, local_aws.url)) == 0
+    tasks = group_tasks(logs_client, group)
+    assert [t["from"] for t in tasks] == [to_ms(start + n * D) for n in range(3)]
+    assert "2 already done before, 1 tasks created" in capsys.readouterr().out
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="hist/")["Contents"]]
     assert len(keys) == 3 and all(k.endswith("/web/000000.gz") for k in keys)
-    captured = capsys.readouterr()
-    assert "3/3 chunks" in captured.err and "warning" not in captured.err
 
-    # Run again: everything is done, no task is created.
-    assert main(argv(group, start, bucket, state, local_aws.url)) == 0
+    # And again: everything is done, no task is created.
+    assert main(argv(group, start, bucket, local_aws.url)) == 0
     assert len(group_tasks(logs_client, group)) == 3
     assert "3 already done before, 0 tasks created" in capsys.readouterr().out
-
-    # A failed chunk is retried, and only it.
-    saved["chunks"][1]["status"] = "FAILED"
-    state.write_text(json.dumps(saved))
-    assert main(argv(group, start, bucket, state, local_aws.url)) == 0
-    tasks = group_tasks(logs_client, group)
-    assert len(tasks) == 4 and tasks[2]["from"] == to_ms(start + D)
 
 
 def test_export_waits_while_another_task_is_active(
@@ -95,9 +92,7 @@ def test_export_waits_while_another_task_is_active(
     )["taskId"]
     codes: list[int] = []
     worker = threading.Thread(
-        target=lambda: codes.append(
-            main(argv(group, start, bucket, tmp_path / "s.json", local_aws.url, "3d"))
-        )
+        target=lambda: codes.append(main(argv(group, start, bucket, local_aws.url, "3d")))
     )
     try:
         worker.start()
@@ -118,7 +113,7 @@ def test_export_waits_while_another_task_is_active(
 
 def test_bad_input_is_one_line_error(capsys, tmp_path):
     code = main(["export", "--from", "2026-11-02", "--to", "2026-11-01", "--log-group", "/g", "--bucket", "b",
-                 "--prefix", "p", "--state", str(tmp_path / "s.json")])  # fmt: skip
+                 "--prefix", "p"])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("cwl-pipeline export: error: --to") and "Traceback" not in err

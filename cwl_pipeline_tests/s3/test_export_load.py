@@ -151,7 +151,6 @@ def test_local_layout_from_the_history_job_loads_once_stable(
                     "from": day.isoformat(),
                     "to": (day + timedelta(days=1)).isoformat(),
                     "poll_seconds": 0.05,
-                    "state_file": str(tmp_path / "state.json"),
                 }
             }
         }
@@ -183,3 +182,93 @@ def test_local_layout_from_the_history_job_loads_once_stable(
     # Local AWS writes "/" in stream names as "-".
     assert [(r["session_id"], r["log_stream"]) for r in loaded] == [(1, "api-1"), (2, "worker")]
     assert loaded[0]["timestamp"] == day + timedelta(hours=1)
+
+
+def test_history_job_on_a_fresh_instance_exports_nothing_twice(
+    local_aws, local_bigquery, logs_client, s3, bucket, write_config, unique_name
+):
+    group = f"/test/hist-rerun-{unique_name}"
+    logs_client.create_log_group(logGroupName=group)
+    logs_client.create_log_stream(logGroupName=group, logStreamName="web")
+    day = floor_to_window(datetime.now(UTC) - timedelta(days=3), timedelta(days=1))
+    logs_client.put_log_events(
+        logGroupName=group,
+        logStreamName="web",
+        logEvents=[
+            {"timestamp": to_ms(day + timedelta(hours=n * 12)), "message": json.dumps({"n": n})}
+            for n in range(4)
+        ],
+    )
+    path = write_s3_config(
+        write_config, local_aws, local_bigquery, f"ds_{unique_name}", export_source(bucket, group)
+    )
+    defs = definitions(path)
+
+    def run_job(days: int) -> dict:
+        config = {
+            "from": day.isoformat(),
+            "to": (day + timedelta(days=days)).isoformat(),
+            "poll_seconds": 0.05,
+        }
+        # A new instance each time: like a container per run, nothing survives but AWS.
+        with dg.instance_for_test() as fresh:
+            result = defs.resolve_job_def("logs_export_history").execute_in_process(
+                run_config={"ops": {"export_logs_history": {"config": config}}}, instance=fresh
+            )
+        assert result.success
+        return result.output_for_node("export_logs_history")
+
+    def group_tasks() -> list[dict]:
+        tasks = logs_client.describe_export_tasks()["exportTasks"]
+        return sorted((t for t in tasks if t["logGroupName"] == group), key=lambda t: t["from"])
+
+    first = run_job(1)
+    assert first["chunks_completed"] == 1 and first["tasks_created"] != "none"
+    assert len(group_tasks()) == 1
+    second = run_job(2)
+    assert (second["chunks_skipped_as_done"], second["chunks_completed"]) == (1, 2)
+    assert [t["from"] for t in group_tasks()] == [to_ms(day), to_ms(day + timedelta(days=1))]
+    again = run_job(2)
+    assert (again["chunks_skipped_as_done"], again["tasks_created"]) == (2, "none")
+    assert len(group_tasks()) == 2
+    folders = {o["Key"].split("/")[1] for o in s3.list_objects_v2(Bucket=bucket, Prefix="hist/")["Contents"]}
+    assert len(folders) == 2, "one folder per exported day, none twice"
+
+
+def test_export_sensor_cursor_does_not_grow_with_loaded_folders(
+    local_aws, local_bigquery, logs_client, s3, bucket, write_config, unique_name, instance
+):
+    group = f"/test/hist-cursor-{unique_name}"
+    logs_client.create_log_group(logGroupName=group)
+    failed = logs_client.create_export_task(  # stays active on local AWS (from > to) until cancelled
+        logGroupName=group, fromTime=2, to=1, destination=bucket, destinationPrefix="elsewhere"
+    )["taskId"]
+    logs_client.cancel_export_task(taskId=failed)
+    body = gzip.compress(b'2026-11-20T10:00:00.000Z {"session_id": 1}')
+    s3.put_object(Bucket=bucket, Key=f"hist/{failed}/web/000000.gz", Body=body)
+    path = write_s3_config(
+        write_config,
+        local_aws,
+        local_bigquery,
+        f"ds_{unique_name}",
+        export_source(bucket, group),
+        "    settle_lag: 0s\n",
+    )
+    defs = definitions(path)
+    cursor, requested = None, []
+    for batch in range(3):
+        for n in range(4):
+            s3.put_object(Bucket=bucket, Key=f"hist/folder-{batch}-{n}/web/000000.gz", Body=body)
+        for _ in range(2):  # seen, then seen stable: loaded
+            result = tick(defs, instance, cursor)
+            cursor = result.cursor
+            requested += [r.partition_key for r in result.run_requests]
+        state = json.loads(cursor)
+        assert "done" not in state and state["pending"] == {}
+        assert list(state["skipped"]) == [failed], "only the folder of the cancelled task is remembered"
+    assert sorted(requested) == sorted(f"folder-{b}-{n}" for b in range(3) for n in range(4))
+    # Loaded folders are known from the dynamic partitions: never requested again.
+    assert tick(defs, instance, cursor).run_requests == []
+    # A skipped folder deleted from S3 leaves the cursor too.
+    s3.delete_object(Bucket=bucket, Key=f"hist/{failed}/web/000000.gz")
+    assert json.loads(tick(defs, instance, cursor).cursor)["skipped"] == {}

@@ -1,4 +1,4 @@
-"""The export chunk planner and its resumable state (pure)."""
+"""The export chunk planner, the progress derived from export tasks, the sensor cursor (pure)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from cwl_pipeline.core.export_folders import ExportCursor, decide_folder, folder_of
 from cwl_pipeline.core.export_plan import (
     Chunk,
-    ExportState,
+    ExportTaskInfo,
     parse_time,
     plan_chunks,
     recent_data_warning,
-    state_file_name,
+    state_from_tasks,
 )
 
 D = timedelta(days=1)
@@ -42,20 +42,41 @@ def test_completed_chunks_are_subtracted_so_nothing_is_exported_twice():
     assert plan_chunks(T, T + D, D, [Chunk(T - D, T + 2 * D)]) == []
 
 
-def test_state_round_trips_and_knows_what_to_resume():
-    state = ExportState("/g", "b", "p")
-    state.record(Chunk(T, T + D), "COMPLETED", "t1")
-    state.record(Chunk(T + D, T + 2 * D), "RUNNING", "t2")
-    state.record(Chunk(T + 2 * D, T + 3 * D), "FAILED", "t3", "denied")
-    restored = ExportState.from_json(state.to_json())
-    assert restored.completed() == [Chunk(T, T + D)]
-    assert [r.task_id for r in restored.in_flight()] == ["t2"]
-    assert restored.completed_within(T, T + 3 * D) == 1
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def task(task_id: str, start: datetime, end: datetime, status: str, **other: str) -> ExportTaskInfo:
+    fields = {"log_group": "/g", "bucket": "b", "prefix": "p", **other}
+    return ExportTaskInfo(
+        task_id, fields["log_group"], ms(start), ms(end) - 1, fields["bucket"], fields["prefix"], status
+    )
+
+
+def test_progress_is_derived_from_the_export_tasks_cloudwatch_lists():
+    tasks = [
+        task("t1", T, T + D, "COMPLETED"),
+        task("t2", T + D, T + 2 * D, "RUNNING"),
+        task("t3", T + 2 * D, T + 3 * D, "FAILED"),
+        # The same range exported twice: one completed task is enough.
+        task("t4", T + 3 * D, T + 4 * D, "FAILED"),
+        task("t5", T + 3 * D, T + 4 * D, "COMPLETED"),
+        # Other groups and destinations, and an inverted range, are not this backfill's.
+        task("x1", T + 2 * D, T + 3 * D, "COMPLETED", log_group="/other"),
+        task("x2", T + 2 * D, T + 3 * D, "COMPLETED", bucket="c"),
+        task("x3", T + 2 * D, T + 3 * D, "COMPLETED", prefix="q"),
+        ExportTaskInfo("x4", "/g", 2, 1, "b", "p", "RUNNING"),
+    ]
+    state = state_from_tasks("/g", "b", "p/", tasks)  # a trailing "/" names the same folders
+    assert state.completed() == [Chunk(T, T + D), Chunk(T + 3 * D, T + 4 * D)]
+    assert [r.task_id for r in state.in_flight()] == ["t2"]
+    assert state.completed_within(T, T + 4 * D) == 2
+    # Only the failed chunk is planned again (the running one is awaited, then counted).
+    assert plan_chunks(T, T + 4 * D, D, [*state.completed(), Chunk(T + D, T + 2 * D)]) == [
+        Chunk(T + 2 * D, T + 3 * D)
+    ]
     # A later status keeps the task id.
-    assert restored.record(Chunk(T + D, T + 2 * D), "COMPLETED").task_id == "t2"
-    with pytest.raises(ValueError, match="another state file"):
-        restored.check_destination("/other", "b", "p")
-    assert state_file_name("/g", "b", "p") != state_file_name("/g", "b", "q")
+    assert state.record(Chunk(T + D, T + 2 * D), "COMPLETED").task_id == "t2"
 
 
 def test_recent_ranges_warn_and_times_parse():
@@ -95,5 +116,20 @@ def test_export_folders_and_their_completion():
         decide_folder(task_status="FAILED", signature="s", pending=None, now=now, stable_after=D).action
         == "skip"
     )
-    cursor = ExportCursor(done={"a": "s"}, pending={"b": ("s", now)})
+    cursor = ExportCursor(skipped={"a": "export task FAILED"}, pending={"b": ("s", now)})
     assert ExportCursor.from_json(cursor.to_json()) == cursor
+
+
+def test_export_cursor_keeps_only_folders_still_listed():
+    now = T
+    cursor = ExportCursor(
+        skipped={"a": "failed", "gone": "failed"}, pending={"b": ("s", now), "c": ("s", now)}
+    )
+    assert cursor.for_folders(["a", "b", "loaded"]) == ExportCursor(
+        skipped={"a": "failed"}, pending={"b": ("s", now)}
+    )
+    # A cursor of the earlier form drops its map of loaded folders, keeps the skipped ones.
+    old = {"done": {"x": "sig", "y": "skipped: export task FAILED: its files may be partial"}, "pending": {}}
+    assert ExportCursor.from_json(old) == ExportCursor(
+        skipped={"y": "export task FAILED: its files may be partial"}
+    )

@@ -195,7 +195,7 @@ def _read_step(
     return ExportWindowRead(
         scope=window_scope(stream, start, end, groups),
         label=range_label(start, end),
-        events_at_source=batch.events_read,
+        events_at_source=batch.records_decoded,
         facts={
             "log_groups": list(groups),
             "export_task_ids": task_ids,

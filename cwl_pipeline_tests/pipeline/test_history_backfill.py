@@ -194,11 +194,6 @@ def test_polling_after_an_export_backfill_replaces_the_windows_without_duplicate
     assert len(rows) == 3 and all(r["event_id"].startswith("d-") for r in rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the load rule: an INSERT_MISSING read whose scope holds ids of the other family "
-    "(derived d-… vs CloudWatch's digits) replaces its scope",
-)
 def test_a_sweep_after_an_export_backfill_stores_each_event_once(history, logs_client, bq_client):
     start = floor_to_window(datetime.now(UTC) - timedelta(days=2), WINDOW)
     put(logs_client, history["group"], old_events(start))

@@ -152,6 +152,21 @@ class S3Source:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """Reconciliation of a polling stream with CloudWatch's ``IncomingLogEvents`` metric.
+
+    Every ``interval`` the stream's counts per ingestion hour of the last ``lookback`` are
+    compared with CloudWatch's (one GetMetricData request); an hour still short after the final
+    sweep is read again, at most ``max_heal_attempts`` times (see docs/reconciliation.md).
+    """
+
+    enabled: bool = True
+    interval: timedelta = timedelta(hours=1)
+    lookback: timedelta = timedelta(hours=24)
+    max_heal_attempts: int = 3
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """One stream: a source, how it is cut into windows, and where it lands."""
 
@@ -173,6 +188,7 @@ class StreamConfig:
     windows_per_replace: int = 96
     description: str = ""
     owners: tuple[str, ...] = ()
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
     @property
     def rejects_table(self) -> str:
@@ -280,6 +296,7 @@ _STREAM_TUNING_KEYS = {
     "max_reject_rate",
     "backfill_windows_per_run",
     "windows_per_replace",
+    "reconcile",
 }
 _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "name",
@@ -358,6 +375,9 @@ def _parse_stream(
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
     source = _parse_source(raw.get("source"), f"{where}.source")
     _check_partitions_per_job(where, source, window, replace_windows, backfill_windows, max_windows)
+    if "reconcile" in raw and not isinstance(source, CloudWatchSource):
+        raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
+    reconcile = _parse_reconcile(merged.get("reconcile", {}), f"{where}.reconcile")
 
     return StreamConfig(
         name=name,
@@ -378,6 +398,32 @@ def _parse_stream(
         windows_per_replace=replace_windows,
         description=str(raw.get("description", "")),
         owners=tuple(owners),
+        reconcile=reconcile,
+    )
+
+
+_RECONCILE_INTERVALS = [s for s in _ALLOWED_WINDOW_SECONDS if s >= 5 * 60]
+
+
+def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
+    settings = _mapping(raw, where)
+    _only_keys(settings, {"enabled", "interval", "lookback", "max_heal_attempts"}, where)
+    enabled = settings.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled: must be true or false")
+    interval = parse_duration(settings.get("interval", "1h"), f"{where}.interval")
+    if interval.total_seconds() not in _RECONCILE_INTERVALS:
+        raise ConfigError(
+            f"{where}.interval: {settings.get('interval')!r} must divide an hour (5m..60m) or a day (2h..24h)"
+        )
+    lookback = parse_duration(settings.get("lookback", "24h"), f"{where}.lookback")
+    if not timedelta(hours=1) <= lookback <= timedelta(days=14):
+        raise ConfigError(f"{where}.lookback: must be from 1h to 14d (CloudWatch accepts events 14 days old)")
+    attempts = settings.get("max_heal_attempts", 3)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
+        raise ConfigError(f"{where}.max_heal_attempts: must be an integer from 1 to 20")
+    return ReconcileSettings(
+        enabled=enabled, interval=interval, lookback=lookback, max_heal_attempts=attempts
     )
 
 

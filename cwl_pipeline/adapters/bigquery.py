@@ -497,7 +497,7 @@ class BigQueryLoader:
                 bigquery.ArrayQueryParameter("log_groups", "STRING", sorted(set(log_groups))),
             ],
         )
-        return {row["hour"].astimezone(UTC): int(row["n"]) for row in rows if row["hour"] is not None}
+        return {_utc(row["hour"]): int(row["n"]) for row in rows if row["hour"] is not None}
 
     def duplicate_ids(self, table: str, scope: Scope, id_column: str = "event_id") -> int:
         """Rows in scope beyond the first of each ``id_column`` value."""
@@ -564,6 +564,10 @@ class BigQueryLoader:
                 redact_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
             )
         return exc
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _conflict_detail(exc: BaseException) -> str:

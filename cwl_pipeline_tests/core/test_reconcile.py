@@ -96,9 +96,7 @@ def test_heal_ranges_stay_inside_the_retention():
 
 def test_plan_heals_newest_day_then_older_days_then_the_probe():
     counts = {H: (101, 100)}
-    common = dict(
-        counts=counts, now=DUE, horizon=HORIZON, start=START, max_attempts=3, oldest_readable=None
-    )
+    common = dict(counts=counts, now=DUE, horizon=HORIZON, start=START, max_attempts=3, oldest_readable=None)
     first = plan_heals(records={}, probe=no_probe, **common)
     [request] = first.requests
     ranges = heal_ranges(H, horizon=HORIZON, start=START)

@@ -113,19 +113,43 @@ def test_cursor_round_trips():
     assert PlanState.from_json(state.to_json()) == state
 
 
-def test_a_new_sensor_does_not_sweep_the_lookback_it_just_loaded():
+def test_a_new_sensor_sweeps_the_catch_up_windows_still_inside_a_horizon():
     now = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
-    sweeps = (15 * M,)
+    sweeps = (15 * M, 6 * 60 * M)
     requests, state = plan(now, sweeps=sweeps)
-    assert [r.kind for r in requests] == ["settled"]
-    ten = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
-    assert state.done_until == {"settled": ten, "sweep-15m": ten}
-    # The first window it sweeps is the first one settled after the start: 10:00-10:15.
-    requests, state = plan(datetime(2026, 11, 2, 10, 30, tzinfo=UTC), state, sweeps=sweeps)
-    assert [(r.kind, r.first_key) for r in requests] == [
-        ("settled", "2026-11-02-10:00"),
-        ("sweep-15m", "2026-11-02-10:00"),
+    assert [(r.kind, r.first_key, r.last_key) for r in requests] == [
+        ("settled", "2026-11-02-09:00", "2026-11-02-09:45")
     ]
+    # 09:45-10:00 closed five minutes before the start: its 15-minute sweep is still to come.
+    # Windows whose 15 minutes had passed were read after them by the catch-up; the 6-hour
+    # sweep covers the whole lookback.
+    assert state.done_until == {
+        "settled": datetime(2026, 11, 2, 10, 0, tzinfo=UTC),
+        "sweep-15m": datetime(2026, 11, 2, 9, 45, tzinfo=UTC),
+        "sweep-6h": datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+    }
+    swept: dict[str, list[str]] = {}
+    t = now
+    while t <= now + 7 * 60 * M:
+        requests, state = plan(t, state, sweeps=sweeps)
+        for r in requests:
+            if r.kind != "settled":
+                swept.setdefault(r.kind, []).append(r.first_key)
+        t += M
+    assert swept["sweep-15m"][0] == "2026-11-02-09:45"
+    assert swept["sweep-6h"][:4] == [
+        "2026-11-02-09:00",
+        "2026-11-02-09:15",
+        "2026-11-02-09:30",
+        "2026-11-02-09:45",
+    ]
+
+
+def test_a_cursor_reset_sweeps_like_a_new_sensor():
+    now = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    fresh = plan(now, sweeps=(15 * M,))
+    reset = plan(now, PlanState.from_json({}), sweeps=(15 * M,))
+    assert fresh == reset
 
 
 def test_replace_steps_cut_a_range_into_bounded_consecutive_steps():

@@ -7,7 +7,8 @@ sensor asks :func:`plan_windows` what to load at each tick:
   most ``max_windows`` windows (one range per tick, so work per tick is bounded and a long
   outage becomes a few range runs rather than thousands of single ones);
 * every closed window again after each late-data sweep horizon (for example 15 minutes and
-  6 hours), so events that CloudWatch accepted late land in their window;
+  6 hours), so events that CloudWatch accepted late land in their window; this includes the
+  windows of a new sensor's first catch-up whose horizon had not passed when it started;
 * the still-open window, again every ``refresh_interval`` while new events arrive, so rows
   show up in BigQuery within about a minute instead of a window length.
 """
@@ -145,13 +146,14 @@ def plan_windows(
     """
     requests: list[WindowRequest] = []
     done_until = dict(state.done_until)
-    # A new sensor loads the lookback once; its sweeps start with the windows still to come,
-    # since sweeping windows that were first loaded just now would only read them twice.
+    # A new sensor (or one whose cursor was reset) settles the lookback once. Each sweep starts
+    # with the first window still inside its horizon: the window that closed just before the
+    # start is swept like any other, while a window whose horizon had passed already was read
+    # after it by the catch-up itself.
     first_ever = max(partitions_start, floor_to_window(now - initial_lookback, size))
-    first_sweep = floor_to_window(now - passes[0].lag, size) if passes else first_ever
     for index, load_pass in enumerate(passes):
         due_end = floor_to_window(now - load_pass.lag, size)  # windows ending by here are due
-        initial = first_ever if index == 0 else max(first_ever, first_sweep)
+        initial = first_ever if index == 0 else max(first_ever, due_end)
         begin = max(done_until.setdefault(load_pass.name, initial), partitions_start)
         if begin >= due_end:
             continue

@@ -22,13 +22,14 @@ def make_stack(
     unique_name,
     extra: str = "",
     bigquery_extra: str = "",
+    window: str = "15m",
     start: str = "2026-01-01T00:00:00Z",
 ) -> dict:
     """A config with one stream ``app`` on a fresh log group and a fresh dataset.
 
     ``extra`` adds stream keys (indented YAML lines, e.g. ``"    sweeps: [15m]"``),
     ``bigquery_extra`` keys of the ``bigquery`` mapping (e.g. ``', storage_write_endpoint: "…"'``),
-    ``start`` the stream's first window.
+    ``window`` the window length and ``start`` the stream's first window.
     """
     group = f"/test/app-{unique_name}"
     dataset = f"ds_{unique_name}"
@@ -43,7 +44,7 @@ streams:
   - name: app
     source: {{log_groups: ["{group}"]}}
     table: app_events
-    window: 15m
+    window: {window}
     start: "{start}"
 {extra}
 """

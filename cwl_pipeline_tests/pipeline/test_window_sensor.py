@@ -89,7 +89,7 @@ def test_first_tick_loads_the_lookback_and_refreshes_the_open_window(
     open_start = floor_to_window(now, WINDOW)
     settled_end = floor_to_window(now - timedelta(minutes=1), WINDOW)
     first = floor_to_window(now - timedelta(hours=1), WINDOW)
-    # The sweeps of a new sensor start with the windows still to come, not the lookback.
+    # No sweep is due yet: the window that closed last reaches its 15-minute horizon later.
     assert requested(result) == [
         (partition_key(first), partition_key(settled_end - WINDOW), "settled"),
         (partition_key(open_start), partition_key(open_start), "refresh"),

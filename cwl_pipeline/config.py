@@ -174,6 +174,21 @@ class HistorySource:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """Reconciliation of a polling stream with CloudWatch's ``IncomingLogEvents`` metric.
+
+    Every ``interval`` the stream's counts per ingestion hour of the last ``lookback`` are
+    compared with CloudWatch's (one GetMetricData request); an hour still short after the final
+    sweep is read again, at most ``max_heal_attempts`` times (see docs/reconciliation.md).
+    """
+
+    enabled: bool = True
+    interval: timedelta = timedelta(hours=1)
+    lookback: timedelta = timedelta(hours=24)
+    max_heal_attempts: int = 3
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """One stream: a source, how it is cut into windows, and where it lands."""
 
@@ -196,6 +211,7 @@ class StreamConfig:
     description: str = ""
     owners: tuple[str, ...] = ()
     history: HistorySource | None = None
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
     @property
     def rejects_table(self) -> str:
@@ -326,6 +342,7 @@ _STREAM_TUNING_KEYS = {
     "max_reject_rate",
     "backfill_windows_per_run",
     "windows_per_replace",
+    "reconcile",
 }
 _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "name",
@@ -410,6 +427,9 @@ def _parse_stream(
         if not isinstance(source, CloudWatchSource):
             raise ConfigError(f"{where}.history: only applies to a polling stream (source type cloudwatch)")
         history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
+    if "reconcile" in raw and not isinstance(source, CloudWatchSource):
+        raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
+    reconcile = _parse_reconcile(merged.get("reconcile", {}), f"{where}.reconcile")
 
     return StreamConfig(
         name=name,
@@ -431,6 +451,7 @@ def _parse_stream(
         description=str(raw.get("description", "")),
         owners=tuple(owners),
         history=history,
+        reconcile=reconcile,
     )
 
 
@@ -463,6 +484,31 @@ def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> His
         raise ConfigError(f"{where}.poll_interval: must be positive")
     return HistorySource(
         bucket=bucket, prefix=prefix.strip("/"), after=after, reader=reader, poll_interval=poll
+    )
+
+
+_RECONCILE_INTERVALS = [s for s in _ALLOWED_WINDOW_SECONDS if s >= 5 * 60]
+
+
+def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
+    settings = _mapping(raw, where)
+    _only_keys(settings, {"enabled", "interval", "lookback", "max_heal_attempts"}, where)
+    enabled = settings.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled: must be true or false")
+    interval = parse_duration(settings.get("interval", "1h"), f"{where}.interval")
+    if interval.total_seconds() not in _RECONCILE_INTERVALS:
+        raise ConfigError(
+            f"{where}.interval: {settings.get('interval')!r} must divide an hour (5m..60m) or a day (2h..24h)"
+        )
+    lookback = parse_duration(settings.get("lookback", "24h"), f"{where}.lookback")
+    if not timedelta(hours=1) <= lookback <= timedelta(days=14):
+        raise ConfigError(f"{where}.lookback: must be from 1h to 14d (CloudWatch accepts events 14 days old)")
+    attempts = settings.get("max_heal_attempts", 3)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
+        raise ConfigError(f"{where}.max_heal_attempts: must be an integer from 1 to 20")
+    return ReconcileSettings(
+        enabled=enabled, interval=interval, lookback=lookback, max_heal_attempts=attempts
     )
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 
 from cwl_pipeline.config import PipelineConfig, S3Source, load_config
 from cwl_pipeline.defs.cloudwatch_stream import build_stream_assets
+from cwl_pipeline.defs.reconciliation import build_reconcile_sensor, build_reconciliation_check
 from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.defs.rollups import build_rollups
 from cwl_pipeline.defs.s3_definitions import build_s3_stream
@@ -33,11 +34,14 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
             assets.extend(build_rollups(tables, config.bigquery))
             checks.append(build_latest_window_check(tables))
             sensors.append(build_window_sensor(tables))
+            if stream.reconcile.enabled:
+                checks.append(build_reconciliation_check(tables))
+                sensors.append(build_reconcile_sensor(tables))
         for spec in sources:
             if spec.key not in seen_sources:  # two streams may read the same log group
                 seen_sources.add(spec.key)
                 assets.append(spec)
-    # Rollups and the latest-window checks run on automation conditions; Dagster's default
+    # Rollups, the latest-window and the reconciliation checks run on automation conditions; Dagster's default
     # automation sensor starts stopped, so this one is declared running.
     sensors.append(
         dg.AutomationConditionSensorDefinition(

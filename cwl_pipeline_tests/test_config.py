@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -115,3 +116,37 @@ def test_missing_file_and_bad_yaml_are_clear(tmp_path):
     unset.write_text("bigquery:\n  project: ${NOPE_NOT_SET}\n")
     with pytest.raises(ConfigError, match="NOPE_NOT_SET is not set"):
         load_config(unset, env={})
+
+
+def test_reconcile_defaults_and_overrides():
+    stream = parse_config(BASE).streams[0]
+    assert stream.reconcile.enabled
+    assert (stream.reconcile.interval, stream.reconcile.lookback) == (timedelta(hours=1), timedelta(hours=24))
+    assert stream.reconcile.max_heal_attempts == 3
+    doc = {**with_stream(reconcile={"lookback": "2d"}), "defaults": {"reconcile": {"interval": "30m"}}}
+    # A stream's reconcile mapping replaces the defaults' as a whole, like freshness.
+    tuned = parse_config(doc).streams[0].reconcile
+    assert (tuned.interval, tuned.lookback) == (timedelta(hours=1), timedelta(days=2))
+
+
+@pytest.mark.parametrize(
+    ("reconcile", "message"),
+    [
+        ({"interval": "7m"}, "streams.app.reconcile.interval: '7m' must divide an hour"),
+        ({"interval": "1m"}, "streams.app.reconcile.interval: '1m' must divide an hour (5m..60m)"),
+        ({"lookback": "30m"}, "streams.app.reconcile.lookback: must be from 1h to 14d"),
+        ({"lookback": "15d"}, "streams.app.reconcile.lookback: must be from 1h to 14d"),
+        ({"max_heal_attempts": 0}, "streams.app.reconcile.max_heal_attempts: must be an integer"),
+        ({"enabled": "yes"}, "streams.app.reconcile.enabled: must be true or false"),
+        ({"every": "1h"}, "streams.app.reconcile: unknown key(s) ['every']"),
+    ],
+)
+def test_invalid_reconcile_names_the_key(reconcile, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(with_stream(reconcile=reconcile))
+
+
+def test_reconcile_is_refused_on_an_s3_source():
+    source = {"type": "s3", "bucket": "my-bucket", "prefix": "logs/", "layout": "firehose"}
+    with pytest.raises(ConfigError, match=r"streams.app.reconcile: only applies to a polling"):
+        parse_config(with_stream(source=source, reconcile={"enabled": False}))

@@ -477,6 +477,50 @@ class BigQueryLoader:
         rows = self.query_rows(f"SELECT COUNT(*) AS n FROM {self.table_sql(table)} WHERE {where}", params)
         return int(rows[0]["n"])
 
+    def counts_by_ingestion_hour(
+        self,
+        table: str,
+        time_column: str,
+        log_groups: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        event_time_before: timedelta,
+        event_time_after: timedelta,
+    ) -> dict[datetime, int]:
+        """Rows of ``log_groups`` in ``table`` per UTC hour of ``ingestion_time`` in
+        ``[start, end)`` (hours without rows are absent; 0 rows if the table does not exist).
+
+        The table is partitioned on ``time_column`` (the event time), not on the ingestion time:
+        the statement also bounds the event time to ``[start - event_time_before, end +
+        event_time_after)`` so BigQuery prunes the partitions outside it. The caller passes the
+        bounds CloudWatch puts on an event's time at ingestion (PutLogEvents accepts events up
+        to 14 days old and 2 hours ahead), so no row in the hours is left out.
+        """
+        try:
+            self.client.get_table(self.table_id(table), retry=self.retry)
+        except gexc.NotFound:
+            return {}
+        if not log_groups:
+            return {}
+        time_col = quote_identifier("column", time_column)
+        rows = self.query_rows(
+            f"SELECT TIMESTAMP_TRUNC(`ingestion_time`, HOUR) AS hour, COUNT(*) AS n "
+            f"FROM {self.table_sql(table)} "
+            f"WHERE {time_col} >= @event_start AND {time_col} < @event_end "
+            f"AND `ingestion_time` >= @ingested_start AND `ingestion_time` < @ingested_end "
+            f"AND `log_group` IN UNNEST(@log_groups) "
+            f"GROUP BY hour",
+            [
+                bigquery.ScalarQueryParameter("event_start", "TIMESTAMP", start - event_time_before),
+                bigquery.ScalarQueryParameter("event_end", "TIMESTAMP", end + event_time_after),
+                bigquery.ScalarQueryParameter("ingested_start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter("ingested_end", "TIMESTAMP", end),
+                bigquery.ArrayQueryParameter("log_groups", "STRING", sorted(set(log_groups))),
+            ],
+        )
+        return {_utc(row["hour"]): int(row["n"]) for row in rows if row["hour"] is not None}
+
     def duplicate_ids(self, table: str, scope: Scope, id_column: str = "event_id") -> int:
         """Rows in scope beyond the first of each ``id_column`` value."""
         where, params = scope.with_parameters()
@@ -551,6 +595,10 @@ class BigQueryLoader:
                 redact_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
             )
         return exc
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _conflict_detail(exc: BaseException) -> str:

@@ -35,6 +35,7 @@ from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, filter_log_events_budget
+from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents
 from cwl_pipeline.adapters.gcp_credentials import (
     CredentialsError,
     aws_external_account_credentials,
@@ -48,7 +49,7 @@ _CLIENTS_LOCK = threading.Lock()
 
 
 class AwsResource(ResourceWithBoto3Configuration):
-    """boto3 clients for CloudWatch Logs and S3 with retries tuned for API throttling."""
+    """boto3 clients for CloudWatch Logs, CloudWatch metrics and S3 with retries tuned for API throttling."""
 
     retry_mode: str = Field(
         default="adaptive",
@@ -143,6 +144,10 @@ class AwsResource(ResourceWithBoto3Configuration):
             client.meta.region_name, client.meta.endpoint_url, self.filter_log_events_per_second
         )
         return CloudWatchLogsReader(client, budget)
+
+    def incoming_log_events(self) -> IncomingLogEvents:
+        """CloudWatch's ``IncomingLogEvents`` metric, read over the process's ``cloudwatch`` client."""
+        return IncomingLogEvents(self.client("cloudwatch"))
 
 
 class BigQueryWarehouse(BigQueryResource):

@@ -42,6 +42,7 @@ IAM_ACTIONS: Mapping[tuple[str, str], frozenset[str]] = {
     ("logs", "DescribeLogGroups"): frozenset({"logs:DescribeLogGroups"}),
     ("logs", "FilterLogEvents"): frozenset({"logs:FilterLogEvents"}),
     ("logs", "DescribeExportTasks"): frozenset({"logs:DescribeExportTasks"}),
+    ("cloudwatch", "GetMetricData"): frozenset({"cloudwatch:GetMetricData"}),
     # "you must use credentials that have permission to write to the S3 bucket that you specify
     # as the destination" (CreateExportTask API reference).
     ("logs", "CreateExportTask"): frozenset({"logs:CreateExportTask", "s3:PutObject"}),

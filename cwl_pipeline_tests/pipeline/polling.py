@@ -23,11 +23,13 @@ def make_stack(
     extra: str = "",
     bigquery_extra: str = "",
     window: str = "15m",
+    start: str = "2026-01-01T00:00:00Z",
 ) -> dict:
     """A config with one stream ``app`` on a fresh log group and a fresh dataset.
 
     ``extra`` adds stream keys (indented YAML lines, e.g. ``"    sweeps: [15m]"``),
-    ``bigquery_extra`` keys of the ``bigquery`` mapping (e.g. ``', storage_write_endpoint: "…"'``).
+    ``bigquery_extra`` keys of the ``bigquery`` mapping (e.g. ``', storage_write_endpoint: "…"'``),
+    ``window`` the window length and ``start`` the stream's first window.
     """
     group = f"/test/app-{unique_name}"
     dataset = f"ds_{unique_name}"
@@ -43,7 +45,7 @@ streams:
     source: {{log_groups: ["{group}"]}}
     table: app_events
     window: {window}
-    start: "2026-01-01T00:00:00Z"
+    start: "{start}"
 {extra}
 """
     )

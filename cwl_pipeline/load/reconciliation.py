@@ -1,0 +1,116 @@
+"""The counts a reconciliation compares, read from CloudWatch and BigQuery (no Dagster).
+
+For each ingestion hour: CloudWatch's ``IncomingLogEvents`` sum over the stream's log groups
+(named, and resolved from its prefixes), and the rows the pipeline stored for those groups with
+an ``ingestion_time`` in the hour, events table plus rejects table. The verdicts and the heal
+plan are :mod:`cwl_pipeline.core.reconcile`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
+from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents, count_ingested
+from cwl_pipeline.config import StreamConfig
+from cwl_pipeline.core.reconcile import (
+    HOUR,
+    MAX_EVENT_AGE,
+    MAX_EVENT_AHEAD,
+    Explanation,
+    Horizon,
+    hours_to_compare,
+)
+from cwl_pipeline.core.windows import load_passes
+from cwl_pipeline.load.service import LoaderFactory
+from cwl_pipeline.load.tables import TablePair
+
+RETENTION_MARGIN = timedelta(hours=1)
+"""Heals stay this far inside a group's retention: the load refuses ranges beyond it."""
+
+
+def horizon_of(stream: StreamConfig) -> Horizon:
+    """The stream's window, settle lag and final sweep horizon."""
+    final = load_passes(stream.settle_lag, stream.sweeps)[-1].lag
+    return Horizon(window=stream.window, settle_lag=stream.settle_lag, final_sweep=final)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Counts per ingestion hour: hour → (CloudWatch's, stored)."""
+
+    groups: dict[str, int | None]  # log group → retention in days (None: never expires)
+    counts: dict[datetime, tuple[int, int]]
+
+
+def compare_counts(
+    stream: StreamConfig,
+    tables: TablePair,
+    reader: CloudWatchLogsReader,
+    metrics: IncomingLogEvents,
+    loaders: LoaderFactory,
+    now: datetime,
+) -> Comparison:
+    """CloudWatch's and the stored counts of the hours of the stream's reconciliation lookback
+    whose settled loads ran (:func:`cwl_pipeline.core.reconcile.hours_to_compare`)."""
+    groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
+    hours = hours_to_compare(now, stream.reconcile.lookback, horizon_of(stream), stream.start)
+    if not hours or not groups:
+        return Comparison(groups, {})
+    start, end = hours[0], hours[-1] + HOUR
+    counted = metrics.hourly_counts(groups, start, end)
+    stored: dict[datetime, int] = dict.fromkeys(hours, 0)
+    with loaders() as loader:
+        for spec in (tables.events, tables.rejects):
+            # Events are partitioned by event time: the event time is bounded by CloudWatch's
+            # PutLogEvents limits (14 days back, 2 hours ahead of ingestion) so BigQuery prunes.
+            found = loader.counts_by_ingestion_hour(
+                spec.table,
+                spec.partition_column,
+                list(groups),
+                start,
+                end,
+                event_time_before=MAX_EVENT_AGE,
+                event_time_after=MAX_EVENT_AHEAD,
+            )
+            for hour, count in found.items():
+                if hour in stored:
+                    stored[hour] += count
+    return Comparison(groups, {hour: (counted.get(hour, 0), stored[hour]) for hour in hours})
+
+
+def oldest_readable(groups: dict[str, int | None], now: datetime) -> datetime | None:
+    """The oldest event time every group still holds (the shortest retention), with a margin."""
+    days = [d for d in groups.values() if d is not None]
+    return now - timedelta(days=min(days)) + RETENTION_MARGIN if days else None
+
+
+def source_probe(
+    stream: StreamConfig, reader: CloudWatchLogsReader, groups: dict[str, int | None], now: datetime
+) -> Callable[[datetime], Explanation]:
+    """What the source holds for an hour beyond the stream's windows: events ingested then with
+    event times before the stream's ``start`` (counted with FilterLogEvents), and the groups
+    whose retention may have expired events ingested then."""
+
+    def probe(hour: datetime) -> Explanation:
+        oldest = hour - MAX_EVENT_AGE
+        before_start = count_ingested(
+            reader,
+            groups,
+            event_start=oldest,
+            event_end=stream.start,
+            ingested_start=hour,
+            ingested_end=hour + HOUR,
+        )
+        expired = tuple(
+            sorted(
+                group
+                for group, days in groups.items()
+                if days is not None and now - timedelta(days=days) > oldest
+            )
+        )
+        return Explanation(before_start=sum(before_start.values()), expired_groups=expired)
+
+    return probe

@@ -38,6 +38,10 @@ class IncomingLogEvents:
         """Events CloudWatch accepted per hour ``[start, end)`` (whole UTC hours), summed over
         ``log_groups``; every hour of the range is present (0 without a datapoint)."""
         start, end = start.astimezone(UTC), end.astimezone(UTC)
+        for bound in (start, end):
+            if bound.timestamp() % PERIOD_SECONDS:
+                # GetMetricData labels datapoints from ``start`` on: unaligned, none would match.
+                raise ValueError(f"hourly_counts takes whole UTC hours, not {bound.isoformat()}")
         counts: dict[datetime, int] = {}
         hour = start
         while hour < end:

@@ -146,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
             client = boto3.client(
                 "logs", endpoint_url=aws.url, region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
             )
-            producer = DemoProducer(client, DEMO_LOG_GROUP)
+            metrics = boto3.client(
+                "cloudwatch", endpoint_url=aws.url, region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+            )
+            producer = DemoProducer(client, DEMO_LOG_GROUP, metrics_client=metrics)
             producer.ensure_log_group()
             producer.start()
             print(f"demo producer              writing to log group {DEMO_LOG_GROUP}", flush=True)

@@ -57,6 +57,7 @@ class DemoProducer(threading.Thread):
         streams: tuple[str, ...] = ("web-1", "web-2"),
         interval: float = 2.0,
         seed: int | None = None,
+        metrics_client: Any | None = None,
     ) -> None:
         super().__init__(name="demo-producer", daemon=True)
         self.client = logs_client
@@ -66,6 +67,7 @@ class DemoProducer(threading.Thread):
         self.rng = random.Random(seed)
         self.sessions: list[int] = []
         self.sent = 0
+        self.metrics = metrics_client
         self._stopping = threading.Event()
 
     def ensure_log_group(self) -> None:
@@ -99,7 +101,29 @@ class DemoProducer(threading.Thread):
             self.client.put_log_events(logGroupName=self.log_group, logStreamName=stream, logEvents=events)
             sent += count
         self.sent += sent
+        if self.metrics is not None:
+            self._count_incoming(sent)
         return sent
+
+    def _count_incoming(self, count: int) -> None:
+        """Publish what CloudWatch would: ``IncomingLogEvents`` of the group (AWS/Logs).
+
+        Real CloudWatch computes this metric itself; the local AWS does not, so the demo
+        producer stands in for it and the reconciliation check has CloudWatch's count to
+        compare with.
+        """
+        self.metrics.put_metric_data(
+            Namespace="AWS/Logs",
+            MetricData=[
+                {
+                    "MetricName": "IncomingLogEvents",
+                    "Dimensions": [{"Name": "LogGroupName", "Value": self.log_group}],
+                    "Timestamp": time.time(),
+                    "Value": float(count),
+                    "Unit": "None",
+                }
+            ],
+        )
 
     def run(self) -> None:
         """Produce until :meth:`stop`; a failed burst is retried on the next tick."""

@@ -1,0 +1,41 @@
+"""The demo producer writes to the local CloudWatch, and publishes CloudWatch's own count."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents
+from cwl_pipeline.local.demo_producer import DemoProducer
+
+
+def test_producer_publishes_incoming_log_events_for_what_it_put(local_aws, logs_client, unique_name):
+    """Real CloudWatch computes IncomingLogEvents itself; the local AWS does not, so the demo
+    producer publishes it: the reconciliation of `make run` compares against this count."""
+    metrics = boto3.client("cloudwatch", endpoint_url=local_aws.url, region_name="us-east-1")
+    group = f"/test/demo-{unique_name}"
+    producer = DemoProducer(logs_client, group, seed=7, metrics_client=metrics)
+    producer.ensure_log_group()
+    before = datetime.now(UTC)
+    sent = producer.produce_once() + producer.produce_once()
+
+    stored = sum(
+        len(page["events"])
+        for page in logs_client.get_paginator("filter_log_events").paginate(logGroupName=group)
+    )
+    hour = before.replace(minute=0, second=0, microsecond=0)
+    counts = IncomingLogEvents(metrics).hourly_counts(
+        [group], hour - timedelta(hours=1), hour + timedelta(hours=2)
+    )
+    assert sent == stored == producer.sent
+    assert sum(counts.values()) == sent
+
+
+def test_hourly_counts_refuse_a_range_that_is_not_whole_hours(local_aws):
+    metrics = boto3.client("cloudwatch", endpoint_url=local_aws.url, region_name="us-east-1")
+    with pytest.raises(ValueError, match="whole UTC hours"):
+        IncomingLogEvents(metrics).hourly_counts(
+            ["/g"], datetime(2026, 11, 30, 7, 35, tzinfo=UTC), datetime(2026, 11, 30, 9, tzinfo=UTC)
+        )

@@ -31,6 +31,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "ExportLogGroupPattern": "EXPORT_LOG_GROUP_PATTERN",
     "FirehosePrefix": "FIREHOSE_PREFIX/",
     "ExportPrefix": "EXPORT_PREFIX",
+    "HistoryPrefix": "HISTORY_PREFIX",
     "FirehoseLogGroup.Arn": "arn:aws:logs:REGION:ACCOUNT_ID:log-group:FIREHOSE_LOG_GROUP:*",
     "DeliveryStream.Arn": "arn:aws:firehose:REGION:ACCOUNT_ID:deliverystream/DELIVERY_STREAM",
 }

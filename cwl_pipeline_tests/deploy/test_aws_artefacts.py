@@ -124,19 +124,26 @@ def test_runtime_resources_stay_in_the_sources() -> None:
         f"{logs_arn}POLLED_LOG_GROUP_PATTERN",
         f"{logs_arn}POLLED_LOG_GROUP_PATTERN:*",
     }
+    # Export streams' groups, and the polled groups whose old windows a history backfill exports.
     assert resources["logs:CreateExportTask"] == {
         f"{logs_arn}EXPORT_LOG_GROUP_PATTERN",
         f"{logs_arn}EXPORT_LOG_GROUP_PATTERN:*",
+        f"{logs_arn}POLLED_LOG_GROUP_PATTERN",
+        f"{logs_arn}POLLED_LOG_GROUP_PATTERN:*",
     }
     assert resources["s3:ListBucket"] == {"arn:aws:s3:::BUCKET"}
     assert resources["s3:GetObject"] == {
         "arn:aws:s3:::BUCKET/FIREHOSE_PREFIX/*",
         "arn:aws:s3:::BUCKET/EXPORT_PREFIX/*",
+        "arn:aws:s3:::BUCKET/HISTORY_PREFIX/*",
     }
     # The only write: export files, where CloudWatch Logs puts them.
-    assert resources["s3:PutObject"] == {"arn:aws:s3:::BUCKET/EXPORT_PREFIX/*"}
+    assert resources["s3:PutObject"] == {
+        "arn:aws:s3:::BUCKET/EXPORT_PREFIX/*",
+        "arn:aws:s3:::BUCKET/HISTORY_PREFIX/*",
+    }
     (list_statement,) = [s for s in statements(policies["s3-read"]) if s["Action"] == "s3:ListBucket"]
-    prefixes = ["FIREHOSE_PREFIX/*", "EXPORT_PREFIX/*"]
+    prefixes = ["FIREHOSE_PREFIX/*", "EXPORT_PREFIX/*", "HISTORY_PREFIX/*"]
     assert list_statement["Condition"] == {"StringLike": {"s3:prefix": prefixes}}
 
 
@@ -152,7 +159,11 @@ def test_export_bucket_policy_admits_cloudwatch_logs_only_under_the_export_prefi
 
     write = by_sid["CloudWatchLogsExportWrite"]
     assert write["Principal"] == {"Service": "logs.REGION.amazonaws.com"}
-    assert (write["Action"], write["Resource"]) == ("s3:PutObject", "arn:aws:s3:::BUCKET/EXPORT_PREFIX/*")
+    assert write["Action"] == "s3:PutObject"
+    assert write["Resource"] == [
+        "arn:aws:s3:::BUCKET/EXPORT_PREFIX/*",
+        "arn:aws:s3:::BUCKET/HISTORY_PREFIX/*",
+    ]
     assert write["Condition"] == {
         "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": "ACCOUNT_ID"},
         "ArnLike": source,

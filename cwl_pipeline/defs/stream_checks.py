@@ -89,30 +89,23 @@ def evaluate_load_checks(
         "rows_rejected": facts.rows_rejected,
         "new_rows_since_previous_load": late,
     }
+    failure = None
     if stored != facts.events_read:
         missing = facts.events_read - stored
         what = f"{missing} events read are not" if missing > 0 else f"{-missing} rows more than read are"
-        yield dg.AssetCheckResult(
-            asset_key=key,
-            check_name=COMPLETENESS,
-            passed=False,
-            metadata=metadata,
-            description=(
-                f"{what} in BigQuery: the source yielded {facts.events_at_source} events "
-                f"({facts.duplicates_dropped} duplicates, {facts.stored_elsewhere} stored by other loads), "
-                f"the scope holds {in_table} rows and {in_rejects} rejects"
-            ),
+        failure = (
+            f"{what} in BigQuery: the source yielded {facts.events_at_source} events "
+            f"({facts.duplicates_dropped} duplicates, {facts.stored_elsewhere} stored by other loads), "
+            f"the scope holds {in_table} rows and {in_rejects} rejects"
         )
     elif normalized != facts.events_at_source:
+        failure = (
+            f"normalization accounted for {normalized} of {facts.events_at_source} events read "
+            "(rows + rejects + duplicates)"
+        )
+    if failure:
         yield dg.AssetCheckResult(
-            asset_key=key,
-            check_name=COMPLETENESS,
-            passed=False,
-            metadata=metadata,
-            description=(
-                f"normalization accounted for {normalized} of {facts.events_at_source} events read "
-                "(rows + rejects + duplicates)"
-            ),
+            asset_key=key, check_name=COMPLETENESS, passed=False, metadata=metadata, description=failure
         )
     elif facts.final_sweep and late > 0:
         yield dg.AssetCheckResult(

@@ -6,10 +6,10 @@ An object whose content cannot be decoded yields an :class:`ObjectContent` with 
 
 from __future__ import annotations
 
-from cwl_pipeline.core.firehose_windows import delivery_stream_name
 from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.object_batch import ObjectContent
+from cwl_pipeline.firehose.windows import delivery_stream_name
 
 # Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
 # two envelope variants decode alike; "messages" carries no event context of its own.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cwl_pipeline.core.firehose_windows import (
+from cwl_pipeline.core.objects import StoredObject, object_set_version
+from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
     delivery_stream_name,
@@ -14,7 +15,6 @@ from cwl_pipeline.core.firehose_windows import (
     objects_by_window,
     plan_firehose_requests,
 )
-from cwl_pipeline.core.objects import StoredObject, object_set_version
 
 W = timedelta(minutes=15)
 H = datetime(2026, 11, 20, 10, tzinfo=UTC)

@@ -12,7 +12,7 @@
   stream's own load (same op, same writer pool) over the windows the missing events can belong
   to, tagged ``cwl/load=heal``: it inserts only what is missing. The sensor keeps each hour's
   heal attempts in its cursor and, once every readable window was read again, asks the source
-  why the hour is still short (:mod:`cwl_pipeline.core.reconcile`). It spends FilterLogEvents
+  why the hour is still short (:mod:`cwl_pipeline.polling.reconcile_plan`). It spends FilterLogEvents
   requests only on that question, never on the comparison itself (one GetMetricData request).
 
 The check reads what the heals found out from the sensor's latest observation.
@@ -26,7 +26,17 @@ import dagster as dg
 
 from cwl_pipeline.adapters.errors import DestinationError, SourceError
 from cwl_pipeline.config import StreamConfig
-from cwl_pipeline.core.reconcile import (
+from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.run_requests import run_request
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.polling.reconcile_counts import (
+    compare_counts,
+    horizon_of,
+    oldest_readable,
+    source_probe,
+)
+from cwl_pipeline.polling.reconcile_plan import (
     HealPlan,
     HealRecord,
     HealRequest,
@@ -39,16 +49,6 @@ from cwl_pipeline.core.reconcile import (
     records_to_json,
     text_plot,
     totals,
-)
-from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
-from cwl_pipeline.defs.window_sensor import run_request
-from cwl_pipeline.load.reconciliation import (
-    compare_counts,
-    horizon_of,
-    oldest_readable,
-    source_probe,
 )
 
 RECONCILE_CHECK = "matches_cloudwatch_counts"

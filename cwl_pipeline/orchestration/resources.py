@@ -34,8 +34,6 @@ from pydantic import Field
 from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, filter_log_events_budget
-from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents
 from cwl_pipeline.adapters.gcp_credentials import (
     CredentialsError,
     aws_external_account_credentials,
@@ -43,6 +41,8 @@ from cwl_pipeline.adapters.gcp_credentials import (
     load_credential_config,
 )
 from cwl_pipeline.config import AwsSettings, BigQuerySettings
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, filter_log_events_budget
+from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 
 _CLIENTS: dict[tuple[str, str, str | None], Any] = {}
 _CLIENTS_LOCK = threading.Lock()

@@ -71,6 +71,7 @@ from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.assets import LIVE_OVERLAP
+from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
 from cwl_pipeline.polling.read import read_windows, window_scope
 
@@ -331,7 +332,7 @@ def main() -> None:
         def loaders() -> Iterator[BigQueryLoader]:
             yield loader
 
-        reader = AwsResource.from_settings(config.aws).logs_reader()
+        reader = logs_reader(AwsResource.from_settings(config.aws))
         appender = BigQueryWarehouse.from_settings(config.bigquery).appender()
         assert appender is not None
         recording_appender = RecordingAppender(appender, recorder)

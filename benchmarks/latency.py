@@ -61,6 +61,7 @@ from cwl_pipeline.local.processes import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.tables import STREAM_TAG
+from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.read import read_windows
 
 REGION = LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
@@ -336,7 +337,7 @@ def run_direct(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
     def load(start: datetime) -> float:
         began = time.monotonic()
-        reads = read_windows(stream, aws.logs_reader(), start, start + stream.window)
+        reads = read_windows(stream, logs_reader(aws), start, start + stream.window)
         load_reads(reads, tables, warehouse.loader, quiet, stream.name)
         return time.monotonic() - began
 

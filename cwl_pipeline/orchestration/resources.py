@@ -41,8 +41,6 @@ from cwl_pipeline.adapters.gcp_credentials import (
     load_credential_config,
 )
 from cwl_pipeline.config import AwsSettings, BigQuerySettings
-from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, filter_log_events_budget
-from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 
 _CLIENTS: dict[tuple[str, str, str | None], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
@@ -136,18 +134,6 @@ class AwsResource(ResourceWithBoto3Configuration):
             config=config,
         )
         return redact_error_responses(client)
-
-    def logs_reader(self) -> CloudWatchLogsReader:
-        """A CloudWatch Logs reader over the process's client, within its FilterLogEvents budget."""
-        client = self.client("logs")
-        budget = filter_log_events_budget(
-            client.meta.region_name, client.meta.endpoint_url, self.filter_log_events_per_second
-        )
-        return CloudWatchLogsReader(client, budget)
-
-    def incoming_log_events(self) -> IncomingLogEvents:
-        """CloudWatch's ``IncomingLogEvents`` metric, read over the process's ``cloudwatch`` client."""
-        return IncomingLogEvents(self.client("cloudwatch"))
 
 
 class BigQueryWarehouse(BigQueryResource):

@@ -36,7 +36,7 @@ from cwl_pipeline.orchestration.tables import (
     table_asset_specs,
     writer_pool,
 )
-from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_reader
 from cwl_pipeline.polling.history import history_boundary, read_windows_from_export, with_api_reader
 from cwl_pipeline.polling.plan import load_passes
 from cwl_pipeline.polling.read import WindowRangeRead, read_windows, window_scope
@@ -138,7 +138,7 @@ def build_stream_assets(
         appender = bigquery.appender() if kind == REFRESH else None
         mode = write_mode(kind, live_available=appender is not None)
         after = _ingested_until(context, tables) if mode is WriteMode.LIVE else None
-        reads = reads_by_reader(context, stream, aws, aws.logs_reader(), start, end, mode)
+        reads = reads_by_reader(context, stream, aws, logs_reader(aws), start, end, mode)
         outcome = load(
             reads,
             tables.pair,

@@ -30,6 +30,8 @@ from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.run_requests import run_request
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 from cwl_pipeline.polling.reconcile_counts import (
     compare_counts,
     horizon_of,
@@ -108,7 +110,12 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
     ) -> dg.AssetCheckResult:
         now = clock()
         comparison = compare_counts(
-            stream, tables.pair, aws.logs_reader(), aws.incoming_log_events(), bigquery.loader, now
+            stream,
+            tables.pair,
+            logs_reader(aws),
+            IncomingLogEvents(aws.client("cloudwatch")),
+            bigquery.loader,
+            now,
         )
         records = latest_heal_records(context.instance, tables.events_key)
         verdicts = [
@@ -280,9 +287,9 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
                 cursor=context.cursor, skip_reason="a heal run of this stream is queued or running"
             )
         try:
-            reader = aws.logs_reader()
+            reader = logs_reader(aws)
             comparison = compare_counts(
-                stream, tables.pair, reader, aws.incoming_log_events(), bigquery.loader, now
+                stream, tables.pair, reader, IncomingLogEvents(aws.client("cloudwatch")), bigquery.loader, now
             )
             plan = plan_heals(
                 counts=comparison.counts,

@@ -29,6 +29,7 @@ from cwl_pipeline.orchestration.owed_runs import (
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
 
 _ACTIVE = [
@@ -126,7 +127,7 @@ def _events_arriving(
     since = state.refreshed_at if state.refreshed_window == open_start else open_start
     since = max(since or open_start, open_start) - timedelta(seconds=0)
     try:
-        reader = aws.logs_reader()
+        reader = logs_reader(aws)
         groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
         return reader.has_events_since(groups, to_ms(since))
     except SourceError as exc:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.core.objects import StoredObject, object_set_version
+from cwl_pipeline.core.s3_records import delivery_stream_name
 from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
-    delivery_stream_name,
     delivery_window,
     hour_prefixes,
     listing_start_after,

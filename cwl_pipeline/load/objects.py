@@ -20,6 +20,7 @@ the load reports ``rows_kept_from_unreadable_objects``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,8 +39,9 @@ from cwl_pipeline.adapters.sql_scopes import (
     time_scope,
 )
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.export_folders import folder_prefix, is_export_file
+from cwl_pipeline.core.export_folders import folder_prefix, is_export_file, is_write_test
 from cwl_pipeline.core.firehose_windows import hour_prefixes, objects_by_window
+from cwl_pipeline.core.normalize import parse_warning_facts
 from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch, concat_batches
 from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
 from cwl_pipeline.core.s3_records import decode_export_object, decode_firehose_object
@@ -115,6 +117,14 @@ class ObjectSetRead(SourceRead):
 
 
 _EMPTY = pa.table({})
+
+
+def _warning_facts(batches: Mapping[Hashable, ObjectBatch]) -> dict[str, int]:
+    """Parse warnings of every group, as run figures."""
+    total: Counter[str] = Counter()
+    for batch in batches.values():
+        total.update(batch.batch.parse_warnings)
+    return parse_warning_facts(dict(total))
 
 
 def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> dict[str, object]:
@@ -235,6 +245,7 @@ def read_firehose_windows(
         groups=windows,
         describe=_delivery_window(stream.window),
         time_column=stream.schema.time_column,
+        facts=_warning_facts(batches),
     )
 
 
@@ -242,9 +253,10 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
     """Read every file of one export task folder."""
     source = s3_source(stream)
     base = folder_prefix(source.prefix, folder)
-    objects = sorted(
-        (o for o in store.list_objects(source.bucket, base) if is_export_file(o.key)), key=lambda o: o.key
-    )
+    listed = list(store.list_objects(source.bucket, base))
+    objects = sorted((o for o in listed if is_export_file(o.key)), key=lambda o: o.key)
+    # CreateExportTask's access check object holds no events: skipped, and said so.
+    write_tests = [object_uri(source.bucket, o.key) for o in listed if is_write_test(o.key)]
     vanished: list[str] = []
     batch = build_object_batch(
         read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
@@ -269,6 +281,10 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
         versions={folder: object_set_version(objects)},
         groups=[folder],
         describe=lambda group: {"export_folder": group},
+        facts={
+            **_warning_facts(batches),
+            **({"write_test_objects_skipped": write_tests} if write_tests else {}),
+        },
         time_column=stream.schema.time_column,
     )
 

@@ -76,6 +76,8 @@ def _unwrap_lambda_event(doc: dict[str, Any], where: str, budget: DecompressionB
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise DecodeError(f"{where}: 'awslogs.data' is not valid base64") from None
+    if not raw:
+        raise DecodeError(f"{where}: 'awslogs.data' is empty")
     yield from _compressed_documents(raw, f"{where} (awslogs.data)", budget)
 
 

@@ -8,7 +8,11 @@ import boto3
 import pytest
 
 from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents
+from cwl_pipeline.core.formats import events_from_api
+from cwl_pipeline.core.normalize import normalize
+from cwl_pipeline.core.schema import LAMBDA_SCHEMA
 from cwl_pipeline.local.demo_producer import DemoProducer
+from cwl_pipeline.local.lambda_demo import LambdaInvocations
 
 
 def test_producer_publishes_incoming_log_events_for_what_it_put(local_aws, logs_client, unique_name):
@@ -46,11 +50,6 @@ def test_lambda_producer_writes_invocations_that_parse_typed_and_counts_them(
 ):
     """The `make run` Lambda group: ordered invocations per stream, IncomingLogEvents published,
     and every line lands typed under the lambda schema (no reject)."""
-
-    from cwl_pipeline.core.formats import events_from_api
-    from cwl_pipeline.core.normalize import normalize
-    from cwl_pipeline.core.schema import LAMBDA_SCHEMA
-    from cwl_pipeline.local.lambda_demo import LambdaInvocations
 
     metrics = boto3.client("cloudwatch", endpoint_url=local_aws.url, region_name="us-east-1")
     group = f"/aws/lambda/demo-{unique_name}"

@@ -34,9 +34,10 @@ class Column:
     Attributes:
         name: BigQuery column name.
         type: BigQuery type (STRING, INT64, FLOAT64, BOOL, TIMESTAMP, JSON).
-        source: ``message`` reads ``path`` from the JSON message; ``event_timestamp`` and
+        source: ``message`` reads ``path`` from the message's record (the JSON object, or
+            the fields the schema's parser made of the message); ``event_timestamp`` and
             ``ingestion_time`` take CloudWatch's own event fields.
-        path: dotted path into the message object (``params.user.id``); ``None`` unless
+        path: dotted path into the record (``params.user.id``); ``None`` unless
             ``source`` is ``message``.
         required: the BigQuery column is REQUIRED. A missing or null value then takes
             ``default`` if one is declared, and otherwise rejects the event.

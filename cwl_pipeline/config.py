@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
+from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
@@ -349,6 +350,7 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "source",
     "table",
     "schema",
+    "parser",
     "description",
     "owners",
     "history",
@@ -374,9 +376,7 @@ def _parse_stream(
         check_identifier("table", table)
     except IdentifierError as exc:
         raise ConfigError(f"{where}.table: {exc}") from None
-    schema_name = raw.get("schema", "seed")
-    if schema_name not in schemas:
-        raise ConfigError(f"{where}.schema: unknown schema {schema_name!r} (known: {sorted(schemas)})")
+    schema = _stream_schema(raw, where, schemas)
 
     window = parse_duration(merged.get("window", "15m"), f"{where}.window")
     if window.total_seconds() not in _ALLOWED_WINDOW_SECONDS:
@@ -435,7 +435,7 @@ def _parse_stream(
         name=name,
         source=source,
         table=table,
-        schema=schemas[schema_name],
+        schema=schema,
         window=window,
         settle_lag=settle_lag,
         start=start,
@@ -453,6 +453,34 @@ def _parse_stream(
         history=history,
         reconcile=reconcile,
     )
+
+
+def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, TableSchema]) -> TableSchema:
+    """The stream's schema, with the stream's ``parser`` when it names one.
+
+    Without ``schema``, a stream naming a parser gets that parser's built-in schema
+    (``lambda``, ``vpc_flow``, ``text``; ``seed`` for ``json``); ``regex`` needs a schema.
+    """
+    parser: ParserSpec | None = None
+    if raw.get("parser") is not None:
+        try:
+            parser = parser_from_config(raw["parser"], f"{where}.parser")
+        except ParserError as exc:
+            raise ConfigError(str(exc)) from None
+    schema_name = raw.get("schema")
+    if schema_name is None:
+        if parser is not None and parser.type not in PARSER_SCHEMAS:
+            raise ConfigError(
+                f"{where}.schema: parser {parser.type!r} needs a schema whose columns name its fields "
+                "(declare one under 'schemas' and set 'schema')"
+            )
+        schema_name = PARSER_SCHEMAS[parser.type] if parser is not None else "seed"
+    if schema_name not in schemas:
+        raise ConfigError(f"{where}.schema: unknown schema {schema_name!r} (known: {sorted(schemas)})")
+    schema = schemas[schema_name]
+    if parser is not None and parser != schema.parser:
+        schema = replace(schema, parser=parser)
+    return schema
 
 
 def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> HistorySource:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +33,8 @@ from cwl_pipeline.core.formats import (
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.formats.timestamps import format_rfc3339_ms
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize
-from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
+from cwl_pipeline.core.parsers import PARSER_TYPES, ParserError, parser_from_config
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
 
 PROG = "cwl-pipeline decode"
@@ -70,9 +72,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--schema",
-        default="seed",
         metavar="NAME|FILE",
-        help=f"built-in schema ({', '.join(BUILTIN_SCHEMAS)}) or a YAML/JSON schema file (default: seed)",
+        help=f"built-in schema ({', '.join(BUILTIN_SCHEMAS)}) or a YAML/JSON schema file, which may "
+        "carry a parser (default: the parser's built-in schema, else seed)",
+    )
+    parser.add_argument(
+        "--parser",
+        metavar="NAME|YAML",
+        help=f"parse messages with this parser ({', '.join(PARSER_TYPES)}), or a parser mapping as in "
+        "the config, e.g. \"{type: regex, pattern: '^(?P<ip>\\S+) '}\" (default: the schema's parser)",
     )
     parser.add_argument("--rejects", metavar="FILE", help="write rejected events here (NDJSON)")
     parser.add_argument(
@@ -98,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.output_format == "parquet" and not args.output:
             raise CliError("--output-format parquet needs -o FILE")
-        schema = load_schema(args.schema)
+        schema = schema_with_parser(args.schema, args.parser)
         events: list[LogEvent] = []
         for path in args.paths:
             events.extend(_decode_path(path, args))
@@ -112,6 +120,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(summary(len(args.paths), batch), file=sys.stderr)
     return 0
+
+
+def schema_with_parser(schema_spec: str | None, parser_spec: str | None) -> TableSchema:
+    """The schema of ``--schema`` with the parser of ``--parser`` (both optional)."""
+    if parser_spec is None:
+        return load_schema(schema_spec or "seed")
+    try:
+        loaded = yaml.safe_load(parser_spec) if parser_spec.lstrip().startswith("{") else parser_spec
+        parser = parser_from_config(loaded, "--parser")
+    except yaml.YAMLError as exc:
+        raise CliError(f"--parser: not a parser name nor a YAML mapping: {_one_line(exc)}") from None
+    except ParserError as exc:
+        raise CliError(str(exc)) from None
+    if schema_spec is None:
+        if parser.type not in PARSER_SCHEMAS:
+            raise CliError(f"--parser {parser.type}: give --schema FILE naming the columns its fields go to")
+        schema_spec = PARSER_SCHEMAS[parser.type]
+    schema = load_schema(schema_spec)
+    return schema if schema.parser == parser else replace(schema, parser=parser)
 
 
 def load_schema(spec: str) -> TableSchema:
@@ -140,6 +167,9 @@ def summary(files: int, batch: NormalizedBatch) -> str:
     if batch.reject_reasons:
         reasons = ", ".join(f"{reason}={n}" for reason, n in batch.reject_reasons.items())
         text += f" ({reasons})"
+    if batch.parse_warnings:
+        warnings = ", ".join(f"{column}={n}" for column, n in batch.parse_warnings.items())
+        text += f"; parse warnings (values stored as NULL): {warnings}"
     return text
 
 

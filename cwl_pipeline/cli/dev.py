@@ -27,6 +27,11 @@ from cwl_pipeline.local.processes import (
 )
 
 DEMO_LOG_GROUP = "/cwl-demo/app"
+DEMO_LAMBDA_GROUP = "/aws/lambda/cwl-demo"
+DEMO_LAMBDA_STREAMS = (
+    "2026/11/30/[$LATEST]0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    "2026/11/30/[$LATEST]1a2b3c4d5e6f",
+)
 
 DAGSTER_YAML = """\
 # Written by `cwl-pipeline dev`.
@@ -102,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         DEMO_WORKER_GROUP,
         ensure_worker_demo,
     )
+    from cwl_pipeline.local.lambda_demo import LambdaInvocations
 
     home: Path = args.home.resolve()
     logs = home / "logs"
@@ -116,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     services: list[LocalService] = []
     producer: DemoProducer | None = None
     worker: DemoProducer | None = None
+    lambda_producer: DemoProducer | None = None
     stopping = False
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -157,6 +164,18 @@ def run(args: argparse.Namespace) -> int:
             worker = DemoProducer(client, DEMO_WORKER_GROUP, streams=("worker-1",), interval=5.0)
             worker.start()
             print(f"demo producer              writing to log group {DEMO_WORKER_GROUP}", flush=True)
+            # Lambda-style platform and application lines, read through the lambda parser.
+            lambda_producer = DemoProducer(
+                client,
+                DEMO_LAMBDA_GROUP,
+                streams=DEMO_LAMBDA_STREAMS,
+                interval=3.0,
+                metrics_client=metrics,
+                lines=LambdaInvocations,
+            )
+            lambda_producer.ensure_log_group()
+            lambda_producer.start()
+            print(f"demo producer              writing to log group {DEMO_LAMBDA_GROUP}", flush=True)
 
         workspace = str(dagster_home / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
@@ -206,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
             producer.stop()
         if worker:
             worker.stop()
+        if lambda_producer:
+            lambda_producer.stop()
         for service in reversed(services):
             service.stop()
         print("stopped.", flush=True)

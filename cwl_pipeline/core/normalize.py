@@ -20,8 +20,12 @@ rejected with ``missing_required:<column>``):
     objects and arrays are ``invalid_type``.
 ``TIMESTAMP``
     From a message path: a number of ms since the epoch (fractions truncated) or an RFC 3339
-    string. Source ``event_timestamp`` / ``ingestion_time``: CloudWatch's own fields. Values
-    outside BigQuery's range (years 1..9999) are ``out_of_range``.
+    string; or, when the column declares ``format``, what those formats read
+    (:mod:`cwl_pipeline.core.timestamp_formats`). Source ``event_timestamp`` /
+    ``ingestion_time``: CloudWatch's own fields. Values outside BigQuery's range (years
+    1..9999) are ``out_of_range``. A NULLABLE column with a ``format`` is lenient: a value it
+    cannot read (or out of range) is NULL, counted in :attr:`NormalizedBatch.parse_warnings`
+    per column, and the event is kept; a REQUIRED one rejects the event.
 ``JSON``
     Any JSON value, kept as compact JSON text (``"x"`` stays the JSON string ``"x"``). JSON
     ``null`` counts as missing, so it becomes SQL NULL rather than JSON null. Integers beyond
@@ -29,13 +33,20 @@ rejected with ``missing_required:<column>``):
     deeper than 254 levels are ``too_deep``.
 
 A column's ``path`` walks nested objects; a path through a non-object counts as missing.
-Messages that are not JSON objects are rejected as a whole: ``invalid_utf8`` (bytes that
+
+The schema's parser (:mod:`cwl_pipeline.core.parsers`) makes each message a record that the
+paths walk. With the default ``json`` parser, messages that are not JSON objects are
+rejected as a whole: ``invalid_utf8`` (bytes that
 are not UTF-8, or text with unpaired surrogates), ``invalid_json`` (also NaN/Infinity, a
 leading byte order mark, lone surrogate escapes, raw control characters in strings),
 ``too_deep`` (nested beyond orjson's 1024 levels), ``not_an_object``. A message larger than
 :data:`MAX_MESSAGE_BYTES` (CloudWatch's own event limit, so only crafted input has one) is
 ``too_large``: its ``raw_message`` keeps the first :data:`MAX_MESSAGE_BYTES` bytes and the
 ``detail`` its full size. Duplicate keys: the last one wins.
+
+Other parsers read text: a message that is not UTF-8 is ``invalid_utf8`` (except for
+``text``, which keeps it with the bad bytes escaped), and each parser adds its own reasons
+(``field_count`` for ``vpc_flow``, ``no_match`` for ``regex``).
 
 Rejects keep the event's metadata, a machine-readable ``reason``, a human-readable
 ``detail`` and the ``raw_message`` (invalid UTF-8 escaped with backslashes). Their
@@ -67,6 +78,7 @@ from cwl_pipeline.core.formats.timestamps import (
     BIGQUERY_MIN_MS,
     parse_rfc3339_ms,
 )
+from cwl_pipeline.core.parsers import ParseFailure, RecordParser
 from cwl_pipeline.core.schema import (
     METADATA_COLUMNS,
     REJECT_COLUMNS,
@@ -74,6 +86,7 @@ from cwl_pipeline.core.schema import (
     SchemaError,
     TableSchema,
 )
+from cwl_pipeline.core.timestamp_formats import timestamp_reader
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -116,12 +129,15 @@ class NormalizedBatch:
     ``rows`` has the schema's user columns then :data:`METADATA_COLUMNS`; ``rejects`` has
     :data:`REJECT_COLUMNS`. Both use ``pd.ArrowDtype`` columns; ``rows_table`` and
     ``rejects_table`` are the same data as Arrow tables (what the loader writes to parquet).
+    ``parse_warnings`` counts, per lenient column, the accepted rows whose value could not
+    be read and was stored as NULL.
     """
 
     rows: pd.DataFrame
     rejects: pd.DataFrame
     rows_table: pa.Table = field(repr=False)
     rejects_table: pa.Table = field(repr=False)
+    parse_warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_loaded(self) -> int:
@@ -143,6 +159,11 @@ class NormalizedBatch:
         """Reject count per reason, most frequent first."""
         reasons = Counter(self.rejects_table.column("reason").to_pylist())
         return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
+
+
+def parse_warning_facts(warnings: dict[str, int]) -> dict[str, int]:
+    """Parse warnings as run figures: ``parse_warnings.<column>`` -> count (none when zero)."""
+    return {f"parse_warnings.{column}": count for column, count in sorted(warnings.items()) if count}
 
 
 def rows_schema(schema: TableSchema) -> pa.Schema:
@@ -275,9 +296,22 @@ def _json_converter(name: str) -> Converter:
     return convert
 
 
-def _timestamp_converter(name: str) -> Converter:
+def _timestamp_converter(name: str, formats: tuple[str, ...] = ()) -> Converter:
     invalid = f"invalid_type:{name}"
     out_of_range = f"out_of_range:{name}"
+    if formats:
+        read = timestamp_reader(formats)
+        expected = " or ".join(formats)
+
+        def convert_formatted(value: Any) -> int:
+            ms = read(value)
+            if ms is None:
+                raise _Rejected(invalid, f"{name}: {_describe(value)} does not match {expected}")
+            if BIGQUERY_MIN_MS <= ms <= BIGQUERY_MAX_MS:
+                return ms
+            raise _Rejected(out_of_range, f"{name}: {_describe(value)} is outside years 1..9999")
+
+        return convert_formatted
 
     def convert(value: Any) -> int:
         kind = type(value)
@@ -327,8 +361,13 @@ class _ColumnPlan:
     values: list[Any] = field(default_factory=list)
 
 
-def _plan(column: Column) -> _ColumnPlan:
-    convert = _CONVERTERS[column.type](column.name)
+def _plan(column: Column, warnings: list[str]) -> _ColumnPlan:
+    if column.formats:
+        convert = _timestamp_converter(column.name, column.formats)
+    else:
+        convert = _CONVERTERS[column.type](column.name)
+    if column.lenient:
+        convert = _lenient(convert, column.name, warnings)
     missing: Any = None
     missing_rejection = None
     if column.default is not None:
@@ -345,6 +384,34 @@ def _plan(column: Column) -> _ColumnPlan:
             f"{column.name}: required value is missing or null",
         )
     return _ColumnPlan(column, convert, missing, missing_rejection)
+
+
+def _lenient(convert: Converter, name: str, warnings: list[str]) -> Converter:
+    """``convert``, with a value it refuses becoming NULL and a warning for ``name``."""
+    add = warnings.append
+
+    def lenient(value: Any) -> Any:
+        try:
+            return convert(value)
+        except _Rejected:
+            add(name)
+            return None
+
+    return lenient
+
+
+def _text_message(message: Any, lossless: bool) -> str:
+    """The message as text for a record parser: bytes must be UTF-8 unless not ``lossless``."""
+    if type(message) is str:
+        return message
+    if isinstance(message, bytes):
+        if not lossless:
+            return message.decode("utf-8", "backslashreplace")
+        try:
+            return message.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Rejected("invalid_utf8", "message is not valid UTF-8 text") from None
+    raise _Rejected("invalid_json", f"message is {type(message).__name__}, not text")
 
 
 def _dig(obj: Any, path: tuple[str, ...]) -> Any:
@@ -397,7 +464,13 @@ def normalize(
     Raises:
         SchemaError: a column's declared default is not valid for its type.
     """
-    plans = [_plan(c) for c in schema.columns]
+    # Lenient columns name themselves here when a value becomes NULL; counted once the
+    # event is accepted.
+    event_warnings: list[str] = []
+    warnings: Counter[str] = Counter()
+    plans = [_plan(c, event_warnings) for c in schema.columns]
+    parse: RecordParser | None = schema.parser.build()
+    lossless = schema.parser.type != "text"
     message_plans = [p for p in plans if p.column.source == "message"]
     ingestion_plans = [p for p in plans if p.column.source == "ingestion_time"]
     time_plan = next(p for p in plans if p.column.source == "event_timestamp")
@@ -446,12 +519,18 @@ def normalize(
                 )
             if len(message) > short and (oversized := _too_large(message, max_message_bytes)):
                 raise oversized
-            try:
-                obj = loads(message)
-            except (decode_error, TypeError) as exc:
-                raise _parse_failure(message, exc) from None
-            if type(obj) is not dict:
-                raise _Rejected("not_an_object", f"message is JSON but not an object: {_describe(obj)}")
+            if parse is None:
+                try:
+                    obj = loads(message)
+                except (decode_error, TypeError) as exc:
+                    raise _parse_failure(message, exc) from None
+                if type(obj) is not dict:
+                    raise _Rejected("not_an_object", f"message is JSON but not an object: {_describe(obj)}")
+            else:
+                try:
+                    obj = parse(_text_message(message, lossless))
+                except ParseFailure as failure:
+                    raise _Rejected(failure.reason, failure.detail) from None
             for key, path, kind, convert, missing, missing_rejection, append in steps:
                 value = obj.get(key) if key is not None else _dig(obj, path)
                 if value is None:
@@ -483,7 +562,11 @@ def normalize(
             for values in rollback:
                 del values[pending:]
             rejects.add(event, rejected)
+            event_warnings.clear()
             continue
+        if event_warnings:
+            warnings.update(event_warnings)
+            event_warnings.clear()
         add_time(timestamp)
         add_id(event_id)
         add_ingestion(ingestion)
@@ -507,6 +590,7 @@ def normalize(
         rejects=_to_frame(rejects_table),
         rows_table=rows_table,
         rejects_table=rejects_table,
+        parse_warnings=dict(sorted(warnings.items())),
     )
 
 

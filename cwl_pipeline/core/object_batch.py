@@ -93,6 +93,7 @@ class ObjectBatch:
                 rejects=kept_rejects.to_pandas(types_mapper=pd.ArrowDtype),
                 rows_table=kept_rows,
                 rejects_table=kept_rejects,
+                parse_warnings=self.batch.parse_warnings,
             ),
             duplicates_dropped=self.duplicates_dropped + dropped,
         )
@@ -108,6 +109,7 @@ class ObjectBatch:
             "duplicates_dropped": self.duplicates_dropped,
             "bytes_read": self.bytes_read,
             "reject_reasons": self.batch.reject_reasons,
+            **({"parse_warnings": self.batch.parse_warnings} if self.batch.parse_warnings else {}),
         }
 
 
@@ -198,4 +200,5 @@ def _with_rejects(batch: NormalizedBatch, extra: pa.Table) -> NormalizedBatch:
         rejects=rejects.to_pandas(types_mapper=pd.ArrowDtype),
         rows_table=batch.rows_table,
         rejects_table=rejects,
+        parse_warnings=batch.parse_warnings,
     )

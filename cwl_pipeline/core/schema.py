@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
+from cwl_pipeline.core.timestamp_formats import TimestampFormatError, check_format
 
 ColumnType = Literal["STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP", "JSON"]
 COLUMN_TYPES: tuple[str, ...] = ("STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP", "JSON")
@@ -32,14 +34,20 @@ class Column:
     Attributes:
         name: BigQuery column name.
         type: BigQuery type (STRING, INT64, FLOAT64, BOOL, TIMESTAMP, JSON).
-        source: ``message`` reads ``path`` from the JSON message; ``event_timestamp`` and
+        source: ``message`` reads ``path`` from the message's record (the JSON object, or
+            the fields the schema's parser made of the message); ``event_timestamp`` and
             ``ingestion_time`` take CloudWatch's own event fields.
-        path: dotted path into the message object (``params.user.id``); ``None`` unless
+        path: dotted path into the record (``params.user.id``); ``None`` unless
             ``source`` is ``message``.
         required: the BigQuery column is REQUIRED. A missing or null value then takes
             ``default`` if one is declared, and otherwise rejects the event.
         default: value used when the field is missing or null.
         description: column description shown in BigQuery and Dagster.
+        formats: TIMESTAMP columns read from the message: the formats tried in order
+            (:mod:`cwl_pipeline.core.timestamp_formats`). A column with formats is lenient
+            when NULLABLE: a value none of them reads becomes NULL and counts as a parse
+            warning instead of rejecting the event. Empty: numbers as ms since the epoch or
+            RFC 3339 strings, and a value that is neither rejects the event.
     """
 
     name: str
@@ -49,6 +57,12 @@ class Column:
     required: bool = False
     default: Any = None
     description: str = ""
+    formats: tuple[str, ...] = ()
+
+    @property
+    def lenient(self) -> bool:
+        """A value that does not parse becomes NULL plus a parse warning (not a reject)."""
+        return bool(self.formats) and not self.required
 
     @property
     def mode(self) -> str:
@@ -58,11 +72,16 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSchema:
-    """The user columns of an events table, in order."""
+    """The user columns of an events table, in order, and the parser their fields come from.
+
+    ``parser`` turns each message into a record (a dict of fields); columns of source
+    ``message`` pick their value from that record by ``path``.
+    """
 
     name: str
     columns: tuple[Column, ...]
     description: str = ""
+    parser: ParserSpec = field(default_factory=ParserSpec)
     _by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -104,25 +123,32 @@ class TableSchema:
     def from_dict(cls, name: str, spec: Mapping[str, Any]) -> TableSchema:
         """Build a schema from its config form, with clear errors for any mistake.
 
-        ``spec`` is ``{"description": ..., "columns": [{"name", "type", "path" | "source",
-        "required", "default", "description"}, ...]}``.
+        ``spec`` is ``{"description": ..., "parser": ..., "columns": [{"name", "type",
+        "path" | "source", "required", "default", "format", "description"}, ...]}``; ``parser``
+        is a parser name or mapping (:func:`~cwl_pipeline.core.parsers.parser_from_config`),
+        ``json`` when absent.
         """
         if not isinstance(spec, Mapping):
             raise SchemaError(f"schema {name!r}: must be a mapping with a 'columns' list")
-        unknown = set(spec) - {"columns", "description"}
+        unknown = set(spec) - {"columns", "description", "parser"}
         if unknown:
             raise SchemaError(f"schema {name!r}: unknown key(s) {sorted(unknown)}")
         raw_columns = spec.get("columns")
         if not isinstance(raw_columns, list) or not raw_columns:
             raise SchemaError(f"schema {name!r}: 'columns' must be a non-empty list")
+        try:
+            parser = parser_from_config(spec.get("parser", "json"), "parser")
+        except ParserError as exc:
+            raise SchemaError(f"schema {name!r}: {exc}") from None
         return cls(
             name=name,
             columns=tuple(_column_from_dict(name, i, c) for i, c in enumerate(raw_columns)),
             description=str(spec.get("description", "")),
+            parser=parser,
         )
 
 
-_COLUMN_KEYS = {"name", "type", "path", "source", "required", "default", "description"}
+_COLUMN_KEYS = {"name", "type", "path", "source", "required", "default", "description", "format"}
 
 
 def _column_from_dict(schema: str, index: int, spec: Any) -> Column:
@@ -165,7 +191,23 @@ def _column_from_dict(schema: str, index: int, spec: Any) -> Column:
         required=required,
         default=spec.get("default"),
         description=str(spec.get("description", "")),
+        formats=_formats(spec.get("format"), col_type, source, where),
     )
+
+
+def _formats(spec: Any, col_type: str, source: str, where: str) -> tuple[str, ...]:
+    """The validated ``format`` of a column: one format or a list of them."""
+    if spec is None:
+        return ()
+    if col_type != "TIMESTAMP" or source != "message":
+        raise SchemaError(f"{where}: 'format' only applies to TIMESTAMP columns read from the message")
+    formats = [spec] if isinstance(spec, str) else spec
+    if not isinstance(formats, list) or not formats:
+        raise SchemaError(f"{where}: 'format' must be a format or a non-empty list of formats")
+    try:
+        return tuple(check_format(f) for f in formats)
+    except TimestampFormatError as exc:
+        raise SchemaError(f"{where}: {exc}") from None
 
 
 # Columns the pipeline adds to every events table, after the user columns.
@@ -214,4 +256,103 @@ SEED_SCHEMA = TableSchema(
     ),
 )
 
-BUILTIN_SCHEMAS: dict[str, TableSchema] = {"seed": SEED_SCHEMA}
+
+def _event_time() -> Column:
+    return Column(
+        "timestamp",
+        "TIMESTAMP",
+        source="event_timestamp",
+        required=True,
+        description="CloudWatch event timestamp (UTC, millisecond precision)",
+    )
+
+
+def _fields(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
+    return tuple(Column(name, kind, path=(name,), description=text) for name, kind, text in specs)
+
+
+LAMBDA_SCHEMA = TableSchema(
+    name="lambda",
+    description="AWS Lambda log lines: platform START/END/REPORT lines typed, application lines as text "
+    "or JSON (parser lambda).",
+    parser=ParserSpec(type="lambda"),
+    columns=(
+        _event_time(),
+        Column(
+            "record_type",
+            "STRING",
+            path=("record_type",),
+            required=True,
+            description="start, end, report, init_start, timeout, or log (application output)",
+        ),
+        *_fields(
+            ("request_id", "STRING", "Invocation request id"),
+            ("level", "STRING", "Log level of an application line (INFO, ERROR, ...)"),
+        ),
+        Column(
+            "logged_at",
+            "TIMESTAMP",
+            path=("time",),
+            formats=("rfc3339", "%Y-%m-%d %H:%M:%S,%f%z", "epoch_ms"),
+            description="Time written in the line (runtime or Powertools timestamp); NULL if unreadable",
+        ),
+        *_fields(
+            ("message", "STRING", "The line's message text (the whole line for platform lines)"),
+            ("duration_ms", "FLOAT64", "REPORT: Duration (ms)"),
+            ("billed_duration_ms", "INT64", "REPORT: Billed Duration (ms)"),
+            ("memory_size_mb", "INT64", "REPORT: Memory Size (MB)"),
+            ("max_memory_used_mb", "INT64", "REPORT: Max Memory Used (MB)"),
+            ("init_duration_ms", "FLOAT64", "REPORT: Init Duration (ms), cold starts only"),
+            ("timeout_seconds", "FLOAT64", "Task timed out after N seconds: N"),
+            ("status", "STRING", "REPORT: Status (timeout, error, ...) when the invocation failed"),
+            ("error_type", "STRING", "REPORT: Error Type when the invocation failed"),
+            ("xray_trace_id", "STRING", "REPORT: XRAY TraceId"),
+            ("data", "JSON", "The JSON object of a JSON line (Powertools, Lambda JSON logs)"),
+        ),
+    ),
+)
+
+VPC_FLOW_SCHEMA = TableSchema(
+    name="vpc_flow",
+    description="VPC flow log records in the default version-2 format (parser vpc_flow).",
+    parser=ParserSpec(type="vpc_flow"),
+    columns=(
+        _event_time(),
+        *_fields(
+            ("version", "INT64", "Flow log version"),
+            ("account_id", "STRING", "AWS account id of the interface's owner"),
+            ("interface_id", "STRING", "Network interface id"),
+            ("srcaddr", "STRING", "Source address"),
+            ("dstaddr", "STRING", "Destination address"),
+            ("srcport", "INT64", "Source port"),
+            ("dstport", "INT64", "Destination port"),
+            ("protocol", "INT64", "IANA protocol number"),
+            ("packets", "INT64", "Packets in the capture window"),
+            ("bytes", "INT64", "Bytes in the capture window"),
+        ),
+        Column("start_time", "TIMESTAMP", path=("start",), formats=("epoch_s",), description="start (s)"),
+        Column("end_time", "TIMESTAMP", path=("end",), formats=("epoch_s",), description="end (s)"),
+        *_fields(
+            ("action", "STRING", "ACCEPT or REJECT"),
+            ("log_status", "STRING", "OK, NODATA or SKIPDATA"),
+        ),
+    ),
+)
+
+TEXT_SCHEMA = TableSchema(
+    name="text",
+    description="Any log: the whole message as one STRING column (parser text).",
+    parser=ParserSpec(type="text"),
+    columns=(_event_time(), *_fields(("message", "STRING", "The message as written"))),
+)
+
+BUILTIN_SCHEMAS: dict[str, TableSchema] = {
+    "seed": SEED_SCHEMA,
+    "lambda": LAMBDA_SCHEMA,
+    "vpc_flow": VPC_FLOW_SCHEMA,
+    "text": TEXT_SCHEMA,
+}
+"""Schemas a stream or ``cwl-pipeline decode`` may name without declaring them."""
+
+PARSER_SCHEMAS: dict[str, str] = {"json": "seed", "lambda": "lambda", "vpc_flow": "vpc_flow", "text": "text"}
+"""The built-in schema a stream gets when it names a parser but no schema."""

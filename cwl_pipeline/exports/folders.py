@@ -47,6 +47,11 @@ def folder_of(key: str, prefix: str) -> str | None:
     return folder
 
 
+def is_write_test(key: str) -> bool:
+    """Whether ``key`` is the ``aws-logs-write-test`` object (at the prefix or in a folder)."""
+    return key.rsplit("/", 1)[-1] == WRITE_TEST_OBJECT
+
+
 def is_export_file(key: str) -> bool:
     """Whether ``key`` is an export data file (not the write-test object or a folder marker)."""
     name = key.rsplit("/", 1)[-1]

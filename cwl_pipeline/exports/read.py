@@ -15,7 +15,7 @@ from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_obj
 from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
 from cwl_pipeline.core.s3_records import decode_export_object
 from cwl_pipeline.core.windows import to_ms
-from cwl_pipeline.exports.folders import folder_prefix, is_export_file
+from cwl_pipeline.exports.folders import folder_prefix, is_export_file, is_write_test
 from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
@@ -25,6 +25,7 @@ from cwl_pipeline.load.objects import (
     records_decoded,
     s3_source,
     stored_copies_scope,
+    warning_facts,
 )
 from cwl_pipeline.load.tables import LoadScope
 
@@ -51,9 +52,10 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
     """Read every file of one export task folder."""
     source = s3_source(stream)
     base = folder_prefix(source.prefix, folder)
-    objects = sorted(
-        (o for o in store.list_objects(source.bucket, base) if is_export_file(o.key)), key=lambda o: o.key
-    )
+    listed = list(store.list_objects(source.bucket, base))
+    objects = sorted((o for o in listed if is_export_file(o.key)), key=lambda o: o.key)
+    # CreateExportTask's access check object holds no events: skipped, and said so.
+    write_tests = [object_uri(source.bucket, o.key) for o in listed if is_write_test(o.key)]
     vanished: list[str] = []
     batch = build_object_batch(
         read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
@@ -78,5 +80,9 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
         versions={folder: object_set_version(objects)},
         groups=[folder],
         describe=lambda group: {"export_folder": group},
+        facts={
+            **warning_facts(batches),
+            **({"write_test_objects_skipped": write_tests} if write_tests else {}),
+        },
         time_column=stream.schema.time_column,
     )

@@ -28,6 +28,7 @@ from cwl_pipeline.load.objects import (
     records_decoded,
     s3_source,
     stored_copies_scope,
+    warning_facts,
 )
 from cwl_pipeline.load.tables import LoadScope, range_label
 
@@ -89,6 +90,7 @@ def read_firehose_windows(
         groups=windows,
         describe=_delivery_window(stream.window),
         time_column=stream.schema.time_column,
+        facts=warning_facts(batches),
     )
 
 

@@ -23,6 +23,7 @@ the load reports ``rows_kept_from_unreadable_objects``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from cwl_pipeline.adapters.sql_scopes import (
     time_scope,
 )
 from cwl_pipeline.config import S3Source, StreamConfig
+from cwl_pipeline.core.normalize import parse_warning_facts
 from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, concat_batches
 from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.load.reads import SourceRead
@@ -112,6 +114,14 @@ class ObjectSetRead(SourceRead):
 
 
 _EMPTY = pa.table({})
+
+
+def warning_facts(batches: Mapping[Hashable, ObjectBatch]) -> dict[str, int]:
+    """Parse warnings of every group, as run figures."""
+    total: Counter[str] = Counter()
+    for batch in batches.values():
+        total.update(batch.batch.parse_warnings)
+    return parse_warning_facts(dict(total))
 
 
 def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> dict[str, object]:

@@ -250,6 +250,9 @@ def _load_read(
     for uri in read.vanished:
         log.warning(f"{name}: {uri} was deleted after it was listed; its rows are kept")
     outcome.objects_vanished += len(read.vanished)
+    skipped = read.facts.get("write_test_objects_skipped", [])
+    for uri in skipped if isinstance(skipped, list) else []:
+        log.info(f"{name}: skipped {uri}: CreateExportTask's access check object, no log events")
     merge_facts(outcome.facts, read.facts)
     if read.nothing_read:
         # Nothing to read, nothing to replace: rows of objects gone from S3 stay.

@@ -11,6 +11,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -48,7 +49,12 @@ def demo_message(rng: random.Random, session_ids: list[int]) -> str:
 
 
 class DemoProducer(threading.Thread):
-    """Writes a burst of events to each stream of ``log_group`` every ``interval`` seconds."""
+    """Writes a burst of events to each stream of ``log_group`` every ``interval`` seconds.
+
+    ``lines``, when given, makes one burst per stream: it is called once per stream with a
+    random generator and returns a factory of ordered line sequences (e.g. one Lambda
+    invocation each); otherwise bursts are seed-schema application events.
+    """
 
     def __init__(
         self,
@@ -58,6 +64,7 @@ class DemoProducer(threading.Thread):
         interval: float = 2.0,
         seed: int | None = None,
         metrics_client: Any | None = None,
+        lines: Callable[[random.Random], Callable[[], list[str]]] | None = None,
     ) -> None:
         super().__init__(name="demo-producer", daemon=True)
         self.client = logs_client
@@ -68,6 +75,7 @@ class DemoProducer(threading.Thread):
         self.sessions: list[int] = []
         self.sent = 0
         self.metrics = metrics_client
+        self.line_makers = {s: lines(self.rng) for s in streams} if lines is not None else None
         self._stopping = threading.Event()
 
     def ensure_log_group(self) -> None:
@@ -89,15 +97,21 @@ class DemoProducer(threading.Thread):
         sent = 0
         for stream in self.streams:
             now_ms = int(time.time() * 1000)
-            count = self.rng.randint(1, 8)
-            events = [
-                {
-                    "timestamp": now_ms - self.rng.randint(0, 1500),
-                    "message": demo_message(self.rng, self.sessions),
-                }
-                for _ in range(count)
-            ]
-            events.sort(key=lambda e: e["timestamp"])
+            if self.line_makers is not None:
+                messages = self.line_makers[stream]()
+                count = len(messages)
+                # One invocation's lines, a millisecond apart, in order.
+                events = [{"timestamp": now_ms - count + i, "message": m} for i, m in enumerate(messages)]
+            else:
+                count = self.rng.randint(1, 8)
+                events = [
+                    {
+                        "timestamp": now_ms - self.rng.randint(0, 1500),
+                        "message": demo_message(self.rng, self.sessions),
+                    }
+                    for _ in range(count)
+                ]
+                events.sort(key=lambda e: e["timestamp"])
             self.client.put_log_events(logGroupName=self.log_group, logStreamName=stream, logEvents=events)
             sent += count
         self.sent += sent

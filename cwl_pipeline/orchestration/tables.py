@@ -127,6 +127,8 @@ def table_asset_specs(
                 **table_metadata(bq, tables.events_spec),
                 "window": str(stream.window),
                 "settle_lag": str(stream.settle_lag),
+                "schema": stream.schema.name,
+                "parser": stream.schema.parser.describe(),
             },
             **common,
         ),

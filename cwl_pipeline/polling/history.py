@@ -37,6 +37,7 @@ from hashlib import blake2b
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import HistorySource, StreamConfig
+from cwl_pipeline.core.normalize import parse_warning_facts
 from cwl_pipeline.core.object_batch import ObjectContent, build_object_batch
 from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.core.s3_records import decode_export_object
@@ -201,6 +202,7 @@ def _read_step(
             "export_task_ids": task_ids,
             "windows_read_by_export": [range_label(start, end)],
             "export_files_read": batch.objects,
+            **parse_warning_facts(batch.batch.parse_warnings),
         },
         start=start,
         end=end,

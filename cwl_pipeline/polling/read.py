@@ -22,7 +22,7 @@ from cwl_pipeline.adapters.sql_scopes import all_of, literal_in_scope, time_scop
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
-from cwl_pipeline.core.normalize import NormalizedBatch, normalize
+from cwl_pipeline.core.normalize import NormalizedBatch, normalize, parse_warning_facts
 from cwl_pipeline.core.window_stats import per_window_stats
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.load.reads import SourceRead
@@ -118,7 +118,11 @@ def read_window_range(
         scope=window_scope(stream, start, end, groups),
         label=range_label(start, end),
         events_at_source=read.events,
-        facts={"log_groups": list(read.groups), "filter_log_events_calls": read.api_calls},
+        facts={
+            "log_groups": list(read.groups),
+            "filter_log_events_calls": read.api_calls,
+            **parse_warning_facts(batch.parse_warnings),
+        },
         start=start,
         end=end,
         window=stream.window,

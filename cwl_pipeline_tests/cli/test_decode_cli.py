@@ -239,7 +239,7 @@ def test_parquet_needs_output(firehose_file, capsys):
 
 def test_unknown_schema(firehose_file, capsys):
     assert main(["decode", str(firehose_file), "--schema", "nope"]) == 2
-    assert "neither a built-in schema (seed) nor a file" in error_line(capsys)
+    assert "neither a built-in schema (seed, lambda, vpc_flow, text) nor a file" in error_line(capsys)
 
 
 def test_invalid_schema_file(firehose_file, tmp_path, capsys):

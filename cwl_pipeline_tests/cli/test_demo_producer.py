@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
+from cwl_pipeline.core.formats import events_from_api
+from cwl_pipeline.core.normalize import normalize
+from cwl_pipeline.core.schema import LAMBDA_SCHEMA
 from cwl_pipeline.local.demo_producer import DemoProducer
+from cwl_pipeline.local.lambda_demo import LambdaInvocations
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 
 
@@ -39,3 +43,37 @@ def test_hourly_counts_refuse_a_range_that_is_not_whole_hours(local_aws):
         IncomingLogEvents(metrics).hourly_counts(
             ["/g"], datetime(2026, 11, 30, 7, 35, tzinfo=UTC), datetime(2026, 11, 30, 9, tzinfo=UTC)
         )
+
+
+def test_lambda_producer_writes_invocations_that_parse_typed_and_counts_them(
+    local_aws, logs_client, unique_name
+):
+    """The `make run` Lambda group: ordered invocations per stream, IncomingLogEvents published,
+    and every line lands typed under the lambda schema (no reject)."""
+
+    metrics = boto3.client("cloudwatch", endpoint_url=local_aws.url, region_name="us-east-1")
+    group = f"/aws/lambda/demo-{unique_name}"
+    producer = DemoProducer(
+        logs_client, group, streams=("2026/11/30/[$LATEST]0a", "2026/11/30/[$LATEST]0b"), seed=11,
+        metrics_client=metrics, lines=LambdaInvocations,
+    )  # fmt: skip
+    producer.ensure_log_group()
+    before = datetime.now(UTC)
+    sent = sum(producer.produce_once() for _ in range(40))
+
+    stored = [
+        event
+        for page in logs_client.get_paginator("filter_log_events").paginate(logGroupName=group)
+        for event in page["events"]
+    ]
+    hour = before.replace(minute=0, second=0, microsecond=0)
+    counts = IncomingLogEvents(metrics).hourly_counts(
+        [group], hour - timedelta(hours=1), hour + timedelta(hours=2)
+    )
+    assert sent == len(stored) == sum(counts.values())
+
+    batch = normalize(events_from_api(stored, log_group=group), LAMBDA_SCHEMA)
+    assert batch.rows_rejected == 0
+    types = batch.rows_table.column("record_type").to_pylist()
+    assert types.count("start") == types.count("end") == types.count("report") == 80
+    assert {"init_start", "log"} <= set(types)

@@ -7,6 +7,10 @@ Formats:
 ``subscription``
     Subscription-filter envelopes: the Lambda ``{"awslogs": {"data": ...}}`` event, the
     gzip envelope, or the decompressed envelope JSON.
+``kinesis``
+    A Kinesis Data Streams consumer (Lambda) event, ``{"Records": [{"kinesis": {"data":
+    ...}}]}``, each record's data a gzip subscription envelope (a subscription filter can
+    target a Kinesis data stream).
 ``firehose``
     Firehose deliveries to S3: concatenated gzip envelopes, or newline-delimited /
     concatenated envelope JSON when Firehose decompresses. With message extraction enabled

@@ -26,7 +26,7 @@ from cwl_pipeline.core.formats.messages import decode_messages
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 
-FORMATS: tuple[str, ...] = ("events", "subscription", "firehose", "export", "messages")
+FORMATS: tuple[str, ...] = ("events", "subscription", "kinesis", "firehose", "export", "messages")
 """Format names accepted by :func:`decode_bytes` (besides ``auto``)."""
 
 
@@ -123,7 +123,7 @@ def iter_decode(
         if len(head) > 1:
             parsed = None  # the document of one member only
 
-    if format in ("subscription", "firehose"):
+    if format in ("subscription", "kinesis", "firehose"):
         if parsed is not None:
             docs = iter([("input", parsed[0])])
         else:

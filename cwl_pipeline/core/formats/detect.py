@@ -21,12 +21,13 @@ _FIREHOSE_OBJECT = re.compile(
 )
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UNDETECTED = "cannot detect format; pass --format"
+_WRITE_TEST_TEXT = "Permission Check Successful"
 
 
 def detect_format(
     data: bytes, name: str | None = None, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
 ) -> str:
-    """The format of ``data``: ``events``, ``subscription``, ``firehose`` or ``export``.
+    """The format of ``data``: ``events``, ``subscription``, ``kinesis``, ``firehose`` or ``export``.
 
     ``messages`` is never detected (any text would match); it must be asked for. ``name``,
     the object key or file name, only tells Firehose objects holding a single envelope apart
@@ -68,6 +69,11 @@ def detect_and_parse(payload: bytes, *, gzip_members: int, name: str | None) -> 
     line = head[:200].decode("utf-8", "replace")
     if match_rfc3339_prefix(line) is not None:
         return "export", None
+    if line.startswith(_WRITE_TEST_TEXT):
+        raise DecodeError(
+            "this is the aws-logs-write-test object CreateExportTask writes to check its access to "
+            "the bucket; it holds no log events"
+        )
     raise DecodeError(_UNDETECTED)
 
 
@@ -75,6 +81,15 @@ def _json_format(doc: Any, *, single: bool, gzip_members: int, name: str | None)
     if isinstance(doc, dict):
         if "awslogs" in doc:
             return "subscription"
+        records = doc.get("Records")
+        if isinstance(records, list) and records and isinstance(records[0], dict):
+            if "kinesis" in records[0]:
+                return "kinesis"
+            source = records[0].get("eventSource")
+            raise DecodeError(
+                f"{_UNDETECTED} (an event of {source or 'another AWS service'} whose records are not "
+                "Kinesis records)"
+            )
         if "messageType" in doc:
             several = gzip_members > 1 or not single
             if several or (name is not None and _FIREHOSE_OBJECT.search(name)):

@@ -5,7 +5,9 @@ A subscription filter delivers batches as an envelope::
     {"messageType": "DATA_MESSAGE", "owner": "...", "logGroup": "...", "logStream": "...",
      "subscriptionFilters": [...], "logEvents": [{"id": ..., "timestamp": ..., "message": ...}]}
 
-gzip-compressed. Lambda receives it base64-encoded as ``{"awslogs": {"data": "..."}}``;
+gzip-compressed. Lambda receives it base64-encoded as ``{"awslogs": {"data": "..."}}``; a
+subscription to a Kinesis data stream puts each gzip envelope in a Kinesis record, which a
+Lambda consumer receives as ``{"Records": [{"kinesis": {"data": "<base64>"}}, ...]}``;
 Firehose writes the compressed envelopes to S3 back to back (one gzip member each), or, with
 decompression enabled, as plain JSON, newline-delimited or concatenated. All of these decode
 the same way. ``CONTROL_MESSAGE`` envelopes (sent when a subscription is created) carry no
@@ -58,6 +60,9 @@ def _event_lists(
         if type(doc) is dict and "awslogs" in doc:
             for inner in _unwrap_lambda_event(doc, where, budget):
                 yield _envelope_events(inner, where, source_object)
+        elif type(doc) is dict and "Records" in doc:
+            for record_where, inner in _unwrap_kinesis_event(doc, where, budget):
+                yield _envelope_events(inner, record_where, source_object)
         else:
             yield _envelope_events(doc, where, source_object)
 
@@ -73,9 +78,57 @@ def _unwrap_lambda_event(doc: dict[str, Any], where: str, budget: DecompressionB
         raise DecodeError(f"{where}: 'awslogs.data' is not valid base64") from None
     if not raw:
         raise DecodeError(f"{where}: 'awslogs.data' is empty")
-    members = gunzip_members(raw, budget=budget) if is_gzip(raw) else [raw]
+    yield from _compressed_documents(raw, f"{where} (awslogs.data)", budget)
+
+
+def _unwrap_kinesis_event(
+    doc: dict[str, Any], where: str, budget: DecompressionBudget
+) -> Iterator[tuple[str, Any]]:
+    """The envelopes of a Kinesis Data Streams consumer event, with where each comes from."""
+    records = doc["Records"]
+    if type(records) is not list:
+        raise DecodeError(f"{where}: 'Records' is not a list")
+    for index, record in enumerate(records):
+        at = f"{where}, Records[{index}]"
+        kinesis = record.get("kinesis") if type(record) is dict else None
+        if type(kinesis) is not dict:
+            source = record.get("eventSource") if type(record) is dict else None
+            raise DecodeError(
+                f"{at}: not a Kinesis record (no 'kinesis' object"
+                + (f"; eventSource {source!r})" if source else ")")
+            )
+        data = kinesis.get("data")
+        if type(data) is not str:
+            raise DecodeError(f"{at}: 'kinesis' has no string 'data'")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise DecodeError(f"{at}: 'kinesis.data' is not valid base64") from None
+        if not raw:
+            raise DecodeError(f"{at}: 'kinesis.data' is empty")
+        for inner in _compressed_documents(raw, f"{at} (kinesis.data)", budget):
+            yield at, inner
+
+
+def _compressed_documents(raw: bytes, what: str, budget: DecompressionBudget) -> Iterator[Any]:
+    """The JSON documents of a (normally gzip) payload; zlib is named, not misread."""
+    if is_gzip(raw):
+        members = gunzip_members(raw, budget=budget)
+    elif is_zlib(raw):
+        raise DecodeError(
+            f"{what}: is zlib-compressed (a zlib stream, first bytes {raw[:2].hex()}), not gzip: "
+            "CloudWatch Logs delivers subscription data gzip-compressed, so something re-compressed "
+            "it; decompress it with zlib and decode the envelope JSON"
+        )
+    else:
+        members = [raw]
     for member in members:
-        yield from iter_json_documents(member, f"{where} (awslogs.data)")
+        yield from iter_json_documents(member, what)
+
+
+def is_zlib(data: bytes) -> bool:
+    """Whether ``data`` starts with a zlib header (RFC 1950: deflate, and a valid check sum)."""
+    return len(data) >= 2 and data[0] & 0x0F == 8 and data[0] >> 4 <= 7 and (data[0] << 8 | data[1]) % 31 == 0
 
 
 def _envelope_events(doc: Any, where: str, source: str | None) -> list[LogEvent]:

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-latency bench-backfill bench-cost clean
+.PHONY: run test lint bench bench-decode-process bench-latency bench-backfill bench-cost clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(VENV)/.installed-test
 # bench-backfill loads one million events (BENCH_ARGS="--events 100000").
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/decode.py
+
+# The whole `cwl-pipeline decode` process on a 400,000-event Firehose object against the
+# per-event loop it replaces, in turn (about a minute; BENCH_ARGS="--runs 3 --workers 1").
+bench-decode-process: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/decode_process.py $(BENCH_ARGS)
 
 bench-latency: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/latency.py $(BENCH_ARGS)

@@ -12,27 +12,32 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from cwl_pipeline.core.events import LogEvent
+from cwl_pipeline.cli.ndjson import RenderedPart, render_ndjson, write_ndjson
 from cwl_pipeline.core.formats import (
     FORMATS,
     DecodeError,
     MissingArgumentError,
-    iter_decode,
 )
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.formats.timestamps import format_rfc3339_ms
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize
+from cwl_pipeline.core.parallel_decode import (
+    DecodedObject,
+    DecodeInput,
+    decode_objects_parallel,
+    iter_decode_input,
+)
 from cwl_pipeline.core.parsers import PARSER_TYPES, ParserError, parser_from_config
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
@@ -41,9 +46,6 @@ PROG = "cwl-pipeline decode"
 
 # Flags that supply what MissingArgumentError names.
 _FLAGS = {"log_group": "--log-group", "log_stream": "--log-stream"}
-
-# Metadata columns written to NDJSON only when they have a value.
-_OPTIONAL_METADATA = ("ingestion_time", "source_object")
 
 
 class CliError(Exception):
@@ -97,6 +99,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SIZE",
         help="refuse an input that decompresses to more than this (bytes, or e.g. 512MiB; default 1GiB)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=len(os.sched_getaffinity(0)),
+        metavar="N",
+        help="processes decoding at once (default: the CPUs available; 1 decodes in this process)",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -107,18 +116,15 @@ def run(args: argparse.Namespace) -> int:
         if args.output_format == "parquet" and not args.output:
             raise CliError("--output-format parquet needs -o FILE")
         schema = schema_with_parser(args.schema, args.parser)
-        events: list[LogEvent] = []
-        for path in args.paths:
-            events.extend(_decode_path(path, args))
-        batch = normalize(events, schema)
-        _write_rows(batch, schema, args.output_format, args.output)
-        if args.rejects:
-            with _open_output(args.rejects) as out:
-                _write_ndjson(batch.rejects_table, out, json_columns=set(), skip_nulls=set())
+        inputs, labels, read_error = _read_inputs(args.paths, args)
+        outcome = _decode_all(inputs, labels, schema, args)
+        if read_error is not None:
+            raise read_error
+        outcome.write(schema, args.output_format, args.output, args.rejects)
     except (CliError, SchemaError) as exc:  # SchemaError: a default the schema cannot hold
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    print(summary(len(args.paths), batch), file=sys.stderr)
+    print(outcome.summary(len(args.paths)), file=sys.stderr)
     return 0
 
 
@@ -158,18 +164,91 @@ def load_schema(spec: str) -> TableSchema:
         raise CliError(f"{spec}: {exc}") from None
 
 
-def summary(files: int, batch: NormalizedBatch) -> str:
-    """The one-line report printed on stderr."""
+class Decoded:
+    """The decoded pieces of every input, in order: NDJSON parts or Arrow batches."""
+
+    def __init__(self) -> None:
+        self.parts: list[RenderedPart] = []
+        self.batches: list[NormalizedBatch] = []
+
+    def add(self, result: DecodedObject) -> None:
+        """Keep one input's result."""
+        if result.batch is not None:
+            self.batches.append(result.batch)
+        self.parts.extend(result.parts)
+
+    def write(self, schema: TableSchema, output_format: str, output: str | None, rejects: str | None) -> None:
+        """Write the rows (to ``output``, stdout if None) and the rejects (to ``rejects``, if given)."""
+        if output_format == "parquet":
+            batch = self.batch(schema)
+            try:
+                pq.write_table(batch.rows_table, output)
+            except OSError as exc:
+                raise CliError(f"{output}: {_one_line(exc)}") from None
+            if rejects:
+                with _open_output(rejects) as out:
+                    write_ndjson(batch.rejects_table, out, json_columns=set(), skip_nulls=set())
+            return
+        with _open_output(output) as out:
+            for part in self.parts:
+                out.write(part.rows)
+        if rejects:
+            with _open_output(rejects) as out:
+                for part in self.parts:
+                    out.write(part.rejects or b"")
+
+    def batch(self, schema: TableSchema) -> NormalizedBatch:
+        """All inputs' rows and rejects as one batch."""
+        if len(self.batches) == 1:
+            return self.batches[0]
+        if not self.batches:
+            return normalize((), schema)
+        warnings: Counter[str] = Counter()
+        for b in self.batches:
+            warnings.update(b.parse_warnings)
+        return NormalizedBatch(
+            rows_table=pa.concat_tables([b.rows_table for b in self.batches]),
+            rejects_table=pa.concat_tables([b.rejects_table for b in self.batches]),
+            parse_warnings=dict(warnings),
+        )
+
+    def summary(self, files: int) -> str:
+        """The one-line report printed on stderr."""
+        if self.batches:
+            rows = sum(b.rows_loaded for b in self.batches)
+            rejected = sum(b.rows_rejected for b in self.batches)
+            counts = [b.reject_reasons for b in self.batches]
+            parse = [b.parse_warnings for b in self.batches]
+        else:
+            rows = sum(p.rows_loaded for p in self.parts)
+            rejected = sum(p.rows_rejected for p in self.parts)
+            counts = [p.reject_reasons for p in self.parts]
+            parse = [p.parse_warnings for p in self.parts]
+        reasons: Counter[str] = Counter()
+        for count in counts:
+            reasons.update(count)
+        warnings: Counter[str] = Counter()
+        for count in parse:
+            warnings.update(count)
+        return summary(files, rows, rejected, dict(reasons), dict(warnings))
+
+
+def summary(
+    files: int, rows: int, rejects: int, reasons: dict[str, int], warnings: dict[str, int] | None = None
+) -> str:
+    """The one-line report printed on stderr: counts, rejects per reason (most first), and the
+    parse warnings per column."""
     text = (
-        f"decoded {_count(files, 'file')}: {_count(batch.events_read, 'event')}, "
-        f"{_count(batch.rows_loaded, 'row')}, {_count(batch.rows_rejected, 'reject')}"
+        f"decoded {_count(files, 'file')}: {_count(rows + rejects, 'event')}, "
+        f"{_count(rows, 'row')}, {_count(rejects, 'reject')}"
     )
-    if batch.reject_reasons:
-        reasons = ", ".join(f"{reason}={n}" for reason, n in batch.reject_reasons.items())
-        text += f" ({reasons})"
-    if batch.parse_warnings:
-        warnings = ", ".join(f"{column}={n}" for column, n in batch.parse_warnings.items())
-        text += f"; parse warnings (values stored as NULL): {warnings}"
+    if reasons:
+        ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+        text += " (" + ", ".join(f"{reason}={n}" for reason, n in ordered) + ")"
+    if warnings:
+        text += "; parse warnings (values stored as NULL): " + ", ".join(
+            f"{column}={n}" for column, n in sorted(warnings.items())
+        )
     return text
 
 
@@ -177,26 +256,75 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _decode_path(path: str, args: argparse.Namespace) -> list[LogEvent]:
-    data, source, mtime_ms = _read_input(path)
-    label = path if source is not None else "<stdin>"
-    try:
-        return list(
-            iter_decode(
+def _read_inputs(
+    paths: list[str], args: argparse.Namespace
+) -> tuple[list[DecodeInput], list[str], CliError | None]:
+    """The inputs up to the first unreadable path, their labels, and that path's error.
+
+    The error is reported only if every input before it decodes: as if each path were read
+    and decoded in turn.
+    """
+    inputs: list[DecodeInput] = []
+    labels: list[str] = []
+    for path in paths:
+        try:
+            data, source, mtime_ms = _read_input(path)
+        except CliError as exc:
+            return inputs, labels, exc
+        inputs.append(
+            DecodeInput(
                 data,
+                source_object=source,
                 format=args.format,
                 log_group=args.log_group,
                 log_stream=args.log_stream,
-                source_object=source,
                 default_timestamp_ms=mtime_ms,
                 max_decompressed_bytes=args.max_decompressed_bytes,
             )
         )
-    except MissingArgumentError as exc:
+        labels.append(path if source is not None else "<stdin>")
+    return inputs, labels, None
+
+
+def _decode_all(
+    inputs: list[DecodeInput], labels: list[str], schema: TableSchema, args: argparse.Namespace
+) -> Decoded:
+    """Decode and normalize every input (on ``--workers`` processes), in input order.
+
+    Raises:
+        CliError: an input is unreadable (the first one, in input order).
+        SchemaError: a column default the schema cannot hold (once every input decoded).
+    """
+    try:
+        normalize((), schema)
+    except SchemaError:
+        # Unreadable input is reported first, as when decoding precedes normalizing.
+        for item, label in zip(inputs, labels, strict=True):
+            try:
+                for _ in iter_decode_input(item):
+                    pass
+            except DecodeError as exc:
+                raise _input_error(label, exc) from None
+        raise
+    render = None
+    if args.output_format == "ndjson":
+        json_columns = frozenset(c.name for c in schema.columns if c.type == "JSON")
+        render = partial(render_ndjson, json_columns=json_columns, with_rejects=bool(args.rejects))
+    decoded = Decoded()
+    for result in decode_objects_parallel(
+        inputs, schema, workers=args.workers, render=render, start_method="fork"
+    ):
+        if result.error is not None:
+            raise _input_error(labels[result.index], result.error)
+        decoded.add(result)
+    return decoded
+
+
+def _input_error(label: str, exc: DecodeError) -> CliError:
+    if isinstance(exc, MissingArgumentError):
         flag = _FLAGS.get(exc.argument)
-        raise CliError(f"{label}: {exc}" + (f"; pass {flag}" if flag else "")) from None
-    except DecodeError as exc:
-        raise CliError(f"{label}: {exc}") from None
+        return CliError(f"{label}: {exc}" + (f"; pass {flag}" if flag else ""))
+    return CliError(f"{label}: {exc}")
 
 
 def _read_input(path: str) -> tuple[bytes, str | None, int]:
@@ -216,55 +344,29 @@ def _read_input(path: str) -> tuple[bytes, str | None, int]:
         raise CliError(f"{path}: {exc.strerror or _one_line(exc)}") from None
 
 
-def _write_rows(batch: NormalizedBatch, schema: TableSchema, output_format: str, output: str | None) -> None:
-    if output_format == "parquet":
-        try:
-            pq.write_table(batch.rows_table, output)
-        except OSError as exc:
-            raise CliError(f"{output}: {_one_line(exc)}") from None
-        return
-    json_columns = {c.name for c in schema.columns if c.type == "JSON"}
-    with _open_output(output) as out:
-        _write_ndjson(batch.rows_table, out, json_columns=json_columns, skip_nulls=set(_OPTIONAL_METADATA))
-
-
 @contextmanager
-def _open_output(path: str | None) -> Iterator[IO[str]]:
+def _open_output(path: str | None) -> Iterator[IO[bytes]]:
     if path is None or path == "-":
-        yield sys.stdout
         sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
         return
     try:
-        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        handle = open(path, "wb")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror or _one_line(exc)}") from None
     with handle:
         yield handle
 
 
-def _write_ndjson(table: pa.Table, out: IO[str], *, json_columns: set[str], skip_nulls: set[str]) -> None:
-    """One JSON object per row: timestamps as RFC 3339 UTC, JSON columns as JSON values."""
-    names = table.column_names
-    columns = []
-    for name, column in zip(names, table.columns, strict=True):
-        if pa.types.is_timestamp(column.type):
-            values = [
-                None if ms is None else format_rfc3339_ms(ms) for ms in column.cast(pa.int64()).to_pylist()
-            ]
-        elif name in json_columns:
-            values = [None if v is None else orjson.Fragment(v) for v in column.to_pylist()]
-        else:
-            values = column.to_pylist()
-        columns.append(values)
-    dumps = orjson.dumps
-    for row in zip(*columns, strict=True):
-        record = {
-            name: value
-            for name, value in zip(names, row, strict=True)
-            if value is not None or name not in skip_nulls
-        }
-        out.write(dumps(record).decode())
-        out.write("\n")
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
 
 
 def _byte_size(text: str) -> int:

@@ -66,10 +66,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pandas as pd
 import pyarrow as pa
 
 from cwl_pipeline.core.events import LogEvent
@@ -79,6 +78,10 @@ from cwl_pipeline.core.formats.timestamps import (
     parse_rfc3339_ms,
 )
 from cwl_pipeline.core.parsers import ParseFailure, RecordParser
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 from cwl_pipeline.core.schema import (
     METADATA_COLUMNS,
     REJECT_COLUMNS,
@@ -122,32 +125,60 @@ class _Rejected(Exception):
         self.raw = raw  # the raw_message to keep, when not the whole message
 
 
-@dataclass
 class NormalizedBatch:
     """Events normalized to a schema: loadable rows and the rejected rest.
 
-    ``rows`` has the schema's user columns then :data:`METADATA_COLUMNS`; ``rejects`` has
-    :data:`REJECT_COLUMNS`. Both use ``pd.ArrowDtype`` columns; ``rows_table`` and
-    ``rejects_table`` are the same data as Arrow tables (what the loader writes to parquet).
-    ``parse_warnings`` counts, per lenient column, the accepted rows whose value could not
-    be read and was stored as NULL.
+    ``rows_table`` has the schema's user columns then :data:`METADATA_COLUMNS`;
+    ``rejects_table`` has :data:`REJECT_COLUMNS`. ``rows`` and ``rejects`` are the same data
+    as DataFrames of ``pd.ArrowDtype`` columns, made on first use (pandas is imported only
+    then). Built from the two tables; DataFrames given to the constructor are kept as they are.
+    ``parse_warnings`` counts, per lenient column, the accepted rows whose value could not be
+    read and was stored as NULL.
     """
 
-    rows: pd.DataFrame
-    rejects: pd.DataFrame
-    rows_table: pa.Table = field(repr=False)
-    rejects_table: pa.Table = field(repr=False)
-    parse_warnings: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("_rejects", "_rows", "parse_warnings", "rejects_table", "rows_table")
+
+    def __init__(
+        self,
+        rows: pd.DataFrame | None = None,
+        rejects: pd.DataFrame | None = None,
+        *,
+        rows_table: pa.Table,
+        rejects_table: pa.Table,
+        parse_warnings: dict[str, int] | None = None,
+    ) -> None:
+        self.rows_table = rows_table
+        self.parse_warnings = parse_warnings or {}
+        self.rejects_table = rejects_table
+        self._rows = rows
+        self._rejects = rejects
+
+    def __repr__(self) -> str:
+        return f"NormalizedBatch(rows_loaded={self.rows_loaded}, rows_rejected={self.rows_rejected})"
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The accepted rows as a DataFrame."""
+        if self._rows is None:
+            self._rows = _to_frame(self.rows_table)
+        return self._rows
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        """The rejects as a DataFrame."""
+        if self._rejects is None:
+            self._rejects = _to_frame(self.rejects_table)
+        return self._rejects
 
     @property
     def rows_loaded(self) -> int:
         """Number of accepted rows."""
-        return len(self.rows)
+        return self.rows_table.num_rows
 
     @property
     def rows_rejected(self) -> int:
         """Number of rejected events."""
-        return len(self.rejects)
+        return self.rejects_table.num_rows
 
     @property
     def events_read(self) -> int:
@@ -586,11 +617,7 @@ def normalize(
     rows_table = rows.table()
     rejects_table = rejects.table()
     return NormalizedBatch(
-        rows=_to_frame(rows_table),
-        rejects=_to_frame(rejects_table),
-        rows_table=rows_table,
-        rejects_table=rejects_table,
-        parse_warnings=dict(sorted(warnings.items())),
+        rows_table=rows_table, rejects_table=rejects_table, parse_warnings=dict(sorted(warnings.items()))
     )
 
 
@@ -713,4 +740,6 @@ def _utf8_safe(value: Any) -> Any:
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
+    import pandas as pd  # only users of the DataFrame views pay for importing pandas
+
     return table.to_pandas(types_mapper=pd.ArrowDtype)

@@ -278,3 +278,27 @@ def test_unknown_format_choice_is_a_usage_error(firehose_file, capsys):
         main(["decode", str(firehose_file), "--format", "xml"])
     assert info.value.code == 2
     assert "invalid choice: 'xml'" in capsys.readouterr().err
+
+
+def test_workers_give_the_output_of_one_process(firehose_file, tmp_path, capsys):
+    second = tmp_path / "second.gz"
+    second.write_bytes(gz_json(envelope([GOOD, '{"session_id": 9}', "[1]"], stream="web-9", first_id=20)))
+    outputs = []
+    for workers in ("1", "2"):
+        rows, rejects = tmp_path / f"rows-{workers}.ndjson", tmp_path / f"rejects-{workers}.ndjson"
+        args = ["decode", str(firehose_file), str(second), "-o", str(rows), "--rejects", str(rejects)]
+        assert main([*args, "--workers", workers]) == 0
+        outputs.append((rows.read_bytes(), rejects.read_bytes(), capsys.readouterr().err))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0].count(b"\n") == 4 and outputs[0][1].count(b"\n") == 3
+
+
+def test_workers_report_the_first_unreadable_input(firehose_file, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.gz"
+    corrupt.write_bytes(gzip.compress(b"x" * 100)[:-5])
+    assert (
+        main(["decode", str(firehose_file), str(corrupt), str(tmp_path / "missing"), "--workers", "2"]) == 2
+    )
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"cwl-pipeline decode: error: {corrupt}: ")

@@ -102,15 +102,8 @@ def iter_decode(
     if not gzipped:
         budget.charge(len(data))
     members: Iterator[bytes] = iter_gzip_members(data, budget=budget) if gzipped else iter((data,))
-    # Decompress up to the first non-empty member, and one more: enough to detect the format
-    # and to tell one member from several. The rest is decompressed as it is consumed.
-    head: list[bytes] = []
-    for member in members:
-        head.append(member)
-        if not _blank(member):
-            head.extend(islice(members, 1))
-            break
-    else:
+    head = _head(members)
+    if not head:
         return iter(())  # empty input, or only empty members
     sample = next(m for m in head if not _blank(m))
     members = chain(head, members)
@@ -158,6 +151,50 @@ def iter_decode(
         timestamp_ms=default_timestamp_ms,
         source_object=source_object,
     )
+
+
+def independent_members(
+    data: bytes,
+    *,
+    format: str = "auto",
+    source_object: str | None = None,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+) -> bool:
+    """True when ``data`` is several gzip members of subscription envelopes.
+
+    Such members decode independently of each other (and in any order): the events of the
+    payload are the events of each member, in member order. Only the first members are
+    decompressed to find out. False for anything else, including input that does not decode
+    (:func:`iter_decode` then raises the error).
+    """
+    if not is_gzip(data) or (format != "auto" and format not in ("subscription", "firehose")):
+        return False
+    try:
+        head = _head(iter_gzip_members(data, budget=DecompressionBudget(max_decompressed_bytes)))
+        if len(head) < 2:
+            return False
+        if format != "auto":
+            return True
+        sample = next(m for m in head if not _blank(m))
+        detected, _ = detect_and_parse(sample, gzip_members=len(head), name=source_object)
+    except (DecodeError, ValueError):
+        return False
+    return detected in ("subscription", "firehose")
+
+
+def _head(members: Iterator[bytes]) -> list[bytes]:
+    """The members up to the first non-empty one, and one more; empty when all are blank.
+
+    Enough to detect the format and to tell one member from several: the rest is
+    decompressed as it is consumed.
+    """
+    head: list[bytes] = []
+    for member in members:
+        head.append(member)
+        if not _blank(member):
+            head.extend(islice(members, 1))
+            return head
+    return []
 
 
 def _blank(member: bytes) -> bool:

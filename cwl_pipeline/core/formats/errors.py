@@ -21,3 +21,7 @@ class MissingArgumentError(DecodeError):
     def __init__(self, argument: str, message: str) -> None:
         super().__init__(message)
         self.argument = argument
+
+    def __reduce__(self) -> tuple[type[MissingArgumentError], tuple[str, str]]:
+        # Pickled with both arguments, so the error crosses process boundaries intact.
+        return type(self), (self.argument, str(self))

@@ -74,6 +74,19 @@ def workspace_copy(port: int) -> dict[str, Any]:
     return workspace
 
 
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
@@ -88,17 +101,35 @@ class Deployment:
     webserver: LocalService
     services: list[LocalService] = field(default_factory=list)
 
-    def graphql(self, query: str) -> dict[str, Any]:
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the webserver's GraphQL API, as the UI does."""
         request = urllib.request.Request(
             f"{self.webserver.url}/graphql",
-            data=json.dumps({"query": query}).encode(),
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = json.loads(response.read())
         assert "errors" not in body, body
         return body["data"]
+
+    def materialize(self, assets: list[str], partition: str) -> str:
+        """Launch a run of ``assets`` for ``partition`` from the webserver, as "Materialize" in the
+        UI does; returns the run id."""
+        params = {
+            "selector": {
+                "repositoryLocationName": "cwl_pipeline",
+                "repositoryName": "__repository__",
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [{"path": [name]} for name in assets],
+            },
+            "mode": "default",
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+        }
+        data = self.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+        assert data["__typename"] == "LaunchRunSuccess", data
+        return data["run"]["runId"]
 
     def logs(self) -> str:
         """The tail of every process's output, for assertion messages."""
@@ -122,9 +153,10 @@ def start_deployment(home: Path, logs: Path, env: dict[str, str]) -> Deployment:
     workspace.write_text(yaml.safe_dump(workspace_copy(code_port)))
     env = {**env, "DAGSTER_HOME": str(home), "CWL_CODE_SERVER_HOST": "127.0.0.1"}
     logs.mkdir(parents=True, exist_ok=True)
+    grpc = ["api", "grpc", "-m", "cwl_pipeline.definitions", "--location-name", "cwl_pipeline"]
     code_server = LocalService(
         "code server",
-        [_bin("dagster"), "api", "grpc", "-m", "cwl_pipeline.definitions", "-h", "127.0.0.1", "-p", str(code_port), "--location-name", "cwl_pipeline"],
+        [_bin("dagster"), *grpc, "-h", "127.0.0.1", "-p", str(code_port)],
         code_port,
         env,
         logs / "code_server.log",

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,6 +134,22 @@ def test_production_instance_on_postgres(
             lambda: started_run(instance, partition_key(windows[0])), 30, "the held run", deployment
         )
         pid = wait_for(lambda: worker_pid(instance, killed), 30, "the run worker's pid", deployment)
+        # The held run's step holds the table's one pool slot, in PostgreSQL.
+        pool = wait_for(lambda: table_pool(instance, dataset), 30, "the table's pool", deployment)
+        info = instance.event_log_storage.get_concurrency_info(pool)
+        assert info.limit == 1
+        assert [(c.run_id, c.step_key) for c in info.claimed_slots] == [(killed, LOAD_STEP)]
+        # A click in the UI (a replace of the next window) waits in the queue meanwhile, as do the
+        # sensor's other windows: the queue starts no run whose step's pool is full.
+        clicked = deployment.materialize(["app_events", "app_events_rejects"], partition_key(windows[1]))
+        time.sleep(12)  # two passes of the run queue, at its default 5 s interval
+        waiting = {
+            r.dagster_run.run_id: r.dagster_run.status
+            for r in instance.get_run_records()
+            if r.create_timestamp > instance.get_run_record_by_id(killed).create_timestamp
+            and (r.dagster_run.tags.get("cwl/stream") == "app" or r.dagster_run.run_id == clicked)
+        }
+        assert len(waiting) >= 2 and set(waiting.values()) == {dg.DagsterRunStatus.QUEUED}, waiting
         os.kill(pid, signal.SIGKILL)
         release.set()
 
@@ -143,6 +160,7 @@ def test_production_instance_on_postgres(
         retry = wait_for(lambda: retry_of(instance, killed), 120, "a successful retry", deployment, every=2)
         wait_for(lambda: table_ids(bq_client, dataset) == expected, 120, "the exact table", deployment, 2)
         wait_for(lambda: all_sensor_runs_done(instance), 60, "the sensor's runs to finish", deployment)
+        wait_for(lambda: finished(instance, clicked), 60, "the UI's run to finish", deployment)
         ui_runs = deployment.graphql("{ runsOrError { ... on Runs { results { runId status } } } }")
     finally:
         release.set()
@@ -158,16 +176,22 @@ def test_production_instance_on_postgres(
     assert any("unexpectedly" in m or "signal" in m.lower() for m in messages), messages[-6:]
     assert retry.status == dg.DagsterRunStatus.SUCCESS
 
-    # Two runs of the table ran at once, but their writing steps never overlapped.
-    stream_runs = [r for r in runs if r.tags.get("cwl/stream") == "app"]
-    assert overlapping(run_spans(instance, stream_runs)), "no two runs ran at once: the pool was not tested"
+    # The clicked run wrote once the killed run's slot was freed; no two writes ever overlapped.
+    assert instance.get_run_by_id(clicked).status == dg.DagsterRunStatus.SUCCESS
+    [(clicked_start, _)] = step_spans(instance, [clicked])
+    assert clicked_start > instance.get_run_record_by_id(killed).end_time
+    stream_runs = [r for r in runs if r.tags.get("cwl/stream") == "app" or r.run_id == clicked]
     steps = sorted(step_spans(instance, stream_runs))
+    assert len(steps) >= 5
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(steps)), steps
     assert conflicts.cancelled == []
     assert sorted(table_ids(bq_client, dataset)) == expected
 
     # Nothing but the two config files in DAGSTER_HOME: no SQLite databases, no storage folders.
-    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == ["dagster.yaml", "workspace.yaml"]
+    # (Each daemon thread's telemetry uploader creates `logs/` and `.logs_queue/` even with
+    # telemetry disabled; they stay empty.)
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [".logs_queue", "dagster.yaml", "logs", "workspace.yaml"], written
     s3 = boto3.client("s3", endpoint_url=local_aws.url, region_name="us-east-1")
     uploaded = s3.list_objects_v2(Bucket=deployment_env["DAGSTER_COMPUTE_LOGS_BUCKET"], Prefix="dagster/")
     assert uploaded.get("KeyCount", 0) > 0, "no compute logs reached S3"
@@ -191,6 +215,12 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return None
 
 
+def table_pool(instance: dg.DagsterInstance, dataset: str) -> str | None:
+    """The pool of the stream's events table, once a step used it."""
+    keys = instance.event_log_storage.get_concurrency_keys()
+    return next((k for k in keys if k.endswith(f".{dataset}.app_events")), None)
+
+
 def finished(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun | None:
     """The run, once it is finished."""
     run = instance.get_run_by_id(run_id)
@@ -212,24 +242,13 @@ def all_sensor_runs_done(instance: dg.DagsterInstance) -> bool:
     return all(r.dagster_run.is_finished for r in records)
 
 
-def run_spans(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[tuple[float, float]]:
-    """(start, end) of each run that started."""
-    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in runs]))
-    return [(r.start_time, r.end_time) for r in records if r.start_time and r.end_time]
-
-
-def overlapping(spans: list[tuple[float, float]]) -> bool:
-    """Whether any two spans overlap."""
-    spans = sorted(spans)
-    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
-
-
-def step_spans(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[tuple[float, float]]:
+def step_spans(instance: dg.DagsterInstance, runs: list[dg.DagsterRun | str]) -> list[tuple[float, float]]:
     """(start, end) of each run's writing step; a step whose run died ends with its run."""
     spans = []
     for run in runs:
+        run_id = run if isinstance(run, str) else run.run_id
         start = end = None
-        for entry in instance.all_logs(run.run_id):
+        for entry in instance.all_logs(run_id):
             event = entry.dagster_event
             if event is None or event.step_key != LOAD_STEP:
                 continue
@@ -238,6 +257,6 @@ def step_spans(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[
             elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
                 end = entry.timestamp
         if start is not None:
-            record = instance.get_run_record_by_id(run.run_id)
+            record = instance.get_run_record_by_id(run_id)
             spans.append((start, end or (record.end_time if record else None) or start))
     return spans

@@ -239,10 +239,10 @@ def put_day(client: Any, day: datetime, events: int, streams: int, seed: int = 5
 
 def read_floor(aws_url: str, day: datetime) -> dict[str, Any]:
     """Read the day once with the project's reader, then decode + normalize it; no BigQuery."""
-    from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, WindowRead
     from cwl_pipeline.core.formats import events_from_api
     from cwl_pipeline.core.normalize import normalize
     from cwl_pipeline.core.schema import SEED_SCHEMA
+    from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, WindowRead
 
     client = boto3.client("logs", endpoint_url=aws_url, region_name=REGION)
     reader = CloudWatchLogsReader(client)

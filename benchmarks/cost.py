@@ -6,9 +6,9 @@ open window, a settled load and two late-data sweeps per window) in compressed t
 written the way the stream's asset writes it (``write_mode`` of its kind):
 
 * events are put into CloudWatch minute by minute, stamped with the simulated time;
-* at each simulated minute the sensor's own planner (:func:`cwl_pipeline.core.windows.plan_windows`)
+* at each simulated minute the sensor's own planner (:func:`cwl_pipeline.polling.plan.plan_windows`)
   decides what to load, and each request runs the project's load path
-  (:func:`cwl_pipeline.load.service.load` of :mod:`cwl_pipeline.load.polling`) and the load
+  (:func:`cwl_pipeline.load.service.load` of :mod:`cwl_pipeline.polling.read`) and the load
   checks, as the stream's asset does, against the local stack;
 * every BigQuery request those make goes through a recording client: each query (SQL and
   parameters) is interpreted by :mod:`cwl_pipeline.core.dml_billing` and billed at that moment
@@ -57,13 +57,8 @@ from cwl_pipeline.config import load_config
 from cwl_pipeline.core.dml_billing import billed_bytes, interpret
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
-from cwl_pipeline.core.windows import PlanState, floor_to_window, load_passes, plan_windows, to_ms
-from cwl_pipeline.defs.cloudwatch_stream import LIVE_OVERLAP, write_mode
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.stream_checks import evaluate_load_checks
-from cwl_pipeline.defs.stream_tables import StreamTables
-from cwl_pipeline.load.polling import read_windows, window_scope
-from cwl_pipeline.load.service import WriteMode, load
+from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.load.service import WriteMode, load, write_mode
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -72,6 +67,13 @@ from cwl_pipeline.local.processes import (
     free_port,
     moto_service,
 )
+from cwl_pipeline.orchestration.checks import evaluate_load_checks
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.polling.assets import LIVE_OVERLAP
+from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
+from cwl_pipeline.polling.read import read_windows, window_scope
 
 GROUP = "/bench/cost"
 DATASET = "bench_cost"
@@ -330,7 +332,7 @@ def main() -> None:
         def loaders() -> Iterator[BigQueryLoader]:
             yield loader
 
-        reader = AwsResource.from_settings(config.aws).logs_reader()
+        reader = logs_reader(AwsResource.from_settings(config.aws))
         appender = BigQueryWarehouse.from_settings(config.bigquery).appender()
         assert appender is not None
         recording_appender = RecordingAppender(appender, recorder)

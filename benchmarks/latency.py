@@ -9,7 +9,7 @@ BigQuery every ``--poll`` seconds and records when each marker first became visi
 
 Side by side, in the same process and on the same servers, the floor without orchestration:
 the same producer and poller while a loop calls the stream's load path
-(:func:`cwl_pipeline.load.service.load` of :mod:`cwl_pipeline.load.polling`: FilterLogEvents → decode →
+(:func:`cwl_pipeline.load.service.load` of :mod:`cwl_pipeline.polling.read`: FilterLogEvents → decode →
 normalize → staging load → one replace transaction) on the open window back to back, with no
 sensor, no run queue and no run launch. The difference is what orchestration adds.
 
@@ -49,9 +49,6 @@ from benchmarks.machine import LoadSampler, describe
 from cwl_pipeline.cli.dev import DAGSTER_YAML, WORKSPACE_YAML
 from cwl_pipeline.config import StreamConfig, load_config
 from cwl_pipeline.core.windows import floor_to_window
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.stream_tables import STREAM_TAG
-from cwl_pipeline.load.polling import read_windows
 from cwl_pipeline.load.service import load as load_reads
 from cwl_pipeline.load.tables import TablePair
 from cwl_pipeline.local.processes import (
@@ -62,6 +59,10 @@ from cwl_pipeline.local.processes import (
     free_port,
     moto_service,
 )
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.tables import STREAM_TAG
+from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.read import read_windows
 
 REGION = LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
 STREAMS = ("web-1", "web-2")
@@ -336,7 +337,7 @@ def run_direct(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
     def load(start: datetime) -> float:
         began = time.monotonic()
-        reads = read_windows(stream, aws.logs_reader(), start, start + stream.window)
+        reads = read_windows(stream, logs_reader(aws), start, start + stream.window)
         load_reads(reads, tables, warehouse.loader, quiet, stream.name)
         return time.monotonic() - began
 

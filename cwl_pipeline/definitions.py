@@ -5,14 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from cwl_pipeline.config import PipelineConfig, S3Source, load_config
-from cwl_pipeline.defs.cloudwatch_stream import build_stream_assets
-from cwl_pipeline.defs.reconciliation import build_reconcile_sensor, build_reconciliation_check
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.rollups import build_rollups
-from cwl_pipeline.defs.s3_definitions import build_s3_stream
-from cwl_pipeline.defs.stream_checks import build_latest_window_check
-from cwl_pipeline.defs.stream_tables import WRITER_POOL_PREFIX
-from cwl_pipeline.defs.window_sensor import build_window_sensor
+from cwl_pipeline.exports.assets import build_export_stream
+from cwl_pipeline.firehose.assets import build_firehose_stream
+from cwl_pipeline.orchestration.checks import build_latest_window_check
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.rollups import build_rollups
+from cwl_pipeline.orchestration.tables import WRITER_POOL_PREFIX
+from cwl_pipeline.polling.assets import build_stream_assets
+from cwl_pipeline.polling.reconcile import build_reconcile_sensor, build_reconciliation_check
+from cwl_pipeline.polling.sensor import build_window_sensor
 
 
 def build_definitions(config: PipelineConfig) -> dg.Definitions:
@@ -23,11 +24,15 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     jobs: list[dg.JobDefinition] = []
     seen_sources: set[dg.AssetKey] = set()
     for stream in config.streams:
-        if isinstance(stream.source, S3Source):
-            sources, loader, stream_sensors, stream_jobs = build_s3_stream(stream, config.bigquery)
+        if isinstance(stream.source, S3Source) and stream.source.layout == "export":
+            sources, loader, stream_sensors, stream_jobs = build_export_stream(stream, config.bigquery)
             assets.append(loader)
             sensors.extend(stream_sensors)
             jobs.extend(stream_jobs)
+        elif isinstance(stream.source, S3Source):
+            sources, loader, stream_sensors = build_firehose_stream(stream, config.bigquery)
+            assets.append(loader)
+            sensors.extend(stream_sensors)
         else:
             sources, loader, tables = build_stream_assets(stream, config.bigquery)
             assets.append(loader)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
-from cwl_pipeline.defs.owed_runs import ATTEMPT_TAG, RETRY_OF_TAG
+from cwl_pipeline.orchestration.owed_runs import ATTEMPT_TAG, RETRY_OF_TAG
 
 
 class _TickLog(logging.Handler):

@@ -15,8 +15,8 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG, SENSOR_N
 
 from cwl_pipeline.core.owed import OwedState, RetryPolicy
 from cwl_pipeline.core.windows import partition_key
-from cwl_pipeline.defs.owed_runs import OwedScope, plan_owed_loads
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG
+from cwl_pipeline.orchestration.owed_runs import OwedScope, plan_owed_loads
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG
 
 WINDOW = timedelta(minutes=15)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from cwl_pipeline.core.windows import PlanState, floor_to_window, load_passes, plan_windows
-from cwl_pipeline.load.polling import replace_steps
+from cwl_pipeline.core.windows import floor_to_window
+from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
+from cwl_pipeline.polling.read import replace_steps
 
 M = timedelta(minutes=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)

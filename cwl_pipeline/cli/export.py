@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the backfill; 0 when every chunk completed, 1 when some failed, 2 on bad input."""
     from botocore.exceptions import BotoCoreError
 
-    from cwl_pipeline.adapters.cloudwatch_export import run_export_backfill
     from cwl_pipeline.adapters.errors import SourceError
-    from cwl_pipeline.core.export_plan import parse_time, recent_data_warning
-    from cwl_pipeline.defs.resources import AwsResource
+    from cwl_pipeline.exports.plan import parse_time, recent_data_warning
+    from cwl_pipeline.exports.tasks import run_export_backfill
+    from cwl_pipeline.orchestration.resources import AwsResource
 
     try:
         settings, log_group, bucket, prefix = _destination(args)
@@ -162,7 +162,7 @@ class ProgressBar:
         self._last = ""
 
     def update(self, step: Any) -> None:
-        """Show an :class:`~cwl_pipeline.adapters.cloudwatch_export.ExportProgress` step."""
+        """Show an :class:`~cwl_pipeline.exports.tasks.ExportProgress` step."""
         filled = int(_BAR_WIDTH * step.done / step.total) if step.total else _BAR_WIDTH
         line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {step.describe()}"
         if self.live:

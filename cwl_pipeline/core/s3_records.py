@@ -6,7 +6,8 @@ An object whose content cannot be decoded yields an :class:`ObjectContent` with 
 
 from __future__ import annotations
 
-from cwl_pipeline.core.firehose_windows import delivery_stream_name
+import re
+
 from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.object_batch import ObjectContent
@@ -14,6 +15,16 @@ from cwl_pipeline.core.object_batch import ObjectContent
 # Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
 # two envelope variants decode alike; "messages" carries no event context of its own.
 _FIREHOSE_FORMATS = {"envelopes_gzip": "firehose", "envelopes_json": "firehose", "messages": "messages"}
+
+
+# Firehose names an object <stream>-<n>-<YYYY-MM-DD-HH-MM-SS>-<uuid>.
+_OBJECT_NAME = re.compile(r"^(.+)-\d+-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9A-Fa-f-]{36}")
+
+
+def delivery_stream_name(key: str) -> str | None:
+    """The delivery stream named in a Firehose object name, if the name has that form."""
+    match = _OBJECT_NAME.match(key.rsplit("/", 1)[-1])
+    return match.group(1) if match else None
 
 
 def decode_firehose_object(

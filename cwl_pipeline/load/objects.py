@@ -1,4 +1,7 @@
-"""The S3 sources: objects a Firehose delivery stream or CreateExportTask wrote.
+"""What the two S3 sources share: a set of objects read, decoded and scoped for one load.
+
+Firehose windows (:mod:`cwl_pipeline.firehose.read`) and export task folders
+(:mod:`cwl_pipeline.exports.read`) are both an :class:`ObjectSetRead`.
 
 A read replaces exactly the rows that came from the objects it read, whatever their event
 times: the events table is partitioned by event time, and a Firehose object or an export
@@ -32,20 +35,14 @@ from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import (
     Scope,
     all_of,
-    in_scope,
-    prefix_scope,
     time_ranges_scope,
     time_scope,
 )
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.export_folders import folder_prefix, is_export_file
-from cwl_pipeline.core.firehose_windows import hour_prefixes, objects_by_window
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch, concat_batches
-from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
-from cwl_pipeline.core.s3_records import decode_export_object, decode_firehose_object
-from cwl_pipeline.core.windows import to_ms
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, concat_batches
+from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.load.reads import SourceRead
-from cwl_pipeline.load.tables import LoadScope, range_label
+from cwl_pipeline.load.tables import LoadScope
 
 _READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
 
@@ -138,42 +135,6 @@ def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> 
     return figures
 
 
-def firehose_decoder(source: S3Source) -> Decoder:
-    """Decodes one object of a Firehose stream."""
-
-    def decode(obj: StoredObject, data: bytes) -> ObjectContent:
-        return decode_firehose_object(
-            data,
-            uri=object_uri(source.bucket, obj.key),
-            key=obj.key,
-            timestamp_ms=to_ms(obj.last_modified),
-            record_format=source.record_format,
-            log_group=source.log_group,
-            log_stream=source.log_stream,
-            max_decompressed_bytes=source.max_decompressed_bytes,
-        )
-
-    return decode
-
-
-def export_decoder(source: S3Source) -> Decoder:
-    """Decodes one export file of an export stream."""
-    assert source.log_group is not None  # the config requires it for exports
-
-    def decode(obj: StoredObject, data: bytes) -> ObjectContent:
-        return decode_export_object(
-            data,
-            uri=object_uri(source.bucket, obj.key),
-            key=obj.key,
-            prefix=source.prefix,
-            timestamp_ms=to_ms(obj.last_modified),
-            log_group=source.log_group or "",
-            max_decompressed_bytes=source.max_decompressed_bytes,
-        )
-
-    return decode
-
-
 def read_contents(
     store: S3ObjectStore, bucket: str, objects: Sequence[StoredObject], decode: Decoder, vanished: list[str]
 ) -> Iterator[ObjectContent]:
@@ -196,84 +157,7 @@ def read_contents(
                 yield decode(obj, data)
 
 
-def read_firehose_windows(
-    stream: StreamConfig, store: S3ObjectStore, start: datetime, end: datetime
-) -> ObjectSetRead:
-    """Read every object whose delivery window lies in ``[start, end)``."""
-    source = s3_source(stream)
-    listed = [
-        obj
-        for prefix in hour_prefixes(source.prefix, start, end)
-        for obj in store.list_objects(source.bucket, prefix)
-    ]
-    by_window = objects_by_window(listed, source.prefix, stream.window, start, end)
-    decode = firehose_decoder(source)
-    vanished: list[str] = []
-    batches: dict[Hashable, ObjectBatch] = {
-        window: build_object_batch(read_contents(store, source.bucket, objs, decode, vanished), stream.schema)
-        for window, objs in by_window.items()
-    }
-    readable = [uri for b in batches.values() for uri in b.readable]
-    every = readable + [uri for b in batches.values() for uri in b.unreadable]
-    bounds = _event_time_bounds(batches, stream.schema.time_column)
-    windows: list[Hashable] = []
-    cursor = start
-    while cursor < end:
-        windows.append(cursor)
-        cursor += stream.window
-    return ObjectSetRead(
-        scope=LoadScope(
-            _bounded(in_scope("source_object", readable), stream.schema.time_column, bounds),
-            _bounded(in_scope("source_object", every), "timestamp", bounds),
-        ),
-        label=range_label(start, end),
-        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
-        events_at_source=_events_decoded(batches),
-        vanished=vanished,
-        batches=batches,
-        versions={w: object_set_version(objs) for w, objs in by_window.items()},
-        groups=windows,
-        describe=_delivery_window(stream.window),
-        time_column=stream.schema.time_column,
-    )
-
-
-def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) -> ObjectSetRead:
-    """Read every file of one export task folder."""
-    source = s3_source(stream)
-    base = folder_prefix(source.prefix, folder)
-    objects = sorted(
-        (o for o in store.list_objects(source.bucket, base) if is_export_file(o.key)), key=lambda o: o.key
-    )
-    vanished: list[str] = []
-    batch = build_object_batch(
-        read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
-    )
-    folder_uri = object_uri(source.bucket, base)
-    batches: dict[Hashable, ObjectBatch] = {folder: batch} if objects else {}
-    bounds = _event_time_bounds(batches, stream.schema.time_column)
-    return ObjectSetRead(
-        scope=LoadScope(
-            _bounded(
-                prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
-                stream.schema.time_column,
-                bounds,
-            ),
-            _bounded(prefix_scope("source_object", folder_uri), "timestamp", bounds),
-        ),
-        label=f"export_{folder}",
-        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
-        events_at_source=_events_decoded(batches),
-        vanished=vanished,
-        batches=batches,
-        versions={folder: object_set_version(objects)},
-        groups=[folder],
-        describe=lambda group: {"export_folder": group},
-        time_column=stream.schema.time_column,
-    )
-
-
-def _event_time_bounds(
+def event_time_bounds(
     batches: Mapping[Hashable, ObjectBatch], time_column: str
 ) -> tuple[datetime, datetime] | None:
     """``[earliest, latest + 1 ms)`` of the rows' and rejects' times, None without any."""
@@ -288,19 +172,23 @@ def _event_time_bounds(
         return None
     latest = max(times)
     # BigQuery's last timestamp (rejects are clamped into its range) has no successor.
-    end = latest + timedelta(milliseconds=1) if latest < _LAST - timedelta(milliseconds=1) else _LAST
+    end = (
+        latest + timedelta(milliseconds=1)
+        if latest < BIGQUERY_LAST - timedelta(milliseconds=1)
+        else BIGQUERY_LAST
+    )
     return min(times), end
 
 
-_LAST = datetime.max.replace(tzinfo=UTC)
+BIGQUERY_LAST = datetime.max.replace(tzinfo=UTC)
 
 
-def _bounded(scope: Scope, column: str, bounds: tuple[datetime, datetime] | None) -> Scope:
+def bounded_scope(scope: Scope, column: str, bounds: tuple[datetime, datetime] | None) -> Scope:
     """``scope`` limited to the event times of the read (unchanged without any)."""
     return scope if bounds is None else all_of(time_scope(column, *bounds), scope)
 
 
-def _events_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:
+def records_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:
     # Records the decoders yielded (an unreadable object counts as one), before duplicates of
     # redelivered records are dropped and before normalization: the source side of the checks.
     return sum(b.records_decoded for b in batches.values())
@@ -337,19 +225,11 @@ def _hour_range(hour: int) -> tuple[datetime, datetime]:
     start = _EPOCH + timedelta(hours=hour)
     # The last hour BigQuery can hold ends at its last microsecond (a reject clamped there is
     # the only row that can have it).
-    return start, start + timedelta(hours=1) if start < _LAST - timedelta(hours=1) else _LAST
+    return start, start + timedelta(hours=1) if start < BIGQUERY_LAST - timedelta(hours=1) else BIGQUERY_LAST
 
 
 _HOUR_US = 3_600_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _delivery_window(size: timedelta) -> Callable[[Hashable], dict[str, object]]:
-    def describe(start: Hashable) -> dict[str, object]:
-        assert isinstance(start, datetime)
-        return {"delivery_window_start": start.isoformat(), "delivery_window_end": (start + size).isoformat()}
-
-    return describe
 
 
 def s3_source(stream: StreamConfig) -> S3Source:

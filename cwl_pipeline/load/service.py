@@ -56,6 +56,23 @@ class WriteMode(StrEnum):
     LIVE = "live"
 
 
+REFRESH = "refresh"
+"""The kind of load of a still-open window's refreshes."""
+MANUAL = "manual"
+"""The kind of a load launched by hand (no kind tag): a UI materialization, a backfill."""
+
+
+def write_mode(kind: str, *, live_available: bool) -> WriteMode:
+    """How a load of ``kind`` writes: a refresh appends to the live table, the sensors' settled
+    loads and sweeps insert what is missing, anything else (a run launched by hand, a backfill)
+    replaces its windows."""
+    if kind == REFRESH:
+        return WriteMode.LIVE if live_available else WriteMode.INSERT_MISSING
+    if kind == MANUAL:
+        return WriteMode.REPLACE
+    return WriteMode.INSERT_MISSING
+
+
 LoaderFactory = Callable[[], AbstractContextManager[BigQueryLoader]]
 """Opens a BigQuery loader (e.g. ``BigQueryWarehouse.loader``)."""
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents
 from cwl_pipeline.local.demo_producer import DemoProducer
+from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 
 
 def test_producer_publishes_incoming_log_events_for_what_it_put(local_aws, logs_client, unique_name):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cwl_pipeline.core.reconcile import (
+from cwl_pipeline.polling.reconcile_plan import (
     HOUR,
     Explanation,
     HealRecord,

@@ -16,7 +16,11 @@ from cfnlint.decode import decode_str
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "cloudformation.yaml"
 POLICIES = ROOT / "deploy" / "aws" / "policies"
-CODE_DIRS = (ROOT / "cwl_pipeline" / "adapters", ROOT / "cwl_pipeline" / "defs")
+# Every package that runs in a deployment (not the local demo stack).
+CODE_DIRS = tuple(
+    ROOT / "cwl_pipeline" / name
+    for name in ("adapters", "load", "polling", "firehose", "exports", "orchestration")
+)
 
 # Parameter values that render the template's runtime policies into the placeholders used by the
 # standalone JSON documents.

@@ -24,7 +24,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.workspace.config_schema import process_workspace_config
 from dagster._serdes.config_class import ConfigurableClassData
 
-from cwl_pipeline.defs.stream_tables import WRITER_POOL_PREFIX
+from cwl_pipeline.orchestration.tables import WRITER_POOL_PREFIX
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DAGSTER_YAML = DEPLOY / "dagster" / "dagster.yaml"

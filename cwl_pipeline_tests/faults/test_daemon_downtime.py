@@ -17,7 +17,8 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from cwl_pipeline.core.windows import PlanState, floor_to_window, parse_partition_key, partition_key
+from cwl_pipeline.core.windows import floor_to_window, parse_partition_key, partition_key
+from cwl_pipeline.polling.plan import PlanState
 from cwl_pipeline_tests.faults.fault_stack import WINDOW, cloudwatch_ids, table_ids
 from cwl_pipeline_tests.pipeline.polling import make_stack, materialize, put
 

@@ -14,15 +14,16 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from cwl_pipeline.adapters.cloudwatch_export import ExportTasks
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import PipelineConfig
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline.definitions import build_definitions
-from cwl_pipeline.defs.resources import AwsResource
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG
-from cwl_pipeline.load.export_windows import read_windows_from_export
+from cwl_pipeline.exports.tasks import ExportTasks
+from cwl_pipeline.orchestration.resources import AwsResource
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG
+from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.history import read_windows_from_export
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put
 from cwl_pipeline_tests.s3.s3_stack import s3_client
 
@@ -216,7 +217,7 @@ def test_the_export_reader_refuses_windows_younger_than_after(history, local_aws
     start = floor_to_window(datetime.now(UTC) - timedelta(hours=20), WINDOW)
     reads = read_windows_from_export(
         stream,
-        aws.logs_reader(),
+        logs_reader(aws),
         ExportTasks(aws.client("logs")),
         S3ObjectStore(aws.client("s3")),
         start,

@@ -22,20 +22,20 @@ import boto3
 import dagster as dg
 import pytest
 
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
-from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents, count_ingested
-from cwl_pipeline.core.reconcile import floor_to_hour
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.defs.cloudwatch_stream import build_stream_assets
-from cwl_pipeline.defs.reconciliation import (
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, StreamTables
+from cwl_pipeline.polling.assets import build_stream_assets
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
+from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents, count_ingested
+from cwl_pipeline.polling.reconcile import (
     HEAL_ATTEMPT_TAG,
     HEAL_HOUR_TAG,
     RECONCILE_CHECK,
     build_reconcile_sensor,
     build_reconciliation_check,
 )
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, StreamTables
-from cwl_pipeline.load.reconciliation import horizon_of
+from cwl_pipeline.polling.reconcile_counts import horizon_of
+from cwl_pipeline.polling.reconcile_plan import floor_to_hour
 from cwl_pipeline_tests.pipeline.polling import WINDOW, assets_def, make_stack, put
 from cwl_pipeline_tests.sensor_runs import launch, tick
 

@@ -11,8 +11,9 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from cwl_pipeline.config import load_config
-from cwl_pipeline.core.windows import PlanState, floor_to_window, partition_key, to_ms
+from cwl_pipeline.core.windows import floor_to_window, partition_key, to_ms
 from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline.polling.plan import PlanState
 
 WINDOW = timedelta(minutes=15)
 

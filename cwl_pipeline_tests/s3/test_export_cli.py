@@ -9,8 +9,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.cli.main import main
-from cwl_pipeline.core.export_plan import plan_chunks
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.exports.plan import plan_chunks
 
 D = timedelta(days=1)
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cwl_pipeline.core.export_folders import ExportCursor, decide_folder, folder_of
-from cwl_pipeline.core.export_plan import (
+from cwl_pipeline.exports.folders import ExportCursor, decide_folder, folder_of
+from cwl_pipeline.exports.plan import (
     Chunk,
     ExportTaskInfo,
     parse_time,

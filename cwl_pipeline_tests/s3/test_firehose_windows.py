@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cwl_pipeline.core.firehose_windows import (
+from cwl_pipeline.core.objects import StoredObject, object_set_version
+from cwl_pipeline.core.s3_records import delivery_stream_name
+from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
-    delivery_stream_name,
     delivery_window,
     hour_prefixes,
     listing_start_after,
     objects_by_window,
     plan_firehose_requests,
 )
-from cwl_pipeline.core.objects import StoredObject, object_set_version
 
 W = timedelta(minutes=15)
 H = datetime(2026, 11, 20, 10, tzinfo=UTC)

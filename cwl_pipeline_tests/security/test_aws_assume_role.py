@@ -8,7 +8,7 @@ import pytest
 
 from cwl_pipeline.adapters.aws_session import assumed_role_session
 from cwl_pipeline.config import AwsSettings
-from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline_tests.security.local_endpoints import moto_assumed_roles
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/cwl-reader"

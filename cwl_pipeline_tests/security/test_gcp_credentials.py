@@ -29,8 +29,8 @@ from cwl_pipeline.adapters.gcp_credentials import (
     load_credential_config,
 )
 from cwl_pipeline.config import parse_config
-from cwl_pipeline.defs.resources import BigQueryWarehouse
 from cwl_pipeline.local.processes import LOCAL_PROJECT, free_port
+from cwl_pipeline.orchestration.resources import BigQueryWarehouse
 from cwl_pipeline_tests.security.local_endpoints import (
     ContainerCredentials,
     GoogleStsDouble,

@@ -10,7 +10,7 @@ from botocore.parsers import ResponseParserError
 from cwl_pipeline.adapters.aws_session import redact_error_responses
 from cwl_pipeline.config import AwsSettings
 from cwl_pipeline.core.redaction import REDACTED, redact_secrets
-from cwl_pipeline.defs.resources import AwsResource
+from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline_tests.security.local_endpoints import SignatureMismatchAws
 
 TOKEN = "FQoGZXIvYXdzEBYaDcanaryToken+/abc="

@@ -1,12 +1,12 @@
 """The near-real-time sensor of a CloudWatch polling stream.
 
-Each tick asks :func:`cwl_pipeline.core.windows.plan_windows` what to load: closed windows
+Each tick asks :func:`cwl_pipeline.polling.plan.plan_windows` what to load: closed windows
 once they settled (as bounded ranges, so an outage is caught up in a few runs without gaps),
 and the still-open window again while events arrive. Run keys carry the kind of load and a
 counter, so an intended re-run is never mistaken for a duplicate request.
 
 A settled load or sweep whose run failed or was cancelled is asked for again
-(:mod:`cwl_pipeline.defs.owed_runs`): its run key is spent and the plan has moved past it. A
+(:mod:`cwl_pipeline.orchestration.owed_runs`): its run key is spent and the plan has moved past it. A
 failed refresh is not: the settled load of the same window follows it anyway.
 """
 
@@ -16,32 +16,21 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 # The run tags Dagster reads a single-run partition range from (no public constant exists).
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
-
 from cwl_pipeline.adapters.errors import SourceError
-from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, Retry, RetryPolicy, partitions_of
-from cwl_pipeline.core.windows import (
-    PlanState,
-    WindowRequest,
-    floor_to_window,
-    load_passes,
-    parse_partition_key,
-    plan_windows,
-    to_ms,
-)
-from cwl_pipeline.defs.owed_runs import (
+from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
+from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
     OwedScope,
     owed_observation,
     plan_owed_loads,
     report,
-    retry_tags,
 )
-from cwl_pipeline.defs.resources import AwsResource
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.resources import AwsResource
+from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
 
 _ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
@@ -49,27 +38,6 @@ _ACTIVE = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-
-
-def run_request(
-    stream: str, request: WindowRequest, extra_tags: dict[str, str] | None = None
-) -> dg.RunRequest:
-    """A run request for one window, or a single-run range of windows."""
-    tags = {STREAM_TAG: stream, LOAD_KIND_TAG: request.kind, **(extra_tags or {})}
-    if request.first_key == request.last_key:
-        return dg.RunRequest(run_key=request.run_key, partition_key=request.first_key, tags=tags)
-    tags[ASSET_PARTITION_RANGE_START_TAG] = request.first_key
-    tags[ASSET_PARTITION_RANGE_END_TAG] = request.last_key
-    return dg.RunRequest(run_key=request.run_key, tags=tags)
-
-
-def retry_window_request(stream: str, retry: Retry) -> dg.RunRequest:
-    """The run request of a retry of a window load (one window or a range)."""
-    failed = retry.load.failed
-    request = WindowRequest(
-        parse_partition_key(failed.first), parse_partition_key(failed.last), failed.kind, retry.run_key
-    )
-    return run_request(stream, request, retry_tags(retry))
 
 
 def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
@@ -159,7 +127,7 @@ def _events_arriving(
     since = state.refreshed_at if state.refreshed_window == open_start else open_start
     since = max(since or open_start, open_start) - timedelta(seconds=0)
     try:
-        reader = aws.logs_reader()
+        reader = logs_reader(aws)
         groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
         return reader.has_events_since(groups, to_ms(since))
     except SourceError as exc:

@@ -27,9 +27,9 @@ import dagster as dg
 
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.defs.stream_tables import StreamTables
 from cwl_pipeline.load.service import LoadFacts
 from cwl_pipeline.load.tables import rows_in_scope
+from cwl_pipeline.orchestration.tables import StreamTables
 
 COMPLETENESS = "completeness"
 NO_DUPLICATES = "no_duplicate_event_ids"

@@ -34,8 +34,6 @@ from pydantic import Field
 from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, filter_log_events_budget
-from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents
 from cwl_pipeline.adapters.gcp_credentials import (
     CredentialsError,
     aws_external_account_credentials,
@@ -136,18 +134,6 @@ class AwsResource(ResourceWithBoto3Configuration):
             config=config,
         )
         return redact_error_responses(client)
-
-    def logs_reader(self) -> CloudWatchLogsReader:
-        """A CloudWatch Logs reader over the process's client, within its FilterLogEvents budget."""
-        client = self.client("logs")
-        budget = filter_log_events_budget(
-            client.meta.region_name, client.meta.endpoint_url, self.filter_log_events_per_second
-        )
-        return CloudWatchLogsReader(client, budget)
-
-    def incoming_log_events(self) -> IncomingLogEvents:
-        """CloudWatch's ``IncomingLogEvents`` metric, read over the process's ``cloudwatch`` client."""
-        return IncomingLogEvents(self.client("cloudwatch"))
 
 
 class BigQueryWarehouse(BigQueryResource):

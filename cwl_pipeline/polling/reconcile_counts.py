@@ -3,7 +3,7 @@
 For each ingestion hour: CloudWatch's ``IncomingLogEvents`` sum over the stream's log groups
 (named, and resolved from its prefixes), and the rows the pipeline stored for those groups with
 an ``ingestion_time`` in the hour, events table plus rejects table. The verdicts and the heal
-plan are :mod:`cwl_pipeline.core.reconcile`'s.
+plan are :mod:`cwl_pipeline.polling.reconcile_plan`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
-from cwl_pipeline.adapters.cloudwatch_metrics import IncomingLogEvents, count_ingested
 from cwl_pipeline.config import StreamConfig
-from cwl_pipeline.core.reconcile import (
+from cwl_pipeline.load.service import LoaderFactory
+from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
+from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents, count_ingested
+from cwl_pipeline.polling.plan import load_passes
+from cwl_pipeline.polling.reconcile_plan import (
     HOUR,
     MAX_EVENT_AGE,
     MAX_EVENT_AHEAD,
@@ -23,9 +26,6 @@ from cwl_pipeline.core.reconcile import (
     Horizon,
     hours_to_compare,
 )
-from cwl_pipeline.core.windows import load_passes
-from cwl_pipeline.load.service import LoaderFactory
-from cwl_pipeline.load.tables import TablePair
 
 RETENTION_MARGIN = timedelta(hours=1)
 """Heals stay this far inside a group's retention: the load refuses ranges beyond it."""
@@ -54,7 +54,7 @@ def compare_counts(
     now: datetime,
 ) -> Comparison:
     """CloudWatch's and the stored counts of the hours of the stream's reconciliation lookback
-    whose settled loads ran (:func:`cwl_pipeline.core.reconcile.hours_to_compare`)."""
+    whose settled loads ran (:func:`cwl_pipeline.polling.reconcile_plan.hours_to_compare`)."""
     groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
     hours = hours_to_compare(now, stream.reconcile.lookback, horizon_of(stream), stream.start)
     if not hours or not groups:

@@ -38,7 +38,6 @@ MAX_DELIVERY_DELAY = timedelta(hours=25)
 delivery for up to 24 h, so an object can be written that long after its key hour."""
 
 _TIME_PATH = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})/")
-_OBJECT_NAME = re.compile(r"^(.+)-\d+-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9A-Fa-f-]{36}")
 
 
 def time_path(moment: datetime) -> str:
@@ -100,12 +99,6 @@ def objects_by_window(
     for items in windows.values():
         items.sort(key=lambda o: (o.last_modified, o.key))
     return dict(sorted(windows.items()))
-
-
-def delivery_stream_name(key: str) -> str | None:
-    """The delivery stream named in a Firehose object name, if the name has that form."""
-    match = _OBJECT_NAME.match(key.rsplit("/", 1)[-1])
-    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader, WindowRead
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import all_of, literal_in_scope, time_scope
 from cwl_pipeline.config import StreamConfig
@@ -28,6 +27,7 @@ from cwl_pipeline.core.window_stats import per_window_stats
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope, range_label
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, WindowRead
 
 
 def replace_steps(

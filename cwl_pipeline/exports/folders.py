@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cwl_pipeline.core.export_plan import FAILED_STATUSES
+from cwl_pipeline.exports.plan import FAILED_STATUSES
 
 WRITE_TEST_OBJECT = "aws-logs-write-test"
 

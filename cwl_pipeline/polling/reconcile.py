@@ -12,7 +12,7 @@
   stream's own load (same op, same writer pool) over the windows the missing events can belong
   to, tagged ``cwl/load=heal``: it inserts only what is missing. The sensor keeps each hour's
   heal attempts in its cursor and, once every readable window was read again, asks the source
-  why the hour is still short (:mod:`cwl_pipeline.core.reconcile`). It spends FilterLogEvents
+  why the hour is still short (:mod:`cwl_pipeline.polling.reconcile_plan`). It spends FilterLogEvents
   requests only on that question, never on the comparison itself (one GetMetricData request).
 
 The check reads what the heals found out from the sensor's latest observation.
@@ -26,7 +26,19 @@ import dagster as dg
 
 from cwl_pipeline.adapters.errors import DestinationError, SourceError
 from cwl_pipeline.config import StreamConfig
-from cwl_pipeline.core.reconcile import (
+from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.run_requests import run_request
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
+from cwl_pipeline.polling.reconcile_counts import (
+    compare_counts,
+    horizon_of,
+    oldest_readable,
+    source_probe,
+)
+from cwl_pipeline.polling.reconcile_plan import (
     HealPlan,
     HealRecord,
     HealRequest,
@@ -39,16 +51,6 @@ from cwl_pipeline.core.reconcile import (
     records_to_json,
     text_plot,
     totals,
-)
-from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
-from cwl_pipeline.defs.window_sensor import run_request
-from cwl_pipeline.load.reconciliation import (
-    compare_counts,
-    horizon_of,
-    oldest_readable,
-    source_probe,
 )
 
 RECONCILE_CHECK = "matches_cloudwatch_counts"
@@ -108,7 +110,12 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
     ) -> dg.AssetCheckResult:
         now = clock()
         comparison = compare_counts(
-            stream, tables.pair, aws.logs_reader(), aws.incoming_log_events(), bigquery.loader, now
+            stream,
+            tables.pair,
+            logs_reader(aws),
+            IncomingLogEvents(aws.client("cloudwatch")),
+            bigquery.loader,
+            now,
         )
         records = latest_heal_records(context.instance, tables.events_key)
         verdicts = [
@@ -280,9 +287,9 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
                 cursor=context.cursor, skip_reason="a heal run of this stream is queued or running"
             )
         try:
-            reader = aws.logs_reader()
+            reader = logs_reader(aws)
             comparison = compare_counts(
-                stream, tables.pair, reader, aws.incoming_log_events(), bigquery.loader, now
+                stream, tables.pair, reader, IncomingLogEvents(aws.client("cloudwatch")), bigquery.loader, now
             )
             plan = plan_heals(
                 counts=comparison.counts,

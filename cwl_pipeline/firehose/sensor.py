@@ -2,12 +2,12 @@
 
 Each tick lists the prefix from about a day of key hours before its watermark (never the
 whole bucket), finds objects it has not seen (key and ETag), and requests their delivery
-windows (:mod:`cwl_pipeline.core.firehose_windows`). The run key holds a digest of every
+windows (:mod:`cwl_pipeline.firehose.windows`). The run key holds a digest of every
 object of the requested windows: an object arriving late for a loaded window, or rewritten,
 yields a new key and so a re-run; the same objects never yield a second run.
 
 The objects of a window whose run failed or was cancelled are already behind the cursor, so
-that window is asked for again (:mod:`cwl_pipeline.defs.owed_runs`) until a run loads it.
+that window is asked for again (:mod:`cwl_pipeline.orchestration.owed_runs`) until a run loads it.
 """
 
 import json
@@ -23,17 +23,19 @@ from dagster._core.storage.tags import (
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import S3Source
-from cwl_pipeline.core.firehose_windows import (
-    FirehoseCursor,
-    listing_start_after,
-    plan_firehose_requests,
-)
 from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
-from cwl_pipeline.defs.owed_runs import OWED_CURSOR_KEY, OwedScope, owed_observation, plan_owed_loads, report
-from cwl_pipeline.defs.resources import AwsResource
-from cwl_pipeline.defs.stream_tables import STREAM_TAG, StreamTables
-from cwl_pipeline.defs.window_sensor import retry_window_request, run_request
+from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after, plan_firehose_requests
+from cwl_pipeline.orchestration.owed_runs import (
+    OWED_CURSOR_KEY,
+    OwedScope,
+    owed_observation,
+    plan_owed_loads,
+    report,
+)
+from cwl_pipeline.orchestration.resources import AwsResource
+from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
+from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
 
 LOAD_KIND = "objects"
 _ACTIVE = [

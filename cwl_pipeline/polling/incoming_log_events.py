@@ -18,8 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
 from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 
 NAMESPACE = "AWS/Logs"
 METRIC = "IncomingLogEvents"

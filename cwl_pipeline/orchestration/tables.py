@@ -172,3 +172,16 @@ def materializations(
             asset_key=asset_key,
             metadata={**run_metadata, **figures, "dagster/row_count": figures.get(count, 0)},
         )
+
+
+def selected(
+    context: dg.AssetExecutionContext, results: Iterable[dg.MaterializeResult | dg.AssetCheckResult]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The results of the assets and checks the run selected (the op can be subset)."""
+    for result in results:
+        if isinstance(result, dg.AssetCheckResult):
+            key = dg.AssetCheckKey(result.asset_key, result.check_name)
+            if key in context.selected_asset_check_keys:
+                yield result
+        elif result.asset_key in context.selected_asset_keys:
+            yield result

@@ -1,7 +1,7 @@
 """CreateExportTask backfills: a queue of chunks, one active export task per account at a time.
 
 :class:`ExportTasks` wraps the API calls; :class:`ExportRunner` works through the plan of
-:mod:`cwl_pipeline.core.export_plan`. Its progress is not kept on local disk: it is derived
+:mod:`cwl_pipeline.exports.plan`. Its progress is not kept on local disk: it is derived
 from CloudWatch itself at every start (DescribeExportTasks lists each task with its log group,
 range, destination and status), so a run on an empty disk (a container per run) resumes
 without exporting a completed range twice. Before creating a task it waits until the account
@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from cwl_pipeline.adapters.errors import SourceError
-from cwl_pipeline.core.export_plan import (
+from cwl_pipeline.exports.plan import (
     Chunk,
     ChunkRecord,
     ExportState,
@@ -208,7 +208,7 @@ class ExportRunner:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``state`` is what CloudWatch already holds for this destination
-        (:func:`~cwl_pipeline.core.export_plan.state_from_tasks`)."""
+        (:func:`~cwl_pipeline.exports.plan.state_from_tasks`)."""
         self.tasks = tasks
         self.state = state
         self.poll_interval = poll_interval

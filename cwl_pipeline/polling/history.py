@@ -4,14 +4,14 @@ FilterLogEvents reads a long range slowly (5 requests per second per account and
 For a run launched by hand or a backfill, a polling stream with a ``history`` section reads
 the windows that ended more than ``history.after`` ago through export tasks instead, in the
 same steps of ``windows_per_replace`` windows and with the same scope as
-:func:`cwl_pipeline.load.polling.read_windows` (event time range + log groups), so the rows
+:func:`cwl_pipeline.polling.read.read_windows` (event time range + log groups), so the rows
 replace the windows exactly as polled rows would:
 
 * one export task per log group and step, into a destination prefix of its own
   (``<history prefix>/<group slug>-<hash>/<step range>/<nonce>``), so the task's files are
   exactly the objects under that prefix whatever the folder layout under it;
 * one active task per account: it waits for a free slot and for ``LimitExceededException``
-  (:mod:`cwl_pipeline.adapters.cloudwatch_export`), then for the task's end; a task that does
+  (:mod:`cwl_pipeline.exports.tasks`), then for the task's end; a task that does
   not complete fails the run (nothing of the step is replaced);
 * the files are decoded like an export stream's (lines in any order, ids derived from the
   event's fields, :mod:`cwl_pipeline.core.identity`), and only the events of the step's time
@@ -34,25 +34,25 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from hashlib import blake2b
 
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
-from cwl_pipeline.adapters.cloudwatch_export import (
+from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.config import HistorySource, StreamConfig
+from cwl_pipeline.core.object_batch import ObjectContent, build_object_batch
+from cwl_pipeline.core.objects import StoredObject, object_uri
+from cwl_pipeline.core.s3_records import decode_export_object
+from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.exports.folders import is_export_file
+from cwl_pipeline.exports.plan import Chunk
+from cwl_pipeline.exports.tasks import (
     ExportTasks,
     await_task,
     create_when_allowed,
     wait_for_free_slot,
 )
-from cwl_pipeline.adapters.errors import SourceError
-from cwl_pipeline.adapters.s3 import S3ObjectStore
-from cwl_pipeline.config import HistorySource, StreamConfig
-from cwl_pipeline.core.export_folders import is_export_file
-from cwl_pipeline.core.export_plan import Chunk
-from cwl_pipeline.core.object_batch import ObjectContent, build_object_batch
-from cwl_pipeline.core.objects import StoredObject, object_uri
-from cwl_pipeline.core.s3_records import decode_export_object
-from cwl_pipeline.core.windows import floor_to_window, to_ms
 from cwl_pipeline.load.objects import read_contents
-from cwl_pipeline.load.polling import WindowRangeRead, refuse_beyond_retention, replace_steps, window_scope
 from cwl_pipeline.load.tables import range_label
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
+from cwl_pipeline.polling.read import WindowRangeRead, refuse_beyond_retention, replace_steps, window_scope
 
 EXPORT_READER = "export"
 API_READER = "filter_log_events"

@@ -21,8 +21,8 @@ from cwl_pipeline.adapters.bigquery import TableSpec
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
-from cwl_pipeline.defs.resources import BigQueryWarehouse
-from cwl_pipeline.defs.stream_tables import (
+from cwl_pipeline.orchestration.resources import BigQueryWarehouse
+from cwl_pipeline.orchestration.tables import (
     STREAM_TAG,
     StreamTables,
     freshness_policy,

@@ -36,7 +36,7 @@ from cwl_pipeline.core.owed import (
     plan_owed,
     work_of,
 )
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG
 
 ATTEMPT_TAG = "cwl/attempt"
 RETRY_OF_TAG = "cwl/retry_of"

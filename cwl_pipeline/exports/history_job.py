@@ -1,7 +1,7 @@
 """The history backfill of an export stream as a Dagster job.
 
 The same queue as ``cwl-pipeline export``
-(:func:`cwl_pipeline.adapters.cloudwatch_export.run_export_backfill`): CreateExportTask chunk by
+(:func:`cwl_pipeline.exports.tasks.run_export_backfill`): CreateExportTask chunk by
 chunk, one active task per account, resuming from what DescribeExportTasks lists as already
 exported (no local state: a run on an empty disk exports only what is missing).
 The run log shows every step; each finished chunk is also recorded as an observation of the
@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from cwl_pipeline.adapters.cloudwatch_export import ExportProgress, run_export_backfill
 from cwl_pipeline.config import ConfigError, S3Source, StreamConfig, parse_duration
-from cwl_pipeline.core.export_plan import parse_time, recent_data_warning
-from cwl_pipeline.defs.resources import AwsResource
-from cwl_pipeline.defs.s3_stream import s3_source_key
-from cwl_pipeline.defs.stream_tables import STREAM_TAG
+from cwl_pipeline.exports.plan import parse_time, recent_data_warning
+from cwl_pipeline.exports.tasks import ExportProgress, run_export_backfill
+from cwl_pipeline.orchestration.resources import AwsResource
+from cwl_pipeline.orchestration.s3_assets import s3_source_key
+from cwl_pipeline.orchestration.tables import STREAM_TAG
 
 
 class ExportHistoryConfig(dg.Config):

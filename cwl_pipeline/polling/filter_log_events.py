@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -174,3 +174,23 @@ class CloudWatchLogsReader:
             if not token:
                 return
             request["nextToken"] = token
+
+
+class AwsClients(Protocol):
+    """What builds a reader: boto3 clients by service name, and the FilterLogEvents rate
+    (the Dagster ``AwsResource``, or anything shaped like it)."""
+
+    filter_log_events_per_second: float
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service``."""
+        ...
+
+
+def logs_reader(aws: AwsClients) -> CloudWatchLogsReader:
+    """A CloudWatch Logs reader over ``aws``'s client, within the process's FilterLogEvents budget."""
+    client = aws.client("logs")
+    budget = filter_log_events_budget(
+        client.meta.region_name, client.meta.endpoint_url, aws.filter_log_events_per_second
+    )
+    return CloudWatchLogsReader(client, budget)

@@ -1,13 +1,13 @@
 """The sensor of an export stream: completed export task folders → one run per folder.
 
 Each tick lists the task folders under the prefix (one delimiter listing), and for every folder
-not loaded yet decides whether it is complete (:func:`cwl_pipeline.core.export_folders.decide_folder`):
+not loaded yet decides whether it is complete (:func:`cwl_pipeline.exports.folders.decide_folder`):
 DescribeExportTasks reports its task COMPLETED, or — when no task has the folder's name — its
 listing stayed the same for the stream's ``settle_lag`` across two ticks. A complete folder
 becomes a dynamic partition and a run.
 
 A folder is done once it is a dynamic partition (added with its run request); if that run
-fails or is cancelled, the folder is asked for again (:mod:`cwl_pipeline.defs.owed_runs`) until
+fails or is cancelled, the folder is asked for again (:mod:`cwl_pipeline.orchestration.owed_runs`) until
 a run loads it. The cursor keeps only folders still listed that wait for confirmation or were
 skipped (failed tasks), so it stays bounded however many folders were loaded.
 """
@@ -17,20 +17,20 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from cwl_pipeline.adapters.cloudwatch_export import ExportTasks
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import S3Source
-from cwl_pipeline.core.export_folders import (
+from cwl_pipeline.core.objects import object_set_version
+from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, Retry, RetryPolicy
+from cwl_pipeline.exports.folders import (
     ExportCursor,
     decide_folder,
     folder_base,
     folder_prefix,
     is_export_file,
 )
-from cwl_pipeline.core.objects import object_set_version
-from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, Retry, RetryPolicy
-from cwl_pipeline.defs.owed_runs import (
+from cwl_pipeline.exports.tasks import ExportTasks
+from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
     OwedScope,
     owed_observation,
@@ -38,8 +38,8 @@ from cwl_pipeline.defs.owed_runs import (
     report,
     retry_tags,
 )
-from cwl_pipeline.defs.resources import AwsResource
-from cwl_pipeline.defs.stream_tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.resources import AwsResource
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
 
 LOAD_KIND = "export"
 _FOLDERS_PER_TICK = 50  # bounds the listings and DescribeExportTasks calls of one tick

@@ -6,67 +6,44 @@ read every group's window with FilterLogEvents, decode and normalize with the pu
 replace the windows atomically in BigQuery (in steps of ``windows_per_replace`` windows), then
 evaluate the load checks.
 
-Reading is :mod:`cwl_pipeline.load.polling`, writing :func:`cwl_pipeline.load.service.load`.
+Reading is :mod:`cwl_pipeline.polling.read`, writing :func:`cwl_pipeline.load.service.load`.
 A stream with a ``history`` section reads, in a run launched by hand or a backfill (REPLACE),
 the windows older than ``history.after`` through export tasks
-(:mod:`cwl_pipeline.load.export_windows`) and the younger ones through FilterLogEvents: each
+(:mod:`cwl_pipeline.polling.history`) and the younger ones through FilterLogEvents: each
 window by one reader, named in its materialization's ``reader``.
 """
 
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 
 import dagster as dg
 
-from cwl_pipeline.adapters.cloudwatch import CloudWatchLogsReader
-from cwl_pipeline.adapters.cloudwatch_export import ExportTasks
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.core.windows import PARTITION_FMT, load_passes
-from cwl_pipeline.defs.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.defs.stream_checks import evaluate_load_checks, load_check_specs
-from cwl_pipeline.defs.stream_tables import (
+from cwl_pipeline.exports.tasks import ExportTasks
+from cwl_pipeline.load.service import REFRESH, WriteMode, load, write_mode
+from cwl_pipeline.orchestration.checks import evaluate_load_checks, load_check_specs
+from cwl_pipeline.orchestration.partitions import window_partitions
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.source_assets import log_group_spec
+from cwl_pipeline.orchestration.tables import (
     LOAD_KIND_TAG,
     STREAM_TAG,
     StreamTables,
     materializations,
+    selected,
     table_asset_specs,
     writer_pool,
 )
-from cwl_pipeline.load.export_windows import history_boundary, read_windows_from_export, with_api_reader
-from cwl_pipeline.load.polling import WindowRangeRead, read_windows, window_scope
-from cwl_pipeline.load.service import WriteMode, load
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_reader
+from cwl_pipeline.polling.history import history_boundary, read_windows_from_export, with_api_reader
+from cwl_pipeline.polling.plan import load_passes
+from cwl_pipeline.polling.read import WindowRangeRead, read_windows, window_scope
 
-REFRESH = "refresh"
 # Rows ingested this long before the previous refresh's newest are appended again: CloudWatch
 # may show an event to FilterLogEvents a little after its ingestion time (the view dedups).
 LIVE_OVERLAP = timedelta(seconds=10)
-
-
-def write_mode(kind: str, *, live_available: bool) -> WriteMode:
-    """How a load of ``kind`` writes: a refresh appends to the live table, the sensors' settled
-    loads and sweeps insert what is missing, anything else (a run launched by hand, a backfill)
-    replaces its windows."""
-    if kind == REFRESH:
-        return WriteMode.LIVE if live_available else WriteMode.INSERT_MISSING
-    if kind == "manual":
-        return WriteMode.REPLACE
-    return WriteMode.INSERT_MISSING
-
-
-def selected(
-    context: dg.AssetExecutionContext, results: Iterable[dg.MaterializeResult | dg.AssetCheckResult]
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The results of the assets and checks the run selected (the op can be subset)."""
-    for result in results:
-        if isinstance(result, dg.AssetCheckResult):
-            key = dg.AssetCheckKey(result.asset_key, result.check_name)
-            if key in context.selected_asset_check_keys:
-                yield result
-        elif result.asset_key in context.selected_asset_keys:
-            yield result
 
 
 def _ingested_until(context: dg.AssetExecutionContext, tables: StreamTables) -> datetime | None:
@@ -123,41 +100,6 @@ def reads_by_reader(
     return chain(exported, polled)
 
 
-def window_partitions(stream: StreamConfig) -> dg.TimeWindowPartitionsDefinition:
-    """Time-window partitions of ``stream``, including the still-open window (end_offset=1)."""
-    minutes = stream.window_minutes
-    if minutes < 60:
-        cron = f"*/{minutes} * * * *"
-    elif minutes < 24 * 60:
-        cron = f"0 */{minutes // 60} * * *"
-    else:
-        cron = "0 0 * * *"
-    return dg.TimeWindowPartitionsDefinition(
-        cron_schedule=cron,
-        start=stream.start,
-        fmt=PARTITION_FMT,
-        timezone="UTC",
-        end_offset=1,
-    )
-
-
-def source_key(name: str) -> dg.AssetKey:
-    """Asset key of an external log group (or prefix) source."""
-    return dg.AssetKey(["cloudwatch", re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "root"])
-
-
-def log_group_spec(name: str, is_prefix: bool = False) -> dg.AssetSpec:
-    """External asset spec of a CloudWatch log group, or of every group under a prefix."""
-    return dg.AssetSpec(
-        source_key(name),
-        description=f"CloudWatch Logs log group {name}"
-        + (" (every group under this prefix)" if is_prefix else ""),
-        kinds={"aws", "cloudwatch"},
-        group_name="sources",
-        metadata={"log_group": name, "match": "prefix" if is_prefix else "name"},
-    )
-
-
 def log_group_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
     """External asset specs of the log groups and prefixes a polling stream reads."""
     return [
@@ -196,7 +138,7 @@ def build_stream_assets(
         appender = bigquery.appender() if kind == REFRESH else None
         mode = write_mode(kind, live_available=appender is not None)
         after = _ingested_until(context, tables) if mode is WriteMode.LIVE else None
-        reads = reads_by_reader(context, stream, aws, aws.logs_reader(), start, end, mode)
+        reads = reads_by_reader(context, stream, aws, logs_reader(aws), start, end, mode)
         outcome = load(
             reads,
             tables.pair,

@@ -1,0 +1,82 @@
+"""Reading one CreateExportTask folder: every export file of the task, decoded.
+
+The read owns the rows whose ``source_object`` starts with the folder's URI; export lines carry
+no event id, so ids are derived (:mod:`cwl_pipeline.core.identity`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.adapters.sql_scopes import prefix_scope
+from cwl_pipeline.config import S3Source, StreamConfig
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
+from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.s3_records import decode_export_object
+from cwl_pipeline.core.windows import to_ms
+from cwl_pipeline.exports.folders import folder_prefix, is_export_file
+from cwl_pipeline.load.objects import (
+    Decoder,
+    ObjectSetRead,
+    bounded_scope,
+    event_time_bounds,
+    read_contents,
+    records_decoded,
+    s3_source,
+    stored_copies_scope,
+)
+from cwl_pipeline.load.tables import LoadScope
+
+
+def export_decoder(source: S3Source) -> Decoder:
+    """Decodes one export file of an export stream."""
+    assert source.log_group is not None  # the config requires it for exports
+
+    def decode(obj: StoredObject, data: bytes) -> ObjectContent:
+        return decode_export_object(
+            data,
+            uri=object_uri(source.bucket, obj.key),
+            key=obj.key,
+            prefix=source.prefix,
+            timestamp_ms=to_ms(obj.last_modified),
+            log_group=source.log_group or "",
+            max_decompressed_bytes=source.max_decompressed_bytes,
+        )
+
+    return decode
+
+
+def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) -> ObjectSetRead:
+    """Read every file of one export task folder."""
+    source = s3_source(stream)
+    base = folder_prefix(source.prefix, folder)
+    objects = sorted(
+        (o for o in store.list_objects(source.bucket, base) if is_export_file(o.key)), key=lambda o: o.key
+    )
+    vanished: list[str] = []
+    batch = build_object_batch(
+        read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
+    )
+    folder_uri = object_uri(source.bucket, base)
+    batches: dict[Hashable, ObjectBatch] = {folder: batch} if objects else {}
+    bounds = event_time_bounds(batches, stream.schema.time_column)
+    return ObjectSetRead(
+        scope=LoadScope(
+            bounded_scope(
+                prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
+                stream.schema.time_column,
+                bounds,
+            ),
+            bounded_scope(prefix_scope("source_object", folder_uri), "timestamp", bounds),
+        ),
+        label=f"export_{folder}",
+        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
+        events_at_source=records_decoded(batches),
+        vanished=vanished,
+        batches=batches,
+        versions={folder: object_set_version(objects)},
+        groups=[folder],
+        describe=lambda group: {"export_folder": group},
+        time_column=stream.schema.time_column,
+    )

@@ -1,0 +1,8 @@
+"""Firehose source: objects a subscription filter's delivery stream wrote to S3.
+
+* ``windows`` (pure): which objects belong to which delivery window (by key and delivery time);
+* ``read``: a range of delivery windows read and decoded into one
+  :class:`~cwl_pipeline.load.objects.ObjectSetRead` for the load path;
+* ``assets`` and ``sensor`` (Dagster): the window-partitioned multi-asset and the sensor that
+  requests a window when its objects change.
+"""

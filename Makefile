@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-decode-process bench-latency bench-backfill bench-cost clean
+.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-local
 
+$(VENV)/.installed-ui: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[local,ui]'
+	touch $@
+
 run: $(VENV)/.installed-local
 	$(BIN)/cwl-pipeline dev
 
@@ -28,6 +32,12 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Opens the UI of `make run` (running in another terminal) in headless Chromium (Debian package
+# `chromium`) and checks its main views; screenshots in .ui-check/.
+UI_URL ?= http://127.0.0.1:3000
+ui-check: $(VENV)/.installed-ui
+	$(BIN)/python tools/ui_check.py --url $(UI_URL) $(UI_ARGS)
 
 # Decode throughput (about a minute). The end-to-end benchmarks start their own local stack:
 # bench-latency produces for 10 minutes (BENCH_ARGS="--minutes 1" for a quick check),

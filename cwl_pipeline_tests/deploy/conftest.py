@@ -1,0 +1,33 @@
+"""Fixtures of the deployment tests: a real PostgreSQL server and fault proxies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cwl_pipeline.local.processes import LocalService
+from cwl_pipeline_tests.deploy.postgres_server import PostgresServer, start_postgres
+from cwl_pipeline_tests.faults.fault_proxy import FaultProxy
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster on a free port (pgserver's binaries), stopped and deleted after."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws_proxy(local_aws: LocalService) -> Iterator[FaultProxy]:
+    """A fault proxy in front of local AWS."""
+    with FaultProxy(local_aws.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def bq_proxy(local_bigquery: LocalService) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the BigQuery emulator."""
+    with FaultProxy(local_bigquery.url) as proxy:
+        yield proxy

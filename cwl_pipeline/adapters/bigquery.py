@@ -23,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +35,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from cwl_pipeline.adapters.errors import DestinationError
+from cwl_pipeline.adapters.sql_literals import string_literal
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
 from cwl_pipeline.core.redaction import redact_secrets
 from cwl_pipeline.core.schema import COLUMN_TYPES, Column
@@ -42,8 +43,11 @@ from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier
 
 __all__ = [
     "BigQueryLoader",
+    "PreparedReplace",
     "ReplaceResult",
     "Replacement",
+    "StagedCounts",
+    "StagingTable",
     "TableSpec",
     "is_transaction_conflict",
     "time_scope",
@@ -120,10 +124,58 @@ class Replacement:
     keys: tuple[str, ...] = ()
     keep: bool = False
     stored: Scope | None = None
+    staged: StagingTable | None = None
 
     def __post_init__(self) -> None:
         if (self.keep or self.stored is not None) and not self.keys:
             raise ValueError("keeping rows or looking for stored copies needs the key columns")
+
+    @property
+    def rows(self) -> int:
+        """Rows to insert (before any is found stored): the staged ones, or ``data``'s."""
+        return self.staged.rows if self.staged is not None else self.data.num_rows
+
+
+@dataclass
+class StagingTable:
+    """A staging table filled chunk by chunk, one load job per chunk (see
+    :meth:`BigQueryLoader.stage_chunk`): a load holds one chunk in memory, not its whole read.
+
+    Its rows carry ``_seq``, their order of arrival: where a key is staged more than once (an
+    event delivered twice), the transaction inserts the first copy only.
+    """
+
+    spec: TableSpec
+    table_id: str
+    rows: int = 0
+    staged_bytes: int = 0
+    job_ids: list[str] = field(default_factory=list)
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class StagedCounts:
+    """What a staging table holds against its target, counted in BigQuery before the write.
+
+    ``duplicates``: staged copies of a key beyond its first. Of the first copies:
+    ``own``, stored in the replacement's scope (and not outside it); ``elsewhere``, stored
+    outside the scope but in its ``stored`` scope (and not inside); ``stored_outside``, stored
+    outside the scope (whether inside too or not); ``derived`` / ``native``, first copies
+    whose id has / lacks ``derived_prefix``. ``duplicates_by_object``: duplicates per
+    ``source_object``. ``before``: rows in scope; ``before_derived`` / ``before_native``:
+    their ids by family.
+    """
+
+    duplicates: int = 0
+    own: int = 0
+    elsewhere: int = 0
+    stored_outside: int = 0
+    derived: int = 0
+    native: int = 0
+    before: int = 0
+    before_derived: int = 0
+    before_native: int = 0
+    duplicates_by_object: dict[str | None, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,23 +303,42 @@ class BigQueryLoader:
             _log.warning("table %s: %s", table_id, change)
         return updated
 
-    def replace(self, replacements: Sequence[Replacement], label: str = "") -> ReplaceResult:
+    def replace(
+        self,
+        replacements: Sequence[Replacement],
+        label: str = "",
+        *,
+        decide: Callable[[PreparedReplace], Sequence[Replacement]] | None = None,
+    ) -> ReplaceResult:
         """Atomically replace the scoped rows of every table in ``replacements``.
 
-        Each batch is staged with a load job; one transaction then deletes the scoped rows and
-        inserts the staged ones in every target table. If BigQuery cancels the transaction for a
-        concurrent one on a target table, it runs again (see :meth:`_run_transaction`). Staging
-        tables are dropped afterwards (and expire on their own if the process dies first).
+        Each in-memory batch is staged with a load job (a :class:`StagingTable` already
+        filled chunk by chunk is used as it is); one transaction then deletes the scoped rows
+        and inserts the staged ones in every target table, the first staged copy of each key
+        only. If BigQuery cancels the transaction for a concurrent one on a target table, it
+        runs again (see :meth:`_run_transaction`). Staging tables are dropped afterwards (and
+        expire on their own if the process dies first).
+
+        ``decide``, if given, sees the staged data before the transaction (it may count it,
+        :meth:`PreparedReplace.counts`) and returns the replacements to write (the same ones,
+        or with other ``keep`` flags).
         """
         result = ReplaceResult()
         # Inserting nothing into a table whose rows are kept is no change: skip it entirely.
-        replacements = [r for r in replacements if r.data.num_rows or not r.keep]
+        for skipped in [r for r in replacements if not (r.rows or not r.keep)]:
+            self.drop_staging(skipped.staged)
+        replacements = [r for r in replacements if r.rows or not r.keep]
         if not replacements:
             return result
         staged: list[tuple[Replacement, str]] = []
         scope_table: str | None = None
         try:
             for replacement in replacements:
+                if replacement.staged is not None:
+                    staged.append((replacement, replacement.staged.table_id))
+                    result.job_ids += replacement.staged.job_ids
+                    result.staged_bytes += replacement.staged.staged_bytes
+                    continue
                 staging_id, job_id, size = self._stage(replacement, label)
                 staged.append((replacement, staging_id))
                 result.job_ids.append(job_id)
@@ -285,17 +356,47 @@ class BigQueryLoader:
             if scope_rows:
                 scope_table, job_id = self._stage_scope(scope_rows, label)
                 result.job_ids.append(job_id)
+            if decide is not None:
+                chosen = list(decide(PreparedReplace(self, staged, scope_table)))
+                staged = [(r, staging_id) for r, (_, staging_id) in zip(chosen, staged, strict=True)]
             script = self._replace_script(staged, scope_table)
             # The staging tables stay while the transaction is retried: they are dropped below.
-            targets = [self.table_id(r.spec.table) for r in replacements]
+            targets = [self.table_id(r.spec.table) for r, _ in staged]
             job = self._run_transaction("replace transaction", script, targets)
             result.job_ids.append(job.job_id)
         finally:
             for staging_id in [s for _, s in staged] + ([scope_table] if scope_table else []):
                 self._drop_staging(staging_id)
-        for replacement in replacements:
-            result.rows_written[replacement.spec.table] = replacement.data.num_rows
+        for replacement, _ in staged:
+            result.rows_written[replacement.spec.table] = replacement.rows
         return result
+
+    def open_staging(self, spec: TableSpec, label: str) -> StagingTable:
+        """A staging table for ``spec``'s rows, created by the first :meth:`stage_chunk`."""
+        staging_id = self._staging_id("stage", check_identifier("table", spec.table), label)
+        return StagingTable(spec=spec, table_id=staging_id)
+
+    def stage_chunk(self, staging: StagingTable, data: pa.Table) -> None:
+        """Append ``data`` (``spec.columns``, more ignored) to ``staging`` with one load job."""
+        if not data.num_rows:
+            return
+        spec = staging.spec
+        chunk = data.select([c.name for c in spec.columns]).append_column(
+            SEQ_COLUMN, pa.array(range(staging.rows, staging.rows + data.num_rows), pa.int64())
+        )
+        schema = [*(_staging_field(c) for c in spec.columns), bigquery.SchemaField(SEQ_COLUMN, "INT64")]
+        size, job_id = self._load_staging(
+            staging.table_id, schema, chunk, create=not staging.created, append=staging.created
+        )
+        staging.created = True
+        staging.rows += data.num_rows
+        staging.staged_bytes += size
+        staging.job_ids.append(job_id)
+
+    def drop_staging(self, staging: StagingTable | None) -> None:
+        """Drop ``staging`` (best effort; it expires on its own anyway)."""
+        if staging is not None and staging.created:
+            self._drop_staging(staging.table_id)
 
     def _staging_id(self, kind: str, table: str, label: str) -> str:
         suffix = uuid.uuid4().hex[:12]
@@ -320,19 +421,28 @@ class BigQueryLoader:
         return staging_id, job_id
 
     def _load_staging(
-        self, staging_id: str, schema: list[bigquery.SchemaField], data: pa.Table
+        self,
+        staging_id: str,
+        schema: list[bigquery.SchemaField],
+        data: pa.Table,
+        *,
+        create: bool = True,
+        append: bool = False,
     ) -> tuple[int, str]:
-        table = bigquery.Table(staging_id, schema=schema)
-        table.expires = datetime.now(UTC) + STAGING_TTL
-        # Created through the API first: a load job into a missing table is not portable.
-        self._call(f"staging table {staging_id}", self.client.create_table, table, retry=self.retry)
+        if create:
+            table = bigquery.Table(staging_id, schema=schema)
+            table.expires = datetime.now(UTC) + STAGING_TTL
+            # Created through the API first: a load job into a missing table is not portable.
+            self._call(f"staging table {staging_id}", self.client.create_table, table, retry=self.retry)
         buffer = io.BytesIO()
         pq.write_table(data, buffer, compression="zstd")
         size = buffer.tell()
         buffer.seek(0)
         job_config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
-            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND
+            if append
+            else bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
         try:
             job = self._call(
@@ -348,6 +458,8 @@ class BigQueryLoader:
         except Exception:
             self._drop_staging(staging_id)  # the caller only drops the tables that staged
             raise
+        finally:
+            buffer.close()
         return size, job.job_id
 
     def _drop_staging(self, staging_id: str) -> None:
@@ -371,13 +483,13 @@ class BigQueryLoader:
             scope = replacement.scope.in_script(scope_sql, index)
             if not replacement.keep:
                 statements.append(f"DELETE FROM {target} WHERE {scope};")
-            if replacement.data.num_rows:
+            if replacement.rows:
                 columns = ", ".join(quote_identifier("column", c.name) for c in spec.all_columns)
                 insert = (
                     f"INSERT INTO {target} ({columns}) "
-                    f"SELECT {select}, CURRENT_TIMESTAMP() FROM `{staging_id}`"
+                    f"SELECT {select}, CURRENT_TIMESTAMP() FROM {_first_copies(replacement, staging_id)}"
                 )
-                if replacement.keys:
+                if replacement.keys and (replacement.keep or replacement.stored is not None):
                     # Unqualified columns in the subquery are the target's: the scope bounds
                     # its scan (partitions, clustering) to where copies can be.
                     stored = (
@@ -392,6 +504,8 @@ class BigQueryLoader:
                     insert += (
                         f" AS staged WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {stored} AND {same})"
                     )
+                elif replacement.staged is not None:
+                    insert += " AS staged"
                 statements.append(insert + ";")
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
@@ -595,6 +709,111 @@ class BigQueryLoader:
                 redact_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
             )
         return exc
+
+
+SEQ_COLUMN = "_seq"
+"""Order of arrival of a staged row (staging tables only)."""
+
+
+def _first_copies(replacement: Replacement, staging_id: str) -> str:
+    """The staged rows to insert, as a FROM item: with chunked staging and keys, the first
+    staged copy of each key (``ROW_NUMBER`` over the arrival order)."""
+    if replacement.staged is None or not replacement.keys:
+        return f"`{staging_id}`"
+    keys = ", ".join(quote_identifier("column", k) for k in replacement.keys)
+    return (
+        f"(SELECT * FROM `{staging_id}` WHERE TRUE "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY `{SEQ_COLUMN}`) = 1)"
+    )
+
+
+class PreparedReplace:
+    """A replacement staged and not written yet: what :meth:`BigQueryLoader.replace` hands
+    to its ``decide`` callback."""
+
+    def __init__(
+        self, loader: BigQueryLoader, staged: Sequence[tuple[Replacement, str]], scope_table: str | None
+    ) -> None:
+        self.loader = loader
+        self.staged = list(staged)
+        self.scope_table = scope_table
+
+    @property
+    def replacements(self) -> list[Replacement]:
+        """The replacements, in order."""
+        return [r for r, _ in self.staged]
+
+    def counts(self, index: int, derived_prefix: str, *, lookup: bool = True) -> StagedCounts:
+        """Count replacement ``index``'s staged rows against its target (see :class:`StagedCounts`).
+
+        Two queries: one over the scope (rows stored there, by id family), one over the staged
+        rows joined with the stored keys of the ``stored`` scope (or of the scope; without
+        ``lookup``, no stored key is looked up: ``own`` and ``elsewhere`` stay 0).
+        """
+        replacement, staging_id = self.staged[index]
+        loader = self.loader
+        target = loader.table_sql(replacement.spec.table)
+        scope_sql = f"`{self.scope_table}`" if self.scope_table else None
+        own = replacement.scope.in_script(scope_sql, index)
+        event_id = quote_identifier("column", replacement.keys[0] if replacement.keys else "event_id")
+        prefix = string_literal(derived_prefix)
+        derived = f"STARTS_WITH({event_id}, {prefix})"
+        before = loader.query_rows(
+            f"SELECT COUNT(*) AS n, COUNTIF({derived}) AS d, COUNTIF(NOT {derived}) AS c "
+            f"FROM {target} WHERE {own}"
+        )[0]
+        counts: dict[str, Any] = {
+            "before": int(before["n"] or 0),
+            "before_derived": int(before["d"] or 0),
+            "before_native": int(before["c"] or 0),
+        }
+        if not replacement.rows:
+            return StagedCounts(**counts)
+        keys = replacement.keys or ("event_id", replacement.spec.partition_column)
+        key_list = ", ".join(quote_identifier("column", k) for k in keys)
+        wider = (
+            own
+            if replacement.stored is None
+            else replacement.stored.in_script(scope_sql, len(self.staged) + index)
+        )
+        same = " AND ".join(
+            f"staged.{quote_identifier('column', k)} = stored.{quote_identifier('column', k)}" for k in keys
+        )
+        source = quote_identifier("column", "source_object")
+        has_source = any(c.name == "source_object" for c in replacement.spec.columns)
+        staged_sql = (
+            f"SELECT {key_list}, {source if has_source else 'CAST(NULL AS STRING)'} AS source_object, "
+            f"ROW_NUMBER() OVER (PARTITION BY {key_list} ORDER BY `{SEQ_COLUMN}`) AS copy "
+            f"FROM `{staging_id}`"
+            if replacement.staged is not None
+            else f"SELECT {key_list}, CAST(NULL AS STRING) AS source_object, 1 AS copy FROM `{staging_id}`"
+        )
+        stored_sql = (
+            f"SELECT {key_list}, LOGICAL_OR(own) AS own, LOGICAL_OR(NOT own) AS other FROM "
+            f"(SELECT {key_list}, COALESCE(({own}), FALSE) AS own FROM {target} WHERE {wider}) "
+            f"GROUP BY {key_list}"
+            if lookup
+            else f"SELECT {key_list}, FALSE AS own, FALSE AS other FROM `{staging_id}` WHERE FALSE"
+        )
+        staged_id = f"staged.{event_id}"
+        row = loader.query_rows(
+            f"WITH staged AS ({staged_sql}), stored AS ({stored_sql}) "
+            "SELECT COUNTIF(copy > 1) AS duplicates, "
+            "COUNTIF(copy = 1 AND COALESCE(stored.own, FALSE)) AS own, "
+            "COUNTIF(copy = 1 AND COALESCE(stored.other AND NOT stored.own, FALSE)) AS elsewhere, "
+            "COUNTIF(copy = 1 AND COALESCE(stored.other, FALSE)) AS stored_outside, "
+            f"COUNTIF(copy = 1 AND STARTS_WITH({staged_id}, {prefix})) AS derived, "
+            f"COUNTIF(copy = 1 AND NOT STARTS_WITH({staged_id}, {prefix})) AS native "
+            f"FROM staged LEFT JOIN stored ON {same}"
+        )[0]
+        counts.update({name: int(value or 0) for name, value in row.items()})
+        if counts["duplicates"] and has_source:
+            by_object = loader.query_rows(
+                f"SELECT source_object, COUNT(*) AS n FROM ({staged_sql}) WHERE copy > 1 "
+                "GROUP BY source_object"
+            )
+            counts["duplicates_by_object"] = {r["source_object"]: int(r["n"]) for r in by_object}
+        return StagedCounts(**counts)
 
 
 def _utc(moment: datetime) -> datetime:

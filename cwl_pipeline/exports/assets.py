@@ -52,6 +52,6 @@ def export_asset(
         context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
     ) -> Iterator[Result]:
         read = read_export_folder(stream, S3ObjectStore(aws.client("s3")), context.partition_key)
-        yield from load_and_check(context, stream, tables, bigquery, read)
+        yield from load_and_check(context, stream, tables, bigquery, [read])
 
     return load_export_task

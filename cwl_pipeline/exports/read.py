@@ -6,13 +6,14 @@ no event id, so ids are derived (:mod:`cwl_pipeline.core.identity`).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import prefix_scope
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
-from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.object_batch import ObjectContent
+from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.core.s3_records import decode_export_object
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.exports.folders import folder_prefix, is_export_file, is_write_test
@@ -20,12 +21,9 @@ from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
     bounded_scope,
-    event_time_bounds,
+    chunk_events,
     read_contents,
-    records_decoded,
     s3_source,
-    stored_copies_scope,
-    warning_facts,
 )
 from cwl_pipeline.load.tables import LoadScope
 
@@ -56,33 +54,34 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
     objects = sorted((o for o in listed if is_export_file(o.key)), key=lambda o: o.key)
     # CreateExportTask's access check object holds no events: skipped, and said so.
     write_tests = [object_uri(source.bucket, o.key) for o in listed if is_write_test(o.key)]
-    vanished: list[str] = []
-    batch = build_object_batch(
-        read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
-    )
     folder_uri = object_uri(source.bucket, base)
-    batches: dict[Hashable, ObjectBatch] = {folder: batch} if objects else {}
-    bounds = event_time_bounds(batches, stream.schema.time_column)
-    return ObjectSetRead(
-        scope=LoadScope(
+    time_column = stream.schema.time_column
+    decode = export_decoder(source)
+
+    def read_objects(items: Sequence[StoredObject], vanished: list[str]) -> Iterator[ObjectContent]:
+        return read_contents(store, source.bucket, items, decode, vanished)
+
+    def scope_of(
+        readable: list[str], unreadable: list[str], bounds: tuple[datetime, datetime] | None
+    ) -> LoadScope:
+        return LoadScope(
             bounded_scope(
-                prefix_scope("source_object", folder_uri, excluding=batch.unreadable),
-                stream.schema.time_column,
-                bounds,
+                prefix_scope("source_object", folder_uri, excluding=unreadable), time_column, bounds
             ),
             bounded_scope(prefix_scope("source_object", folder_uri), "timestamp", bounds),
-        ),
+        )
+
+    return ObjectSetRead(
+        scope=scope_of([], [], None),
         label=f"export_{folder}",
-        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
-        events_at_source=records_decoded(batches),
-        vanished=vanished,
-        batches=batches,
-        versions={folder: object_set_version(objects)},
+        events_at_source=0,
+        objects={folder: objects},
         groups=[folder],
         describe=lambda group: {"export_folder": group},
-        facts={
-            **warning_facts(batches),
-            **({"write_test_objects_skipped": write_tests} if write_tests else {}),
-        },
+        facts={"write_test_objects_skipped": write_tests} if write_tests else {},
+        read_objects=read_objects,
+        schema=stream.schema,
+        scope_of=scope_of,
+        chunk_events=chunk_events(),
         time_column=stream.schema.time_column,
     )

@@ -1,7 +1,8 @@
 """Dagster wiring of a Firehose stream: its S3 prefix, the loading multi-asset, its sensor.
 
 Time-window partitions like a polling stream, but a window holds the objects *delivered* in it
-(:mod:`cwl_pipeline.firehose.windows`); a range of windows loads in one run.
+(:mod:`cwl_pipeline.firehose.windows`); a range of windows loads in one run, in steps of
+``windows_per_replace`` windows (one transaction each).
 """
 
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import dagster as dg
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.firehose.read import read_firehose_windows
+from cwl_pipeline.firehose.read import read_firehose_range
 from cwl_pipeline.firehose.sensor import build_firehose_sensor
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
@@ -50,7 +51,7 @@ def firehose_asset(
     ) -> Iterator[Result]:
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-        read = read_firehose_windows(stream, S3ObjectStore(aws.client("s3")), start, end)
-        yield from load_and_check(context, stream, tables, bigquery, read)
+        reads = read_firehose_range(stream, S3ObjectStore(aws.client("s3")), start, end)
+        yield from load_and_check(context, stream, tables, bigquery, reads)
 
     return load_delivery_windows

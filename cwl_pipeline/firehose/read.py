@@ -8,14 +8,14 @@ the late one; an object deleted from S3 since (lifecycle rules) keeps its rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import in_scope
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
-from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.object_batch import ObjectContent
+from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.core.s3_records import decode_firehose_object
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.firehose.windows import hour_prefixes, objects_by_window
@@ -23,12 +23,9 @@ from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
     bounded_scope,
-    event_time_bounds,
+    chunk_events,
     read_contents,
-    records_decoded,
     s3_source,
-    stored_copies_scope,
-    warning_facts,
 )
 from cwl_pipeline.load.tables import LoadScope, range_label
 
@@ -54,7 +51,21 @@ def firehose_decoder(source: S3Source) -> Decoder:
 def read_firehose_windows(
     stream: StreamConfig, store: S3ObjectStore, start: datetime, end: datetime
 ) -> ObjectSetRead:
-    """Read every object whose delivery window lies in ``[start, end)``."""
+    """Read every object whose delivery window lies in ``[start, end)``, as one read."""
+    return next(read_firehose_range(stream, store, start, end, windows_per_read=None))
+
+
+def read_firehose_range(
+    stream: StreamConfig,
+    store: S3ObjectStore,
+    start: datetime,
+    end: datetime,
+    *,
+    windows_per_read: int | None = -1,
+) -> Iterator[ObjectSetRead]:
+    """Read the delivery windows of ``[start, end)`` in steps of ``windows_per_read`` windows
+    (default the stream's ``windows_per_replace``; None: one read), each one read and one
+    transaction. The listing is made once; objects are decoded as the load stages them."""
     source = s3_source(stream)
     listed = [
         obj
@@ -63,35 +74,54 @@ def read_firehose_windows(
     ]
     by_window = objects_by_window(listed, source.prefix, stream.window, start, end)
     decode = firehose_decoder(source)
-    vanished: list[str] = []
-    batches: dict[Hashable, ObjectBatch] = {
-        window: build_object_batch(read_contents(store, source.bucket, objs, decode, vanished), stream.schema)
-        for window, objs in by_window.items()
-    }
-    readable = [uri for b in batches.values() for uri in b.readable]
-    every = readable + [uri for b in batches.values() for uri in b.unreadable]
-    bounds = event_time_bounds(batches, stream.schema.time_column)
-    windows: list[Hashable] = []
+    per_read = stream.windows_per_replace if windows_per_read == -1 else windows_per_read
+    steps = (
+        [(start, end)]
+        if per_read is None
+        else [
+            (s, min(s + stream.window * per_read, end)) for s in _starts(start, end, stream.window * per_read)
+        ]
+    )
+    time_column = stream.schema.time_column
+
+    def read_objects(objects: Sequence[StoredObject], vanished: list[str]) -> Iterator[ObjectContent]:
+        return read_contents(store, source.bucket, objects, decode, vanished)
+
+    def scope_of(
+        readable: list[str], unreadable: list[str], bounds: tuple[datetime, datetime] | None
+    ) -> LoadScope:
+        return LoadScope(
+            bounded_scope(in_scope("source_object", readable), time_column, bounds),
+            bounded_scope(in_scope("source_object", readable + unreadable), "timestamp", bounds),
+        )
+
+    for step_start, step_end in steps:
+        windows: list[Hashable] = []
+        cursor = step_start
+        while cursor < step_end:
+            windows.append(cursor)
+            cursor += stream.window
+        objects = {w: objs for w, objs in by_window.items() if step_start <= w < step_end}
+        yield ObjectSetRead(
+            scope=scope_of([], [], None),
+            label=range_label(step_start, step_end),
+            events_at_source=0,
+            objects=objects,
+            groups=windows,
+            describe=_delivery_window(stream.window),
+            time_column=time_column,
+            read_objects=read_objects,
+            schema=stream.schema,
+            scope_of=scope_of,
+            chunk_events=chunk_events(),
+        )
+
+
+def _starts(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]:
     cursor = start
     while cursor < end:
-        windows.append(cursor)
-        cursor += stream.window
-    return ObjectSetRead(
-        scope=LoadScope(
-            bounded_scope(in_scope("source_object", readable), stream.schema.time_column, bounds),
-            bounded_scope(in_scope("source_object", every), "timestamp", bounds),
-        ),
-        label=range_label(start, end),
-        stored_scope=stored_copies_scope(batches, stream.schema.time_column),
-        events_at_source=records_decoded(batches),
-        vanished=vanished,
-        batches=batches,
-        versions={w: object_set_version(objs) for w, objs in by_window.items()},
-        groups=windows,
-        describe=_delivery_window(stream.window),
-        time_column=stream.schema.time_column,
-        facts=warning_facts(batches),
-    )
+        yield cursor
+        cursor += step
 
 
 def _delivery_window(size: timedelta) -> Callable[[Hashable], dict[str, object]]:

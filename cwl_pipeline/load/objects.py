@@ -23,6 +23,7 @@ the load reports ``rows_kept_from_unreadable_objects``.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,9 @@ from cwl_pipeline.adapters.sql_scopes import (
 )
 from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.normalize import parse_warning_facts
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, concat_batches
-from cwl_pipeline.core.objects import StoredObject, object_uri
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
+from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope
 
@@ -51,77 +53,249 @@ _READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
 Decoder = Callable[[StoredObject, bytes], ObjectContent]
 
 
+DEFAULT_CHUNK_EVENTS = 100_000
+"""Events decoded and normalized together, then staged with one load job: what bounds a
+load's memory, whatever the size of its windows."""
+
+
+CHUNK_EVENTS_ENV = "CWL_PIPELINE_CHUNK_EVENTS"
+
+
+def chunk_events() -> int:
+    """Events per staged chunk: ``$CWL_PIPELINE_CHUNK_EVENTS``, else :data:`DEFAULT_CHUNK_EVENTS`."""
+    value = os.environ.get(CHUNK_EVENTS_ENV, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_CHUNK_EVENTS
+
+
+@dataclass
+class GroupFigures:
+    """Figures of one group (delivery window, export folder), added up chunk by chunk."""
+
+    objects: list[StoredObject] = field(default_factory=list)
+    readable: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    records_decoded: int = 0
+    rows: int = 0
+    rejects: int = 0
+    duplicates: int = 0
+    bytes_read: int = 0
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+    parse_warnings: Counter[str] = field(default_factory=Counter)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, batch: ObjectBatch, time_column: str) -> None:
+        """Count one chunk's batch."""
+        self.readable += batch.readable
+        self.unreadable += batch.unreadable
+        self.records_decoded += batch.records_decoded
+        self.rows += batch.rows_loaded
+        self.rejects += batch.rows_rejected
+        self.duplicates += batch.duplicates_dropped
+        self.bytes_read += batch.bytes_read
+        self.reject_reasons.update(batch.batch.reject_reasons)
+        self.parse_warnings.update(batch.batch.parse_warnings)
+        if batch.rows_loaded:
+            times = batch.batch.rows_table[time_column]
+            low, high = pc.min(times).as_py(), pc.max(times).as_py()
+            self.first = low if self.first is None else min(self.first, low)
+            self.last = high if self.last is None else max(self.last, high)
+
+    def metadata(self, version: str) -> dict[str, object]:
+        """Flat figures for run metadata (as :meth:`ObjectBatch.metadata` gives them)."""
+        figures: dict[str, object] = {
+            "objects_read": len(self.readable) + len(self.unreadable),
+            "objects_unreadable": len(self.unreadable),
+            "events_read": self.records_decoded,
+            "rows_loaded": self.rows,
+            "rows_rejected": self.rejects,
+            "duplicates_dropped": self.duplicates,
+            "bytes_read": self.bytes_read,
+            "reject_reasons": dict(sorted(self.reject_reasons.items(), key=lambda i: (-i[1], i[0]))),
+        }
+        if self.parse_warnings:
+            figures["parse_warnings"] = dict(self.parse_warnings)
+        figures["object_set_version"] = version
+        if self.first is not None and self.last is not None:
+            figures["min_event_time"] = self.first.astimezone(UTC).isoformat()
+            figures["max_event_time"] = self.last.astimezone(UTC).isoformat()
+        return figures
+
+
+ScopeOf = Callable[[list[str], list[str], "tuple[datetime, datetime] | None"], LoadScope]
+"""The scope of a read from its readable and unreadable objects' URIs and its event-time bounds."""
+
+
 @dataclass(kw_only=True)
 class ObjectSetRead(SourceRead):
-    """The objects of one or more groups (delivery windows, or one export folder), decoded.
+    """The objects of one or more groups (delivery windows, or one export folder), decoded
+    chunk by chunk as the load stages them (:meth:`chunks`).
 
-    ``describe`` gives the fixed figures of a group (its delivery window's bounds, its folder).
+    Until :meth:`chunks` has run to its end, only the listing is known: ``scope``,
+    ``stored_scope``, ``events_at_source``, ``facts`` and the figures are set as objects are
+    read. ``describe`` gives the fixed figures of a group (its delivery window's bounds, its
+    folder); ``scope_of`` makes the read's scope once every object is read.
     """
 
-    batches: dict[Hashable, ObjectBatch] = field(default_factory=dict)
-    versions: dict[Hashable, str] = field(default_factory=dict)
+    objects: dict[Hashable, list[StoredObject]] = field(default_factory=dict)
     groups: list[Hashable] = field(default_factory=list)
     describe: Callable[[Hashable], dict[str, object]] = lambda group: {}
     time_column: str = "timestamp"
+    read_objects: Callable[[Sequence[StoredObject], list[str]], Iterator[ObjectContent]] | None = None
+    schema: TableSchema | None = None
+    scope_of: ScopeOf | None = None
+    chunk_events: int = DEFAULT_CHUNK_EVENTS
+    figures: dict[Hashable, GroupFigures] = field(default_factory=dict)
+    bounds: tuple[datetime, datetime] | None = None  # of the event times read
+    _bounds: list[datetime] = field(default_factory=list)
+    _hours: set[int] = field(default_factory=set)
+    _read: bool = False
+
+    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """Rows and rejects, a chunk of at most about ``chunk_events`` events at a time, in
+        delivery order; at the end, the read's scope and figures are set."""
+        if self._read:
+            raise RuntimeError(f"{self.label} was read already")
+        assert self.read_objects is not None and self.schema is not None and self.scope_of is not None
+        self._read = True
+        for group, objects in self.objects.items():
+            figures = self.figures.setdefault(group, GroupFigures())
+            figures.objects = list(objects)
+            pending: list[ObjectContent] = []
+            events = 0
+            for content in self.read_objects(objects, self.vanished):
+                pending.append(content)
+                events += len(content.events) or 1
+                if events >= self.chunk_events:
+                    yield self._chunk(figures, pending)
+                    pending, events = [], 0
+            if pending:
+                yield self._chunk(figures, pending)
+        readable = [uri for f in self.figures.values() for uri in f.readable]
+        unreadable = [uri for f in self.figures.values() for uri in f.unreadable]
+        self.bounds = bounds = _bounds_of(self._bounds)
+        self.scope = self.scope_of(readable, unreadable, bounds)
+        self.stored_scope = _hours_scope(self._hours, self.time_column)
+        self.events_at_source = sum(f.records_decoded for f in self.figures.values())
+        warnings: Counter[str] = Counter()
+        for f in self.figures.values():
+            warnings.update(f.parse_warnings)
+        self.facts = {**self.facts, **parse_warning_facts(dict(warnings))}
+
+    def _chunk(self, figures: GroupFigures, contents: list[ObjectContent]) -> tuple[pa.Table, pa.Table]:
+        assert self.schema is not None
+        batch = build_object_batch(contents, self.schema)
+        contents.clear()
+        figures.add(batch, self.time_column)
+        rows, rejects = batch.batch.rows_table, batch.batch.rejects_table
+        for column in (rows[self.time_column], rejects["timestamp"]):
+            if len(column):
+                self._bounds += [pc.min(column).as_py(), pc.max(column).as_py()]
+                micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+                self._hours.update(pc.unique(_floor_hours(micros)).to_pylist())
+        return rows, rejects
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
-        """Rows and rejects of every group."""
-        if not self.batches:
+        """Rows and rejects of every group, all in memory (for small reads and tests)."""
+        parts = list(self.chunks())
+        if not parts:
             return _EMPTY, _EMPTY
-        return concat_batches(list(self.batches.values()))
+        return pa.concat_tables([r for r, _ in parts]), pa.concat_tables([j for _, j in parts])
 
     @property
     def rows_loaded(self) -> int:
-        """Rows of every group."""
-        return sum(b.rows_loaded for b in self.batches.values())
+        """Rows of every group (before duplicates across chunks are dropped)."""
+        return sum(f.rows for f in self.figures.values())
 
     @property
     def rows_rejected(self) -> int:
         """Rejects of every group (one per unreadable object included)."""
-        return sum(b.rows_rejected for b in self.batches.values())
+        return sum(f.rejects for f in self.figures.values())
 
     @property
     def duplicates_dropped(self) -> int:
-        """Events delivered twice (or kept from an unreadable object) and stored once."""
-        return sum(b.duplicates_dropped for b in self.batches.values())
+        """Events delivered twice within a chunk, dropped before staging."""
+        return sum(f.duplicates for f in self.figures.values())
 
     @property
     def unreadable(self) -> list[str]:
         """Objects that could not be decoded."""
-        return [uri for b in self.batches.values() for uri in b.unreadable]
+        return [uri for f in self.figures.values() for uri in f.unreadable]
 
     @property
     def nothing_read(self) -> bool:
         """No object at all: rows of objects gone from S3 stay."""
-        return not any(b.objects for b in self.batches.values())
+        return not any(f.readable or f.unreadable for f in self.figures.values())
 
     def without_stored(self, kept: Mapping[str, set[str]]) -> None:
-        """Rows stored earlier from objects unreadable now stay; the same events delivered again
-        in other objects of their group are dropped as duplicates."""
-        for group, batch in self.batches.items():
-            ids = {event_id for uri in batch.unreadable for event_id in kept.get(uri, ())}
-            self.batches[group] = batch.without_event_ids(ids)
+        """Events stored earlier from objects unreadable now are not stored again: the load
+        finds their copies in ``stored_scope`` (they are outside the events scope)."""
+
+    def count_staged_duplicates(
+        self, rows: Mapping[str | None, int], rejects: Mapping[str | None, int]
+    ) -> None:
+        """Add the duplicates the load found across chunks (per object URI) to their groups."""
+        by_uri: dict[str, Hashable] = {
+            uri: group for group, f in self.figures.items() for uri in (*f.readable, *f.unreadable)
+        }
+        for counts, attr in ((rows, "rows"), (rejects, "rejects")):
+            for uri, n in counts.items():
+                group = by_uri.get(uri or "")
+                if group is None:
+                    continue
+                figures = self.figures[group]
+                setattr(figures, attr, getattr(figures, attr) - n)
+                figures.duplicates += n
 
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
         """Per group: its fixed figures and those of its objects (zeros for a group without any)."""
         return {
             group: {
                 **self.describe(group),
-                **batch_figures(self.batches.get(group), self.versions.get(group, ""), self.time_column),
+                **(
+                    self.figures[group].metadata(object_set_version(self.objects.get(group, [])))
+                    if group in self.figures and self.objects.get(group)
+                    else batch_figures(None, "", self.time_column)
+                ),
             }
             for group in self.groups
         }
 
 
+def combined_scope(reads: Sequence[ObjectSetRead]) -> LoadScope | None:
+    """The scope of several reads of one source taken together (None without any read)."""
+    if not reads or reads[0].scope_of is None:
+        return None
+    readable = [uri for r in reads for f in r.figures.values() for uri in f.readable]
+    unreadable = [uri for r in reads for f in r.figures.values() for uri in f.unreadable]
+    bounds = _bounds_of([t for r in reads if r.bounds is not None for t in r.bounds])
+    if bounds is not None:
+        bounds = (bounds[0], max(r.bounds[1] for r in reads if r.bounds is not None))
+    return reads[0].scope_of(readable, unreadable, bounds)
+
+
+def _bounds_of(times: list[datetime]) -> tuple[datetime, datetime] | None:
+    """``[earliest, latest + 1 ms)`` of ``times``, None without any."""
+    if not times:
+        return None
+    latest = max(times)
+    # BigQuery's last timestamp (rejects are clamped into its range) has no successor.
+    end = (
+        latest + timedelta(milliseconds=1)
+        if latest < BIGQUERY_LAST - timedelta(milliseconds=1)
+        else BIGQUERY_LAST
+    )
+    return min(times), end
+
+
+def _hours_scope(hours: set[int], time_column: str) -> LoadScope | None:
+    if not hours:
+        return None
+    ranges = [_hour_range(h) for h in sorted(hours)]
+    return LoadScope(time_ranges_scope(time_column, ranges), time_ranges_scope("timestamp", ranges))
+
+
 _EMPTY = pa.table({})
-
-
-def warning_facts(batches: Mapping[Hashable, ObjectBatch]) -> dict[str, int]:
-    """Parse warnings of every group, as run figures."""
-    total: Counter[str] = Counter()
-    for batch in batches.values():
-        total.update(batch.batch.parse_warnings)
-    return parse_warning_facts(dict(total))
 
 
 def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> dict[str, object]:
@@ -167,61 +341,9 @@ def read_contents(
                 yield decode(obj, data)
 
 
-def event_time_bounds(
-    batches: Mapping[Hashable, ObjectBatch], time_column: str
-) -> tuple[datetime, datetime] | None:
-    """``[earliest, latest + 1 ms)`` of the rows' and rejects' times, None without any."""
-    times = [
-        t
-        for b in batches.values()
-        for column in (b.batch.rows_table[time_column], b.batch.rejects_table["timestamp"])
-        for t in (pc.min(column).as_py(), pc.max(column).as_py())
-        if t is not None
-    ]
-    if not times:
-        return None
-    latest = max(times)
-    # BigQuery's last timestamp (rejects are clamped into its range) has no successor.
-    end = (
-        latest + timedelta(milliseconds=1)
-        if latest < BIGQUERY_LAST - timedelta(milliseconds=1)
-        else BIGQUERY_LAST
-    )
-    return min(times), end
-
-
-BIGQUERY_LAST = datetime.max.replace(tzinfo=UTC)
-
-
 def bounded_scope(scope: Scope, column: str, bounds: tuple[datetime, datetime] | None) -> Scope:
     """``scope`` limited to the event times of the read (unchanged without any)."""
     return scope if bounds is None else all_of(time_scope(column, *bounds), scope)
-
-
-def records_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:
-    # Records the decoders yielded (an unreadable object counts as one), before duplicates of
-    # redelivered records are dropped and before normalization: the source side of the checks.
-    return sum(b.records_decoded for b in batches.values())
-
-
-def stored_copies_scope(batches: Mapping[Hashable, ObjectBatch], time_column: str) -> LoadScope | None:
-    """Where copies of a read's events may already be stored: the hours of their event times,
-    in any window, object set or export folder of the stream (None without any event).
-
-    Searching by event time, not by object, is what finds an event Firehose delivered again in
-    another delivery window, or that two export tasks both exported; the hours keep the scan
-    to the partitions and blocks of those times.
-    """
-    hours: set[int] = set()
-    for batch in batches.values():
-        for column in (batch.batch.rows_table[time_column], batch.batch.rejects_table["timestamp"]):
-            if len(column):
-                micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
-                hours.update(pc.unique(_floor_hours(micros)).to_pylist())
-    if not hours:
-        return None
-    ranges = [_hour_range(h) for h in sorted(hours)]
-    return LoadScope(time_ranges_scope(time_column, ranges), time_ranges_scope("timestamp", ranges))
 
 
 def _floor_hours(micros: pa.Array) -> pa.Array:
@@ -239,6 +361,7 @@ def _hour_range(hour: int) -> tuple[datetime, datetime]:
 
 
 _HOUR_US = 3_600_000_000
+BIGQUERY_LAST = datetime.max.replace(tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

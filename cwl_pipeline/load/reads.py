@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,6 +39,17 @@ class SourceRead(ABC):
     @abstractmethod
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """The rows and the rejects to write."""
+
+    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """The rows and the rejects to write, a chunk at a time (the load stages each as it
+        comes). Reads that hold everything in memory anyway yield :meth:`tables` once."""
+        yield self.tables()
+
+    def count_staged_duplicates(
+        self, rows: Mapping[str | None, int], rejects: Mapping[str | None, int]
+    ) -> None:
+        """Duplicates the load dropped across chunks (per ``source_object``), for the figures."""
+        return None
 
     @abstractmethod
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:

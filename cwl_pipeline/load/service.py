@@ -5,9 +5,9 @@ its :class:`WriteMode`, chosen by the kind of load (see ``docs/cost.md``):
 
 * ``REPLACE`` (a load launched by hand, a backfill: re-deriving rows): one transaction deletes
   the scope and inserts what was read. BigQuery bills every partition it modifies.
-* ``INSERT_MISSING`` (settled loads, sweeps, S3 deliveries): the keys stored in the scope are
-  read first; only rows not stored yet are staged and inserted, in a transaction that inserts
-  a row only if its key is still absent (so a retried or repeated load inserts nothing twice).
+* ``INSERT_MISSING`` (settled loads, sweeps, S3 deliveries): only staged rows whose key is
+  not stored yet are inserted, in a transaction that inserts a row only if its key is still
+  absent (so a retried or repeated load inserts nothing twice).
   No DELETE: BigQuery bills the scans only, and a load that finds nothing new writes nothing.
   A read whose scope holds rows of another reader (ids derived from an export where it reads
   CloudWatch's own ids, or the reverse) replaces the scope instead: ids never mix in a window.
@@ -16,35 +16,48 @@ Exactly once across scopes: a read may name a wider ``stored_scope`` (S3 reads: 
 their event times). An event whose (id, time) is already stored there by another load is not
 stored again, in any mode: the copy stored first wins, and replacing its scope later keeps it
 (the other scopes never inserted it). The checks count such events as ``stored_elsewhere``.
+Bounded memory: a read hands its rows over in chunks (:meth:`SourceRead.chunks`), each staged
+with its own load job as it comes, so a load holds one chunk, never a whole window or range.
+Everything that needs the whole read happens in BigQuery, against the staged rows: an event
+staged twice (delivered twice) is inserted once, its first copy (``QUALIFY ROW_NUMBER()``);
+stored keys are looked up with anti-joins (``NOT EXISTS``), and the figures (duplicates, rows
+stored in the scope, copies stored elsewhere, the id families of the other-reader rule) are
+counted by one query per table before the transaction.
+
 * ``LIVE`` (refreshes of the still-open window): the rows ingested since the previous refresh
   are appended to the live table through the Storage Write API: no query, no load job.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable, Iterable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery import (
+    BigQueryLoader,
+    PreparedReplace,
+    Replacement,
+    StagedCounts,
+    StagingTable,
+)
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
-from cwl_pipeline.adapters.sql_scopes import Scope, in_scope
-from cwl_pipeline.core.identity import is_derived
+from cwl_pipeline.adapters.sql_scopes import in_scope
+from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
 from cwl_pipeline.load.reads import Facts, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
     TablePair,
     ensure_tables,
-    event_keys,
     recent_view_sql,
     replace_rows,
-    rows_in_scope,
 )
 
 
@@ -245,129 +258,140 @@ def _load_read(
     name: str,
     mode: WriteMode,
 ) -> None:
-    for uri in read.unreadable:
-        log.warning(f"{name}: unreadable object {uri} (one reject recorded)")
-    for uri in read.vanished:
-        log.warning(f"{name}: {uri} was deleted after it was listed; its rows are kept")
-    outcome.objects_vanished += len(read.vanished)
-    skipped = read.facts.get("write_test_objects_skipped", [])
-    for uri in skipped if isinstance(skipped, list) else []:
-        log.info(f"{name}: skipped {uri}: CreateExportTask's access check object, no log events")
-    merge_facts(outcome.facts, read.facts)
-    if read.nothing_read:
-        # Nothing to read, nothing to replace: rows of objects gone from S3 stay.
-        log.info(f"{name}: nothing to load for {read.label}")
-        outcome.parts.update(read.part_figures(datetime.now(UTC)))
-        return
-    if read.unreadable:
-        outcome.rows_kept_from_unreadable += _keep_rows_of_unreadable(loader, tables, read, log, name)
-    rows, rejects = read.tables()
-    keys_rows, keys_rejects = event_keys(tables.events), event_keys(tables.rejects)
+    staged_rows = loader.open_staging(tables.events, read.label)
+    staged_rejects = loader.open_staging(tables.rejects, read.label)
+    try:
+        # Each chunk is staged as it comes: the load holds one chunk, not the whole read.
+        for rows, rejects in read.chunks():
+            loader.stage_chunk(staged_rows, rows)
+            loader.stage_chunk(staged_rejects, rejects)
+            del rows, rejects
+        for uri in read.unreadable:
+            log.warning(f"{name}: unreadable object {uri} (one reject recorded)")
+        for uri in read.vanished:
+            log.warning(f"{name}: {uri} was deleted after it was listed; its rows are kept")
+        outcome.objects_vanished += len(read.vanished)
+        skipped = read.facts.get("write_test_objects_skipped", [])
+        for uri in skipped if isinstance(skipped, list) else []:
+            log.info(f"{name}: skipped {uri}: CreateExportTask's access check object, no log events")
+        merge_facts(outcome.facts, read.facts)
+        if read.nothing_read:
+            # Nothing to read, nothing to replace: rows of objects gone from S3 stay.
+            log.info(f"{name}: nothing to load for {read.label}")
+            outcome.parts.update(read.part_figures(datetime.now(UTC)))
+            loader.drop_staging(staged_rows)
+            loader.drop_staging(staged_rejects)
+            return
+        if read.unreadable:
+            outcome.rows_kept_from_unreadable += _keep_rows_of_unreadable(loader, tables, read, log, name)
+    except BaseException:
+        loader.drop_staging(staged_rows)
+        loader.drop_staging(staged_rejects)
+        raise
+    _write_staged(loader, tables, read, (staged_rows, staged_rejects), outcome, log, name, mode)
+
+
+def _write_staged(
+    loader: BigQueryLoader,
+    tables: TablePair,
+    read: SourceRead,
+    staged: tuple[StagingTable, StagingTable],
+    outcome: LoadOutcome,
+    log: logging.Logger,
+    name: str,
+    mode: WriteMode,
+) -> None:
+    """Count the staged rows against the tables (in BigQuery), then write them in one
+    transaction: the first staged copy of each (id, time) only, and none already stored."""
     wider = read.stored_scope
-    if mode is WriteMode.INSERT_MISSING or wider is not None:
-        own_rows, other_rows = _stored_keys(
-            loader, tables.events.table, keys_rows, read.scope.events, wider.events if wider else None
-        )
-        own_rejects, other_rejects = _stored_keys(
-            loader, tables.rejects.table, keys_rejects, read.scope.rejects, wider.rejects if wider else None
-        )
-        outcome.rows_before += len(own_rows) + len(own_rejects)
-    else:
-        own_rows, other_rows, own_rejects, other_rejects = set(), set(), set(), set()
-        outcome.rows_before += sum(rows_in_scope(loader, tables, read.scope))
-    if mode is WriteMode.INSERT_MISSING and _other_reader(own_rows | own_rejects, rows, rejects):
-        log.warning(
-            f"{name} {read.label}: the scope holds rows another reader loaded (other event ids): "
-            "replacing it with this read, so ids never mix"
-        )
-        mode = WriteMode.REPLACE
-        outcome.scopes_taken_over += 1
-    keep = mode is WriteMode.INSERT_MISSING
-    before = rows.num_rows + rejects.num_rows
-    elsewhere = _count_in(rows, keys_rows, other_rows) + _count_in(rejects, keys_rejects, other_rejects)
-    rows = _without(rows, keys_rows, other_rows | own_rows if keep else other_rows)
-    rejects = _without(rejects, keys_rejects, other_rejects | own_rejects if keep else other_rejects)
+    lookup = mode is WriteMode.INSERT_MISSING or wider is not None
+    counted: dict[str, StagedCounts] = {}
+    written: dict[str, int] = {}
+    chosen = {"mode": mode}
+
+    def decide(prepared: PreparedReplace) -> list[Replacement]:
+        replacements = prepared.replacements
+        for index, replacement in enumerate(replacements):
+            counted[replacement.spec.table] = prepared.counts(index, DERIVED_ID_PREFIX, lookup=lookup)
+        every = list(counted.values())
+        if mode is WriteMode.INSERT_MISSING and _other_reader(every):
+            log.warning(
+                f"{name} {read.label}: the scope holds rows another reader loaded (other event ids): "
+                "replacing it with this read, so ids never mix"
+            )
+            chosen["mode"] = WriteMode.REPLACE
+            outcome.scopes_taken_over += 1
+            replacements = [dataclasses.replace(r, keep=False) for r in replacements]
+        keep = chosen["mode"] is WriteMode.INSERT_MISSING
+        for replacement in replacements:
+            c = counted[replacement.spec.table]
+            first = replacement.rows - c.duplicates
+            if keep:
+                written[replacement.spec.table] = first - c.elsewhere - c.own
+            elif wider is not None:
+                written[replacement.spec.table] = first - c.stored_outside
+            else:
+                written[replacement.spec.table] = first
+        return replacements
+
+    result = replace_rows(
+        loader,
+        tables,
+        read.scope,
+        staged[0],
+        staged[1],
+        read.label,
+        keep=mode is WriteMode.INSERT_MISSING,
+        stored=wider,
+        decide=decide,
+    )
+    none = StagedCounts()
+    rows_counts = counted.get(tables.events.table, none)
+    reject_counts = counted.get(tables.rejects.table, none)
+    read.count_staged_duplicates(rows_counts.duplicates_by_object, reject_counts.duplicates_by_object)
+    rows_loaded = staged[0].rows - rows_counts.duplicates
+    rows_rejected = staged[1].rows - reject_counts.duplicates
+    duplicates = read.duplicates_dropped + rows_counts.duplicates + reject_counts.duplicates
+    elsewhere = rows_counts.elsewhere + reject_counts.elsewhere
+    outcome.rows_before += rows_counts.before + reject_counts.before
     outcome.stored_elsewhere += elsewhere
-    result = replace_rows(loader, tables, read.scope, rows, rejects, read.label, keep=keep, stored=wider)
-    _add_read(outcome, read, datetime.now(UTC))
-    outcome.rows_written += rows.num_rows + rejects.num_rows
+    outcome.parts.update(read.part_figures(datetime.now(UTC)))
+    outcome.events_at_source += read.events_at_source
+    outcome.rows_loaded += rows_loaded
+    outcome.rows_rejected += rows_rejected
+    outcome.duplicates_dropped += duplicates
+    outcome.steps += 1
+    total_written = sum(written.values())
+    outcome.rows_written += total_written
     outcome.job_ids += result.job_ids
     outcome.staged_bytes += result.staged_bytes
     log.info(
-        f"{name} {read.label}: {read.events_at_source} events read, {read.rows_loaded} rows and "
-        f"{read.rows_rejected} rejects, {rows.num_rows + rejects.num_rows} of {before} written ({mode}), "
-        f"{read.duplicates_dropped} duplicates dropped, {elsewhere} already stored by other loads"
+        f"{name} {read.label}: {read.events_at_source} events read, {rows_loaded} rows and "
+        f"{rows_rejected} rejects, {total_written} of {rows_loaded + rows_rejected} "
+        f"written ({chosen['mode']}), {duplicates} duplicates dropped, {elsewhere} already stored by "
+        "other loads"
     )
 
 
-def _stored_keys(
-    loader: BigQueryLoader, table: str, keys: tuple[str, str], own: Scope, wider: Scope | None
-) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
-    """(event id, time in µs) of the rows ``own`` holds in ``table``, and of the rows ``wider``
-    holds outside ``own`` (one query)."""
-    if wider is None:
-        stored = loader.select(table, list(keys), own)
-        return {(row[keys[0]], _micros(row[keys[1]])) for row in stored}, set()
-    own_keys: set[tuple[str, int]] = set()
-    other: set[tuple[str, int]] = set()
-    for row in loader.select(table, list(keys), wider, marking=own):
-        (own_keys if row["marked"] else other).add((row[keys[0]], _micros(row[keys[1]])))
-    return own_keys, other - own_keys
-
-
-def _other_reader(stored: set[tuple[str, int]], rows: pa.Table, rejects: pa.Table) -> bool:
-    """Whether ``stored`` holds ids of a family (derived from an export, or CloudWatch's own)
+def _other_reader(counts: list[StagedCounts]) -> bool:
+    """Whether the scope holds ids of a family (derived from an export, or CloudWatch's own)
     that the read's rows do not have: another reader loaded the scope."""
-    read_families = {
-        is_derived(event_id)
-        for table in (rows, rejects)
-        if table.num_rows
-        for event_id in pc.unique(table["event_id"]).to_pylist()
-        if event_id is not None
-    }
-    if not read_families:
+    read_derived = any(c.derived for c in counts)
+    read_native = any(c.native for c in counts)
+    if not (read_derived or read_native):
         return False  # nothing read: whatever is stored stays
-    return any(is_derived(event_id) not in read_families for event_id, _ in stored)
-
-
-def _without(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> pa.Table:
-    """``data`` less the rows whose key is in ``stored``."""
-    if not stored or not data.num_rows:
-        return data
-    return data.filter(pa.array([not hit for hit in _in_mask(data, keys, stored)], pa.bool_()))
-
-
-def _count_in(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> int:
-    """Rows of ``data`` whose key is in ``stored``."""
-    if not stored or not data.num_rows:
-        return 0
-    return sum(_in_mask(data, keys, stored))
-
-
-def _in_mask(data: pa.Table, keys: tuple[str, str], stored: set[tuple[str, int]]) -> list[bool]:
-    ids = data[keys[0]].to_pylist()
-    times = data[keys[1]].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-    return [(i, t) in stored for i, t in zip(ids, times, strict=True)]
-
-
-def _micros(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    stored_derived = any(c.before_derived for c in counts)
+    stored_native = any(c.before_native for c in counts)
+    return (stored_derived and not read_derived) or (stored_native and not read_native)
 
 
 def _keep_rows_of_unreadable(
     loader: BigQueryLoader, tables: TablePair, read: SourceRead, log: logging.Logger, name: str
 ) -> int:
-    """Rows stored earlier from objects unreadable now stay; their events are not stored twice."""
-    kept = loader.select(
-        tables.events.table, ["source_object", "event_id"], in_scope("source_object", read.unreadable)
-    )
+    """Rows stored earlier from objects unreadable now stay (the events scope leaves those
+    objects out); their events are not stored twice (the read finds those copies in its
+    ``stored_scope``)."""
+    kept = loader.count(tables.events.table, in_scope("source_object", read.unreadable))
     if kept:
-        log.warning(f"{name}: {len(kept)} rows loaded earlier from objects that are unreadable now are kept")
-    by_uri: dict[str, set[str]] = {}
-    for row in kept:
-        by_uri.setdefault(row["source_object"], set()).add(row["event_id"])
-    read.without_stored(by_uri)
-    return len(kept)
+        log.warning(f"{name}: {kept} rows loaded earlier from objects that are unreadable now are kept")
+    return kept

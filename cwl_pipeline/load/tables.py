@@ -10,12 +10,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, ReplaceResult, TableSpec
+from cwl_pipeline.adapters.bigquery import (
+    BigQueryLoader,
+    PreparedReplace,
+    Replacement,
+    ReplaceResult,
+    StagingTable,
+    TableSpec,
+)
 from cwl_pipeline.adapters.sql_scopes import Scope
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS
@@ -92,21 +100,28 @@ def replace_rows(
     loader: BigQueryLoader,
     tables: TablePair,
     scope: LoadScope,
-    rows: pa.Table,
-    rejects: pa.Table,
+    rows: pa.Table | StagingTable,
+    rejects: pa.Table | StagingTable,
     label: str,
     *,
     keep: bool = False,
     stored: LoadScope | None = None,
+    decide: Callable[[PreparedReplace], Sequence[Replacement]] | None = None,
 ) -> ReplaceResult:
     """Replace the scoped rows of the events and rejects tables together, in one transaction.
 
     With ``keep``, the scoped rows are kept and only rows whose (event id, time) is not there
     yet are inserted. With ``stored``, a row with a copy anywhere in that wider scope (stored
-    by another load) is not inserted either, whether the scope is replaced or kept.
+    by another load) is not inserted either, whether the scope is replaced or kept. Rows and
+    rejects already staged chunk by chunk (:class:`StagingTable`) are inserted once per key.
+    ``decide``: see :meth:`BigQueryLoader.replace`.
     """
 
-    def replacement(spec: TableSpec, data: pa.Table, own: Scope, wider: Scope | None) -> Replacement:
+    def replacement(
+        spec: TableSpec, data: pa.Table | StagingTable, own: Scope, wider: Scope | None
+    ) -> Replacement:
+        if isinstance(data, StagingTable):
+            return Replacement(spec, _NO_ROWS, own, event_keys(spec), keep=keep, stored=wider, staged=data)
         keys = event_keys(spec) if keep or wider is not None else ()
         return Replacement(spec, data, own, keys, keep=keep, stored=wider)
 
@@ -116,7 +131,11 @@ def replace_rows(
             replacement(tables.rejects, rejects, scope.rejects, stored.rejects if stored else None),
         ],
         label=label,
+        decide=decide,
     )
+
+
+_NO_ROWS = pa.table({})
 
 
 def event_keys(spec: TableSpec) -> tuple[str, str]:

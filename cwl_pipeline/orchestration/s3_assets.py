@@ -9,12 +9,12 @@ and evaluate the same load checks as the polling streams (:func:`load_and_check`
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 
 from cwl_pipeline.config import StreamConfig
-from cwl_pipeline.load.objects import ObjectSetRead, s3_source
+from cwl_pipeline.load.objects import ObjectSetRead, combined_scope, s3_source
 from cwl_pipeline.load.service import load, write_mode
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import BigQueryWarehouse
@@ -66,12 +66,21 @@ def load_and_check(
     stream: StreamConfig,
     tables: StreamTables,
     bigquery: BigQueryWarehouse,
-    read: ObjectSetRead,
+    reads: Iterable[ObjectSetRead],
 ) -> Iterator[Result]:
-    """Load one object set, report it and evaluate the load checks on its scope."""
+    """Load object sets (one transaction each), report them and evaluate the load checks on
+    their scopes taken together."""
     kind = context.run.tags.get(LOAD_KIND_TAG, "manual")
     mode = write_mode(kind, live_available=False)
-    outcome = load([read], tables.pair, bigquery.loader, context.log, stream.name, mode)
+    done: list[ObjectSetRead] = []
+
+    def remembered() -> Iterator[ObjectSetRead]:
+        for read in reads:
+            yield read
+            done.append(read)
+
+    outcome = load(remembered(), tables.pair, bigquery.loader, context.log, stream.name, mode)
     yield from materializations(context, tables, outcome, kind, {"write_mode": mode.value})
+    scope = combined_scope(done)
     with bigquery.loader() as loader:
-        yield from evaluate_load_checks(loader, tables, outcome.check_facts(read.scope))
+        yield from evaluate_load_checks(loader, tables, outcome.check_facts(scope or done[0].scope))

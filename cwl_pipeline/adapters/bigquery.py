@@ -185,6 +185,7 @@ class ReplaceResult:
     rows_written: dict[str, int] = field(default_factory=dict)
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
+    transactions: int = 0
 
 
 class BigQueryLoader:
@@ -321,7 +322,7 @@ class BigQueryLoader:
 
         ``decide``, if given, sees the staged data before the transaction (it may count it,
         :meth:`PreparedReplace.counts`) and returns the replacements to write (the same ones,
-        or with other ``keep`` flags).
+        or with other ``keep`` flags), or none: then nothing is written and no transaction runs.
         """
         result = ReplaceResult()
         # Inserting nothing into a table whose rows are kept is no change: skip it entirely.
@@ -358,12 +359,15 @@ class BigQueryLoader:
                 result.job_ids.append(job_id)
             if decide is not None:
                 chosen = list(decide(PreparedReplace(self, staged, scope_table)))
+                if not chosen:
+                    return result
                 staged = [(r, staging_id) for r, (_, staging_id) in zip(chosen, staged, strict=True)]
             script = self._replace_script(staged, scope_table)
             # The staging tables stay while the transaction is retried: they are dropped below.
             targets = [self.table_id(r.spec.table) for r, _ in staged]
             job = self._run_transaction("replace transaction", script, targets)
             result.job_ids.append(job.job_id)
+            result.transactions += 1
         finally:
             for staging_id in [s for _, s in staged] + ([scope_table] if scope_table else []):
                 self._drop_staging(staging_id)

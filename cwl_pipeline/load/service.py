@@ -128,6 +128,7 @@ class LoadOutcome:
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
     steps: int = 0
+    transactions: int = 0  # replace transactions run (none for a read that found nothing new)
     facts: Facts = field(default_factory=dict)
 
     def run_metadata(self) -> dict[str, object]:
@@ -140,6 +141,7 @@ class LoadOutcome:
             events_stored_elsewhere=self.stored_elsewhere,
             scopes_taken_over_from_another_reader=self.scopes_taken_over,
             replace_steps=self.steps,
+            replace_transactions=self.transactions,
             bytes_staged=self.staged_bytes,
             bigquery_job_ids=", ".join(self.job_ids) or "none (nothing to replace)",
         )
@@ -332,6 +334,8 @@ def _write_staged(
                 written[replacement.spec.table] = first - c.stored_outside
             else:
                 written[replacement.spec.table] = first
+        if keep and not any(written.values()):
+            return []  # nothing new: no transaction, nothing billed for DML
         return replacements
 
     result = replace_rows(
@@ -365,6 +369,7 @@ def _write_staged(
     outcome.rows_written += total_written
     outcome.job_ids += result.job_ids
     outcome.staged_bytes += result.staged_bytes
+    outcome.transactions += result.transactions
     log.info(
         f"{name} {read.label}: {read.events_at_source} events read, {rows_loaded} rows and "
         f"{rows_rejected} rejects, {total_written} of {rows_loaded + rows_rejected} "

@@ -86,7 +86,7 @@ def test_settled_load_inserts_what_is_missing_and_a_manual_load_replaces(
     assert metadata(first)["rows_written"] == 4  # three rows and one reject
     again = materialize(stack["defs"], key, tags={"cwl/load": "sweep-15m"})
     assert metadata(again)["rows_written"] == 0
-    assert metadata(again)["bigquery_job_ids"] == "none (nothing to replace)"  # no staging, no transaction
+    assert metadata(again)["replace_transactions"] == 0  # nothing new: no transaction
     assert ids(bq_client, stack["dataset"], "app_events") == [0, 1, 2]
 
     table = f"`cwl-local.{stack['dataset']}.app_events`"

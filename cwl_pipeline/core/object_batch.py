@@ -143,7 +143,7 @@ def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -
 
     batch = normalize(unique_events(), schema)
     if unreadable:
-        batch = _with_rejects(batch, _unreadable_rejects(unreadable))
+        batch = _with_rejects(batch, unreadable_rejects(unreadable))
     return ObjectBatch(
         batch=batch,
         objects=len(readable) + len(unreadable),
@@ -164,7 +164,8 @@ def concat_batches(batches: Sequence[ObjectBatch]) -> tuple[pa.Table, pa.Table]:
     return rows, rejects
 
 
-def _unreadable_rejects(contents: Sequence[ObjectContent]) -> pa.Table:
+def unreadable_rejects(contents: Sequence[ObjectContent]) -> pa.Table:
+    """One ``unreadable_object`` reject per content (its URI, delivery time and error)."""
     columns: dict[str, list[object]] = {name: [] for name in REJECTS_SCHEMA.names}
     for content in contents:
         columns["event_id"].append(

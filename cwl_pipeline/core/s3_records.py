@@ -11,6 +11,7 @@ import re
 from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.object_batch import ObjectContent
+from cwl_pipeline.core.parallel_decode import DecodeInput
 
 # Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
 # two envelope variants decode alike; "messages" carries no event context of its own.
@@ -62,6 +63,31 @@ def decode_firehose_object(
         )
     return ObjectContent(
         uri, timestamp_ms, events, log_group=log_group or "", log_stream=stream, size=len(data)
+    )
+
+
+def firehose_decode_input(
+    data: bytes,
+    *,
+    uri: str,
+    key: str,
+    timestamp_ms: int,
+    record_format: str,
+    log_group: str | None,
+    log_stream: str | None,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+) -> DecodeInput:
+    """What :func:`decode_firehose_object` decodes, as a :class:`DecodeInput` for the parallel
+    decoder (same format, group, stream and default timestamp)."""
+    stream = (log_stream or delivery_stream_name(key) or "firehose") if record_format == "messages" else ""
+    return DecodeInput(
+        data,
+        source_object=uri,
+        format=_FIREHOSE_FORMATS[record_format],
+        log_group=log_group,
+        log_stream=stream or None,
+        default_timestamp_ms=timestamp_ms,
+        max_decompressed_bytes=max_decompressed_bytes,
     )
 
 

@@ -16,14 +16,18 @@ from cwl_pipeline.adapters.sql_scopes import in_scope
 from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.object_batch import ObjectContent
 from cwl_pipeline.core.objects import StoredObject, object_uri
-from cwl_pipeline.core.s3_records import decode_firehose_object
+from cwl_pipeline.core.parallel_decode import DecodeInput
+from cwl_pipeline.core.s3_records import decode_firehose_object, firehose_decode_input
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.firehose.windows import hour_prefixes, objects_by_window
 from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
+    ParallelDecode,
     bounded_scope,
     chunk_events,
+    decode_workers,
+    fetch_objects,
     read_contents,
     s3_source,
 )
@@ -46,6 +50,40 @@ def firehose_decoder(source: S3Source) -> Decoder:
         )
 
     return decode
+
+
+def firehose_parallel_decode(source: S3Source, store: S3ObjectStore, workers: int) -> ParallelDecode:
+    """Decodes a Firehose stream's objects with the parallel decoder (as :func:`firehose_decoder`)."""
+
+    def make_input(obj: StoredObject, data: bytes) -> DecodeInput:
+        return firehose_decode_input(
+            data,
+            uri=object_uri(source.bucket, obj.key),
+            key=obj.key,
+            timestamp_ms=to_ms(obj.last_modified),
+            record_format=source.record_format,
+            log_group=source.log_group,
+            log_stream=source.log_stream,
+            max_decompressed_bytes=source.max_decompressed_bytes,
+        )
+
+    def unreadable(obj: StoredObject, error: str) -> ObjectContent:
+        item = make_input(obj, b"")
+        return ObjectContent(
+            object_uri(source.bucket, obj.key),
+            to_ms(obj.last_modified),
+            error=error,
+            log_group=item.log_group or "",
+            log_stream=item.log_stream or "",
+        )
+
+    return ParallelDecode(
+        fetch=lambda objects, vanished: fetch_objects(store, source.bucket, objects, vanished),
+        make_input=make_input,
+        unreadable=unreadable,
+        uri=lambda obj: object_uri(source.bucket, obj.key),
+        workers=workers,
+    )
 
 
 def read_firehose_windows(
@@ -83,6 +121,7 @@ def read_firehose_range(
         ]
     )
     time_column = stream.schema.time_column
+    parallel = firehose_parallel_decode(source, store, decode_workers())
 
     def read_objects(objects: Sequence[StoredObject], vanished: list[str]) -> Iterator[ObjectContent]:
         return read_contents(store, source.bucket, objects, decode, vanished)
@@ -114,6 +153,7 @@ def read_firehose_range(
             schema=stream.schema,
             scope_of=scope_of,
             chunk_events=chunk_events(),
+            parallel=parallel,
         )
 
 

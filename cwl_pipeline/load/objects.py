@@ -24,7 +24,7 @@ the load reports ``rows_kept_from_unreadable_objects``.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,9 +41,15 @@ from cwl_pipeline.adapters.sql_scopes import (
     time_scope,
 )
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.normalize import parse_warning_facts
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
+from cwl_pipeline.core.normalize import normalize, parse_warning_facts
+from cwl_pipeline.core.object_batch import (
+    ObjectBatch,
+    ObjectContent,
+    build_object_batch,
+    unreadable_rejects,
+)
 from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.parallel_decode import DecodeInput, decode_objects_parallel
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope
@@ -89,14 +95,22 @@ class GroupFigures:
         self.readable += batch.readable
         self.unreadable += batch.unreadable
         self.records_decoded += batch.records_decoded
-        self.rows += batch.rows_loaded
-        self.rejects += batch.rows_rejected
         self.duplicates += batch.duplicates_dropped
         self.bytes_read += batch.bytes_read
-        self.reject_reasons.update(batch.batch.reject_reasons)
+        self.add_tables(batch.batch.rows_table, batch.batch.rejects_table, time_column)
         self.parse_warnings.update(batch.batch.parse_warnings)
-        if batch.rows_loaded:
-            times = batch.batch.rows_table[time_column]
+
+    def add_tables(self, rows: pa.Table, rejects: pa.Table, time_column: str) -> None:
+        """Count rows and rejects (their number, reasons and event times)."""
+        self.rows += rows.num_rows
+        self.rejects += rejects.num_rows
+        if rejects.num_rows:
+            counts = pc.value_counts(rejects["reason"])
+            self.reject_reasons.update(
+                dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+            )
+        if rows.num_rows:
+            times = rows[time_column]
             low, high = pc.min(times).as_py(), pc.max(times).as_py()
             self.first = low if self.first is None else min(self.first, low)
             self.last = high if self.last is None else max(self.last, high)
@@ -145,6 +159,7 @@ class ObjectSetRead(SourceRead):
     schema: TableSchema | None = None
     scope_of: ScopeOf | None = None
     chunk_events: int = DEFAULT_CHUNK_EVENTS
+    parallel: ParallelDecode | None = None
     figures: dict[Hashable, GroupFigures] = field(default_factory=dict)
     bounds: tuple[datetime, datetime] | None = None  # of the event times read
     _bounds: list[datetime] = field(default_factory=list)
@@ -161,6 +176,9 @@ class ObjectSetRead(SourceRead):
         for group, objects in self.objects.items():
             figures = self.figures.setdefault(group, GroupFigures())
             figures.objects = list(objects)
+            if self.parallel is not None:
+                yield from self._parallel_chunks(figures, objects, self.parallel)
+                continue
             pending: list[ObjectContent] = []
             events = 0
             for content in self.read_objects(objects, self.vanished):
@@ -187,7 +205,57 @@ class ObjectSetRead(SourceRead):
         batch = build_object_batch(contents, self.schema)
         contents.clear()
         figures.add(batch, self.time_column)
-        rows, rejects = batch.batch.rows_table, batch.batch.rejects_table
+        return self._note_times(batch.batch.rows_table, batch.batch.rejects_table)
+
+    def _parallel_chunks(
+        self, figures: GroupFigures, objects: Sequence[StoredObject], parallel: ParallelDecode
+    ) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """Objects decoded and normalized by :func:`decode_objects_parallel`, each on its own
+        (duplicates are dropped by the load, in BigQuery), gathered into chunks."""
+        assert self.schema is not None
+        fetched: deque[tuple[StoredObject, int]] = deque()
+
+        def inputs() -> Iterator[DecodeInput]:
+            for obj, data in parallel.fetch(objects, self.vanished):
+                fetched.append((obj, len(data)))
+                yield parallel.make_input(obj, data)
+
+        rows: list[pa.Table] = []
+        rejects: list[pa.Table] = []
+        events = 0
+        for decoded in decode_objects_parallel(
+            inputs(), self.schema, workers=parallel.workers, start_method="forkserver"
+        ):
+            obj, size = fetched.popleft()
+            figures.bytes_read += size
+            if decoded.error is not None or decoded.batch is None:
+                content = parallel.unreadable(obj, str(decoded.error))
+                figures.unreadable.append(content.uri)
+                figures.records_decoded += 1
+                rejects.append(unreadable_rejects([content]))
+                events += 1
+            else:
+                figures.readable.append(parallel.uri(obj))
+                figures.records_decoded += decoded.events_read
+                figures.parse_warnings.update(decoded.batch.parse_warnings)
+                rows.append(decoded.batch.rows_table)
+                rejects.append(decoded.batch.rejects_table)
+                events += decoded.events_read
+            if events >= self.chunk_events:
+                yield self._gathered(figures, rows, rejects)
+                rows, rejects, events = [], [], 0
+        if rows or rejects:
+            yield self._gathered(figures, rows, rejects)
+
+    def _gathered(
+        self, figures: GroupFigures, rows: list[pa.Table], rejects: list[pa.Table]
+    ) -> tuple[pa.Table, pa.Table]:
+        row_table = pa.concat_tables(rows) if rows else _empty_like(self.schema, events=True)
+        reject_table = pa.concat_tables(rejects) if rejects else _empty_like(self.schema, events=False)
+        figures.add_tables(row_table, reject_table, self.time_column)
+        return self._note_times(row_table, reject_table)
+
+    def _note_times(self, rows: pa.Table, rejects: pa.Table) -> tuple[pa.Table, pa.Table]:
         for column in (rows[self.time_column], rejects["timestamp"]):
             if len(column):
                 self._bounds += [pc.min(column).as_py(), pc.max(column).as_py()]
@@ -262,6 +330,38 @@ class ObjectSetRead(SourceRead):
         }
 
 
+@dataclass(frozen=True)
+class ParallelDecode:
+    """Decoding objects with :func:`decode_objects_parallel` (``workers`` processes; one:
+    in this process): ``fetch`` reads objects (skipping and naming vanished ones),
+    ``make_input`` makes an object's :class:`DecodeInput`, ``unreadable`` the content of an
+    unreadable object's reject (from the error)."""
+
+    fetch: Callable[[Sequence[StoredObject], list[str]], Iterator[tuple[StoredObject, bytes]]]
+    make_input: Callable[[StoredObject, bytes], DecodeInput]
+    unreadable: Callable[[StoredObject, str], ObjectContent]
+    uri: Callable[[StoredObject], str]
+    workers: int = 1
+
+
+DECODE_WORKERS_ENV = "CWL_PIPELINE_DECODE_WORKERS"
+
+
+def decode_workers() -> int:
+    """Decoding processes of an S3 read: ``$CWL_PIPELINE_DECODE_WORKERS`` (``0``: one per CPU
+    this process may use), else 1 (decoding in the run's own process)."""
+    value = os.environ.get(DECODE_WORKERS_ENV, "").strip()
+    if not value.isdigit():
+        return 1
+    return int(value) or len(os.sched_getaffinity(0))
+
+
+def _empty_like(schema: TableSchema | None, *, events: bool) -> pa.Table:
+    assert schema is not None
+    batch = normalize(iter(()), schema)
+    return batch.rows_table if events else batch.rejects_table
+
+
 def combined_scope(reads: Sequence[ObjectSetRead]) -> LoadScope | None:
     """The scope of several reads of one source taken together (None without any read)."""
     if not reads or reads[0].scope_of is None:
@@ -317,6 +417,28 @@ def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> 
         figures["min_event_time"] = times.min().astimezone(UTC).isoformat()
         figures["max_event_time"] = times.max().astimezone(UTC).isoformat()
     return figures
+
+
+def fetch_objects(
+    store: S3ObjectStore, bucket: str, objects: Sequence[StoredObject], vanished: list[str]
+) -> Iterator[tuple[StoredObject, bytes]]:
+    """Read ``objects`` in order, a few at a time; objects deleted since the listing are
+    skipped and named in ``vanished``."""
+
+    def fetch(obj: StoredObject) -> bytes | None:
+        try:
+            return store.read(bucket, obj.key)
+        except ObjectGone:
+            return None
+
+    with ThreadPoolExecutor(max_workers=_READ_AHEAD) as pool:
+        for i in range(0, len(objects), _READ_AHEAD):
+            chunk = objects[i : i + _READ_AHEAD]
+            for obj, data in zip(chunk, pool.map(fetch, chunk), strict=True):
+                if data is None:
+                    vanished.append(object_uri(bucket, obj.key))
+                    continue
+                yield obj, data
 
 
 def read_contents(

@@ -352,10 +352,10 @@ def _write_staged(
     none = StagedCounts()
     rows_counts = counted.get(tables.events.table, none)
     reject_counts = counted.get(tables.rejects.table, none)
+    duplicates = read.duplicates_dropped + rows_counts.duplicates + reject_counts.duplicates
     read.count_staged_duplicates(rows_counts.duplicates_by_object, reject_counts.duplicates_by_object)
     rows_loaded = staged[0].rows - rows_counts.duplicates
     rows_rejected = staged[1].rows - reject_counts.duplicates
-    duplicates = read.duplicates_dropped + rows_counts.duplicates + reject_counts.duplicates
     elsewhere = rows_counts.elsewhere + reject_counts.elsewhere
     outcome.rows_before += rows_counts.before + reject_counts.before
     outcome.stored_elsewhere += elsewhere

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost clean
+.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost bench-window clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-backfill: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/backfill.py $(BENCH_ARGS)
 
 # BigQuery bill and quota use of one stream's simulated day (BENCH_ARGS="--hours 2" for a quick look).
+# bench-window loads one Firehose delivery window of 5 million events (BENCH_ARGS="--events 500000").
+bench-window: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/window.py $(BENCH_ARGS)
+
 bench-cost: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/cost.py $(BENCH_ARGS)
 

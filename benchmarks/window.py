@@ -48,6 +48,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--events-per-object", type=int, default=50_000)
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="decoding processes of this code (CWL_PIPELINE_DECODE_WORKERS; 0: per CPU)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("CODE", "CONFIG", "EVENTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -87,7 +92,7 @@ def parent(args: argparse.Namespace) -> None:
                 check=True,
                 capture_output=True,
                 text=True,
-                env={**os.environ, "PYTHONPATH": str(code)},
+                env={**os.environ, "PYTHONPATH": str(code), "CWL_PIPELINE_DECODE_WORKERS": args.workers},
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
             figures[name] = result
@@ -187,7 +192,14 @@ def child(code: Path, config_path: Path, events: int) -> None:
     read = read_firehose_windows(stream, store, WINDOW_START, WINDOW_END)
     outcome = load([read], tables, warehouse.loader, log, stream.name, WriteMode.INSERT_MISSING)
     seconds = time.monotonic() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest of this process and of its decoding workers, if any (each one on its own).
+    peak = (
+        max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
+        / 1024
+    )
     print(
         json.dumps(
             {

@@ -11,9 +11,10 @@ that left the config (or was deleted) are never replaced by an empty read.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 import pyarrow as pa
 
@@ -23,8 +24,10 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize, parse_warning_facts
-from cwl_pipeline.core.window_stats import per_window_stats
+from cwl_pipeline.core.schema import TableSchema
+from cwl_pipeline.core.window_stats import WindowStatsAccumulator, per_window_stats
 from cwl_pipeline.core.windows import to_ms
+from cwl_pipeline.load.objects import DEFAULT_CHUNK_EVENTS, chunk_events
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope, range_label
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, WindowRead
@@ -52,19 +55,76 @@ def window_scope(stream: StreamConfig, start: datetime, end: datetime, groups: I
 
 @dataclass(kw_only=True)
 class WindowRangeRead(SourceRead):
-    """One step: every event of the stream's log groups in ``[start, end)``, normalized."""
+    """One step: every event of the stream's log groups in ``[start, end)``, normalized.
+
+    Either ``batch`` holds the step's rows (read beforehand), or ``source`` reads them when
+    the load stages them: ``chunk_events`` events normalized at a time, the figures added up
+    chunk by chunk and set (``events_at_source``, ``facts``) by ``on_read`` at the end.
+    """
 
     start: datetime
     end: datetime
     window: timedelta
     time_column: str
-    batch: NormalizedBatch
     bytes_by_window: Counter[datetime]
+    batch: NormalizedBatch | None = None
     reader: str | None = None  # named in each window's figures when a stream has two readers
+    source: Callable[[], Iterator[LogEvent]] | None = None
+    schema: TableSchema | None = None
+    chunk_events: int = DEFAULT_CHUNK_EVENTS
+    on_read: Callable[[WindowRangeRead], None] | None = None
+    _stats: WindowStatsAccumulator | None = None
+    _counts: tuple[int, int] = (0, 0)
+    _warnings: Counter[str] = field(default_factory=Counter)
+
+    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """The step's rows and rejects, a chunk at a time when read from ``source``."""
+        if self.batch is not None or self.source is None:
+            yield self.tables()
+            return
+        if self._stats is not None:
+            raise RuntimeError(f"{self.label} was read already")
+        assert self.schema is not None
+        self._stats = WindowStatsAccumulator(self.time_column, self.window)
+        events = self.source()
+        while True:
+            chunk = list(islice(events, self.chunk_events))
+            if not chunk:
+                break
+            batch = normalize(chunk, self.schema)
+            del chunk
+            self._stats.add(batch.rows_table, batch.rejects_table)
+            rows, rejects = self._counts
+            self._counts = (rows + batch.rows_loaded, rejects + batch.rows_rejected)
+            self._warnings.update(batch.parse_warnings)
+            yield batch.rows_table, batch.rejects_table
+        self.facts = {**self.facts, **parse_warning_facts(dict(self._warnings))}
+        if self.on_read is not None:
+            self.on_read(self)
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
-        """The normalized rows and rejects."""
+        """The normalized rows and rejects, all in memory (read now if need be)."""
+        if self.batch is None:
+            parts = list(self.chunks())
+            if self.batch is None:
+                empty = normalize([], self.schema) if self.schema is not None else None
+                self.batch = NormalizedBatch(
+                    rows_table=pa.concat_tables([r for r, _ in parts]) if parts else empty.rows_table,  # type: ignore[union-attr]
+                    rejects_table=pa.concat_tables([j for _, j in parts]) if parts else empty.rejects_table,  # type: ignore[union-attr]
+                    parse_warnings=dict(self._warnings),
+                )
+                self._stats = None
         return self.batch.rows_table, self.batch.rejects_table
+
+    @property
+    def rows_loaded(self) -> int:
+        """Rows for the events table."""
+        return self._counts[0] if self._stats is not None else self.tables()[0].num_rows
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rows for the rejects table."""
+        return self._counts[1] if self._stats is not None else self.tables()[1].num_rows
 
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
         """True figures of every window of the step (zeros for a window without events)."""
@@ -72,15 +132,19 @@ class WindowRangeRead(SourceRead):
         while cursor < self.end:
             starts.append(cursor)
             cursor += self.window
-        stats = per_window_stats(
-            self.batch.rows,
-            self.batch.rejects,
-            time_column=self.time_column,
-            window_starts=starts,
-            size=self.window,
-            loaded_at=loaded_at,
-            bytes_by_window=self.bytes_by_window,
-        )
+        if self._stats is not None:
+            stats = self._stats.stats(starts, loaded_at, self.bytes_by_window)
+        else:
+            assert self.batch is not None
+            stats = per_window_stats(
+                self.batch.rows,
+                self.batch.rejects,
+                time_column=self.time_column,
+                window_starts=starts,
+                size=self.window,
+                loaded_at=loaded_at,
+                bytes_by_window=self.bytes_by_window,
+            )
         figures = {start: s.as_metadata() for start, s in stats.items()}
         if self.reader:
             for part in figures.values():
@@ -101,7 +165,8 @@ def read_windows(
 def read_window_range(
     stream: StreamConfig, reader: CloudWatchLogsReader, groups: list[str], start: datetime, end: datetime
 ) -> WindowRangeRead:
-    """Read and normalize every event of ``groups`` in ``[start, end)``."""
+    """Every event of ``groups`` in ``[start, end)``, read and normalized chunk by chunk as
+    the load stages them (:meth:`WindowRangeRead.chunks`; ``tables()`` reads all at once)."""
     read = WindowRead()
     bytes_by_window_ms: Counter[int] = Counter()
     start_ms, end_ms = to_ms(start), to_ms(end)
@@ -113,24 +178,30 @@ def read_window_range(
                 bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
                 yield event
 
-    batch = normalize(events(), stream.schema)
+    def on_read(step: WindowRangeRead) -> None:
+        step.events_at_source = read.events
+        step.facts = {
+            **step.facts,
+            "log_groups": list(read.groups),
+            "filter_log_events_calls": read.api_calls,
+        }
+        step.bytes_by_window.update(
+            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
+        )
+
     return WindowRangeRead(
         scope=window_scope(stream, start, end, groups),
         label=range_label(start, end),
-        events_at_source=read.events,
-        facts={
-            "log_groups": list(read.groups),
-            "filter_log_events_calls": read.api_calls,
-            **parse_warning_facts(batch.parse_warnings),
-        },
+        events_at_source=0,
         start=start,
         end=end,
         window=stream.window,
         time_column=stream.schema.time_column,
-        batch=batch,
-        bytes_by_window=Counter(
-            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
-        ),
+        bytes_by_window=Counter(),
+        source=events,
+        schema=stream.schema,
+        chunk_events=chunk_events(),
+        on_read=on_read,
     )
 
 

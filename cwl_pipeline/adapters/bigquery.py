@@ -141,8 +141,8 @@ class StagingTable:
     """A staging table filled chunk by chunk, one load job per chunk (see
     :meth:`BigQueryLoader.stage_chunk`): a load holds one chunk in memory, not its whole read.
 
-    Its rows carry ``_seq``, their order of arrival: where a key is staged more than once (an
-    event delivered twice), the transaction inserts the first copy only.
+    Its rows carry ``_seq``, their order of arrival: where an event id is staged more than once
+    (an event delivered twice), the transaction inserts the first copy only.
     """
 
     spec: TableSpec
@@ -157,7 +157,7 @@ class StagingTable:
 class StagedCounts:
     """What a staging table holds against its target, counted in BigQuery before the write.
 
-    ``duplicates``: staged copies of a key beyond its first. Of the first copies:
+    ``duplicates``: staged copies of an event id beyond its first. Of the first copies:
     ``own``, stored in the replacement's scope (and not outside it); ``elsewhere``, stored
     outside the scope but in its ``stored`` scope (and not inside); ``stored_outside``, stored
     outside the scope (whether inside too or not); ``derived`` / ``native``, first copies
@@ -721,13 +721,15 @@ SEQ_COLUMN = "_seq"
 
 def _first_copies(replacement: Replacement, staging_id: str) -> str:
     """The staged rows to insert, as a FROM item: with chunked staging and keys, the first
-    staged copy of each key (``ROW_NUMBER`` over the arrival order)."""
+    staged copy of each event id (``ROW_NUMBER`` over the arrival order). Within one read an
+    id is one event (the event-id check counts ids); stored copies are matched on every key,
+    since ids can repeat across reads (the local stack's ids restart at 0)."""
     if replacement.staged is None or not replacement.keys:
         return f"`{staging_id}`"
-    keys = ", ".join(quote_identifier("column", k) for k in replacement.keys)
+    first_key = quote_identifier("column", replacement.keys[0])
     return (
         f"(SELECT * FROM `{staging_id}` WHERE TRUE "
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY `{SEQ_COLUMN}`) = 1)"
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {first_key} ORDER BY `{SEQ_COLUMN}`) = 1)"
     )
 
 
@@ -787,7 +789,8 @@ class PreparedReplace:
         has_source = any(c.name == "source_object" for c in replacement.spec.columns)
         staged_sql = (
             f"SELECT {key_list}, {source if has_source else 'CAST(NULL AS STRING)'} AS source_object, "
-            f"ROW_NUMBER() OVER (PARTITION BY {key_list} ORDER BY `{SEQ_COLUMN}`) AS copy "
+            f"ROW_NUMBER() OVER (PARTITION BY {quote_identifier('column', keys[0])} "
+            f"ORDER BY `{SEQ_COLUMN}`) AS copy "
             f"FROM `{staging_id}`"
             if replacement.staged is not None
             else f"SELECT {key_list}, CAST(NULL AS STRING) AS source_object, 1 AS copy FROM `{staging_id}`"

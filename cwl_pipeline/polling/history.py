@@ -30,15 +30,15 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import blake2b
 
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import HistorySource, StreamConfig
-from cwl_pipeline.core.normalize import parse_warning_facts
-from cwl_pipeline.core.object_batch import ObjectContent, build_object_batch
+from cwl_pipeline.core.events import LogEvent
+from cwl_pipeline.core.object_batch import ObjectContent
 from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.core.s3_records import decode_export_object
 from cwl_pipeline.core.windows import floor_to_window, to_ms
@@ -50,7 +50,7 @@ from cwl_pipeline.exports.tasks import (
     create_when_allowed,
     wait_for_free_slot,
 )
-from cwl_pipeline.load.objects import read_contents
+from cwl_pipeline.load.objects import chunk_events, read_contents
 from cwl_pipeline.load.tables import range_label
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.read import WindowRangeRead, refuse_beyond_retention, replace_steps, window_scope
@@ -73,13 +73,7 @@ def history_boundary(stream: StreamConfig, now: datetime) -> datetime | None:
 class ExportWindowRead(WindowRangeRead):
     """One step of windows read from export files: same scope and rows as a polled step."""
 
-    dropped: int = 0
     task_ids: tuple[str, ...] = ()
-
-    @property
-    def duplicates_dropped(self) -> int:
-        """The same event in two files of a task (not expected) stored once."""
-        return self.dropped
 
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
         """Per window: the polled figures, plus the reader and its export tasks."""
@@ -139,7 +133,7 @@ def _read_step(
     start_ms, end_ms = to_ms(start), to_ms(end)
     size_ms = int(stream.window.total_seconds() * 1000)
     bytes_by_window_ms: Counter[int] = Counter()
-    contents: list[ObjectContent] = []
+    files: list[tuple[str, str, str, list[StoredObject]]] = []
     task_ids: list[str] = []
     for group in groups:
         prefix = task_prefix(history.prefix, group, chunk)
@@ -168,53 +162,72 @@ def _read_step(
             (o for o in store.list_objects(history.bucket, prefix + "/") if is_export_file(o.key)),
             key=lambda o: o.key,
         )
-        vanished: list[str] = []
+        files.append((group, prefix, task_id, objects))
+    decoded = Counter[str]()
 
-        def decode(obj: StoredObject, data: bytes, group: str = group, prefix: str = prefix) -> ObjectContent:
-            return decode_export_object(
-                data,
-                uri=object_uri(history.bucket, obj.key),
-                key=obj.key,
-                prefix=prefix,
-                timestamp_ms=to_ms(obj.last_modified),
-                log_group=group,
-            )
+    def events() -> Iterator[LogEvent]:
+        # Read when the load stages the step: an error raised here fails it before anything
+        # is replaced.
+        for group, prefix, task_id, objects in files:
+            vanished: list[str] = []
 
-        for content in read_contents(store, history.bucket, objects, decode, vanished):
-            if content.error is not None:
-                raise SourceError(
-                    f"export file {content.uri} of task {task_id} is unreadable ({content.error}); "
-                    f"nothing of {range_label(start, end)} was replaced"
+            def decode(
+                obj: StoredObject, data: bytes, group: str = group, prefix: str = prefix
+            ) -> ObjectContent:
+                return decode_export_object(
+                    data,
+                    uri=object_uri(history.bucket, obj.key),
+                    key=obj.key,
+                    prefix=prefix,
+                    timestamp_ms=to_ms(obj.last_modified),
+                    log_group=group,
                 )
-            kept = [e for e in content.events if start_ms <= e.timestamp_ms < end_ms]
-            for event in kept:
-                bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
-            contents.append(replace(content, events=kept))
-        if vanished:
-            raise SourceError(f"export files of task {task_id} vanished while read: {', '.join(vanished)}")
-    batch = build_object_batch(contents, stream.schema)
+
+            for content in read_contents(store, history.bucket, objects, decode, vanished):
+                if content.error is not None:
+                    raise SourceError(
+                        f"export file {content.uri} of task {task_id} is unreadable ({content.error}); "
+                        f"nothing of {range_label(start, end)} was replaced"
+                    )
+                decoded["files"] += 1
+                for event in content.events:
+                    if start_ms <= event.timestamp_ms < end_ms:
+                        decoded["events"] += 1
+                        window_ms = event.timestamp_ms - event.timestamp_ms % size_ms
+                        bytes_by_window_ms[window_ms] += len(event.message)
+                        yield event
+            if vanished:
+                raise SourceError(
+                    f"export files of task {task_id} vanished while read: {', '.join(vanished)}"
+                )
+
+    def on_read(step: WindowRangeRead) -> None:
+        step.events_at_source = decoded["events"]
+        step.facts = {**step.facts, "export_files_read": decoded["files"]}
+        step.bytes_by_window.update(
+            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
+        )
+
     return ExportWindowRead(
         scope=window_scope(stream, start, end, groups),
         label=range_label(start, end),
-        events_at_source=batch.records_decoded,
+        events_at_source=0,
         facts={
             "log_groups": list(groups),
             "export_task_ids": task_ids,
             "windows_read_by_export": [range_label(start, end)],
-            "export_files_read": batch.objects,
-            **parse_warning_facts(batch.batch.parse_warnings),
         },
         start=start,
         end=end,
         window=stream.window,
         time_column=stream.schema.time_column,
-        batch=batch.batch,
-        bytes_by_window=Counter(
-            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
-        ),
+        bytes_by_window=Counter(),
         reader=EXPORT_READER,
-        dropped=batch.duplicates_dropped,
         task_ids=tuple(task_ids),
+        source=events,
+        schema=stream.schema,
+        chunk_events=chunk_events(),
+        on_read=on_read,
     )
 
 

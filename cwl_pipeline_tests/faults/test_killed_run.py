@@ -80,8 +80,9 @@ def test_run_killed_while_its_replace_is_in_flight(
     wait_until_answered(bq_faults, held)
 
     assert table_ids(bq_client, stack["dataset"]) == before
-    # The killed run never dropped its staging tables: they are left to expire.
-    assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) >= 2
+    # The killed run never dropped its staging table (the events': the window has no rejects,
+    # and an empty chunk is not staged): it is left to expire.
+    assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) >= 1
 
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     [record] = instance.get_run_records()

@@ -59,7 +59,7 @@ _READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
 Decoder = Callable[[StoredObject, bytes], ObjectContent]
 
 
-DEFAULT_CHUNK_EVENTS = 100_000
+DEFAULT_CHUNK_EVENTS = 250_000
 """Events decoded and normalized together, then staged with one load job: what bounds a
 load's memory, whatever the size of its windows."""
 

@@ -1,9 +1,12 @@
 """The declarative pipeline config: streams, schemas and connection settings.
 
-The file is YAML. Its path comes from ``CWL_PIPELINE_CONFIG``; without it the bundled
-``pipeline.local.yaml`` (local AWS and BigQuery emulator) is used. String values may refer
-to environment variables as ``${NAME}`` or ``${NAME:-default}``. Everything is validated
-on load and every mistake is reported with the key it concerns.
+The file is YAML. Its path comes from ``CWL_PIPELINE_CONFIG``, which must be set: the bundled
+``pipeline.local.yaml`` (local AWS and BigQuery emulator) is used only when chosen explicitly
+(``cwl-pipeline dev`` and the tests do), so a deployment that forgot the variable fails on
+load instead of talking to 127.0.0.1. String values may refer to environment variables as
+``${NAME}`` or ``${NAME:-default}``. Everything is validated on load and every mistake is
+reported with the key it concerns. Every default lives in one place: the dataclasses below
+(the parser reads its defaults from them).
 
 This module is pure: it imports neither dagster nor any cloud client.
 """
@@ -28,6 +31,7 @@ from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
 BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
+"""The local stack's config (local AWS and the BigQuery emulator); never a silent default."""
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -243,18 +247,33 @@ class PipelineConfig:
         raise KeyError(name)
 
 
-def config_path() -> Path:
-    """The config file in effect: ``$CWL_PIPELINE_CONFIG`` or the bundled local default."""
-    return Path(os.environ.get(CONFIG_ENV_VAR) or BUNDLED_CONFIG)
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The config file in effect: ``$CWL_PIPELINE_CONFIG``.
+
+    Raises:
+        ConfigError: the variable is not set (the message says how to set it).
+    """
+    value = (os.environ if env is None else env).get(CONFIG_ENV_VAR)
+    if not value:
+        raise ConfigError(
+            f"{CONFIG_ENV_VAR} is not set: no pipeline config to load. Either set {CONFIG_ENV_VAR} "
+            "to your pipeline config file (see README.md, Configuration), or, for the local stack "
+            f"(local AWS and BigQuery emulator), run `cwl-pipeline dev` or set "
+            f"{CONFIG_ENV_VAR}={BUNDLED_CONFIG}"
+        )
+    return Path(value)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> PipelineConfig:
-    """Read and validate a pipeline config file.
+    """Read and validate a pipeline config file (by default the one ``$CWL_PIPELINE_CONFIG`` names).
+
+    ``env`` replaces ``os.environ`` for ``${NAME}`` references and ``CWL_PIPELINE_CONFIG``.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or any value is invalid.
+        ConfigError: no path and ``CWL_PIPELINE_CONFIG`` unset, the file is missing, is not
+            YAML, or any value is invalid.
     """
-    path = Path(path) if path is not None else config_path()
+    path = Path(path) if path is not None else config_path(env)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -76,4 +76,12 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     )
 
 
-defs = build_definitions(load_config())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location: every stream of the config ``$CWL_PIPELINE_CONFIG`` names.
+
+    Loaded when Dagster loads the location, not on import, so importing this module needs no
+    config; without ``CWL_PIPELINE_CONFIG`` the location fails to load with a message saying how
+    to set it (never a silent fallback to the local stack's config).
+    """
+    return build_definitions(load_config())

@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
         help="take log group, bucket, prefix and AWS settings from this export stream of the pipeline config",
     )
     parser.add_argument(
-        "--config", type=Path, help="pipeline config (default: $CWL_PIPELINE_CONFIG or bundled)"
+        "--config", type=Path, help="pipeline config (default: $CWL_PIPELINE_CONFIG)"
     )
     parser.add_argument("--endpoint-url", help="AWS endpoint (default: the SDK's, or AWS_ENDPOINT_URL)")
     parser.add_argument("--region", help="AWS Region (default: the SDK's)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,10 +206,11 @@ class StreamConfig:
     start: datetime
     refresh_interval: timedelta
     max_windows_per_run: int
+    # Defaults depend on the window: see default_freshness().
+    freshness_warn: timedelta
+    freshness_fail: timedelta
     initial_lookback: timedelta = timedelta(days=1)
     sweeps: tuple[timedelta, ...] = (timedelta(minutes=15), timedelta(hours=6))
-    freshness_warn: timedelta = timedelta(minutes=30)
-    freshness_fail: timedelta = timedelta(hours=1)
     max_reject_rate: float = 0.05
     backfill_windows_per_run: int = 672
     windows_per_replace: int = 96
@@ -227,6 +228,24 @@ class StreamConfig:
     def window_minutes(self) -> int:
         """Window length in whole minutes."""
         return int(self.window.total_seconds() // 60)
+
+
+def default_freshness(window: timedelta, settle_lag: timedelta) -> tuple[timedelta, timedelta]:
+    """A stream's default freshness (warn, fail): its window closes and settles, plus 5 or 15 minutes."""
+    settled = window + settle_lag
+    return settled + timedelta(minutes=5), settled + timedelta(minutes=15)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the config dataclass ``cls`` (the one place it is written)."""
+    for item in fields(cls):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+            break
+    raise KeyError(f"{cls.__name__}.{name} has no default")
 
 
 @dataclass(frozen=True)
@@ -408,35 +427,35 @@ def _parse_stream(
     if not isinstance(max_windows, int) or isinstance(max_windows, bool) or not 1 <= max_windows <= 4000:
         raise ConfigError(f"{where}.max_windows_per_run: must be an integer from 1 to 4000")
     start = _parse_start(merged.get("start"), f"{where}.start", window)
-    lookback = parse_duration(merged.get("initial_lookback", "1d"), f"{where}.initial_lookback")
-    raw_sweeps = merged.get("sweeps", ["15m", "6h"])
-    if not isinstance(raw_sweeps, list):
-        raise ConfigError(f"{where}.sweeps: must be a list of durations, e.g. ['15m', '6h']")
-    sweeps = tuple(parse_duration(v, f"{where}.sweeps[{i}]") for i, v in enumerate(raw_sweeps))
+    lookback = _duration(merged, "initial_lookback", where, StreamConfig)
+    if "sweeps" in merged:
+        raw_sweeps = merged["sweeps"]
+        if not isinstance(raw_sweeps, list):
+            raise ConfigError(f"{where}.sweeps: must be a list of durations, e.g. ['15m', '6h']")
+        sweeps = tuple(parse_duration(v, f"{where}.sweeps[{i}]") for i, v in enumerate(raw_sweeps))
+    else:
+        sweeps = default_of(StreamConfig, "sweeps")
     if any(h <= settle_lag for h in sweeps):
         raise ConfigError(f"{where}.sweeps: every sweep horizon must be longer than settle_lag")
     freshness = _mapping(merged.get("freshness", {}), f"{where}.freshness")
     _only_keys(freshness, {"warn", "fail"}, f"{where}.freshness")
-    default_fail = window + settle_lag + timedelta(minutes=15)
-    fresh_fail = parse_duration(
-        freshness.get("fail", int(default_fail.total_seconds())), f"{where}.freshness.fail"
-    )
-    fresh_warn = parse_duration(
-        freshness.get("warn", int((window + settle_lag + timedelta(minutes=5)).total_seconds())),
-        f"{where}.freshness.warn",
-    )
+    default_warn, default_fail = default_freshness(window, settle_lag)
+    fresh_fail = _duration(freshness, "fail", f"{where}.freshness", default=default_fail)
+    fresh_warn = _duration(freshness, "warn", f"{where}.freshness", default=default_warn)
     if fresh_warn > fresh_fail:
         raise ConfigError(f"{where}.freshness: warn must not be longer than fail")
-    reject_rate = merged.get("max_reject_rate", 0.05)
+    reject_rate = merged.get("max_reject_rate", default_of(StreamConfig, "max_reject_rate"))
     if isinstance(reject_rate, bool) or not isinstance(reject_rate, int | float) or not 0 <= reject_rate <= 1:
         raise ConfigError(f"{where}.max_reject_rate: must be a number from 0 to 1")
-    backfill_windows = merged.get("backfill_windows_per_run", 672)
+    backfill_windows = merged.get(
+        "backfill_windows_per_run", default_of(StreamConfig, "backfill_windows_per_run")
+    )
     if not isinstance(backfill_windows, int) or isinstance(backfill_windows, bool) or backfill_windows < 1:
         raise ConfigError(f"{where}.backfill_windows_per_run: must be a positive integer")
-    replace_windows = merged.get("windows_per_replace", 96)
+    replace_windows = merged.get("windows_per_replace", default_of(StreamConfig, "windows_per_replace"))
     if not isinstance(replace_windows, int) or isinstance(replace_windows, bool) or replace_windows < 1:
         raise ConfigError(f"{where}.windows_per_replace: must be a positive integer")
-    owners = raw.get("owners", [])
+    owners = raw.get("owners", list(default_of(StreamConfig, "owners")))
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
     source = _parse_source(raw.get("source"), f"{where}.source")
@@ -467,7 +486,7 @@ def _parse_stream(
         max_reject_rate=float(reject_rate),
         backfill_windows_per_run=backfill_windows,
         windows_per_replace=replace_windows,
-        description=str(raw.get("description", "")),
+        description=str(raw.get("description", default_of(StreamConfig, "description"))),
         owners=tuple(owners),
         history=history,
         reconcile=reconcile,
@@ -504,7 +523,7 @@ def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, Tab
 
 def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> HistorySource:
     _only_keys(raw, {"reader", "after", "bucket", "prefix", "poll_interval"}, where)
-    reader = raw.get("reader", "export")
+    reader = raw.get("reader", default_of(HistorySource, "reader"))
     if reader not in HISTORY_READERS:
         raise ConfigError(f"{where}.reader: {reader!r} must be one of {list(HISTORY_READERS)}")
     if "after" not in raw:
@@ -526,7 +545,7 @@ def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> His
             f"{where}.prefix: {prefix!r} must be a non-empty key prefix without a leading '/' "
             "(the export tasks' destination prefix)"
         )
-    poll = parse_duration(raw.get("poll_interval", "10s"), f"{where}.poll_interval")
+    poll = _duration(raw, "poll_interval", where, HistorySource)
     if poll <= timedelta(0):
         raise ConfigError(f"{where}.poll_interval: must be positive")
     return HistorySource(
@@ -540,18 +559,18 @@ _RECONCILE_INTERVALS = [s for s in _ALLOWED_WINDOW_SECONDS if s >= 5 * 60]
 def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
     settings = _mapping(raw, where)
     _only_keys(settings, {"enabled", "interval", "lookback", "max_heal_attempts"}, where)
-    enabled = settings.get("enabled", True)
+    enabled = settings.get("enabled", default_of(ReconcileSettings, "enabled"))
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}.enabled: must be true or false")
-    interval = parse_duration(settings.get("interval", "1h"), f"{where}.interval")
+    interval = _duration(settings, "interval", where, ReconcileSettings)
     if interval.total_seconds() not in _RECONCILE_INTERVALS:
         raise ConfigError(
             f"{where}.interval: {settings.get('interval')!r} must divide an hour (5m..60m) or a day (2h..24h)"
         )
-    lookback = parse_duration(settings.get("lookback", "24h"), f"{where}.lookback")
+    lookback = _duration(settings, "lookback", where, ReconcileSettings)
     if not timedelta(hours=1) <= lookback <= timedelta(days=14):
         raise ConfigError(f"{where}.lookback: must be from 1h to 14d (CloudWatch accepts events 14 days old)")
-    attempts = settings.get("max_heal_attempts", 3)
+    attempts = settings.get("max_heal_attempts", default_of(ReconcileSettings, "max_heal_attempts"))
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
         raise ConfigError(f"{where}.max_heal_attempts: must be an integer from 1 to 20")
     return ReconcileSettings(
@@ -663,7 +682,7 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
     record_format = source.get("record_format")
     if layout == "export" and record_format is not None:
         raise ConfigError(f"{where}.record_format: only applies to layout 'firehose'")
-    record_format = record_format or "envelopes_gzip"
+    record_format = record_format or default_of(S3Source, "record_format")
     if record_format not in FIREHOSE_RECORD_FORMATS:
         raise ConfigError(
             f"{where}.record_format: {record_format!r} must be one of {list(FIREHOSE_RECORD_FORMATS)}"
@@ -681,7 +700,7 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         raise ConfigError(f"{where}.log_stream: only applies to record_format 'messages'")
     try:
         max_decompressed = parse_byte_size(
-            source.get("max_decompressed_bytes", DEFAULT_MAX_DECOMPRESSED_BYTES)
+            source.get("max_decompressed_bytes", default_of(S3Source, "max_decompressed_bytes"))
         )
     except ValueError as exc:
         raise ConfigError(f"{where}.max_decompressed_bytes: {exc}") from None
@@ -730,13 +749,13 @@ _ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
     _only_keys(raw, _AWS_KEYS, "aws")
-    retry_mode = raw.get("retry_mode", "adaptive")
+    retry_mode = raw.get("retry_mode", default_of(AwsSettings, "retry_mode"))
     if retry_mode not in ("standard", "adaptive", "legacy"):
         raise ConfigError(f"aws.retry_mode: {retry_mode!r} is not standard, adaptive or legacy")
-    max_attempts = raw.get("max_attempts", 8)
+    max_attempts = raw.get("max_attempts", default_of(AwsSettings, "max_attempts"))
     if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
         raise ConfigError("aws.max_attempts: must be an integer from 1 to 20")
-    rate = raw.get("filter_log_events_per_second", 2.0)
+    rate = raw.get("filter_log_events_per_second", default_of(AwsSettings, "filter_log_events_per_second"))
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 100:
         raise ConfigError("aws.filter_log_events_per_second: a number above 0 and at most 100")
     role_arn = raw.get("role_arn") or None
@@ -744,7 +763,7 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
         raise ConfigError(
             f"aws.role_arn: {role_arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
         )
-    session_name = raw.get("role_session_name") or "cwl-pipeline"
+    session_name = raw.get("role_session_name") or default_of(AwsSettings, "role_session_name")
     if not isinstance(session_name, str) or not _ROLE_SESSION_NAME_RE.fullmatch(session_name):
         raise ConfigError("aws.role_session_name: 2-64 letters, digits and +=,.@_-")
     external_id = raw.get("external_id") or None
@@ -760,7 +779,7 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
     if (external_id_env or raw.get("role_session_name")) and not role_arn:
         raise ConfigError("aws: external_id and role_session_name apply only with role_arn")
     return AwsSettings(
-        region=str(raw.get("region") or "us-east-1"),
+        region=str(raw.get("region") or default_of(AwsSettings, "region")),
         endpoint_url=raw.get("endpoint_url") or None,
         profile=raw.get("profile") or None,
         role_arn=role_arn,
@@ -801,11 +820,11 @@ def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
     return BigQuerySettings(
         project=project,
         dataset=raw["dataset"],
-        location=str(raw.get("location") or "US"),
+        location=str(raw.get("location") or default_of(BigQuerySettings, "location")),
         api_endpoint=raw.get("api_endpoint") or None,
         storage_write_endpoint=_storage_write_endpoint(raw),
         staging_dataset=raw.get("staging_dataset") or None,
-        retry_timeout=parse_duration(raw.get("retry_timeout", "2m"), "bigquery.retry_timeout"),
+        retry_timeout=_duration(raw, "retry_timeout", "bigquery", BigQuerySettings),
         credentials=_parse_gcp_credentials(_mapping(raw.get("credentials") or {}, "bigquery.credentials")),
     )
 
@@ -824,7 +843,7 @@ def _storage_write_endpoint(raw: Mapping[str, Any]) -> str | None:
 def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
     where = "bigquery.credentials"
     _only_keys(raw, {"type", "config_file", "aws_credentials"}, where)
-    kind = raw.get("type") or "default"
+    kind = raw.get("type") or default_of(GcpCredentials, "type")
     if kind in ("service_account", "service_account_key", "authorized_user"):
         raise ConfigError(
             f"{where}.type: {kind!r} is refused: the pipeline never uses key files (a long-lived "
@@ -842,7 +861,7 @@ def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
         )
     if kind == "default" and config_file is not None:
         raise ConfigError(f"{where}.config_file: only applies to type 'external_account'")
-    reader = raw.get("aws_credentials") or "boto3"
+    reader = raw.get("aws_credentials") or default_of(GcpCredentials, "aws_credentials")
     if reader not in AWS_CREDENTIAL_READERS:
         raise ConfigError(
             f"{where}.aws_credentials: {reader!r} must be one of {list(AWS_CREDENTIAL_READERS)}"
@@ -890,6 +909,18 @@ def redact_substitutions(message: str, substituted: Mapping[str, str]) -> str:
         if len(value) >= 4:
             message = message.replace(value, f"${{{substituted[value]}}}")
     return message
+
+
+def _duration(
+    raw: Mapping[str, Any], key: str, where: str, cls: type | None = None, default: timedelta | None = None
+) -> timedelta:
+    """``raw[key]`` parsed as a duration, or the default of field ``key`` of ``cls`` (or ``default``)."""
+    if key in raw:
+        return parse_duration(raw[key], f"{where}.{key}")
+    if default is not None:
+        return default
+    assert cls is not None
+    return default_of(cls, key)
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

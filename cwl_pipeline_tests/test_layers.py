@@ -26,6 +26,7 @@ NO_DAGSTER = [
     "adapters",
     "load",
     "config.py",
+    "config_rules.py",
     "polling/filter_log_events.py",
     "polling/read.py",
     "polling/history.py",

@@ -29,6 +29,7 @@ NO_DAGSTER = [
     "config_rules.py",
     "polling/filter_log_events.py",
     "polling/read.py",
+    "polling/rederive.py",
     "polling/history.py",
     "polling/incoming_log_events.py",
     "polling/reconcile_counts.py",

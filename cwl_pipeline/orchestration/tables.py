@@ -54,6 +54,11 @@ class StreamTables:
         )
 
     @property
+    def written_keys(self) -> list[dg.AssetKey]:
+        """Every table asset one load writes: the events and rejects tables, and the raw table."""
+        return [*([self.raw_key] if self.raw_key else []), self.events_key, self.rejects_key]
+
+    @property
     def events_spec(self) -> TableSpec:
         """The events table."""
         return self.pair.events

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from cwl_pipeline.core.events import LogEvent
+from cwl_pipeline.core.formats.timestamps import BIGQUERY_MAX_MS, BIGQUERY_MIN_MS
 from cwl_pipeline.core.schema import Column
 
 RAW_COLUMNS: tuple[Column, ...] = (
@@ -66,10 +67,14 @@ class RawCollector:
             message = event.message
             invalid = isinstance(message, bytes)
             columns["event_id"].append(event.event_id)
-            columns["timestamp"].append(event.timestamp_ms)
+            # Clamped into BigQuery's range like the rejects' (an out_of_range event is a reject).
+            columns["timestamp"].append(_clamp(event.timestamp_ms))
             columns["log_group"].append(event.log_group)
             columns["log_stream"].append(event.log_stream)
-            columns["ingestion_time"].append(event.ingestion_time_ms)
+            ingested = event.ingestion_time_ms
+            columns["ingestion_time"].append(
+                ingested if ingested is None or BIGQUERY_MIN_MS <= ingested <= BIGQUERY_MAX_MS else None
+            )
             columns["source_object"].append(event.source_object)
             columns["message"].append(message.decode("utf-8", "backslashreplace") if invalid else message)
             columns["invalid_utf8"].append(invalid)
@@ -78,6 +83,10 @@ class RawCollector:
     def table(self) -> pa.Table:
         """The raw rows recorded so far."""
         return raw_table(self._columns)
+
+
+def _clamp(timestamp_ms: int) -> int:
+    return min(max(timestamp_ms, BIGQUERY_MIN_MS), BIGQUERY_MAX_MS)
 
 
 def raw_table(columns: dict[str, list[object]]) -> pa.Table:

@@ -65,7 +65,12 @@ def read_firehose_windows(
     decode = firehose_decoder(source)
     vanished: list[str] = []
     batches: dict[Hashable, ObjectBatch] = {
-        window: build_object_batch(read_contents(store, source.bucket, objs, decode, vanished), stream.schema)
+        window: build_object_batch(
+            read_contents(store, source.bucket, objs, decode, vanished),
+            stream.schema,
+            rules=stream.rules,
+            raw=stream.raw_table is not None,
+        )
         for window, objs in by_window.items()
     }
     readable = [uri for b in batches.values() for uri in b.readable]

@@ -67,7 +67,7 @@ def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RET
             f"A failed load is asked for again, up to {retry.max_attempts} attempts; the tick log lists "
             "what is still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*tables.written_keys),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )

@@ -26,23 +26,23 @@ STREAM_TEMPLATE = """\
 # Values may read the environment: {{{{ env('NAME') }}}}.
 type: {type_name}
 attributes:
-  name: {name}                    # lower-case letters, digits, _; names the assets and sensors
-  settings: {settings}            # folder of the settings instance, from the defs folder
+  # Lower-case letters, digits and _; names the assets, checks and sensors.
+  name: {name}
+  # Folder of the project's settings instance, from the defs folder.
+  settings: {settings}
   source:
-    type: cloudwatch              # polled with FilterLogEvents
+    # Polled with FilterLogEvents; or type s3 for objects Firehose (layout firehose) or
+    # CreateExportTask (layout export) wrote: bucket, prefix, layout, log_group.
+    type: cloudwatch
     log_groups: ["/aws/lambda/{name}"]
     # log_group_prefixes: ["/ecs/"]
-    # Or objects that Firehose (layout firehose) or CreateExportTask (layout export) wrote:
-    # type: s3
-    # bucket: my-log-bucket
-    # prefix: firehose/
-    # layout: firehose
-  # table: {name}                 # BigQuery table (default: the name)
-  # schema: seed                  # a built-in or settings-declared schema (default: seed)
-  # parser: lambda                # json (default), lambda, vpc_flow, regex, text
-  start: "{start}"      # first window to load, aligned to the window
-  # window: 15m                   # divides an hour or a day
-  # settle_lag: 2m                # wait after a window closes before its final load
+  # First window to load, aligned to the window.
+  start: "{start}"
+  # table: {name}       # BigQuery table (default: the name)
+  # schema: seed        # a built-in or settings-declared schema (default: seed)
+  # parser: lambda      # json (default), lambda, vpc_flow, regex, text
+  # window: 15m         # divides an hour or a day
+  # settle_lag: 2m      # wait after a window closes before its final load
   # description: What these logs are.
   # owners: ["team:data-platform"]
 """

@@ -46,7 +46,10 @@ def fresh_venv(path: Path, wheel: Path) -> Path:
         ).strip()
     )
     (purelib / "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
-    run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], cwd=path.parent)
+    run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+        cwd=path.parent,
+    )
     return python
 
 

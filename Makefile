@@ -25,8 +25,11 @@ $(VENV)/.installed-ui: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-local
 	$(BIN)/cwl-pipeline dev
 
+# `dg check defs`: every defs.yaml against its component's schema, then the definitions loaded as
+# `dg dev` loads them (the bundled local config, which needs no server to load).
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	CWL_PIPELINE_CONFIG=cwl_pipeline/pipeline.local.yaml $(BIN)/dg check defs
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test

@@ -359,6 +359,18 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
     return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
 
 
+def parse_connection_settings(raw: Any) -> tuple[AwsSettings, BigQuerySettings]:
+    """Validate the ``aws`` and ``bigquery`` sections of a config document on their own.
+
+    The same rules as :func:`parse_config`; used where the connection settings are declared
+    apart from the streams (the ``CloudWatchLogsToBigQuerySettings`` component).
+    """
+    top = _mapping(raw, "config")
+    return _parse_aws(_mapping(top.get("aws", {}), "aws")), _parse_bigquery(
+        _mapping(top.get("bigquery"), "bigquery")
+    )
+
+
 def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
     """A history export prefix must not overlap another stream's S3 prefix (whose sensor
     would load the history files a second time) or another history prefix."""

@@ -30,7 +30,8 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
             sensors.extend(stream_sensors)
             jobs.extend(stream_jobs)
         elif isinstance(stream.source, S3Source):
-            sources, loader, stream_sensors = build_firehose_stream(stream, config.bigquery)
+            sources, loader, stream_sensors, layout_check = build_firehose_stream(stream, config.bigquery)
+            checks.append(layout_check)
             assets.append(loader)
             sensors.extend(stream_sensors)
         else:

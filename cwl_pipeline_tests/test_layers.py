@@ -18,6 +18,8 @@ PURE = [
     "polling/plan.py",
     "polling/reconcile_plan.py",
     "firehose/windows.py",
+    "firehose/routes.py",
+    "firehose/error_records.py",
     "exports/plan.py",
     "exports/folders.py",
 ]

@@ -132,7 +132,8 @@ class KeyLayout:
             )
         except ValueError:
             return None
-        dynamic = {k[2:]: v for k, v in groups.items() if k.startswith("d_")}
+        names = {_group(s.name): s.name for s in self.segments if isinstance(s, _Dynamic)}
+        dynamic = {names[k[2:]]: v for k, v in groups.items() if k.startswith("d_")}
         return KeyMatch(period=period, values=dynamic)
 
     def period_prefix(self, period: datetime) -> str:
@@ -207,7 +208,7 @@ def _regex(segments: list[_Literal | _Time | _Dynamic]) -> str:
         if isinstance(segment, _Literal):
             out.append(re.escape(segment.text))
         elif isinstance(segment, _Dynamic):
-            name = re.sub(r"[^A-Za-z0-9_]", "_", segment.name)
+            name = _group(segment.name)
             out.append(f"(?P<d_{name}>[^/]+?)" if f"d_{name}" not in "".join(out) else "[^/]+?")
         else:
             for kind, value in segment.parts:
@@ -218,6 +219,10 @@ def _regex(segments: list[_Literal | _Time | _Dynamic]) -> str:
                     out.append(f"(?P<t_{value}_{counter}>\\d{{{digits}}})")
                     counter += 1
     return "".join(out)
+
+
+def _group(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def _render(segment: _Time, moment: datetime) -> str:

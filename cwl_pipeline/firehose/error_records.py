@@ -32,7 +32,6 @@ import pyarrow as pa
 
 from cwl_pipeline.core.identity import derived_event_id
 from cwl_pipeline.core.normalize import REJECTS_SCHEMA
-from cwl_pipeline.firehose.routes import rejects_table
 
 UNKNOWN_ERROR_TYPE = "error"
 _MAX_RAW_CHARS = 1_000_000  # a reject keeps at most this much of the raw record
@@ -102,6 +101,18 @@ def decode_error_object(data: bytes, *, uri: str, timestamp_ms: int, error_type:
         group, stream, raw = _raw_record(record.get("rawData"))
         add(at_ms, group, stream, detail or "failed record", raw, index)
     return ErrorRecords(rejects=rejects_table(columns), records=len(columns["event_id"]))
+
+
+def rejects_table(columns: dict[str, list[object]]) -> pa.Table:
+    """An Arrow rejects table from column lists (times in ms since the epoch)."""
+    arrays = []
+    for schema_field in REJECTS_SCHEMA:
+        values = columns[schema_field.name]
+        if pa.types.is_timestamp(schema_field.type):
+            arrays.append(pa.array(values, type=pa.int64()).cast(schema_field.type))
+        else:
+            arrays.append(pa.array(values, type=schema_field.type))
+    return pa.Table.from_arrays(arrays, schema=REJECTS_SCHEMA)
 
 
 def _raw_record(raw: object) -> tuple[str, str, str]:

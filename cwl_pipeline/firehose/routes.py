@@ -1,4 +1,4 @@
-"""Routing a Firehose stream's events to tables by log group (pure).
+"""Routing a Firehose stream's events to tables by log group (no I/O; reads the config's routes).
 
 One delivery stream often carries many log groups (an account-level subscription filter
 policy sends every group of the account to it). Each object is read and decoded once; its
@@ -25,6 +25,7 @@ from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch
 from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
 from cwl_pipeline.core.schema import TableSchema
+from cwl_pipeline.firehose.error_records import rejects_table
 
 DEFAULT_ROUTE = ""
 """Name of the stream's own tables among its routes."""
@@ -118,18 +119,6 @@ def unrouted_rejects(events: Iterator[LogEvent] | Iterable[LogEvent]) -> pa.Tabl
             message if isinstance(message, str) else message.decode("utf-8", "backslashreplace")
         )
     return rejects_table(columns)
-
-
-def rejects_table(columns: dict[str, list[object]]) -> pa.Table:
-    """An Arrow rejects table from column lists (times in ms since the epoch)."""
-    arrays = []
-    for schema_field in REJECTS_SCHEMA:
-        values = columns[schema_field.name]
-        if pa.types.is_timestamp(schema_field.type):
-            arrays.append(pa.array(values, type=pa.int64()).cast(schema_field.type))
-        else:
-            arrays.append(pa.array(values, type=schema_field.type))
-    return pa.Table.from_arrays(arrays, schema=REJECTS_SCHEMA)
 
 
 def route_batch(contents: Sequence[ObjectContent], destination: Destination) -> ObjectBatch:

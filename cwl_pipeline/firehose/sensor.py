@@ -36,15 +36,9 @@ from cwl_pipeline.orchestration.owed_runs import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, STREAM_TAG, StreamTables
 
 LOAD_KIND = "objects"
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def build_firehose_sensor(
@@ -171,7 +165,9 @@ def build_firehose_sensor(
 def busy_windows(instance: dg.DagsterInstance, stream: str, size: timedelta) -> set[datetime]:
     """Windows that a queued or running load of ``stream`` covers."""
     busy: set[datetime] = set()
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=_ACTIVE))
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=ACTIVE_RUN_STATUSES)
+    )
     for record in records:
         tags = record.dagster_run.tags
         first = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get(PARTITION_NAME_TAG)

@@ -21,6 +21,13 @@ from cwl_pipeline.load.tables import TablePair
 STREAM_TAG = "cwl/stream"
 LOAD_KIND_TAG = "cwl/load"
 WRITER_POOL_PREFIX = "bigquery_table/"
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+"""Statuses of a run that is waiting or going: a sensor does not request its work again."""
 
 
 def writer_pool(bq: BigQuerySettings, table: str) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from cwl_pipeline.config_rules import RULE_KEYS, RuleConfigError, parse_event_rules, parse_raw_table
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
 from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
@@ -247,6 +249,8 @@ class StreamConfig:
     # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
     routes: tuple[Route, ...] = ()
     unrouted: str = "reject"
+    raw_table: str | None = None  # the raw layer's table, None without one
+    rules: EventRules = NO_RULES  # filters and redaction, applied before anything is written
 
     @property
     def rejects_table(self) -> str:
@@ -299,7 +303,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     substituted: dict[str, str] = {}
     try:
-        config = parse_config(_expand_env(raw, os.environ if env is None else env, substituted))
+        config = parse_config(
+            _expand_env(raw, os.environ if env is None else env, substituted),
+            os.environ if env is None else env,
+        )
     except ConfigError as exc:
         # A value read from the environment may be a secret: name the variable instead.
         raise ConfigError(f"{path}: {redact_substitutions(str(exc), substituted)}") from None
@@ -312,8 +319,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     )
 
 
-def parse_config(raw: Any) -> PipelineConfig:
-    """Validate an already-parsed config document (see :func:`load_config`)."""
+def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Validate an already-parsed config document (see :func:`load_config`).
+
+    ``env`` (default: the process environment) resolves the salts of hash redaction rules.
+    """
+    env = os.environ if env is None else env
     top = _mapping(raw, "config")
     _only_keys(top, {"aws", "bigquery", "defaults", "schemas", "streams"}, "config")
     aws = _parse_aws(_mapping(top.get("aws", {}), "aws"))
@@ -332,7 +343,8 @@ def parse_config(raw: Any) -> PipelineConfig:
     if not isinstance(raw_streams, list) or not raw_streams:
         raise ConfigError("streams: must be a non-empty list")
     streams = tuple(
-        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas) for i, s in enumerate(raw_streams)
+        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas, env)
+        for i, s in enumerate(raw_streams)
     )
     for attr in ("name", "table"):
         values = [getattr(s, attr) for s in streams]
@@ -390,11 +402,16 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "history",
     "routes",
     "unrouted",
+    *RULE_KEYS,
 }
 
 
 def _parse_stream(
-    raw: Mapping[str, Any], index: int, defaults: Mapping[str, Any], schemas: Mapping[str, TableSchema]
+    raw: Mapping[str, Any],
+    index: int,
+    defaults: Mapping[str, Any],
+    schemas: Mapping[str, TableSchema],
+    env: Mapping[str, str],
 ) -> StreamConfig:
     where = f"streams[{index}]"
     _only_keys(raw, _STREAM_KEYS, where)
@@ -465,8 +482,26 @@ def _parse_stream(
         history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
     if "reconcile" in raw and not isinstance(source, CloudWatchSource):
         raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
-    reconcile = _parse_reconcile(merged.get("reconcile", {}), f"{where}.reconcile")
+    try:
+        rules = parse_event_rules(raw, where, env)
+        raw_table = parse_raw_table(raw, where, table)
+    except RuleConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if raw_table is not None and raw_table in (table, f"{table}_rejects", f"{table}_live", f"{table}_recent"):
+        raise ConfigError(f"{where}.raw_table: {raw_table!r} is one of the stream's other tables")
+    reconcile_raw = merged.get("reconcile", {})
+    if rules.filter.active and isinstance(source, CloudWatchSource):
+        # IncomingLogEvents counts every event, filtered or not: the counts could never match.
+        if isinstance(reconcile_raw, Mapping) and reconcile_raw.get("enabled") is True:
+            raise ConfigError(
+                f"{where}.reconcile: a stream with a filter cannot reconcile with IncomingLogEvents "
+                "(CloudWatch counts the events the filter drops); set reconcile.enabled: false"
+            )
+        reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
+    reconcile = _parse_reconcile(reconcile_raw, f"{where}.reconcile")
     routes, unrouted = _parse_routes(raw, where, source, table, schemas)
+    if routes and raw_table is not None:
+        raise ConfigError(f"{where}.raw_table: not supported with routes (each route's rows are its own)")
 
     return StreamConfig(
         name=name,
@@ -491,6 +526,8 @@ def _parse_stream(
         reconcile=reconcile,
         routes=routes,
         unrouted=unrouted,
+        raw_table=raw_table,
+        rules=rules,
     )
 
 

@@ -58,7 +58,10 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
     write_tests = [object_uri(source.bucket, o.key) for o in listed if is_write_test(o.key)]
     vanished: list[str] = []
     batch = build_object_batch(
-        read_contents(store, source.bucket, objects, export_decoder(source), vanished), stream.schema
+        read_contents(store, source.bucket, objects, export_decoder(source), vanished),
+        stream.schema,
+        rules=stream.rules,
+        raw=stream.raw_table is not None,
     )
     folder_uri = object_uri(source.bucket, base)
     batches: dict[Hashable, ObjectBatch] = {folder: batch} if objects else {}

@@ -95,7 +95,9 @@ def read_routed_windows(
         parts = split_contents(contents, router, batches)
         for target in targets:
             if parts[target.name] or (target.name == DEFAULT_ROUTE and window in errors_by_window):
-                batches[target.name][window] = route_batch(parts[target.name], target)
+                batches[target.name][window] = route_batch(
+                    parts[target.name], target, rules=stream.rules, raw=stream.raw_table is not None
+                )
         if window in errors_by_window:
             batches[DEFAULT_ROUTE][window] = _with_error_records(
                 store,

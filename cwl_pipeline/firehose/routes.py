@@ -21,6 +21,7 @@ from functools import lru_cache
 import pyarrow as pa
 
 from cwl_pipeline.config import Route, StreamConfig
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch
 from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
@@ -46,7 +47,9 @@ class Destination:
         """``stream`` as seen by this route's tables (same windows and tuning, its table and schema)."""
         if not self.name:
             return stream
-        return replace(stream, table=self.table, schema=self.schema, routes=(), description="")
+        return replace(
+            stream, table=self.table, schema=self.schema, routes=(), description="", raw_table=None
+        )
 
 
 def destinations(stream: StreamConfig) -> list[Destination]:
@@ -121,11 +124,19 @@ def unrouted_rejects(events: Iterator[LogEvent] | Iterable[LogEvent]) -> pa.Tabl
     return rejects_table(columns)
 
 
-def route_batch(contents: Sequence[ObjectContent], destination: Destination) -> ObjectBatch:
+def route_batch(
+    contents: Sequence[ObjectContent],
+    destination: Destination,
+    *,
+    rules: EventRules = NO_RULES,
+    raw: bool = False,
+) -> ObjectBatch:
     """The batch of one route: normalized to its schema, or (the default route with
-    ``unrouted: reject``) every event an ``unrouted`` reject. Duplicates are dropped alike."""
+    ``unrouted: reject``) every event an ``unrouted`` reject. Duplicates are dropped and the
+    stream's ``rules`` (filters, redaction) applied alike; ``raw`` keeps raw rows of the
+    stream's own tables (routes keep none)."""
     if not destination.rejects_all:
-        return build_object_batch(contents, destination.schema)
+        return build_object_batch(contents, destination.schema, rules=rules, raw=raw and not destination.name)
     kept: list[LogEvent] = []
     seen: set[str] = set()
     stripped: list[ObjectContent] = []
@@ -140,7 +151,10 @@ def route_batch(contents: Sequence[ObjectContent], destination: Destination) -> 
             kept.append(event)
         stripped.append(replace(content, events=()))
     batch = build_object_batch(stripped, destination.schema)
-    return with_rejects(batch, unrouted_rejects(kept), decoded, dropped)
+    tally = RuleTally()
+    rejects = unrouted_rejects(rules.apply(kept, tally))
+    batch = replace(batch, tally=tally)
+    return with_rejects(batch, rejects, decoded, dropped)
 
 
 def with_rejects(batch: ObjectBatch, rejects: pa.Table, records: int, dropped: int = 0) -> ObjectBatch:

@@ -55,7 +55,7 @@ def build_firehose_sensor(
     assert isinstance(source, S3Source)
     layouts = stream_layouts(source)
     every = routes or [tables]
-    keys = [key for t in every for key in (t.events_key, t.rejects_key)]
+    keys = [key for t in every for key in t.written_keys]
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
     name = f"{stream.name}_objects"
     owed_scope = OwedScope(

@@ -40,8 +40,9 @@ from cwl_pipeline.adapters.sql_scopes import (
     time_scope,
 )
 from cwl_pipeline.config import S3Source, StreamConfig
+from cwl_pipeline.core.event_rules import RuleTally
 from cwl_pipeline.core.normalize import parse_warning_facts
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, concat_batches
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, concat_batches, concat_raw
 from cwl_pipeline.core.objects import StoredObject, object_uri
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope
@@ -69,6 +70,10 @@ class ObjectSetRead(SourceRead):
         if not self.batches:
             return _EMPTY, _EMPTY
         return concat_batches(list(self.batches.values()))
+
+    def raw_rows(self) -> pa.Table | None:
+        """Raw rows of every group (None when the stream keeps no raw table)."""
+        return concat_raw(list(self.batches.values()))
 
     @property
     def rows_loaded(self) -> int:
@@ -117,11 +122,14 @@ _EMPTY = pa.table({})
 
 
 def warning_facts(batches: Mapping[Hashable, ObjectBatch]) -> dict[str, int]:
-    """Parse warnings of every group, as run figures."""
+    """Parse warnings, filtered and redacted events of every group, as run figures."""
     total: Counter[str] = Counter()
+    tally = RuleTally()
     for batch in batches.values():
         total.update(batch.batch.parse_warnings)
-    return parse_warning_facts(dict(total))
+        tally.events_filtered += batch.tally.events_filtered
+        tally.events_redacted += batch.tally.events_redacted
+    return {**parse_warning_facts(dict(total)), **tally.facts()}
 
 
 def batch_figures(batch: ObjectBatch | None, version: str, time_column: str) -> dict[str, object]:

@@ -44,6 +44,16 @@ class SourceRead(ABC):
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
         """Figures per part of the scope (a window start, an export folder), for metadata."""
 
+    def raw_rows(self) -> pa.Table | None:
+        """The raw rows to write (None: the read writes no raw table)."""
+        return None
+
+    @property
+    def events_filtered(self) -> int:
+        """Events the stream's filter dropped: read, never stored."""
+        value = self.facts.get("events_filtered", 0)
+        return value if isinstance(value, int) else 0
+
     @property
     def rows_loaded(self) -> int:
         """Rows for the events table."""

@@ -18,6 +18,10 @@ stored again, in any mode: the copy stored first wins, and replacing its scope l
 (the other scopes never inserted it). The checks count such events as ``stored_elsewhere``.
 * ``LIVE`` (refreshes of the still-open window): the rows ingested since the previous refresh
   are appended to the live table through the Storage Write API: no query, no load job.
+
+A stream with a raw table gets its raw rows written in the same transaction, in the same
+mode and scope (the rejects scope: the raw table has the rejects table's metadata columns).
+``LIVE`` appends write no raw rows: the window's settled load writes them.
 """
 
 from __future__ import annotations
@@ -89,11 +93,12 @@ class LoadFacts:
     rows_before: int  # events + rejects rows in scope before the load
     scope: LoadScope
     final_sweep: bool  # this load was the stream's last late-data sweep
+    events_filtered: int = 0  # dropped by the stream's filter: read, never stored
 
     @property
     def events_read(self) -> int:
         """Events the source yielded that this load's scope must hold."""
-        return self.events_at_source - self.duplicates_dropped - self.stored_elsewhere
+        return self.events_at_source - self.duplicates_dropped - self.stored_elsewhere - self.events_filtered
 
 
 @dataclass
@@ -111,6 +116,7 @@ class LoadOutcome:
     rows_kept_from_unreadable: int = 0
     objects_vanished: int = 0
     rows_written: int = 0  # rows and rejects this load added (all of them when it replaced)
+    raw_rows: int | None = None  # raw rows of the reads (None: the stream keeps no raw table)
     ingested_until: datetime | None = None  # newest ingestion time of the rows it read
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
@@ -130,6 +136,8 @@ class LoadOutcome:
             bytes_staged=self.staged_bytes,
             bigquery_job_ids=", ".join(self.job_ids) or "none (nothing to replace)",
         )
+        if self.raw_rows is not None:
+            metadata["raw_rows_read"] = self.raw_rows
         if self.ingested_until is not None:
             metadata["ingested_until"] = self.ingested_until.isoformat()
         if self.objects_vanished or self.rows_kept_from_unreadable:
@@ -148,7 +156,14 @@ class LoadOutcome:
             rows_before=self.rows_before,
             scope=scope,
             final_sweep=final_sweep,
+            events_filtered=self.events_filtered,
         )
+
+    @property
+    def events_filtered(self) -> int:
+        """Events the stream's filter dropped in every read of the load."""
+        value = self.facts.get("events_filtered", 0)
+        return value if isinstance(value, int) else 0
 
 
 def load(
@@ -288,7 +303,12 @@ def _load_read(
     rows = _without(rows, keys_rows, other_rows | own_rows if keep else other_rows)
     rejects = _without(rejects, keys_rejects, other_rejects | own_rejects if keep else other_rejects)
     outcome.stored_elsewhere += elsewhere
-    result = replace_rows(loader, tables, read.scope, rows, rejects, read.label, keep=keep, stored=wider)
+    raw = read.raw_rows() if tables.raw is not None else None
+    if raw is not None:
+        outcome.raw_rows = (outcome.raw_rows or 0) + raw.num_rows
+    result = replace_rows(
+        loader, tables, read.scope, rows, rejects, read.label, keep=keep, stored=wider, raw=raw
+    )
     _add_read(outcome, read, datetime.now(UTC))
     outcome.rows_written += rows.num_rows + rejects.num_rows
     outcome.job_ids += result.job_ids

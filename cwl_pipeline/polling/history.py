@@ -192,7 +192,7 @@ def _read_step(
             contents.append(replace(content, events=kept))
         if vanished:
             raise SourceError(f"export files of task {task_id} vanished while read: {', '.join(vanished)}")
-    batch = build_object_batch(contents, stream.schema)
+    batch = build_object_batch(contents, stream.schema, rules=stream.rules, raw=stream.raw_table is not None)
     return ExportWindowRead(
         scope=window_scope(stream, start, end, groups),
         label=range_label(start, end),
@@ -203,12 +203,14 @@ def _read_step(
             "windows_read_by_export": [range_label(start, end)],
             "export_files_read": batch.objects,
             **parse_warning_facts(batch.batch.parse_warnings),
+            **batch.tally.facts(),
         },
         start=start,
         end=end,
         window=stream.window,
         time_column=stream.schema.time_column,
         batch=batch.batch,
+        raw=batch.raw,
         bytes_by_window=Counter(
             {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
         ),

@@ -20,9 +20,11 @@ import pyarrow as pa
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import all_of, literal_in_scope, time_scope
 from cwl_pipeline.config import StreamConfig
+from cwl_pipeline.core.event_rules import RuleTally
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize, parse_warning_facts
+from cwl_pipeline.core.raw_events import RawCollector
 from cwl_pipeline.core.window_stats import per_window_stats
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.load.reads import SourceRead
@@ -60,11 +62,16 @@ class WindowRangeRead(SourceRead):
     time_column: str
     batch: NormalizedBatch
     bytes_by_window: Counter[datetime]
+    raw: pa.Table | None = None  # raw rows, when the stream keeps a raw table
     reader: str | None = None  # named in each window's figures when a stream has two readers
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """The normalized rows and rejects."""
         return self.batch.rows_table, self.batch.rejects_table
+
+    def raw_rows(self) -> pa.Table | None:
+        """The raw rows of the events kept (None without a raw table)."""
+        return self.raw
 
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
         """True figures of every window of the step (zeros for a window without events)."""
@@ -101,19 +108,29 @@ def read_windows(
 def read_window_range(
     stream: StreamConfig, reader: CloudWatchLogsReader, groups: list[str], start: datetime, end: datetime
 ) -> WindowRangeRead:
-    """Read and normalize every event of ``groups`` in ``[start, end)``."""
+    """Read, filter, redact and normalize every event of ``groups`` in ``[start, end)``.
+
+    The stream's filter pattern is passed to FilterLogEvents and applied again in-process
+    (:mod:`cwl_pipeline.core.event_rules`): what is stored does not depend on what the server
+    applied. Events the server filtered are never seen; those filtered here are counted.
+    """
     read = WindowRead()
     bytes_by_window_ms: Counter[int] = Counter()
     start_ms, end_ms = to_ms(start), to_ms(end)
     size_ms = int(stream.window.total_seconds() * 1000)
+    pattern = stream.rules.filter.pattern.strip() or None
 
     def events() -> Iterator[LogEvent]:
         for group in groups:
-            for event in events_from_api(reader.iter_events(group, start_ms, end_ms, read), log_group=group):
+            pages = reader.iter_events(group, start_ms, end_ms, read, filter_pattern=pattern)
+            for event in events_from_api(pages, log_group=group):
                 bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
                 yield event
 
-    batch = normalize(events(), stream.schema)
+    tally = RuleTally()
+    collector = RawCollector() if stream.raw_table is not None else None
+    kept = stream.rules.apply(events(), tally)
+    batch = normalize(collector.tee(kept) if collector else kept, stream.schema)
     return WindowRangeRead(
         scope=window_scope(stream, start, end, groups),
         label=range_label(start, end),
@@ -122,12 +139,14 @@ def read_window_range(
             "log_groups": list(read.groups),
             "filter_log_events_calls": read.api_calls,
             **parse_warning_facts(batch.parse_warnings),
+            **tally.facts(),
         },
         start=start,
         end=end,
         window=stream.window,
         time_column=stream.schema.time_column,
         batch=batch,
+        raw=collector.table() if collector else None,
         bytes_by_window=Counter(
             {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
         ),

@@ -267,7 +267,7 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
             f"missing) the windows of an hour still short after the final sweep, at most "
             f"{settings.max_heal_attempts} times; the tick log says what it healed and why."
         ),
-        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*tables.written_keys),
         minimum_interval_seconds=int(settings.interval.total_seconds()),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )

@@ -63,7 +63,7 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
             f"window every {stream.refresh_interval} while events arrive. A failed load is asked for "
             f"again, up to {retry.max_attempts} attempts; the tick log lists what is still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(keys.events_key, keys.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*keys.written_keys),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )

@@ -50,7 +50,11 @@ def test_routes_templates_and_defaults():
         (FIREHOSE, {"routes": [{"name": "a", "pattern": "("}]}, "routes.a.pattern"),
         (FIREHOSE, {"routes": [{"name": "a", "log_groups": ["/g"], "table": "fleet"}]}, "routes.a.table"),
         (FIREHOSE, {"unrouted": "drop"}, "unrouted: 'drop'"),
-        (FIREHOSE, {"raw": True, "routes": [{"name": "a", "log_groups": ["/g"]}]}, "raw_table: not supported"),
+        (
+            FIREHOSE,
+            {"raw": True, "routes": [{"name": "a", "log_groups": ["/g"]}]},
+            "raw_table: not supported",
+        ),
         ({**FIREHOSE, "key_template": "fh/!{timestamp:yyyy}/"}, {}, "source.key_template"),
         ({**FIREHOSE, "error_prefix": "err/!{firehose:nope}/"}, {}, "source.error_prefix"),
     ],

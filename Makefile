@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost clean
+.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost bench-routing clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-backfill: $(VENV)/.installed-test
 # BigQuery bill and quota use of one stream's simulated day (BENCH_ARGS="--hours 2" for a quick look).
 bench-cost: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/cost.py $(BENCH_ARGS)
+
+# 200 log groups through one Firehose prefix, routed to five tables: events/s and API calls per
+# delivery window, and the sensor's listing per tick (BENCH_ARGS="--events 20000" for a quick look).
+bench-routing: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/routing.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local_data

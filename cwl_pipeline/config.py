@@ -26,6 +26,7 @@ import yaml
 from cwl_pipeline.config_rules import RULE_KEYS, RuleConfigError, parse_event_rules, parse_raw_table
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
+from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
 from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
@@ -156,6 +157,35 @@ class S3Source:
     log_group: str | None = None
     log_stream: str | None = None
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    # Firehose only: the delivery stream's S3 prefix with its expressions (default
+    # ``<prefix>!{timestamp:yyyy/MM/dd/HH}/``), and its error output prefix (None: not loaded).
+    key_template: str | None = None
+    error_template: str | None = None
+
+
+UNROUTED_ACTIONS = ("reject", "load")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Events of some log groups of a Firehose stream, bound for a table of their own.
+
+    A log group matches when it is one of ``log_groups``, starts with one of
+    ``log_group_prefixes`` or fully matches ``pattern`` (a regular expression). Routes are
+    tried in order; the first that matches takes the event.
+    """
+
+    name: str
+    table: str
+    schema: TableSchema
+    log_groups: tuple[str, ...] = ()
+    log_group_prefixes: tuple[str, ...] = ()
+    pattern: str | None = None
+
+    @property
+    def rejects_table(self) -> str:
+        """Name of the route's rejects table."""
+        return f"{self.table}_rejects"
 
 
 HISTORY_READERS = ("export",)
@@ -220,6 +250,10 @@ class StreamConfig:
     owners: tuple[str, ...] = ()
     history: HistorySource | None = None
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    # Firehose only: log groups routed to tables of their own; events of no route go to the
+    # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
+    routes: tuple[Route, ...] = ()
+    unrouted: str = "reject"
     raw_table: str | None = None  # the raw layer's table, None without one
     rules: EventRules = NO_RULES  # filters and redaction, applied before anything is written
 
@@ -416,6 +450,8 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "description",
     "owners",
     "history",
+    "routes",
+    "unrouted",
     *RULE_KEYS,
 }
 
@@ -513,6 +549,9 @@ def _parse_stream(
             )
         reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
     reconcile = _parse_reconcile(reconcile_raw, f"{where}.reconcile")
+    routes, unrouted = _parse_routes(raw, where, source, table, schemas)
+    if routes and raw_table is not None:
+        raise ConfigError(f"{where}.raw_table: not supported with routes (each route's rows are its own)")
 
     return StreamConfig(
         name=name,
@@ -535,9 +574,79 @@ def _parse_stream(
         owners=tuple(owners),
         history=history,
         reconcile=reconcile,
+        routes=routes,
+        unrouted=unrouted,
         raw_table=raw_table,
         rules=rules,
     )
+
+
+_ROUTE_KEYS = {"name", "table", "schema", "parser", "log_groups", "log_group_prefixes", "pattern"}
+
+
+def _parse_routes(
+    raw: Mapping[str, Any],
+    where: str,
+    source: CloudWatchSource | S3Source,
+    table: str,
+    schemas: Mapping[str, TableSchema],
+) -> tuple[tuple[Route, ...], str]:
+    """The ``routes`` of a Firehose stream, and what becomes of events of no route."""
+    unrouted = raw.get("unrouted", "reject")
+    if "routes" not in raw and "unrouted" not in raw:
+        return (), unrouted
+    if not isinstance(source, S3Source) or source.layout != "firehose":
+        raise ConfigError(f"{where}.routes: only applies to a Firehose stream (source layout firehose)")
+    if unrouted not in UNROUTED_ACTIONS:
+        raise ConfigError(f"{where}.unrouted: {unrouted!r} must be one of {list(UNROUTED_ACTIONS)}")
+    raw_routes = raw.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise ConfigError(f"{where}.routes: must be a list of routes")
+    routes: list[Route] = []
+    tables = {table, f"{table}_rejects"}
+    for index, item in enumerate(raw_routes):
+        at = f"{where}.routes[{index}]"
+        spec = _mapping(item, at)
+        _only_keys(spec, _ROUTE_KEYS, at)
+        name = spec.get("name")
+        if not isinstance(name, str) or not _STREAM_NAME_RE.fullmatch(name):
+            raise ConfigError(f"{at}.name: {name!r} must be lower-case letters, digits and underscores")
+        at = f"{where}.routes.{name}"
+        route_table = spec.get("table", f"{table}_{name}")
+        try:
+            check_identifier("table", route_table)
+        except IdentifierError as exc:
+            raise ConfigError(f"{at}.table: {exc}") from None
+        if route_table in tables or f"{route_table}_rejects" in tables:
+            raise ConfigError(f"{at}.table: {route_table!r} is already a table of stream or another route")
+        tables |= {route_table, f"{route_table}_rejects"}
+        groups = _str_list(spec.get("log_groups", []), f"{at}.log_groups")
+        prefixes = _str_list(spec.get("log_group_prefixes", []), f"{at}.log_group_prefixes")
+        for group in groups + prefixes:
+            if not _LOG_GROUP_RE.fullmatch(group):
+                raise ConfigError(f"{at}: {group!r} is not a valid CloudWatch log group name")
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise ConfigError(f"{at}.pattern: {pattern!r} is not a regular expression ({exc})") from None
+        if not groups and not prefixes and pattern is None:
+            raise ConfigError(f"{at}: name log_groups, log_group_prefixes or a pattern")
+        routes.append(
+            Route(
+                name=name,
+                table=route_table,
+                schema=_stream_schema(spec, at, schemas),
+                log_groups=tuple(groups),
+                log_group_prefixes=tuple(prefixes),
+                pattern=pattern,
+            )
+        )
+    names = [r.name for r in routes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.routes: route names must be unique")
+    return tuple(routes), unrouted
 
 
 def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, TableSchema]) -> TableSchema:
@@ -710,6 +819,8 @@ _S3_KEYS = {
     "log_group",
     "log_stream",
     "max_decompressed_bytes",
+    "key_template",
+    "error_prefix",
 }
 
 
@@ -751,6 +862,21 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         )
     except ValueError as exc:
         raise ConfigError(f"{where}.max_decompressed_bytes: {exc}") from None
+    templates: dict[str, str | None] = {}
+    for key in ("key_template", "error_prefix"):
+        value = source.get(key)
+        if value is None:
+            templates[key] = None
+            continue
+        if layout != "firehose":
+            raise ConfigError(f"{where}.{key}: only applies to layout 'firehose'")
+        if not isinstance(value, str) or not value or value.startswith("/"):
+            raise ConfigError(f"{where}.{key}: {value!r} must be a key prefix without a leading '/'")
+        try:
+            KeyLayout.parse(value)
+        except KeyTemplateError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+        templates[key] = value
     return S3Source(
         bucket=bucket,
         prefix=prefix,
@@ -759,6 +885,8 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         log_group=names["log_group"],
         log_stream=names["log_stream"],
         max_decompressed_bytes=max_decompressed,
+        key_template=templates["key_template"],
+        error_template=templates["error_prefix"],
     )
 
 

@@ -41,8 +41,8 @@ def build_stream(stream: StreamConfig, bigquery: BigQuerySettings) -> StreamDefi
         sources, loader, sensors, jobs = build_export_stream(stream, bigquery)
         return StreamDefinitions(list(sources), [loader], sensors=list(sensors), jobs=list(jobs))
     if isinstance(stream.source, S3Source):
-        sources, loader, sensors = build_firehose_stream(stream, bigquery)
-        return StreamDefinitions(list(sources), [loader], sensors=list(sensors))
+        sources, loader, sensors, layout_check = build_firehose_stream(stream, bigquery)
+        return StreamDefinitions(list(sources), [loader], checks=[layout_check], sensors=list(sensors))
     sources, loader, tables = build_stream_assets(stream, bigquery)
     built = StreamDefinitions(
         list(sources),

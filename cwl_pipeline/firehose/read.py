@@ -11,13 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 
-from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import in_scope
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
+from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent
 from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
 from cwl_pipeline.core.s3_records import decode_firehose_object
 from cwl_pipeline.core.windows import to_ms
+from cwl_pipeline.firehose.error_records import decode_error_object
+from cwl_pipeline.firehose.routes import (
+    DEFAULT_ROUTE,
+    Router,
+    destinations,
+    route_batch,
+    split_contents,
+    with_rejects,
+)
 from cwl_pipeline.firehose.windows import hour_prefixes, objects_by_window
 from cwl_pipeline.load.objects import (
     Decoder,
@@ -54,25 +64,103 @@ def firehose_decoder(source: S3Source) -> Decoder:
 def read_firehose_windows(
     stream: StreamConfig, store: S3ObjectStore, start: datetime, end: datetime
 ) -> ObjectSetRead:
-    """Read every object whose delivery window lies in ``[start, end)``."""
+    """Read every object whose delivery window lies in ``[start, end)`` (a stream without routes)."""
+    return read_routed_windows(stream, store, start, end)[DEFAULT_ROUTE]
+
+
+def read_routed_windows(
+    stream: StreamConfig, store: S3ObjectStore, start: datetime, end: datetime
+) -> dict[str, ObjectSetRead]:
+    """Read every object whose delivery window lies in ``[start, end)`` once, and split its
+    events by route (:mod:`cwl_pipeline.firehose.routes`): one read per route name ('' for
+    the stream's own tables, which also get the rejects of Firehose's error records)."""
     source = s3_source(stream)
-    listed = [
-        obj
-        for prefix in hour_prefixes(source.prefix, start, end)
-        for obj in store.list_objects(source.bucket, prefix)
-    ]
-    by_window = objects_by_window(listed, source.prefix, stream.window, start, end)
+    layout = firehose_layout(source.prefix, source.key_template)
+    by_window = objects_by_window(
+        _listed(store, source.bucket, layout, start, end), layout, stream.window, start, end
+    )
+    errors_by_window: dict[datetime, list[StoredObject]] = {}
+    error_layout = layout
+    if source.error_template is not None:
+        error_layout = KeyLayout.parse(source.error_template)
+        errors = _listed(store, source.bucket, error_layout, start, end)
+        errors_by_window = objects_by_window(errors, error_layout, stream.window, start, end)
+    targets = destinations(stream)
+    router = Router(stream.routes)
     decode = firehose_decoder(source)
     vanished: list[str] = []
-    batches: dict[Hashable, ObjectBatch] = {
-        window: build_object_batch(
-            read_contents(store, source.bucket, objs, decode, vanished),
-            stream.schema,
-            rules=stream.rules,
-            raw=stream.raw_table is not None,
-        )
-        for window, objs in by_window.items()
+    batches: dict[str, dict[Hashable, ObjectBatch]] = {d.name: {} for d in targets}
+    for window in sorted(set(by_window) | set(errors_by_window)):
+        contents = read_contents(store, source.bucket, by_window.get(window, []), decode, vanished)
+        parts = split_contents(contents, router, batches)
+        for target in targets:
+            if parts[target.name] or (target.name == DEFAULT_ROUTE and window in errors_by_window):
+                batches[target.name][window] = route_batch(
+                    parts[target.name], target, rules=stream.rules, raw=stream.raw_table is not None
+                )
+        if window in errors_by_window:
+            batches[DEFAULT_ROUTE][window] = _with_error_records(
+                store,
+                source.bucket,
+                error_layout,
+                errors_by_window[window],
+                batches[DEFAULT_ROUTE][window],
+                vanished,
+            )
+    versions = {
+        w: object_set_version(by_window.get(w, []) + errors_by_window.get(w, []))
+        for w in set(by_window) | set(errors_by_window)
     }
+    return {
+        target.name: _object_set_read(
+            target.stream(stream), batches[target.name], versions, start, end, vanished
+        )
+        for target in targets
+    }
+
+
+def _listed(
+    store: S3ObjectStore, bucket: str, layout: KeyLayout, start: datetime, end: datetime
+) -> list[StoredObject]:
+    """Every object under the key prefixes of the periods overlapping ``[start, end)``."""
+    return [obj for prefix in hour_prefixes(layout, start, end) for obj in store.list_objects(bucket, prefix)]
+
+
+def _with_error_records(
+    store: S3ObjectStore,
+    bucket: str,
+    layout: KeyLayout,
+    objects: list[StoredObject],
+    batch: ObjectBatch,
+    vanished: list[str],
+) -> ObjectBatch:
+    """``batch`` with the rejects of Firehose's error records in ``objects``."""
+    for obj in objects:
+        uri = object_uri(bucket, obj.key)
+        try:
+            data = store.read(bucket, obj.key)
+        except ObjectGone:
+            vanished.append(uri)
+            continue
+        match = layout.match(obj.key)
+        kind = match.values.get("error-output-type") if match else None
+        records = decode_error_object(data, uri=uri, timestamp_ms=to_ms(obj.last_modified), error_type=kind)
+        batch = with_rejects(batch, records.rejects, records.records)
+        batch.objects += 1
+        batch.readable.append(uri)
+        batch.bytes_read += len(data)
+    return batch
+
+
+def _object_set_read(
+    stream: StreamConfig,
+    batches: dict[Hashable, ObjectBatch],
+    versions: dict[datetime, str],
+    start: datetime,
+    end: datetime,
+    vanished: list[str],
+) -> ObjectSetRead:
+    """One route's read of the windows ``[start, end)``."""
     readable = [uri for b in batches.values() for uri in b.readable]
     every = readable + [uri for b in batches.values() for uri in b.unreadable]
     bounds = event_time_bounds(batches, stream.schema.time_column)
@@ -91,7 +179,7 @@ def read_firehose_windows(
         events_at_source=records_decoded(batches),
         vanished=vanished,
         batches=batches,
-        versions={w: object_set_version(objs) for w, objs in by_window.items()},
+        versions={w: v for w, v in versions.items() if w in batches},
         groups=windows,
         describe=_delivery_window(stream.window),
         time_column=stream.schema.time_column,

@@ -46,9 +46,14 @@ def test_definitions_load_the_config_when_the_location_loads(monkeypatch: pytest
     from cwl_pipeline import definitions
 
     monkeypatch.delenv(CONFIG_ENV_VAR, raising=False)
-    with pytest.raises(ConfigError) as raised:
+    # Dagster wraps what a component raises; the ConfigError is the cause, message intact.
+    with pytest.raises(Exception) as raised:
         definitions.defs()
-    _assert_explains_the_fix(str(raised.value))
+    error: BaseException | None = raised.value
+    while error is not None and not isinstance(error, ConfigError):
+        error = error.__cause__ or error.__context__
+    assert isinstance(error, ConfigError), raised.value
+    _assert_explains_the_fix(str(error))
 
     monkeypatch.setenv(CONFIG_ENV_VAR, str(BUNDLED_CONFIG))
     loaded = definitions.defs()

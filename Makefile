@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost bench-window clean
+.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost bench-routing bench-window clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ $(VENV)/.installed-ui: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-local
 	$(BIN)/cwl-pipeline dev
 
+# `dg check defs`: every defs.yaml against its component's schema, then the definitions loaded as
+# `dg dev` loads them (the bundled local config, which needs no server to load).
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	CWL_PIPELINE_CONFIG=cwl_pipeline/pipeline.local.yaml $(BIN)/dg check defs
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
@@ -63,6 +66,11 @@ bench-window: $(VENV)/.installed-test
 
 bench-cost: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/cost.py $(BENCH_ARGS)
+
+# 200 log groups through one Firehose prefix, routed to five tables: events/s and API calls per
+# delivery window, and the sensor's listing per tick (BENCH_ARGS="--events 20000" for a quick look).
+bench-routing: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/routing.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local_data

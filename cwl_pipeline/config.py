@@ -1,9 +1,12 @@
 """The declarative pipeline config: streams, schemas and connection settings.
 
-The file is YAML. Its path comes from ``CWL_PIPELINE_CONFIG``; without it the bundled
-``pipeline.local.yaml`` (local AWS and BigQuery emulator) is used. String values may refer
-to environment variables as ``${NAME}`` or ``${NAME:-default}``. Everything is validated
-on load and every mistake is reported with the key it concerns.
+The file is YAML. Its path comes from ``CWL_PIPELINE_CONFIG``, which must be set: the bundled
+``pipeline.local.yaml`` (local AWS and BigQuery emulator) is used only when chosen explicitly
+(``cwl-pipeline dev`` and the tests do), so a deployment that forgot the variable fails on
+load instead of talking to 127.0.0.1. String values may refer to environment variables as
+``${NAME}`` or ``${NAME:-default}``. Everything is validated on load and every mistake is
+reported with the key it concerns. Every default lives in one place: the dataclasses below
+(the parser reads its defaults from them).
 
 This module is pure: it imports neither dagster nor any cloud client.
 """
@@ -13,14 +16,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cwl_pipeline.config_rules import RULE_KEYS, RuleConfigError, parse_event_rules, parse_raw_table
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
+from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
 from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
@@ -28,6 +34,7 @@ from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
 BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
+"""The local stack's config (local AWS and the BigQuery emulator); never a silent default."""
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -150,6 +157,35 @@ class S3Source:
     log_group: str | None = None
     log_stream: str | None = None
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    # Firehose only: the delivery stream's S3 prefix with its expressions (default
+    # ``<prefix>!{timestamp:yyyy/MM/dd/HH}/``), and its error output prefix (None: not loaded).
+    key_template: str | None = None
+    error_template: str | None = None
+
+
+UNROUTED_ACTIONS = ("reject", "load")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Events of some log groups of a Firehose stream, bound for a table of their own.
+
+    A log group matches when it is one of ``log_groups``, starts with one of
+    ``log_group_prefixes`` or fully matches ``pattern`` (a regular expression). Routes are
+    tried in order; the first that matches takes the event.
+    """
+
+    name: str
+    table: str
+    schema: TableSchema
+    log_groups: tuple[str, ...] = ()
+    log_group_prefixes: tuple[str, ...] = ()
+    pattern: str | None = None
+
+    @property
+    def rejects_table(self) -> str:
+        """Name of the route's rejects table."""
+        return f"{self.table}_rejects"
 
 
 HISTORY_READERS = ("export",)
@@ -202,10 +238,11 @@ class StreamConfig:
     start: datetime
     refresh_interval: timedelta
     max_windows_per_run: int
+    # Defaults depend on the window: see default_freshness().
+    freshness_warn: timedelta
+    freshness_fail: timedelta
     initial_lookback: timedelta = timedelta(days=1)
     sweeps: tuple[timedelta, ...] = (timedelta(minutes=15), timedelta(hours=6))
-    freshness_warn: timedelta = timedelta(minutes=30)
-    freshness_fail: timedelta = timedelta(hours=1)
     max_reject_rate: float = 0.05
     backfill_windows_per_run: int = 672
     windows_per_replace: int = 96
@@ -213,6 +250,12 @@ class StreamConfig:
     owners: tuple[str, ...] = ()
     history: HistorySource | None = None
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    # Firehose only: log groups routed to tables of their own; events of no route go to the
+    # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
+    routes: tuple[Route, ...] = ()
+    unrouted: str = "reject"
+    raw_table: str | None = None  # the raw layer's table, None without one
+    rules: EventRules = NO_RULES  # filters and redaction, applied before anything is written
 
     @property
     def rejects_table(self) -> str:
@@ -223,6 +266,24 @@ class StreamConfig:
     def window_minutes(self) -> int:
         """Window length in whole minutes."""
         return int(self.window.total_seconds() // 60)
+
+
+def default_freshness(window: timedelta, settle_lag: timedelta) -> tuple[timedelta, timedelta]:
+    """A stream's default freshness (warn, fail): its window closes and settles, plus 5 or 15 minutes."""
+    settled = window + settle_lag
+    return settled + timedelta(minutes=5), settled + timedelta(minutes=15)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the config dataclass ``cls`` (the one place it is written)."""
+    for item in fields(cls):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+            break
+    raise KeyError(f"{cls.__name__}.{name} has no default")
 
 
 @dataclass(frozen=True)
@@ -243,18 +304,33 @@ class PipelineConfig:
         raise KeyError(name)
 
 
-def config_path() -> Path:
-    """The config file in effect: ``$CWL_PIPELINE_CONFIG`` or the bundled local default."""
-    return Path(os.environ.get(CONFIG_ENV_VAR) or BUNDLED_CONFIG)
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The config file in effect: ``$CWL_PIPELINE_CONFIG``.
+
+    Raises:
+        ConfigError: the variable is not set (the message says how to set it).
+    """
+    value = (os.environ if env is None else env).get(CONFIG_ENV_VAR)
+    if not value:
+        raise ConfigError(
+            f"{CONFIG_ENV_VAR} is not set: no pipeline config to load. Either set {CONFIG_ENV_VAR} "
+            "to your pipeline config file (see README.md, Configuration), or, for the local stack "
+            f"(local AWS and BigQuery emulator), run `cwl-pipeline dev` or set "
+            f"{CONFIG_ENV_VAR}={BUNDLED_CONFIG}"
+        )
+    return Path(value)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> PipelineConfig:
-    """Read and validate a pipeline config file.
+    """Read and validate a pipeline config file (by default the one ``$CWL_PIPELINE_CONFIG`` names).
+
+    ``env`` replaces ``os.environ`` for ``${NAME}`` references and ``CWL_PIPELINE_CONFIG``.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or any value is invalid.
+        ConfigError: no path and ``CWL_PIPELINE_CONFIG`` unset, the file is missing, is not
+            YAML, or any value is invalid.
     """
-    path = Path(path) if path is not None else config_path()
+    path = Path(path) if path is not None else config_path(env)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -265,7 +341,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     substituted: dict[str, str] = {}
     try:
-        config = parse_config(_expand_env(raw, os.environ if env is None else env, substituted))
+        config = parse_config(
+            _expand_env(raw, os.environ if env is None else env, substituted),
+            os.environ if env is None else env,
+        )
     except ConfigError as exc:
         # A value read from the environment may be a secret: name the variable instead.
         raise ConfigError(f"{path}: {redact_substitutions(str(exc), substituted)}") from None
@@ -278,8 +357,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     )
 
 
-def parse_config(raw: Any) -> PipelineConfig:
-    """Validate an already-parsed config document (see :func:`load_config`)."""
+def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Validate an already-parsed config document (see :func:`load_config`).
+
+    ``env`` (default: the process environment) resolves the salts of hash redaction rules.
+    """
+    env = os.environ if env is None else env
     top = _mapping(raw, "config")
     _only_keys(top, {"aws", "bigquery", "defaults", "schemas", "streams"}, "config")
     aws = _parse_aws(_mapping(top.get("aws", {}), "aws"))
@@ -298,7 +381,8 @@ def parse_config(raw: Any) -> PipelineConfig:
     if not isinstance(raw_streams, list) or not raw_streams:
         raise ConfigError("streams: must be a non-empty list")
     streams = tuple(
-        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas) for i, s in enumerate(raw_streams)
+        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas, env)
+        for i, s in enumerate(raw_streams)
     )
     for attr in ("name", "table"):
         values = [getattr(s, attr) for s in streams]
@@ -307,6 +391,18 @@ def parse_config(raw: Any) -> PipelineConfig:
             raise ConfigError(f"streams: {attr} {dupes} used by more than one stream")
     _check_history_prefixes(streams)
     return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
+
+
+def parse_connection_settings(raw: Any) -> tuple[AwsSettings, BigQuerySettings]:
+    """Validate the ``aws`` and ``bigquery`` sections of a config document on their own.
+
+    The same rules as :func:`parse_config`; used where the connection settings are declared
+    apart from the streams (the ``CloudWatchLogsToBigQuerySettings`` component).
+    """
+    top = _mapping(raw, "config")
+    return _parse_aws(_mapping(top.get("aws", {}), "aws")), _parse_bigquery(
+        _mapping(top.get("bigquery"), "bigquery")
+    )
 
 
 def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
@@ -354,11 +450,18 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "description",
     "owners",
     "history",
+    "routes",
+    "unrouted",
+    *RULE_KEYS,
 }
 
 
 def _parse_stream(
-    raw: Mapping[str, Any], index: int, defaults: Mapping[str, Any], schemas: Mapping[str, TableSchema]
+    raw: Mapping[str, Any],
+    index: int,
+    defaults: Mapping[str, Any],
+    schemas: Mapping[str, TableSchema],
+    env: Mapping[str, str],
 ) -> StreamConfig:
     where = f"streams[{index}]"
     _only_keys(raw, _STREAM_KEYS, where)
@@ -389,35 +492,35 @@ def _parse_stream(
     if not isinstance(max_windows, int) or isinstance(max_windows, bool) or not 1 <= max_windows <= 4000:
         raise ConfigError(f"{where}.max_windows_per_run: must be an integer from 1 to 4000")
     start = _parse_start(merged.get("start"), f"{where}.start", window)
-    lookback = parse_duration(merged.get("initial_lookback", "1d"), f"{where}.initial_lookback")
-    raw_sweeps = merged.get("sweeps", ["15m", "6h"])
-    if not isinstance(raw_sweeps, list):
-        raise ConfigError(f"{where}.sweeps: must be a list of durations, e.g. ['15m', '6h']")
-    sweeps = tuple(parse_duration(v, f"{where}.sweeps[{i}]") for i, v in enumerate(raw_sweeps))
+    lookback = _duration(merged, "initial_lookback", where, StreamConfig)
+    if "sweeps" in merged:
+        raw_sweeps = merged["sweeps"]
+        if not isinstance(raw_sweeps, list):
+            raise ConfigError(f"{where}.sweeps: must be a list of durations, e.g. ['15m', '6h']")
+        sweeps = tuple(parse_duration(v, f"{where}.sweeps[{i}]") for i, v in enumerate(raw_sweeps))
+    else:
+        sweeps = default_of(StreamConfig, "sweeps")
     if any(h <= settle_lag for h in sweeps):
         raise ConfigError(f"{where}.sweeps: every sweep horizon must be longer than settle_lag")
     freshness = _mapping(merged.get("freshness", {}), f"{where}.freshness")
     _only_keys(freshness, {"warn", "fail"}, f"{where}.freshness")
-    default_fail = window + settle_lag + timedelta(minutes=15)
-    fresh_fail = parse_duration(
-        freshness.get("fail", int(default_fail.total_seconds())), f"{where}.freshness.fail"
-    )
-    fresh_warn = parse_duration(
-        freshness.get("warn", int((window + settle_lag + timedelta(minutes=5)).total_seconds())),
-        f"{where}.freshness.warn",
-    )
+    default_warn, default_fail = default_freshness(window, settle_lag)
+    fresh_fail = _duration(freshness, "fail", f"{where}.freshness", default=default_fail)
+    fresh_warn = _duration(freshness, "warn", f"{where}.freshness", default=default_warn)
     if fresh_warn > fresh_fail:
         raise ConfigError(f"{where}.freshness: warn must not be longer than fail")
-    reject_rate = merged.get("max_reject_rate", 0.05)
+    reject_rate = merged.get("max_reject_rate", default_of(StreamConfig, "max_reject_rate"))
     if isinstance(reject_rate, bool) or not isinstance(reject_rate, int | float) or not 0 <= reject_rate <= 1:
         raise ConfigError(f"{where}.max_reject_rate: must be a number from 0 to 1")
-    backfill_windows = merged.get("backfill_windows_per_run", 672)
+    backfill_windows = merged.get(
+        "backfill_windows_per_run", default_of(StreamConfig, "backfill_windows_per_run")
+    )
     if not isinstance(backfill_windows, int) or isinstance(backfill_windows, bool) or backfill_windows < 1:
         raise ConfigError(f"{where}.backfill_windows_per_run: must be a positive integer")
-    replace_windows = merged.get("windows_per_replace", 96)
+    replace_windows = merged.get("windows_per_replace", default_of(StreamConfig, "windows_per_replace"))
     if not isinstance(replace_windows, int) or isinstance(replace_windows, bool) or replace_windows < 1:
         raise ConfigError(f"{where}.windows_per_replace: must be a positive integer")
-    owners = raw.get("owners", [])
+    owners = raw.get("owners", list(default_of(StreamConfig, "owners")))
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
     source = _parse_source(raw.get("source"), f"{where}.source")
@@ -429,7 +532,26 @@ def _parse_stream(
         history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
     if "reconcile" in raw and not isinstance(source, CloudWatchSource):
         raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
-    reconcile = _parse_reconcile(merged.get("reconcile", {}), f"{where}.reconcile")
+    try:
+        rules = parse_event_rules(raw, where, env)
+        raw_table = parse_raw_table(raw, where, table)
+    except RuleConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if raw_table is not None and raw_table in (table, f"{table}_rejects", f"{table}_live", f"{table}_recent"):
+        raise ConfigError(f"{where}.raw_table: {raw_table!r} is one of the stream's other tables")
+    reconcile_raw = merged.get("reconcile", {})
+    if rules.filter.active and isinstance(source, CloudWatchSource):
+        # IncomingLogEvents counts every event, filtered or not: the counts could never match.
+        if isinstance(reconcile_raw, Mapping) and reconcile_raw.get("enabled") is True:
+            raise ConfigError(
+                f"{where}.reconcile: a stream with a filter cannot reconcile with IncomingLogEvents "
+                "(CloudWatch counts the events the filter drops); set reconcile.enabled: false"
+            )
+        reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
+    reconcile = _parse_reconcile(reconcile_raw, f"{where}.reconcile")
+    routes, unrouted = _parse_routes(raw, where, source, table, schemas)
+    if routes and raw_table is not None:
+        raise ConfigError(f"{where}.raw_table: not supported with routes (each route's rows are its own)")
 
     return StreamConfig(
         name=name,
@@ -448,11 +570,83 @@ def _parse_stream(
         max_reject_rate=float(reject_rate),
         backfill_windows_per_run=backfill_windows,
         windows_per_replace=replace_windows,
-        description=str(raw.get("description", "")),
+        description=str(raw.get("description", default_of(StreamConfig, "description"))),
         owners=tuple(owners),
         history=history,
         reconcile=reconcile,
+        routes=routes,
+        unrouted=unrouted,
+        raw_table=raw_table,
+        rules=rules,
     )
+
+
+_ROUTE_KEYS = {"name", "table", "schema", "parser", "log_groups", "log_group_prefixes", "pattern"}
+
+
+def _parse_routes(
+    raw: Mapping[str, Any],
+    where: str,
+    source: CloudWatchSource | S3Source,
+    table: str,
+    schemas: Mapping[str, TableSchema],
+) -> tuple[tuple[Route, ...], str]:
+    """The ``routes`` of a Firehose stream, and what becomes of events of no route."""
+    unrouted = raw.get("unrouted", "reject")
+    if "routes" not in raw and "unrouted" not in raw:
+        return (), unrouted
+    if not isinstance(source, S3Source) or source.layout != "firehose":
+        raise ConfigError(f"{where}.routes: only applies to a Firehose stream (source layout firehose)")
+    if unrouted not in UNROUTED_ACTIONS:
+        raise ConfigError(f"{where}.unrouted: {unrouted!r} must be one of {list(UNROUTED_ACTIONS)}")
+    raw_routes = raw.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise ConfigError(f"{where}.routes: must be a list of routes")
+    routes: list[Route] = []
+    tables = {table, f"{table}_rejects"}
+    for index, item in enumerate(raw_routes):
+        at = f"{where}.routes[{index}]"
+        spec = _mapping(item, at)
+        _only_keys(spec, _ROUTE_KEYS, at)
+        name = spec.get("name")
+        if not isinstance(name, str) or not _STREAM_NAME_RE.fullmatch(name):
+            raise ConfigError(f"{at}.name: {name!r} must be lower-case letters, digits and underscores")
+        at = f"{where}.routes.{name}"
+        route_table = spec.get("table", f"{table}_{name}")
+        try:
+            check_identifier("table", route_table)
+        except IdentifierError as exc:
+            raise ConfigError(f"{at}.table: {exc}") from None
+        if route_table in tables or f"{route_table}_rejects" in tables:
+            raise ConfigError(f"{at}.table: {route_table!r} is already a table of stream or another route")
+        tables |= {route_table, f"{route_table}_rejects"}
+        groups = _str_list(spec.get("log_groups", []), f"{at}.log_groups")
+        prefixes = _str_list(spec.get("log_group_prefixes", []), f"{at}.log_group_prefixes")
+        for group in groups + prefixes:
+            if not _LOG_GROUP_RE.fullmatch(group):
+                raise ConfigError(f"{at}: {group!r} is not a valid CloudWatch log group name")
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise ConfigError(f"{at}.pattern: {pattern!r} is not a regular expression ({exc})") from None
+        if not groups and not prefixes and pattern is None:
+            raise ConfigError(f"{at}: name log_groups, log_group_prefixes or a pattern")
+        routes.append(
+            Route(
+                name=name,
+                table=route_table,
+                schema=_stream_schema(spec, at, schemas),
+                log_groups=tuple(groups),
+                log_group_prefixes=tuple(prefixes),
+                pattern=pattern,
+            )
+        )
+    names = [r.name for r in routes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.routes: route names must be unique")
+    return tuple(routes), unrouted
 
 
 def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, TableSchema]) -> TableSchema:
@@ -485,7 +679,7 @@ def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, Tab
 
 def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> HistorySource:
     _only_keys(raw, {"reader", "after", "bucket", "prefix", "poll_interval"}, where)
-    reader = raw.get("reader", "export")
+    reader = raw.get("reader", default_of(HistorySource, "reader"))
     if reader not in HISTORY_READERS:
         raise ConfigError(f"{where}.reader: {reader!r} must be one of {list(HISTORY_READERS)}")
     if "after" not in raw:
@@ -507,7 +701,7 @@ def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> His
             f"{where}.prefix: {prefix!r} must be a non-empty key prefix without a leading '/' "
             "(the export tasks' destination prefix)"
         )
-    poll = parse_duration(raw.get("poll_interval", "10s"), f"{where}.poll_interval")
+    poll = _duration(raw, "poll_interval", where, HistorySource)
     if poll <= timedelta(0):
         raise ConfigError(f"{where}.poll_interval: must be positive")
     return HistorySource(
@@ -521,18 +715,18 @@ _RECONCILE_INTERVALS = [s for s in _ALLOWED_WINDOW_SECONDS if s >= 5 * 60]
 def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
     settings = _mapping(raw, where)
     _only_keys(settings, {"enabled", "interval", "lookback", "max_heal_attempts"}, where)
-    enabled = settings.get("enabled", True)
+    enabled = settings.get("enabled", default_of(ReconcileSettings, "enabled"))
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}.enabled: must be true or false")
-    interval = parse_duration(settings.get("interval", "1h"), f"{where}.interval")
+    interval = _duration(settings, "interval", where, ReconcileSettings)
     if interval.total_seconds() not in _RECONCILE_INTERVALS:
         raise ConfigError(
             f"{where}.interval: {settings.get('interval')!r} must divide an hour (5m..60m) or a day (2h..24h)"
         )
-    lookback = parse_duration(settings.get("lookback", "24h"), f"{where}.lookback")
+    lookback = _duration(settings, "lookback", where, ReconcileSettings)
     if not timedelta(hours=1) <= lookback <= timedelta(days=14):
         raise ConfigError(f"{where}.lookback: must be from 1h to 14d (CloudWatch accepts events 14 days old)")
-    attempts = settings.get("max_heal_attempts", 3)
+    attempts = settings.get("max_heal_attempts", default_of(ReconcileSettings, "max_heal_attempts"))
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
         raise ConfigError(f"{where}.max_heal_attempts: must be an integer from 1 to 20")
     return ReconcileSettings(
@@ -625,6 +819,8 @@ _S3_KEYS = {
     "log_group",
     "log_stream",
     "max_decompressed_bytes",
+    "key_template",
+    "error_prefix",
 }
 
 
@@ -644,7 +840,7 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
     record_format = source.get("record_format")
     if layout == "export" and record_format is not None:
         raise ConfigError(f"{where}.record_format: only applies to layout 'firehose'")
-    record_format = record_format or "envelopes_gzip"
+    record_format = record_format or default_of(S3Source, "record_format")
     if record_format not in FIREHOSE_RECORD_FORMATS:
         raise ConfigError(
             f"{where}.record_format: {record_format!r} must be one of {list(FIREHOSE_RECORD_FORMATS)}"
@@ -662,10 +858,25 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         raise ConfigError(f"{where}.log_stream: only applies to record_format 'messages'")
     try:
         max_decompressed = parse_byte_size(
-            source.get("max_decompressed_bytes", DEFAULT_MAX_DECOMPRESSED_BYTES)
+            source.get("max_decompressed_bytes", default_of(S3Source, "max_decompressed_bytes"))
         )
     except ValueError as exc:
         raise ConfigError(f"{where}.max_decompressed_bytes: {exc}") from None
+    templates: dict[str, str | None] = {}
+    for key in ("key_template", "error_prefix"):
+        value = source.get(key)
+        if value is None:
+            templates[key] = None
+            continue
+        if layout != "firehose":
+            raise ConfigError(f"{where}.{key}: only applies to layout 'firehose'")
+        if not isinstance(value, str) or not value or value.startswith("/"):
+            raise ConfigError(f"{where}.{key}: {value!r} must be a key prefix without a leading '/'")
+        try:
+            KeyLayout.parse(value)
+        except KeyTemplateError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+        templates[key] = value
     return S3Source(
         bucket=bucket,
         prefix=prefix,
@@ -674,6 +885,8 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         log_group=names["log_group"],
         log_stream=names["log_stream"],
         max_decompressed_bytes=max_decompressed,
+        key_template=templates["key_template"],
+        error_template=templates["error_prefix"],
     )
 
 
@@ -711,13 +924,13 @@ _ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
     _only_keys(raw, _AWS_KEYS, "aws")
-    retry_mode = raw.get("retry_mode", "adaptive")
+    retry_mode = raw.get("retry_mode", default_of(AwsSettings, "retry_mode"))
     if retry_mode not in ("standard", "adaptive", "legacy"):
         raise ConfigError(f"aws.retry_mode: {retry_mode!r} is not standard, adaptive or legacy")
-    max_attempts = raw.get("max_attempts", 8)
+    max_attempts = raw.get("max_attempts", default_of(AwsSettings, "max_attempts"))
     if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
         raise ConfigError("aws.max_attempts: must be an integer from 1 to 20")
-    rate = raw.get("filter_log_events_per_second", 2.0)
+    rate = raw.get("filter_log_events_per_second", default_of(AwsSettings, "filter_log_events_per_second"))
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 100:
         raise ConfigError("aws.filter_log_events_per_second: a number above 0 and at most 100")
     role_arn = raw.get("role_arn") or None
@@ -725,7 +938,7 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
         raise ConfigError(
             f"aws.role_arn: {role_arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
         )
-    session_name = raw.get("role_session_name") or "cwl-pipeline"
+    session_name = raw.get("role_session_name") or default_of(AwsSettings, "role_session_name")
     if not isinstance(session_name, str) or not _ROLE_SESSION_NAME_RE.fullmatch(session_name):
         raise ConfigError("aws.role_session_name: 2-64 letters, digits and +=,.@_-")
     external_id = raw.get("external_id") or None
@@ -741,7 +954,7 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
     if (external_id_env or raw.get("role_session_name")) and not role_arn:
         raise ConfigError("aws: external_id and role_session_name apply only with role_arn")
     return AwsSettings(
-        region=str(raw.get("region") or "us-east-1"),
+        region=str(raw.get("region") or default_of(AwsSettings, "region")),
         endpoint_url=raw.get("endpoint_url") or None,
         profile=raw.get("profile") or None,
         role_arn=role_arn,
@@ -782,11 +995,11 @@ def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
     return BigQuerySettings(
         project=project,
         dataset=raw["dataset"],
-        location=str(raw.get("location") or "US"),
+        location=str(raw.get("location") or default_of(BigQuerySettings, "location")),
         api_endpoint=raw.get("api_endpoint") or None,
         storage_write_endpoint=_storage_write_endpoint(raw),
         staging_dataset=raw.get("staging_dataset") or None,
-        retry_timeout=parse_duration(raw.get("retry_timeout", "2m"), "bigquery.retry_timeout"),
+        retry_timeout=_duration(raw, "retry_timeout", "bigquery", BigQuerySettings),
         credentials=_parse_gcp_credentials(_mapping(raw.get("credentials") or {}, "bigquery.credentials")),
     )
 
@@ -805,7 +1018,7 @@ def _storage_write_endpoint(raw: Mapping[str, Any]) -> str | None:
 def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
     where = "bigquery.credentials"
     _only_keys(raw, {"type", "config_file", "aws_credentials"}, where)
-    kind = raw.get("type") or "default"
+    kind = raw.get("type") or default_of(GcpCredentials, "type")
     if kind in ("service_account", "service_account_key", "authorized_user"):
         raise ConfigError(
             f"{where}.type: {kind!r} is refused: the pipeline never uses key files (a long-lived "
@@ -823,7 +1036,7 @@ def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
         )
     if kind == "default" and config_file is not None:
         raise ConfigError(f"{where}.config_file: only applies to type 'external_account'")
-    reader = raw.get("aws_credentials") or "boto3"
+    reader = raw.get("aws_credentials") or default_of(GcpCredentials, "aws_credentials")
     if reader not in AWS_CREDENTIAL_READERS:
         raise ConfigError(
             f"{where}.aws_credentials: {reader!r} must be one of {list(AWS_CREDENTIAL_READERS)}"
@@ -871,6 +1084,18 @@ def redact_substitutions(message: str, substituted: Mapping[str, str]) -> str:
         if len(value) >= 4:
             message = message.replace(value, f"${{{substituted[value]}}}")
     return message
+
+
+def _duration(
+    raw: Mapping[str, Any], key: str, where: str, cls: type | None = None, default: timedelta | None = None
+) -> timedelta:
+    """``raw[key]`` parsed as a duration, or the default of field ``key`` of ``cls`` (or ``default``)."""
+    if key in raw:
+        return parse_duration(raw[key], f"{where}.{key}")
+    if default is not None:
+        return default
+    assert cls is not None
+    return default_of(cls, key)
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

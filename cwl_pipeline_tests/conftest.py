@@ -2,6 +2,9 @@
 
 Tests talk to real servers over HTTP (moto in server mode, bqemulator) with the real boto3 and
 google-cloud-bigquery clients. Servers start lazily, only for tests that ask for them.
+
+Every test that uses a fixture starting a server process (directly or through another fixture)
+is marked ``e2e``: ``pytest -m "not e2e"`` runs the fast pure suite.
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ from cwl_pipeline.local.processes import (
     free_port,
     moto_service,
 )
+
+# Fixtures that start server processes. A new such fixture adds its name here; its tests are
+# then marked e2e whichever folder they are in.
+SERVER_FIXTURES = frozenset({"local_aws", "local_bigquery", "postgres"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``e2e`` every test whose fixture closure starts a server process."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

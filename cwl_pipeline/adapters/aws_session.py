@@ -21,6 +21,7 @@ from botocore.credentials import (
 )
 
 from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.config import AwsSettings, default_of
 from cwl_pipeline.core.redaction import redact_secrets
 
 ROLE_DURATION_SECONDS = 3600
@@ -44,7 +45,7 @@ def assumed_role_session(
     base: boto3.session.Session,
     role_arn: str,
     *,
-    session_name: str = "cwl-pipeline",
+    session_name: str = default_of(AwsSettings, "role_session_name"),
     external_id: str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,

@@ -37,6 +37,7 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_literals import string_literal
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
+from cwl_pipeline.config import BigQuerySettings, default_of
 from cwl_pipeline.core.redaction import redact_secrets
 from cwl_pipeline.core.schema import COLUMN_TYPES, Column
 from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
@@ -198,7 +199,7 @@ class BigQueryLoader:
         *,
         location: str | None = None,
         staging_dataset: str | None = None,
-        retry_timeout: float = 120.0,
+        retry_timeout: float = default_of(BigQuerySettings, "retry_timeout").total_seconds(),
     ) -> None:
         """``retry_timeout`` bounds how long API calls are retried (unreachable endpoint,
         transient errors) before failing with a :class:`DestinationError`."""

@@ -31,6 +31,7 @@ from google.auth.credentials import Credentials
 from google.oauth2 import service_account
 
 from cwl_pipeline.adapters.errors import DestinationError
+from cwl_pipeline.config import GcpCredentials, default_of
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 AWS_SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
@@ -135,7 +136,7 @@ def _is_loopback(host: str) -> bool:
 def aws_external_account_credentials(
     info: Mapping[str, Any],
     *,
-    aws_credentials: str = "boto3",
+    aws_credentials: str = default_of(GcpCredentials, "aws_credentials"),
     session: boto3.session.Session | None = None,
     region: str | None = None,
     scopes: Sequence[str] = (CLOUD_PLATFORM_SCOPE,),

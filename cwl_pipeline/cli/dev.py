@@ -4,6 +4,8 @@ Starts local AWS (moto server), the BigQuery emulator, demo producers writing to
 CloudWatch Logs, and the Dagster webserver and daemon with a persistent ``DAGSTER_HOME``.
 The second demo log group, ``/cwl-demo/worker``, is also delivered through a subscription
 filter and Firehose to an S3 bucket in local AWS, and has a bucket for history exports.
+Dagster reads the bundled local config (``pipeline.local.yaml``, or ``--config``) through
+``CWL_PIPELINE_CONFIG``, which this command sets: the local config is never a silent default.
 Ctrl-C or SIGTERM stops every child process and frees the ports.
 """
 
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cwl_pipeline.config import BUNDLED_CONFIG, CONFIG_ENV_VAR
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
     LOCAL_PROJECT,
@@ -70,6 +73,12 @@ def add_parser(sub: Any) -> None:
         default=Path(os.environ.get("CWL_DEV_HOME", ".local_data")),
         help="folder for DAGSTER_HOME, emulator data and logs (default: ./.local_data)",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=BUNDLED_CONFIG,
+        help=f"pipeline config for Dagster (default: the bundled local config; {CONFIG_ENV_VAR} is ignored)",
+    )
     parser.add_argument("--no-producer", action="store_true", help="do not write demo logs")
     parser.set_defaults(handler=run)
 
@@ -81,6 +90,8 @@ def _env_int(name: str, default: int) -> int:
 def _dagster_env(home: Path, args: argparse.Namespace) -> dict[str, str]:
     return {
         "DAGSTER_HOME": str(home / "dagster_home"),
+        # The local stack chooses its config explicitly; the definitions have no default.
+        CONFIG_ENV_VAR: str(args.config.resolve()),
         "CWL_AWS_ENDPOINT_URL": f"http://127.0.0.1:{args.aws_port}",
         "CWL_BQ_ENDPOINT": f"http://127.0.0.1:{args.bigquery_port}",
         "CWL_BQ_GRPC_ENDPOINT": f"127.0.0.1:{args.bigquery_grpc_port}",
@@ -205,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         services.append(daemon.start(preexec=_restore_default_signals))
         print(f"Dagster UI                 http://127.0.0.1:{args.ui_port}", flush=True)
         print(f"DAGSTER_HOME               {dagster_home}", flush=True)
+        print(f"pipeline config            {env[CONFIG_ENV_VAR]}", flush=True)
         print(f"logs                       {logs}", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:

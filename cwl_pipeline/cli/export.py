@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from cwl_pipeline.config import AwsSettings, ConfigError, S3Source, load_config, parse_duration
+from cwl_pipeline.config import (
+    AwsSettings,
+    ConfigError,
+    HistorySource,
+    S3Source,
+    default_of,
+    load_config,
+    parse_duration,
+)
 
 _BAR_WIDTH = 30
 
@@ -38,14 +46,13 @@ def add_parser(sub: Any) -> None:
         "--stream",
         help="take log group, bucket, prefix and AWS settings from this export stream of the pipeline config",
     )
-    parser.add_argument(
-        "--config", type=Path, help="pipeline config (default: $CWL_PIPELINE_CONFIG or bundled)"
-    )
+    parser.add_argument("--config", type=Path, help="pipeline config (default: $CWL_PIPELINE_CONFIG)")
     parser.add_argument("--endpoint-url", help="AWS endpoint (default: the SDK's, or AWS_ENDPOINT_URL)")
     parser.add_argument("--region", help="AWS Region (default: the SDK's)")
     parser.add_argument("--profile", help="AWS named profile")
+    poll = default_of(HistorySource, "poll_interval").total_seconds()
     parser.add_argument(
-        "--poll-seconds", type=float, default=10.0, help="DescribeExportTasks interval (default: 10)"
+        "--poll-seconds", type=float, default=poll, help=f"DescribeExportTasks interval (default: {poll:g})"
     )
     parser.set_defaults(handler=run)
 
@@ -144,7 +151,7 @@ def _destination(args: argparse.Namespace) -> tuple[AwsSettings, str, str, str]:
 def _sdk_region() -> str:
     import boto3
 
-    return boto3.session.Session().region_name or "us-east-1"
+    return boto3.session.Session().region_name or default_of(AwsSettings, "region")
 
 
 def _error(message: str, code: int) -> int:

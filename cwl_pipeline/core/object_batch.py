@@ -10,10 +10,14 @@ The objects of one window (or one export task folder) are decoded one by one. Th
   one reject with reason ``unreadable_object``, its URI in ``source_object`` and the decoding
   error in ``detail``; the other objects still load.
 
-Counts reconcile: ``records_decoded = rows_loaded + rows_rejected + duplicates_dropped``, where
-an unreadable object counts as one record read and rejected. ``records_decoded`` is counted as
-the decoders yield events, before anything is dropped or normalized: the load checks compare it
-with what BigQuery holds afterwards.
+The stream's rules (:mod:`cwl_pipeline.core.event_rules`) then drop filtered events and redact
+the others, before normalization; with ``raw``, every event that remains is also kept as a raw
+row (:mod:`cwl_pipeline.core.raw_events`).
+
+Counts reconcile: ``records_decoded = rows_loaded + rows_rejected + duplicates_dropped +
+events_filtered``, where an unreadable object counts as one record read and rejected.
+``records_decoded`` is counted as the decoders yield events, before anything is dropped or
+normalized: the load checks compare it with what BigQuery holds afterwards.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.identity import derived_event_id
 from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch, normalize
+from cwl_pipeline.core.raw_events import RawCollector
 from cwl_pipeline.core.schema import TableSchema
 
 UNREADABLE_OBJECT = "unreadable_object"
@@ -61,6 +67,8 @@ class ObjectBatch:
     duplicates_dropped: int = 0
     bytes_read: int = 0
     records_decoded: int = 0
+    tally: RuleTally = field(default_factory=RuleTally)
+    raw: pa.Table | None = None  # raw rows of the events kept, when the stream has a raw table
 
     @property
     def rows_loaded(self) -> int:
@@ -85,6 +93,9 @@ class ObjectBatch:
         rejects = self.batch.rejects_table
         kept_rows = rows.filter(pc.invert(pc.is_in(rows["event_id"], value_set=value_set)))
         kept_rejects = rejects.filter(pc.invert(pc.is_in(rejects["event_id"], value_set=value_set)))
+        raw = self.raw
+        if raw is not None:
+            raw = raw.filter(pc.invert(pc.is_in(raw["event_id"], value_set=value_set)))
         dropped = rows.num_rows - kept_rows.num_rows + rejects.num_rows - kept_rejects.num_rows
         return replace(
             self,
@@ -96,6 +107,7 @@ class ObjectBatch:
                 parse_warnings=self.batch.parse_warnings,
             ),
             duplicates_dropped=self.duplicates_dropped + dropped,
+            raw=raw,
         )
 
     def metadata(self) -> dict[str, object]:
@@ -107,14 +119,22 @@ class ObjectBatch:
             "rows_loaded": self.rows_loaded,
             "rows_rejected": self.rows_rejected,
             "duplicates_dropped": self.duplicates_dropped,
+            **self.tally.facts(),
             "bytes_read": self.bytes_read,
             "reject_reasons": self.batch.reject_reasons,
             **({"parse_warnings": self.batch.parse_warnings} if self.batch.parse_warnings else {}),
         }
 
 
-def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -> ObjectBatch:
-    """Deduplicate, normalize and add unreadable-object rejects (see the module docs).
+def build_object_batch(
+    contents: Iterable[ObjectContent],
+    schema: TableSchema,
+    *,
+    rules: EventRules = NO_RULES,
+    raw: bool = False,
+) -> ObjectBatch:
+    """Deduplicate, apply ``rules``, normalize and add unreadable-object rejects (see the
+    module docs); with ``raw``, keep the raw rows of the events normalized.
 
     ``contents`` must be in delivery order: the first occurrence of an event id is kept. It
     is consumed once, lazily, so objects can be read and decoded one at a time.
@@ -141,7 +161,10 @@ def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -
                 seen.add(event.event_id)
                 yield event
 
-    batch = normalize(unique_events(), schema)
+    tally = RuleTally()
+    collector = RawCollector() if raw else None
+    events = rules.apply(unique_events(), tally)
+    batch = normalize(collector.tee(events) if collector else events, schema)
     if unreadable:
         batch = _with_rejects(batch, unreadable_rejects(unreadable))
     return ObjectBatch(
@@ -152,7 +175,15 @@ def build_object_batch(contents: Iterable[ObjectContent], schema: TableSchema) -
         duplicates_dropped=dropped,
         bytes_read=size,
         records_decoded=decoded,
+        tally=tally,
+        raw=collector.table() if collector else None,
     )
+
+
+def concat_raw(batches: Sequence[ObjectBatch]) -> pa.Table | None:
+    """The raw rows of several batches (None when they keep none)."""
+    raws = [b.raw for b in batches if b.raw is not None]
+    return pa.concat_tables(raws) if raws else None
 
 
 def concat_batches(batches: Sequence[ObjectBatch]) -> tuple[pa.Table, pa.Table]:

@@ -51,6 +51,7 @@ from cwl_pipeline.core.formats.gzip_members import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     GZIP_MAGIC,
     DecompressionBudget,
+    inflate_member,
 )
 from cwl_pipeline.core.normalize import MAX_MESSAGE_BYTES, NormalizedBatch, normalize
 from cwl_pipeline.core.schema import TableSchema
@@ -472,26 +473,13 @@ class _Range:
             DecodeError: corrupt data, or over the budget.
             _NeedMore: the member runs past the bytes at hand, and the payload goes on.
         """
-        view = memoryview(self.data)
-        size = len(self.data)
-        inflater = zlib.decompressobj(wbits=31)
-        parts: list[bytes] = []
-        pos = at
         try:
-            while not inflater.eof and pos < size:
-                chunk = view[pos : pos + _CHUNK]
-                pos += len(chunk)
-                part = inflater.decompress(chunk, budget.limit - budget.used + 1)
-                budget.used += len(part)
-                if budget.used > budget.limit:
-                    raise budget.error()
-                parts.append(part)
+            member, pos, ended = inflate_member(memoryview(self.data), at, budget)
         except zlib.error as exc:
             raise DecodeError(f"corrupt gzip data: {exc}") from None
-        if not inflater.eof:
-            if self.base + size < self.total:
+        if not ended:
+            if self.base + len(self.data) < self.total:
                 raise _NeedMore
             return None
-        pos -= len(inflater.unused_data)
         self._last_size = pos - at
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return member

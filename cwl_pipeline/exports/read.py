@@ -83,5 +83,7 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
         schema=stream.schema,
         scope_of=scope_of,
         chunk_events=chunk_events(),
+        rules=stream.rules,
+        raw=stream.raw_table is not None,
         time_column=stream.schema.time_column,
     )

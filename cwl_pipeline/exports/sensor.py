@@ -82,7 +82,7 @@ def build_export_sensor(
             f"load is asked for again, up to {retry.max_attempts} attempts; the tick log lists what is "
             "still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*tables.written_keys),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )

@@ -2,7 +2,12 @@
 
 Time-window partitions like a polling stream, but a window holds the objects *delivered* in it
 (:mod:`cwl_pipeline.firehose.windows`); a range of windows loads in one run, in steps of
-``windows_per_replace`` windows (one transaction each).
+``windows_per_replace`` windows (one transaction each) for a stream without routes or error
+records.
+
+A stream with ``routes`` is still one multi-asset (subsettable) over the tables of every route
+and its own: each object is listed and read once per run, its events split by log group
+(:mod:`cwl_pipeline.firehose.routes`), and each route's tables loaded and checked on their own.
 """
 
 from collections.abc import Iterator
@@ -12,46 +17,74 @@ import dagster as dg
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.firehose.read import read_firehose_range
+from cwl_pipeline.firehose.layout_check import build_layout_check
+from cwl_pipeline.firehose.read import read_firehose_range, read_routed_windows, reads_in_steps
+from cwl_pipeline.firehose.routes import DEFAULT_ROUTE, destinations
 from cwl_pipeline.firehose.sensor import build_firehose_sensor
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.s3_assets import Result, load_and_check, s3_source_specs
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables, table_asset_specs, writer_pool
+from cwl_pipeline.orchestration.tables import (
+    STREAM_TAG,
+    StreamTables,
+    selected,
+    table_asset_specs,
+    writer_pool,
+)
+
+
+def route_tables(stream: StreamConfig) -> dict[str, StreamTables]:
+    """The tables of every route of ``stream`` ('' for its own), in routing order."""
+    return {d.name: StreamTables.of(d.stream(stream)) for d in destinations(stream)}
 
 
 def build_firehose_stream(
     stream: StreamConfig, bq: BigQuerySettings
-) -> tuple[list[dg.AssetSpec], dg.AssetsDefinition, list[dg.SensorDefinition]]:
-    """The source specs, the loading asset and the sensor of a Firehose stream."""
-    tables = StreamTables.of(stream)
+) -> tuple[list[dg.AssetSpec], dg.AssetsDefinition, list[dg.SensorDefinition], dg.AssetChecksDefinition]:
+    """The source specs, the loading asset, the sensor and the key-layout check of a Firehose stream."""
+    routes = route_tables(stream)
     sources = s3_source_specs(stream)
-    specs = table_asset_specs(tables, bq, [sources[-1].key])
-    asset = firehose_asset(stream, tables, specs, writer_pool(bq, stream.table))
-    return sources, asset, [build_firehose_sensor(tables)]
+    specs = [spec for tables in routes.values() for spec in table_asset_specs(tables, bq, [sources[-1].key])]
+    asset = firehose_asset(stream, routes, specs, writer_pool(bq, stream.table))
+    own = routes[""]
+    return sources, asset, [build_firehose_sensor(own, routes=list(routes.values()))], build_layout_check(own)
 
 
 def firehose_asset(
-    stream: StreamConfig, tables: StreamTables, specs: list[dg.AssetSpec], pool: str
+    stream: StreamConfig, routes: dict[str, StreamTables], specs: list[dg.AssetSpec], pool: str
 ) -> dg.AssetsDefinition:
     """The multi-asset that loads a Firehose stream's delivery windows (a range in one run)."""
 
     @dg.multi_asset(
         name=f"load_{stream.name}",
         specs=specs,
-        check_specs=load_check_specs(tables),
+        check_specs=[check for tables in routes.values() for check in load_check_specs(tables)],
         partitions_def=window_partitions(stream),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=stream.backfill_windows_per_run),
         pool=pool,
         op_tags={STREAM_TAG: stream.name},
+        can_subset=len(routes) > 1,
     )
     def load_delivery_windows(
         context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
     ) -> Iterator[Result]:
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-        reads = read_firehose_range(stream, S3ObjectStore(aws.client("s3")), start, end)
-        yield from load_and_check(context, stream, tables, bigquery, reads)
+        store = S3ObjectStore(aws.client("s3"))
+        if reads_in_steps(stream):
+            # Step by step, chunk by chunk: a run's memory does not grow with its range.
+            own = routes[DEFAULT_ROUTE]
+            steps = read_firehose_range(stream, store, start, end)
+            yield from load_and_check(context, own.stream, own, bigquery, steps)
+            return
+        reads = read_routed_windows(stream, store, start, end)
+        chosen = context.selected_asset_keys
+        for name, tables in routes.items():
+            if tables.events_key not in chosen and tables.rejects_key not in chosen:
+                continue
+            yield from selected(
+                context, load_and_check(context, tables.stream, tables, bigquery, [reads[name]])
+            )
 
     return load_delivery_windows

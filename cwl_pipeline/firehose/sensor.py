@@ -25,6 +25,7 @@ from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import S3Source
 from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
+from cwl_pipeline.firehose.layout_check import layout_evaluation, outside_layout, stream_layouts
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after, plan_firehose_requests
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
@@ -35,25 +36,26 @@ from cwl_pipeline.orchestration.owed_runs import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, STREAM_TAG, StreamTables
 
 LOAD_KIND = "objects"
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
-def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
+def build_firehose_sensor(
+    tables: StreamTables, retry: RetryPolicy = DEFAULT_RETRY, routes: list[StreamTables] | None = None
+) -> dg.SensorDefinition:
     """The sensor that loads ``tables.stream``'s Firehose deliveries as they arrive.
 
-    ``retry`` bounds and spaces the attempts of a failed load (tests shorten its waits).
+    ``retry`` bounds and spaces the attempts of a failed load (tests shorten its waits);
+    ``routes`` are the tables of every route of the stream (its own included), all loaded by
+    each run it requests.
     """
     stream = tables.stream
     source = stream.source
     assert isinstance(source, S3Source)
+    layouts = stream_layouts(source)
+    every = routes or [tables]
+    keys = [key for t in every for key in t.written_keys]
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
     name = f"{stream.name}_objects"
     owed_scope = OwedScope(
@@ -73,7 +75,7 @@ def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RET
             f"A failed load is asked for again, up to {retry.max_attempts} attempts; the tick log lists "
             "what is still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*keys),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -83,17 +85,31 @@ def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RET
         cursor = FirehoseCursor.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))
         begin = max(stream.start, floor_to_window(now - stream.initial_lookback, stream.window))
-        start_after = listing_start_after(source.prefix, cursor, now, begin)
+        deep = cursor.deep_due(now)
+        store = S3ObjectStore(aws.client("s3"))
         try:
-            objects = list(
-                S3ObjectStore(aws.client("s3")).list_objects(source.bucket, source.prefix, start_after)
-            )
+            listed = [
+                list(
+                    store.list_objects(
+                        source.bucket,
+                        layout.static_head,
+                        listing_start_after(layout, cursor, now, begin, deep=deep),
+                    )
+                )
+                for layout in layouts
+            ]
         except SourceError as exc:
             # The cursor stays as it was; owed loads wait for the next tick that can list.
             return dg.SensorResult(skip_reason=f"cannot list s3://{source.bucket}/{source.prefix}: {exc}")
+        # Error objects are planned like deliveries (their windows are re-run); a key is outside
+        # the layout only if neither template matches it.
+        error_objects = [o for batch in listed[1:] for o in batch if layouts[0].match(o.key) is None]
+        objects = list({o.key: o for o in [*listed[0], *error_objects]}.values())
         plan = plan_firehose_requests(
             objects,
-            prefix=source.prefix,
+            prefix=layouts[0],
+            error_layouts=layouts[1:],
+            deep=deep,
             cursor=cursor,
             now=now,
             size=stream.window,
@@ -102,11 +118,14 @@ def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RET
             max_windows=stream.max_windows_per_run,
             busy_windows=busy_windows(context.instance, stream.name, stream.window),
         )
-        if plan.outside_layout:
-            context.log.warning(
-                f"{plan.outside_layout} object(s) under the prefix are not in the Firehose "
-                "<prefix>YYYY/MM/DD/HH/ layout and are ignored"
+        outside = outside_layout(plan.outside_keys, layouts)
+        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
+        if outside:
+            context.log.error(
+                f"{len(outside)} object(s) are outside the stream's key layout and are not loaded: "
+                + ", ".join(outside[:10])
             )
+            events.append(layout_evaluation(tables, outside))
         if plan.deferred:
             context.log.info(f"{plan.deferred} new object(s) wait for a running load of their window")
         requests = [
@@ -137,7 +156,7 @@ def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RET
             else f"no new objects; {owed_line}"
             if owed_line
             else "no new objects",
-            asset_events=owed_observation(owed, owed_before, owed_scope, now),
+            asset_events=[*owed_observation(owed, owed_before, owed_scope, now), *events],
         )
 
     return objects_sensor
@@ -146,7 +165,9 @@ def build_firehose_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RET
 def busy_windows(instance: dg.DagsterInstance, stream: str, size: timedelta) -> set[datetime]:
     """Windows that a queued or running load of ``stream`` covers."""
     busy: set[datetime] = set()
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=_ACTIVE))
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=ACTIVE_RUN_STATUSES)
+    )
     for record in records:
         tags = record.dagster_run.tags
         first = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get(PARTITION_NAME_TAG)

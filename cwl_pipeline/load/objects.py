@@ -41,6 +41,7 @@ from cwl_pipeline.adapters.sql_scopes import (
     time_scope,
 )
 from cwl_pipeline.config import S3Source, StreamConfig
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.normalize import normalize, parse_warning_facts
 from cwl_pipeline.core.object_batch import (
     ObjectBatch,
@@ -87,6 +88,7 @@ class GroupFigures:
     bytes_read: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
     parse_warnings: Counter[str] = field(default_factory=Counter)
+    tally: RuleTally = field(default_factory=RuleTally)
     first: datetime | None = None
     last: datetime | None = None
 
@@ -97,6 +99,8 @@ class GroupFigures:
         self.records_decoded += batch.records_decoded
         self.duplicates += batch.duplicates_dropped
         self.bytes_read += batch.bytes_read
+        self.tally.events_filtered += batch.tally.events_filtered
+        self.tally.events_redacted += batch.tally.events_redacted
         self.add_tables(batch.batch.rows_table, batch.batch.rejects_table, time_column)
         self.parse_warnings.update(batch.batch.parse_warnings)
 
@@ -124,6 +128,7 @@ class GroupFigures:
             "rows_loaded": self.rows,
             "rows_rejected": self.rejects,
             "duplicates_dropped": self.duplicates,
+            **self.tally.facts(),
             "bytes_read": self.bytes_read,
             "reject_reasons": dict(sorted(self.reject_reasons.items(), key=lambda i: (-i[1], i[0]))),
         }
@@ -160,19 +165,28 @@ class ObjectSetRead(SourceRead):
     scope_of: ScopeOf | None = None
     chunk_events: int = DEFAULT_CHUNK_EVENTS
     parallel: ParallelDecode | None = None
+    rules: EventRules = NO_RULES
+    raw: bool = False  # keep raw rows (the stream has a raw table)
+    batches: dict[Hashable, ObjectBatch] | None = None  # decoded beforehand (see decoded_read)
+    versions: dict[Hashable, str] = field(default_factory=dict)
     figures: dict[Hashable, GroupFigures] = field(default_factory=dict)
     bounds: tuple[datetime, datetime] | None = None  # of the event times read
     _bounds: list[datetime] = field(default_factory=list)
     _hours: set[int] = field(default_factory=set)
     _read: bool = False
 
-    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table]]:
-        """Rows and rejects, a chunk of at most about ``chunk_events`` events at a time, in
-        delivery order; at the end, the read's scope and figures are set."""
+    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table, pa.Table | None]]:
+        """Rows, rejects and raw rows, a chunk of at most about ``chunk_events`` events at a
+        time, in delivery order; at the end, the read's scope and figures are set."""
         if self._read:
             raise RuntimeError(f"{self.label} was read already")
-        assert self.read_objects is not None and self.schema is not None and self.scope_of is not None
         self._read = True
+        if self.batches is not None:
+            for group, batch in self.batches.items():
+                self.figures.setdefault(group, GroupFigures()).add(batch, self.time_column)
+                yield batch.batch.rows_table, batch.batch.rejects_table, batch.raw
+            return
+        assert self.read_objects is not None and self.schema is not None and self.scope_of is not None
         for group, objects in self.objects.items():
             figures = self.figures.setdefault(group, GroupFigures())
             figures.objects = list(objects)
@@ -196,22 +210,28 @@ class ObjectSetRead(SourceRead):
         self.stored_scope = _hours_scope(self._hours, self.time_column)
         self.events_at_source = sum(f.records_decoded for f in self.figures.values())
         warnings: Counter[str] = Counter()
+        tally = RuleTally()
         for f in self.figures.values():
             warnings.update(f.parse_warnings)
-        self.facts = {**self.facts, **parse_warning_facts(dict(warnings))}
+            tally.events_filtered += f.tally.events_filtered
+            tally.events_redacted += f.tally.events_redacted
+        self.facts = {**self.facts, **parse_warning_facts(dict(warnings)), **tally.facts()}
 
-    def _chunk(self, figures: GroupFigures, contents: list[ObjectContent]) -> tuple[pa.Table, pa.Table]:
+    def _chunk(
+        self, figures: GroupFigures, contents: list[ObjectContent]
+    ) -> tuple[pa.Table, pa.Table, pa.Table | None]:
         assert self.schema is not None
-        batch = build_object_batch(contents, self.schema)
+        batch = build_object_batch(contents, self.schema, rules=self.rules, raw=self.raw)
         contents.clear()
         figures.add(batch, self.time_column)
-        return self._note_times(batch.batch.rows_table, batch.batch.rejects_table)
+        return (*self._note_times(batch.batch.rows_table, batch.batch.rejects_table), batch.raw)
 
     def _parallel_chunks(
         self, figures: GroupFigures, objects: Sequence[StoredObject], parallel: ParallelDecode
-    ) -> Iterator[tuple[pa.Table, pa.Table]]:
+    ) -> Iterator[tuple[pa.Table, pa.Table, pa.Table | None]]:
         """Objects decoded and normalized by :func:`decode_objects_parallel`, each on its own
-        (duplicates are dropped by the load, in BigQuery), gathered into chunks."""
+        (duplicates are dropped by the load, in BigQuery), gathered into chunks. Only for a
+        stream without rules or raw table (the workers apply neither)."""
         assert self.schema is not None
         fetched: deque[tuple[StoredObject, int]] = deque()
 
@@ -249,11 +269,11 @@ class ObjectSetRead(SourceRead):
 
     def _gathered(
         self, figures: GroupFigures, rows: list[pa.Table], rejects: list[pa.Table]
-    ) -> tuple[pa.Table, pa.Table]:
+    ) -> tuple[pa.Table, pa.Table, pa.Table | None]:
         row_table = pa.concat_tables(rows) if rows else _empty_like(self.schema, events=True)
         reject_table = pa.concat_tables(rejects) if rejects else _empty_like(self.schema, events=False)
         figures.add_tables(row_table, reject_table, self.time_column)
-        return self._note_times(row_table, reject_table)
+        return (*self._note_times(row_table, reject_table), None)
 
     def _note_times(self, rows: pa.Table, rejects: pa.Table) -> tuple[pa.Table, pa.Table]:
         for column in (rows[self.time_column], rejects["timestamp"]):
@@ -268,7 +288,7 @@ class ObjectSetRead(SourceRead):
         parts = list(self.chunks())
         if not parts:
             return _EMPTY, _EMPTY
-        return pa.concat_tables([r for r, _ in parts]), pa.concat_tables([j for _, j in parts])
+        return pa.concat_tables([p[0] for p in parts]), pa.concat_tables([p[1] for p in parts])
 
     @property
     def rows_loaded(self) -> int:
@@ -321,8 +341,10 @@ class ObjectSetRead(SourceRead):
             group: {
                 **self.describe(group),
                 **(
-                    self.figures[group].metadata(object_set_version(self.objects.get(group, [])))
-                    if group in self.figures and self.objects.get(group)
+                    self.figures[group].metadata(
+                        self.versions.get(group) or object_set_version(self.objects.get(group, []))
+                    )
+                    if group in self.figures
                     else batch_figures(None, "", self.time_column)
                 ),
             }
@@ -461,6 +483,69 @@ def read_contents(
                     vanished.append(object_uri(bucket, obj.key))
                     continue
                 yield decode(obj, data)
+
+
+def warning_facts(batches: Mapping[Hashable, ObjectBatch]) -> dict[str, int]:
+    """Parse warnings, filtered and redacted events of every group, as run figures."""
+    total: Counter[str] = Counter()
+    tally = RuleTally()
+    for batch in batches.values():
+        total.update(batch.batch.parse_warnings)
+        tally.events_filtered += batch.tally.events_filtered
+        tally.events_redacted += batch.tally.events_redacted
+    return {**parse_warning_facts(dict(total)), **tally.facts()}
+
+
+def event_time_bounds(
+    batches: Mapping[Hashable, ObjectBatch], time_column: str
+) -> tuple[datetime, datetime] | None:
+    """``[earliest, latest + 1 ms)`` of the rows' and rejects' times, None without any."""
+    times = [
+        t
+        for b in batches.values()
+        for column in (b.batch.rows_table[time_column], b.batch.rejects_table["timestamp"])
+        for t in (pc.min(column).as_py(), pc.max(column).as_py())
+        if t is not None
+    ]
+    if not times:
+        return None
+    latest = max(times)
+    # BigQuery's last timestamp (rejects are clamped into its range) has no successor.
+    end = (
+        latest + timedelta(milliseconds=1)
+        if latest < BIGQUERY_LAST - timedelta(milliseconds=1)
+        else BIGQUERY_LAST
+    )
+    return min(times), end
+
+
+BIGQUERY_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def records_decoded(batches: Mapping[Hashable, ObjectBatch]) -> int:
+    # Records the decoders yielded (an unreadable object counts as one), before duplicates of
+    # redelivered records are dropped and before normalization: the source side of the checks.
+    return sum(b.records_decoded for b in batches.values())
+
+
+def stored_copies_scope(batches: Mapping[Hashable, ObjectBatch], time_column: str) -> LoadScope | None:
+    """Where copies of a read's events may already be stored: the hours of their event times,
+    in any window, object set or export folder of the stream (None without any event).
+
+    Searching by event time, not by object, is what finds an event Firehose delivered again in
+    another delivery window, or that two export tasks both exported; the hours keep the scan
+    to the partitions and blocks of those times.
+    """
+    hours: set[int] = set()
+    for batch in batches.values():
+        for column in (batch.batch.rows_table[time_column], batch.batch.rejects_table["timestamp"]):
+            if len(column):
+                micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+                hours.update(pc.unique(_floor_hours(micros)).to_pylist())
+    if not hours:
+        return None
+    ranges = [_hour_range(h) for h in sorted(hours)]
+    return LoadScope(time_ranges_scope(time_column, ranges), time_ranges_scope("timestamp", ranges))
 
 
 def bounded_scope(scope: Scope, column: str, bounds: tuple[datetime, datetime] | None) -> Scope:

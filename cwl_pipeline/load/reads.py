@@ -40,10 +40,11 @@ class SourceRead(ABC):
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """The rows and the rejects to write."""
 
-    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table]]:
-        """The rows and the rejects to write, a chunk at a time (the load stages each as it
-        comes). Reads that hold everything in memory anyway yield :meth:`tables` once."""
-        yield self.tables()
+    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table, pa.Table | None]]:
+        """The rows, the rejects and the raw rows (None: no raw table) to write, a chunk at a
+        time (the load stages each as it comes). Reads that hold everything in memory anyway
+        yield :meth:`tables` and :meth:`raw_rows` once."""
+        yield (*self.tables(), self.raw_rows())
 
     def count_staged_duplicates(
         self, rows: Mapping[str | None, int], rejects: Mapping[str | None, int]
@@ -54,6 +55,16 @@ class SourceRead(ABC):
     @abstractmethod
     def part_figures(self, loaded_at: datetime) -> dict[Hashable, dict[str, object]]:
         """Figures per part of the scope (a window start, an export folder), for metadata."""
+
+    def raw_rows(self) -> pa.Table | None:
+        """The raw rows to write (None: the read writes no raw table)."""
+        return None
+
+    @property
+    def events_filtered(self) -> int:
+        """Events the stream's filter dropped: read, never stored."""
+        value = self.facts.get("events_filtered", 0)
+        return value if isinstance(value, int) else 0
 
     @property
     def rows_loaded(self) -> int:

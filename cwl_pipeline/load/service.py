@@ -26,6 +26,10 @@ counted by one query per table before the transaction.
 
 * ``LIVE`` (refreshes of the still-open window): the rows ingested since the previous refresh
   are appended to the live table through the Storage Write API: no query, no load job.
+
+A stream with a raw table gets its raw rows written in the same transaction, in the same
+mode and scope (the rejects scope: the raw table has the rejects table's metadata columns).
+``LIVE`` appends write no raw rows: the window's settled load writes them.
 """
 
 from __future__ import annotations
@@ -102,11 +106,12 @@ class LoadFacts:
     rows_before: int  # events + rejects rows in scope before the load
     scope: LoadScope
     final_sweep: bool  # this load was the stream's last late-data sweep
+    events_filtered: int = 0  # dropped by the stream's filter: read, never stored
 
     @property
     def events_read(self) -> int:
         """Events the source yielded that this load's scope must hold."""
-        return self.events_at_source - self.duplicates_dropped - self.stored_elsewhere
+        return self.events_at_source - self.duplicates_dropped - self.stored_elsewhere - self.events_filtered
 
 
 @dataclass
@@ -124,6 +129,7 @@ class LoadOutcome:
     rows_kept_from_unreadable: int = 0
     objects_vanished: int = 0
     rows_written: int = 0  # rows and rejects this load added (all of them when it replaced)
+    raw_rows: int | None = None  # raw rows of the reads (None: the stream keeps no raw table)
     ingested_until: datetime | None = None  # newest ingestion time of the rows it read
     job_ids: list[str] = field(default_factory=list)
     staged_bytes: int = 0
@@ -145,6 +151,8 @@ class LoadOutcome:
             bytes_staged=self.staged_bytes,
             bigquery_job_ids=", ".join(self.job_ids) or "none (nothing to replace)",
         )
+        if self.raw_rows is not None:
+            metadata["raw_rows_read"] = self.raw_rows
         if self.ingested_until is not None:
             metadata["ingested_until"] = self.ingested_until.isoformat()
         if self.objects_vanished or self.rows_kept_from_unreadable:
@@ -163,7 +171,14 @@ class LoadOutcome:
             rows_before=self.rows_before,
             scope=scope,
             final_sweep=final_sweep,
+            events_filtered=self.events_filtered,
         )
+
+    @property
+    def events_filtered(self) -> int:
+        """Events the stream's filter dropped in every read of the load."""
+        value = self.facts.get("events_filtered", 0)
+        return value if isinstance(value, int) else 0
 
 
 def load(
@@ -262,12 +277,20 @@ def _load_read(
 ) -> None:
     staged_rows = loader.open_staging(tables.events, read.label)
     staged_rejects = loader.open_staging(tables.rejects, read.label)
+    staged_raw = loader.open_staging(tables.raw, read.label) if tables.raw is not None else None
+    stagings = [s for s in (staged_rows, staged_rejects, staged_raw) if s is not None]
     try:
         # Each chunk is staged as it comes: the load holds one chunk, not the whole read.
-        for rows, rejects in read.chunks():
+        raw_rows: int | None = None
+        for rows, rejects, raw in read.chunks():
             loader.stage_chunk(staged_rows, rows)
             loader.stage_chunk(staged_rejects, rejects)
-            del rows, rejects
+            if staged_raw is not None and raw is not None:
+                loader.stage_chunk(staged_raw, raw)
+                raw_rows = (raw_rows or 0) + raw.num_rows
+            del rows, rejects, raw
+        if raw_rows is not None:
+            outcome.raw_rows = (outcome.raw_rows or 0) + raw_rows
         for uri in read.unreadable:
             log.warning(f"{name}: unreadable object {uri} (one reject recorded)")
         for uri in read.vanished:
@@ -281,23 +304,23 @@ def _load_read(
             # Nothing to read, nothing to replace: rows of objects gone from S3 stay.
             log.info(f"{name}: nothing to load for {read.label}")
             outcome.parts.update(read.part_figures(datetime.now(UTC)))
-            loader.drop_staging(staged_rows)
-            loader.drop_staging(staged_rejects)
+            for staging in stagings:
+                loader.drop_staging(staging)
             return
         if read.unreadable:
             outcome.rows_kept_from_unreadable += _keep_rows_of_unreadable(loader, tables, read, log, name)
     except BaseException:
-        loader.drop_staging(staged_rows)
-        loader.drop_staging(staged_rejects)
+        for staging in stagings:
+            loader.drop_staging(staging)
         raise
-    _write_staged(loader, tables, read, (staged_rows, staged_rejects), outcome, log, name, mode)
+    _write_staged(loader, tables, read, (staged_rows, staged_rejects, staged_raw), outcome, log, name, mode)
 
 
 def _write_staged(
     loader: BigQueryLoader,
     tables: TablePair,
     read: SourceRead,
-    staged: tuple[StagingTable, StagingTable],
+    staged: tuple[StagingTable, StagingTable, StagingTable | None],
     outcome: LoadOutcome,
     log: logging.Logger,
     name: str,
@@ -347,6 +370,7 @@ def _write_staged(
         read.label,
         keep=mode is WriteMode.INSERT_MISSING,
         stored=wider,
+        raw=staged[2],
         decide=decide,
     )
     none = StagedCounts()
@@ -365,7 +389,7 @@ def _write_staged(
     outcome.rows_rejected += rows_rejected
     outcome.duplicates_dropped += duplicates
     outcome.steps += 1
-    total_written = sum(written.values())
+    total_written = written.get(tables.events.table, 0) + written.get(tables.rejects.table, 0)
     outcome.rows_written += total_written
     outcome.job_ids += result.job_ids
     outcome.staged_bytes += result.staged_bytes

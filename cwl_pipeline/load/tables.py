@@ -4,6 +4,9 @@
   statement bounded to a window reads about that window's blocks, not the whole day;
 * ``<table>_live``: the still-open window's rows, appended by each refresh through the Storage
   Write API (at least once), kept :data:`LIVE_RETENTION`;
+* the raw table (optional, ``raw: true``): every event kept, its message as a STRING, with the
+  rejects table's metadata columns, so the rejects scope of a load is its raw scope too
+  (:mod:`cwl_pipeline.core.raw_events`);
 * ``<table>_recent`` (a view): the events table plus the live rows it does not hold yet, each
   event once: what to query for near-real-time data.
 """
@@ -26,6 +29,7 @@ from cwl_pipeline.adapters.bigquery import (
 )
 from cwl_pipeline.adapters.sql_scopes import Scope
 from cwl_pipeline.config import StreamConfig
+from cwl_pipeline.core.raw_events import RAW_COLUMNS
 from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS
 from cwl_pipeline.core.sql_identifiers import quote_identifier
 
@@ -35,12 +39,13 @@ LIVE_RETENTION = timedelta(days=3)
 
 @dataclass(frozen=True)
 class TablePair:
-    """Specs of a stream's events table and of its rejects table."""
+    """Specs of a stream's events table, its rejects table and (if it has one) its raw table."""
 
     events: TableSpec
     rejects: TableSpec
     live: TableSpec
     recent_view: str
+    raw: TableSpec | None = None
 
     @classmethod
     def of(cls, stream: StreamConfig) -> TablePair:
@@ -73,7 +78,24 @@ class TablePair:
                 clustering=("timestamp", "log_group", "reason"),
                 description=f"Events of stream {stream.name} that did not fit its schema, with the reason.",
             ),
+            raw=raw_spec(stream),
         )
+
+
+def raw_spec(stream: StreamConfig) -> TableSpec | None:
+    """The stream's raw table, if it keeps one."""
+    if stream.raw_table is None:
+        return None
+    return TableSpec(
+        table=stream.raw_table,
+        columns=RAW_COLUMNS,
+        partition_column="timestamp",
+        clustering=("timestamp", "log_group", "log_stream"),
+        description=(
+            f"Every event stream {stream.name} kept, as read (after filters and redaction): "
+            f"its typed tables can be re-derived from it."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -85,10 +107,12 @@ class LoadScope:
 
 
 def ensure_tables(loader: BigQueryLoader, tables: TablePair) -> None:
-    """Create the dataset and both tables if missing (and reconcile their columns)."""
+    """Create the dataset and the tables if missing (and reconcile their columns)."""
     loader.ensure_dataset()
     loader.ensure_table(tables.events)
     loader.ensure_table(tables.rejects)
+    if tables.raw is not None:
+        loader.ensure_table(tables.raw)
 
 
 def rows_in_scope(loader: BigQueryLoader, tables: TablePair, scope: LoadScope) -> tuple[int, int]:
@@ -106,9 +130,13 @@ def replace_rows(
     *,
     keep: bool = False,
     stored: LoadScope | None = None,
+    raw: pa.Table | StagingTable | None = None,
     decide: Callable[[PreparedReplace], Sequence[Replacement]] | None = None,
 ) -> ReplaceResult:
     """Replace the scoped rows of the events and rejects tables together, in one transaction.
+
+    With ``raw`` (and a raw table), the raw table's rows in the rejects scope are replaced in
+    the same transaction (the raw table has the rejects table's metadata columns).
 
     With ``keep``, the scoped rows are kept and only rows whose (event id, time) is not there
     yet are inserted. With ``stored``, a row with a copy anywhere in that wider scope (stored
@@ -125,14 +153,13 @@ def replace_rows(
         keys = event_keys(spec) if keep or wider is not None else ()
         return Replacement(spec, data, own, keys, keep=keep, stored=wider)
 
-    return loader.replace(
-        [
-            replacement(tables.events, rows, scope.events, stored.events if stored else None),
-            replacement(tables.rejects, rejects, scope.rejects, stored.rejects if stored else None),
-        ],
-        label=label,
-        decide=decide,
-    )
+    replacements = [
+        replacement(tables.events, rows, scope.events, stored.events if stored else None),
+        replacement(tables.rejects, rejects, scope.rejects, stored.rejects if stored else None),
+    ]
+    if tables.raw is not None and raw is not None:
+        replacements.append(replacement(tables.raw, raw, scope.rejects, stored.rejects if stored else None))
+    return loader.replace(replacements, label=label, decide=decide)
 
 
 _NO_ROWS = pa.table({})

@@ -77,11 +77,12 @@ def evaluate_load_checks(
     stored = in_table + in_rejects
     late = stored - facts.rows_before
     # The normalizer's own sums: a difference here is a decoding or normalization bug.
-    normalized = facts.rows_loaded + facts.rows_rejected + facts.duplicates_dropped
+    normalized = facts.rows_loaded + facts.rows_rejected + facts.duplicates_dropped + facts.events_filtered
     metadata = {
         "events_at_source": facts.events_at_source,
         "duplicates_within_read": facts.duplicates_dropped,
         "events_stored_elsewhere": facts.stored_elsewhere,
+        "events_filtered": facts.events_filtered,
         "events_expected": facts.events_read,
         "rows_in_table": in_table,
         "rows_in_rejects_table": in_rejects,
@@ -95,13 +96,14 @@ def evaluate_load_checks(
         what = f"{missing} events read are not" if missing > 0 else f"{-missing} rows more than read are"
         failure = (
             f"{what} in BigQuery: the source yielded {facts.events_at_source} events "
-            f"({facts.duplicates_dropped} duplicates, {facts.stored_elsewhere} stored by other loads), "
+            f"({facts.duplicates_dropped} duplicates, {facts.stored_elsewhere} stored by other loads, "
+            f"{facts.events_filtered} filtered), "
             f"the scope holds {in_table} rows and {in_rejects} rejects"
         )
     elif normalized != facts.events_at_source:
         failure = (
             f"normalization accounted for {normalized} of {facts.events_at_source} events read "
-            "(rows + rejects + duplicates)"
+            "(rows + rejects + duplicates + filtered)"
         )
     if failure:
         yield dg.AssetCheckResult(

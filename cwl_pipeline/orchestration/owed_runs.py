@@ -36,19 +36,13 @@ from cwl_pipeline.core.owed import (
     plan_owed,
     work_of,
 )
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG
+from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, LOAD_KIND_TAG, STREAM_TAG
 
 ATTEMPT_TAG = "cwl/attempt"
 RETRY_OF_TAG = "cwl/retry_of"
 OWED_CURSOR_KEY = "owed"
 
 _ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 _SCAN_LIMIT = 200  # new failed runs read per tick; a longer list is read over the next ticks
 _MATERIALIZATIONS_LIMIT = 2000
 
@@ -227,7 +221,7 @@ def _busy_partitions(instance: dg.DagsterInstance, stream: str, size: timedelta 
     """Partitions a queued or running run of ``stream`` is loading."""
     busy: set[str] = set()
     for record in instance.get_run_records(
-        filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=_ACTIVE)
+        filters=dg.RunsFilter(tags={STREAM_TAG: stream}, statuses=ACTIVE_RUN_STATUSES)
     ):
         tags = record.dagster_run.tags
         first = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get(PARTITION_NAME_TAG)

@@ -40,7 +40,7 @@ from cwl_pipeline.adapters.gcp_credentials import (
     default_credentials,
     load_credential_config,
 )
-from cwl_pipeline.config import AwsSettings, BigQuerySettings
+from cwl_pipeline.config import AwsSettings, BigQuerySettings, GcpCredentials, default_of
 
 _CLIENTS: dict[tuple[str, str, str | None], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
@@ -50,15 +50,17 @@ class AwsResource(ResourceWithBoto3Configuration):
     """boto3 clients for CloudWatch Logs, CloudWatch metrics and S3 with retries tuned for API throttling."""
 
     retry_mode: str = Field(
-        default="adaptive",
+        default=default_of(AwsSettings, "retry_mode"),
         description="botocore retry mode: 'adaptive' also rate-limits the client on throttling.",
     )
     role_arn: str | None = Field(default=None, description="IAM role to assume, if any.")
     filter_log_events_per_second: float = Field(
-        default=2.0, description="FilterLogEvents requests per second this process may send."
+        default=default_of(AwsSettings, "filter_log_events_per_second"),
+        description="FilterLogEvents requests per second this process may send.",
     )
     role_session_name: str = Field(
-        default="cwl-pipeline", description="RoleSessionName of the assumed role (shows in CloudTrail)."
+        default=default_of(AwsSettings, "role_session_name"),
+        description="RoleSessionName of the assumed role (shows in CloudTrail).",
     )
     external_id: str | None = Field(
         default=None,
@@ -157,16 +159,18 @@ class BigQueryWarehouse(BigQueryResource):
         default=None, description="The emulator's Storage Write API (gRPC host:port), with api_endpoint."
     )
     retry_timeout_seconds: float = Field(
-        default=120.0, description="How long API calls are retried before the run fails."
+        default=default_of(BigQuerySettings, "retry_timeout").total_seconds(),
+        description="How long API calls are retried before the run fails.",
     )
     credentials_type: str = Field(
-        default="default", description="'default' (ADC) or 'external_account' (Workload Identity Federation)."
+        default=default_of(GcpCredentials, "type"),
+        description="'default' (ADC) or 'external_account' (Workload Identity Federation).",
     )
     credential_config_file: str | None = Field(
         default=None, description="Workload Identity Federation credential configuration (holds no secret)."
     )
     aws_credentials: str = Field(
-        default="boto3",
+        default=default_of(GcpCredentials, "aws_credentials"),
         description="Who reads the AWS credentials to exchange: 'boto3' (its whole chain) or 'google-auth'.",
     )
     # The AWS identity exchanged for Google credentials: the pipeline's own (aws section). Plain
@@ -175,7 +179,9 @@ class BigQueryWarehouse(BigQueryResource):
     aws_profile: str | None = Field(default=None, description="boto3 profile of the exchanged identity.")
     aws_endpoint_url: str | None = Field(default=None, description="STS endpoint for role_arn (local AWS).")
     aws_role_arn: str | None = Field(default=None, description="Role assumed for the exchange, if any.")
-    aws_role_session_name: str = Field(default="cwl-pipeline", description="Its RoleSessionName.")
+    aws_role_session_name: str = Field(
+        default=default_of(AwsSettings, "role_session_name"), description="Its RoleSessionName."
+    )
     aws_external_id: str | None = Field(default=None, description="Its sts:ExternalId (an EnvVar).")
 
     @classmethod

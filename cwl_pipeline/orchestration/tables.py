@@ -1,4 +1,4 @@
-"""The two BigQuery tables every stream writes (events and rejects) as Dagster assets.
+"""The BigQuery tables every stream writes (events and rejects, and its raw table) as Dagster assets.
 
 Shared by every source type: keys, table specs, asset specs with column schemas and links, and
 the materialization events of a load, with true per-window figures even when one run loads
@@ -21,6 +21,13 @@ from cwl_pipeline.load.tables import TablePair
 STREAM_TAG = "cwl/stream"
 LOAD_KIND_TAG = "cwl/load"
 WRITER_POOL_PREFIX = "bigquery_table/"
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+"""Statuses of a run that is waiting or going: a sensor does not request its work again."""
 
 
 def writer_pool(bq: BigQuerySettings, table: str) -> str:
@@ -40,6 +47,7 @@ class StreamTables:
     events_key: dg.AssetKey
     rejects_key: dg.AssetKey
     pair: TablePair
+    raw_key: dg.AssetKey | None = None
 
     @classmethod
     def of(cls, stream: StreamConfig) -> "StreamTables":
@@ -49,7 +57,13 @@ class StreamTables:
             events_key=dg.AssetKey([stream.table]),
             rejects_key=dg.AssetKey([stream.rejects_table]),
             pair=TablePair.of(stream),
+            raw_key=dg.AssetKey([stream.raw_table]) if stream.raw_table else None,
         )
+
+    @property
+    def written_keys(self) -> list[dg.AssetKey]:
+        """Every table asset one load writes: the events and rejects tables, and the raw table."""
+        return [*([self.raw_key] if self.raw_key else []), self.events_key, self.rejects_key]
 
     @property
     def events_spec(self) -> TableSpec:
@@ -104,10 +118,12 @@ def freshness_policy(stream: StreamConfig) -> dg.FreshnessPolicy:
 def table_asset_specs(
     tables: StreamTables, bq: BigQuerySettings, deps: Sequence[dg.AssetKey]
 ) -> list[dg.AssetSpec]:
-    """Asset specs of the events and rejects tables.
+    """Asset specs of the events and rejects tables, and of the raw table if the stream keeps one.
 
     They are ``skippable`` because a run over a range of windows reports each window with its
-    own materialization event rather than one result for the whole range.
+    own materialization event rather than one result for the whole range. The raw table sits
+    between the sources and the typed tables (lineage raw → typed): the typed tables can be
+    re-derived from it.
     """
     stream = tables.stream
     common: dict[str, object] = dict(
@@ -118,10 +134,24 @@ def table_asset_specs(
         kinds={"bigquery", "pandas"},
         skippable=True,
     )
+    raw_specs: list[dg.AssetSpec] = []
+    typed_deps = list(deps)
+    if tables.raw_key is not None and tables.pair.raw is not None:
+        raw_specs.append(
+            dg.AssetSpec(
+                tables.raw_key,
+                deps=list(deps),
+                description=tables.pair.raw.description,
+                metadata={**table_metadata(bq, tables.pair.raw), "layer": "raw"},
+                **common,
+            )
+        )
+        typed_deps = [*deps, tables.raw_key]
     return [
+        *raw_specs,
         dg.AssetSpec(
             tables.events_key,
-            deps=list(deps),
+            deps=typed_deps,
             description=tables.events_spec.description,
             metadata={
                 **table_metadata(bq, tables.events_spec),
@@ -134,7 +164,7 @@ def table_asset_specs(
         ),
         dg.AssetSpec(
             tables.rejects_key,
-            deps=[*deps, tables.events_key],
+            deps=[*typed_deps, tables.events_key],
             description=tables.rejects_spec.description,
             metadata=table_metadata(bq, tables.rejects_spec),
             **common,
@@ -155,7 +185,12 @@ def materializations(
     run logs an ``AssetMaterialization`` per part (window) instead, each with its own figures.
     """
     run_metadata = {"load_kind": kind, **(extra or {}), **outcome.run_metadata()}
-    counted = ((tables.events_key, "rows_loaded"), (tables.rejects_key, "rows_rejected"))
+    counted: list[tuple[dg.AssetKey, str]] = [
+        (tables.events_key, "rows_loaded"),
+        (tables.rejects_key, "rows_rejected"),
+    ]
+    if tables.raw_key is not None:
+        counted.insert(0, (tables.raw_key, "raw_rows"))  # upstream of the typed tables: reported first
     if context.has_partition_key_range and len(context.partition_keys) > 1:
         for part, figures in sorted(outcome.parts.items(), key=lambda item: str(item[0])):
             key = partition_key(part) if isinstance(part, datetime) else str(part)
@@ -164,7 +199,7 @@ def materializations(
                     dg.AssetMaterialization(
                         asset_key=asset_key,
                         partition=key,
-                        metadata={**run_metadata, **figures, "dagster/row_count": figures.get(count, 0)},
+                        metadata={**run_metadata, **figures, "dagster/row_count": _row_count(figures, count)},
                     )
                 )
         return
@@ -172,8 +207,19 @@ def materializations(
     for asset_key, count in counted:
         yield dg.MaterializeResult(
             asset_key=asset_key,
-            metadata={**run_metadata, **figures, "dagster/row_count": figures.get(count, 0)},
+            metadata={**run_metadata, **figures, "dagster/row_count": _row_count(figures, count)},
         )
+
+
+def _row_count(figures: Mapping[str, object], count: str) -> object:
+    """A part's row count for a table: raw rows are its rows and rejects (unreadable objects aside)."""
+    if count == "raw_rows":
+        loaded, rejected = figures.get("rows_loaded", 0), figures.get("rows_rejected", 0)
+        unreadable = figures.get("objects_unreadable", 0)
+        if all(isinstance(v, int) for v in (loaded, rejected, unreadable)):
+            return loaded + rejected - unreadable  # type: ignore[operator]
+        return 0
+    return figures.get(count, 0)
 
 
 def selected(

@@ -14,6 +14,7 @@ window by one reader, named in its materialization's ``reader``.
 """
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 
@@ -22,7 +23,7 @@ import dagster as dg
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.exports.tasks import ExportTasks
-from cwl_pipeline.load.service import REFRESH, WriteMode, load, write_mode
+from cwl_pipeline.load.service import MANUAL, REFRESH, WriteMode, load, write_mode
 from cwl_pipeline.orchestration.checks import evaluate_load_checks, load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
@@ -40,6 +41,7 @@ from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_re
 from cwl_pipeline.polling.history import history_boundary, read_windows_from_export, with_api_reader
 from cwl_pipeline.polling.plan import load_passes
 from cwl_pipeline.polling.read import WindowRangeRead, read_windows, window_scope
+from cwl_pipeline.polling.rederive import RAW, REDERIVE_TAG, read_windows_from_raw
 
 # Rows ingested this long before the previous refresh's newest are appended again: CloudWatch
 # may show an event to FilterLogEvents a little after its ingestion time (the view dedups).
@@ -138,17 +140,30 @@ def build_stream_assets(
         appender = bigquery.appender() if kind == REFRESH else None
         mode = write_mode(kind, live_available=appender is not None)
         after = _ingested_until(context, tables) if mode is WriteMode.LIVE else None
-        reads = reads_by_reader(context, stream, aws, logs_reader(aws), start, end, mode)
-        outcome = load(
-            reads,
-            tables.pair,
-            bigquery.loader,
-            context.log,
-            stream.name,
-            mode,
-            appender=appender,
-            ingested_after=after - LIVE_OVERLAP if after else None,
-        )
+        rederive = context.run.tags.get(REDERIVE_TAG)
+        if rederive is not None and (rederive != RAW or kind != MANUAL):
+            raise dg.Failure(f"run tag {REDERIVE_TAG}={rederive!r}: only '{RAW}', on runs launched by hand")
+        with ExitStack() as opened:
+            reads: Iterator[WindowRangeRead]
+            if rederive == RAW:
+                context.log.info(
+                    f"{stream.name}: re-deriving {start.isoformat()}..{end.isoformat()} from raw rows"
+                )
+                reads = read_windows_from_raw(
+                    stream, tables.pair, opened.enter_context(bigquery.loader()), start, end
+                )
+            else:
+                reads = reads_by_reader(context, stream, aws, logs_reader(aws), start, end, mode)
+            outcome = load(
+                reads,
+                tables.pair,
+                bigquery.loader,
+                context.log,
+                stream.name,
+                mode,
+                appender=appender,
+                ingested_after=after - LIVE_OVERLAP if after else None,
+            )
         run_range = {
             "run_range_start": start.isoformat(),
             "run_range_end": end.isoformat(),

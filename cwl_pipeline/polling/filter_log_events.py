@@ -136,9 +136,16 @@ class CloudWatchLogsReader:
         return False
 
     def iter_events(
-        self, log_group: str, start_ms: int, end_ms: int, stats: WindowRead | None = None
+        self,
+        log_group: str,
+        start_ms: int,
+        end_ms: int,
+        stats: WindowRead | None = None,
+        *,
+        filter_pattern: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield FilterLogEvents events of ``log_group`` with ``start_ms <= timestamp < end_ms``."""
+        """Yield FilterLogEvents events of ``log_group`` with ``start_ms <= timestamp < end_ms``
+        (only those matching ``filter_pattern``, a CloudWatch filter pattern, when given)."""
         stats = stats if stats is not None else WindowRead()
         stats.groups.append(log_group)
         # FilterLogEvents treats endTime as inclusive: ask for end - 1 ms.
@@ -147,6 +154,8 @@ class CloudWatchLogsReader:
             "startTime": start_ms,
             "endTime": end_ms - 1,
         }
+        if filter_pattern:
+            request["filterPattern"] = filter_pattern
         while True:
             try:
                 page = self._filter_log_events(**request)

@@ -226,6 +226,8 @@ def _read_step(
         task_ids=tuple(task_ids),
         source=events,
         schema=stream.schema,
+        rules=stream.rules,
+        keep_raw=stream.raw_table is not None,
         chunk_events=chunk_events(),
         on_read=on_read,
     )

@@ -21,9 +21,11 @@ import pyarrow as pa
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import all_of, literal_in_scope, time_scope
 from cwl_pipeline.config import StreamConfig
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize, parse_warning_facts
+from cwl_pipeline.core.raw_events import RawCollector
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.core.window_stats import WindowStatsAccumulator, per_window_stats
 from cwl_pipeline.core.windows import to_ms
@@ -68,37 +70,42 @@ class WindowRangeRead(SourceRead):
     time_column: str
     bytes_by_window: Counter[datetime]
     batch: NormalizedBatch | None = None
+    raw: pa.Table | None = None  # raw rows, when the stream keeps a raw table
     reader: str | None = None  # named in each window's figures when a stream has two readers
     source: Callable[[], Iterator[LogEvent]] | None = None
     schema: TableSchema | None = None
+    rules: EventRules = NO_RULES  # applied to ``source``'s events (filters, redaction)
+    keep_raw: bool = False  # keep raw rows of ``source``'s events
     chunk_events: int = DEFAULT_CHUNK_EVENTS
     on_read: Callable[[WindowRangeRead], None] | None = None
     _stats: WindowStatsAccumulator | None = None
     _counts: tuple[int, int] = (0, 0)
     _warnings: Counter[str] = field(default_factory=Counter)
 
-    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table]]:
-        """The step's rows and rejects, a chunk at a time when read from ``source``."""
+    def chunks(self) -> Iterator[tuple[pa.Table, pa.Table, pa.Table | None]]:
+        """The step's rows, rejects and raw rows, a chunk at a time when read from ``source``."""
         if self.batch is not None or self.source is None:
-            yield self.tables()
+            yield (*self.tables(), self.raw)
             return
         if self._stats is not None:
             raise RuntimeError(f"{self.label} was read already")
         assert self.schema is not None
         self._stats = WindowStatsAccumulator(self.time_column, self.window)
-        events = self.source()
+        tally = RuleTally()
+        events = self.rules.apply(self.source(), tally)
         while True:
             chunk = list(islice(events, self.chunk_events))
             if not chunk:
                 break
-            batch = normalize(chunk, self.schema)
+            collector = RawCollector() if self.keep_raw else None
+            batch = normalize(collector.tee(chunk) if collector else chunk, self.schema)
             del chunk
             self._stats.add(batch.rows_table, batch.rejects_table)
             rows, rejects = self._counts
             self._counts = (rows + batch.rows_loaded, rejects + batch.rows_rejected)
             self._warnings.update(batch.parse_warnings)
-            yield batch.rows_table, batch.rejects_table
-        self.facts = {**self.facts, **parse_warning_facts(dict(self._warnings))}
+            yield batch.rows_table, batch.rejects_table, collector.table() if collector else None
+        self.facts = {**self.facts, **parse_warning_facts(dict(self._warnings)), **tally.facts()}
         if self.on_read is not None:
             self.on_read(self)
 
@@ -109,12 +116,19 @@ class WindowRangeRead(SourceRead):
             if self.batch is None:
                 empty = normalize([], self.schema) if self.schema is not None else None
                 self.batch = NormalizedBatch(
-                    rows_table=pa.concat_tables([r for r, _ in parts]) if parts else empty.rows_table,  # type: ignore[union-attr]
-                    rejects_table=pa.concat_tables([j for _, j in parts]) if parts else empty.rejects_table,  # type: ignore[union-attr]
+                    rows_table=pa.concat_tables([p[0] for p in parts]) if parts else empty.rows_table,  # type: ignore[union-attr]
+                    rejects_table=pa.concat_tables([p[1] for p in parts]) if parts else empty.rejects_table,  # type: ignore[union-attr]
                     parse_warnings=dict(self._warnings),
                 )
+                raws = [p[2] for p in parts if p[2] is not None]
+                self.raw = pa.concat_tables(raws) if raws else None
                 self._stats = None
         return self.batch.rows_table, self.batch.rejects_table
+
+    def raw_rows(self) -> pa.Table | None:
+        """The raw rows of the events kept (None without a raw table), all in memory."""
+        self.tables()
+        return self.raw
 
     @property
     def rows_loaded(self) -> int:
@@ -165,16 +179,24 @@ def read_windows(
 def read_window_range(
     stream: StreamConfig, reader: CloudWatchLogsReader, groups: list[str], start: datetime, end: datetime
 ) -> WindowRangeRead:
-    """Every event of ``groups`` in ``[start, end)``, read and normalized chunk by chunk as
-    the load stages them (:meth:`WindowRangeRead.chunks`; ``tables()`` reads all at once)."""
+    """Every event of ``groups`` in ``[start, end)``, read, filtered, redacted and normalized
+    chunk by chunk as the load stages them (:meth:`WindowRangeRead.chunks`; ``tables()`` reads
+    all at once).
+
+    The stream's filter pattern is passed to FilterLogEvents and applied again in-process
+    (:mod:`cwl_pipeline.core.event_rules`): what is stored does not depend on what the server
+    applied. Events the server filtered are never seen; those filtered here are counted.
+    """
     read = WindowRead()
     bytes_by_window_ms: Counter[int] = Counter()
     start_ms, end_ms = to_ms(start), to_ms(end)
     size_ms = int(stream.window.total_seconds() * 1000)
+    pattern = stream.rules.filter.pattern.strip() or None
 
     def events() -> Iterator[LogEvent]:
         for group in groups:
-            for event in events_from_api(reader.iter_events(group, start_ms, end_ms, read), log_group=group):
+            pages = reader.iter_events(group, start_ms, end_ms, read, filter_pattern=pattern)
+            for event in events_from_api(pages, log_group=group):
                 bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
                 yield event
 
@@ -200,6 +222,8 @@ def read_window_range(
         bytes_by_window=Counter(),
         source=events,
         schema=stream.schema,
+        rules=stream.rules,
+        keep_raw=stream.raw_table is not None,
         chunk_events=chunk_events(),
         on_read=on_read,
     )

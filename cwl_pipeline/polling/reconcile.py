@@ -29,7 +29,7 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.run_requests import run_request
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, LOAD_KIND_TAG, STREAM_TAG, StreamTables
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 from cwl_pipeline.polling.reconcile_counts import (
@@ -62,12 +62,6 @@ STATE_KEY = "reconciliation_heals"
 
 Clock = Callable[[], datetime]
 
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 _OBSERVATIONS_SCANNED = 50
 
 
@@ -273,7 +267,7 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
             f"missing) the windows of an hour still short after the final sweep, at most "
             f"{settings.max_heal_attempts} times; the tick log says what it healed and why."
         ),
-        asset_selection=dg.AssetSelection.assets(tables.events_key, tables.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*tables.written_keys),
         minimum_interval_seconds=int(settings.interval.total_seconds()),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -327,6 +321,9 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
 def _heal_running(instance: dg.DagsterInstance, stream: str) -> bool:
     return bool(
         instance.get_run_records(
-            filters=dg.RunsFilter(tags={STREAM_TAG: stream, LOAD_KIND_TAG: HEAL}, statuses=_ACTIVE), limit=1
+            filters=dg.RunsFilter(
+                tags={STREAM_TAG: stream, LOAD_KIND_TAG: HEAL}, statuses=ACTIVE_RUN_STATUSES
+            ),
+            limit=1,
         )
     )

@@ -28,16 +28,9 @@ from cwl_pipeline.orchestration.owed_runs import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, LOAD_KIND_TAG, STREAM_TAG, StreamTables
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
-
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
@@ -70,7 +63,7 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
             f"window every {stream.refresh_interval} while events arrive. A failed load is asked for "
             f"again, up to {retry.max_attempts} attempts; the tick log lists what is still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(keys.events_key, keys.rejects_key),
+        asset_selection=dg.AssetSelection.assets(*keys.written_keys),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -118,7 +111,9 @@ def _events_arriving(
     """Whether the open window got events since its last refresh, and no refresh is running."""
     stream = keys.stream
     active = context.instance.get_run_records(
-        filters=dg.RunsFilter(tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: "refresh"}, statuses=_ACTIVE),
+        filters=dg.RunsFilter(
+            tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: "refresh"}, statuses=ACTIVE_RUN_STATUSES
+        ),
         limit=1,
     )
     if active:

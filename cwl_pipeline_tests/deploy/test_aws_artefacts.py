@@ -4,6 +4,7 @@ runtime policies, and both grant exactly the AWS calls the pipeline code makes."
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -205,3 +206,35 @@ def test_outputs_name_what_the_pipeline_config_needs() -> None:
     outputs = load_template()["Outputs"]
     assert {"BucketName", "RuntimeRoleArn", "FirehoseDeliveryRoleArn", "SubscriptionRoleArn"} <= set(outputs)
     assert {"DeliveryStreamName"} <= set(outputs)
+
+
+def test_account_subscription_filter_policy_is_an_option_into_the_delivery_stream() -> None:
+    """The account-level policy exists only when the parameter asks for it, sends to the
+    delivery stream with the subscription role, and excludes the stream's own error log group."""
+    template = load_template()
+    policy = template["Resources"]["AccountSubscriptionFilterPolicy"]
+    assert policy["Type"] == "AWS::Logs::AccountPolicy"
+    assert policy["Condition"] == "HasAccountSubscriptionPolicy"
+    assert template["Conditions"]["HasAccountSubscriptionPolicy"] == {
+        "Fn::Equals": [{"Ref": "AccountSubscriptionPolicy"}, "true"]
+    }
+    assert template["Parameters"]["AccountSubscriptionPolicy"]["Default"] == "false"
+    props = policy["Properties"]
+    assert (props["PolicyType"], props["Scope"]) == ("SUBSCRIPTION_FILTER_POLICY", "ALL")
+    assert "${FirehoseLogGroup}" in props["SelectionCriteria"]["Fn::Sub"]
+    body, values = props["PolicyDocument"]["Fn::Sub"]
+    assert values == {
+        "Destination": {"Fn::GetAtt": ["DeliveryStream", "Arn"]},
+        "Role": {"Fn::GetAtt": ["SubscriptionRole", "Arn"]},
+    }
+    assert {"DestinationArn", "RoleArn", "FilterPattern", "Distribution"} <= set(
+        json.loads(body.replace("${", "").replace('}"', '"'))
+    )
+
+
+def test_cfn_lint_checks_the_account_policy() -> None:
+    """The lint validates the account policy's properties: an unknown policy type is reported."""
+    broken = TEMPLATE.read_text().replace(
+        "PolicyType: SUBSCRIPTION_FILTER_POLICY", "PolicyType: SUBSCRIPTION", 1
+    )
+    assert "E3030" in {m.rule.id for m in cfn_lint.lint_all(broken)}

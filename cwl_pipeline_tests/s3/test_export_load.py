@@ -87,7 +87,7 @@ def test_aws_layout_folder_loads_once_its_task_completed(
         local_bigquery,
         dataset,
         export_source(bucket, group),
-        "    settle_lag: 10m\n",
+        "    settle_lag: 10m\n    raw: true\n",
     )
     defs = definitions(path)
     first = tick(defs, instance, None)
@@ -114,9 +114,19 @@ def test_aws_layout_folder_loads_once_its_task_completed(
     assert_reconciles(md)
     assert_blocking_checks_pass(result)
 
-    # Re-running the folder replaces exactly its rows.
+    raw_sql = f"SELECT event_id, message FROM `cwl-local.{dataset}.logs_raw` ORDER BY timestamp"
+    raw = [tuple(r.values()) for r in bq_client.query(raw_sql).result()]
+    assert [m for _, m in raw] == [  # every event read (the unreadable object is no event)
+        '{"session_id": 1,\n "action": "a"}',
+        "plain text",
+        '{"session_id": 2, "action": "b"}',
+        '{"session_id": 3}',
+    ]
+
+    # Re-running the folder replaces exactly its rows (raw rows too).
     materialize(defs, task, instance)
     assert rows(bq_client, dataset) == loaded and len(rejects(bq_client, dataset)) == 2
+    assert [tuple(r.values()) for r in bq_client.query(raw_sql).result()] == raw
 
 
 def test_local_layout_from_the_history_job_loads_once_stable(

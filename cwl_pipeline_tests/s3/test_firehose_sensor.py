@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import dagster as dg
 
+from cwl_pipeline.firehose.windows import DEEP_LISTING_INTERVAL
 from cwl_pipeline_tests.s3.s3_stack import (
     definitions,
     envelope,
@@ -46,9 +48,17 @@ def test_sensor_requests_new_windows_once_and_reruns_on_late_objects(
     again = tick(defs, instance, cursor)
     assert again.run_requests == [] and again.skip_message == "no new objects"
 
-    # The same key rewritten (new ETag) or a late object: the window runs again, new run key.
+    # A late object (written long after its key hour): the next tick lists only the hours near
+    # the watermark and does not see it; the next deep listing (every 30 minutes) does, and
+    # the window runs again, with a new run key.
     s3.put_object(Bucket=bucket, Key=firehose_key("fh/", hour), Body=body)
-    late = tick(defs, instance, again.cursor)
+    quick = tick(defs, instance, again.cursor)
+    assert quick.run_requests == []
+    state = json.loads(quick.cursor)
+    state["deep_listed_at"] = (
+        datetime.fromisoformat(state["deep_listed_at"]) - DEEP_LISTING_INTERVAL
+    ).isoformat()
+    late = tick(defs, instance, json.dumps(state))
     assert [r.partition_key for r in late.run_requests] == [last_window_key(hour)]
     assert late.run_requests[0].run_key != first.run_requests[0].run_key
 

@@ -108,21 +108,34 @@ def iter_gzip_members(
             if not view[pos:].tobytes().strip(b"\x00"):
                 return
             raise DecodeError(f"unexpected non-gzip bytes after gzip member {number - 1}")
-        inflater = zlib.decompressobj(wbits=31)
-        parts: list[bytes] = []
         try:
-            while not inflater.eof and pos < size:
-                chunk = view[pos : pos + _CHUNK]
-                pos += len(chunk)
-                # One byte more than allowed tells "exactly at the limit" from "past it".
-                part = inflater.decompress(chunk, budget.limit - budget.used + 1)
-                budget.used += len(part)
-                if budget.used > budget.limit:
-                    raise budget.error()
-                parts.append(part)
+            member, pos, ended = inflate_member(view, pos, budget)
         except zlib.error as exc:
             raise DecodeError(f"corrupt gzip data in member {number}: {exc}") from None
-        if not inflater.eof:
+        if not ended:
             raise DecodeError(f"truncated gzip data: member {number} ends early")
+        yield member
+
+
+def inflate_member(view: memoryview, pos: int, budget: DecompressionBudget) -> tuple[bytes, int, bool]:
+    """Inflate the gzip member that starts at ``pos`` of ``view``.
+
+    Returns its bytes, the position just after it, and whether it ended (False: ``view`` ran
+    out first). Raises ``zlib.error`` on corrupt data, and the budget's error past its limit.
+    """
+    size = len(view)
+    inflater = zlib.decompressobj(wbits=31)
+    parts: list[bytes] = []
+    while not inflater.eof and pos < size:
+        chunk = view[pos : pos + _CHUNK]
+        pos += len(chunk)
+        # One byte more than allowed tells "exactly at the limit" from "past it".
+        part = inflater.decompress(chunk, budget.limit - budget.used + 1)
+        budget.used += len(part)
+        if budget.used > budget.limit:
+            raise budget.error()
+        parts.append(part)
+    if inflater.eof:
         pos -= len(inflater.unused_data)
-        yield parts[0] if len(parts) == 1 else b"".join(parts)
+    member = parts[0] if len(parts) == 1 else b"".join(parts)
+    return member, pos, inflater.eof

@@ -8,7 +8,7 @@ import pytest
 
 from cwl_pipeline.core.schema import SchemaError, TableSchema
 from cwl_pipeline.core.timestamp_formats import TimestampFormatError, check_format, timestamp_reader
-from cwl_pipeline_tests.parsers.normalized import reasons, rows, run
+from cwl_pipeline_tests.core.parsers.normalized import reasons, rows, run
 
 MS = 1_620_042_432_494  # 2021-05-03T11:47:12.494Z
 

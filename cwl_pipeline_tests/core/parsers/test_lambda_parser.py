@@ -8,8 +8,8 @@ import pytest
 
 from cwl_pipeline.core.parsers.lambda_logs import parse_lambda_message
 from cwl_pipeline.core.schema import LAMBDA_SCHEMA
-from cwl_pipeline_tests.parsers import samples as s
-from cwl_pipeline_tests.parsers.normalized import T0, reasons, rows, run
+from cwl_pipeline_tests.core.parsers import samples as s
+from cwl_pipeline_tests.core.parsers.normalized import T0, reasons, rows, run
 
 POWERTOOLS_MS = 1_620_042_432_494  # 2021-05-03T11:47:12.494Z
 

@@ -6,7 +6,7 @@ import pytest
 
 from cwl_pipeline.core.parsers import ParserError, parser_from_config
 from cwl_pipeline.core.schema import TEXT_SCHEMA, TableSchema
-from cwl_pipeline_tests.parsers.normalized import reasons, rows, run
+from cwl_pipeline_tests.core.parsers.normalized import reasons, rows, run
 
 ACCESS = (
     r'^(?P<ip>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '

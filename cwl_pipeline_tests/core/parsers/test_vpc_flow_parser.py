@@ -7,8 +7,8 @@ import pytest
 from cwl_pipeline.core.parsers import ParserError, parser_from_config
 from cwl_pipeline.core.parsers.vpc_flow import vpc_flow_parser
 from cwl_pipeline.core.schema import VPC_FLOW_SCHEMA, TableSchema
-from cwl_pipeline_tests.parsers import samples as s
-from cwl_pipeline_tests.parsers.normalized import reasons, rows, run
+from cwl_pipeline_tests.core.parsers import samples as s
+from cwl_pipeline_tests.core.parsers.normalized import reasons, rows, run
 
 
 def test_default_format_record_is_typed():

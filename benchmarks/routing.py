@@ -1,0 +1,293 @@
+"""Benchmark: 200 log groups through one Firehose prefix, routed to tables, one delivery window.
+
+Starts local AWS (moto server) and the BigQuery emulator on free ports and:
+
+1. writes ``--objects`` Firehose objects (default gzip subscription envelopes) into one key hour,
+   together ``--events`` events of ``--groups`` log groups (``/bench/team-<t>/svc-<n>``, five
+   teams), as an account-level subscription filter policy would deliver them;
+2. loads the hour's last delivery window through the real read and load path
+   (:func:`cwl_pipeline.firehose.read.read_routed_windows`, then
+   :func:`cwl_pipeline.load.service.load` for each route): four routes by log-group prefix
+   (teams a-d), the fifth team unrouted (``unrouted: reject``); every object is listed and read
+   once, however many routes;
+3. checks that every route's tables hold exactly its events;
+4. measures the sensor's listing per tick on a bucket holding a day of deliveries
+   (``--day-objects`` keys): the deep listing every tick (what the sensor did before) against a
+   quick tick (what it does between deep listings).
+
+Prints, last: ``events: N, events/s: X, S3 calls/window: L list + G get, BigQuery calls/window: Q``.
+Run: ``python benchmarks/routing.py [--events 200000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.machine import describe
+from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.s3 import S3ObjectStore
+from cwl_pipeline.config import load_config
+from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.firehose.read import read_routed_windows
+from cwl_pipeline.firehose.routes import destinations
+from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
+from cwl_pipeline.load.service import WriteMode, load
+from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.local.demo_producer import demo_message
+from cwl_pipeline.local.processes import (
+    LOCAL_CREDENTIALS,
+    LOCAL_PROJECT,
+    LocalService,
+    bigquery_service,
+    free_port,
+    moto_service,
+)
+
+REGION = LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+BUCKET = "bench-routing"
+DATASET = "bench"
+TEAMS = "abcde"
+WINDOW = timedelta(minutes=15)
+
+CONFIG = """\
+aws: {{region: {region}, endpoint_url: "{aws_url}"}}
+bigquery: {{project: {project}, dataset: {dataset}, location: US, api_endpoint: "{bq_url}"}}
+streams:
+  - name: fleet
+    source: {{type: s3, bucket: {bucket}, prefix: fleet/, layout: firehose}}
+    window: 15m
+    start: "2026-01-01T00:00:00Z"
+    unrouted: reject
+    routes:
+      - {{name: team_a, log_group_prefixes: [/bench/team-a/]}}
+      - {{name: team_b, log_group_prefixes: [/bench/team-b/]}}
+      - {{name: team_c, log_group_prefixes: [/bench/team-c/]}}
+      - {{name: team_d, pattern: "/bench/team-d/.*"}}
+"""
+
+
+class CountingClient:
+    """A BigQuery client whose method calls are counted by name (the API calls the loader makes)."""
+
+    def __init__(self, client: Any, counts: Counter[str]) -> None:
+        self._client = client
+        self._counts = counts
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._client, name)
+        if not callable(value) or name.startswith("_"):
+            return value
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._counts[name] += 1
+            return value(*args, **kwargs)
+
+        return counted
+
+
+def groups(count: int) -> list[str]:
+    """``count`` log groups spread over the five teams."""
+    return [f"/bench/team-{TEAMS[i % len(TEAMS)]}/svc-{i:03d}" for i in range(count)]
+
+
+def put_objects(s3: Any, hour: datetime, names: list[str], events: int, objects: int) -> dict[str, int]:
+    """Objects of one key hour, written now; events per team."""
+    per_team: Counter[str] = Counter()
+    per_object = events // objects
+    base = to_ms(hour + timedelta(minutes=1))
+    serial = 0
+    rng = random.Random(7)
+    sessions: list[int] = []
+    for n in range(objects):
+        envelopes: dict[str, list[dict[str, Any]]] = {}
+        for i in range(per_object):
+            group = names[(n * per_object + i) % len(names)]
+            envelopes.setdefault(group, []).append(
+                {
+                    "id": f"{serial:056d}",
+                    "timestamp": base + serial % 600_000,
+                    "message": demo_message(rng, sessions),
+                }
+            )
+            per_team[group.split("/")[2]] += 1
+            serial += 1
+        body = b"".join(
+            gzip.compress(
+                json.dumps(
+                    {
+                        "messageType": "DATA_MESSAGE",
+                        "owner": "123456789012",
+                        "logGroup": group,
+                        "logStream": "i-0",
+                        "subscriptionFilters": ["account-policy"],
+                        "logEvents": evs,
+                    }
+                ).encode(),
+                compresslevel=1,
+            )
+            for group, evs in envelopes.items()
+        )
+        key = f"fleet/{hour:%Y/%m/%d/%H}/fleet-1-{hour:%Y-%m-%d-%H}-05-00-{uuid.uuid4()}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return dict(per_team)
+
+
+def put_day_of_keys(s3: Any, now: datetime, count: int) -> None:
+    """``count`` small delivered objects over the last day (what the sensor's listing walks)."""
+    start = now - timedelta(hours=25)
+    for i in range(count):
+        at = start + timedelta(hours=25) * i / count
+        key = f"fleet/{at:%Y/%m/%d/%H}/fleet-1-{at:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+
+
+def listing_calls(
+    s3: Any, counts: Counter[str], cursor: FirehoseCursor, now: datetime, deep: bool
+) -> tuple[int, int]:
+    """ListObjectsV2 calls and keys of one sensor tick's listing."""
+    counts.clear()
+    start_after = listing_start_after("fleet/", cursor, now, now - timedelta(days=1), deep=deep)
+    keys = sum(1 for _ in S3ObjectStore(s3).list_objects(BUCKET, "fleet/", start_after))
+    return counts["ListObjectsV2"], keys
+
+
+def main() -> int:
+    """Run the benchmark (see the module docs)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--groups", type=int, default=200)
+    parser.add_argument("--objects", type=int, default=20)
+    parser.add_argument("--day-objects", type=int, default=3000)
+    args = parser.parse_args()
+    print(describe(), flush=True)
+    home = Path(tempfile.mkdtemp(prefix="cwl-bench-routing-"))
+    for key, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(key, value)
+    services: list[LocalService] = []
+    try:
+        aws = moto_service(free_port(), log_path=home / "moto.log")
+        services.append(aws.start())
+        bq = bigquery_service(free_port(), free_port(), data_dir=home / "bigquery", log_path=home / "bq.log")
+        services.append(bq.start())
+        path = home / "pipeline.yaml"
+        path.write_text(
+            CONFIG.format(
+                region=REGION,
+                aws_url=aws.url,
+                bq_url=bq.url,
+                project=LOCAL_PROJECT,
+                dataset=DATASET,
+                bucket=BUCKET,
+            )
+        )
+        stream = load_config(path).stream("fleet")
+        s3_counts: Counter[str] = Counter()
+        raw_s3 = boto3.client("s3", endpoint_url=aws.url, region_name=REGION)
+        raw_s3.create_bucket(Bucket=BUCKET)
+
+        def count_call(model: Any, **_: Any) -> None:
+            s3_counts[model.name] += 1
+
+        raw_s3.meta.events.register("before-call.s3", count_call)
+        now = datetime.now(UTC)
+        hour = floor_to_window(now - timedelta(hours=3), timedelta(hours=1))
+        per_team = put_objects(raw_s3, hour, groups(args.groups), args.events, args.objects)
+        print(
+            f"put: {args.events:,} events of {args.groups} log groups in {args.objects} objects", flush=True
+        )
+
+        bq_counts: Counter[str] = Counter()
+        client = bigquery.Client(
+            project=LOCAL_PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": bq.url}
+        )
+        loader = BigQueryLoader(CountingClient(client, bq_counts), DATASET, location="US")  # type: ignore[arg-type]
+
+        @contextmanager
+        def loaders() -> Iterator[BigQueryLoader]:
+            yield loader
+
+        s3_counts.clear()
+        store = S3ObjectStore(raw_s3)
+        window = hour + timedelta(hours=1) - WINDOW
+        log = logging.getLogger("bench.routing")
+        began = time.perf_counter()
+        reads = read_routed_windows(stream, store, window, window + WINDOW)
+        read_s = time.perf_counter() - began
+        for target in destinations(stream):
+            load(
+                [reads[target.name]],
+                TablePair.of(target.stream(stream)),
+                loaders,
+                log,
+                "fleet",
+                WriteMode.REPLACE,
+            )
+        seconds = time.perf_counter() - began
+        ok = True
+        for target in destinations(stream):
+            pair = TablePair.of(target.stream(stream))
+            stored = sum(
+                next(
+                    iter(client.query(f"SELECT COUNT(*) AS n FROM `{LOCAL_PROJECT}.{DATASET}.{t}`").result())
+                )["n"]
+                for t in (pair.events.table, pair.rejects.table)
+            )
+            team = f"team-{target.name[-1]}" if target.name else "team-e"
+            expected = per_team.get(team, 0)
+            ok &= stored == expected
+            name = target.name or "(unrouted)"
+            print(
+                f"route {name}: {stored:,} rows + rejects in {pair.events.table}[_rejects], "
+                f"expected {expected:,}"
+            )
+        print(
+            f"read + split: {read_s:.1f} s; with the loads of {len(reads)} routes: {seconds:.1f} s",
+            flush=True,
+        )
+        window_s3 = dict(s3_counts)
+        window_bq = sum(bq_counts.values())
+
+        put_day_of_keys(raw_s3, now, args.day_objects)
+        cursor = FirehoseCursor(watermark=now - timedelta(minutes=1), deep_listed_at=now)
+        deep_calls, deep_keys = listing_calls(raw_s3, s3_counts, cursor, now, deep=True)
+        quick_calls, quick_keys = listing_calls(raw_s3, s3_counts, cursor, now, deep=False)
+        print(
+            f"sensor listing per tick, {args.day_objects:,} objects in the last day: deep (every tick "
+            f"before) {deep_calls} ListObjectsV2 calls / {deep_keys:,} keys; quick (between deep "
+            f"listings, every 30 min) {quick_calls} calls / {quick_keys:,} keys"
+        )
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(bq_counts.items()))
+        print(
+            f"events: {args.events:,}, events/s: {args.events / seconds:,.0f}, S3 calls/window: "
+            f"{window_s3.get('ListObjectsV2', 0)} list + {window_s3.get('GetObject', 0)} get, "
+            f"BigQuery calls/window: {window_bq} ({calls})"
+        )
+        return 0 if ok else 1
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""``cwl_pipeline.CloudWatchLogsToBigQuerySettings``: a project's AWS and BigQuery settings, once.
+
+The ``aws``, ``bigquery``, ``schemas`` and ``defaults`` sections of the pipeline config file,
+with the same keys and rules. The instance contributes the ``aws`` and ``bigquery`` resources
+that every ``CloudWatchLogsToBigQuery`` stream uses; each stream names this instance's folder.
+"""
+
+# No ``from __future__ import annotations``: Dagster derives the YAML schema from the annotations.
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from cwl_pipeline.config import ConfigError, PipelineConfig, parse_config, parse_connection_settings
+from cwl_pipeline.streams import connection_resources
+
+SETTINGS_TEMPLATE = """\
+# AWS and BigQuery settings shared by every cwl_pipeline.CloudWatchLogsToBigQuery stream of this
+# project: same keys as the `aws`, `bigquery`, `schemas` and `defaults` sections of a pipeline
+# config file (README.md, "Configuration"). Values may read the environment: {{{{ env('NAME') }}}}.
+type: {type_name}
+attributes:
+  aws:
+    region: "{{{{ env('AWS_REGION', 'us-east-1') }}}}"
+    # role_arn: arn:aws:iam::123456789012:role/cwl-pipeline-reader
+    # external_id: ${{CWL_AWS_EXTERNAL_ID}}   # a reference, resolved at run time; never the value
+  bigquery:
+    project: "{{{{ env('CWL_BQ_PROJECT') }}}}"
+    dataset: "{{{{ env('CWL_BQ_DATASET') }}}}"
+    location: US
+    # credentials: {{type: external_account, config_file: /etc/gcp/wif.json}}
+  # Defaults of every stream (any stream key but name/source/table/schema/parser/history).
+  defaults:
+    window: 15m
+    settle_lag: 2m
+  # Named table schemas a stream's `schema` may refer to (built in: seed, lambda, vpc_flow, text).
+  # schemas:
+  #   my_schema: {{columns: [...]}}
+"""
+
+
+class SettingsScaffolder(dg.Scaffolder):
+    """Writes a commented ``defs.yaml`` of the settings component."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        """Write ``defs.yaml`` in the new folder."""
+        (request.target_path / "defs.yaml").write_text(
+            SETTINGS_TEMPLATE.format(type_name=request.type_name), encoding="utf-8"
+        )
+
+
+@dg.scaffold_with(SettingsScaffolder)
+class CloudWatchLogsToBigQuerySettings(dg.Component, dg.Model, dg.Resolvable):
+    """AWS and BigQuery settings of a project's CloudWatch Logs streams, and their resources.
+
+    Same keys and rules as the sections of the pipeline config file of the same names.
+    """
+
+    aws: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How to reach AWS: region, endpoint_url, profile, role_arn, external_id, ...",
+    )
+    bigquery: dict[str, Any] = Field(
+        description="Where tables live: project, dataset, location, credentials, ...",
+    )
+    schemas: dict[str, Any] = Field(
+        default_factory=dict, description="Named table schemas the streams may refer to."
+    )
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Defaults of every stream's tuning keys (window, settle_lag, ...)."
+    )
+
+    def document(self, streams: list[dict[str, Any]]) -> dict[str, Any]:
+        """A pipeline config document of these settings and ``streams``."""
+        return {
+            "aws": self.aws,
+            "bigquery": self.bigquery,
+            "schemas": self.schemas,
+            "defaults": self.defaults,
+            "streams": streams,
+        }
+
+    def pipeline_config(self, streams: list[dict[str, Any]]) -> PipelineConfig:
+        """These settings and ``streams`` validated by the pipeline config's own parser.
+
+        Raises:
+            ConfigError: any value is invalid.
+        """
+        return parse_config(self.document(streams))
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        """The ``aws`` and ``bigquery`` resources of every stream."""
+        try:
+            aws, bigquery = parse_connection_settings(self.document([]))
+        except ConfigError as exc:
+            raise ConfigError(f"{context.path}: {exc}") from None
+        config = PipelineConfig(aws=aws, bigquery=bigquery, streams=())
+        return dg.Definitions(resources=connection_resources(config))
+
+
+__all__ = ["SETTINGS_TEMPLATE", "CloudWatchLogsToBigQuerySettings", "SettingsScaffolder"]

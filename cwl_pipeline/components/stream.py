@@ -1,0 +1,126 @@
+"""``cwl_pipeline.CloudWatchLogsToBigQuery``: one stream, declared in a ``defs.yaml``.
+
+The attributes are the keys of a stream in the pipeline config file, validated by the same
+parser (:func:`cwl_pipeline.config.parse_config`) together with the project's
+``CloudWatchLogsToBigQuerySettings`` instance, which the ``settings`` attribute names.
+"""
+
+# No ``from __future__ import annotations``: Dagster derives the YAML schema from the annotations.
+import re
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from cwl_pipeline.components.settings import CloudWatchLogsToBigQuerySettings
+from cwl_pipeline.config import ConfigError
+from cwl_pipeline.streams import automation_sensor, build_stream
+
+DEFAULT_SETTINGS_FOLDER = "cwl_settings"
+
+STREAM_TEMPLATE = """\
+# One CloudWatch Logs stream into one BigQuery table. The keys are those of a stream in a
+# pipeline config file (README.md, "Configuration"); AWS and BigQuery come from the
+# cwl_pipeline.CloudWatchLogsToBigQuerySettings instance in the folder `settings` names.
+# Values may read the environment: {{{{ env('NAME') }}}}.
+type: {type_name}
+attributes:
+  # Lower-case letters, digits and _; names the assets, checks and sensors.
+  name: {name}
+  # Folder of the project's settings instance, from the defs folder.
+  settings: {settings}
+  source:
+    # Polled with FilterLogEvents; or type s3 for objects Firehose (layout firehose) or
+    # CreateExportTask (layout export) wrote: bucket, prefix, layout, log_group.
+    type: cloudwatch
+    log_groups: ["/aws/lambda/{name}"]
+    # log_group_prefixes: ["/ecs/"]
+  # First window to load, aligned to the window.
+  start: "{start}"
+  # table: {name}       # BigQuery table (default: the name)
+  # schema: seed        # a built-in or settings-declared schema (default: seed)
+  # parser: lambda      # json (default), lambda, vpc_flow, regex, text
+  # window: 15m         # divides an hour or a day
+  # settle_lag: 2m      # wait after a window closes before its final load
+  # description: What these logs are.
+  # owners: ["team:data-platform"]
+"""
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+class StreamScaffolder(dg.Scaffolder):
+    """Writes a commented ``defs.yaml`` of one stream, named after its folder."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        """Write ``defs.yaml`` in the new folder."""
+        folder = request.target_path.name
+        name = folder if _NAME_RE.fullmatch(folder) else "my_stream"
+        start = datetime.now().strftime("%Y-%m-%dT00:00:00Z")
+        text = STREAM_TEMPLATE.format(
+            type_name=request.type_name, name=name, settings=DEFAULT_SETTINGS_FOLDER, start=start
+        )
+        (request.target_path / "defs.yaml").write_text(text, encoding="utf-8")
+
+
+@dg.scaffold_with(StreamScaffolder)
+class CloudWatchLogsToBigQuery(dg.Component, dg.Model, dg.Resolvable):
+    """One CloudWatch Logs stream loaded into one BigQuery table, exactly once per window.
+
+    Polling (FilterLogEvents) or S3 objects (Firehose, CreateExportTask); the same keys and
+    rules as a stream of the pipeline config file.
+    """
+
+    name: str = Field(description="Stream name: lower-case letters, digits and underscores.")
+    source: dict[str, Any] = Field(
+        description="type cloudwatch (log_groups, log_group_prefixes) or s3 (bucket, prefix, layout, ...)."
+    )
+    settings: str = Field(
+        DEFAULT_SETTINGS_FOLDER,
+        description="Folder (from the defs folder) of the project's CloudWatchLogsToBigQuerySettings.",
+    )
+    table: str | None = Field(None, description="BigQuery table; default: the stream name.")
+    # `schema` is a pydantic BaseModel attribute: the field has another name and the key's alias.
+    table_schema: str | None = Field(None, alias="schema", description="Table schema name (default: seed).")
+    parser: str | dict[str, Any] | None = Field(None, description="json, lambda, vpc_flow, regex, text.")
+    description: str | None = None
+    owners: list[str] | None = None
+    history: dict[str, Any] | None = Field(None, description="Old windows read through CreateExportTask.")
+    # Values go to the pipeline config's parser as written (no pydantic coercion, e.g. of true
+    # to 1): it is the one place of the rules and of their error messages.
+    start: Any = Field(None, description="First window, e.g. '2026-11-01T00:00:00Z', aligned to the window.")
+    window: Any = Field(None, description="Window length dividing an hour or a day, e.g. '15m'.")
+    settle_lag: Any = Field(None, description="Wait after a window closes before its final load, e.g. '2m'.")
+    refresh_interval: Any = Field(None, description="Refresh of the open window, e.g. '1m'.")
+    max_windows_per_run: Any = Field(None, description="Windows one catch-up run loads (1 to 4000).")
+    initial_lookback: Any = Field(None, description="How far back a new stream starts, e.g. '1d'.")
+    sweeps: Any = Field(None, description="Horizons of the late-event sweeps, e.g. ['15m', '6h'].")
+    freshness: Any = Field(None, description="{warn: 30m, fail: 1h}: freshness check thresholds.")
+    max_reject_rate: Any = Field(None, description="Share of rejected lines that fails the check (0 to 1).")
+    backfill_windows_per_run: Any = Field(None, description="Windows one backfill run loads.")
+    windows_per_replace: Any = Field(None, description="Windows one replacement step writes.")
+    reconcile: Any = Field(None, description="{enabled, interval, lookback, max_heal_attempts}.")
+
+    def stream_document(self) -> dict[str, Any]:
+        """This stream as an entry of a pipeline config file's ``streams``."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude={"settings"})
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        """The stream's assets, checks, sensors and jobs; the resources come from the settings."""
+        settings = context.load_component(self.settings, CloudWatchLogsToBigQuerySettings)
+        try:
+            config = settings.pipeline_config([self.stream_document()])
+        except ConfigError as exc:
+            raise ConfigError(f"{context.path}: {exc}") from None
+        stream = config.streams[0]
+        built = build_stream(stream, config.bigquery)
+        return dg.Definitions(
+            assets=[*built.assets, *built.sources],
+            asset_checks=built.checks,
+            sensors=[
+                *built.sensors,
+                automation_sensor(f"{stream.name}_automation", dg.AssetSelection.assets(*built.assets)),
+            ],
+            jobs=built.jobs,
+        )

@@ -1,0 +1,1 @@
+"""The project's autoloaded definitions folder (``dg``): one ``defs.yaml`` per component instance."""

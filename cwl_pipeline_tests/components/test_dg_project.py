@@ -1,0 +1,40 @@
+"""The repository is a dg project whose defs folder yields what the pipeline file defines."""
+
+from __future__ import annotations
+
+import tomllib
+
+import dagster as dg
+import pytest
+
+from cwl_pipeline.config import BUNDLED_CONFIG, CONFIG_ENV_VAR, load_config
+from cwl_pipeline.definitions import build_definitions, defs
+from cwl_pipeline_tests.components.installed import CHECKOUT
+
+
+def _names(definitions: dg.Definitions) -> dict[str, set[str]]:
+    graph = definitions.resolve_asset_graph()
+    return {
+        "assets": {key.to_user_string() for key in graph.get_all_asset_keys()},
+        "checks": {key.to_user_string() for key in graph.asset_check_keys},
+        "sensors": {sensor.name for sensor in definitions.sensors or []},
+        "jobs": {job.name for job in definitions.resolve_all_job_defs()},
+        "resources": set(definitions.resources or {}),
+    }
+
+
+def test_the_defs_folder_defines_what_the_pipeline_file_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(BUNDLED_CONFIG))
+    loaded = defs()
+    assert _names(loaded) == _names(build_definitions(load_config()))
+    assert loaded.executor is dg.in_process_executor
+
+
+def test_pyproject_and_the_packaged_dg_toml_describe_the_same_project() -> None:
+    pyproject = tomllib.loads((CHECKOUT / "pyproject.toml").read_text(encoding="utf-8"))
+    packaged = tomllib.loads((CHECKOUT / "cwl_pipeline" / "dg.toml").read_text(encoding="utf-8"))
+    assert pyproject["tool"]["dg"]["directory_type"] == packaged["directory_type"] == "project"
+    assert pyproject["tool"]["dg"]["project"] == packaged["project"]
+    assert packaged["project"]["code_location_name"] == pyproject["tool"]["dagster"]["code_location_name"]
+    entry_points = pyproject["project"]["entry-points"]["dagster_dg_cli.registry_modules"]
+    assert entry_points == {"cwl_pipeline": "cwl_pipeline"}

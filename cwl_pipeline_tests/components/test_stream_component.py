@@ -1,0 +1,128 @@
+"""The stream Component: a pipeline-file stream per defs.yaml, validated by the same parser."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+from dagster.components.testing import create_defs_folder_sandbox
+
+from cwl_pipeline.components import CloudWatchLogsToBigQuery, CloudWatchLogsToBigQuerySettings
+from cwl_pipeline.components.settings import SETTINGS_TEMPLATE
+from cwl_pipeline.components.stream import STREAM_TEMPLATE
+from cwl_pipeline.config import ConfigError, parse_config
+from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+
+SETTINGS = {
+    "aws": {"region": "eu-west-1"},
+    "bigquery": {"project": "{{ env('TEST_BQ_PROJECT') }}", "dataset": "logs"},
+    "defaults": {"window": "30m", "start": "2026-11-01T00:00:00Z"},
+}
+APP = {"name": "app", "source": {"log_groups": ["{{ env('TEST_LOG_GROUP') }}"]}, "schema": "seed"}
+WORKER = {
+    "name": "worker",
+    "source": {"type": "s3", "bucket": "my-firehose", "prefix": "worker/", "layout": "firehose"},
+}
+
+
+def _sandbox_defs(streams: dict[str, dict[str, Any]]) -> Any:
+    sandbox_cm = create_defs_folder_sandbox()
+    sandbox = sandbox_cm.__enter__()
+    sandbox.scaffold_component(
+        component_cls=CloudWatchLogsToBigQuerySettings,
+        defs_path="cwl_settings",
+        defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuerySettings", "attributes": SETTINGS},
+    )
+    for folder, attributes in streams.items():
+        sandbox.scaffold_component(
+            component_cls=CloudWatchLogsToBigQuery,
+            defs_path=folder,
+            defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuery", "attributes": attributes},
+        )
+    return sandbox_cm, sandbox
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_BQ_PROJECT", "logs-prod")
+    monkeypatch.setenv("TEST_LOG_GROUP", "/aws/lambda/app")
+
+
+def test_two_streams_share_one_pair_of_resources_and_resolve_env_templates(env: None) -> None:
+    sandbox_cm, sandbox = _sandbox_defs({"app": APP, "worker": WORKER})
+    try:
+        with sandbox.build_all_defs() as defs:
+            keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+            assert {"app", "app_rejects", "worker", "worker_rejects"} <= keys
+            assert {"app_windows", "app_automation", "worker_automation"} <= {s.name for s in defs.sensors}
+            assert isinstance(defs.resources["aws"], AwsResource)
+            bigquery = defs.resources["bigquery"]
+            assert isinstance(bigquery, BigQueryWarehouse)
+            app = defs.resolve_assets_def("app")
+            table = app.specs_by_key[dg.AssetKey("app")].metadata["dagster/table_name"]
+            assert table == "logs-prod.logs.app"  # the env template, resolved
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+
+
+def test_the_component_is_one_stream_of_a_pipeline_document(env: None) -> None:
+    component = CloudWatchLogsToBigQuery.model_validate({**APP, "window": "15m", "owners": ["team:x"]})
+    document = component.stream_document()
+    assert document == {**APP, "window": "15m", "owners": ["team:x"]}
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {**APP, "window": "7m"},
+        {**APP, "max_windows_per_run": True},  # no coercion of true to 1 on the way
+        {**APP, "schema": "nope"},
+        {**WORKER, "history": {"after": "1d", "bucket": "b-b-b", "prefix": "h"}},
+        {**APP, "source": {"type": "cloudwatch"}},
+    ],
+    ids=["window", "bool-count", "schema", "history-on-s3", "no-log-group"],
+)
+def test_an_invalid_stream_fails_with_the_pipeline_files_message(
+    env: None, attributes: dict[str, Any]
+) -> None:
+    resolved = {**attributes, "source": {**attributes["source"]}}
+    if "log_groups" in resolved["source"]:
+        resolved["source"]["log_groups"] = ["/aws/lambda/app"]
+    with pytest.raises(ConfigError) as from_file:
+        parse_config(
+            {
+                **SETTINGS,
+                "bigquery": {"project": "logs-prod", "dataset": "logs"},
+                "streams": [resolved],
+            }
+        )
+    sandbox_cm, sandbox = _sandbox_defs({"stream": attributes})
+    try:
+        with pytest.raises(Exception) as from_component, sandbox.build_all_defs():
+            pass
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+    chain = [from_component.value]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    config_errors = [e for e in chain if isinstance(e, ConfigError)]
+    assert config_errors, chain
+    message = str(config_errors[0])
+    assert message.endswith(str(from_file.value)), (message, str(from_file.value))
+    assert re.match(r".*/stream(/defs\.yaml)?: ", message)
+
+
+def test_scaffolded_defs_yaml_loads_as_written() -> None:
+
+    stream = yaml.safe_load(
+        STREAM_TEMPLATE.format(
+            type_name="t", name="app_logs", settings="cwl_settings", start="2026-11-01T00:00:00Z"
+        )
+    )
+    settings = yaml.safe_load(SETTINGS_TEMPLATE.format(type_name="t"))
+    CloudWatchLogsToBigQuery.model_validate(stream["attributes"])
+    CloudWatchLogsToBigQuerySettings.model_validate(settings["attributes"])
+    assert stream["attributes"]["settings"] == "cwl_settings"

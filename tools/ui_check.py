@@ -132,8 +132,9 @@ def views(stream_table: str) -> list[View]:
 
     def plots(page) -> None:
         page.get_by_role("button", name="Plots").first.click(timeout=30_000)
-        page.locator("canvas").first.wait_for(timeout=30_000)
-        page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
+        plot = page.locator("canvas").first
+        plot.wait_for(timeout=30_000)
+        plot.scroll_into_view_if_needed()  # the screenshot shows the plots, not the page's top
 
     asset = f"/assets/{stream_table}"
     return [

@@ -149,7 +149,11 @@ def test_production_instance_on_postgres(
             if r.create_timestamp > instance.get_run_record_by_id(killed).create_timestamp
             and (r.dagster_run.tags.get("cwl/stream") == "app" or r.dagster_run.run_id == clicked)
         }
-        assert len(waiting) >= 2 and set(waiting.values()) == {dg.DagsterRunStatus.QUEUED}, waiting
+        # A run the sensor created a moment ago may not have reached the queue yet (NOT_STARTED);
+        # what matters is that none of them started while the table's slot is held.
+        not_running = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED}
+        assert len(waiting) >= 2 and set(waiting.values()) <= not_running, waiting
+        assert dg.DagsterRunStatus.QUEUED in set(waiting.values()), waiting
         os.kill(pid, signal.SIGKILL)
         release.set()
 

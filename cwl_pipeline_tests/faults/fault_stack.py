@@ -17,18 +17,16 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from google.cloud import bigquery
 
 from cwl_pipeline.adapters.bigquery import STAGING_TTL
-from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import to_ms
-from cwl_pipeline.definitions import build_definitions
 from cwl_pipeline_tests.faults.fault_proxy import FaultProxy
 from cwl_pipeline_tests.pipeline.polling import put
+from cwl_pipeline_tests.stack import Stack, build_stack, stack_yaml
 
 WINDOW = timedelta(minutes=15)
 STAGING_PREFIXES = ("_stage_", "_scope_")  # staging tables of batches and of scope keys
 
 
-def write_fault_config(
-    write_config,
+def fault_stack_yaml(
     aws_url: str,
     bq_url: str,
     dataset: str,
@@ -41,37 +39,38 @@ def write_fault_config(
     retry_timeout: str = "4s",
     extra: str = "",
     storage_write_endpoint: str | None = None,
-) -> Path:
-    """A config with one stream whose AWS and BigQuery endpoints are ``aws_url`` / ``bq_url``
-    (fault proxies), with a short retry budget on both sides; open-window refreshes append through
-    ``storage_write_endpoint`` (the emulator's gRPC port, which the proxies do not cover) if given."""
+) -> dict[str, str]:
+    """:func:`~cwl_pipeline_tests.stack.stack_yaml` arguments for one stream whose AWS and
+    BigQuery endpoints are ``aws_url`` / ``bq_url`` (fault proxies), with a short retry budget on
+    both sides; open-window refreshes append through ``storage_write_endpoint`` (the emulator's
+    gRPC port, which the proxies do not cover) if given."""
     storage_write = f', storage_write_endpoint: "{storage_write_endpoint}"' if storage_write_endpoint else ""
-    return write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "{aws_url}", max_attempts: {max_attempts}, retry_mode: {retry_mode}}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{bq_url}",
-            retry_timeout: {retry_timeout}{storage_write}}}
-streams:
-  - name: {stream}
-    source: {source}
-    table: {table}
-    window: 15m
-    start: "2026-01-01T00:00:00Z"
-{extra}"""
-    )
+    return {
+        "aws_url": aws_url,
+        "bq_url": bq_url,
+        "dataset": dataset,
+        "source": source,
+        "name": stream,
+        "table": table,
+        "extra": extra,
+        "aws_extra": f", max_attempts: {max_attempts}, retry_mode: {retry_mode}",
+        "bigquery_extra": f", retry_timeout: {retry_timeout}{storage_write}",
+    }
 
 
-def polling_stack(write_config, logs_client, aws_url: str, bq_url: str, unique_name: str, **options) -> dict:
+def write_fault_config(write_config, aws_url: str, bq_url: str, dataset: str, source: str, **options) -> Path:
+    """The config file of :func:`fault_stack_yaml` (for tests that start processes on it)."""
+    return write_config(stack_yaml(**fault_stack_yaml(aws_url, bq_url, dataset, source, **options)))
+
+
+def polling_stack(write_config, logs_client, aws_url: str, bq_url: str, unique_name: str, **options) -> Stack:
     """A polling stream ``app`` (table ``app_events``) on a fresh log group and dataset."""
     group = f"/test/faults-{unique_name}"
-    dataset = f"ds_{unique_name}"
     logs_client.create_log_group(logGroupName=group)
     logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
-    path = write_fault_config(
-        write_config, aws_url, bq_url, dataset, f'{{log_groups: ["{group}"]}}', **options
-    )
-    config = load_config(path)
-    return {"group": group, "dataset": dataset, "path": path, "defs": build_definitions(config)}
+    source = f'{{log_groups: ["{group}"]}}'
+    yaml = fault_stack_yaml(aws_url, bq_url, f"ds_{unique_name}", source, **options)
+    return build_stack(write_config, group=group, **yaml)
 
 
 def put_events(logs_client, group: str, start: datetime, count: int, first_session: int = 1) -> None:

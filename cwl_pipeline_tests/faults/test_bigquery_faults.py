@@ -31,6 +31,7 @@ from cwl_pipeline_tests.faults.fault_stack import (
     table_ids,
 )
 from cwl_pipeline_tests.pipeline.polling import materialize, window_start
+from cwl_pipeline_tests.stack import Stack
 
 STEPS = {
     "staging load": (bigquery_upload, "BigQuery load into cwl-local.{dataset}._stage_app_events"),
@@ -39,25 +40,25 @@ STEPS = {
 
 
 @pytest.fixture
-def stack(bq_faults, local_aws, logs_client, write_config, unique_name) -> dict:
+def stack(bq_faults, local_aws, logs_client, write_config, unique_name) -> Stack:
     return polling_stack(
         write_config, logs_client, local_aws.url, bq_faults.url, unique_name, retry_timeout="2s"
     )
 
 
-def loaded_window(stack: dict, logs_client, bq_client) -> tuple[datetime, list[str]]:
+def loaded_window(stack: Stack, logs_client, bq_client) -> tuple[datetime, list[str]]:
     """A window loaded with 3 events, then 2 late events put: (window start, ids loaded)."""
     start = window_start()
-    put_events(logs_client, stack["group"], start, 3)
-    materialize(stack["defs"], partition_key(start))
-    before = table_ids(bq_client, stack["dataset"])
+    put_events(logs_client, stack.group, start, 3)
+    materialize(stack.defs, partition_key(start))
+    before = table_ids(bq_client, stack.dataset)
     assert len(before) == 3
-    put_events(logs_client, stack["group"], start, 2, first_session=10)
+    put_events(logs_client, stack.group, start, 2, first_session=10)
     return start, before
 
 
-def expected_ids(stack: dict, logs_client, start: datetime) -> list[str]:
-    ids = cloudwatch_ids(logs_client, stack["group"], start, start + WINDOW)
+def expected_ids(stack: Stack, logs_client, start: datetime) -> list[str]:
+    ids = cloudwatch_ids(logs_client, stack.group, start, start + WINDOW)
     assert len(ids) == 5
     return ids
 
@@ -67,13 +68,13 @@ def test_one_error_is_retried_through(step, stack, bq_faults, logs_client, bq_cl
     """The proxy answers the step's first request with a 503 backendError; the client's retry
     gets through and the window is exact."""
     start = window_start()
-    put_events(logs_client, stack["group"], start, 5)
+    put_events(logs_client, stack.group, start, 5)
     fault = bq_faults.add(STEPS[step][0](google_error(503), times=1))
 
-    assert materialize(stack["defs"], partition_key(start)).success
+    assert materialize(stack.defs, partition_key(start)).success
     assert fault.fired == 1
-    assert table_ids(bq_client, stack["dataset"]) == expected_ids(stack, logs_client, start)
-    assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) == 0
+    assert table_ids(bq_client, stack.dataset) == expected_ids(stack, logs_client, start)
+    assert assert_staging_expires(bq_faults, bq_client, stack.dataset) == 0
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -88,18 +89,18 @@ def test_errors_beyond_the_retry_timeout_fail_the_run_and_keep_the_table(
     fault = bq_faults.add(make_rule(google_error(503), times=None))
     instance = dg.DagsterInstance.ephemeral()
 
-    failed = materialize(stack["defs"], partition_key(start), raise_on_error=False, instance=instance)
+    failed = materialize(stack.defs, partition_key(start), raise_on_error=False, instance=instance)
 
     assert not failed.success and fault.fired >= 2
     history = run_history(instance, failed.run_id)
     assert history.status == dg.DagsterRunStatus.FAILURE and history.materialized == []
-    assert message.format(dataset=stack["dataset"]) in history.failure and "Backend error" in history.failure
-    assert table_ids(bq_client, stack["dataset"]) == before
-    assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) == 0
+    assert message.format(dataset=stack.dataset) in history.failure and "Backend error" in history.failure
+    assert table_ids(bq_client, stack.dataset) == before
+    assert assert_staging_expires(bq_faults, bq_client, stack.dataset) == 0
 
     bq_faults.clear()
-    assert materialize(stack["defs"], partition_key(start)).success
-    assert table_ids(bq_client, stack["dataset"]) == expected_ids(stack, logs_client, start)
+    assert materialize(stack.defs, partition_key(start)).success
+    assert table_ids(bq_client, stack.dataset) == expected_ids(stack, logs_client, start)
 
 
 # A load by hand replaces its window; the sensors' settled loads insert what is missing: both
@@ -115,13 +116,11 @@ def test_transaction_committed_but_the_answer_lost(stack, bq_faults, logs_client
     lost = bq_faults.add(bigquery_replace(DropResponse(), times=1))
     instance = dg.DagsterInstance.ephemeral()
 
-    result = materialize(
-        stack["defs"], partition_key(start), raise_on_error=False, instance=instance, tags=tags
-    )
+    result = materialize(stack.defs, partition_key(start), raise_on_error=False, instance=instance, tags=tags)
 
     assert lost.fired == 1
     expected = expected_ids(stack, logs_client, start)
-    assert table_ids(bq_client, stack["dataset"]) == expected
+    assert table_ids(bq_client, stack.dataset) == expected
     history = run_history(instance, result.run_id)
     assert history.status == dg.DagsterRunStatus.SUCCESS, history.failure
 
@@ -135,18 +134,16 @@ def test_every_answer_lost_after_commit(stack, bq_faults, logs_client, bq_client
     lost = bq_faults.add(bigquery_replace(DropResponse(), times=None))
     instance = dg.DagsterInstance.ephemeral()
 
-    failed = materialize(
-        stack["defs"], partition_key(start), raise_on_error=False, instance=instance, tags=tags
-    )
+    failed = materialize(stack.defs, partition_key(start), raise_on_error=False, instance=instance, tags=tags)
 
     assert lost.fired >= 2
     history = run_history(instance, failed.run_id)
     assert history.status == dg.DagsterRunStatus.FAILURE
     assert "replace transaction" in history.failure
     expected = expected_ids(stack, logs_client, start)
-    assert table_ids(bq_client, stack["dataset"]) == expected
+    assert table_ids(bq_client, stack.dataset) == expected
 
     bq_faults.clear()
-    assert materialize(stack["defs"], partition_key(start), tags=tags).success
-    assert table_ids(bq_client, stack["dataset"]) == expected
-    assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) == 0
+    assert materialize(stack.defs, partition_key(start), tags=tags).success
+    assert table_ids(bq_client, stack.dataset) == expected
+    assert assert_staging_expires(bq_faults, bq_client, stack.dataset) == 0

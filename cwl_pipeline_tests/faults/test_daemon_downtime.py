@@ -60,7 +60,7 @@ def test_daemon_down_for_an_hour_catches_up_without_gap_or_overlap(
         "    settle_lag: 1m\n    refresh_interval: 30s\n    sweeps: [15m]\n"
         f"    max_windows_per_run: {MAX_WINDOWS}",
     )
-    group, dataset, defs = stack["group"], stack["dataset"], stack["defs"]
+    group, dataset, defs = stack.group, stack.dataset, stack.defs
     sensor = defs.resolve_sensor_def("app_windows")
 
     now = datetime.now(UTC)

@@ -58,10 +58,10 @@ def test_emulator_restart_mid_run_is_carried_through_by_retries(
         )
         start = window_start()
         key = partition_key(start)
-        put_events(logs_client, stack["group"], start, 3)
-        materialize(stack["defs"], key)
-        assert len(table_ids(bq_client, stack["dataset"])) == 3
-        put_events(logs_client, stack["group"], start, 2, first_session=10)
+        put_events(logs_client, stack.group, start, 3)
+        materialize(stack.defs, key)
+        assert len(table_ids(bq_client, stack.dataset)) == 3
+        put_events(logs_client, stack.group, start, 2, first_session=10)
 
         release = threading.Event()
         held = proxy.add(bigquery_replace(Hold(release)))
@@ -83,14 +83,14 @@ def test_emulator_restart_mid_run_is_carried_through_by_retries(
         helper = threading.Thread(target=restart_while_held)
         helper.start()
         instance = dg.DagsterInstance.ephemeral()
-        result = materialize(stack["defs"], key, raise_on_error=False, instance=instance)
+        result = materialize(stack.defs, key, raise_on_error=False, instance=instance)
         helper.join(60)
 
         assert restarted == ["yes"] and held.fired == 1
         assert any(s.status == 502 for s in proxy.seen), "the emulator was not down when the request left"
         history = run_history(instance, result.run_id)
         assert history.status == dg.DagsterRunStatus.SUCCESS, history.failure
-        expected = cloudwatch_ids(logs_client, stack["group"], start, start + WINDOW)
-        assert len(expected) == 5 and table_ids(bq_client, stack["dataset"]) == expected
-        assert assert_staging_expires(proxy, bq_client, stack["dataset"]) == 0
+        expected = cloudwatch_ids(logs_client, stack.group, start, start + WINDOW)
+        assert len(expected) == 5 and table_ids(bq_client, stack.dataset) == expected
+        assert assert_staging_expires(proxy, bq_client, stack.dataset) == 0
         bq_client.close()

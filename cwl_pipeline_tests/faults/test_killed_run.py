@@ -63,11 +63,11 @@ def test_run_killed_while_its_replace_is_in_flight(
     stack = polling_stack(write_config, logs_client, local_aws.url, bq_faults.url, unique_name)
     start = window_start()
     key = partition_key(start)
-    put_events(logs_client, stack["group"], start, 3)
-    materialize(stack["defs"], key)
-    before = table_ids(bq_client, stack["dataset"])
-    put_events(logs_client, stack["group"], start, 2, first_session=10)
-    expected = cloudwatch_ids(logs_client, stack["group"], start, start + WINDOW)
+    put_events(logs_client, stack.group, start, 3)
+    materialize(stack.defs, key)
+    before = table_ids(bq_client, stack.dataset)
+    put_events(logs_client, stack.group, start, 2, first_session=10)
+    expected = cloudwatch_ids(logs_client, stack.group, start, start + WINDOW)
     assert len(before) == 3 and len(expected) == 5
 
     home = tmp_path / "dagster_home"
@@ -75,14 +75,14 @@ def test_run_killed_while_its_replace_is_in_flight(
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     release = threading.Event()
     held = bq_faults.add(bigquery_replace(Hold(release, then=Drop())))
-    kill_when_held(start_run(home, stack["path"], key), held, home / "run.log")
+    kill_when_held(start_run(home, stack.path, key), held, home / "run.log")
     release.set()
     wait_until_answered(bq_faults, held)
 
-    assert table_ids(bq_client, stack["dataset"]) == before
+    assert table_ids(bq_client, stack.dataset) == before
     # The killed run never dropped its staging table (the events': the window has no rejects,
     # and an empty chunk is not staged): it is left to expire.
-    assert assert_staging_expires(bq_faults, bq_client, stack["dataset"]) >= 1
+    assert assert_staging_expires(bq_faults, bq_client, stack.dataset) >= 1
 
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     [record] = instance.get_run_records()
@@ -99,8 +99,8 @@ def test_run_killed_while_its_replace_is_in_flight(
     assert any("exceeding maximum runtime of 1 seconds" in m for m in messages), messages[-5:]
     assert any("forcibly marked as failed" in m for m in messages), messages[-5:]
 
-    assert materialize(stack["defs"], key).success
-    assert table_ids(bq_client, stack["dataset"]) == expected
+    assert materialize(stack.defs, key).success
+    assert table_ids(bq_client, stack.dataset) == expected
 
 
 def wait_until_answered(proxy, rule, timeout: float = 30.0) -> None:

@@ -68,15 +68,15 @@ def test_killed_settled_load_is_asked_for_again(
         write_config, logs_client, aws_faults.url, local_bigquery.url, unique_name, extra=STREAM
     )
     start = window_start()
-    put_events(logs_client, stack["group"], start, 3)
+    put_events(logs_client, stack.group, start, 3)
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-    defs = stack["defs"]
+    defs = stack.defs
     # The window sensor, with no wait before a retry.
     sensor = build_window_sensor(
-        StreamTables.of(load_config(stack["path"]).streams[0]), RetryPolicy(first_delay=timedelta(0))
+        StreamTables.of(load_config(stack.path).streams[0]), RetryPolicy(first_delay=timedelta(0))
     )
 
     first = tick(sensor, defs, instance, None)
@@ -85,7 +85,7 @@ def test_killed_settled_load_is_asked_for_again(
     release = threading.Event()
     held = aws_faults.add(filter_log_events(Hold(release, then=Drop())))
     request = {"run_key": settled.run_key, "partition_key": settled.partition_key, "tags": settled.tags}
-    kill_when_held(start_child(home, stack["path"], request), held, home / "run.log")
+    kill_when_held(start_child(home, stack.path, request), held, home / "run.log")
     release.set()
 
     [record] = instance.get_run_records(filters=dg.RunsFilter(tags={RUN_KEY_TAG: settled.run_key}))
@@ -103,8 +103,8 @@ def test_killed_settled_load_is_asked_for_again(
     assert any(f"after run {killed.run_id} ended FAILURE" in line for line in after.lines("INFO")), after.log
 
     assert launch(defs, instance, retry, "load_app").success
-    assert table_ids(bq_client, stack["dataset"]) == cloudwatch_ids(
-        logs_client, stack["group"], start, start + WINDOW
+    assert table_ids(bq_client, stack.dataset) == cloudwatch_ids(
+        logs_client, stack.group, start, start + WINDOW
     )
     assert json.loads(tick(sensor, defs, instance, after.cursor).cursor)["owed"]["loads"] == []
 

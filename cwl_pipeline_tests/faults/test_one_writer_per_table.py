@@ -83,7 +83,7 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
     )
     first = window_start() - WINDOW
     for i in range(3):
-        put_events(logs_client, stack["group"], first + i * WINDOW, 4, first_session=10 * i)
+        put_events(logs_client, stack.group, first + i * WINDOW, 4, first_session=10 * i)
     middle = partition_key(first + WINDOW)
     backfill = {
         "dagster/asset_partition_range_start": partition_key(first),
@@ -99,15 +99,15 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
     ]
     conflicts = bq_faults.emulate_transaction_conflicts(hold=1.0)
 
-    results = run_concurrently(instance_home(tmp_path, 1), stack["path"], runs)
+    results = run_concurrently(instance_home(tmp_path, 1), stack.path, runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
     assert conflicts.cancelled == []
     assert len(conflicts.served) >= 2  # the replaces reached BigQuery (inserts of nothing are skipped)
-    expected = cloudwatch_ids(logs_client, stack["group"], first, first + 3 * WINDOW)
+    expected = cloudwatch_ids(logs_client, stack.group, first, first + 3 * WINDOW)
     assert len(expected) == 12
-    assert sorted(table_ids(bq_client, stack["dataset"])) == sorted(expected)
-    assert sorted(table_ids(bq_client, stack["dataset"], "app_events_recent")) == sorted(expected)
+    assert sorted(table_ids(bq_client, stack.dataset)) == sorted(expected)
+    assert sorted(table_ids(bq_client, stack.dataset, "app_events_recent")) == sorted(expected)
 
 
 def test_without_the_pool_transactions_are_cancelled_and_retried(
@@ -120,13 +120,13 @@ def test_without_the_pool_transactions_are_cancelled_and_retried(
         write_config, logs_client, local_aws.url, bq_faults.url, unique_name, retry_timeout="60s"
     )
     start = window_start()
-    put_events(logs_client, stack["group"], start, 5)
+    put_events(logs_client, stack.group, start, 5)
     runs = [(partition_key(start), {})] * 3  # replaces (by hand): a transaction each
     conflicts = bq_faults.emulate_transaction_conflicts(hold=2.0)
 
-    results = run_concurrently(instance_home(tmp_path, 5), stack["path"], runs)
+    results = run_concurrently(instance_home(tmp_path, 5), stack.path, runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
     assert conflicts.cancelled, "the runs did not overlap: the test proves nothing"
-    expected = cloudwatch_ids(logs_client, stack["group"], start, start + WINDOW)
-    assert sorted(table_ids(bq_client, stack["dataset"])) == sorted(expected)
+    expected = cloudwatch_ids(logs_client, stack.group, start, start + WINDOW)
+    assert sorted(table_ids(bq_client, stack.dataset)) == sorted(expected)

@@ -28,6 +28,7 @@ from cwl_pipeline_tests.hostile.corpus import (
 from cwl_pipeline_tests.hostile.outcomes import canonical_json, expected_rejects
 from cwl_pipeline_tests.pipeline import polling
 from cwl_pipeline_tests.s3 import s3_stack
+from cwl_pipeline_tests.stack import Stack, build_stack
 
 
 def read_back(bq_client, dataset: str, table: str, key: str) -> tuple[dict, dict]:
@@ -65,7 +66,7 @@ def assert_landed(case: MessageCase, rows: dict, rejects: dict, key, carrier: st
 
 
 @pytest.fixture
-def polling_stack(local_aws, local_bigquery, logs_client, write_config, unique_name) -> dict:
+def polling_stack(local_aws, local_bigquery, logs_client, write_config, unique_name) -> Stack:
     return polling.make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
 
 
@@ -76,11 +77,11 @@ def test_polling_path(polling_stack, logs_client, bq_client):
     cases = [case_by_id("plain_object"), *(c for c in message_cases() if c.polling)]
     times = [start + timedelta(milliseconds=10 * i) for i in range(len(cases))]
     for case, moment in zip(cases, times, strict=True):
-        polling.put(logs_client, polling_stack["group"], [(moment, case.message)])
+        polling.put(logs_client, polling_stack.group, [(moment, case.message)])
 
-    result = polling.materialize(polling_stack["defs"], partition_key(start))
+    result = polling.materialize(polling_stack.defs, partition_key(start))
 
-    rows, rejects = read_back(bq_client, polling_stack["dataset"], "app_events", "timestamp")
+    rows, rejects = read_back(bq_client, polling_stack.dataset, "app_events", "timestamp")
     for case, moment in zip(cases, times, strict=True):
         assert_landed(case, rows, rejects, moment, "events")
     assert len(rows) + len(rejects) == len(cases)
@@ -88,23 +89,17 @@ def test_polling_path(polling_stack, logs_client, bq_client):
     assert metadata["events_read"] == len(cases) == metadata["rows_loaded"] + metadata["rows_rejected"]
 
 
-def firehose_stream(local_aws, local_bigquery, write_config, unique_name, s3, source_keys: str) -> dict:
+def firehose_stream(local_aws, local_bigquery, write_config, unique_name, s3, source_keys: str) -> Stack:
     """A Firehose stream ``logs`` on a fresh bucket (prefix ``fh/``) and dataset."""
     bucket = f"cwl-hostile-{unique_name}"
     s3.create_bucket(Bucket=bucket)
-    dataset = f"ds_{unique_name}"
-    path = s3_stack.write_s3_config(
-        write_config,
-        local_aws,
-        local_bigquery,
-        dataset,
-        f"{{type: s3, bucket: {bucket}, prefix: fh/, layout: firehose, {source_keys}}}",
-    )
-    return {"bucket": bucket, "dataset": dataset, "defs": s3_stack.definitions(path)}
+    source = f"{{type: s3, bucket: {bucket}, prefix: fh/, layout: firehose, {source_keys}}}"
+    yaml = s3_stack.s3_stack_yaml(local_aws, local_bigquery, f"ds_{unique_name}", source)
+    return build_stack(write_config, bucket=bucket, **yaml)
 
 
 @pytest.fixture
-def firehose_stack(local_aws, local_bigquery, write_config, unique_name, s3) -> dict:
+def firehose_stack(local_aws, local_bigquery, write_config, unique_name, s3) -> Stack:
     return firehose_stream(
         local_aws,
         local_bigquery,
@@ -136,16 +131,16 @@ def test_firehose_s3_path(firehose_stack, s3, bq_client):
         "bomb": gzip_bomb(64 << 20),
         "garbage": good_member + b"GARBAGE" + good_member,
     }
-    bucket = firehose_stack["bucket"]
+    bucket = firehose_stack.bucket
     keys = {}
     for name, body in {"gz": gz, "lines": lines, **broken}.items():
         stream = "x'; DROP TABLE logs; --`\\" if name == "lines" else "cwl-delivery"
         keys[name] = s3_stack.firehose_key("fh/", hour, stream)
         s3.put_object(Bucket=bucket, Key=keys[name], Body=body)
 
-    result = s3_stack.materialize(firehose_stack["defs"], s3_stack.last_window_key(hour))
+    result = s3_stack.materialize(firehose_stack.defs, s3_stack.last_window_key(hour))
 
-    rows, rejects = read_back(bq_client, firehose_stack["dataset"], "logs", "event_id")
+    rows, rejects = read_back(bq_client, firehose_stack.dataset, "logs", "event_id")
     for first_id in (1, 100_001):
         for i, case in enumerate(cases):
             assert_landed(case, rows, rejects, str(first_id + i), "firehose")
@@ -164,8 +159,8 @@ def test_firehose_s3_path(firehose_stack, s3, bq_client):
     sources = {r["source_object"] for r in rejects.values()}
     assert f"s3://{bucket}/{keys['lines']}" in sources
 
-    s3_stack.materialize(firehose_stack["defs"], s3_stack.last_window_key(hour))
-    again_rows, again_rejects = read_back(bq_client, firehose_stack["dataset"], "logs", "event_id")
+    s3_stack.materialize(firehose_stack.defs, s3_stack.last_window_key(hour))
+    again_rows, again_rejects = read_back(bq_client, firehose_stack.dataset, "logs", "event_id")
     assert (set(again_rows), set(again_rejects)) == (set(rows), set(rejects))
 
 
@@ -184,10 +179,10 @@ def test_firehose_messages_records(local_aws, local_bigquery, write_config, uniq
     cases = [case_by_id("plain_object"), *(c for c in message_cases() if "messages" in c.carriers())]
     data, _ = payload("messages", cases)
     key = s3_stack.firehose_key("fh/", hour)
-    s3.put_object(Bucket=stack["bucket"], Key=key, Body=data)
-    modified = s3.head_object(Bucket=stack["bucket"], Key=key)["LastModified"]
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
+    modified = s3.head_object(Bucket=stack.bucket, Key=key)["LastModified"]
 
-    result = s3_stack.materialize(stack["defs"], s3_stack.last_window_key(hour))
+    result = s3_stack.materialize(stack.defs, s3_stack.last_window_key(hour))
 
     # The ids the pipeline derives, in line order (derivation itself is tested elsewhere).
     ids = [
@@ -200,7 +195,7 @@ def test_firehose_messages_records(local_aws, local_bigquery, write_config, uniq
             default_timestamp_ms=to_ms(modified),
         )
     ]
-    rows, rejects = read_back(bq_client, stack["dataset"], "logs", "event_id")
+    rows, rejects = read_back(bq_client, stack.dataset, "logs", "event_id")
     assert len(ids) == len(cases) == len(rows) + len(rejects)
     for case, event_id in zip(cases, ids, strict=True):
         assert_landed(case, rows, rejects, event_id, "messages")

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, to_ms
-from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline_tests.stack import Stack, build_stack
 
 WINDOW = timedelta(minutes=15)
 
@@ -24,33 +23,28 @@ def make_stack(
     bigquery_extra: str = "",
     window: str = "15m",
     start: str = "2026-01-01T00:00:00Z",
-) -> dict:
-    """A config with one stream ``app`` on a fresh log group and a fresh dataset.
+) -> Stack:
+    """One stream ``app`` (table ``app_events``) on a fresh log group and a fresh dataset.
 
     ``extra`` adds stream keys (indented YAML lines, e.g. ``"    sweeps: [15m]"``),
     ``bigquery_extra`` keys of the ``bigquery`` mapping (e.g. ``', storage_write_endpoint: "…"'``),
     ``window`` the window length and ``start`` the stream's first window.
     """
     group = f"/test/app-{unique_name}"
-    dataset = f"ds_{unique_name}"
     logs_client.create_log_group(logGroupName=group)
     logs_client.create_log_stream(logGroupName=group, logStreamName="web-1")
-    path = write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US,
-            api_endpoint: "{local_bigquery.url}"{bigquery_extra}}}
-streams:
-  - name: app
-    source: {{log_groups: ["{group}"]}}
-    table: app_events
-    window: {window}
-    start: "{start}"
-{extra}
-"""
+    return build_stack(
+        write_config,
+        group=group,
+        aws_url=local_aws.url,
+        bq_url=local_bigquery.url,
+        dataset=f"ds_{unique_name}",
+        source=f'{{log_groups: ["{group}"]}}',
+        window=window,
+        start=start,
+        extra=extra,
+        bigquery_extra=bigquery_extra,
     )
-    config = load_config(path)
-    return {"group": group, "dataset": dataset, "config": config, "defs": build_definitions(config)}
 
 
 def put(logs_client, group: str, events: list[tuple[datetime, object]], stream: str = "web-1") -> None:

@@ -33,8 +33,8 @@ def test_late_events_of_the_window_closed_just_before_a_fresh_start_land_once(
     local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
 ):
     stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, STREAM, window="1m")
-    sensor = build_window_sensor(StreamTables.of(stack["config"].streams[0]))
-    defs = stack["defs"]
+    sensor = build_window_sensor(StreamTables.of(stack.config.streams[0]))
+    defs = stack.defs
     # Start 8 seconds after a window closed: it has settled, its 30-second sweep is still to come.
     now = datetime.now(UTC)
     closed = floor_to_window(now, MINUTE) + MINUTE
@@ -42,7 +42,7 @@ def test_late_events_of_the_window_closed_just_before_a_fresh_start_land_once(
     window = closed - MINUTE
     put(
         logs_client,
-        stack["group"],
+        stack.group,
         [(window + timedelta(seconds=20), {"session_id": 1, "action": "on-time"})],
     )
 
@@ -53,7 +53,7 @@ def test_late_events_of_the_window_closed_just_before_a_fresh_start_land_once(
         # Events stamped inside that window arrive after it was loaded (CloudWatch accepts them).
         put(
             logs_client,
-            stack["group"],
+            stack.group,
             [(window + timedelta(seconds=40), {"session_id": 2, "action": "late"})],
         )
 
@@ -67,6 +67,6 @@ def test_late_events_of_the_window_closed_just_before_a_fresh_start_land_once(
         assert [r.partition_key for r in swept] == [partition_key(window)], "the window was never swept"
         assert launch(defs, instance, swept[0], "load_app").success
 
-    stored = rows(bq_client, stack["dataset"])
+    stored = rows(bq_client, stack.dataset)
     assert sorted(r["action"] for r in stored) == ["late", "on-time"]
     assert max(Counter(r["event_id"] for r in stored).values()) == 1

@@ -19,7 +19,7 @@ def test_completeness_fails_when_a_row_is_dropped_between_read_and_load(
     stack, logs_client, bq_client, monkeypatch
 ):
     start = window_start()
-    put(logs_client, stack["group"], [(start + timedelta(minutes=m), {"session_id": m}) for m in (1, 2, 3)])
+    put(logs_client, stack.group, [(start + timedelta(minutes=m), {"session_id": m}) for m in (1, 2, 3)])
     real_stage_chunk = BigQueryLoader.stage_chunk
 
     def drop_one_row(loader, staging, data):
@@ -27,17 +27,17 @@ def test_completeness_fails_when_a_row_is_dropped_between_read_and_load(
         return real_stage_chunk(loader, staging, data.slice(1) if events and data.num_rows else data)
 
     monkeypatch.setattr(BigQueryLoader, "stage_chunk", drop_one_row)
-    result = materialize(stack["defs"], partition_key(start), raise_on_error=False)
+    result = materialize(stack.defs, partition_key(start), raise_on_error=False)
 
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "completeness"]
     assert not check.passed
     assert check.metadata["events_at_source"].value == 3
     assert check.metadata["rows_in_table"].value == 2
     assert "1 events read are not in BigQuery" in check.description
-    assert len(rows(bq_client, stack["dataset"])) == 2
+    assert len(rows(bq_client, stack.dataset)) == 2
 
     # Without the fault the same window loads whole and the check passes.
     monkeypatch.setattr(BigQueryLoader, "stage_chunk", real_stage_chunk)
-    again = materialize(stack["defs"], partition_key(start))
+    again = materialize(stack.defs, partition_key(start))
     [check] = [c for c in again.get_asset_check_evaluations() if c.check_name == "completeness"]
     assert check.passed and check.metadata["rows_in_table"].value == 3

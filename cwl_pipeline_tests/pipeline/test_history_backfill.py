@@ -26,18 +26,19 @@ from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.history import read_windows_from_export
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put
 from cwl_pipeline_tests.s3.s3_stack import s3_client
+from cwl_pipeline_tests.stack import Stack
 
 COLUMNS = "timestamp, session_id, action, TO_JSON_STRING(params) AS params, log_group, log_stream"
 
 
 @pytest.fixture
-def history(local_aws, local_bigquery, logs_client, write_config, unique_name) -> dict:
+def history(local_aws, local_bigquery, logs_client, write_config, unique_name) -> Stack:
     """Stream ``app`` with ``history: {reader: export, after: 1d}`` into a fresh bucket."""
     bucket = f"cwl-hist-{unique_name}".replace("_", "-")
     s3_client(local_aws.url).create_bucket(Bucket=bucket)
     extra = f"    history: {{reader: export, after: 1d, bucket: {bucket}, prefix: app-history}}"
     stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, extra)
-    return {**stack, "bucket": bucket}
+    return replace(stack, bucket=bucket)
 
 
 def without_history(config: PipelineConfig, dataset: str | None = None) -> dg.Definitions:
@@ -90,12 +91,12 @@ def test_backfill_through_an_export_writes_what_filter_log_events_would(
     history, local_aws, logs_client, bq_client, unique_name
 ):
     start = floor_to_window(datetime.now(UTC) - timedelta(days=2), WINDOW)
-    put(logs_client, history["group"], old_events(start))
-    exported = run_range(history["defs"], start, start + WINDOW)
-    polled_dataset = f"{history['dataset']}_api"
-    polled = run_range(without_history(history["config"], polled_dataset), start, start + WINDOW)
+    put(logs_client, history.group, old_events(start))
+    exported = run_range(history.defs, start, start + WINDOW)
+    polled_dataset = f"{history.dataset}_api"
+    polled = run_range(without_history(history.config, polled_dataset), start, start + WINDOW)
 
-    by_export = select(bq_client, history["dataset"], f"{COLUMNS}, event_id, ingestion_time, source_object")
+    by_export = select(bq_client, history.dataset, f"{COLUMNS}, event_id, ingestion_time, source_object")
     by_api = select(bq_client, polled_dataset, f"{COLUMNS}, event_id, ingestion_time, source_object")
     common = COLUMNS.replace("TO_JSON_STRING(params) AS params", "params").split(", ")
     assert len(by_export) == len(by_api) == 3
@@ -107,17 +108,17 @@ def test_backfill_through_an_export_writes_what_filter_log_events_would(
     assert {r["ingestion_time"] for r in by_export} == {None} and None not in {
         r["ingestion_time"] for r in by_api
     }
-    assert all(r["source_object"].startswith(f"s3://{history['bucket']}/app-history/") for r in by_export)
+    assert all(r["source_object"].startswith(f"s3://{history.bucket}/app-history/") for r in by_export)
     assert {r["source_object"] for r in by_api} == {None}
     reject_columns = "reason, raw_message, log_group, log_stream"
     assert (
-        select(bq_client, history["dataset"], reject_columns, "app_events_rejects")
+        select(bq_client, history.dataset, reject_columns, "app_events_rejects")
         == select(bq_client, polled_dataset, reject_columns, "app_events_rejects")
         == [
             {
                 "reason": "invalid_json",
                 "raw_message": "not json at all",
-                "log_group": history["group"],
+                "log_group": history.group,
                 "log_stream": "web-1",
             }
         ]
@@ -127,7 +128,7 @@ def test_backfill_through_an_export_writes_what_filter_log_events_would(
     tasks = [
         t
         for t in logs_client.describe_export_tasks()["exportTasks"]
-        if t["logGroupName"] == history["group"] and t["destination"] == history["bucket"]
+        if t["logGroupName"] == history.group and t["destination"] == history.bucket
     ]
     assert len(tasks) == 1 and tasks[0]["destinationPrefix"].startswith("app-history/")
     windows = window_materializations(exported)
@@ -145,8 +146,8 @@ def test_backfill_through_an_export_writes_what_filter_log_events_would(
     assert checks["completeness"] and checks["no_duplicate_event_ids"], checks
 
     # Re-running the backfill replaces the windows with the same rows.
-    run_range(history["defs"], start, start + WINDOW)
-    assert select(bq_client, history["dataset"], COLUMNS) == select(bq_client, polled_dataset, COLUMNS)
+    run_range(history.defs, start, start + WINDOW)
+    assert select(bq_client, history.dataset, COLUMNS) == select(bq_client, polled_dataset, COLUMNS)
 
 
 def test_a_range_across_after_reads_each_window_with_one_reader(history, logs_client, bq_client):
@@ -157,19 +158,17 @@ def test_a_range_across_after_reads_each_window_with_one_reader(history, logs_cl
     older, younger = boundary - WINDOW, boundary
     put(
         logs_client,
-        history["group"],
+        history.group,
         [
             (older + timedelta(minutes=1), {"session_id": 1}),
             (younger + timedelta(minutes=1), {"session_id": 2}),
         ],
     )
-    result = run_range(history["defs"], older, younger)
+    result = run_range(history.defs, older, younger)
     windows = window_materializations(result)
     assert windows[partition_key(older)]["reader"] == "export"
     assert windows[partition_key(younger)]["reader"] == "filter_log_events"
-    ids = {
-        r["session_id"]: r["event_id"] for r in select(bq_client, history["dataset"], "session_id, event_id")
-    }
+    ids = {r["session_id"]: r["event_id"] for r in select(bq_client, history.dataset, "session_id, event_id")}
     assert ids[1].startswith("d-") and ids[2].isdigit()
     run_md = windows[partition_key(older)]
     assert run_md["windows_read_by_export"] and run_md["windows_read_by_filter_log_events"]
@@ -179,41 +178,41 @@ def test_polling_after_an_export_backfill_replaces_the_windows_without_duplicate
     history, logs_client, bq_client
 ):
     start = floor_to_window(datetime.now(UTC) - timedelta(days=2), WINDOW)
-    put(logs_client, history["group"], old_events(start))
-    run_range(history["defs"], start, start + WINDOW)
-    exported = select(bq_client, history["dataset"], COLUMNS)
+    put(logs_client, history.group, old_events(start))
+    run_range(history.defs, start, start + WINDOW)
+    exported = select(bq_client, history.dataset, COLUMNS)
 
     # The same windows loaded again by hand with FilterLogEvents: replaced, ids now CloudWatch's.
-    run_range(without_history(history["config"]), start, start + WINDOW)
-    rows = select(bq_client, history["dataset"], f"{COLUMNS}, event_id")
+    run_range(without_history(history.config), start, start + WINDOW)
+    rows = select(bq_client, history.dataset, f"{COLUMNS}, event_id")
     assert [{k: r[k] for k in exported[0]} for r in rows] == exported
     assert all(r["event_id"].isdigit() for r in rows)
 
     # And back to the export: each window holds one reader's rows, each event once.
-    run_range(history["defs"], start, start + WINDOW)
-    rows = select(bq_client, history["dataset"], f"{COLUMNS}, event_id")
+    run_range(history.defs, start, start + WINDOW)
+    rows = select(bq_client, history.dataset, f"{COLUMNS}, event_id")
     assert len(rows) == 3 and all(r["event_id"].startswith("d-") for r in rows)
 
 
 def test_a_sweep_after_an_export_backfill_stores_each_event_once(history, logs_client, bq_client):
     start = floor_to_window(datetime.now(UTC) - timedelta(days=2), WINDOW)
-    put(logs_client, history["group"], old_events(start))
-    run_range(history["defs"], start, start + WINDOW)
+    put(logs_client, history.group, old_events(start))
+    run_range(history.defs, start, start + WINDOW)
     late = start + timedelta(minutes=9)
-    put(logs_client, history["group"], [(late, {"session_id": 4})])  # arrived after the export
+    put(logs_client, history.group, [(late, {"session_id": 4})])  # arrived after the export
 
     # The sensor's sweep of the same windows: FilterLogEvents, inserting what is missing.
-    run_range(history["defs"], start, start + WINDOW, kind="sweep-6h")
-    rows = select(bq_client, history["dataset"], f"{COLUMNS}, event_id")
+    run_range(history.defs, start, start + WINDOW, kind="sweep-6h")
+    rows = select(bq_client, history.dataset, f"{COLUMNS}, event_id")
     assert [r["session_id"] for r in rows] == [1, 2, 4, 3]
     assert all(r["event_id"].isdigit() for r in rows), "one reader's ids per window"
-    rejects = select(bq_client, history["dataset"], "event_id, reason", "app_events_rejects")
+    rejects = select(bq_client, history.dataset, "event_id, reason", "app_events_rejects")
     assert len(rejects) == 1 and rejects[0]["event_id"].isdigit()
 
 
 def test_the_export_reader_refuses_windows_younger_than_after(history, local_aws):
-    stream = history["config"].streams[0]
-    aws = AwsResource.from_settings(history["config"].aws)
+    stream = history.config.streams[0]
+    aws = AwsResource.from_settings(history.config.aws)
     start = floor_to_window(datetime.now(UTC) - timedelta(hours=20), WINDOW)
     reads = read_windows_from_export(
         stream,

@@ -36,11 +36,11 @@ def test_lambda_lines_land_typed_and_the_reject_rate_check_passes(
         f"REPORT RequestId: {RID}\tDuration: 3000.00 ms\tBilled Duration: 3000 ms\tMemory Size: 128 MB\t"
         "Max Memory Used: 71 MB\tInit Duration: 250.37 ms\tStatus: timeout\n",
     ]
-    put(logs_client, stack["group"], [(at(i + 1), line) for i, line in enumerate(lines)])
+    put(logs_client, stack.group, [(at(i + 1), line) for i, line in enumerate(lines)])
 
-    result = materialize(stack["defs"], partition_key(start))
+    result = materialize(stack.defs, partition_key(start))
 
-    table = f"cwl-local.{stack['dataset']}.app_events"
+    table = f"cwl-local.{stack.dataset}.app_events"
     loaded = [
         dict(r.items())
         for r in bq_client.query(

@@ -36,7 +36,7 @@ def loaded(local_aws, local_bigquery, logs_client, bq_client, write_config, uniq
     start = window_start()
     put(
         logs_client,
-        stack["group"],
+        stack.group,
         [
             (start + timedelta(minutes=1), {"session_id": 1, "action": "view"}),
             (start + timedelta(minutes=2), {"session_id": 1, "action": "click"}),
@@ -44,9 +44,9 @@ def loaded(local_aws, local_bigquery, logs_client, bq_client, write_config, uniq
             (start + timedelta(minutes=4), "plain text"),
         ],
     )
-    result = materialize(stack["defs"], partition_key(start))
-    tables = StreamTables.of(stack["config"].streams[0])
-    loader = BigQueryLoader(bq_client, stack["dataset"])
+    result = materialize(stack.defs, partition_key(start))
+    tables = StreamTables.of(stack.config.streams[0])
+    loader = BigQueryLoader(bq_client, stack.dataset)
     end = start + WINDOW
     facts = LoadFacts(
         events_at_source=4,
@@ -58,7 +58,14 @@ def loaded(local_aws, local_bigquery, logs_client, bq_client, write_config, uniq
         scope=LoadScope(time_scope("timestamp", start, end), time_scope("timestamp", start, end)),
         final_sweep=False,
     )
-    return {**stack, "start": start, "result": result, "tables": tables, "loader": loader, "facts": facts}
+    return {
+        **vars(stack),
+        "start": start,
+        "result": result,
+        "tables": tables,
+        "loader": loader,
+        "facts": facts,
+    }
 
 
 def test_every_check_passes_on_a_clean_load(loaded):
@@ -174,7 +181,7 @@ def test_freshness_policy_comes_from_config(
         unique_name,
         extra="    freshness: {warn: 20m, fail: 45m}",
     )
-    graph = stack["defs"].resolve_asset_graph()
+    graph = stack.defs.resolve_asset_graph()
     for key in (dg.AssetKey("app_events"), dg.AssetKey("app_events_hourly_actions")):
         policy = graph.get(key).freshness_policy
         assert policy.fail_window.to_timedelta() == timedelta(minutes=45)
@@ -221,23 +228,23 @@ def test_backfilled_range_equals_window_by_window_loads(
     for stack in (one, two):
         put(
             logs_client,
-            stack["group"],
+            stack.group,
             [(first + i * timedelta(minutes=7), {"session_id": i, "action": f"a{i % 3}"}) for i in range(8)]
             + [(first + timedelta(minutes=30), "broken {")],
         )
     keys = [partition_key(first + i * WINDOW) for i in range(4)]
     for key in keys:
-        materialize(one["defs"], key)
+        materialize(one.defs, key)
     instance = dg.DagsterInstance.ephemeral()
     result = materialize(
-        two["defs"],
+        two.defs,
         None,
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
     strip = {"event_id", "log_group"}  # the two streams differ only in group and local ids
-    left = [{k: v for k, v in r.items() if k not in strip} for r in rows(bq_client, one["dataset"])]
-    right = [{k: v for k, v in r.items() if k not in strip} for r in rows(bq_client, two["dataset"])]
+    left = [{k: v for k, v in r.items() if k not in strip} for r in rows(bq_client, one.dataset)]
+    right = [{k: v for k, v in r.items() if k not in strip} for r in rows(bq_client, two.dataset)]
     assert left == right and len(left) == 8
     # Each window of the range run got its own, true figures.
     per_window = {
@@ -257,14 +264,14 @@ def test_backfilled_range_equals_window_by_window_loads(
 def test_late_event_inside_the_sweep_horizon_lands_exactly_once(stack, logs_client, bq_client):
     start = window_start()
     key = partition_key(start)
-    put(logs_client, stack["group"], [(start + timedelta(minutes=1), {"session_id": 1})])
-    materialize(stack["defs"], key, tags={LOAD_KIND_TAG: "settled"})
+    put(logs_client, stack.group, [(start + timedelta(minutes=1), {"session_id": 1})])
+    materialize(stack.defs, key, tags={LOAD_KIND_TAG: "settled"})
     # CloudWatch accepts the late event after the settled load...
-    put(logs_client, stack["group"], [(start + timedelta(minutes=5), {"session_id": 2})])
+    put(logs_client, stack.group, [(start + timedelta(minutes=5), {"session_id": 2})])
     # ...and the sweep after the horizon loads it; sweeping again changes nothing.
-    first = materialize(stack["defs"], key, tags={LOAD_KIND_TAG: "sweep-15m"})
-    materialize(stack["defs"], key, tags={LOAD_KIND_TAG: "sweep-6h"})
-    assert [r["session_id"] for r in rows(bq_client, stack["dataset"])] == [1, 2]
+    first = materialize(stack.defs, key, tags={LOAD_KIND_TAG: "sweep-15m"})
+    materialize(stack.defs, key, tags={LOAD_KIND_TAG: "sweep-6h"})
+    assert [r["session_id"] for r in rows(bq_client, stack.dataset)] == [1, 2]
     completeness = checks_of(first)["completeness"]
     assert completeness.passed  # not the final sweep: late events are expected here
     assert completeness.metadata["new_rows_since_previous_load"].value == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -32,6 +33,7 @@ from cwl_pipeline.polling.plan import PlanState
 from cwl_pipeline.polling.sensor import build_window_sensor
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, put, rows
 from cwl_pipeline_tests.sensor_runs import assert_retry_chain, launch, tick
+from cwl_pipeline_tests.stack import Stack, stack_yaml
 
 NO_WAIT = RetryPolicy(first_delay=timedelta(0))
 STREAM = """    settle_lag: 1m
@@ -61,35 +63,40 @@ def instance():
         yield temp
 
 
-def failing_definitions(write_config, stack: dict) -> dg.Definitions:
+@dataclass(frozen=True)
+class FailingStack(Stack):
+    """The stack, and its definitions with AWS and BigQuery on ports nothing listens on."""
+
+    failing: dg.Definitions | None = None
+
+
+def failing_definitions(write_config, stack: Stack) -> dg.Definitions:
     """The stream's definitions with its AWS endpoint on a port nothing listens on."""
     path = write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:{free_port()}", max_attempts: 1}}
-bigquery: {{project: cwl-local, dataset: {stack["dataset"]}, location: US, api_endpoint: "http://127.0.0.1:1"}}
-streams:
-  - name: app
-    source: {{log_groups: ["{stack["group"]}"]}}
-    table: app_events
-    window: 15m
-    start: "2026-01-01T00:00:00Z"
-{STREAM}"""
+        stack_yaml(
+            aws_url=f"http://127.0.0.1:{free_port()}",
+            bq_url="http://127.0.0.1:1",
+            dataset=stack.dataset,
+            source=f'{{log_groups: ["{stack.group}"]}}',
+            extra=STREAM,
+            aws_extra=", max_attempts: 1",
+        )
     )
     return build_definitions(load_config(path))
 
 
-def sensor_of(stack: dict, retry: RetryPolicy = NO_WAIT) -> dg.SensorDefinition:
-    return build_window_sensor(StreamTables.of(stack["config"].streams[0]), retry)
+def sensor_of(stack: Stack, retry: RetryPolicy = NO_WAIT) -> dg.SensorDefinition:
+    return build_window_sensor(StreamTables.of(stack.config.streams[0]), retry)
 
 
 @pytest.fixture
-def polling(local_aws, local_bigquery, logs_client, write_config, unique_name) -> dict:
+def polling(local_aws, local_bigquery, logs_client, write_config, unique_name) -> FailingStack:
     stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, STREAM)
-    return {**stack, "failing": failing_definitions(write_config, stack)}
+    return FailingStack(**vars(stack), failing=failing_definitions(write_config, stack))
 
 
 def test_failed_settled_load_is_asked_for_again_until_the_bound(polling, instance):
-    sensor, defs = sensor_of(polling), polling["defs"]
+    sensor, defs = sensor_of(polling), polling.defs
     first_tick = tick(sensor, defs, instance, None)
     [settled] = [r for r in first_tick.requests if r.tags["cwl/load"] == "settled"]
     assert settled.tags[ASSET_PARTITION_RANGE_START_TAG] != settled.tags[ASSET_PARTITION_RANGE_END_TAG]
@@ -97,7 +104,7 @@ def test_failed_settled_load_is_asked_for_again_until_the_bound(polling, instanc
     gave_up = assert_retry_chain(
         sensor=sensor,
         defs=defs,
-        failing_defs=polling["failing"],
+        failing_defs=polling.failing,
         instance=instance,
         first=settled,
         cursor=first_tick.cursor,
@@ -126,15 +133,15 @@ def test_failed_settled_load_is_asked_for_again_until_the_bound(polling, instanc
 
 
 def test_retry_that_succeeds_loads_the_window_and_clears_the_debt(polling, instance, logs_client, bq_client):
-    sensor, defs = sensor_of(polling), polling["defs"]
+    sensor, defs = sensor_of(polling), polling.defs
     now = datetime.now(UTC)
     window = floor_to_window(now - timedelta(minutes=1), WINDOW) - WINDOW
-    put(logs_client, polling["group"], [(window + timedelta(minutes=2), {"session_id": 7})])
+    put(logs_client, polling.group, [(window + timedelta(minutes=2), {"session_id": 7})])
     first_tick = tick(sensor, defs, instance, None)
     [settled] = [r for r in first_tick.requests if r.tags["cwl/load"] == "settled"]
     assert settled.tags[ASSET_PARTITION_RANGE_END_TAG] == partition_key(window)
 
-    failed = launch(polling["failing"], instance, settled, "load_app")
+    failed = launch(polling.failing, instance, settled, "load_app")
     assert not failed.success
     second = tick(sensor, defs, instance, first_tick.cursor)
     [retry] = second.retries
@@ -142,13 +149,13 @@ def test_retry_that_succeeds_loads_the_window_and_clears_the_debt(polling, insta
     assert any("run " + failed.run_id in line and "attempt 1/5" in line for line in second.lines("WARNING"))
 
     assert launch(defs, instance, retry, "load_app").success
-    assert [r["session_id"] for r in rows(bq_client, polling["dataset"])] == [7]
+    assert [r["session_id"] for r in rows(bq_client, polling.dataset)] == [7]
     third = tick(sensor, defs, instance, second.cursor)
     assert third.retries == [] and json.loads(third.cursor)["owed"]["loads"] == []
 
 
 def test_failed_final_sweep_is_asked_for_again_until_the_bound(polling, instance):
-    sensor, defs = sensor_of(polling), polling["defs"]
+    sensor, defs = sensor_of(polling), polling.defs
     now = datetime.now(UTC)
     settled_end = floor_to_window(now - timedelta(minutes=1), WINDOW)
     sweep_end = floor_to_window(now - timedelta(minutes=15), WINDOW)
@@ -161,7 +168,7 @@ def test_failed_final_sweep_is_asked_for_again_until_the_bound(polling, instance
     gave_up = assert_retry_chain(
         sensor=sensor,
         defs=defs,
-        failing_defs=polling["failing"],
+        failing_defs=polling.failing,
         instance=instance,
         first=sweep,
         cursor=first_tick.cursor,
@@ -174,10 +181,10 @@ def test_failed_final_sweep_is_asked_for_again_until_the_bound(polling, instance
 
 
 def test_default_policy_waits_before_the_second_attempt(polling, instance):
-    sensor, defs = sensor_of(polling, RetryPolicy()), polling["defs"]
+    sensor, defs = sensor_of(polling, RetryPolicy()), polling.defs
     first_tick = tick(sensor, defs, instance, None)
     [settled] = [r for r in first_tick.requests if r.tags["cwl/load"] == "settled"]
-    assert not launch(polling["failing"], instance, settled, "load_app").success
+    assert not launch(polling.failing, instance, settled, "load_app").success
     second = tick(sensor, defs, instance, first_tick.cursor)
     assert second.retries == []
     assert any("attempt 2 due at" in line for line in second.lines("WARNING")), second.log
@@ -186,11 +193,11 @@ def test_default_policy_waits_before_the_second_attempt(polling, instance):
 
 def test_failed_refresh_is_not_asked_for_again(polling, instance, logs_client):
     """The settled load of the open window follows a refresh anyway."""
-    sensor, defs = sensor_of(polling), polling["defs"]
-    put(logs_client, polling["group"], [(datetime.now(UTC), {"session_id": 1})])
+    sensor, defs = sensor_of(polling), polling.defs
+    put(logs_client, polling.group, [(datetime.now(UTC), {"session_id": 1})])
     first_tick = tick(sensor, defs, instance, None)
     [refresh] = [r for r in first_tick.requests if r.tags["cwl/load"] == "refresh"]
-    assert not launch(polling["failing"], instance, refresh, "load_app").success
+    assert not launch(polling.failing, instance, refresh, "load_app").success
     assert tick(sensor, defs, instance, first_tick.cursor).retries == []
 
 
@@ -198,7 +205,7 @@ def test_run_cancelled_before_it_started_is_asked_for_again(polling, instance):
     """A run cancelled before it started (as an operator cancels a waiting run). The run record is
     created directly, by ``create_run_for_job`` with the request's tags, and cancelled with
     ``report_run_canceled``, the call Dagster makes for a run that never started; no process runs."""
-    sensor, defs = sensor_of(polling), polling["defs"]
+    sensor, defs = sensor_of(polling), polling.defs
     first_tick = tick(sensor, defs, instance, None)
     [settled] = [r for r in first_tick.requests if r.tags["cwl/load"] == "settled"]
     job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(["app_events"])])

@@ -24,7 +24,7 @@ def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_clien
     start = window_start()
     put(
         logs_client,
-        stack["group"],
+        stack.group,
         [
             (
                 start + timedelta(seconds=1, milliseconds=123),
@@ -38,18 +38,18 @@ def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_clien
             (start + WINDOW, {"session_id": 99}),
         ],
     )
-    result = materialize(stack["defs"], partition_key(start))
-    loaded = rows(bq_client, stack["dataset"])
+    result = materialize(stack.defs, partition_key(start))
+    loaded = rows(bq_client, stack.dataset)
     assert [r["session_id"] for r in loaded] == [1, 2, 3]
     assert loaded[0]["timestamp"] == start + timedelta(seconds=1, milliseconds=123)
     assert json.loads(loaded[0]["params"]) == {"x": 1}
     assert loaded[1]["params"] is None and loaded[2]["action"] is None
-    assert {r["log_group"] for r in loaded} == {stack["group"]}
+    assert {r["log_group"] for r in loaded} == {stack.group}
     assert {r["log_stream"] for r in loaded} == {"web-1"}
 
     rejects = list(
         bq_client.query(
-            f"SELECT reason, raw_message FROM `cwl-local.{stack['dataset']}.app_events_rejects`"
+            f"SELECT reason, raw_message FROM `cwl-local.{stack.dataset}.app_events_rejects`"
         ).result()
     )
     assert [(r["reason"], r["raw_message"]) for r in rejects] == [("invalid_json", "not json at all")]
@@ -60,13 +60,13 @@ def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_clien
     assert events_md["rows_rejected"].value == 1
 
     # Re-running the partition any number of times gives the same table.
-    materialize(stack["defs"], partition_key(start))
-    materialize(stack["defs"], partition_key(start))
-    assert rows(bq_client, stack["dataset"]) == loaded
+    materialize(stack.defs, partition_key(start))
+    materialize(stack.defs, partition_key(start))
+    assert rows(bq_client, stack.dataset) == loaded
     count = next(
         iter(
             bq_client.query(
-                f"SELECT COUNT(*) AS n FROM `cwl-local.{stack['dataset']}.app_events_rejects`"
+                f"SELECT COUNT(*) AS n FROM `cwl-local.{stack.dataset}.app_events_rejects`"
             ).result()
         )
     )["n"]
@@ -75,19 +75,19 @@ def test_window_loads_rows_and_rejects_and_rerun_is_idempotent(stack, logs_clien
 
 def test_rerun_picks_up_late_events_without_duplicates(stack, logs_client, bq_client):
     start = window_start()
-    put(logs_client, stack["group"], [(start + timedelta(minutes=1), {"session_id": 1})])
-    materialize(stack["defs"], partition_key(start))
-    put(logs_client, stack["group"], [(start + timedelta(minutes=2), {"session_id": 2})])
-    materialize(stack["defs"], partition_key(start))
-    assert [r["session_id"] for r in rows(bq_client, stack["dataset"])] == [1, 2]
+    put(logs_client, stack.group, [(start + timedelta(minutes=1), {"session_id": 1})])
+    materialize(stack.defs, partition_key(start))
+    put(logs_client, stack.group, [(start + timedelta(minutes=2), {"session_id": 2})])
+    materialize(stack.defs, partition_key(start))
+    assert [r["session_id"] for r in rows(bq_client, stack.dataset)] == [1, 2]
 
 
 def test_failure_inside_the_replace_leaves_previous_rows_intact(stack, logs_client, bq_client, monkeypatch):
     start = window_start()
-    put(logs_client, stack["group"], [(start + timedelta(minutes=1), {"session_id": 1, "action": "a"})])
-    materialize(stack["defs"], partition_key(start))
-    before = rows(bq_client, stack["dataset"])
-    put(logs_client, stack["group"], [(start + timedelta(minutes=2), {"session_id": 2, "action": "b"})])
+    put(logs_client, stack.group, [(start + timedelta(minutes=1), {"session_id": 1, "action": "a"})])
+    materialize(stack.defs, partition_key(start))
+    before = rows(bq_client, stack.dataset)
+    put(logs_client, stack.group, [(start + timedelta(minutes=2), {"session_id": 2, "action": "b"})])
 
     # Fault injection: the emulator cannot fail on its own between the DELETE and the COMMIT,
     # so the replace script gets a statement that raises after the deletes and inserts ran.
@@ -98,27 +98,27 @@ def test_failure_inside_the_replace_leaves_previous_rows_intact(stack, logs_clie
         return script.replace("COMMIT TRANSACTION;", "SELECT ERROR('injected failure');\nCOMMIT TRANSACTION;")
 
     monkeypatch.setattr(BigQueryLoader, "_replace_script", failing_script)
-    result = materialize(stack["defs"], partition_key(start), raise_on_error=False)
+    result = materialize(stack.defs, partition_key(start), raise_on_error=False)
     assert not result.success
-    assert rows(bq_client, stack["dataset"]) == before
-    tables = [t.table_id for t in bq_client.list_tables(stack["dataset"])]
+    assert rows(bq_client, stack.dataset) == before
+    tables = [t.table_id for t in bq_client.list_tables(stack.dataset)]
     assert not [t for t in tables if t.startswith("_stage_")], "staging tables are dropped"
 
 
 def test_failed_staging_load_leaves_previous_rows_intact(stack, logs_client, bq_client, monkeypatch):
     start = window_start()
-    put(logs_client, stack["group"], [(start + timedelta(minutes=1), {"session_id": 1})])
-    materialize(stack["defs"], partition_key(start))
-    before = rows(bq_client, stack["dataset"])
+    put(logs_client, stack.group, [(start + timedelta(minutes=1), {"session_id": 1})])
+    materialize(stack.defs, partition_key(start))
+    before = rows(bq_client, stack.dataset)
 
     # Fault injection: a load job that fails, as a quota or network error would.
     def broken_load(self, *args, **kwargs):
         raise ConnectionError("injected: connection reset during upload")
 
     monkeypatch.setattr("google.cloud.bigquery.Client.load_table_from_file", broken_load)
-    result = materialize(stack["defs"], partition_key(start), raise_on_error=False)
+    result = materialize(stack.defs, partition_key(start), raise_on_error=False)
     assert not result.success
-    assert rows(bq_client, stack["dataset"]) == before
+    assert rows(bq_client, stack.dataset) == before
 
 
 def test_missing_log_group_is_one_clear_error(local_aws, local_bigquery, write_config, unique_name):

@@ -38,6 +38,7 @@ from cwl_pipeline.polling.reconcile_counts import horizon_of
 from cwl_pipeline.polling.reconcile_plan import floor_to_hour
 from cwl_pipeline_tests.pipeline.polling import WINDOW, assets_def, make_stack, put
 from cwl_pipeline_tests.sensor_runs import launch, tick
+from cwl_pipeline_tests.stack import Stack
 
 STREAM = """    settle_lag: 1m
     sweeps: [15m]
@@ -127,10 +128,10 @@ def test_count_ingested_selects_by_event_time_and_ingestion_hour(local_aws, logs
     assert earlier == {}
 
 
-def reconciliation(stack: dict, ingested_hour: datetime):
+def reconciliation(stack: Stack, ingested_hour: datetime):
     """The check and the sensor of the stack's stream, with a clock at which ``ingested_hour``
     is past its final sweep."""
-    tables = StreamTables.of(stack["config"].streams[0])
+    tables = StreamTables.of(stack.config.streams[0])
     due = horizon_of(tables.stream).due_at(ingested_hour) + timedelta(minutes=1)
     shift = due - datetime.now(UTC)
 
@@ -141,15 +142,15 @@ def reconciliation(stack: dict, ingested_hour: datetime):
 
 
 def run_check(
-    stack: dict, check: dg.AssetChecksDefinition, tables: StreamTables, instance
+    stack: Stack, check: dg.AssetChecksDefinition, tables: StreamTables, instance
 ) -> dg.AssetCheckEvaluation:
     """Execute the reconciliation check as a Dagster run; its evaluation."""
-    config = stack["config"]
+    config = stack.config
     _, load, _ = build_stream_assets(config.streams[0], config.bigquery)
     result = dg.materialize(
         [load, check],
         selection=dg.AssetSelection.checks(dg.AssetCheckKey(tables.events_key, RECONCILE_CHECK)),
-        resources=stack["defs"].resources,
+        resources=stack.defs.resources,
         instance=instance,
     )
     assert result.success
@@ -157,10 +158,10 @@ def run_check(
     return evaluation
 
 
-def load_range(stack: dict, first: datetime, last: datetime, instance) -> None:
+def load_range(stack: Stack, first: datetime, last: datetime, instance) -> None:
     """Load windows ``first`` … ``last`` as a run launched by hand."""
     result = dg.materialize(
-        [assets_def(stack["defs"])],
+        [assets_def(stack.defs)],
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": partition_key(first),
@@ -182,7 +183,7 @@ def test_a_very_late_event_is_found_by_the_reconciliation_and_healed(
     local_aws, local_bigquery, logs_client, cloudwatch, bq_client, write_config, unique_name, instance
 ):
     stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, STREAM)
-    group, now = stack["group"], datetime.now(UTC)
+    group, now = stack.group, datetime.now(UTC)
     hour = floor_to_hour(now)
     late_window = floor_to_window(now - timedelta(hours=2), WINDOW)
     on_time_window = floor_to_window(now - timedelta(hours=1), WINDOW)
@@ -192,7 +193,7 @@ def test_a_very_late_event_is_found_by_the_reconciliation_and_healed(
     # ... when an event stamped inside the older one arrives: nothing will read it again.
     put(logs_client, group, [(late_window + timedelta(minutes=4), {"action": "very late"})])
     put_incoming_log_events(cloudwatch, group, hour, 4)  # CloudWatch counted 4 ingested this hour
-    assert stored(bq_client, stack["dataset"]) == (3, 3)
+    assert stored(bq_client, stack.dataset) == (3, 3)
 
     tables, check, sensor = reconciliation(stack, hour)
     first = run_check(stack, check, tables, instance)
@@ -201,7 +202,7 @@ def test_a_very_late_event_is_found_by_the_reconciliation_and_healed(
     assert first.metadata["cloudwatch_events"].value == 4 and first.metadata["stored_events"].value == 3
     assert f"{hour:%Y-%m-%d %H:00} | 4 | 3 | -1 | short past the final sweep" in first.metadata["hours"].value
 
-    healing = tick(sensor, stack["defs"], instance, None)
+    healing = tick(sensor, stack.defs, instance, None)
     [heal] = healing.requests
     assert heal.tags[LOAD_KIND_TAG] == "heal"
     assert heal.tags[HEAL_HOUR_TAG] == hour.isoformat() and heal.tags[HEAL_ATTEMPT_TAG] == "1"
@@ -213,17 +214,17 @@ def test_a_very_late_event_is_found_by_the_reconciliation_and_healed(
     [observation] = healing.result.asset_events  # type: ignore[attr-defined]
     assert observation.metadata["reconcile_shortfall_past_final_sweep"].value == 1.0
 
-    run = launch(stack["defs"], instance, heal, "load_app")
+    run = launch(stack.defs, instance, heal, "load_app")
     assert run.success
-    assert stored(bq_client, stack["dataset"]) == (4, 4)  # the late event, once
+    assert stored(bq_client, stack.dataset) == (4, 4)  # the late event, once
 
     assert run_check(stack, check, tables, instance).passed
-    healed = tick(sensor, stack["defs"], instance, healing.cursor)
+    healed = tick(sensor, stack.defs, instance, healing.cursor)
     assert healed.requests == []
     assert f"app {hour:%Y-%m-%d %H:00}: agrees with CloudWatch after 1 heal(s)" in healed.lines("INFO")
     [observation] = healed.result.asset_events  # type: ignore[attr-defined]
     assert observation.metadata["reconcile_difference"].value == 0.0
-    assert stored(bq_client, stack["dataset"]) == (4, 4)
+    assert stored(bq_client, stack.dataset) == (4, 4)
 
 
 def test_a_shortfall_of_events_stamped_before_the_start_is_explained(
@@ -240,7 +241,7 @@ def test_a_shortfall_of_events_stamped_before_the_start_is_explained(
         STREAM + "    reconcile: {max_heal_attempts: 1}\n",
         start=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    group, hour = stack["group"], floor_to_hour(now)
+    group, hour = stack.group, floor_to_hour(now)
     put(
         logs_client,
         group,
@@ -254,12 +255,12 @@ def test_a_shortfall_of_events_stamped_before_the_start_is_explained(
     put_incoming_log_events(cloudwatch, group, hour, 3)  # CloudWatch counted all 3
     tables, check, sensor = reconciliation(stack, hour)
 
-    healing = tick(sensor, stack["defs"], instance, None)
+    healing = tick(sensor, stack.defs, instance, None)
     [heal] = healing.requests  # first, read the windows again
-    assert launch(stack["defs"], instance, heal, "load_app").success
-    assert stored(bq_client, stack["dataset"]) == (2, 2)
+    assert launch(stack.defs, instance, heal, "load_app").success
+    assert stored(bq_client, stack.dataset) == (2, 2)
 
-    explained = tick(sensor, stack["defs"], instance, healing.cursor)
+    explained = tick(sensor, stack.defs, instance, healing.cursor)
     assert explained.requests == []
     [said] = [line for line in explained.lines("WARNING") if "explained" in line]
     assert "1 event(s) ingested then carry event times before the stream's start" in said

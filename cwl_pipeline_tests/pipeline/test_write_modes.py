@@ -17,9 +17,10 @@ import dagster as dg
 
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put, window_start
+from cwl_pipeline_tests.stack import Stack
 
 
-def live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name) -> dict:
+def live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name) -> Stack:
     """A polling stream whose open-window refreshes append through the emulator's gRPC port."""
     grpc = f', storage_write_endpoint: "127.0.0.1:{local_bigquery.grpc_port}"'
     return make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, bigquery_extra=grpc)
@@ -47,27 +48,25 @@ def test_refresh_appends_to_the_live_table_and_the_view_shows_each_event_once(
         start -= WINDOW
     key, instance = partition_key(start), dg.DagsterInstance.ephemeral()
     refresh = {"cwl/load": "refresh"}
-    put(
-        logs_client, stack["group"], [(start + timedelta(seconds=i + 1), {"session_id": i}) for i in range(3)]
-    )
+    put(logs_client, stack.group, [(start + timedelta(seconds=i + 1), {"session_id": i}) for i in range(3)])
 
-    first = materialize(stack["defs"], key, instance=instance, tags=refresh)
+    first = materialize(stack.defs, key, instance=instance, tags=refresh)
     assert metadata(first)["write_mode"] == "live" and metadata(first)["rows_written"] == 3
     assert not [c for c in first.get_asset_check_evaluations()]  # checks wait for the settled load
-    assert ids(bq_client, stack["dataset"], "app_events_live") == [0, 1, 2]
-    assert ids(bq_client, stack["dataset"], "app_events") == []
+    assert ids(bq_client, stack.dataset, "app_events_live") == [0, 1, 2]
+    assert ids(bq_client, stack.dataset, "app_events") == []
 
-    put(logs_client, stack["group"], [(start + timedelta(seconds=10), {"session_id": 3})])
-    materialize(stack["defs"], key, instance=instance, tags=refresh)
+    put(logs_client, stack.group, [(start + timedelta(seconds=10), {"session_id": 3})])
+    materialize(stack.defs, key, instance=instance, tags=refresh)
     # The second refresh appends the new event (and re-appends at most the last seconds' ones).
-    assert set(ids(bq_client, stack["dataset"], "app_events_live")) == {0, 1, 2, 3}
-    assert ids(bq_client, stack["dataset"], "app_events_recent") == [0, 1, 2, 3]
+    assert set(ids(bq_client, stack.dataset, "app_events_live")) == {0, 1, 2, 3}
+    assert ids(bq_client, stack.dataset, "app_events_recent") == [0, 1, 2, 3]
 
-    settled = materialize(stack["defs"], key, instance=instance, tags={"cwl/load": "settled"})
+    settled = materialize(stack.defs, key, instance=instance, tags={"cwl/load": "settled"})
     assert metadata(settled)["write_mode"] == "insert_missing"
     assert all(c.passed for c in settled.get_asset_check_evaluations())
-    assert ids(bq_client, stack["dataset"], "app_events") == [0, 1, 2, 3]
-    assert ids(bq_client, stack["dataset"], "app_events_recent") == [0, 1, 2, 3]
+    assert ids(bq_client, stack.dataset, "app_events") == [0, 1, 2, 3]
+    assert ids(bq_client, stack.dataset, "app_events_recent") == [0, 1, 2, 3]
 
 
 def test_settled_load_inserts_what_is_missing_and_a_manual_load_replaces(
@@ -76,33 +75,31 @@ def test_settled_load_inserts_what_is_missing_and_a_manual_load_replaces(
     stack = live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
     start = window_start()
     key = partition_key(start)
-    put(
-        logs_client, stack["group"], [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)]
-    )
-    put(logs_client, stack["group"], [(start + timedelta(minutes=5), "not json")])
+    put(logs_client, stack.group, [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)])
+    put(logs_client, stack.group, [(start + timedelta(minutes=5), "not json")])
     settled = {"cwl/load": "settled"}
 
-    first = materialize(stack["defs"], key, tags=settled)
+    first = materialize(stack.defs, key, tags=settled)
     assert metadata(first)["rows_written"] == 4  # three rows and one reject
-    again = materialize(stack["defs"], key, tags={"cwl/load": "sweep-15m"})
+    again = materialize(stack.defs, key, tags={"cwl/load": "sweep-15m"})
     assert metadata(again)["rows_written"] == 0
     assert metadata(again)["replace_transactions"] == 0  # nothing new: no transaction
-    assert ids(bq_client, stack["dataset"], "app_events") == [0, 1, 2]
+    assert ids(bq_client, stack.dataset, "app_events") == [0, 1, 2]
 
-    table = f"`cwl-local.{stack['dataset']}.app_events`"
+    table = f"`cwl-local.{stack.dataset}.app_events`"
     bq_client.query(f"DELETE FROM {table} WHERE session_id = 0").result()
     bq_client.query(
         f"INSERT INTO {table} (timestamp, session_id, event_id, log_group, log_stream, ingestion_time, "
         f"loaded_at) VALUES (TIMESTAMP '{(start + timedelta(minutes=9)).isoformat()}', 99, 'stray', "
-        f"'{stack['group']}', 'web-1', CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP())"
+        f"'{stack.group}', 'web-1', CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP())"
     ).result()
-    healed = materialize(stack["defs"], key, tags={"cwl/load": "sweep-6h"}, raise_on_error=False)
+    healed = materialize(stack.defs, key, tags={"cwl/load": "sweep-6h"}, raise_on_error=False)
     assert metadata(healed)["rows_written"] == 1  # the missing row; the stray one is kept...
-    assert ids(bq_client, stack["dataset"], "app_events") == [0, 1, 2, 99]
+    assert ids(bq_client, stack.dataset, "app_events") == [0, 1, 2, 99]
     # ...and the completeness check, comparing the source's count with BigQuery's, says so.
     [completeness] = [c for c in healed.get_asset_check_evaluations() if c.check_name == "completeness"]
     assert not completeness.passed and completeness.metadata["rows_in_table"].value == 4
 
-    replaced = materialize(stack["defs"], key)  # by hand: replace
+    replaced = materialize(stack.defs, key)  # by hand: replace
     assert metadata(replaced)["write_mode"] == "replace"
-    assert ids(bq_client, stack["dataset"], "app_events") == [0, 1, 2]
+    assert ids(bq_client, stack.dataset, "app_events") == [0, 1, 2]

@@ -15,6 +15,7 @@ from google.cloud import bigquery
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, partition_key, to_ms
 from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline_tests.stack import stack_yaml
 
 WINDOW = timedelta(minutes=15)
 
@@ -64,21 +65,25 @@ def ms(moment: datetime) -> int:
     return to_ms(moment)
 
 
+def s3_stack_yaml(local_aws, local_bigquery, dataset: str, source: str, extra: str = "") -> dict[str, str]:
+    """:func:`~cwl_pipeline_tests.stack.stack_yaml` arguments for one S3 stream ``logs`` (tables
+    ``logs``, ``logs_rejects``) reading ``source``."""
+    return {
+        "aws_url": local_aws.url,
+        "bq_url": local_bigquery.url,
+        "dataset": dataset,
+        "source": source,
+        "name": "logs",
+        "table": "logs",
+        "extra": extra,
+    }
+
+
 def write_s3_config(
     write_config, local_aws, local_bigquery, dataset: str, source: str, extra: str = ""
 ) -> Path:
-    """A config with one S3 stream ``logs`` (tables ``logs``, ``logs_rejects``)."""
-    return write_config(
-        f"""
-aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}"}}
-streams:
-  - name: logs
-    source: {source}
-    window: 15m
-    start: "2026-01-01T00:00:00Z"
-{extra}"""
-    )
+    """The config file of :func:`s3_stack_yaml`."""
+    return write_config(stack_yaml(**s3_stack_yaml(local_aws, local_bigquery, dataset, source, extra)))
 
 
 def definitions(path: Path) -> dg.Definitions:

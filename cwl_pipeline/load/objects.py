@@ -468,21 +468,8 @@ def read_contents(
 ) -> Iterator[ObjectContent]:
     """Read and decode ``objects`` in order, a few at a time; objects deleted since the
     listing are skipped and named in ``vanished``."""
-
-    def fetch(obj: StoredObject) -> bytes | None:
-        try:
-            return store.read(bucket, obj.key)
-        except ObjectGone:
-            return None
-
-    with ThreadPoolExecutor(max_workers=_READ_AHEAD) as pool:
-        for i in range(0, len(objects), _READ_AHEAD):
-            chunk = objects[i : i + _READ_AHEAD]
-            for obj, data in zip(chunk, pool.map(fetch, chunk), strict=True):
-                if data is None:
-                    vanished.append(object_uri(bucket, obj.key))
-                    continue
-                yield decode(obj, data)
+    for obj, data in fetch_objects(store, bucket, objects, vanished):
+        yield decode(obj, data)
 
 
 def warning_facts(batches: Mapping[Hashable, ObjectBatch]) -> dict[str, int]:

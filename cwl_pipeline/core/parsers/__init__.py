@@ -21,14 +21,8 @@ reason, never a silent drop.
     The whole message as the field ``message``; never a reject.
 """
 
-from cwl_pipeline.core.parsers.spec import (
-    PARSER_TYPES,
-    ParseFailure,
-    ParserError,
-    ParserSpec,
-    RecordParser,
-    parser_from_config,
-)
+from cwl_pipeline.core.parsers.records import ParseFailure, RecordParser
+from cwl_pipeline.core.parsers.spec import PARSER_TYPES, ParserError, ParserSpec, parser_from_config
 
 __all__ = [
     "PARSER_TYPES",

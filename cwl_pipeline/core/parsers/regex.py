@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cwl_pipeline.core.parsers.spec import ParseFailure, RecordParser
+from cwl_pipeline.core.parsers.records import ParseFailure, RecordParser
 
 _PATTERN_CHARS = 80
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cwl_pipeline.core.parsers.lambda_logs import parse_lambda_message
+from cwl_pipeline.core.parsers.records import RecordParser
+from cwl_pipeline.core.parsers.regex import regex_parser
+from cwl_pipeline.core.parsers.vpc_flow import field_key, vpc_flow_parser
 
 PARSER_TYPES: tuple[str, ...] = ("json", "lambda", "vpc_flow", "regex", "text")
 
@@ -13,20 +18,6 @@ PARSER_TYPES: tuple[str, ...] = ("json", "lambda", "vpc_flow", "regex", "text")
 class ParserError(ValueError):
     """A declared parser is invalid; the message names the offending key."""
 
-
-class ParseFailure(Exception):
-    """A message the parser cannot read: it becomes a reject with ``reason`` and ``detail``."""
-
-    __slots__ = ("detail", "reason")
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-RecordParser = Callable[[str], dict[str, Any]]
-"""Turns one message (text) into a record; raises :class:`ParseFailure` when it cannot."""
 
 _KEYS: dict[str, set[str]] = {
     "json": {"type"},
@@ -63,15 +54,9 @@ class ParserSpec:
         if self.type == "text":
             return text_record
         if self.type == "lambda":
-            from cwl_pipeline.core.parsers.lambda_logs import parse_lambda_message
-
             return parse_lambda_message
         if self.type == "vpc_flow":
-            from cwl_pipeline.core.parsers.vpc_flow import vpc_flow_parser
-
             return vpc_flow_parser(self.fields)
-        from cwl_pipeline.core.parsers.regex import regex_parser
-
         assert self.pattern is not None
         return regex_parser(self.pattern, self.nulls)
 
@@ -134,8 +119,6 @@ def _regex_spec(spec: Mapping[str, Any], where: str) -> ParserSpec:
 
 
 def _vpc_fields(spec: Mapping[str, Any], where: str) -> tuple[str, ...]:
-    from cwl_pipeline.core.parsers.vpc_flow import field_key
-
     if "fields" in spec and "format" in spec:
         raise ParserError(f"{where}: give either 'fields' or 'format', not both")
     if "format" in spec:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cwl_pipeline.core.parsers.spec import ParseFailure, RecordParser
+from cwl_pipeline.core.parsers.records import ParseFailure, RecordParser
 
 DEFAULT_FIELDS: tuple[str, ...] = (
     "version",

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cwl_pipeline.core.columns import table_from_columns
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.identity import derived_event_id
@@ -215,14 +216,7 @@ def unreadable_rejects(contents: Sequence[ObjectContent]) -> pa.Table:
         columns["reason"].append(UNREADABLE_OBJECT)
         columns["detail"].append(content.error)
         columns["raw_message"].append(None)
-    arrays = []
-    for schema_field in REJECTS_SCHEMA:
-        values = columns[schema_field.name]
-        if pa.types.is_timestamp(schema_field.type):
-            arrays.append(pa.array(values, type=pa.int64()).cast(schema_field.type))
-        else:
-            arrays.append(pa.array(values, type=schema_field.type))
-    return pa.Table.from_arrays(arrays, schema=REJECTS_SCHEMA)
+    return table_from_columns(columns, REJECTS_SCHEMA)
 
 
 def _with_rejects(batch: NormalizedBatch, extra: pa.Table) -> NormalizedBatch:

@@ -2,7 +2,7 @@
 
 A stream with a raw table stores each event's identity, CloudWatch metadata and its message as
 a STRING, whatever its schema and parser make of it. Its typed tables can then be re-derived
-from BigQuery alone (:mod:`cwl_pipeline.load.rederive`) after a schema or parser change, even
+from BigQuery alone (:mod:`cwl_pipeline.polling.rederive`) after a schema or parser change, even
 once CloudWatch's retention has passed.
 
 The raw table's columns carry the rejects table's names (``event_id``, ``timestamp``,
@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
+from cwl_pipeline.core.columns import table_from_columns
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats.timestamps import BIGQUERY_MAX_MS, BIGQUERY_MIN_MS
 from cwl_pipeline.core.schema import Column
@@ -91,14 +92,7 @@ def _clamp(timestamp_ms: int) -> int:
 
 def raw_table(columns: dict[str, list[object]]) -> pa.Table:
     """Raw rows from per-column lists (times as ms since the epoch)."""
-    arrays = []
-    for schema_field in RAW_SCHEMA:
-        values = columns[schema_field.name]
-        if pa.types.is_timestamp(schema_field.type):
-            arrays.append(pa.array(values, type=pa.int64()).cast(schema_field.type))
-        else:
-            arrays.append(pa.array(values, type=schema_field.type))
-    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
+    return table_from_columns(columns, RAW_SCHEMA)
 
 
 def events_from_raw(rows: Iterable[dict[str, object]]) -> Iterator[LogEvent]:

@@ -11,7 +11,7 @@ import re
 from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.object_batch import ObjectContent
-from cwl_pipeline.core.parallel_decode import DecodeInput
+from cwl_pipeline.core.parallel_decode import DecodeInput, iter_decode_input
 
 # Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
 # two envelope variants decode alike; "messages" carries no event context of its own.
@@ -28,44 +28,6 @@ def delivery_stream_name(key: str) -> str | None:
     return match.group(1) if match else None
 
 
-def decode_firehose_object(
-    data: bytes,
-    *,
-    uri: str,
-    key: str,
-    timestamp_ms: int,
-    record_format: str,
-    log_group: str | None,
-    log_stream: str | None,
-    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
-) -> ObjectContent:
-    """Events of one Firehose object.
-
-    With ``messages`` the lines carry no timestamp, group or stream: the timestamp is the
-    object's ``timestamp_ms`` (its LastModified), the stream is ``log_stream`` or else the
-    delivery stream named in the object key. An object that decompresses to more than
-    ``max_decompressed_bytes`` is unreadable.
-    """
-    stream = (log_stream or delivery_stream_name(key) or "firehose") if record_format == "messages" else ""
-    try:
-        events = decode_bytes(
-            data,
-            format=_FIREHOSE_FORMATS[record_format],
-            log_group=log_group,
-            log_stream=stream or None,
-            source_object=uri,
-            default_timestamp_ms=timestamp_ms,
-            max_decompressed_bytes=max_decompressed_bytes,
-        )
-    except DecodeError as exc:
-        return ObjectContent(
-            uri, timestamp_ms, error=str(exc), log_group=log_group or "", log_stream=stream, size=len(data)
-        )
-    return ObjectContent(
-        uri, timestamp_ms, events, log_group=log_group or "", log_stream=stream, size=len(data)
-    )
-
-
 def firehose_decode_input(
     data: bytes,
     *,
@@ -77,8 +39,8 @@ def firehose_decode_input(
     log_stream: str | None,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> DecodeInput:
-    """What :func:`decode_firehose_object` decodes, as a :class:`DecodeInput` for the parallel
-    decoder (same format, group, stream and default timestamp)."""
+    """One Firehose object as a :class:`DecodeInput`: its format, group, stream (for
+    ``messages``) and default timestamp, for :func:`decode_firehose_input` or the parallel decoder."""
     stream = (log_stream or delivery_stream_name(key) or "firehose") if record_format == "messages" else ""
     return DecodeInput(
         data,
@@ -89,6 +51,25 @@ def firehose_decode_input(
         default_timestamp_ms=timestamp_ms,
         max_decompressed_bytes=max_decompressed_bytes,
     )
+
+
+def decode_firehose_input(item: DecodeInput) -> ObjectContent:
+    """Events of one Firehose object (its :func:`firehose_decode_input`), or why it is unreadable.
+
+    With ``messages`` the lines carry no timestamp, group or stream: the timestamp is the
+    object's LastModified, the stream the configured one or else the delivery stream named in
+    the object key. An object that decompresses to more than ``max_decompressed_bytes`` is
+    unreadable.
+    """
+    uri, timestamp_ms = item.source_object or "", item.default_timestamp_ms or 0
+    group, stream = item.log_group or "", item.log_stream or ""
+    try:
+        events = list(iter_decode_input(item))
+    except DecodeError as exc:
+        return ObjectContent(
+            uri, timestamp_ms, error=str(exc), log_group=group, log_stream=stream, size=len(item.data)
+        )
+    return ObjectContent(uri, timestamp_ms, events, log_group=group, log_stream=stream, size=len(item.data))
 
 
 def decode_export_object(

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from cwl_pipeline.core.columns import table_from_columns
 from cwl_pipeline.core.identity import derived_event_id
 from cwl_pipeline.core.normalize import REJECTS_SCHEMA
 
@@ -105,14 +106,7 @@ def decode_error_object(data: bytes, *, uri: str, timestamp_ms: int, error_type:
 
 def rejects_table(columns: dict[str, list[object]]) -> pa.Table:
     """An Arrow rejects table from column lists (times in ms since the epoch)."""
-    arrays = []
-    for schema_field in REJECTS_SCHEMA:
-        values = columns[schema_field.name]
-        if pa.types.is_timestamp(schema_field.type):
-            arrays.append(pa.array(values, type=pa.int64()).cast(schema_field.type))
-        else:
-            arrays.append(pa.array(values, type=schema_field.type))
-    return pa.Table.from_arrays(arrays, schema=REJECTS_SCHEMA)
+    return table_from_columns(columns, REJECTS_SCHEMA)
 
 
 def _raw_record(raw: object) -> tuple[str, str, str]:

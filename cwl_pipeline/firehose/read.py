@@ -23,7 +23,7 @@ from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent
 from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
 from cwl_pipeline.core.parallel_decode import DecodeInput
-from cwl_pipeline.core.s3_records import decode_firehose_object, firehose_decode_input
+from cwl_pipeline.core.s3_records import decode_firehose_input, firehose_decode_input
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.firehose.error_records import decode_error_object
 from cwl_pipeline.firehose.routes import (
@@ -53,20 +53,25 @@ from cwl_pipeline.load.objects import (
 from cwl_pipeline.load.tables import LoadScope, range_label
 
 
+def firehose_input(source: S3Source, obj: StoredObject, data: bytes) -> DecodeInput:
+    """One object of a Firehose stream, as what the decoders take."""
+    return firehose_decode_input(
+        data,
+        uri=object_uri(source.bucket, obj.key),
+        key=obj.key,
+        timestamp_ms=to_ms(obj.last_modified),
+        record_format=source.record_format,
+        log_group=source.log_group,
+        log_stream=source.log_stream,
+        max_decompressed_bytes=source.max_decompressed_bytes,
+    )
+
+
 def firehose_decoder(source: S3Source) -> Decoder:
     """Decodes one object of a Firehose stream."""
 
     def decode(obj: StoredObject, data: bytes) -> ObjectContent:
-        return decode_firehose_object(
-            data,
-            uri=object_uri(source.bucket, obj.key),
-            key=obj.key,
-            timestamp_ms=to_ms(obj.last_modified),
-            record_format=source.record_format,
-            log_group=source.log_group,
-            log_stream=source.log_stream,
-            max_decompressed_bytes=source.max_decompressed_bytes,
-        )
+        return decode_firehose_input(firehose_input(source, obj, data))
 
     return decode
 
@@ -75,16 +80,7 @@ def firehose_parallel_decode(source: S3Source, store: S3ObjectStore, workers: in
     """Decodes a Firehose stream's objects with the parallel decoder (as :func:`firehose_decoder`)."""
 
     def make_input(obj: StoredObject, data: bytes) -> DecodeInput:
-        return firehose_decode_input(
-            data,
-            uri=object_uri(source.bucket, obj.key),
-            key=obj.key,
-            timestamp_ms=to_ms(obj.last_modified),
-            record_format=source.record_format,
-            log_group=source.log_group,
-            log_stream=source.log_stream,
-            max_decompressed_bytes=source.max_decompressed_bytes,
-        )
+        return firehose_input(source, obj, data)
 
     def unreadable(obj: StoredObject, error: str) -> ObjectContent:
         item = make_input(obj, b"")

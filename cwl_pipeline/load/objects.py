@@ -494,16 +494,7 @@ def event_time_bounds(
         for t in (pc.min(column).as_py(), pc.max(column).as_py())
         if t is not None
     ]
-    if not times:
-        return None
-    latest = max(times)
-    # BigQuery's last timestamp (rejects are clamped into its range) has no successor.
-    end = (
-        latest + timedelta(milliseconds=1)
-        if latest < BIGQUERY_LAST - timedelta(milliseconds=1)
-        else BIGQUERY_LAST
-    )
-    return min(times), end
+    return _bounds_of(times)
 
 
 BIGQUERY_LAST = datetime.max.replace(tzinfo=UTC)

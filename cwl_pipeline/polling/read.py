@@ -27,7 +27,7 @@ from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize, parse_warning_facts
 from cwl_pipeline.core.raw_events import RawCollector
 from cwl_pipeline.core.schema import TableSchema
-from cwl_pipeline.core.window_stats import WindowStatsAccumulator, per_window_stats
+from cwl_pipeline.core.window_stats import WindowStatsAccumulator
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.load.objects import DEFAULT_CHUNK_EVENTS, chunk_events
 from cwl_pipeline.load.reads import SourceRead
@@ -146,19 +146,12 @@ class WindowRangeRead(SourceRead):
         while cursor < self.end:
             starts.append(cursor)
             cursor += self.window
-        if self._stats is not None:
-            stats = self._stats.stats(starts, loaded_at, self.bytes_by_window)
-        else:
+        accumulated = self._stats
+        if accumulated is None:  # read whole: its figures are those of one chunk
             assert self.batch is not None
-            stats = per_window_stats(
-                self.batch.rows,
-                self.batch.rejects,
-                time_column=self.time_column,
-                window_starts=starts,
-                size=self.window,
-                loaded_at=loaded_at,
-                bytes_by_window=self.bytes_by_window,
-            )
+            accumulated = WindowStatsAccumulator(self.time_column, self.window)
+            accumulated.add(self.batch.rows_table, self.batch.rejects_table)
+        stats = accumulated.stats(starts, loaded_at, self.bytes_by_window)
         figures = {start: s.as_metadata() for start, s in stats.items()}
         if self.reader:
             for part in figures.values():

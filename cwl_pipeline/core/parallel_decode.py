@@ -37,7 +37,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain, pairwise
 from typing import Any
 
@@ -202,7 +202,8 @@ def _range_args(
     size = len(item.data)
     end = min(size, stop + _TAIL_BYTES)
     piece = _Range(item.data[start:end], start, size, stop)
-    return (piece, item, schema, mmb, render)
+    # The range's bytes travel in ``piece``; the rest of the item goes without its data.
+    return (piece, replace(item, data=b""), schema, mmb, render)
 
 
 # --- running -----------------------------------------------------------------------------

@@ -98,6 +98,21 @@ def test_ranges_of_a_firehose_object_tile_it_and_match_serial():
     assert expected[0].num_rows + expected[1].num_rows == 60 * 40
 
 
+def test_a_range_task_carries_its_range_not_the_whole_object():
+    """Each range task is pickled to a worker: it must not take the object's bytes along."""
+    import pickle
+
+    data = b"".join(members(200))
+    (task,) = _tasks([DecodeInput(data, source_object="k.gz")], 4096)
+    assert len(data) > 100_000 and len(task.ranges) > 20
+    for a, b in task.ranges:
+        args = _range_args(task, a, b, SEED_SCHEMA, 1 << 20, None)
+        piece = args[0]
+        assert piece.data == data[a : a + len(piece.data)]
+        # Beyond the range's own bytes (and its tail), only the schema and small arguments.
+        assert len(pickle.dumps(args)) - len(piece.data) < 20_000
+
+
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_corrupt_member_gives_the_serial_error(where):
     parts = members(30)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from cwl_pipeline.cli.ndjson import RenderedPart, render_ndjson, write_ndjson
+from cwl_pipeline.cli.ndjson import RenderedPart, render_ndjson, write_data, write_ndjson
 from cwl_pipeline.core.formats import (
     FORMATS,
     DecodeError,
@@ -117,10 +118,11 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--output-format parquet needs -o FILE")
         schema = schema_with_parser(args.schema, args.parser)
         inputs, labels, read_error = _read_inputs(args.paths, args)
-        outcome = _decode_all(inputs, labels, schema, args)
-        if read_error is not None:
-            raise read_error
-        outcome.write(schema, args.output_format, args.output, args.rejects)
+        with _spool_dir(args.output) as spool:
+            outcome = _decode_all(inputs, labels, schema, args, spool)
+            if read_error is not None:
+                raise read_error
+            outcome.write(schema, args.output_format, args.output, args.rejects)
     except (CliError, SchemaError) as exc:  # SchemaError: a default the schema cannot hold
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -191,11 +193,11 @@ class Decoded:
             return
         with _open_output(output) as out:
             for part in self.parts:
-                out.write(part.rows)
+                write_data(part.rows, out)
         if rejects:
             with _open_output(rejects) as out:
                 for part in self.parts:
-                    out.write(part.rejects or b"")
+                    write_data(part.rejects, out)
 
     def batch(self, schema: TableSchema) -> NormalizedBatch:
         """All inputs' rows and rejects as one batch."""
@@ -287,7 +289,11 @@ def _read_inputs(
 
 
 def _decode_all(
-    inputs: list[DecodeInput], labels: list[str], schema: TableSchema, args: argparse.Namespace
+    inputs: list[DecodeInput],
+    labels: list[str],
+    schema: TableSchema,
+    args: argparse.Namespace,
+    spool_dir: str | None = None,
 ) -> Decoded:
     """Decode and normalize every input (on ``--workers`` processes), in input order.
 
@@ -309,7 +315,9 @@ def _decode_all(
     render = None
     if args.output_format == "ndjson":
         json_columns = frozenset(c.name for c in schema.columns if c.type == "JSON")
-        render = partial(render_ndjson, json_columns=json_columns, with_rejects=bool(args.rejects))
+        render = partial(
+            render_ndjson, json_columns=json_columns, with_rejects=bool(args.rejects), spool_dir=spool_dir
+        )
     decoded = Decoded()
     for result in decode_objects_parallel(
         inputs, schema, workers=args.workers, render=render, start_method="fork"
@@ -342,6 +350,25 @@ def _read_input(path: str) -> tuple[bytes, str | None, int]:
             return handle.read(), path, os.stat(handle.fileno()).st_mtime_ns // 1_000_000
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror or _one_line(exc)}") from None
+
+
+@contextmanager
+def _spool_dir(output: str | None) -> Iterator[str]:
+    """A temporary directory for the workers' NDJSON, next to ``output`` when it is a file.
+
+    Workers write their parts there and send back only the names, so the output's bytes
+    cross no pipe and the parent never holds them; the parent then appends the parts to
+    the output in order (``sendfile``: inside the kernel).
+    """
+    parent = None
+    if output and output != "-":
+        parent = os.path.dirname(os.path.abspath(output))
+    try:
+        spool = tempfile.TemporaryDirectory(prefix=".cwl-decode-", dir=parent)
+    except OSError:
+        spool = tempfile.TemporaryDirectory(prefix="cwl-decode-")
+    with spool as path:
+        yield path
 
 
 @contextmanager

@@ -13,6 +13,9 @@ orjson one by one, so the output is byte for byte what orjson writes.
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import IO
 
@@ -120,11 +123,53 @@ def _data(lines: pa.Array) -> memoryview:
 
 
 @dataclass(frozen=True)
+class SpooledFile:
+    """NDJSON bytes a decoding worker wrote to a file of the spool directory."""
+
+    path: str
+
+    def copy_to(self, out: IO[bytes]) -> None:
+        """Append the file's bytes to ``out`` (in the kernel when both are files), then delete it."""
+        out.flush()
+        with open(self.path, "rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            try:
+                _send(source.fileno(), out.fileno(), size)
+            except (OSError, io.UnsupportedOperation):
+                source.seek(0)
+                shutil.copyfileobj(source, out, _COPY_CHUNK)
+        os.unlink(self.path)
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _send(source: int, target: int, size: int) -> None:
+    offset = 0
+    while offset < size:
+        sent = os.sendfile(target, source, offset, size - offset)
+        if sent == 0:
+            raise OSError("sendfile wrote nothing")
+        offset += sent
+
+
+NdjsonData = bytes | SpooledFile
+
+
+def write_data(data: NdjsonData | None, out: IO[bytes]) -> None:
+    """Append one part's NDJSON, held in memory or spooled to a file, to ``out``."""
+    if isinstance(data, SpooledFile):
+        data.copy_to(out)
+    elif data:
+        out.write(data)
+
+
+@dataclass(frozen=True)
 class RenderedPart:
     """One piece of decoded input as NDJSON: its rows, its rejects, and their counts."""
 
-    rows: bytes
-    rejects: bytes | None
+    rows: NdjsonData
+    rejects: NdjsonData | None
     rows_loaded: int
     rows_rejected: int
     reject_reasons: dict[str, int]
@@ -132,21 +177,37 @@ class RenderedPart:
 
 
 def render_ndjson(
-    batch: NormalizedBatch, *, json_columns: frozenset[str], with_rejects: bool
+    batch: NormalizedBatch,
+    *,
+    json_columns: frozenset[str],
+    with_rejects: bool,
+    spool_dir: str | None = None,
 ) -> RenderedPart:
-    """A batch as the NDJSON ``cwl-pipeline decode`` writes (run in the decoding worker)."""
-    rows = io.BytesIO()
-    write_ndjson(batch.rows_table, rows, json_columns=set(json_columns), skip_nulls=set(OPTIONAL_METADATA))
-    rejects = None
-    if with_rejects:
-        out = io.BytesIO()
-        write_ndjson(batch.rejects_table, out, json_columns=set(), skip_nulls=set())
-        rejects = out.getvalue()
+    """A batch as the NDJSON ``cwl-pipeline decode`` writes (run in the decoding worker).
+
+    With ``spool_dir``, the NDJSON is written to new files there (what a worker process
+    then sends back is their names, not their bytes); otherwise it is returned as bytes.
+    """
+    rows = _ndjson(batch.rows_table, set(json_columns), set(OPTIONAL_METADATA), spool_dir)
+    rejects = _ndjson(batch.rejects_table, set(), set(), spool_dir) if with_rejects else None
     return RenderedPart(
-        rows.getvalue(),
+        rows,
         rejects,
         batch.rows_loaded,
         batch.rows_rejected,
         batch.reject_reasons,
         batch.parse_warnings,
     )
+
+
+def _ndjson(
+    table: pa.Table, json_columns: set[str], skip_nulls: set[str], spool_dir: str | None
+) -> NdjsonData:
+    if spool_dir is None:
+        out = io.BytesIO()
+        write_ndjson(table, out, json_columns=json_columns, skip_nulls=skip_nulls)
+        return out.getvalue()
+    fd, path = tempfile.mkstemp(dir=spool_dir, suffix=".ndjson")
+    with open(fd, "wb", buffering=0) as handle:
+        write_ndjson(table, handle, json_columns=json_columns, skip_nulls=skip_nulls)
+    return SpooledFile(path)

@@ -291,6 +291,23 @@ def test_workers_give_the_output_of_one_process(firehose_file, tmp_path, capsys)
         outputs.append((rows.read_bytes(), rejects.read_bytes(), capsys.readouterr().err))
     assert outputs[0] == outputs[1]
     assert outputs[0][0].count(b"\n") == 4 and outputs[0][1].count(b"\n") == 3
+    # The workers' spooled parts were appended to the outputs and removed.
+    assert not list(tmp_path.glob(".cwl-decode-*"))
+
+
+def test_spooled_parts_reach_a_pipe_as_they_reach_a_file(firehose_file, tmp_path):
+    """A real process whose stdout is a pipe: the parts go there in order, as into a file."""
+    import subprocess
+
+    second = tmp_path / "second.gz"
+    second.write_bytes(gz_json(envelope([GOOD, '{"session_id": 9}'], stream="web-9", first_id=20)))
+    rows = tmp_path / "rows.ndjson"
+    command = [sys.executable, "-m", "cwl_pipeline.cli.main", "decode", str(firehose_file), str(second)]
+    subprocess.run([*command, "--workers", "2", "-o", str(rows)], check=True, capture_output=True)
+    piped = subprocess.run([*command, "--workers", "2"], check=True, capture_output=True, cwd=tmp_path)
+    assert piped.stdout == rows.read_bytes()
+    assert [r["log_stream"] for r in ndjson(piped.stdout.decode())] == ["web-1", "web-2", "web-9", "web-9"]
+    assert not list(tmp_path.glob(".cwl-decode-*"))
 
 
 def test_workers_report_the_first_unreadable_input(firehose_file, tmp_path, capsys):
@@ -302,3 +319,4 @@ def test_workers_report_the_first_unreadable_input(firehose_file, tmp_path, caps
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(f"cwl-pipeline decode: error: {corrupt}: ")
+    assert not list(tmp_path.glob(".cwl-decode-*"))

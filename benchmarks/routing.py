@@ -6,16 +6,17 @@ Starts local AWS (moto server) and the BigQuery emulator on free ports and:
    together ``--events`` events of ``--groups`` log groups (``/bench/team-<t>/svc-<n>``, five
    teams), as an account-level subscription filter policy would deliver them;
 2. loads the hour's last delivery window through the real read and load path
-   (:func:`cwl_pipeline.firehose.read.read_routed_windows`, then
-   :func:`cwl_pipeline.load.service.load` for each route): four routes by log-group prefix
+   (:func:`cwl_pipeline.firehose.read.read_routed_range`, then
+   :func:`cwl_pipeline.load.service.load_shared`): four routes by log-group prefix
    (teams a-d), the fifth team unrouted (``unrouted: reject``); every object is listed and read
-   once, however many routes;
+   once, however many routes, and its events staged chunk by chunk into their route's tables;
 3. checks that every route's tables hold exactly its events;
 4. measures the sensor's listing per tick on a bucket holding a day of deliveries
    (``--day-objects`` keys): the deep listing every tick (what the sensor did before) against a
    quick tick (what it does between deep listings).
 
-Prints, last: ``events: N, events/s: X, S3 calls/window: L list + G get, BigQuery calls/window: Q``.
+Prints, last: ``events: N, events/s: X, S3 calls/window: L list + G get, BigQuery calls/window: Q,
+peak RSS MiB: M``.
 Run: ``python benchmarks/routing.py [--events 200000]``.
 """
 
@@ -49,10 +50,10 @@ from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, to_ms
-from cwl_pipeline.firehose.read import read_routed_windows
+from cwl_pipeline.firehose.read import read_routed_range
 from cwl_pipeline.firehose.routes import destinations
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
-from cwl_pipeline.load.service import WriteMode, load
+from cwl_pipeline.load.service import WriteMode, load_shared
 from cwl_pipeline.load.tables import TablePair
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
@@ -172,6 +173,19 @@ def listing_calls(
     return counts["ListObjectsV2"], keys
 
 
+def reset_peak_rss() -> None:
+    """Start measuring this process's peak resident memory afresh (Linux: ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory since :func:`reset_peak_rss` (``VmHWM``), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> int:
     """Run the benchmark (see the module docs)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -231,19 +245,20 @@ def main() -> int:
         store = S3ObjectStore(raw_s3)
         window = hour + timedelta(hours=1) - WINDOW
         log = logging.getLogger("bench.routing")
+        reset_peak_rss()  # the peak of the load alone, not of writing the objects
         began = time.perf_counter()
-        reads = read_routed_windows(stream, store, window, window + WINDOW)
-        read_s = time.perf_counter() - began
-        for target in destinations(stream):
-            load(
-                [reads[target.name]],
-                TablePair.of(target.stream(stream)),
-                loaders,
-                log,
-                "fleet",
-                WriteMode.REPLACE,
-            )
+        targets = destinations(stream)
+        steps = read_routed_range(stream, store, window, window + WINDOW)
+        load_shared(
+            steps,
+            {t.name: TablePair.of(t.stream(stream)) for t in targets},
+            loaders,
+            log,
+            {t.name: "fleet" for t in targets},
+            WriteMode.REPLACE,
+        )
         seconds = time.perf_counter() - began
+        peak_mib = peak_rss_mib()
         ok = True
         for target in destinations(stream):
             pair = TablePair.of(target.stream(stream))
@@ -261,10 +276,7 @@ def main() -> int:
                 f"route {name}: {stored:,} rows + rejects in {pair.events.table}[_rejects], "
                 f"expected {expected:,}"
             )
-        print(
-            f"read + split: {read_s:.1f} s; with the loads of {len(reads)} routes: {seconds:.1f} s",
-            flush=True,
-        )
+        print(f"read, split and loaded into {len(targets)} routes: {seconds:.1f} s", flush=True)
         window_s3 = dict(s3_counts)
         window_bq = sum(bq_counts.values())
 
@@ -281,7 +293,7 @@ def main() -> int:
         print(
             f"events: {args.events:,}, events/s: {args.events / seconds:,.0f}, S3 calls/window: "
             f"{window_s3.get('ListObjectsV2', 0)} list + {window_s3.get('GetObject', 0)} get, "
-            f"BigQuery calls/window: {window_bq} ({calls})"
+            f"BigQuery calls/window: {window_bq} ({calls}), peak RSS MiB: {peak_mib:.0f}"
         )
         return 0 if ok else 1
     finally:

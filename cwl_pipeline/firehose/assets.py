@@ -2,8 +2,7 @@
 
 Time-window partitions like a polling stream, but a window holds the objects *delivered* in it
 (:mod:`cwl_pipeline.firehose.windows`); a range of windows loads in one run, in steps of
-``windows_per_replace`` windows (one transaction each) for a stream without routes or error
-records.
+``windows_per_replace`` windows (one transaction per table and step), chunk by chunk.
 
 A stream with ``routes`` is still one multi-asset (subsettable) over the tables of every route
 and its own: each object is listed and read once per run, its events split by log group
@@ -18,17 +17,21 @@ import dagster as dg
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.firehose.layout_check import build_layout_check
-from cwl_pipeline.firehose.read import read_firehose_range, read_routed_windows, reads_in_steps
+from cwl_pipeline.firehose.read import is_routed, read_firehose_range, read_routed_range
 from cwl_pipeline.firehose.routes import DEFAULT_ROUTE, destinations
 from cwl_pipeline.firehose.sensor import build_firehose_sensor
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.orchestration.s3_assets import Result, load_and_check, s3_source_specs
+from cwl_pipeline.orchestration.s3_assets import (
+    Result,
+    load_and_check,
+    load_routes_and_check,
+    s3_source_specs,
+)
 from cwl_pipeline.orchestration.tables import (
     STREAM_TAG,
     StreamTables,
-    selected,
     table_asset_specs,
     writer_pool,
 )
@@ -72,19 +75,14 @@ def firehose_asset(
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         store = S3ObjectStore(aws.client("s3"))
-        if reads_in_steps(stream):
-            # Step by step, chunk by chunk: a run's memory does not grow with its range.
-            own = routes[DEFAULT_ROUTE]
-            steps = read_firehose_range(stream, store, start, end)
-            yield from load_and_check(context, own.stream, own, bigquery, steps)
+        if is_routed(stream):
+            # Each object read once per step, its events split among the routes' tables.
+            steps = read_routed_range(stream, store, start, end)
+            yield from load_routes_and_check(context, routes, bigquery, steps)
             return
-        reads = read_routed_windows(stream, store, start, end)
-        chosen = context.selected_asset_keys
-        for name, tables in routes.items():
-            if tables.events_key not in chosen and tables.rejects_key not in chosen:
-                continue
-            yield from selected(
-                context, load_and_check(context, tables.stream, tables, bigquery, [reads[name]])
-            )
+        # Step by step, chunk by chunk: a run's memory does not grow with its range.
+        own = routes[DEFAULT_ROUTE]
+        reads = read_firehose_range(stream, store, start, end)
+        yield from load_and_check(context, own.stream, own, bigquery, reads)
 
     return load_delivery_windows

@@ -168,6 +168,8 @@ class ObjectSetRead(SourceRead):
     rules: EventRules = NO_RULES
     raw: bool = False  # keep raw rows (the stream has a raw table)
     batches: dict[Hashable, ObjectBatch] | None = None  # decoded beforehand (see decoded_read)
+    # How a chunk's contents become a batch (default: normalized to ``schema`` with ``rules``).
+    build: Callable[[list[ObjectContent]], ObjectBatch] | None = None
     versions: dict[Hashable, str] = field(default_factory=dict)
     figures: dict[Hashable, GroupFigures] = field(default_factory=dict)
     bounds: tuple[datetime, datetime] | None = None  # of the event times read
@@ -199,10 +201,33 @@ class ObjectSetRead(SourceRead):
                 pending.append(content)
                 events += len(content.events) or 1
                 if events >= self.chunk_events:
-                    yield self._chunk(figures, pending)
+                    yield self.take(group, pending)
                     pending, events = [], 0
             if pending:
-                yield self._chunk(figures, pending)
+                yield self.take(group, pending)
+        self.finish()
+
+    def take(
+        self, group: Hashable, contents: list[ObjectContent]
+    ) -> tuple[pa.Table, pa.Table, pa.Table | None]:
+        """One chunk of ``group``: its objects' contents as rows, rejects and raw rows,
+        counted in the group's figures (``contents`` is emptied). A read fed from outside
+        (several reads sharing one pass over the objects) is given its chunks this way,
+        then :meth:`finish`."""
+        figures = self.figures.setdefault(group, GroupFigures())
+        if not figures.objects:
+            figures.objects = list(self.objects.get(group, []))
+        return self._chunk(figures, contents)
+
+    def take_batch(self, group: Hashable, batch: ObjectBatch) -> tuple[pa.Table, pa.Table, pa.Table | None]:
+        """One chunk of ``group`` already built (e.g. Firehose's error records as rejects)."""
+        figures = self.figures.setdefault(group, GroupFigures())
+        figures.add(batch, self.time_column)
+        return (*self._note_times(batch.batch.rows_table, batch.batch.rejects_table), batch.raw)
+
+    def finish(self) -> None:
+        """Every chunk was taken: set the read's scope, stored-copies scope and figures."""
+        self._read = True
         readable = [uri for f in self.figures.values() for uri in f.readable]
         unreadable = [uri for f in self.figures.values() for uri in f.unreadable]
         self.bounds = bounds = _bounds_of(self._bounds)
@@ -220,8 +245,11 @@ class ObjectSetRead(SourceRead):
     def _chunk(
         self, figures: GroupFigures, contents: list[ObjectContent]
     ) -> tuple[pa.Table, pa.Table, pa.Table | None]:
-        assert self.schema is not None
-        batch = build_object_batch(contents, self.schema, rules=self.rules, raw=self.raw)
+        if self.build is not None:
+            batch = self.build(contents)
+        else:
+            assert self.schema is not None
+            batch = build_object_batch(contents, self.schema, rules=self.rules, raw=self.raw)
         contents.clear()
         figures.add(batch, self.time_column)
         return (*self._note_times(batch.batch.rows_table, batch.batch.rejects_table), batch.raw)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -95,6 +96,27 @@ class SourceRead(ABC):
         """Drop the events already stored from unreadable objects (``uri -> event ids``)."""
         if kept:
             raise NotImplementedError(f"{type(self).__name__} has no unreadable objects")
+
+
+class SharedRead(Protocol):
+    """Several reads fed by one pass over their source (a routed Firehose step: each object
+    read once, its events split among the routes' reads).
+
+    :meth:`chunks` yields ``(key, rows, rejects, raw)``, the key naming the read in
+    ``reads`` the chunk belongs to; once it has run to its end, every read's scope and
+    figures are set, as after its own :meth:`SourceRead.chunks`.
+    """
+
+    @property
+    def reads(self) -> Mapping[str, SourceRead]:
+        """The reads, by key."""
+        ...
+
+    def chunks(
+        self, only: Iterable[str] | None = None
+    ) -> Iterator[tuple[str, pa.Table, pa.Table, pa.Table | None]]:
+        """The chunks of the reads in ``only`` (default: all), as they are decoded."""
+        ...
 
 
 def merge_facts(into: Facts, facts: Facts) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +55,8 @@ from cwl_pipeline.adapters.bigquery import (
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.sql_scopes import in_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
-from cwl_pipeline.load.reads import Facts, SourceRead, merge_facts
+from cwl_pipeline.load.objects import chunk_events
+from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
     TablePair,
@@ -275,22 +276,148 @@ def _load_read(
     name: str,
     mode: WriteMode,
 ) -> None:
-    staged_rows = loader.open_staging(tables.events, read.label)
-    staged_rejects = loader.open_staging(tables.rejects, read.label)
-    staged_raw = loader.open_staging(tables.raw, read.label) if tables.raw is not None else None
-    stagings = [s for s in (staged_rows, staged_rejects, staged_raw) if s is not None]
+    staged = _Staged.open(loader, tables, read.label)
     try:
         # Each chunk is staged as it comes: the load holds one chunk, not the whole read.
-        raw_rows: int | None = None
         for rows, rejects, raw in read.chunks():
-            loader.stage_chunk(staged_rows, rows)
-            loader.stage_chunk(staged_rejects, rejects)
-            if staged_raw is not None and raw is not None:
-                loader.stage_chunk(staged_raw, raw)
-                raw_rows = (raw_rows or 0) + raw.num_rows
+            staged.add(loader, rows, rejects, raw)
             del rows, rejects, raw
-        if raw_rows is not None:
-            outcome.raw_rows = (outcome.raw_rows or 0) + raw_rows
+    except BaseException:
+        staged.drop(loader)
+        raise
+    _write_read(loader, tables, read, staged, outcome, log, name, mode)
+
+
+def load_shared(
+    steps: Iterable[SharedRead],
+    tables: Mapping[str, TablePair],
+    loaders: LoaderFactory,
+    log: logging.Logger,
+    names: Mapping[str, str],
+    mode: WriteMode = WriteMode.REPLACE,
+    *,
+    buffer_rows: int | None = None,
+) -> dict[str, LoadOutcome]:
+    """Write reads that share one pass over their source: per step, the chunks of every
+    read are staged as they come (each to its own tables), then each read is written in its
+    own transaction, as :func:`load` writes it. Only the reads named in ``tables`` are
+    written (the others are not even decoded). ``names`` prefix each read's log lines.
+
+    A source's chunk is split among the reads, so each read's part of it is small: a read's
+    chunks are gathered (as Arrow tables, far smaller than the decoded events) until it holds
+    ``buffer_rows`` rows and rejects (default: ``$CWL_PIPELINE_CHUNK_EVENTS``), and the read
+    holding the most is staged whenever all of them together hold more than twice that. So a
+    load job carries a useful amount, and memory stays bounded whatever the window's size and
+    the number of reads.
+
+    ``LIVE`` is not supported (shared reads are S3 object sets, loaded settled).
+    """
+    if mode is WriteMode.LIVE:
+        raise ValueError("shared reads are not appended live")
+    buffer_rows = buffer_rows or chunk_events()
+    outcomes = {key: LoadOutcome() for key in tables}
+    with ExitStack() as opened:
+        loader: BigQueryLoader | None = None
+        for step in steps:
+            if loader is None:
+                loader = opened.enter_context(loaders())
+                for pair in tables.values():
+                    ensure_tables(loader, pair)
+            staged = {
+                key: _Staged.open(loader, pair, step.reads[key].label, buffer_rows)
+                for key, pair in tables.items()
+            }
+            try:
+                for key, rows, rejects, raw in step.chunks(only=list(tables)):
+                    staged[key].add(loader, rows, rejects, raw)
+                    del rows, rejects, raw
+                    # Bounded memory: past the cap, the read holding the most goes first.
+                    while sum(s.pending_rows for s in staged.values()) > 2 * buffer_rows:
+                        max(staged.values(), key=lambda s: s.pending_rows).flush(loader)
+                for stage in staged.values():
+                    stage.flush(loader)
+            except BaseException:
+                for stage in staged.values():
+                    stage.drop(loader)
+                raise
+            for key, pair in tables.items():
+                _write_read(loader, pair, step.reads[key], staged[key], outcomes[key], log, names[key], mode)
+    return outcomes
+
+
+@dataclass
+class _Staged:
+    """The staging tables of one read (events, rejects, raw), filled chunk by chunk.
+
+    Chunks are staged as they come, or with ``buffer_rows`` gathered until the read holds
+    that many rows and rejects (fewer, larger load jobs; see :func:`load_shared`).
+    """
+
+    rows: StagingTable
+    rejects: StagingTable
+    raw: StagingTable | None
+    buffer_rows: int = 0
+    raw_rows: int | None = None
+    pending: list[tuple[pa.Table, pa.Table, pa.Table | None]] = field(default_factory=list)
+    pending_rows: int = 0
+
+    @classmethod
+    def open(cls, loader: BigQueryLoader, tables: TablePair, label: str, buffer_rows: int = 0) -> _Staged:
+        return cls(
+            loader.open_staging(tables.events, label),
+            loader.open_staging(tables.rejects, label),
+            loader.open_staging(tables.raw, label) if tables.raw is not None else None,
+            buffer_rows,
+        )
+
+    def add(self, loader: BigQueryLoader, rows: pa.Table, rejects: pa.Table, raw: pa.Table | None) -> None:
+        """Stage one chunk (one load job per table that gets rows), or gather it."""
+        if self.raw is not None and raw is not None:
+            self.raw_rows = (self.raw_rows or 0) + raw.num_rows
+        self.pending.append((rows, rejects, raw))
+        self.pending_rows += rows.num_rows + rejects.num_rows
+        if self.pending_rows >= self.buffer_rows:
+            self.flush(loader)
+
+    def flush(self, loader: BigQueryLoader) -> None:
+        """Stage what is gathered: one load job per table that gets rows."""
+        if not self.pending:
+            return
+        parts, self.pending, self.pending_rows = self.pending, [], 0
+        loader.stage_chunk(self.rows, _concat([p[0] for p in parts]))
+        loader.stage_chunk(self.rejects, _concat([p[1] for p in parts]))
+        if self.raw is not None:
+            raws = [p[2] for p in parts if p[2] is not None]
+            if raws:
+                loader.stage_chunk(self.raw, _concat(raws))
+
+    def drop(self, loader: BigQueryLoader) -> None:
+        """Drop every staging table created."""
+        self.pending, self.pending_rows = [], 0
+        for staging in (self.rows, self.rejects, self.raw):
+            if staging is not None:
+                loader.drop_staging(staging)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _write_read(
+    loader: BigQueryLoader,
+    tables: TablePair,
+    read: SourceRead,
+    staged: _Staged,
+    outcome: LoadOutcome,
+    log: logging.Logger,
+    name: str,
+    mode: WriteMode,
+) -> None:
+    """Write a read whose chunks are all staged: nothing when it read nothing, else one
+    transaction (see :func:`_write_staged`)."""
+    try:
+        if staged.raw_rows is not None:
+            outcome.raw_rows = (outcome.raw_rows or 0) + staged.raw_rows
         for uri in read.unreadable:
             log.warning(f"{name}: unreadable object {uri} (one reject recorded)")
         for uri in read.vanished:
@@ -304,16 +431,14 @@ def _load_read(
             # Nothing to read, nothing to replace: rows of objects gone from S3 stay.
             log.info(f"{name}: nothing to load for {read.label}")
             outcome.parts.update(read.part_figures(datetime.now(UTC)))
-            for staging in stagings:
-                loader.drop_staging(staging)
+            staged.drop(loader)
             return
         if read.unreadable:
             outcome.rows_kept_from_unreadable += _keep_rows_of_unreadable(loader, tables, read, log, name)
     except BaseException:
-        for staging in stagings:
-            loader.drop_staging(staging)
+        staged.drop(loader)
         raise
-    _write_staged(loader, tables, read, (staged_rows, staged_rejects, staged_raw), outcome, log, name, mode)
+    _write_staged(loader, tables, read, (staged.rows, staged.rejects, staged.raw), outcome, log, name, mode)
 
 
 def _write_staged(

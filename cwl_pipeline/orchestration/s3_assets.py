@@ -9,13 +9,14 @@ and evaluate the same load checks as the polling streams (:func:`load_and_check`
 """
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import dagster as dg
 
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.load.objects import ObjectSetRead, combined_scope, s3_source
-from cwl_pipeline.load.service import load, write_mode
+from cwl_pipeline.load.reads import SharedRead
+from cwl_pipeline.load.service import LoadOutcome, WriteMode, load, load_shared, write_mode
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import BigQueryWarehouse
 from cwl_pipeline.orchestration.source_assets import log_group_spec
@@ -23,6 +24,7 @@ from cwl_pipeline.orchestration.tables import (
     LOAD_KIND_TAG,
     StreamTables,
     materializations,
+    selected,
 )
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
@@ -80,6 +82,58 @@ def load_and_check(
             done.append(read)
 
     outcome = load(remembered(), tables.pair, bigquery.loader, context.log, stream.name, mode)
+    yield from _report_and_check(context, tables, bigquery, outcome, kind, mode, done)
+
+
+def load_routes_and_check(
+    context: dg.AssetExecutionContext,
+    routes: Mapping[str, StreamTables],
+    bigquery: BigQueryWarehouse,
+    steps: Iterable[SharedRead],
+) -> Iterator[Result]:
+    """Load the routed steps of a Firehose stream into the tables of the selected routes
+    (each object read once per step; one transaction per route and step), then report each
+    route and evaluate its load checks."""
+    kind = context.run.tags.get(LOAD_KIND_TAG, "manual")
+    mode = write_mode(kind, live_available=False)
+    chosen = {
+        name: tables
+        for name, tables in routes.items()
+        if {tables.events_key, tables.rejects_key} & set(context.selected_asset_keys)
+    }
+    done: dict[str, list[ObjectSetRead]] = {name: [] for name in chosen}
+
+    def remembered() -> Iterator[SharedRead]:
+        for step in steps:
+            yield step
+            for name in chosen:
+                read = step.reads[name]
+                assert isinstance(read, ObjectSetRead)
+                done[name].append(read)
+
+    outcomes = load_shared(
+        remembered(),
+        {name: tables.pair for name, tables in chosen.items()},
+        bigquery.loader,
+        context.log,
+        {name: tables.stream.name for name, tables in chosen.items()},
+        mode,
+    )
+    for name, tables in chosen.items():
+        yield from selected(
+            context, _report_and_check(context, tables, bigquery, outcomes[name], kind, mode, done[name])
+        )
+
+
+def _report_and_check(
+    context: dg.AssetExecutionContext,
+    tables: StreamTables,
+    bigquery: BigQueryWarehouse,
+    outcome: LoadOutcome,
+    kind: str,
+    mode: WriteMode,
+    done: list[ObjectSetRead],
+) -> Iterator[Result]:
     yield from materializations(context, tables, outcome, kind, {"write_mode": mode.value})
     scope = combined_scope(done)
     with bigquery.loader() as loader:

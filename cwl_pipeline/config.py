@@ -767,12 +767,10 @@ def _check_partitions_per_job(
         # event time of those windows.
         bounded = [("windows_per_replace", windows_per_replace, timedelta(0))]
     elif source.layout == "firehose":
-        # A run replaces its whole range at once, scoped on the objects that arrived in it,
-        # whose events can be older (or newer) than their arrival.
-        bounded = [
-            ("backfill_windows_per_run", backfill_windows, _FIREHOSE_EVENT_SPREAD),
-            ("max_windows_per_run", max_windows, _FIREHOSE_EVENT_SPREAD),
-        ]
+        # A run replaces its range in steps of windows_per_replace windows too, each scoped on
+        # the objects that arrived in them, whose events can be older (or newer) than their
+        # arrival.
+        bounded = [("windows_per_replace", windows_per_replace, _FIREHOSE_EVENT_SPREAD)]
     else:
         return  # an export task folder is one replacement whatever these keys say
     for key, windows, spread in bounded:

@@ -66,17 +66,20 @@ def test_polling_backfill_runs_are_not_bounded_by_the_limit():
     assert config.streams[0].backfill_windows_per_run == 10_000
 
 
-def test_firehose_runs_are_bounded_with_the_event_time_spread():
+def test_firehose_replace_steps_are_bounded_with_the_event_time_spread():
     # 24h windows: 3,999 days of partitions minus 15 days 2 hours of possible event-time spread.
     largest = ((3999 * timedelta(days=1)) - timedelta(days=15, hours=2)) // timedelta(hours=24)
     assert largest == 3983
-    parse_config(stream_config(FIREHOSE, window="24h", backfill_windows_per_run=largest))
-    with pytest.raises(ConfigError, match=r"^streams\.app\.backfill_windows_per_run: 3984 windows of 24h"):
-        parse_config(stream_config(FIREHOSE, window="24h", backfill_windows_per_run=largest + 1))
-    with pytest.raises(ConfigError, match=r"^streams\.app\.max_windows_per_run: 4000 windows of 24h .*4,017"):
-        parse_config(stream_config(FIREHOSE, window="24h", max_windows_per_run=4000))
-    # windows_per_replace does not apply to a Firehose stream (its run is one replacement).
-    parse_config(stream_config(FIREHOSE, window="24h", windows_per_replace=10**6))
+    parse_config(stream_config(FIREHOSE, window="24h", windows_per_replace=largest))
+    with pytest.raises(ConfigError, match=r"^streams\.app\.windows_per_replace: 3984 windows of 24h"):
+        parse_config(stream_config(FIREHOSE, window="24h", windows_per_replace=largest + 1))
+    with pytest.raises(ConfigError, match=r"^streams\.app\.windows_per_replace: 4000 windows of 24h .*4,017"):
+        parse_config(stream_config(FIREHOSE, window="24h", windows_per_replace=4000))
+    # A run is several replace steps: its size is not bounded by the limit.
+    config = parse_config(
+        stream_config(FIREHOSE, window="24h", backfill_windows_per_run=4000, max_windows_per_run=4000)
+    )
+    assert config.streams[0].backfill_windows_per_run == 4000
 
 
 def test_export_streams_are_not_bounded_by_window_counts():

@@ -13,7 +13,9 @@ Starts local AWS (moto server) and the BigQuery emulator on free ports and:
 3. checks that every route's tables hold exactly its events;
 4. measures the sensor's listing per tick on a bucket holding a day of deliveries
    (``--day-objects`` keys): the deep listing every tick (what the sensor did before) against a
-   quick tick (what it does between deep listings).
+   quick tick (what it does between deep listings); and on a dynamic-partitioning layout with
+   the account before the time (``--day-objects`` keys of 10 accounts over 7 days): the static
+   head listed whole (before) against the values found, then each listed by time.
 
 Prints, last: ``events: N, events/s: X, S3 calls/window: L list + G get, BigQuery calls/window: Q,
 peak RSS MiB: M``.
@@ -49,7 +51,9 @@ from benchmarks.machine import describe
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import load_config
+from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.read import read_routed_range
 from cwl_pipeline.firehose.routes import destinations
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
@@ -161,6 +165,36 @@ def put_day_of_keys(s3: Any, now: datetime, count: int) -> None:
         at = start + timedelta(hours=25) * i / count
         key = f"fleet/{at:%Y/%m/%d/%H}/fleet-1-{at:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+
+
+def put_partitioned_keys(s3: Any, now: datetime, count: int, accounts: int, days: int) -> None:
+    """``count`` small objects over the last ``days`` days under a dynamic-partitioning layout
+    whose partition key (an account) comes before the time: ``fleet-dyn/<account>/YYYY/MM/dd/HH/``."""
+    start = now - timedelta(days=days)
+    for i in range(count):
+        at = start + timedelta(days=days) * i / count
+        key = f"fleet-dyn/{100000000000 + i % accounts}/{at:%Y/%m/%d/%H}/fleet-1-{uuid.uuid4()}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+
+
+def partitioned_listing_calls(
+    s3: Any, counts: Counter[str], cursor: FirehoseCursor, now: datetime, by_time: bool
+) -> tuple[int, int]:
+    """ListObjectsV2 calls and keys of one quick sensor tick on the dynamic layout: from the
+    static head (``by_time`` False: what a tick did before) or value by value, by time."""
+    store = S3ObjectStore(s3)
+    counts.clear()
+    if not by_time:
+        keys = sum(1 for _ in store.list_objects(BUCKET, PARTITIONED.static_head, None))
+    else:
+        listed = list_layout(
+            store, BUCKET, PARTITIONED, lambda c: listing_start_after(c, cursor, now, now, deep=False)
+        )
+        keys = sum(1 for _ in listed)
+    return counts["ListObjectsV2"], keys
+
+
+PARTITIONED = KeyLayout.parse("fleet-dyn/!{partitionKeyFromQuery:account}/!{timestamp:yyyy/MM/dd/HH}/")
 
 
 def listing_calls(
@@ -288,6 +322,15 @@ def main() -> int:
             f"sensor listing per tick, {args.day_objects:,} objects in the last day: deep (every tick "
             f"before) {deep_calls} ListObjectsV2 calls / {deep_keys:,} keys; quick (between deep "
             f"listings, every 30 min) {quick_calls} calls / {quick_keys:,} keys"
+        )
+        put_partitioned_keys(raw_s3, now, args.day_objects, accounts=10, days=7)
+        before_calls, before_keys = partitioned_listing_calls(raw_s3, s3_counts, cursor, now, by_time=False)
+        after_calls, after_keys = partitioned_listing_calls(raw_s3, s3_counts, cursor, now, by_time=True)
+        print(
+            f"sensor listing per quick tick, dynamic partitioning (account before the time), "
+            f"{args.day_objects:,} objects of 10 accounts over 7 days: from the static head (before) "
+            f"{before_calls} ListObjectsV2 calls / {before_keys:,} keys; value by value, by time "
+            f"{after_calls} calls / {after_keys:,} keys"
         )
         calls = ", ".join(f"{k} {v}" for k, v in sorted(bq_counts.items()))
         print(

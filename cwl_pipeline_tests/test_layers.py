@@ -36,6 +36,7 @@ NO_DAGSTER = [
     "polling/reconcile_counts.py",
     "firehose/read.py",
     "firehose/routes.py",
+    "firehose/listing.py",
     "exports/tasks.py",
     "exports/read.py",
 ]

@@ -51,12 +51,7 @@ class S3ObjectStore:
             request["StartAfter"] = start_after
         for page in self._pages(request, f"s3://{bucket}/{prefix}"):
             for item in page.get("Contents", []):
-                yield StoredObject(
-                    key=item["Key"],
-                    etag=str(item.get("ETag", "")).strip('"'),
-                    size=int(item.get("Size", 0)),
-                    last_modified=item["LastModified"],
-                )
+                yield _stored(item)
 
     def list_folders(self, bucket: str, prefix: str) -> list[str]:
         """Names of the "folders" right under ``prefix`` (which should end with ``/``)."""
@@ -68,6 +63,17 @@ class S3ObjectStore:
                 if name:
                     folders.append(name)
         return folders
+
+    def list_level(self, bucket: str, prefix: str) -> tuple[list[str], list[StoredObject]]:
+        """One level under ``prefix`` (a ``/`` delimiter listing): the prefixes of its
+        "folders" (each ending with ``/``), and the objects right under ``prefix``."""
+        request = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        folders: list[str] = []
+        objects: list[StoredObject] = []
+        for page in self._pages(request, f"s3://{bucket}/{prefix}"):
+            folders += [common["Prefix"] for common in page.get("CommonPrefixes", [])]
+            objects += [_stored(item) for item in page.get("Contents", [])]
+        return folders, objects
 
     def read(self, bucket: str, key: str) -> bytes:
         """The whole content of one object.
@@ -115,3 +121,13 @@ class S3ObjectStore:
         return SourceError(
             f"{what} failed{attempts_note(exc)}: {code}: {exc.response['Error'].get('Message')}"
         )
+
+
+def _stored(item: dict[str, Any]) -> StoredObject:
+    """A ``Contents`` entry of a ListObjectsV2 page."""
+    return StoredObject(
+        key=item["Key"],
+        etag=str(item.get("ETag", "")).strip('"'),
+        size=int(item.get("Size", 0)),
+        last_modified=item["LastModified"],
+    )

@@ -95,17 +95,63 @@ class KeyLayout:
             raise KeyTemplateError(f"unclosed expression in {template!r}")
         if cursor < len(template):
             segments.append(_Literal(template[cursor:]))
+        return cls._of(template, segments)
+
+    @classmethod
+    def _of(cls, template: str, segments: list[_Literal | _Time | _Dynamic]) -> KeyLayout:
         fields = {name for s in segments if isinstance(s, _Time) for kind, name in s.parts if kind == "field"}
         if not {"year", "month", "day"} <= fields:
             raise KeyTemplateError(
                 f"{template!r}: the timestamp expressions must give at least yyyy, MM and dd"
             )
+        merged: list[_Literal | _Time | _Dynamic] = []
+        for segment in segments:  # adjacent literals as one (a substituted value joins them)
+            if isinstance(segment, _Literal) and merged and isinstance(merged[-1], _Literal):
+                merged[-1] = _Literal(merged[-1].text + segment.text)
+            else:
+                merged.append(segment)
         return cls(
             template=template,
-            segments=tuple(segments),
-            pattern=re.compile(_regex(segments)),
+            segments=tuple(merged),
+            pattern=re.compile(_regex(merged)),
             resolution=HOUR if "hour" in fields else DAY,
         )
+
+    def leading_dynamic(self) -> tuple[str, str] | None:
+        """``(prefix, name)`` when a dynamic expression comes before the time and is a whole
+        "folder" of the key (``<prefix><value>/...``, ``prefix`` empty or ending with ``/``):
+        its values can then be found by listing ``prefix`` with a ``/`` delimiter, and each
+        value's keys listed by time (:meth:`with_value`). None otherwise (the time comes
+        first, or the values cannot be listed that way; ``random-string`` is never listed).
+        """
+        if self.time_before_dynamic():
+            return None
+        for index, segment in enumerate(self.segments):
+            if isinstance(segment, _Time):
+                return None
+            if isinstance(segment, _Dynamic):
+                before = self.segments[index - 1] if index else None
+                after = self.segments[index + 1] if index + 1 < len(self.segments) else None
+                prefix = before.text if isinstance(before, _Literal) else ""
+                if (
+                    segment.name == "random-string"
+                    or (prefix and not prefix.endswith("/"))
+                    or not (isinstance(after, _Literal) and after.text.startswith("/"))
+                ):
+                    return None
+                return prefix, segment.name
+        return None
+
+    def with_value(self, name: str, value: str) -> KeyLayout:
+        """This layout with every ``name`` expression replaced by the literal ``value``."""
+        segments = [
+            _Literal(value) if isinstance(s, _Dynamic) and s.name == name else s for s in self.segments
+        ]
+        template = _EXPRESSION.sub(
+            lambda m: value if m.group(2) == name and m.group(1) != "timestamp" else m.group(0),
+            self.template,
+        )
+        return KeyLayout._of(template, segments)
 
     @property
     def static_head(self) -> str:
@@ -165,7 +211,8 @@ class KeyLayout:
 
     def listing_prefixes(self, start: datetime, end: datetime) -> list[str]:
         """Key prefixes whose listing finds every object of the periods in ``[start, end)``
-        (one per period when they have a prefix of their own, else the static head)."""
+        (one per period when they have a prefix of their own, else the static head; see
+        :meth:`leading_dynamic` for a layout with dynamic values before the time)."""
         if not self.time_before_dynamic():
             return [self.static_head]
         return list(dict.fromkeys(self.period_prefix(p) for p in self.periods(start, end)))

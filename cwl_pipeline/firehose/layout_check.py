@@ -14,6 +14,7 @@ import dagster as dg
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import S3Source
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
+from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.tables import StreamTables
@@ -74,8 +75,13 @@ def build_layout_check(tables: StreamTables) -> dg.AssetChecksDefinition:
         now = datetime.now(UTC)
         keys: list[str] = []
         for layout in layouts:
-            start_after = listing_start_after(layout, FirehoseCursor(), now, now)
-            keys += [o.key for o in store.list_objects(source.bucket, layout.static_head, start_after)]
+            listed = list_layout(
+                store,
+                source.bucket,
+                layout,
+                lambda concrete: listing_start_after(concrete, FirehoseCursor(), now, now),
+            )
+            keys += [o.key for o in listed]
         evaluation = layout_evaluation(tables, outside_layout(keys, layouts))
         return dg.AssetCheckResult(
             passed=evaluation.passed,

@@ -33,6 +33,7 @@ from cwl_pipeline.core.s3_records import decode_firehose_input, firehose_decode_
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.firehose.error_records import decode_error_object
+from cwl_pipeline.firehose.listing import list_periods
 from cwl_pipeline.firehose.routes import (
     DEFAULT_ROUTE,
     Destination,
@@ -41,7 +42,7 @@ from cwl_pipeline.firehose.routes import (
     route_batch,
     with_rejects,
 )
-from cwl_pipeline.firehose.windows import hour_prefixes, objects_by_window
+from cwl_pipeline.firehose.windows import objects_by_window
 from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
@@ -132,7 +133,7 @@ def read_firehose_range(
     source = s3_source(stream)
     layout = firehose_layout(source.prefix, source.key_template)
     by_window = objects_by_window(
-        _listed(store, source.bucket, layout, start, end), layout, stream.window, start, end
+        list_periods(store, source.bucket, layout, start, end), layout, stream.window, start, end
     )
     decode = firehose_decoder(source)
     per_read = stream.windows_per_replace if windows_per_read == -1 else windows_per_read
@@ -256,13 +257,13 @@ def read_routed_range(
     source = s3_source(stream)
     layout = firehose_layout(source.prefix, source.key_template)
     by_window = objects_by_window(
-        _listed(store, source.bucket, layout, start, end), layout, stream.window, start, end
+        list_periods(store, source.bucket, layout, start, end), layout, stream.window, start, end
     )
     errors_by_window: dict[datetime, list[StoredObject]] = {}
     error_layout = layout
     if source.error_template is not None:
         error_layout = KeyLayout.parse(source.error_template)
-        errors = _listed(store, source.bucket, error_layout, start, end)
+        errors = list_periods(store, source.bucket, error_layout, start, end)
         errors_by_window = objects_by_window(errors, error_layout, stream.window, start, end)
     targets = destinations(stream)
     router = Router(stream.routes)
@@ -349,13 +350,6 @@ def _route_read(
         build=build,
         versions=versions,
     )
-
-
-def _listed(
-    store: S3ObjectStore, bucket: str, layout: KeyLayout, start: datetime, end: datetime
-) -> list[StoredObject]:
-    """Every object under the key prefixes of the periods overlapping ``[start, end)``."""
-    return [obj for prefix in hour_prefixes(layout, start, end) for obj in store.list_objects(bucket, prefix)]
 
 
 def _error_batch(

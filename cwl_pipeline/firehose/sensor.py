@@ -1,7 +1,8 @@
 """The sensor of a Firehose stream: new objects in S3 → runs of their delivery windows.
 
-Each tick lists the prefix from about a day of key hours before its watermark (never the
-whole bucket), finds objects it has not seen (key and ETag), and requests their delivery
+Each tick lists the key periods from near its watermark (every 30 minutes: from a day of key
+periods before it), never the whole bucket (:mod:`cwl_pipeline.firehose.listing`, whatever the
+key layout), finds objects it has not seen (key and ETag), and requests their delivery
 windows (:mod:`cwl_pipeline.firehose.windows`). The run key holds a digest of every
 object of the requested windows: an object arriving late for a loaded window, or rewritten,
 yields a new key and so a re-run; the same objects never yield a second run.
@@ -26,6 +27,7 @@ from cwl_pipeline.config import S3Source
 from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
 from cwl_pipeline.firehose.layout_check import layout_evaluation, outside_layout, stream_layouts
+from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after, plan_firehose_requests
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
@@ -90,10 +92,11 @@ def build_firehose_sensor(
         try:
             listed = [
                 list(
-                    store.list_objects(
+                    list_layout(
+                        store,
                         source.bucket,
-                        layout.static_head,
-                        listing_start_after(layout, cursor, now, begin, deep=deep),
+                        layout,
+                        lambda concrete: listing_start_after(concrete, cursor, now, begin, deep=deep),
                     )
                 )
                 for layout in layouts

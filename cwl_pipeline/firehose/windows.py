@@ -86,11 +86,6 @@ def delivery_window(obj: StoredObject, layout: Layout, size: timedelta) -> datet
     return None if moment is None else floor_to_window(moment, size)
 
 
-def hour_prefixes(layout: Layout, start: datetime, end: datetime) -> list[str]:
-    """The key prefixes holding every object of the windows in ``[start, end)``."""
-    return as_layout(layout).listing_prefixes(start, end)
-
-
 def objects_by_window(
     objects: Iterable[StoredObject], layout: Layout, size: timedelta, start: datetime, end: datetime
 ) -> dict[datetime, list[StoredObject]]:

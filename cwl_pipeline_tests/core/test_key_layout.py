@@ -46,6 +46,50 @@ def test_dynamic_partitioning_keys_before_the_time_list_the_static_head():
     assert listing_start_after(layout, FirehoseCursor(), H, H) is None
 
 
+def test_a_leading_dynamic_folder_is_filled_in_and_then_listed_by_time():
+    layout = KeyLayout.parse("cwl/!{partitionKeyFromQuery:group}/!{timestamp:yyyy/MM/dd/HH}/")
+    assert layout.leading_dynamic() == ("cwl/", "group")
+    payments = layout.with_value("group", "payments")
+    assert payments.template == "cwl/payments/!{timestamp:yyyy/MM/dd/HH}/"
+    assert payments.leading_dynamic() is None and payments.time_before_dynamic()
+    assert payments.static_head == "cwl/payments/"
+    assert payments.listing_prefixes(H, H + HOUR) == ["cwl/payments/2026/11/20/10/"]
+    assert listing_start_after(payments, FirehoseCursor(), H, H) == "cwl/payments/2026/11/19/09"
+    # The filled-in layout matches its keys as the template does, at the same period.
+    key = f"cwl/payments/2026/11/20/10/{NAME}"
+    assert payments.match(key).period == layout.match(key).period == H
+    assert payments.match(f"cwl/orders/2026/11/20/10/{NAME}") is None
+    # A value is literal text, regular-expression characters included.
+    odd = layout.with_value("group", "a.b+c")
+    assert odd.match(f"cwl/a.b+c/2026/11/20/10/{NAME}") and not odd.match(f"cwl/aXb+c/2026/11/20/10/{NAME}")
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("!{partitionKeyFromQuery:a}/!{timestamp:yyyy/MM/dd}/", ("", "a")),
+        ("e/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", ("e/", "error-output-type")),
+        ("e/!{firehose:random-string}/!{timestamp:yyyy/MM/dd/HH}/", None),  # one folder per object
+        ("e/a-!{partitionKeyFromQuery:a}/!{timestamp:yyyy/MM/dd}/", None),  # not a whole folder
+        ("e/!{partitionKeyFromQuery:a}-x/!{timestamp:yyyy/MM/dd}/", None),
+        ("e/!{timestamp:yyyy}/!{partitionKeyFromQuery:a}/!{timestamp:MM/dd}/", None),  # time first
+        ("e/!{timestamp:yyyy/MM/dd}/!{partitionKeyFromQuery:a}/", None),
+    ],
+)
+def test_which_dynamic_values_can_be_listed_as_folders(template, expected):
+    assert KeyLayout.parse(template).leading_dynamic() == expected
+
+
+def test_nested_dynamic_folders_are_filled_in_one_by_one():
+    layout = KeyLayout.parse(
+        "l/!{partitionKeyFromQuery:a}/!{partitionKeyFromLambda:b}/!{timestamp:yyyy/MM/dd/HH}/"
+    )
+    first = layout.with_value("a", "x")
+    assert first.leading_dynamic() == ("l/x/", "b")
+    both = first.with_value("b", "y")
+    assert both.static_head == "l/x/y/" and both.listing_prefixes(H, H + HOUR) == ["l/x/y/2026/11/20/10/"]
+
+
 def test_error_output_prefix_gives_the_error_type():
     layout = KeyLayout.parse("errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/")
     match = layout.match(f"errors/processing-failed/2026/11/20/10/{NAME}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from cwl_pipeline.core.key_layout import firehose_layout
 from cwl_pipeline.core.objects import StoredObject, object_set_version
 from cwl_pipeline.core.s3_records import delivery_stream_name
 from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
     delivery_window,
-    hour_prefixes,
     listing_start_after,
     objects_by_window,
     plan_firehose_requests,
@@ -51,8 +51,9 @@ def test_delivery_time_is_last_modified_clamped_into_the_key_hour():
 
 
 def test_hour_prefixes_and_objects_by_window_in_delivery_order():
-    assert hour_prefixes("fh/", H + timedelta(minutes=45), H + timedelta(hours=1)) == ["fh/2026/11/20/10/"]
-    assert hour_prefixes("fh/", H, H + timedelta(hours=2)) == ["fh/2026/11/20/10/", "fh/2026/11/20/11/"]
+    layout = firehose_layout("fh/")
+    assert layout.listing_prefixes(H + timedelta(minutes=45), H + timedelta(hours=1)) == ["fh/2026/11/20/10/"]
+    assert layout.listing_prefixes(H, H + timedelta(hours=2)) == ["fh/2026/11/20/10/", "fh/2026/11/20/11/"]
     late, early = obj("b", H, H + timedelta(minutes=50)), obj("a", H, H + timedelta(minutes=46))
     other = obj("c", H, H + timedelta(minutes=5))
     grouped = objects_by_window(

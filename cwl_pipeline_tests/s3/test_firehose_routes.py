@@ -144,7 +144,9 @@ def _routed_objects(s3, bucket: str, hour) -> dict[str, int]:
     t0 = ms(hour + timedelta(minutes=46))
     batches = [
         (
-            envelope("/app/api/orders", "a", [("1", t0, {"session_id": 1}), ("2", t0 + 1, {"session_id": 2})]),
+            envelope(
+                "/app/api/orders", "a", [("1", t0, {"session_id": 1}), ("2", t0 + 1, {"session_id": 2})]
+            ),
             envelope("/aws/lambda/resize", "c", [("3", t0 + 2, {"session_id": 3})]),
         ),
         (
@@ -254,7 +256,10 @@ def test_a_routed_range_loads_chunk_by_chunk_each_event_once(
     assert [r["event_id"] for r in rows(bq_client, dataset, "logs_api")] == ["7", "1", "2"]
     assert [r["raw_message"] for r in rejects(bq_client, dataset, "logs_api_rejects")] == ["not json"]
     assert [r["event_id"] for r in rows(bq_client, dataset, "logs_fn")] == ["3", "6"]
-    assert sorted(r["reason"] for r in rejects(bq_client, dataset)) == ["firehose_processing_failed", "unrouted"]
+    assert sorted(r["reason"] for r in rejects(bq_client, dataset)) == [
+        "firehose_processing_failed",
+        "unrouted",
+    ]
     checks = checks_by_asset(result)
     for table in ("logs", "logs_api", "logs_fn"):
         for check in ("completeness", "no_duplicate_event_ids"):

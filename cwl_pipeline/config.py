@@ -138,6 +138,19 @@ EXPORT_DEFAULT_PREFIX = "exportedlogs"  # CreateExportTask's default destination
 
 
 @dataclass(frozen=True)
+class S3Notifications:
+    """S3 event notifications of new objects, delivered to an SQS queue (one queue per stream).
+
+    The Firehose sensor then lists the bucket only when a notification arrives, when one names
+    a late object (a deep listing at once), and at least every ``safety_listing`` (notifications
+    can be lost or misconfigured: the listing stays the source of truth).
+    """
+
+    queue_url: str
+    safety_listing: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
 class S3Source:
     """Objects delivered to S3: by a Firehose delivery stream, or by CreateExportTask.
 
@@ -161,6 +174,7 @@ class S3Source:
     # ``<prefix>!{timestamp:yyyy/MM/dd/HH}/``), and its error output prefix (None: not loaded).
     key_template: str | None = None
     error_template: str | None = None
+    notifications: S3Notifications | None = None  # Firehose only
 
 
 UNROUTED_ACTIONS = ("reject", "load")
@@ -819,7 +833,9 @@ _S3_KEYS = {
     "max_decompressed_bytes",
     "key_template",
     "error_prefix",
+    "notifications",
 }
+_QUEUE_URL_RE = re.compile(r"^https?://[^\s/]+/[^\s]+$")
 
 
 def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
@@ -885,7 +901,32 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         max_decompressed_bytes=max_decompressed,
         key_template=templates["key_template"],
         error_template=templates["error_prefix"],
+        notifications=_parse_notifications(source.get("notifications"), layout, f"{where}.notifications"),
     )
+
+
+def _parse_notifications(raw: Any, layout: str, where: str) -> S3Notifications | None:
+    if raw is None:
+        return None
+    if layout != "firehose":
+        raise ConfigError(f"{where}: only applies to layout 'firehose'")
+    notifications = _mapping(raw, where)
+    _only_keys(notifications, {"queue_url", "safety_listing"}, where)
+    url = notifications.get("queue_url")
+    if not isinstance(url, str) or not _QUEUE_URL_RE.fullmatch(url):
+        raise ConfigError(
+            f"{where}.queue_url: {url!r} must be an SQS queue URL "
+            "(https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        )
+    raw_safety = notifications.get("safety_listing")
+    safety = (
+        default_of(S3Notifications, "safety_listing")
+        if raw_safety is None
+        else parse_duration(raw_safety, f"{where}.safety_listing")
+    )
+    if not timedelta(seconds=1) <= safety <= timedelta(hours=1):
+        raise ConfigError(f"{where}.safety_listing: must be from 1s to 1h")
+    return S3Notifications(queue_url=url, safety_listing=safety)
 
 
 def _parse_start(value: Any, where: str, window: timedelta) -> datetime:

@@ -53,3 +53,56 @@ def test_invalid_s3_sources_name_the_key(source, message):
         ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
         parse_config(config(source))
+
+
+def test_notifications_name_a_queue_and_a_safety_listing():
+    from datetime import timedelta
+
+    from cwl_pipeline.config import S3Notifications
+
+    url = "https://sqs.eu-west-1.amazonaws.com/111122223333/cwl-fleet-objects"
+    source = (
+        parse_config(
+            config(f"{{type: s3, bucket: b-1, layout: firehose, notifications: {{queue_url: '{url}'}}}}")
+        )
+        .streams[0]
+        .source
+    )
+    assert source.notifications == S3Notifications(queue_url=url, safety_listing=timedelta(minutes=5))
+    quick = (
+        parse_config(
+            config(
+                f"{{type: s3, bucket: b-1, layout: firehose, "
+                f"notifications: {{queue_url: '{url}', safety_listing: 90s}}}}"
+            )
+        )
+        .streams[0]
+        .source
+    )
+    assert quick.notifications.safety_listing == timedelta(seconds=90)
+
+
+@pytest.mark.parametrize(
+    ("notifications", "message"),
+    [
+        ("{queue_url: cwl-fleet}", r"notifications\.queue_url: 'cwl-fleet' must be an SQS queue URL"),
+        ("{}", r"notifications\.queue_url: None must be an SQS queue URL"),
+        (
+            "{queue_url: 'http://q/1/q', safety_listing: 2h}",
+            r"notifications\.safety_listing: must be from 1s",
+        ),
+        ("{queue_url: 'http://q/1/q', every: 1m}", r"notifications"),
+    ],
+)
+def test_invalid_notifications_name_the_key(notifications, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(config(f"{{type: s3, bucket: b-1, layout: firehose, notifications: {notifications}}}"))
+
+
+def test_notifications_are_for_firehose_layouts_only():
+    with pytest.raises(ConfigError, match=r"notifications: only applies to layout 'firehose'"):
+        parse_config(
+            config(
+                "{type: s3, bucket: b-1, layout: export, log_group: /g, notifications: {queue_url: 'http://q/1/q'}}"
+            )
+        )

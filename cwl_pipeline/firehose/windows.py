@@ -27,6 +27,7 @@ from typing import Any
 
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.core.objects import StoredObject, object_set_version
+from cwl_pipeline.core.s3_notifications import ObjectEvent
 from cwl_pipeline.core.windows import floor_to_window
 
 HOUR = timedelta(hours=1)
@@ -113,7 +114,8 @@ class FirehoseCursor:
     holds the key and ETag (and LastModified) of those within :data:`RESCAN_OVERLAP` of it,
     which are listed again and must not be requested twice. ``late_watermark`` and
     ``late_seen`` are the same for late objects (:func:`is_late`), which only the deep listing
-    looks for; ``deep_listed_at`` is when it last ran.
+    looks for; ``deep_listed_at`` is when it last ran, ``listed_at`` when any listing last ran
+    (set by the sensor).
     """
 
     watermark: datetime | None = None
@@ -121,6 +123,7 @@ class FirehoseCursor:
     late_watermark: datetime | None = None
     late_seen: dict[str, tuple[str, float]] = field(default_factory=dict)
     deep_listed_at: datetime | None = None
+    listed_at: datetime | None = None  # the last listing of any kind (notified streams list less)
 
     def to_json(self) -> dict[str, Any]:
         """Serializable form for a sensor cursor."""
@@ -130,6 +133,7 @@ class FirehoseCursor:
             "late_watermark": _iso(self.late_watermark),
             "late_seen": {k: [etag, ts] for k, (etag, ts) in sorted(self.late_seen.items())},
             "deep_listed_at": _iso(self.deep_listed_at),
+            "listed_at": _iso(self.listed_at),
         }
 
     @classmethod
@@ -143,6 +147,7 @@ class FirehoseCursor:
             late_watermark=_from_iso(data.get("late_watermark")),
             late_seen={k: (str(v[0]), float(v[1])) for k, v in (data.get("late_seen") or {}).items()},
             deep_listed_at=_from_iso(data.get("deep_listed_at")),
+            listed_at=_from_iso(data.get("listed_at")),
         )
 
     def deep_due(self, now: datetime) -> bool:
@@ -180,6 +185,58 @@ class FirehosePlan:
     outside_layout: int = 0
     before_start: int = 0
     outside_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What one tick's S3 event notifications say about a stream's bucket."""
+
+    keys: list[str]  # objects written under the stream's layouts (or beside them)
+    late: bool  # one of them is late (:func:`is_late`): a deep listing is due now
+    ignored: int  # events of another bucket or prefix, or not about a new object
+
+
+def heard_objects(
+    events: Iterable[ObjectEvent], bucket: str, layouts: Sequence[KeyLayout], now: datetime
+) -> Heard:
+    """The new objects ``events`` name in ``bucket`` under the stream's ``layouts``."""
+    keys: list[str] = []
+    late = False
+    ignored = 0
+    for event in events:
+        heads = [layout.static_head for layout in layouts]
+        if event.bucket != bucket or not event.created or not event.key.startswith(tuple(heads)):
+            ignored += 1
+            continue
+        keys.append(event.key)
+        written = _event_time(event.event_time) or now
+        for layout in layouts:
+            match = layout.match(event.key)
+            if match is not None:
+                late |= written > match.period + layout.resolution + LATE_AFTER
+                break
+    return Heard(keys=keys, late=late, ignored=ignored)
+
+
+def _event_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def listing_due(
+    cursor: FirehoseCursor, now: datetime, heard: Heard | None, safety_listing: timedelta
+) -> tuple[bool, bool]:
+    """Whether this tick lists, and whether deeply. Without notifications (``heard`` None)
+    every tick lists; with them, a tick lists when an object was notified, when the last
+    listing is ``safety_listing`` old, and when the deep listing is due (every
+    :data:`DEEP_LISTING_INTERVAL`, or at once for a notified late object)."""
+    deep = cursor.deep_due(now) or (heard is not None and heard.late)
+    if heard is None or deep or heard.keys or cursor.listed_at is None:
+        return True, deep
+    return now - cursor.listed_at >= safety_listing, False
 
 
 def listing_start_after(
@@ -299,6 +356,7 @@ def plan_firehose_requests(
             late_watermark=late_watermark,
             late_seen=late_seen,
             deep_listed_at=now if deep else cursor.deep_listed_at,
+            listed_at=cursor.listed_at,
         ),
         new_objects=sum(new.values()),
         deferred=len(deferred),

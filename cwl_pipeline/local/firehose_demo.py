@@ -73,16 +73,39 @@ DEMO_DELIVERY_STREAM = "cwl-demo-worker"
 DEMO_FIREHOSE_BUCKET = "cwl-demo-firehose"
 DEMO_FIREHOSE_PREFIX = "worker/"
 DEMO_EXPORT_BUCKET = "cwl-demo-exports"
+DEMO_OBJECT_QUEUE = "cwl-demo-worker-objects"
+
+
+def ensure_object_notifications(*, sqs: Any, s3: Any, bucket: str, prefix: str, queue: str) -> str:
+    """Send ``bucket``'s ObjectCreated events under ``prefix`` to the SQS queue ``queue``
+    (created if missing); returns the queue's URL. Local AWS checks no queue policy; on AWS
+    the queue must allow ``s3.amazonaws.com`` to send (deploy/aws/cloudformation.yaml)."""
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                }
+            ]
+        },
+    )
+    return url
 
 
 def ensure_worker_demo(endpoint_url: str, region: str) -> None:
     """The demo's second path in local AWS: ``/cwl-demo/worker`` delivered through Firehose to
-    ``s3://cwl-demo-firehose/worker/``, and the bucket its history is exported to."""
+    ``s3://cwl-demo-firehose/worker/`` (its new objects notified to the SQS queue
+    ``cwl-demo-worker-objects``), and the bucket its history is exported to."""
     import boto3
 
     clients = {
         name: boto3.client(name, endpoint_url=endpoint_url, region_name=region)
-        for name in ("logs", "firehose", "s3")
+        for name in ("logs", "firehose", "s3", "sqs")
     }
     ensure_firehose_delivery(
         logs=clients["logs"],
@@ -92,5 +115,12 @@ def ensure_worker_demo(endpoint_url: str, region: str) -> None:
         delivery_stream=DEMO_DELIVERY_STREAM,
         bucket=DEMO_FIREHOSE_BUCKET,
         prefix=DEMO_FIREHOSE_PREFIX,
+    )
+    ensure_object_notifications(
+        sqs=clients["sqs"],
+        s3=clients["s3"],
+        bucket=DEMO_FIREHOSE_BUCKET,
+        prefix=DEMO_FIREHOSE_PREFIX,
+        queue=DEMO_OBJECT_QUEUE,
     )
     ensure_bucket(clients["s3"], DEMO_EXPORT_BUCKET)

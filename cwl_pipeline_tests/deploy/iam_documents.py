@@ -38,6 +38,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "HistoryPrefix": "HISTORY_PREFIX",
     "FirehoseLogGroup.Arn": "arn:aws:logs:REGION:ACCOUNT_ID:log-group:FIREHOSE_LOG_GROUP:*",
     "DeliveryStream.Arn": "arn:aws:firehose:REGION:ACCOUNT_ID:deliverystream/DELIVERY_STREAM",
+    "ObjectQueue.Arn": "arn:aws:sqs:REGION:ACCOUNT_ID:OBJECT_QUEUE",
 }
 CONDITIONS: Mapping[str, bool] = {"HasExportLogGroupPattern": True, "HasBucketName": True}
 
@@ -55,6 +56,10 @@ IAM_ACTIONS: Mapping[tuple[str, str], frozenset[str]] = {
     ("s3", "GetObject"): frozenset({"s3:GetObject"}),
     ("s3", "HeadObject"): frozenset({"s3:GetObject"}),
     ("sts", "AssumeRole"): frozenset({"sts:AssumeRole"}),
+    ("sqs", "ReceiveMessage"): frozenset({"sqs:ReceiveMessage"}),
+    # "setting permissions for ... DeleteMessage ... sets permissions for the corresponding batch
+    # versions" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+    ("sqs", "DeleteMessageBatch"): frozenset({"sqs:DeleteMessage"}),
 }
 
 

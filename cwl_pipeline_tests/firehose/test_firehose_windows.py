@@ -106,3 +106,47 @@ def test_listing_starts_a_day_of_key_hours_before_the_watermark():
     cursor = FirehoseCursor(watermark=H + timedelta(minutes=30))
     assert listing_start_after("fh/", cursor, H, H) == "fh/2026/11/19/09"
     assert FirehoseCursor.from_json(cursor.to_json()) == cursor
+
+
+def test_notifications_decide_when_a_tick_lists():
+    from cwl_pipeline.core.key_layout import KeyLayout
+    from cwl_pipeline.core.s3_notifications import ObjectEvent
+    from cwl_pipeline.firehose.windows import Heard, heard_objects, listing_due
+
+    layouts = [
+        firehose_layout("fh/"),
+        KeyLayout.parse("err/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/"),
+    ]
+    now = H + timedelta(minutes=50)
+    events = [
+        ObjectEvent("b", "fh/2026/11/20/10/x", "ObjectCreated:Put", "2026-11-20T10:49:00Z"),
+        ObjectEvent(
+            "b", "err/processing-failed/2026/11/20/10/y", "ObjectCreated:Put", "2026-11-20T10:49:30Z"
+        ),
+        ObjectEvent("b", "fh/stray.json", "ObjectCreated:Put", ""),  # outside the layout: listed too
+        ObjectEvent("other", "fh/2026/11/20/10/z", "ObjectCreated:Put", ""),
+        ObjectEvent("b", "elsewhere/k", "ObjectCreated:Put", ""),
+        ObjectEvent("b", "fh/2026/11/20/10/x", "ObjectRemoved:Delete", ""),
+    ]
+    heard = heard_objects(events, "b", layouts, now)
+    assert heard == Heard(
+        keys=["fh/2026/11/20/10/x", "err/processing-failed/2026/11/20/10/y", "fh/stray.json"],
+        late=False,
+        ignored=3,
+    )
+    # Written 30 minutes after its key hour ended (Firehose retrying): late, so a deep listing now.
+    late = ObjectEvent("b", "fh/2026/11/20/09/w", "ObjectCreated:Put", "2026-11-20T10:30:00Z")
+    assert heard_objects([late], "b", layouts, now).late
+
+    safety = timedelta(minutes=5)
+    listed = FirehoseCursor(
+        watermark=now, deep_listed_at=now - timedelta(minutes=10), listed_at=now - timedelta(minutes=1)
+    )
+    quiet = Heard(keys=[], late=False, ignored=0)
+    assert listing_due(listed, now, quiet, safety) == (False, False)  # nothing heard, listed a minute ago
+    assert listing_due(listed, now, heard, safety) == (True, False)
+    assert listing_due(listed, now, heard_objects([late], "b", layouts, now), safety) == (True, True)
+    assert listing_due(listed, now + timedelta(minutes=4), quiet, safety) == (True, False)  # safety net
+    assert listing_due(listed, now + timedelta(minutes=20), quiet, safety) == (True, True)  # deep, as always
+    assert listing_due(listed, now, None, safety) == (True, False)  # no notifications: every tick lists
+    assert listing_due(FirehoseCursor(), now, quiet, safety) == (True, True)  # first tick

@@ -23,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -680,6 +680,36 @@ class BigQueryLoader:
         :meth:`SchemaComparison.notes`.
         """
         return self.compare_schema(spec).differences()
+
+    def iter_select(
+        self,
+        table: str,
+        columns: Sequence[str],
+        scope: Scope,
+        *,
+        order_by: Sequence[str] = (),
+        page_size: int = 10_000,
+    ) -> Iterator[dict[str, Any]]:
+        """``columns`` of the rows of ``table`` in ``scope`` (in ``order_by`` order), fetched a
+        page at a time as they are consumed: memory holds one page, not the result."""
+        names = ", ".join(quote_identifier("column", c) for c in columns)
+        where, params = scope.with_parameters()
+        order = ", ".join(quote_identifier("column", c) for c in order_by)
+        sql = f"SELECT {names} FROM {self.table_sql(table)} WHERE {where}"
+        if order:
+            sql += f" ORDER BY {order}"
+        job_config = bigquery.QueryJobConfig(query_parameters=list(params))
+        job = self._call("query", self.client.query, sql, job_config=job_config, **self._query_retries())
+        rows = self._call(
+            "query", job.result, page_size=page_size, retry=self.retry, job_retry=self.job_retry
+        )
+        pages = iter(rows.pages)
+        while True:
+            page = self._call("query results", next, pages, None)
+            if page is None:
+                return
+            for row in page:
+                yield dict(row.items())
 
     def query_rows(self, sql: str, params: Sequence[QueryParameter] = ()) -> list[dict[str, Any]]:
         """Run one statement with its values as query parameters; return its rows as dicts."""

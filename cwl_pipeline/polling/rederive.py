@@ -3,7 +3,9 @@
 After a schema or parser change, a run launched by hand with the run tag
 ``cwl/rederive_from: raw`` (a backfill of the windows to redo) reads each step's raw rows from
 BigQuery instead of CloudWatch: no FilterLogEvents call, no S3 read, and it works after
-CloudWatch's retention has passed. The raw rows go through the stream's *current* rules
+CloudWatch's retention has passed. The raw rows are fetched page by page in event order and
+normalized chunk by chunk as the load stages them, like a read of CloudWatch: memory does not
+grow with the step. The raw rows go through the stream's *current* rules
 (filters, redaction) and schema/parser, and replace the step's rows, rejects and raw rows in
 one transaction (REPLACE), like any manual load: a redaction rule added later thus reaches the
 raw table too.
@@ -22,10 +24,9 @@ from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import StreamConfig
-from cwl_pipeline.core.event_rules import RuleTally
 from cwl_pipeline.core.events import LogEvent
-from cwl_pipeline.core.normalize import normalize, parse_warning_facts
-from cwl_pipeline.core.raw_events import RAW_SCHEMA, RawCollector, events_from_raw
+from cwl_pipeline.core.raw_events import RAW_SCHEMA, events_from_raw
+from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.tables import TablePair, range_label, rows_in_scope
 from cwl_pipeline.polling.read import WindowRangeRead, replace_steps, window_scope
 
@@ -47,51 +48,63 @@ def read_windows_from_raw(
 def _read_step(
     stream: StreamConfig, tables: TablePair, loader: BigQueryLoader, start: datetime, end: datetime
 ) -> WindowRangeRead:
+    """One step read back from the raw table, page by page as the load stages it."""
     assert tables.raw is not None
-    rows = loader.select(tables.raw.table, RAW_SCHEMA.names, time_scope("timestamp", start, end))
-    groups = sorted({str(row["log_group"]) for row in rows})
+    raw_table = tables.raw.table
+    in_step = time_scope("timestamp", start, end)
+    counts = _raw_counts(loader, raw_table, start, end)
+    groups = sorted(counts)
     scope = window_scope(stream, start, end, groups)
     if groups:
         stored = sum(rows_in_scope(loader, tables, scope))
-        if stored > len(rows):
+        if stored > sum(counts.values()):
             raise SourceError(
                 f"{stream.name} {range_label(start, end)}: the typed tables hold {stored} events, the raw "
-                f"table {len(rows)}: its raw rows are incomplete (loaded before the raw table existed?); "
-                "reload these windows from the source instead"
+                f"table {sum(counts.values())}: its raw rows are incomplete (loaded before the raw table "
+                "existed?); reload these windows from the source instead"
             )
-    rows.sort(key=lambda row: (row["timestamp"], str(row["event_id"])))
-    tally = RuleTally()
-    collector = RawCollector()
     size_ms = int(stream.window.total_seconds() * 1000)
     bytes_by_window_ms: Counter[int] = Counter()
+    read = [0]
 
     def events() -> Iterator[LogEvent]:
-        for event in stream.rules.apply(events_from_raw(rows), tally):
+        rows = loader.iter_select(raw_table, RAW_SCHEMA.names, in_step, order_by=("timestamp", "event_id"))
+        for event in events_from_raw(rows):
+            read[0] += 1
             bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
             yield event
 
-    batch = normalize(collector.tee(events()), stream.schema)
+    def on_read(step: WindowRangeRead) -> None:
+        step.events_at_source = read[0]
+        zone = start.tzinfo
+        step.bytes_by_window.update(
+            {datetime.fromtimestamp(ms / 1000, tz=zone): size for ms, size in bytes_by_window_ms.items()}
+        )
+
     return WindowRangeRead(
         scope=scope,
         label=range_label(start, end),
-        events_at_source=len(rows),
-        facts={
-            "log_groups": groups,
-            "rederived_from": [tables.raw.table],
-            **parse_warning_facts(batch.parse_warnings),
-            **tally.facts(),
-        },
+        events_at_source=0,
+        facts={"log_groups": groups, "rederived_from": [raw_table]},
         start=start,
         end=end,
         window=stream.window,
         time_column=stream.schema.time_column,
-        batch=batch,
-        raw=collector.table(),
-        bytes_by_window=Counter(
-            {
-                datetime.fromtimestamp(ms / 1000, tz=start.tzinfo): size
-                for ms, size in bytes_by_window_ms.items()
-            }
-        ),
+        bytes_by_window=Counter(),
+        source=events,
+        schema=stream.schema,
+        rules=stream.rules,
+        keep_raw=True,
+        chunk_events=chunk_events(),
+        on_read=on_read,
         reader="raw_table",
     )
+
+
+def _raw_counts(loader: BigQueryLoader, raw_table: str, start: datetime, end: datetime) -> dict[str, int]:
+    """Raw rows of ``[start, end)`` per log group, counted in BigQuery."""
+    where, params = time_scope("timestamp", start, end).with_parameters()
+    table = loader.table_sql(raw_table)
+    sql = f"SELECT log_group, COUNT(*) AS n FROM {table} WHERE {where} GROUP BY log_group"
+    rows = loader.query_rows(sql, params)
+    return {str(row["log_group"]): int(row["n"]) for row in rows}

@@ -154,6 +154,21 @@ def test_select_and_duplicates_take_parameters(loader):
     assert loader.duplicate_ids("objects", in_scope("source_object", keys), id_column="source_object") == 1
 
 
+def test_iter_select_fetches_page_by_page_in_order(loader):
+    keys = [f"s3://b/k'{i:02d}" for i in range(7)]
+    loader.replace([Replacement(SPEC, _rows(keys[::-1], 1), in_scope("source_object", keys))])
+    rows = loader.iter_select(
+        "objects",
+        ["source_object", "n"],
+        in_scope("source_object", keys[1:]),
+        order_by=["source_object"],
+        page_size=2,
+    )
+    first = next(rows)  # a generator: nothing beyond the first page is fetched yet
+    assert first == {"source_object": keys[1], "n": 1}
+    assert [r["source_object"] for r in rows] == keys[2:]
+
+
 def test_time_ranges_scope_merges_touching_ranges_and_renders_both_forms():
     hour = timedelta(hours=1)
     scope = time_ranges_scope(

@@ -13,6 +13,7 @@ import pytest
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline.load.objects import CHUNK_EVENTS_ENV
 from cwl_pipeline_tests.pipeline.polling import failure_text, materialize, put, window_start
 
 SALT_ENV = "CWL_TEST_PII_SALT"
@@ -164,7 +165,7 @@ streams:
 
 
 def test_the_typed_table_is_rederived_from_the_raw_table_without_cloudwatch(
-    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name, salt
+    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name, salt, monkeypatch
 ):
     group, dataset = f"/test/rederive-{unique_name}", f"ds_{unique_name}"
     logs_client.create_log_group(logGroupName=group)
@@ -189,6 +190,8 @@ def test_the_typed_table_is_rederived_from_the_raw_table_without_cloudwatch(
     plain = materialize(defs, partition_key(start), raise_on_error=False)
     assert not plain.success and "does not exist" in failure_text(plain)
 
+    # One event per chunk: the raw rows are read back and normalized chunk by chunk.
+    monkeypatch.setenv(CHUNK_EVENTS_ENV, "1")
     result = materialize(defs, partition_key(start), tags={"cwl/rederive_from": "raw"})
 
     events = _all_rows(bq_client, dataset, "app_events")
@@ -198,6 +201,15 @@ def test_the_typed_table_is_rederived_from_the_raw_table_without_cloudwatch(
     assert len(_all_rows(bq_client, dataset, "app_events_raw")) == 3
     metadata = result.asset_materializations_for_node("load_app")[0].metadata
     assert metadata["rederived_from"].value == "app_events_raw"
+    assert (
+        metadata["events_read"].value,
+        metadata["rows_loaded"].value,
+        metadata["rows_rejected"].value,
+    ) == (
+        3,
+        2,
+        1,
+    )
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["completeness"].passed, checks["completeness"].description
 

@@ -47,6 +47,7 @@ from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
     ParallelDecode,
+    ScopeOf,
     bounded_scope,
     chunk_events,
     decode_workers,
@@ -148,13 +149,7 @@ def read_firehose_range(
     def read_objects(objects: Sequence[StoredObject], vanished: list[str]) -> Iterator[ObjectContent]:
         return read_contents(store, source.bucket, objects, decode, vanished)
 
-    def scope_of(
-        readable: list[str], unreadable: list[str], bounds: tuple[datetime, datetime] | None
-    ) -> LoadScope:
-        return LoadScope(
-            bounded_scope(in_scope("source_object", readable), time_column, bounds),
-            bounded_scope(in_scope("source_object", readable + unreadable), "timestamp", bounds),
-        )
+    scope_of = objects_scope(time_column)
 
     for step_start, step_end in steps:
         yield ObjectSetRead(
@@ -325,13 +320,7 @@ def _route_read(
     """One route's read of a step, fed by :meth:`RoutedStep.chunks`."""
     time_column = stream.schema.time_column
 
-    def scope_of(
-        readable: list[str], unreadable: list[str], bounds: tuple[datetime, datetime] | None
-    ) -> LoadScope:
-        return LoadScope(
-            bounded_scope(in_scope("source_object", readable), time_column, bounds),
-            bounded_scope(in_scope("source_object", readable + unreadable), "timestamp", bounds),
-        )
+    scope_of = objects_scope(time_column)
 
     def build(contents: list[ObjectContent]) -> ObjectBatch:
         return route_batch(contents, target, rules=rules, raw=raw)
@@ -372,6 +361,21 @@ def _error_batch(
     records = decode_error_object(data, uri=uri, timestamp_ms=to_ms(obj.last_modified), error_type=kind)
     empty = replace(build_object_batch([], schema), objects=1, readable=[uri], bytes_read=len(data))
     return with_rejects(empty, records.rejects, records.records)
+
+
+def objects_scope(time_column: str) -> ScopeOf:
+    """The scope of a read of Firehose objects: the rows from its readable objects (the rejects:
+    from every object it read), within the event times it read."""
+
+    def scope_of(
+        readable: list[str], unreadable: list[str], bounds: tuple[datetime, datetime] | None
+    ) -> LoadScope:
+        return LoadScope(
+            bounded_scope(in_scope("source_object", readable), time_column, bounds),
+            bounded_scope(in_scope("source_object", readable + unreadable), "timestamp", bounds),
+        )
+
+    return scope_of
 
 
 def _delivery_window(size: timedelta) -> Callable[[Hashable], dict[str, object]]:

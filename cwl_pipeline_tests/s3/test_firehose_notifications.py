@@ -10,6 +10,7 @@ import boto3
 import dagster as dg
 
 from cwl_pipeline.core.windows import floor_to_window, partition_key
+from cwl_pipeline.local.firehose_demo import ensure_object_notifications
 from cwl_pipeline_tests.s3.s3_stack import (
     WINDOW,
     definitions,
@@ -26,22 +27,9 @@ GROUP = "/test/notified"
 
 
 def _queue(local_aws, s3, bucket: str, name: str) -> tuple[object, str]:
-    """A queue receiving the bucket's ObjectCreated events under ``fh/``."""
+    """A queue receiving the bucket's ObjectCreated events under ``fh/`` (as ``make run`` sets up)."""
     sqs = boto3.client("sqs", endpoint_url=local_aws.url, region_name="us-east-1")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "fh/"}]}},
-                }
-            ]
-        },
-    )
+    url = ensure_object_notifications(sqs=sqs, s3=s3, bucket=bucket, prefix="fh/", queue=name)
     return sqs, url
 
 

@@ -131,8 +131,6 @@ def _read_step(
     chunk = Chunk(start, end)
     poll = history.poll_interval.total_seconds()
     start_ms, end_ms = to_ms(start), to_ms(end)
-    size_ms = int(stream.window.total_seconds() * 1000)
-    bytes_by_window_ms: Counter[int] = Counter()
     files: list[tuple[str, str, str, list[StoredObject]]] = []
     task_ids: list[str] = []
     for group in groups:
@@ -190,23 +188,14 @@ def _read_step(
                         f"nothing of {range_label(start, end)} was replaced"
                     )
                 decoded["files"] += 1
-                for event in content.events:
-                    if start_ms <= event.timestamp_ms < end_ms:
-                        decoded["events"] += 1
-                        window_ms = event.timestamp_ms - event.timestamp_ms % size_ms
-                        bytes_by_window_ms[window_ms] += len(event.message)
-                        yield event
+                yield from (e for e in content.events if start_ms <= e.timestamp_ms < end_ms)
             if vanished:
                 raise SourceError(
                     f"export files of task {task_id} vanished while read: {', '.join(vanished)}"
                 )
 
     def on_read(step: WindowRangeRead) -> None:
-        step.events_at_source = decoded["events"]
         step.facts = {**step.facts, "export_files_read": decoded["files"]}
-        step.bytes_by_window.update(
-            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
-        )
 
     return ExportWindowRead(
         scope=window_scope(stream, start, end, groups),

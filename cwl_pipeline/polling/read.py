@@ -61,7 +61,9 @@ class WindowRangeRead(SourceRead):
 
     Either ``batch`` holds the step's rows (read beforehand), or ``source`` reads them when
     the load stages them: ``chunk_events`` events normalized at a time, the figures added up
-    chunk by chunk and set (``events_at_source``, ``facts``) by ``on_read`` at the end.
+    chunk by chunk. At the end ``events_at_source`` is the events ``source`` yielded and
+    ``bytes_by_window`` their message bytes per window; ``on_read`` then adds the reader's own
+    facts (and may count ``events_at_source`` its own way).
     """
 
     start: datetime
@@ -92,7 +94,18 @@ class WindowRangeRead(SourceRead):
         assert self.schema is not None
         self._stats = WindowStatsAccumulator(self.time_column, self.window)
         tally = RuleTally()
-        events = self.rules.apply(self.source(), tally)
+        bytes_by_window_ms = Counter[int]()
+        yielded = [0]
+        size_ms = int(self.window.total_seconds() * 1000)
+
+        def counted(events: Iterator[LogEvent]) -> Iterator[LogEvent]:
+            # Before the rules: what the source holds, filtered or not.
+            for event in events:
+                bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
+                yielded[0] += 1
+                yield event
+
+        events = self.rules.apply(counted(self.source()), tally)
         while True:
             chunk = list(islice(events, self.chunk_events))
             if not chunk:
@@ -106,6 +119,10 @@ class WindowRangeRead(SourceRead):
             self._warnings.update(batch.parse_warnings)
             yield batch.rows_table, batch.rejects_table, collector.table() if collector else None
         self.facts = {**self.facts, **parse_warning_facts(dict(self._warnings)), **tally.facts()}
+        self.events_at_source = yielded[0]
+        self.bytes_by_window.update(
+            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
+        )
         if self.on_read is not None:
             self.on_read(self)
 
@@ -181,28 +198,22 @@ def read_window_range(
     applied. Events the server filtered are never seen; those filtered here are counted.
     """
     read = WindowRead()
-    bytes_by_window_ms: Counter[int] = Counter()
     start_ms, end_ms = to_ms(start), to_ms(end)
-    size_ms = int(stream.window.total_seconds() * 1000)
     pattern = stream.rules.filter.pattern.strip() or None
 
     def events() -> Iterator[LogEvent]:
         for group in groups:
             pages = reader.iter_events(group, start_ms, end_ms, read, filter_pattern=pattern)
-            for event in events_from_api(pages, log_group=group):
-                bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
-                yield event
+            yield from events_from_api(pages, log_group=group)
 
     def on_read(step: WindowRangeRead) -> None:
+        # The events FilterLogEvents returned, counted by the reader: independent of decoding.
         step.events_at_source = read.events
         step.facts = {
             **step.facts,
             "log_groups": list(read.groups),
             "filter_log_events_calls": read.api_calls,
         }
-        step.bytes_by_window.update(
-            {datetime.fromtimestamp(ms / 1000, UTC): size for ms, size in bytes_by_window_ms.items()}
-        )
 
     return WindowRangeRead(
         scope=window_scope(stream, start, end, groups),

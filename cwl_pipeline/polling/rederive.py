@@ -63,23 +63,10 @@ def _read_step(
                 f"table {sum(counts.values())}: its raw rows are incomplete (loaded before the raw table "
                 "existed?); reload these windows from the source instead"
             )
-    size_ms = int(stream.window.total_seconds() * 1000)
-    bytes_by_window_ms: Counter[int] = Counter()
-    read = [0]
 
     def events() -> Iterator[LogEvent]:
         rows = loader.iter_select(raw_table, RAW_SCHEMA.names, in_step, order_by=("timestamp", "event_id"))
-        for event in events_from_raw(rows):
-            read[0] += 1
-            bytes_by_window_ms[event.timestamp_ms - event.timestamp_ms % size_ms] += len(event.message)
-            yield event
-
-    def on_read(step: WindowRangeRead) -> None:
-        step.events_at_source = read[0]
-        zone = start.tzinfo
-        step.bytes_by_window.update(
-            {datetime.fromtimestamp(ms / 1000, tz=zone): size for ms, size in bytes_by_window_ms.items()}
-        )
+        return events_from_raw(rows)
 
     return WindowRangeRead(
         scope=scope,
@@ -96,7 +83,6 @@ def _read_step(
         rules=stream.rules,
         keep_raw=True,
         chunk_events=chunk_events(),
-        on_read=on_read,
         reader="raw_table",
     )
 

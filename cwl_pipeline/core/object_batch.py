@@ -22,10 +22,9 @@ normalized: the load checks compare it with what BigQuery holds afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -101,8 +100,6 @@ class ObjectBatch:
         return replace(
             self,
             batch=NormalizedBatch(
-                rows=kept_rows.to_pandas(types_mapper=pd.ArrowDtype),
-                rejects=kept_rejects.to_pandas(types_mapper=pd.ArrowDtype),
                 rows_table=kept_rows,
                 rejects_table=kept_rejects,
                 parse_warnings=self.batch.parse_warnings,
@@ -133,9 +130,11 @@ def build_object_batch(
     *,
     rules: EventRules = NO_RULES,
     raw: bool = False,
+    normalizer: Callable[[Iterable[LogEvent]], NormalizedBatch] | None = None,
 ) -> ObjectBatch:
     """Deduplicate, apply ``rules``, normalize and add unreadable-object rejects (see the
-    module docs); with ``raw``, keep the raw rows of the events normalized.
+    module docs); with ``raw``, keep the raw rows of the events normalized. ``normalizer``
+    replaces :func:`normalize` to ``schema`` (e.g. every event a reject of some reason).
 
     ``contents`` must be in delivery order: the first occurrence of an event id is kept. It
     is consumed once, lazily, so objects can be read and decoded one at a time.
@@ -165,9 +164,10 @@ def build_object_batch(
     tally = RuleTally()
     collector = RawCollector() if raw else None
     events = rules.apply(unique_events(), tally)
-    batch = normalize(collector.tee(events) if collector else events, schema)
+    events = collector.tee(events) if collector else events
+    batch = normalizer(events) if normalizer is not None else normalize(events, schema)
     if unreadable:
-        batch = _with_rejects(batch, unreadable_rejects(unreadable))
+        batch = add_rejects(batch, unreadable_rejects(unreadable))
     return ObjectBatch(
         batch=batch,
         objects=len(readable) + len(unreadable),
@@ -219,12 +219,10 @@ def unreadable_rejects(contents: Sequence[ObjectContent]) -> pa.Table:
     return table_from_columns(columns, REJECTS_SCHEMA)
 
 
-def _with_rejects(batch: NormalizedBatch, extra: pa.Table) -> NormalizedBatch:
-    rejects = pa.concat_tables([batch.rejects_table, extra])
+def add_rejects(batch: NormalizedBatch, extra: pa.Table) -> NormalizedBatch:
+    """``batch`` with the rejects ``extra`` after its own."""
     return NormalizedBatch(
-        rows=batch.rows,
-        rejects=rejects.to_pandas(types_mapper=pd.ArrowDtype),
         rows_table=batch.rows_table,
-        rejects_table=rejects,
+        rejects_table=pa.concat_tables([batch.rejects_table, extra]),
         parse_warnings=batch.parse_warnings,
     )

@@ -21,10 +21,10 @@ from functools import lru_cache
 import pyarrow as pa
 
 from cwl_pipeline.config import Route, StreamConfig
-from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
+from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.events import LogEvent
-from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
+from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch, normalize
+from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, add_rejects, build_object_batch
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.firehose.error_records import rejects_table
 
@@ -137,38 +137,21 @@ def route_batch(
     stream's own tables (routes keep none)."""
     if not destination.rejects_all:
         return build_object_batch(contents, destination.schema, rules=rules, raw=raw and not destination.name)
-    kept: list[LogEvent] = []
-    seen: set[str] = set()
-    stripped: list[ObjectContent] = []
-    dropped = decoded = 0
-    for content in contents:
-        for event in content.events:
-            decoded += 1
-            if event.event_id in seen:
-                dropped += 1
-                continue
-            seen.add(event.event_id)
-            kept.append(event)
-        stripped.append(replace(content, events=()))
-    batch = build_object_batch(stripped, destination.schema)
-    tally = RuleTally()
-    rejects = unrouted_rejects(rules.apply(kept, tally))
-    batch = replace(batch, tally=tally)
-    return with_rejects(batch, rejects, decoded, dropped)
+    empty = normalize((), destination.schema)
+
+    def unrouted(events: Iterable[LogEvent]) -> NormalizedBatch:
+        return NormalizedBatch(rows_table=empty.rows_table, rejects_table=unrouted_rejects(events))
+
+    return build_object_batch(contents, destination.schema, rules=rules, normalizer=unrouted)
 
 
 def with_rejects(batch: ObjectBatch, rejects: pa.Table, records: int, dropped: int = 0) -> ObjectBatch:
     """``batch`` with ``rejects`` added (``records`` read, ``dropped`` of them duplicates)."""
     if not records:
         return batch
-    table = pa.concat_tables([batch.batch.rejects_table, rejects])
     return replace(
         batch,
-        batch=NormalizedBatch(
-            rows_table=batch.batch.rows_table,
-            rejects_table=table,
-            parse_warnings=batch.batch.parse_warnings,
-        ),
+        batch=add_rejects(batch.batch, rejects),
         records_decoded=batch.records_decoded + records,
         duplicates_dropped=batch.duplicates_dropped + dropped,
     )

@@ -202,15 +202,16 @@ def rows_schema(schema: TableSchema) -> pa.Schema:
 
     REQUIRED columns are non-nullable; JSON columns carry ``bigquery_type: JSON`` metadata.
     """
-    return pa.schema([_arrow_field(c) for c in (*schema.columns, *METADATA_COLUMNS)])
+    return pa.schema([arrow_field(c) for c in (*schema.columns, *METADATA_COLUMNS)])
 
 
-def _arrow_field(column: Column) -> pa.Field:
+def arrow_field(column: Column) -> pa.Field:
+    """The Arrow field of a table column (JSON columns are strings marked as JSON)."""
     metadata = {"bigquery_type": "JSON"} if column.type == "JSON" else None
     return pa.field(column.name, ARROW_TYPES[column.type], nullable=not column.required, metadata=metadata)
 
 
-REJECTS_SCHEMA: pa.Schema = pa.schema([_arrow_field(c) for c in REJECT_COLUMNS])
+REJECTS_SCHEMA: pa.Schema = pa.schema([arrow_field(c) for c in REJECT_COLUMNS])
 """Arrow schema of the rejects table."""
 
 

@@ -21,15 +21,11 @@ import pyarrow as pa
 from cwl_pipeline.core.columns import table_from_columns
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats.timestamps import BIGQUERY_MAX_MS, BIGQUERY_MIN_MS
-from cwl_pipeline.core.schema import Column
+from cwl_pipeline.core.normalize import arrow_field
+from cwl_pipeline.core.schema import EVENT_COLUMNS, Column
 
 RAW_COLUMNS: tuple[Column, ...] = (
-    Column("event_id", "STRING", required=True, description="CloudWatch event id, or a derived one"),
-    Column("timestamp", "TIMESTAMP", required=True, description="CloudWatch event timestamp"),
-    Column("log_group", "STRING", required=True, description="Source log group"),
-    Column("log_stream", "STRING", required=True, description="Source log stream"),
-    Column("ingestion_time", "TIMESTAMP", description="When CloudWatch ingested the event"),
-    Column("source_object", "STRING", description="S3 object the event came from, if any"),
+    *EVENT_COLUMNS,
     Column(
         "message",
         "STRING",
@@ -39,19 +35,7 @@ RAW_COLUMNS: tuple[Column, ...] = (
     Column("invalid_utf8", "BOOL", required=True, description="The message was not valid UTF-8 as read"),
 )
 
-_TIME = pa.timestamp("ms", tz="UTC")
-RAW_SCHEMA = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("timestamp", _TIME, nullable=False),
-        pa.field("log_group", pa.string(), nullable=False),
-        pa.field("log_stream", pa.string(), nullable=False),
-        pa.field("ingestion_time", _TIME),
-        pa.field("source_object", pa.string()),
-        pa.field("message", pa.string(), nullable=False),
-        pa.field("invalid_utf8", pa.bool_(), nullable=False),
-    ]
-)
+RAW_SCHEMA = pa.schema([arrow_field(c) for c in RAW_COLUMNS])
 """Arrow schema of the raw table's rows."""
 
 

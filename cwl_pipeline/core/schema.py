@@ -210,23 +210,27 @@ def _formats(spec: Any, col_type: str, source: str, where: str) -> tuple[str, ..
         raise SchemaError(f"{where}: {exc}") from None
 
 
-# Columns the pipeline adds to every events table, after the user columns.
-METADATA_COLUMNS: tuple[Column, ...] = (
-    Column("event_id", "STRING", required=True, description="CloudWatch event id, or a derived one"),
+_EVENT_ID = Column("event_id", "STRING", required=True, description="CloudWatch event id, or a derived one")
+_ORIGIN = (
     Column("log_group", "STRING", required=True, description="Source log group"),
     Column("log_stream", "STRING", required=True, description="Source log stream"),
     Column("ingestion_time", "TIMESTAMP", description="When CloudWatch ingested the event"),
     Column("source_object", "STRING", description="S3 object the event came from, if any"),
 )
 
+# Columns the pipeline adds to every events table, after the user columns.
+METADATA_COLUMNS: tuple[Column, ...] = (_EVENT_ID, *_ORIGIN)
+
+# The leading columns of the rejects and raw tables: an event's key, time and origin.
+EVENT_COLUMNS: tuple[Column, ...] = (
+    _EVENT_ID,
+    Column("timestamp", "TIMESTAMP", required=True, description="CloudWatch event timestamp"),
+    *_ORIGIN,
+)
+
 # Columns of the rejects table kept beside every events table.
 REJECT_COLUMNS: tuple[Column, ...] = (
-    Column("event_id", "STRING", required=True, description="CloudWatch event id, or a derived one"),
-    Column("timestamp", "TIMESTAMP", required=True, description="CloudWatch event timestamp"),
-    Column("log_group", "STRING", required=True, description="Source log group"),
-    Column("log_stream", "STRING", required=True, description="Source log stream"),
-    Column("ingestion_time", "TIMESTAMP", description="When CloudWatch ingested the event"),
-    Column("source_object", "STRING", description="S3 object the event came from, if any"),
+    *EVENT_COLUMNS,
     Column("reason", "STRING", required=True, description="Machine-readable reject reason"),
     Column("detail", "STRING", description="Human-readable detail of the reason"),
     Column("raw_message", "STRING", description="The message as received (invalid UTF-8 escaped)"),

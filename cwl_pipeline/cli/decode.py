@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -32,7 +31,7 @@ from cwl_pipeline.core.formats import (
     MissingArgumentError,
 )
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.normalize import NormalizedBatch, normalize
+from cwl_pipeline.core.normalize import NormalizedBatch, concat_normalized, normalize
 from cwl_pipeline.core.parallel_decode import (
     DecodedObject,
     DecodeInput,
@@ -201,18 +200,7 @@ class Decoded:
 
     def batch(self, schema: TableSchema) -> NormalizedBatch:
         """All inputs' rows and rejects as one batch."""
-        if len(self.batches) == 1:
-            return self.batches[0]
-        if not self.batches:
-            return normalize((), schema)
-        warnings: Counter[str] = Counter()
-        for b in self.batches:
-            warnings.update(b.parse_warnings)
-        return NormalizedBatch(
-            rows_table=pa.concat_tables([b.rows_table for b in self.batches]),
-            rejects_table=pa.concat_tables([b.rejects_table for b in self.batches]),
-            parse_warnings=dict(warnings),
-        )
+        return concat_normalized(self.batches) if self.batches else normalize((), schema)
 
     def summary(self, files: int) -> str:
         """The one-line report printed on stderr."""

@@ -192,6 +192,20 @@ class NormalizedBatch:
         return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
 
 
+def concat_normalized(batches: Sequence[NormalizedBatch]) -> NormalizedBatch:
+    """Several batches (at least one) as one: rows and rejects in order, warnings added up."""
+    if len(batches) == 1:
+        return batches[0]
+    warnings: Counter[str] = Counter()
+    for batch in batches:
+        warnings.update(batch.parse_warnings)
+    return NormalizedBatch(
+        rows_table=pa.concat_tables([b.rows_table for b in batches]),
+        rejects_table=pa.concat_tables([b.rejects_table for b in batches]),
+        parse_warnings=dict(sorted(warnings.items())),
+    )
+
+
 def parse_warning_facts(warnings: dict[str, int]) -> dict[str, int]:
     """Parse warnings as run figures: ``parse_warnings.<column>`` -> count (none when zero)."""
     return {f"parse_warnings.{column}": count for column, count in sorted(warnings.items()) if count}

@@ -53,7 +53,7 @@ from cwl_pipeline.core.formats.gzip_members import (
     DecompressionBudget,
     inflate_member,
 )
-from cwl_pipeline.core.normalize import MAX_MESSAGE_BYTES, NormalizedBatch, normalize
+from cwl_pipeline.core.normalize import MAX_MESSAGE_BYTES, NormalizedBatch, concat_normalized, normalize
 from cwl_pipeline.core.schema import TableSchema
 
 DEFAULT_RANGE_BYTES = 2 << 20
@@ -263,24 +263,8 @@ def _finish(index: int, result: _Result, render: Any) -> DecodedObject:
         return DecodedObject(index, error=result.error)
     if render is not None:
         return DecodedObject(index, parts=list(result.parts), events_read=result.events_read)
-    batches = [_from_ipc(part) for part in result.parts]
-    if len(batches) == 1:
-        batch = batches[0]
-    else:
-        batch = NormalizedBatch(
-            rows_table=pa.concat_tables([b.rows_table for b in batches]),
-            rejects_table=pa.concat_tables([b.rejects_table for b in batches]),
-            parse_warnings=_sum_warnings(b.parse_warnings for b in batches),
-        )
+    batch = concat_normalized([_from_ipc(part) for part in result.parts])
     return DecodedObject(index, batch=batch, events_read=result.events_read)
-
-
-def _sum_warnings(counts: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for count in counts:
-        for column, n in count.items():
-            total[column] = total.get(column, 0) + n
-    return dict(sorted(total.items()))
 
 
 def _join_ranges(task: _Task, outcomes: list[_RangeOutcome]) -> _Result | None:

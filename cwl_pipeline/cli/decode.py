@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--output-format parquet needs -o FILE")
         schema = schema_with_parser(args.schema, args.parser)
         inputs, labels, read_error = _read_inputs(args.paths, args)
-        with _spool_dir(args.output) as spool:
+        # NDJSON parts are spooled to files by the workers; Parquet is written from Arrow.
+        spooling = _spool_dir(args.output) if args.output_format == "ndjson" else nullcontext(None)
+        with spooling as spool:
             outcome = _decode_all(inputs, labels, schema, args, spool)
             if read_error is not None:
                 raise read_error

@@ -203,9 +203,9 @@ def heard_objects(
     keys: list[str] = []
     late = False
     ignored = 0
+    heads = tuple(layout.static_head for layout in layouts)
     for event in events:
-        heads = [layout.static_head for layout in layouts]
-        if event.bucket != bucket or not event.created or not event.key.startswith(tuple(heads)):
+        if event.bucket != bucket or not event.created or not event.key.startswith(heads):
             ignored += 1
             continue
         keys.append(event.key)

@@ -89,6 +89,11 @@ def vm_hwm_bytes(pid: int) -> int | None:
     return None
 
 
+def reset_vm_hwm() -> None:
+    """Start this process's peak resident set size (VmHWM) afresh (Linux: ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def vm_rss_bytes(pid: int) -> int | None:
     """Current resident set size (VmRSS) of a live process, or None when it is gone."""
     try:

@@ -47,7 +47,7 @@ from google.cloud import bigquery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.machine import describe
+from benchmarks.machine import describe, reset_vm_hwm, vm_hwm_bytes
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import load_config
@@ -207,19 +207,6 @@ def listing_calls(
     return counts["ListObjectsV2"], keys
 
 
-def reset_peak_rss() -> None:
-    """Start measuring this process's peak resident memory afresh (Linux: ``clear_refs`` 5)."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory since :func:`reset_peak_rss` (``VmHWM``), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def main() -> int:
     """Run the benchmark (see the module docs)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -279,7 +266,7 @@ def main() -> int:
         store = S3ObjectStore(raw_s3)
         window = hour + timedelta(hours=1) - WINDOW
         log = logging.getLogger("bench.routing")
-        reset_peak_rss()  # the peak of the load alone, not of writing the objects
+        reset_vm_hwm()  # the peak of the load alone, not of writing the objects
         began = time.perf_counter()
         targets = destinations(stream)
         steps = read_routed_range(stream, store, window, window + WINDOW)
@@ -292,7 +279,7 @@ def main() -> int:
             WriteMode.REPLACE,
         )
         seconds = time.perf_counter() - began
-        peak_mib = peak_rss_mib()
+        peak_mib = (vm_hwm_bytes(os.getpid()) or 0) / 2**20
         ok = True
         for target in destinations(stream):
             pair = TablePair.of(target.stream(stream))

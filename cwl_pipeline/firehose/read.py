@@ -203,9 +203,7 @@ class RoutedStep:
     chunk_events: int
     vanished: list[str] = field(default_factory=list)
 
-    def chunks(
-        self, only: Iterable[str] | None = None
-    ) -> Iterator[tuple[str, pa.Table, pa.Table, pa.Table | None]]:
+    def chunks(self, only: Iterable[str] | None = None) -> Iterator[RoutedChunk]:
         """Each route's chunks, in delivery order within a route."""
         chosen = set(self.reads) if only is None else set(only)
         for window in sorted(set(self.by_window) | set(self.errors_by_window)):

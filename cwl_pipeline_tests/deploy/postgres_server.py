@@ -4,7 +4,9 @@
 its wheel (``pgserver/pginstall``). Only those binaries are used here: ``initdb`` makes a fresh
 cluster in a temporary folder, ``postgres`` serves it on a free TCP port (no Unix socket), and
 :meth:`PostgresServer.stop` shuts it down and deletes the folder. PostgreSQL refuses to run as
-root, so under root (CI) both run as the unprivileged ``nobody`` user.
+root, so under root (CI) both run as the unprivileged ``nobody`` user. When ``nobody`` cannot enter
+the folder the binaries are installed in (a checkout or virtualenv under a mode-700 folder such as
+``/root``), they are copied, with the libraries they load, into the server's temporary folder.
 """
 
 from __future__ import annotations
@@ -85,30 +87,61 @@ def _traversable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
 
 
-def start_postgres(timeout: float = 30.0) -> PostgresServer:
-    """initdb a fresh cluster, start ``postgres`` on a free port and create the test database."""
-    folder = Path(tempfile.mkdtemp(prefix="cwl-postgres-"))
-    folder.chmod(0o755)
-    install = pgserver_install()
+def _server_folder() -> Path:
+    """A new temporary folder that ``nobody`` can enter (``TMPDIR`` may be a private folder)."""
+    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        candidate = Path(base) / "_"
+        if Path(base).is_dir() and _traversable_by_others(candidate) and os.access(base, os.W_OK):
+            folder = Path(tempfile.mkdtemp(prefix="cwl-postgres-", dir=base))
+            folder.chmod(0o755)
+            return folder
+    raise RuntimeError("no temporary folder that other users can enter: set TMPDIR to one")
+
+
+def copy_install(install: Path, into: Path) -> Path:
+    """Copy ``install`` (``…/site-packages/pgserver/pginstall``) with the libraries it loads.
+
+    The wheel's binaries find ``libpq`` and friends through the relative RPATH
+    ``$ORIGIN/../../../pgserver.libs``: the ``pgserver.libs`` folder beside the ``pgserver``
+    package. The copy keeps that layout, ``into/pgserver/pginstall`` beside ``into/pgserver.libs``.
+    """
+    package = install.parent
+    skip = shutil.ignore_patterns("include")
+    copied = Path(shutil.copytree(install, into / package.name / install.name, ignore=skip))
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, into / libs.name)
+    return copied
+
+
+def start_postgres(timeout: float = 30.0, install: Path | None = None) -> PostgresServer:
+    """initdb a fresh cluster, start ``postgres`` on a free port and create the test database.
+
+    ``install`` is a ``pginstall`` folder laid out as in the wheel (default: the installed one).
+    """
+    folder = _server_folder()
+    install = install or pgserver_install()
     as_user: dict[str, object] = {}
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-        if not _traversable_by_others(install):  # e.g. a virtualenv under /root
-            skip = shutil.ignore_patterns("include")
-            install = Path(shutil.copytree(install, folder / "pginstall", ignore=skip))
+        if not _traversable_by_others(install / "bin"):  # e.g. a checkout or virtualenv under /root
+            install = copy_install(install, folder / "site")
     data = folder / "data"
     data.mkdir(mode=0o700)
     if as_user:
         os.chown(data, as_user["user"], as_user["group"])  # type: ignore[arg-type]
     bin_dir = install / "bin"
-    subprocess.run(
+    initdb = subprocess.run(
         [bin_dir / "initdb", "-D", data, "-U", USER, "--auth=trust", "--encoding=UTF8", "--no-sync"],
-        check=True,
         capture_output=True,
         cwd=folder,
         **as_user,  # type: ignore[arg-type]
     )
+    if initdb.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        detail = (initdb.stderr or initdb.stdout).decode(errors="replace")[-2000:]
+        raise RuntimeError(f"initdb failed ({initdb.returncode}) from {bin_dir}:\n{detail}")
     port = free_port()
     log = open(folder / "postgres.log", "wb")  # noqa: SIM115 (closed by the server's exit)
     argv = [bin_dir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port)]

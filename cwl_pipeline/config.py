@@ -270,6 +270,7 @@ class StreamConfig:
     unrouted: str = "reject"
     raw_table: str | None = None  # the raw layer's table, None without one
     rules: EventRules = NO_RULES  # filters and redaction, applied before anything is written
+    asset_key_prefix: tuple[str, ...] = ()  # put before the table name in each table's asset key
 
     @property
     def rejects_table(self) -> str:
@@ -466,8 +467,15 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "history",
     "routes",
     "unrouted",
+    "asset_key_prefix",
     *RULE_KEYS,
 }
+_ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
+_FRESHNESS_KEYS = {"warn", "fail"}
+_HISTORY_KEYS = {"reader", "after", "bucket", "prefix", "poll_interval"}
+_RECONCILE_KEYS = {"enabled", "interval", "lookback", "max_heal_attempts"}
+_CLOUDWATCH_KEYS = {"type", "log_groups", "log_group_prefixes"}
+_NOTIFICATIONS_KEYS = {"queue_url", "safety_listing"}
 
 
 def _parse_stream(
@@ -517,7 +525,7 @@ def _parse_stream(
     if any(h <= settle_lag for h in sweeps):
         raise ConfigError(f"{where}.sweeps: every sweep horizon must be longer than settle_lag")
     freshness = _mapping(merged.get("freshness", {}), f"{where}.freshness")
-    _only_keys(freshness, {"warn", "fail"}, f"{where}.freshness")
+    _only_keys(freshness, _FRESHNESS_KEYS, f"{where}.freshness")
     default_warn, default_fail = default_freshness(window, settle_lag)
     fresh_fail = _duration(freshness, "fail", f"{where}.freshness", default=default_fail)
     fresh_warn = _duration(freshness, "warn", f"{where}.freshness", default=default_warn)
@@ -564,6 +572,14 @@ def _parse_stream(
         reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
     reconcile = _parse_reconcile(reconcile_raw, f"{where}.reconcile")
     routes, unrouted = _parse_routes(raw, where, source, table, schemas)
+    key_prefix = raw.get("asset_key_prefix", [])
+    if not isinstance(key_prefix, list) or not all(
+        isinstance(part, str) and _ASSET_KEY_PART_RE.fullmatch(part) for part in key_prefix
+    ):
+        raise ConfigError(
+            f"{where}.asset_key_prefix: {key_prefix!r} must be a list of names "
+            "(letters, digits and underscores), e.g. ['logs']"
+        )
     if routes and raw_table is not None:
         raise ConfigError(f"{where}.raw_table: not supported with routes (each route's rows are its own)")
 
@@ -592,6 +608,7 @@ def _parse_stream(
         unrouted=unrouted,
         raw_table=raw_table,
         rules=rules,
+        asset_key_prefix=tuple(key_prefix),
     )
 
 
@@ -692,7 +709,7 @@ def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, Tab
 
 
 def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> HistorySource:
-    _only_keys(raw, {"reader", "after", "bucket", "prefix", "poll_interval"}, where)
+    _only_keys(raw, _HISTORY_KEYS, where)
     reader = raw.get("reader", default_of(HistorySource, "reader"))
     if reader not in HISTORY_READERS:
         raise ConfigError(f"{where}.reader: {reader!r} must be one of {list(HISTORY_READERS)}")
@@ -728,7 +745,7 @@ _RECONCILE_INTERVALS = [s for s in _ALLOWED_WINDOW_SECONDS if s >= 5 * 60]
 
 def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
     settings = _mapping(raw, where)
-    _only_keys(settings, {"enabled", "interval", "lookback", "max_heal_attempts"}, where)
+    _only_keys(settings, _RECONCILE_KEYS, where)
     enabled = settings.get("enabled", default_of(ReconcileSettings, "enabled"))
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}.enabled: must be true or false")
@@ -806,7 +823,7 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
     kind = source.get("type", "cloudwatch")
     if kind == "s3":
         return _parse_s3_source(source, where)
-    _only_keys(source, {"type", "log_groups", "log_group_prefixes"}, where)
+    _only_keys(source, _CLOUDWATCH_KEYS, where)
     if kind != "cloudwatch":
         raise ConfigError(f"{where}.type: {kind!r} is not supported (use 'cloudwatch' or 's3')")
     groups = _str_list(source.get("log_groups", []), f"{where}.log_groups")
@@ -911,7 +928,7 @@ def _parse_notifications(raw: Any, layout: str, where: str) -> S3Notifications |
     if layout != "firehose":
         raise ConfigError(f"{where}: only applies to layout 'firehose'")
     notifications = _mapping(raw, where)
-    _only_keys(notifications, {"queue_url", "safety_listing"}, where)
+    _only_keys(notifications, _NOTIFICATIONS_KEYS, where)
     url = notifications.get("queue_url")
     if not isinstance(url, str) or not _QUEUE_URL_RE.fullmatch(url):
         raise ConfigError(

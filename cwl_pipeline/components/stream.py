@@ -1,7 +1,8 @@
 """``cwl_pipeline.CloudWatchLogsToBigQuery``: one stream, declared in a ``defs.yaml``.
 
-The attributes are the keys of a stream in the pipeline config file, validated by the same
-parser (:func:`cwl_pipeline.config.parse_config`) together with the project's
+The attributes are every key of a stream in the pipeline config file, typed
+(:mod:`cwl_pipeline.components.stream_attributes`) and validated by the same parser
+(:func:`cwl_pipeline.config.parse_config`) together with the project's
 ``CloudWatchLogsToBigQuerySettings`` instance, which the ``settings`` attribute names.
 """
 
@@ -14,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from cwl_pipeline.components.settings import CloudWatchLogsToBigQuerySettings
+from cwl_pipeline.components.stream_attributes import StreamAttributes
 from cwl_pipeline.config import ConfigError
 from cwl_pipeline.streams import automation_sensor, build_stream
 
@@ -45,6 +47,12 @@ attributes:
   # settle_lag: 2m      # wait after a window closes before its final load
   # description: What these logs are.
   # owners: ["team:data-platform"]
+  # asset_key_prefix: [logs]   # asset keys logs/<table>, logs/<table>_rejects
+  # filter: {{pattern: '{{ $.level != "DEBUG" }}', exclude: [healthcheck]}}
+  # redact: [{{mask: '\\b\\d{{13,19}}\\b'}}, {{drop_field: params.password}}]
+  # raw: true                  # also keep every event as read, in <table>_raw
+  # Every other key of a pipeline-file stream works here too (routes, unrouted, history,
+  # reconcile, sweeps, freshness, ...): README.md, "Configuration".
 """
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -65,46 +73,21 @@ class StreamScaffolder(dg.Scaffolder):
 
 
 @dg.scaffold_with(StreamScaffolder)
-class CloudWatchLogsToBigQuery(dg.Component, dg.Model, dg.Resolvable):
+class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
     """One CloudWatch Logs stream loaded into one BigQuery table, exactly once per window.
 
-    Polling (FilterLogEvents) or S3 objects (Firehose, CreateExportTask); the same keys and
-    rules as a stream of the pipeline config file.
+    Polling (FilterLogEvents) or S3 objects (Firehose, CreateExportTask); every key of a stream
+    of the pipeline config file (:class:`StreamAttributes`), under the same rules.
     """
 
-    name: str = Field(description="Stream name: lower-case letters, digits and underscores.")
-    source: dict[str, Any] = Field(
-        description="type cloudwatch (log_groups, log_group_prefixes) or s3 (bucket, prefix, layout, ...)."
-    )
     settings: str = Field(
         DEFAULT_SETTINGS_FOLDER,
         description="Folder (from the defs folder) of the project's CloudWatchLogsToBigQuerySettings.",
     )
-    table: str | None = Field(None, description="BigQuery table; default: the stream name.")
-    # `schema` is a pydantic BaseModel attribute: the field has another name and the key's alias.
-    table_schema: str | None = Field(None, alias="schema", description="Table schema name (default: seed).")
-    parser: str | dict[str, Any] | None = Field(None, description="json, lambda, vpc_flow, regex, text.")
-    description: str | None = None
-    owners: list[str] | None = None
-    history: dict[str, Any] | None = Field(None, description="Old windows read through CreateExportTask.")
-    # Values go to the pipeline config's parser as written (no pydantic coercion, e.g. of true
-    # to 1): it is the one place of the rules and of their error messages.
-    start: Any = Field(None, description="First window, e.g. '2026-11-01T00:00:00Z', aligned to the window.")
-    window: Any = Field(None, description="Window length dividing an hour or a day, e.g. '15m'.")
-    settle_lag: Any = Field(None, description="Wait after a window closes before its final load, e.g. '2m'.")
-    refresh_interval: Any = Field(None, description="Refresh of the open window, e.g. '1m'.")
-    max_windows_per_run: Any = Field(None, description="Windows one catch-up run loads (1 to 4000).")
-    initial_lookback: Any = Field(None, description="How far back a new stream starts, e.g. '1d'.")
-    sweeps: Any = Field(None, description="Horizons of the late-event sweeps, e.g. ['15m', '6h'].")
-    freshness: Any = Field(None, description="{warn: 30m, fail: 1h}: freshness check thresholds.")
-    max_reject_rate: Any = Field(None, description="Share of rejected lines that fails the check (0 to 1).")
-    backfill_windows_per_run: Any = Field(None, description="Windows one backfill run loads.")
-    windows_per_replace: Any = Field(None, description="Windows one replacement step writes.")
-    reconcile: Any = Field(None, description="{enabled, interval, lookback, max_heal_attempts}.")
 
     def stream_document(self) -> dict[str, Any]:
         """This stream as an entry of a pipeline config file's ``streams``."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude={"settings"})
+        return {k: v for k, v in self.document().items() if k != "settings"}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The stream's assets, checks, sensors and jobs; the resources come from the settings."""

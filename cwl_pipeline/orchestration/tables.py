@@ -54,10 +54,10 @@ class StreamTables:
         """Derive keys and specs from the stream config."""
         return cls(
             stream=stream,
-            events_key=dg.AssetKey([stream.table]),
-            rejects_key=dg.AssetKey([stream.rejects_table]),
+            events_key=dg.AssetKey([*stream.asset_key_prefix, stream.table]),
+            rejects_key=dg.AssetKey([*stream.asset_key_prefix, stream.rejects_table]),
             pair=TablePair.of(stream),
-            raw_key=dg.AssetKey([stream.raw_table]) if stream.raw_table else None,
+            raw_key=dg.AssetKey([*stream.asset_key_prefix, stream.raw_table]) if stream.raw_table else None,
         )
 
     @property

@@ -1022,21 +1022,21 @@ def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
     )
 
 
+_BIGQUERY_KEYS = {
+    "project",
+    "dataset",
+    "location",
+    "api_endpoint",
+    "storage_write_endpoint",
+    "staging_dataset",
+    "retry_timeout",
+    "credentials",
+}
+_GCP_CREDENTIALS_KEYS = {"type", "config_file", "aws_credentials"}
+
+
 def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
-    _only_keys(
-        raw,
-        {
-            "project",
-            "dataset",
-            "location",
-            "api_endpoint",
-            "storage_write_endpoint",
-            "staging_dataset",
-            "retry_timeout",
-            "credentials",
-        },
-        "bigquery",
-    )
+    _only_keys(raw, _BIGQUERY_KEYS, "bigquery")
     try:
         project = check_identifier("project", raw.get("project"))
     except IdentifierError as exc:
@@ -1073,7 +1073,7 @@ def _storage_write_endpoint(raw: Mapping[str, Any]) -> str | None:
 
 def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
     where = "bigquery.credentials"
-    _only_keys(raw, {"type", "config_file", "aws_credentials"}, where)
+    _only_keys(raw, _GCP_CREDENTIALS_KEYS, where)
     kind = raw.get("type") or default_of(GcpCredentials, "type")
     if kind in ("service_account", "service_account_key", "authorized_user"):
         raise ConfigError(

@@ -1,8 +1,9 @@
 """``cwl_pipeline.CloudWatchLogsToBigQuerySettings``: a project's AWS and BigQuery settings, once.
 
 The ``aws``, ``bigquery``, ``schemas`` and ``defaults`` sections of the pipeline config file,
-with the same keys and rules. The instance contributes the ``aws`` and ``bigquery`` resources
-that every ``CloudWatchLogsToBigQuery`` stream uses; each stream names this instance's folder.
+with the same keys and rules, typed (:mod:`cwl_pipeline.components.settings_attributes`). The
+instance contributes the ``aws`` and ``bigquery`` resources that every
+``CloudWatchLogsToBigQuery`` stream uses; each stream names this instance's folder.
 """
 
 # No ``from __future__ import annotations``: Dagster derives the YAML schema from the annotations.
@@ -11,6 +12,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from cwl_pipeline.components.settings_attributes import AwsAttributes, BigQueryAttributes, SchemaAttributes
+from cwl_pipeline.components.stream_attributes import StreamTuningAttributes
 from cwl_pipeline.config import ConfigError, PipelineConfig, parse_config, parse_connection_settings
 from cwl_pipeline.streams import connection_resources
 
@@ -56,27 +59,23 @@ class CloudWatchLogsToBigQuerySettings(dg.Component, dg.Model, dg.Resolvable):
     Same keys and rules as the sections of the pipeline config file of the same names.
     """
 
-    aws: dict[str, Any] = Field(
-        default_factory=dict,
-        description="How to reach AWS: region, endpoint_url, profile, role_arn, external_id, ...",
-    )
-    bigquery: dict[str, Any] = Field(
-        description="Where tables live: project, dataset, location, credentials, ...",
-    )
-    schemas: dict[str, Any] = Field(
+    aws: AwsAttributes = Field(default_factory=AwsAttributes, description="How to reach AWS.")
+    bigquery: BigQueryAttributes = Field(description="Where tables live.")
+    schemas: dict[str, SchemaAttributes] = Field(
         default_factory=dict, description="Named table schemas the streams may refer to."
     )
-    defaults: dict[str, Any] = Field(
-        default_factory=dict, description="Defaults of every stream's tuning keys (window, settle_lag, ...)."
+    defaults: StreamTuningAttributes = Field(
+        default_factory=StreamTuningAttributes,
+        description="Defaults of every stream's tuning keys (window, settle_lag, ...).",
     )
 
     def document(self, streams: list[dict[str, Any]]) -> dict[str, Any]:
         """A pipeline config document of these settings and ``streams``."""
         return {
-            "aws": self.aws,
-            "bigquery": self.bigquery,
-            "schemas": self.schemas,
-            "defaults": self.defaults,
+            "aws": self.aws.document(),
+            "bigquery": self.bigquery.document(),
+            "schemas": {name: schema.document() for name, schema in self.schemas.items()},
+            "defaults": self.defaults.document(),
             "streams": streams,
         }
 

@@ -150,26 +150,9 @@ class RouteAttributes(_Attributes):
     pattern: OptionalText = Field(None, description="Regex on the log group name.")
 
 
-class StreamAttributes(_Attributes):
-    """Every key of a stream of the pipeline config file."""
+class StreamTuningAttributes(_Attributes):
+    """The keys a stream may take from the settings' ``defaults``."""
 
-    name: Text = Field(description="Stream name: lower-case letters, digits and underscores.")
-    source: CloudWatchSourceAttributes | S3SourceAttributes = Field(
-        description="type cloudwatch (log_groups, log_group_prefixes) or s3 (bucket, layout, ...)."
-    )
-    table: OptionalText = Field(None, description="BigQuery table; default: the stream name.")
-    table_schema: OptionalText = Field(None, alias="schema", description="Table schema name (default: seed).")
-    parser: Parser | None = None
-    description: OptionalText = None
-    owners: Names = None
-    asset_key_prefix: Names = Field(None, description="Put before the table name in its asset keys.")
-    history: HistoryAttributes | None = None
-    routes: list[RouteAttributes] | None = None
-    unrouted: Literal["reject", "load"] | None = Field(None, description="Events of no route.")
-    raw: Flag = Field(None, description="Keep every event as read in a raw table too.")
-    raw_table: OptionalText = Field(None, description="The raw table's name (default <table>_raw).")
-    filter: FilterAttributes | None = None
-    redact: list[RedactionAttributes] | None = None
     # An unquoted YAML time arrives as a datetime: the parser takes both.
     start: Annotated[str | None, SkipValidation] = Field(
         None, description="First window, e.g. '2026-11-01T00:00:00Z', aligned to the window."
@@ -189,3 +172,25 @@ class StreamAttributes(_Attributes):
     backfill_windows_per_run: Count = Field(None, description="Windows one backfill run loads.")
     windows_per_replace: Count = Field(None, description="Windows one replacement step writes.")
     reconcile: ReconcileAttributes | None = None
+
+
+class StreamAttributes(StreamTuningAttributes):
+    """Every key of a stream of the pipeline config file."""
+
+    name: Text = Field(description="Stream name: lower-case letters, digits and underscores.")
+    source: CloudWatchSourceAttributes | S3SourceAttributes = Field(
+        description="type cloudwatch (log_groups, log_group_prefixes) or s3 (bucket, layout, ...)."
+    )
+    table: OptionalText = Field(None, description="BigQuery table; default: the stream name.")
+    table_schema: OptionalText = Field(None, alias="schema", description="Table schema name (default: seed).")
+    parser: Parser | None = None
+    description: OptionalText = None
+    owners: Names = None
+    asset_key_prefix: Names = Field(None, description="Put before the table name in its asset keys.")
+    history: HistoryAttributes | None = None
+    routes: list[RouteAttributes] | None = None
+    unrouted: Literal["reject", "load"] | None = Field(None, description="Events of no route.")
+    raw: Flag = Field(None, description="Keep every event as read in a raw table too.")
+    raw_table: OptionalText = Field(None, description="The raw table's name (default <table>_raw).")
+    filter: FilterAttributes | None = None
+    redact: list[RedactionAttributes] | None = None

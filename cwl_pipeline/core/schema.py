@@ -130,7 +130,7 @@ class TableSchema:
         """
         if not isinstance(spec, Mapping):
             raise SchemaError(f"schema {name!r}: must be a mapping with a 'columns' list")
-        unknown = set(spec) - {"columns", "description", "parser"}
+        unknown = set(spec) - SCHEMA_KEYS
         if unknown:
             raise SchemaError(f"schema {name!r}: unknown key(s) {sorted(unknown)}")
         raw_columns = spec.get("columns")
@@ -148,14 +148,15 @@ class TableSchema:
         )
 
 
-_COLUMN_KEYS = {"name", "type", "path", "source", "required", "default", "description", "format"}
+SCHEMA_KEYS = {"columns", "description", "parser"}
+COLUMN_KEYS = {"name", "type", "path", "source", "required", "default", "description", "format"}
 
 
 def _column_from_dict(schema: str, index: int, spec: Any) -> Column:
     where = f"schema {schema!r} column #{index + 1}"
     if not isinstance(spec, Mapping):
         raise SchemaError(f"{where}: must be a mapping")
-    unknown = set(spec) - _COLUMN_KEYS
+    unknown = set(spec) - COLUMN_KEYS
     if unknown:
         raise SchemaError(f"{where}: unknown key(s) {sorted(unknown)}")
     name = spec.get("name")

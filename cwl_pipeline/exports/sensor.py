@@ -32,6 +32,7 @@ from cwl_pipeline.exports.folders import (
 from cwl_pipeline.exports.tasks import ExportTasks
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
+    SENSOR_RETRIES_ONLY,
     OwedScope,
     owed_observation,
     plan_owed_loads,
@@ -50,7 +51,7 @@ def retry_folder_request(stream: str, retry: Retry) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=retry.run_key,
         partition_key=retry.load.failed.first,
-        tags={STREAM_TAG: stream, LOAD_KIND_TAG: LOAD_KIND, **retry_tags(retry)},
+        tags={STREAM_TAG: stream, LOAD_KIND_TAG: LOAD_KIND, **SENSOR_RETRIES_ONLY, **retry_tags(retry)},
     )
 
 
@@ -145,7 +146,7 @@ def build_export_sensor(
             dg.RunRequest(
                 run_key=f"{stream.name}:{LOAD_KIND}:{folder}:{signature}",
                 partition_key=folder,
-                tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: LOAD_KIND},
+                tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: LOAD_KIND, **SENSOR_RETRIES_ONLY},
             )
             for folder, signature in ready
         ]

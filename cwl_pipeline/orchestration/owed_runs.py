@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
+    MAX_RETRIES_TAG,
     PARTITION_NAME_TAG,
     RUN_KEY_TAG,
     SENSOR_NAME_TAG,
@@ -105,6 +106,13 @@ def plan_owed_loads(
         policy=scope.policy,
         size=scope.size,
     )
+
+
+SENSOR_RETRIES_ONLY = {MAX_RETRIES_TAG: "0"}
+"""Tags of every run a sensor requests: the sensor retries it (its owed runs, or a heal), so
+Dagster's ``run_retries`` (the instance's default for other runs: backfills, the UI) does not
+retry it too. Dagster reads ``dagster/max_retries`` per run ("configure retries using tags",
+docs.dagster.io/deployment/run-retries)."""
 
 
 def retry_tags(retry: Retry) -> dict[str, str]:

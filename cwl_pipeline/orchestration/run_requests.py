@@ -12,7 +12,7 @@ from dagster._core.storage.tags import (
 
 from cwl_pipeline.core.owed import Retry
 from cwl_pipeline.core.windows import WindowRequest, parse_partition_key
-from cwl_pipeline.orchestration.owed_runs import retry_tags
+from cwl_pipeline.orchestration.owed_runs import SENSOR_RETRIES_ONLY, retry_tags
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG
 
 
@@ -20,7 +20,7 @@ def run_request(
     stream: str, request: WindowRequest, extra_tags: dict[str, str] | None = None
 ) -> dg.RunRequest:
     """A run request for one window, or a single-run range of windows."""
-    tags = {STREAM_TAG: stream, LOAD_KIND_TAG: request.kind, **(extra_tags or {})}
+    tags = {STREAM_TAG: stream, LOAD_KIND_TAG: request.kind, **SENSOR_RETRIES_ONLY, **(extra_tags or {})}
     if request.first_key == request.last_key:
         return dg.RunRequest(run_key=request.run_key, partition_key=request.first_key, tags=tags)
     tags[ASSET_PARTITION_RANGE_START_TAG] = request.first_key

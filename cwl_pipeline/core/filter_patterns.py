@@ -23,10 +23,12 @@ and filter log events"
 * JSON: ``{ SELECTOR OP VALUE }``. Selectors are ``$.name`` steps (letters, digits, ``-``, ``_``)
   each followed by any ``[N]`` array indexes: ``$.users[0].id``, ``$.coordinates[0][1]``. A
   selector must reach a value (string, number, boolean): on an array or an object every
-  comparison is false, ``=`` and ``!=`` alike. Values: ``"quoted"`` or unquoted strings with
-  ``*`` wildcards (``Event*``, ``123.123.*``), numbers (``+1000``, ``-5``, ``55.5``, ``10e-3``)
-  for ``= != < <= > >=``, ``%regex%``, and ``*`` alone (any value). ``IS TRUE``, ``IS FALSE``,
-  ``IS NULL``, ``NOT EXISTS``; ``&&``, ``||`` and parentheses, ``()`` before ``&&`` before ``||``.
+  comparison is false, ``=`` and ``!=`` alike. Values: ``"quoted"`` or unquoted strings, with a
+  ``*`` wildcard at the start or the end (``*Event``, ``123.123.*``; ``Ev*ent`` is only the text
+  ``Ev*ent``; ``@``, ``$``, backslashes and non-ASCII text must be quoted), numbers
+  (``+1000``, ``-5``, ``55.5``, ``10e-3``) for ``= != < <= > >=``, ``%regex%``, and ``*`` alone
+  (any value). ``IS TRUE``, ``IS FALSE``, ``IS NULL``, ``NOT EXISTS``; ``&&``, ``||`` and
+  parentheses, ``()`` before ``&&`` before ``||``.
   A message that is not a JSON object matches no JSON pattern.
 * Space-delimited: ``[ip, user, username, timestamp, request, status_code = 4*, bytes > 1000]``.
   The message is split on spaces; text between ``"`` ``"`` or ``[`` ``]`` is one field (without
@@ -79,6 +81,9 @@ def compile_filter_pattern(pattern: str) -> Matcher:
         return _delimited_matcher(pattern, start)
     if len(text) > 1 and text.startswith("%") and text.endswith("%"):
         regex = _regex(pattern, start)
+        closing = pattern.index("%", start + 1)
+        if closing != start + len(text) - 1:
+            raise _error(pattern, closing + 1, "text after the regex's closing '%'")
         return lambda message: regex.search(message) is not None
     return _term_matcher(pattern)
 
@@ -209,14 +214,23 @@ def _read_value(pattern: str, position: int, stops: str) -> tuple[_Value, int]:
         raise _error(pattern, position, f"{char!r} where a value belongs")
     if _NUMBER.fullmatch(word):
         return _Value("number", word, number=float(word)), end
-    if not re.fullmatch(r"[^\"%!()&|]+", word):
-        bad = next(i for i, c in enumerate(word) if c in '"%!()&|')
+    bad = next((i for i, c in enumerate(word) if c in _QUOTE_ONLY or not c.isascii()), None)
+    if bad is not None:
         raise _error(pattern, position + bad, f"{word[bad]!r} in an unquoted value (quote it)")
     return _Value("text", word, regex=_wildcard(word)), end
 
 
+# Characters a value may hold only in quotes: the page names "@", "$" and the backslash (and
+# Unicode); the others would be read as syntax.
+_QUOTE_ONLY = frozenset('@$\\"%!()&|')
+
+
 def _wildcard(text: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", text)))
+    """``*`` at the start or the end matches any text; one inside is itself ("Ev*ent")."""
+    head = text.startswith("*")
+    tail = len(text) > 1 and text.endswith("*")
+    core = text[1 if head else 0 : len(text) - 1 if tail else len(text)]
+    return re.compile((".*" if head else "") + re.escape(core) + (".*" if tail else ""), re.DOTALL)
 
 
 def _compare(value: Any, operator: str, literal: _Value, text_field: bool = False) -> bool:

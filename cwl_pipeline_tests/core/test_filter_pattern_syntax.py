@@ -90,6 +90,14 @@ DOCUMENTED = [
     ("{ $.SomeObject IS NULL }", TRAIL, True),
     ("{ $.SomeOtherObject NOT EXISTS }", TRAIL, True),
     ("{ $.ThisFlag IS TRUE }", TRAIL, True),
+    # PAGE, "STRING": "*Event will match PutEvent and GetEvent. Event* will match EventId and
+    # EventName. Ev*ent will only match the actual string Ev*ent."
+    ("{ $.eventName = *Event }", '{"eventName": "PutEvent"}', True),
+    ("{ $.eventName = *Event }", '{"eventName": "GetEvent"}', True),
+    ("{ $.eventName = Event* }", '{"eventName": "EventId"}', True),
+    ("{ $.eventName = Event* }", '{"eventName": "EventName"}', True),
+    ("{ $.eventName = Ev*ent }", '{"eventName": "Ev*ent"}', True),
+    ("{ $.eventName = Ev*ent }", '{"eventName": "EvXent"}', False),
     # ... "If arrayKey is not an array this will be false"; "If objectList is not an array ...".
     ('{ $.arrayKey[0] = "value" }', '{"arrayKey": "value"}', False),
     ("{ $.objectList[1].id = 2 }", '{"objectList": {"1": {"id": 2}}}', False),
@@ -199,6 +207,10 @@ def test_documented_numeric_comparisons(pattern: str, inside: str, outside: str)
         ("ERROR -", 6, "'-' with no term"),
         ("ERROR ? ", 6, "'?' with no term"),
         ("ERROR -?WARN", 7, "'?' after '-'"),
+        ("%a% %b%", 3, "text after the regex"),
+        # PAGE, "STRING": "Strings that have unicode and other characters such as '@', '$', '\\'
+        # etc. must be enclosed in double quotes".
+        ("{ $.user = bob@example.com }", 14, "'@' in an unquoted value"),
         # Plain terms before the first alternative: which group they belong to is not defined.
         ("ERROR ?WARN", 0, "before the first '?term'"),
         ('"unbalanced', 0, "unbalanced quote"),

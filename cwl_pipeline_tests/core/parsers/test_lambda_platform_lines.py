@@ -317,3 +317,15 @@ def test_the_builtin_schema_keeps_restore_runtime_xray_and_version_fields():
         "54565fb41ac79632",
         True,
     )
+
+
+def test_init_start_as_the_runtime_version_page_shows_it():
+    # https://docs.aws.amazon.com/lambda/latest/dg/runtime-management-identify.html, "Example
+    # INIT_START log line".
+    record = parse_lambda_message(
+        "INIT_START Runtime Version: python:3.13.v14    Runtime Version ARN: "
+        "arn:aws:lambda:eu-south-1::runtime:"
+        "7b620fc2e66107a1046b140b9d320295811af3ad5d4c6a011fad1fa65127e9e6I"
+    )
+    assert (record["record_type"], record["runtime_version"]) == ("init_start", "python:3.13.v14")
+    assert record["runtime_version_arn"].startswith("arn:aws:lambda:eu-south-1::runtime:7b620fc2")

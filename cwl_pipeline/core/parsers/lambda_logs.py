@@ -103,6 +103,11 @@ _INT_FIELDS = {"billed_duration_ms", "memory_size_mb", "max_memory_used_mb", "bi
 # The platform lines whose fields are read by name: their record type, and the field that is
 # always written before the optional ``Status`` (a line cut before it says nothing of the outcome).
 _FIELD_LINES = {"REPORT": "report", "INIT_REPORT": "init_report", "RESTORE_REPORT": "restore_report"}
+_FIRST_FIELD = {
+    "REPORT": "RequestId:",
+    "INIT_REPORT": "Init Duration:",
+    "RESTORE_REPORT": "Restore Duration:",
+}
 _LAST_ALWAYS = {
     "REPORT": "max_memory_used_mb",
     "INIT_REPORT": "init_duration_ms",
@@ -113,8 +118,8 @@ _RUNTIME_START = re.compile(
     r"(?:\s+Runtime Version ARN:\s*(?P<runtime_version_arn>\S+))?"
 )
 _RUNTIME_ERROR = re.compile(
-    r"RequestId:\s*(?P<request_id>\S+)\s+(?:Error:\s*)?(?P<error_message>[^\n]+?)"
-    r"(?:\n(?P<error_type>[A-Za-z][\w.]*))?\s*",
+    r"RequestId:\s*(?P<request_id>\S+)\s+(?:Error:\s*(?P<error_message>[^\n]+?)|"
+    r"(?P<exited>Process exited before completing request))(?:\n(?P<error_type>[A-Za-z][\w.]*))?\s*"
 )
 _TIMEOUT = re.compile(
     r"(?:(?P<time>\d{4}-\d\d-\d\dT\S+)\s+(?P<request_id>\S+)\s+)?Task timed out after\s+"
@@ -165,7 +170,7 @@ def parse_lambda_message(message: str) -> dict[str, Any]:
     text = message.rstrip("\r\n")
     head = text[:16]
     kind = head.split(" ", 1)[0]
-    if kind in _FIELD_LINES:
+    if kind in _FIELD_LINES and text.startswith(_FIRST_FIELD[kind], len(kind) + 1):
         return _field_line(text, kind)
     if head.startswith("START "):
         match = _START.match(text)
@@ -183,7 +188,10 @@ def parse_lambda_message(message: str) -> dict[str, Any]:
     elif head.startswith("RequestId:"):
         match = _RUNTIME_ERROR.fullmatch(text)
         if match:
-            return {"record_type": "runtime_error", "message": text, **match.groupdict()}
+            fields = match.groupdict()
+            fields["error_message"] = fields["error_message"] or fields.pop("exited")
+            fields.pop("exited", None)
+            return {"record_type": "runtime_error", "message": text, **fields}
     elif head.startswith("["):
         match = _PYTHON_LINE.match(text) or _PYTHON_ERROR.match(text)
         if match:

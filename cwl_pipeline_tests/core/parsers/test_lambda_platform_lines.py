@@ -329,3 +329,16 @@ def test_init_start_as_the_runtime_version_page_shows_it():
     )
     assert (record["record_type"], record["runtime_version"]) == ("init_start", "python:3.13.v14")
     assert record["runtime_version_arn"].startswith("arn:aws:lambda:eu-south-1::runtime:7b620fc2")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Written for this test (no published line): application output that starts like the runtime's.
+        "RequestId: 42 processed",
+        "REPORT generated for order 4711",
+        "INIT_REPORT cache warmed",
+    ],
+)
+def test_application_lines_that_start_like_platform_lines_stay_log_lines(line):
+    assert parse_lambda_message(line) == {"record_type": "log", "message": line}

@@ -1,4 +1,8 @@
-"""Every example of AWS's filter pattern syntax page, with the result the page gives for it.
+"""The examples of AWS's filter pattern syntax page, each with the result the page gives for it.
+
+All of the page's examples as AWS's documentation repository holds it, and those of its newer
+sections (regular expressions, JSON) and of AWS CDK's pattern builders that the stored copies of
+the current pages show.
 
 Sources:
 

@@ -278,8 +278,8 @@ def _fields(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
 
 LAMBDA_SCHEMA = TableSchema(
     name="lambda",
-    description="AWS Lambda log lines: platform START/END/REPORT lines typed, application lines as text "
-    "or JSON (parser lambda).",
+    description="AWS Lambda log lines: platform lines (START, END, REPORT, INIT_*, RESTORE_*, runtime "
+    "errors, timeouts; text or JSON log format) typed, application lines as text or JSON (parser lambda).",
     parser=ParserSpec(type="lambda"),
     columns=(
         _event_time(),
@@ -288,7 +288,8 @@ LAMBDA_SCHEMA = TableSchema(
             "STRING",
             path=("record_type",),
             required=True,
-            description="start, end, report, init_start, timeout, or log (application output)",
+            description="start, end, report, init_start, init_report, restore_start, restore_report, "
+            "runtime_error, timeout, or log (application output)",
         ),
         *_fields(
             ("request_id", "STRING", "Invocation request id"),
@@ -307,12 +308,21 @@ LAMBDA_SCHEMA = TableSchema(
             ("billed_duration_ms", "INT64", "REPORT: Billed Duration (ms)"),
             ("memory_size_mb", "INT64", "REPORT: Memory Size (MB)"),
             ("max_memory_used_mb", "INT64", "REPORT: Max Memory Used (MB)"),
-            ("init_duration_ms", "FLOAT64", "REPORT: Init Duration (ms), cold starts only"),
+            ("init_duration_ms", "FLOAT64", "REPORT (cold starts) or INIT_REPORT: Init Duration (ms)"),
             ("timeout_seconds", "FLOAT64", "Task timed out after N seconds: N"),
-            ("status", "STRING", "REPORT: Status (timeout, error, ...) when the invocation failed"),
-            ("error_type", "STRING", "REPORT: Error Type when the invocation failed"),
-            ("xray_trace_id", "STRING", "REPORT: XRAY TraceId"),
+            ("status", "STRING", "REPORT, INIT_REPORT, RESTORE_REPORT: success, timeout, error or failure"),
+            ("error_type", "STRING", "Error Type of a failed phase (Runtime.ExitError, ...)"),
+            ("xray_trace_id", "STRING", "X-Ray trace id (REPORT XRAY TraceId, JSON tracing Root)"),
             ("data", "JSON", "The JSON object of a JSON line (Powertools, Lambda JSON logs)"),
+            ("version", "STRING", "Function version (START, platform.start, platform.initStart)"),
+            ("phase", "STRING", "INIT_REPORT: Phase (init, or invoke when init was retried)"),
+            ("error_message", "STRING", "RequestId: ... Error: the runtime's error text"),
+            ("restore_duration_ms", "FLOAT64", "SnapStart: Restore Duration (ms)"),
+            ("billed_restore_duration_ms", "INT64", "SnapStart: Billed Restore Duration (ms)"),
+            ("runtime_version", "STRING", "INIT_START / RESTORE_START: Runtime Version"),
+            ("runtime_version_arn", "STRING", "INIT_START / RESTORE_START: Runtime Version ARN"),
+            ("xray_segment_id", "STRING", "X-Ray segment id (REPORT SegmentId, JSON tracing spanId)"),
+            ("xray_sampled", "BOOL", "X-Ray sampled flag (REPORT Sampled, JSON tracing Sampled=1)"),
         ),
     ),
 )

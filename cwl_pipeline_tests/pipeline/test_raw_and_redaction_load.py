@@ -20,9 +20,11 @@ SALT_ENV = "CWL_TEST_PII_SALT"
 EMAIL, CARD, PASSWORD = "alice@example.com", "4111111111111111", "hunter2-secret"
 SECRETS = (EMAIL, CARD, PASSWORD)
 
+# The pattern tests session_id, not action: event 2's action is an object, and a selector that
+# reaches an object matches neither = nor != (AWS's filter pattern syntax page).
 RULES = f"""    raw: true
     filter:
-      pattern: '{{ $.action != "healthcheck" }}'
+      pattern: '{{ $.session_id != 3 }}'
       exclude: ['DEBUG']
     redact:
       - mask: '\\b\\d{{16}}\\b'

@@ -35,6 +35,7 @@ def test_report_cold_start_is_typed():
         "memory_size_mb": 256,
         "max_memory_used_mb": 87,
         "init_duration_ms": 412.03,
+        "status": "success",
     }
 
 

@@ -599,6 +599,7 @@ class BigQueryLoader:
 
         Read first, and remembered for the process with its query
         (:mod:`cwl_pipeline.adapters.bigquery_metadata`): the same query is not checked again.
+        (The emulator returns no query for a view: there it is replaced once per process.)
         ``select_sql`` may hold only identifiers from :meth:`table_sql` and literals.
         """
         place = self.place()

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint ui-check bench bench-decode-process bench-latency bench-backfill bench-cost bench-routing bench-window clean
+.PHONY: run test lint ui-check smoke-bigquery bench bench-decode-process bench-latency bench-backfill bench-cost bench-routing bench-window clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ lint: $(VENV)/.installed-test
 UI_URL ?= http://127.0.0.1:3000
 ui-check: $(VENV)/.installed-ui
 	$(BIN)/python tools/ui_check.py --url $(UI_URL) $(UI_ARGS)
+
+# Opt-in, not part of `make test`: every statement shape of the load path, one Storage Write
+# append and every load check against a REAL project (Application Default Credentials), then its
+# datasets dropped; PASS/FAIL per step. CWL_SMOKE_PROJECT is required; CWL_SMOKE_LOCATION (US),
+# CWL_SMOKE_DATASET_PREFIX (cwl_smoke). SMOKE_ARGS="--endpoint URL --storage-write-endpoint
+# HOST:PORT" points it at an emulator instead. See docs/deployment.md.
+smoke-bigquery: $(VENV)/.installed-local
+	$(BIN)/python tools/smoke_bigquery.py $(SMOKE_ARGS)
 
 # Decode throughput (about a minute). The end-to-end benchmarks start their own local stack:
 # bench-latency produces for 10 minutes (BENCH_ARGS="--minutes 1" for a quick check),

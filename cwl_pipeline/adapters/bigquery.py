@@ -34,6 +34,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
+from cwl_pipeline.adapters.bigquery_metadata import METADATA
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_literals import string_literal
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
@@ -223,30 +224,54 @@ class BigQueryLoader:
         """The validated table id in backticks, for SQL text."""
         return f"`{self.table_id(table)}`"
 
-    def ensure_dataset(self) -> None:
-        """Create the dataset (and the staging dataset) if missing."""
-        for name in {self.dataset, self.staging_dataset}:
-            dataset = bigquery.Dataset(f"{self.project}.{name}")
-            dataset.location = self.location
-            self._call(
-                f"dataset {self.project}.{name}",
-                self.client.create_dataset,
-                dataset,
-                exists_ok=True,
-                retry=self.retry,
-            )
+    def place(self) -> tuple[str, str]:
+        """The endpoint and project this loader writes to (the key of :data:`METADATA`)."""
+        connection = getattr(self.client, "_connection", None)
+        return str(getattr(connection, "API_BASE_URL", "")), self.project
 
-    def ensure_table(self, spec: TableSpec) -> bigquery.Table:
+    def ensure_dataset(self) -> None:
+        """Create the dataset (and the staging dataset) if missing.
+
+        Read first, created only if not found, and remembered for the process
+        (:mod:`cwl_pipeline.adapters.bigquery_metadata`): ``datasets.insert`` is rate-limited.
+        """
+        place = self.place()
+        for name in sorted({self.dataset, self.staging_dataset}):
+            if METADATA.has_dataset(place, name):
+                continue
+            dataset_id = f"{self.project}.{name}"
+            try:
+                self.client.get_dataset(dataset_id, retry=self.retry)
+            except gexc.NotFound:
+                dataset = bigquery.Dataset(dataset_id)
+                dataset.location = self.location
+                self._call(
+                    f"dataset {dataset_id}",
+                    self.client.create_dataset,
+                    dataset,
+                    exists_ok=True,
+                    retry=self.retry,
+                )
+            except Exception as exc:
+                raise self._wrap(f"dataset {dataset_id}", exc) from None
+            METADATA.add_dataset(place, name)
+
+    def ensure_table(self, spec: TableSpec) -> None:
         """Create ``spec.table`` (DAY-partitioned, clustered) if missing, else evolve its schema.
 
         An existing table is reconciled with ``spec`` (see :class:`SchemaComparison`): declared
         columns it lacks are added as NULLABLE, REQUIRED columns the pipeline may leave NULL
         are relaxed to NULLABLE, and columns no longer declared are kept. Nothing is dropped.
+        A table this process already created or reconciled with ``spec`` is not read again
+        (:mod:`cwl_pipeline.adapters.bigquery_metadata`).
 
         Raises:
             DestinationError: a declared column has another type than the table's column
                 (the message names both types and what to do); the table is left unchanged.
         """
+        place = self.place()
+        if METADATA.table_spec(place, self.dataset, spec.table) == spec:
+            return
         table_id = self.table_id(spec.table)
         try:
             existing = self.client.get_table(table_id, retry=self.retry)
@@ -262,12 +287,12 @@ class BigQueryLoader:
             if spec.clustering:
                 table.clustering_fields = list(spec.clustering)
             table.description = spec.description or None
-            return self._call(
-                f"table {table_id}", self.client.create_table, table, exists_ok=True, retry=self.retry
-            )
+            self._call(f"table {table_id}", self.client.create_table, table, exists_ok=True, retry=self.retry)
         except Exception as exc:
             raise self._wrap(f"table {table_id}", exc) from None
-        return self._reconcile_schema(existing, spec)
+        else:
+            self._reconcile_schema(existing, spec)
+        METADATA.set_table(place, self.dataset, spec.table, spec)
 
     def _reconcile_schema(self, existing: bigquery.Table, spec: TableSpec) -> bigquery.Table:
         table_id = self.table_id(spec.table)
@@ -569,22 +594,42 @@ class BigQueryLoader:
                 time.sleep(delay)
 
     def ensure_view(self, view: str, select_sql: str, description: str = "") -> None:
-        """Create the view ``view`` over ``select_sql`` if missing (an existing one is kept).
+        """Create the view ``view`` over ``select_sql``, or replace the query of an existing
+        one that differs (so a view listing a table's columns follows a schema change).
 
+        Read first, and remembered for the process with its query
+        (:mod:`cwl_pipeline.adapters.bigquery_metadata`): the same query is not checked again.
+        (The emulator returns no query for a view: there it is replaced once per process.)
         ``select_sql`` may hold only identifiers from :meth:`table_sql` and literals.
         """
+        place = self.place()
+        if METADATA.view_query(place, self.dataset, view) == select_sql:
+            return
         view_id = self.table_id(view)
         try:
-            self.client.get_table(view_id, retry=self.retry)
-            return
+            existing: bigquery.Table | None = self.client.get_table(view_id, retry=self.retry)
         except gexc.NotFound:
-            pass
+            existing = None
         except Exception as exc:
             raise self._wrap(f"view {view_id}", exc) from None
-        table = bigquery.Table(view_id)
-        table.view_query = select_sql
-        table.description = description or None
-        self._call(f"view {view_id}", self.client.create_table, table, exists_ok=True, retry=self.retry)
+        if existing is None:
+            table = bigquery.Table(view_id)
+            table.view_query = select_sql
+            table.description = description or None
+            self._call(f"view {view_id}", self.client.create_table, table, exists_ok=True, retry=self.retry)
+        elif existing.view_query != select_sql or existing.description != (description or None):
+            # tables.patch of the view's query: its users never see it missing (a drop and
+            # create would), and the etag makes a concurrent change fail rather than be lost.
+            existing.view_query = select_sql
+            existing.description = description or None
+            self._call(
+                f"view {view_id}",
+                self.client.update_table,
+                existing,
+                ["view_query", "description"],
+                retry=self.retry,
+            )
+        METADATA.set_view(place, self.dataset, view, select_sql)
 
     def count(self, table: str, scope: Scope) -> int:
         """Rows of ``table`` in ``scope`` (0 if the table does not exist)."""
@@ -735,6 +780,8 @@ class BigQueryLoader:
         if isinstance(exc, gexc.Forbidden):
             return DestinationError(redact_secrets(f"BigQuery denied access to {what}: {exc.message}"))
         if isinstance(exc, gexc.NotFound):
+            # Deleted behind this process's back, maybe: the next ensure reads and creates again.
+            METADATA.forget(self.place())
             return DestinationError(redact_secrets(f"BigQuery {what}: not found: {exc.message}"))
         if isinstance(exc, gexc.GoogleAPICallError):
             return DestinationError(redact_secrets(f"BigQuery {what} failed: {exc.message}"))

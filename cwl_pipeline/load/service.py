@@ -60,8 +60,8 @@ from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
     TablePair,
+    ensure_recent_view,
     ensure_tables,
-    recent_view_sql,
     replace_rows,
 )
 
@@ -225,11 +225,7 @@ def _ensure_live(loader: BigQueryLoader, tables: TablePair) -> None:
     loader.ensure_dataset()
     loader.ensure_table(tables.events)
     loader.ensure_table(tables.live)
-    loader.ensure_view(
-        tables.recent_view,
-        recent_view_sql(loader, tables),
-        f"{tables.events.table} and the still-open windows' rows of {tables.live.table}, each event once.",
-    )
+    ensure_recent_view(loader, tables)
 
 
 def _append_live(

@@ -171,21 +171,43 @@ def event_keys(spec: TableSpec) -> tuple[str, str]:
     return ("event_id", spec.partition_column)
 
 
+RECENT_RANK = "_recent_rank"
+"""Column of the ``_recent`` view's inner query: 0 for an events-table row, 1 for a live row."""
+
+
 def recent_view_sql(loader: BigQueryLoader, tables: TablePair) -> str:
     """The ``_recent`` view: every events-table row, plus each live row the events table does
-    not hold yet, once."""
+    not hold yet, each event (event id and time) once, the settled copy first.
+
+    Both tables go through one ``UNION ALL`` and one window partitioned by the event's id and
+    time. A filter on the time column therefore bounds both scans: it keeps or drops whole
+    window partitions, so it can run below the window, and below the ``UNION ALL`` it is a
+    filter on each table's partitioning column (docs/cost.md, "Reading near-real-time data").
+    The column list is the events spec's: :func:`ensure_recent_view` replaces the view's query
+    when the spec gains a column.
+    """
     columns = ", ".join(quote_identifier("column", c.name) for c in tables.events.all_columns)
     event_id, time = (quote_identifier("column", k) for k in event_keys(tables.events))
     events, live = loader.table_sql(tables.events.table), loader.table_sql(tables.live.table)
+    rank = quote_identifier("column", RECENT_RANK)
     return (
-        f"SELECT {columns} FROM {events}\n"
-        f"UNION ALL\n"
-        f"SELECT {columns} FROM {live} AS live\n"
-        f"WHERE NOT EXISTS (SELECT 1 FROM {events} AS settled WHERE settled.{event_id} = live.{event_id} "
-        f"AND settled.{time} = live.{time} "
-        # Live rows are at most LIVE_RETENTION old: the events table is read for those days only.
-        f"AND settled.{time} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {LIVE_RETENTION.days + 1} DAY))\n"
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY live.{event_id}, live.{time} ORDER BY live.`loaded_at`) = 1"
+        f"SELECT {columns} FROM (\n"
+        f"  SELECT {columns}, 0 AS {rank} FROM {events}\n"
+        f"  UNION ALL\n"
+        f"  SELECT {columns}, 1 AS {rank} FROM {live}\n"
+        f")\n"
+        f"WHERE TRUE\n"
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {event_id}, {time} ORDER BY {rank}, `loaded_at`) = 1"
+    )
+
+
+def ensure_recent_view(loader: BigQueryLoader, tables: TablePair) -> None:
+    """Create the ``_recent`` view, or replace its query if the events spec changed (run after
+    the events and live tables were ensured, so both hold every column it lists)."""
+    loader.ensure_view(
+        tables.recent_view,
+        recent_view_sql(loader, tables),
+        f"{tables.events.table} and the still-open windows' rows of {tables.live.table}, each event once.",
     )
 
 

@@ -90,6 +90,7 @@ class AppendCall:
     """One AppendRows connection the stand-in served."""
 
     metadata: dict[str, str]
+    schema: pa.Schema | None = None  # the writer schema the connection sent
     request_sizes: list[int] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
 
@@ -177,6 +178,7 @@ class StorageWriteStandIn:
                 connection.stream = request.write_stream or connection.stream
                 if request.arrow_rows.writer_schema.serialized_schema:
                     connection.schema = bytes(request.arrow_rows.writer_schema.serialized_schema)
+                    call.schema = pa.ipc.read_schema(pa.py_buffer(connection.schema))
                 refusal = self._refusal(len(raw), connection)
                 if refusal is not None:
                     message, details = refusal

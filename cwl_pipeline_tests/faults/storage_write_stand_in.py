@@ -89,10 +89,14 @@ DOCUMENTED_ARROW_TYPES = {
 class AppendCall:
     """One AppendRows connection the stand-in served."""
 
-    metadata: dict[str, str]
+    metadata: list[tuple[str, str]]  # in order; a key may come more than once
     schema: pa.Schema | None = None  # the writer schema the connection sent
     request_sizes: list[int] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+
+    def header(self, name: str) -> list[str]:
+        """Every value the connection sent for metadata key ``name``."""
+        return [v for k, v in self.metadata if k == name]
 
 
 @dataclass
@@ -165,7 +169,7 @@ class StorageWriteStandIn:
 
     def append_rows(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         """Serve one AppendRows connection: refuse or forward each request, in order."""
-        call = AppendCall(metadata={k: str(v) for k, v in context.invocation_metadata()})
+        call = AppendCall(metadata=[(k, str(v)) for k, v in context.invocation_metadata()])
         with self._lock:
             self.calls.append(call)
         forwarded: queue.Queue[bytes | None] = queue.Queue()
@@ -194,7 +198,7 @@ class StorageWriteStandIn:
                 if answers is None:
                     answers = self._upstream.stream_stream(APPEND_ROWS)(
                         iter(forwarded.get, None),
-                        metadata=[(k, v) for k, v in call.metadata.items() if k.startswith("x-goog-")],
+                        metadata=[(k, v) for k, v in call.metadata if k.startswith("x-goog-")],
                     )
                 forwarded.put(raw)
                 yield next(answers)

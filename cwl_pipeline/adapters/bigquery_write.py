@@ -6,7 +6,7 @@ rows are visible at once. The default stream is at-least-once: an append retried
 answer can store rows twice, so readers deduplicate (see the ``_recent`` view) and the settled
 load of the window writes the events table exactly once.
 
-What is sent follows the API's documented contract (docs/bigquery-behaviour.md, section 6):
+What is sent follows the API's documented contract (docs/bigquery-behaviour.md, 6f):
 
 * Rows travel as Arrow record batches (``AppendRowsRequest.arrow_rows``), each column in the
   Arrow type BigQuery's page "Supported protocol buffer and Arrow data types" gives for its
@@ -33,7 +33,7 @@ from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.core.redaction import redact_secrets
 
 # AppendRows request size limit: "must be less than 10 MB" in the API reference of
-# google-cloud-bigquerystorage 2.15 (20 MB in later releases and on the quotas page). The
+# google-cloud-bigquery-storage 2.15 (20 MB in later releases and on the quotas page). The
 # smaller figure, with a margin for the request's own fields, holds whichever applies.
 MAX_REQUEST_BYTES = 9_000_000
 

@@ -27,6 +27,7 @@ from cwl_pipeline.local.processes import (
     free_port,
     moto_service,
 )
+from cwl_pipeline_tests.faults.storage_write_stand_in import StorageWriteStandIn
 
 # Fixtures that start server processes. A new such fixture adds its name here; its tests are
 # then marked e2e whichever folder they are in.
@@ -58,6 +59,23 @@ def local_bigquery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSe
     service = bigquery_service(free_port(), free_port(), log_path=log).start()
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def _storage_write_stand_in(local_bigquery: LocalService) -> Iterator[StorageWriteStandIn]:
+    assert local_bigquery.grpc_port is not None
+    upstream = f"127.0.0.1:{local_bigquery.grpc_port}"
+    with StorageWriteStandIn(upstream, local_bigquery.url, LOCAL_PROJECT) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def storage_write(_storage_write_stand_in: StorageWriteStandIn) -> Iterator[StorageWriteStandIn]:
+    """The emulator's Storage Write API behind a stand-in that refuses what BigQuery refuses
+    (``cwl_pipeline_tests/faults/storage_write_stand_in.py``); its records are cleared per test."""
+    _storage_write_stand_in.clear()
+    yield _storage_write_stand_in
+    _storage_write_stand_in.clear()
 
 
 @pytest.fixture

@@ -255,7 +255,8 @@ class BigQueryWarehouse(BigQueryResource):
 
     def appender(self) -> StreamAppender | None:
         """A Storage Write API appender for the dataset; None against an emulator whose gRPC
-        endpoint is not configured (open windows are then written like settled ones)."""
+        endpoint is not configured (open windows are then written like settled ones). An append
+        refused for a column BigQuery does not accept yet is retried for the API retry budget."""
         from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
         from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
             BigQueryWriteGrpcTransport,
@@ -268,7 +269,7 @@ class BigQueryWarehouse(BigQueryResource):
             client = BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))
         else:
             client = BigQueryWriteClient(credentials=self.google_credentials())
-        return StreamAppender(client, self.project, self.dataset)
+        return StreamAppender(client, self.project, self.dataset, schema_wait=self.retry_timeout_seconds)
 
     @contextmanager
     def loader(self) -> Iterator[BigQueryLoader]:

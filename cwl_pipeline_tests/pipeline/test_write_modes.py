@@ -20,9 +20,10 @@ from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize,
 from cwl_pipeline_tests.stack import Stack
 
 
-def live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name) -> Stack:
-    """A polling stream whose open-window refreshes append through the emulator's gRPC port."""
-    grpc = f', storage_write_endpoint: "127.0.0.1:{local_bigquery.grpc_port}"'
+def live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, storage_write) -> Stack:
+    """A polling stream whose open-window refreshes append through the emulator's gRPC port,
+    behind the stand-in that refuses what BigQuery's Storage Write API refuses."""
+    grpc = f', storage_write_endpoint: "{storage_write.endpoint}"'
     return make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, bigquery_extra=grpc)
 
 
@@ -39,9 +40,9 @@ def metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def test_refresh_appends_to_the_live_table_and_the_view_shows_each_event_once(
-    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
+    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name, storage_write
 ):
-    stack = live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
+    stack = live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, storage_write)
     now = datetime.now(UTC)
     start = floor_to_window(now, WINDOW)
     if now - start < timedelta(seconds=20):  # room for events inside the open window
@@ -55,6 +56,7 @@ def test_refresh_appends_to_the_live_table_and_the_view_shows_each_event_once(
     assert not [c for c in first.get_asset_check_evaluations()]  # checks wait for the settled load
     assert ids(bq_client, stack.dataset, "app_events_live") == [0, 1, 2]
     assert ids(bq_client, stack.dataset, "app_events") == []
+    assert storage_write.calls and not [c.refusals for c in storage_write.calls if c.refusals]
 
     put(logs_client, stack.group, [(start + timedelta(seconds=10), {"session_id": 3})])
     materialize(stack.defs, key, instance=instance, tags=refresh)
@@ -70,9 +72,9 @@ def test_refresh_appends_to_the_live_table_and_the_view_shows_each_event_once(
 
 
 def test_settled_load_inserts_what_is_missing_and_a_manual_load_replaces(
-    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
+    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name, storage_write
 ):
-    stack = live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
+    stack = live_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, storage_write)
     start = window_start()
     key = partition_key(start)
     put(logs_client, stack.group, [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)])

@@ -10,13 +10,25 @@ the rejects, figures in run metadata), on every source path:
    counted (``events_filtered``), never stored;
 2. **redaction**, in the order declared:
 
-   * ``drop_field``: removes a (dotted) field from a message that is a JSON object;
+   * ``drop_field``: removes a (dotted) field from a message that is a JSON object. A step
+     may go through a string whose text is a JSON object (``message.password`` reaches the
+     ``password`` of ``{"message": "{\\"password\\": \\"…\\"}"}``, as Lambda's JSON log
+     format writes an application's own JSON); that string is re-encoded without the field.
+     Arrays are not stepped into;
    * ``mask``: replaces every match of a regex with a fixed text;
    * ``hash``: replaces every match with ``sha256:`` + the first 16 hex digits of
      HMAC-SHA256(salt, value), so equal values stay joinable without being readable; the salt
      comes from an environment variable named in the config.
 
    A regex with a group named ``value`` replaces only that group (``email=(?P<value>\\S+)``).
+   ``mask`` and ``hash`` search the message as written **and**, when it is a JSON object or
+   array, every string in it decoded (keys and values; ``https:\\/\\/…`` is ``https://…``,
+   ``\\u0040`` is ``@``), stepping into strings whose text is a JSON object or array
+   (:mod:`cwl_pipeline.core.embedded_json`). A document that changed is re-encoded as compact
+   JSON, so a value's decoded form survives nowhere. A match that lies inside the rule's own
+   output (its replacement text, a ``sha256:`` token) is left alone: a value is never masked
+   or hashed twice, and applying the rules again to stored messages (re-deriving from the raw
+   table) changes nothing.
    Events whose message changed are counted (``events_redacted``).
 
 Messages that are not valid UTF-8 (bytes) are matched through a lossless ``surrogateescape``
@@ -32,8 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-import orjson
-
+from cwl_pipeline.core.embedded_json import drop_path, rewrite_strings
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.filter_patterns import Matcher, compile_filter_pattern
 
@@ -73,6 +84,8 @@ class MessageFilter:
 
 
 RedactionKind = Literal["mask", "hash", "drop_field"]
+HASH_TOKEN = re.compile(f"{HASH_PREFIX}[0-9a-f]{{{HASH_HEX_DIGITS}}}")
+"""What a hash rule writes."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +98,11 @@ class Redaction:
     replacement: str = MASK
     salt: bytes = field(default=b"", repr=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _output: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_regex", None)
+        object.__setattr__(self, "_output", None)
         if self.kind == "drop_field":
             if not self.path:
                 raise ValueError("drop_field needs a field path")
@@ -97,46 +112,53 @@ class Redaction:
         if self.kind == "hash" and not self.salt:
             raise ValueError("hash needs a non-empty salt")
         object.__setattr__(self, "_regex", re.compile(self.pattern))
+        output = HASH_TOKEN if self.kind == "hash" else re.compile(re.escape(self.replacement))
+        object.__setattr__(self, "_output", output if output.pattern else None)
 
     def apply(self, message: str) -> str:
         """``message`` with this rule applied."""
         if self.kind == "drop_field":
-            return _drop_field(message, self.path.split("."))
-        assert self._regex is not None
-        return self._regex.sub(self._substitute, message)
+            return drop_path(message, self.path.split("."), self._whole)
+        return rewrite_strings(message, self._sub, self._whole)
 
-    def _substitute(self, match: re.Match[str]) -> str:
-        group = "value" if "value" in match.re.groupindex and match.group("value") is not None else 0
-        secret = match.group(group)
+    def _sub(self, text: str) -> str:
+        """Every match in ``text`` replaced, except those inside this rule's own output."""
+        assert self._regex is not None
+        guarded = [m.span() for m in self._output.finditer(text)] if self._output is not None else []
+        if not guarded:
+            return self._regex.sub(self._substitute, text)
+
+        def substitute(match: re.Match[str]) -> str:
+            group = _target_group(match)
+            start, end = match.span(group)
+            if any(low <= start and end <= high for low, high in guarded):
+                return match.group(0)
+            return self._substitute(match)
+
+        return self._regex.sub(substitute, text)
+
+    def _whole(self, text: str) -> str:
+        """What replaces a whole text whose decoded JSON changed but cannot be re-encoded."""
+        return self._hide(text) if self.kind == "hash" else self.replacement if self.kind == "mask" else MASK
+
+    def _hide(self, secret: str) -> str:
         if self.kind == "hash":
             digest = hmac.new(self.salt, secret.encode("utf-8", "surrogateescape"), hashlib.sha256)
-            hidden = HASH_PREFIX + digest.hexdigest()[:HASH_HEX_DIGITS]
-        else:
-            hidden = self.replacement
+            return HASH_PREFIX + digest.hexdigest()[:HASH_HEX_DIGITS]
+        return self.replacement
+
+    def _substitute(self, match: re.Match[str]) -> str:
+        group = _target_group(match)
+        hidden = self._hide(match.group(group))
         if group == 0:
             return hidden
         whole, start = match.group(0), match.start(0)
         return whole[: match.start(group) - start] + hidden + whole[match.end(group) - start :]
 
 
-def _drop_field(message: str, path: list[str]) -> str:
-    if not message.lstrip().startswith("{"):
-        return message
-    try:
-        document = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return message
-    if not isinstance(document, dict):
-        return message
-    node = document
-    for step in path[:-1]:
-        node = node.get(step)
-        if not isinstance(node, dict):
-            return message
-    if path[-1] not in node:
-        return message
-    del node[path[-1]]
-    return orjson.dumps(document).decode()
+def _target_group(match: re.Match[str]) -> int | str:
+    """The group a match replaces: ``value`` when the regex has one and it took part, else all."""
+    return "value" if "value" in match.re.groupindex and match.group("value") is not None else 0
 
 
 @dataclass

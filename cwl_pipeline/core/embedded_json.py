@@ -22,6 +22,7 @@ import orjson
 Document = dict[str, Any] | list[Any]
 
 _OPENS_DOCUMENT = re.compile(r"[ \t\r\n]*[\[{]")
+_FIRST_CHARS = frozenset("[{ \t\r\n")
 
 
 def decode_document(text: str) -> Document | None:
@@ -51,6 +52,8 @@ def rewrite_strings(text: str, rewrite: Callable[[str], str], whole: Callable[[s
     orjson to write) is replaced by ``whole(text)``, so that no decoded value is left as it was.
     """
     text = rewrite(text)
+    if not text or text[0] not in _FIRST_CHARS:  # the common case, without a function call
+        return text
     document = decode_document(text)
     if document is None or not _rewrite_document(document, rewrite, whole):
         return text

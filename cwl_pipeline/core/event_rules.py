@@ -40,8 +40,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from cwl_pipeline.core.embedded_json import drop_path, rewrite_strings
@@ -86,6 +87,10 @@ class MessageFilter:
 RedactionKind = Literal["mask", "hash", "drop_field"]
 HASH_TOKEN = re.compile(f"{HASH_PREFIX}[0-9a-f]{{{HASH_HEX_DIGITS}}}")
 """What a hash rule writes."""
+# Anchors and lookarounds: what can make a regex match a string alone but not the same string
+# inside a longer text. Searched in the pattern's source, so it may also flag a pattern that
+# has none (``[^a]``): that only costs the shortcut below.
+_CONTEXTUAL = re.compile(r"\^|\$|\\[AZ]|\(\?<?[=!]")
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,12 @@ class Redaction:
     salt: bytes = field(default=b"", repr=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _output: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _contextual: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_regex", None)
         object.__setattr__(self, "_output", None)
+        object.__setattr__(self, "_contextual", bool(_CONTEXTUAL.search(self.pattern)))
         if self.kind == "drop_field":
             if not self.path:
                 raise ValueError("drop_field needs a field path")
@@ -118,12 +125,17 @@ class Redaction:
     def apply(self, message: str) -> str:
         """``message`` with this rule applied."""
         if self.kind == "drop_field":
+            # Without a backslash, every key is spelled in the text as it decodes.
+            if "\\" not in message and self.path.rsplit(".", 1)[-1] not in message:
+                return message
             return drop_path(message, self.path.split("."), self._whole)
-        return rewrite_strings(message, self._sub, self._whole)
+        return _apply_regex_rules(message, (self,))
 
     def _sub(self, text: str) -> str:
         """Every match in ``text`` replaced, except those inside this rule's own output."""
         assert self._regex is not None
+        if self._regex.search(text) is None:
+            return text
         guarded = [m.span() for m in self._output.finditer(text)] if self._output is not None else []
         if not guarded:
             return self._regex.sub(self._substitute, text)
@@ -156,6 +168,24 @@ class Redaction:
         return whole[: match.start(group) - start] + hidden + whole[match.end(group) - start :]
 
 
+def _apply_regex_rules(message: str, rules: Sequence[Redaction]) -> str:
+    """``message`` with mask and hash ``rules`` applied in order, to the text as written and to
+    every decoded string of its JSON (one walk for them all)."""
+    # Without a backslash, every string of a JSON message is spelled in the text as it decodes,
+    # so a regex without anchors or lookarounds finds in the strings what it found in the text.
+    if "\\" not in message and not any(rule._contextual for rule in rules):
+        for rule in rules:
+            message = rule._sub(message)
+        return message
+
+    def rewrite(text: str) -> str:
+        for rule in rules:
+            text = rule._sub(text)
+        return text
+
+    return rewrite_strings(message, rewrite, rules[0]._whole)
+
+
 def _target_group(match: re.Match[str]) -> int | str:
     """The group a match replaces: ``value`` when the regex has one and it took part, else all."""
     return "value" if "value" in match.re.groupindex and match.group("value") is not None else 0
@@ -179,6 +209,22 @@ class EventRules:
 
     filter: MessageFilter = field(default_factory=MessageFilter)
     redactions: tuple[Redaction, ...] = ()
+    _steps: tuple[Callable[[str], str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Consecutive mask and hash rules share one walk through a message's JSON.
+        steps: list[Callable[[str], str]] = []
+        group: list[Redaction] = []
+        for rule in (*self.redactions, None):
+            if rule is not None and rule.kind != "drop_field":
+                group.append(rule)
+                continue
+            if group:
+                steps.append(partial(_apply_regex_rules, rules=tuple(group)))
+                group = []
+            if rule is not None:
+                steps.append(rule.apply)
+        object.__setattr__(self, "_steps", tuple(steps))
 
     @property
     def active(self) -> bool:
@@ -197,8 +243,8 @@ class EventRules:
                 tally.events_filtered += 1
                 continue
             redacted = text
-            for rule in self.redactions:
-                redacted = rule.apply(redacted)
+            for step in self._steps:
+                redacted = step(redacted)
             if redacted != text:
                 tally.events_redacted += 1
                 message: str | bytes = (

@@ -10,9 +10,12 @@ import hmac
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cwl_pipeline.config import ConfigError, parse_config
-from cwl_pipeline.core.event_rules import EventRules, Redaction, RuleTally
+from cwl_pipeline.core.embedded_json import rewrite_strings
+from cwl_pipeline.core.event_rules import EventRules, Redaction, RuleTally, _apply_regex_rules
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.object_batch import ObjectContent, build_object_batch
 from cwl_pipeline.core.schema import TableSchema
@@ -205,3 +208,38 @@ def test_drop_field_applies_when_one_route_reads_json() -> None:
 def test_a_regex_that_matches_the_empty_text_is_a_config_error(rule: dict) -> None:
     with pytest.raises(ConfigError, match=r"redact\[0\]\.(mask|hash): .* matches the empty text"):
         parse_config(_doc("json", redact=[rule]), env={"S": "salt"})
+
+
+def test_an_anchored_rule_matches_whole_field_values_however_the_message_is_spelled() -> None:
+    rule = Redaction("mask", pattern=r"^\d{16}$")
+    for message in (
+        '{"card": "4111111111111111", "note": "x 4111111111111111"}',
+        '{"card": "4111111111111111", "note": "x 4111111111111111", "p": "a\\/b"}',
+    ):
+        document = json.loads(rule.apply(message))
+        assert (document["card"], document["note"]) == ("<redacted>", "x 4111111111111111")
+
+
+_TEXT = st.text(alphabet="ab@./: {}[]\"'x1é", max_size=12)
+_JSON = st.recursive(
+    st.none() | st.integers(-5, 5) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=_JSON, indent=st.booleans())
+def test_the_shortcut_for_messages_without_a_backslash_changes_no_result(
+    document: object, indent: bool
+) -> None:
+    """A message without a backslash takes the text pass only; the full walk gives the same."""
+    message = json.dumps(document, ensure_ascii=False, indent=1 if indent else None)
+    if "\\" in message:
+        return
+    for rules in (
+        (Redaction("mask", pattern=r"a@?b"),),
+        (Redaction("hash", pattern=r"[ab]+\.x", salt=SALT),),
+    ):
+        walked = rewrite_strings(message, rules[0]._sub, rules[0]._whole)
+        assert _apply_regex_rules(message, rules) == walked

@@ -23,7 +23,13 @@ from typing import Any
 
 import yaml
 
-from cwl_pipeline.config_rules import RULE_KEYS, RuleConfigError, parse_event_rules, parse_raw_table
+from cwl_pipeline.config_rules import (
+    RULE_KEYS,
+    RuleConfigError,
+    check_rules_apply,
+    parse_event_rules,
+    parse_raw_table,
+)
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
@@ -582,6 +588,10 @@ def _parse_stream(
         )
     if routes and raw_table is not None:
         raise ConfigError(f"{where}.raw_table: not supported with routes (each route's rows are its own)")
+    try:
+        check_rules_apply(rules, [schema.parser, *(route.schema.parser for route in routes)], where)
+    except RuleConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
     return StreamConfig(
         name=name,

@@ -11,7 +11,8 @@
       - mask: '\\b\\d{13,19}\\b'            # card-like numbers -> <redacted>
       - hash: '[\\w.+-]+@[\\w-]+\\.[\\w.]+'   # e-mail addresses -> sha256:<16 hex>
         salt_env: PII_SALT                # the salt's environment variable (must be set)
-      - drop_field: params.password       # a field of JSON messages
+      - drop_field: params.password       # a field of JSON messages (message.password also
+                                          # reaches a string field holding JSON)
 
 This module is pure like :mod:`cwl_pipeline.config`: it reads the environment it is given.
 """
@@ -19,11 +20,12 @@ This module is pure like :mod:`cwl_pipeline.config`: it reads the environment it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cwl_pipeline.core.event_rules import MASK, EventRules, MessageFilter, Redaction
 from cwl_pipeline.core.filter_patterns import FilterPatternError
+from cwl_pipeline.core.parsers import JSON_PARSER_TYPES, ParserSpec
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 RULE_KEYS = {"raw", "raw_table", "filter", "redact"}
@@ -58,6 +60,26 @@ def parse_event_rules(raw: Mapping[str, Any], where: str, env: Mapping[str, str]
         filter=_parse_filter(raw.get("filter"), f"{where}.filter"),
         redactions=tuple(_parse_redactions(raw.get("redact"), f"{where}.redact", env)),
     )
+
+
+def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec], where: str) -> None:
+    """Refuse a redaction rule that could never change a message of the stream.
+
+    ``parsers`` are those the stream's events go through (its schema's, each route's). A
+    ``drop_field`` needs JSON messages: under parsers that read every message as text
+    (``text``, ``regex``, ``vpc_flow``) it would silently do nothing.
+    """
+    kinds = {parser.type: parser for parser in parsers}
+    if any(kind in JSON_PARSER_TYPES for kind in kinds):
+        return
+    read_as = ", ".join(repr(parser.describe()) for parser in kinds.values())
+    for index, rule in enumerate(rules.redactions):
+        if rule.kind == "drop_field":
+            raise RuleConfigError(
+                f"{where}.redact[{index}].drop_field: {rule.path!r} cannot apply: the stream's parser "
+                f"({read_as}) reads its messages as text, not JSON, so no message has fields to drop; "
+                "mask or hash the value with a regular expression instead, or use parser json or lambda"
+            )
 
 
 def _parse_filter(value: Any, where: str) -> MessageFilter:
@@ -123,7 +145,11 @@ def _parse_redaction(rule: Any, where: str, env: Mapping[str, str]) -> Redaction
         if any(not part for part in target.split(".")):
             raise RuleConfigError(f"{where}.drop_field: {target!r} has an empty path step")
         return Redaction("drop_field", path=target)
-    _check_regex(target, f"{where}.{kind}")
+    if _check_regex(target, f"{where}.{kind}").fullmatch("") is not None:
+        raise RuleConfigError(
+            f"{where}.{kind}: {target!r} matches the empty text, so it would insert its replacement "
+            "between every two characters; make it match at least one character"
+        )
     if kind == "mask":
         replacement = rule.get("replacement", MASK)
         if not isinstance(replacement, str):

@@ -134,7 +134,9 @@ class RedactionAttributes(_Attributes):
     replacement: OptionalText = Field(None, description="mask: the replacement (default <redacted>).")
     hash: OptionalText = Field(None, description="Regex whose matches become a salted hash.")
     salt_env: OptionalText = Field(None, description="hash: the environment variable holding the salt.")
-    drop_field: OptionalText = Field(None, description="A dotted field of JSON messages to remove.")
+    drop_field: OptionalText = Field(
+        None, description="A dotted field of JSON messages to remove; a step may enter a string holding JSON."
+    )
 
 
 class RouteAttributes(_Attributes):

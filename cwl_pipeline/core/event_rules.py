@@ -10,13 +10,25 @@ the rejects, figures in run metadata), on every source path:
    counted (``events_filtered``), never stored;
 2. **redaction**, in the order declared:
 
-   * ``drop_field``: removes a (dotted) field from a message that is a JSON object;
+   * ``drop_field``: removes a (dotted) field from a message that is a JSON object. A step
+     may go through a string whose text is a JSON object (``message.password`` reaches the
+     ``password`` of ``{"message": "{\\"password\\": \\"…\\"}"}``, as Lambda's JSON log
+     format writes an application's own JSON); that string is re-encoded without the field.
+     Arrays are not stepped into;
    * ``mask``: replaces every match of a regex with a fixed text;
    * ``hash``: replaces every match with ``sha256:`` + the first 16 hex digits of
      HMAC-SHA256(salt, value), so equal values stay joinable without being readable; the salt
      comes from an environment variable named in the config.
 
    A regex with a group named ``value`` replaces only that group (``email=(?P<value>\\S+)``).
+   ``mask`` and ``hash`` search the message as written **and**, when it is a JSON object or
+   array, every string in it decoded (keys and values; ``https:\\/\\/…`` is ``https://…``,
+   ``\\u0040`` is ``@``), stepping into strings whose text is a JSON object or array
+   (:mod:`cwl_pipeline.core.embedded_json`). A document that changed is re-encoded as compact
+   JSON, so a value's decoded form survives nowhere. A match that lies inside the rule's own
+   output (its replacement text, a ``sha256:`` token) is left alone: a value is never masked
+   or hashed twice, and applying the rules again to stored messages (re-deriving from the raw
+   table) changes nothing.
    Events whose message changed are counted (``events_redacted``).
 
 Messages that are not valid UTF-8 (bytes) are matched through a lossless ``surrogateescape``
@@ -28,12 +40,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
-import orjson
-
+from cwl_pipeline.core.embedded_json import drop_path, rewrite_strings
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.filter_patterns import Matcher, compile_filter_pattern
 
@@ -73,6 +85,12 @@ class MessageFilter:
 
 
 RedactionKind = Literal["mask", "hash", "drop_field"]
+HASH_TOKEN = re.compile(f"{HASH_PREFIX}[0-9a-f]{{{HASH_HEX_DIGITS}}}")
+"""What a hash rule writes."""
+# Anchors and lookarounds: what can make a regex match a string alone but not the same string
+# inside a longer text. Searched in the pattern's source, so it may also flag a pattern that
+# has none (``[^a]``): that only costs the shortcut below.
+_CONTEXTUAL = re.compile(r"\^|\$|\\[AZ]|\(\?<?[=!]")
 
 
 @dataclass(frozen=True)
@@ -85,9 +103,13 @@ class Redaction:
     replacement: str = MASK
     salt: bytes = field(default=b"", repr=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _output: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _contextual: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_regex", None)
+        object.__setattr__(self, "_output", None)
+        object.__setattr__(self, "_contextual", bool(_CONTEXTUAL.search(self.pattern)))
         if self.kind == "drop_field":
             if not self.path:
                 raise ValueError("drop_field needs a field path")
@@ -97,46 +119,76 @@ class Redaction:
         if self.kind == "hash" and not self.salt:
             raise ValueError("hash needs a non-empty salt")
         object.__setattr__(self, "_regex", re.compile(self.pattern))
+        output = HASH_TOKEN if self.kind == "hash" else re.compile(re.escape(self.replacement))
+        object.__setattr__(self, "_output", output if output.pattern else None)
 
     def apply(self, message: str) -> str:
         """``message`` with this rule applied."""
         if self.kind == "drop_field":
-            return _drop_field(message, self.path.split("."))
-        assert self._regex is not None
-        return self._regex.sub(self._substitute, message)
+            # Without a backslash, every key is spelled in the text as it decodes.
+            if "\\" not in message and self.path.rsplit(".", 1)[-1] not in message:
+                return message
+            return drop_path(message, self.path.split("."), self._whole)
+        return _apply_regex_rules(message, (self,))
 
-    def _substitute(self, match: re.Match[str]) -> str:
-        group = "value" if "value" in match.re.groupindex and match.group("value") is not None else 0
-        secret = match.group(group)
+    def _sub(self, text: str) -> str:
+        """Every match in ``text`` replaced, except those inside this rule's own output."""
+        assert self._regex is not None
+        if self._regex.search(text) is None:
+            return text
+        guarded = [m.span() for m in self._output.finditer(text)] if self._output is not None else []
+        if not guarded:
+            return self._regex.sub(self._substitute, text)
+
+        def substitute(match: re.Match[str]) -> str:
+            group = _target_group(match)
+            start, end = match.span(group)
+            if any(low <= start and end <= high for low, high in guarded):
+                return match.group(0)
+            return self._substitute(match)
+
+        return self._regex.sub(substitute, text)
+
+    def _whole(self, text: str) -> str:
+        """What replaces a whole text whose decoded JSON changed but cannot be re-encoded."""
+        return self._hide(text) if self.kind == "hash" else self.replacement if self.kind == "mask" else MASK
+
+    def _hide(self, secret: str) -> str:
         if self.kind == "hash":
             digest = hmac.new(self.salt, secret.encode("utf-8", "surrogateescape"), hashlib.sha256)
-            hidden = HASH_PREFIX + digest.hexdigest()[:HASH_HEX_DIGITS]
-        else:
-            hidden = self.replacement
+            return HASH_PREFIX + digest.hexdigest()[:HASH_HEX_DIGITS]
+        return self.replacement
+
+    def _substitute(self, match: re.Match[str]) -> str:
+        group = _target_group(match)
+        hidden = self._hide(match.group(group))
         if group == 0:
             return hidden
         whole, start = match.group(0), match.start(0)
         return whole[: match.start(group) - start] + hidden + whole[match.end(group) - start :]
 
 
-def _drop_field(message: str, path: list[str]) -> str:
-    if not message.lstrip().startswith("{"):
+def _apply_regex_rules(message: str, rules: Sequence[Redaction]) -> str:
+    """``message`` with mask and hash ``rules`` applied in order, to the text as written and to
+    every decoded string of its JSON (one walk for them all)."""
+    # Without a backslash, every string of a JSON message is spelled in the text as it decodes,
+    # so a regex without anchors or lookarounds finds in the strings what it found in the text.
+    if "\\" not in message and not any(rule._contextual for rule in rules):
+        for rule in rules:
+            message = rule._sub(message)
         return message
-    try:
-        document = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return message
-    if not isinstance(document, dict):
-        return message
-    node = document
-    for step in path[:-1]:
-        node = node.get(step)
-        if not isinstance(node, dict):
-            return message
-    if path[-1] not in node:
-        return message
-    del node[path[-1]]
-    return orjson.dumps(document).decode()
+
+    def rewrite(text: str) -> str:
+        for rule in rules:
+            text = rule._sub(text)
+        return text
+
+    return rewrite_strings(message, rewrite, rules[0]._whole)
+
+
+def _target_group(match: re.Match[str]) -> int | str:
+    """The group a match replaces: ``value`` when the regex has one and it took part, else all."""
+    return "value" if "value" in match.re.groupindex and match.group("value") is not None else 0
 
 
 @dataclass
@@ -157,6 +209,22 @@ class EventRules:
 
     filter: MessageFilter = field(default_factory=MessageFilter)
     redactions: tuple[Redaction, ...] = ()
+    _steps: tuple[Callable[[str], str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Consecutive mask and hash rules share one walk through a message's JSON.
+        steps: list[Callable[[str], str]] = []
+        group: list[Redaction] = []
+        for rule in (*self.redactions, None):
+            if rule is not None and rule.kind != "drop_field":
+                group.append(rule)
+                continue
+            if group:
+                steps.append(partial(_apply_regex_rules, rules=tuple(group)))
+                group = []
+            if rule is not None:
+                steps.append(rule.apply)
+        object.__setattr__(self, "_steps", tuple(steps))
 
     @property
     def active(self) -> bool:
@@ -175,8 +243,8 @@ class EventRules:
                 tally.events_filtered += 1
                 continue
             redacted = text
-            for rule in self.redactions:
-                redacted = rule.apply(redacted)
+            for step in self._steps:
+                redacted = step(redacted)
             if redacted != text:
                 tally.events_redacted += 1
                 message: str | bytes = (

@@ -54,7 +54,6 @@ POLLING = {
     "redact": [
         {"mask": "\\b\\d{16}\\b", "replacement": "<card>"},
         {"hash": "[\\w.+-]+@[\\w-]+\\.[\\w.]+", "salt_env": "TEST_PII_SALT"},
-        {"drop_field": "params.password"},
     ],
     "start": "2026-11-01T00:00:00Z",
     "window": "30m",
@@ -115,6 +114,7 @@ MESSAGES = {
         "log_stream": "host-1",
     },
     "parser": "lambda",
+    "redact": [{"drop_field": "message.password"}],  # a vpc_flow stream has no fields to drop
     "start": "2026-11-01T00:00:00Z",
 }
 STREAMS = [POLLING, FIREHOSE, MESSAGES]

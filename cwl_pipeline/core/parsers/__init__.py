@@ -22,9 +22,16 @@ reason, never a silent drop.
 """
 
 from cwl_pipeline.core.parsers.records import ParseFailure, RecordParser
-from cwl_pipeline.core.parsers.spec import PARSER_TYPES, ParserError, ParserSpec, parser_from_config
+from cwl_pipeline.core.parsers.spec import (
+    JSON_PARSER_TYPES,
+    PARSER_TYPES,
+    ParserError,
+    ParserSpec,
+    parser_from_config,
+)
 
 __all__ = [
+    "JSON_PARSER_TYPES",
     "PARSER_TYPES",
     "ParseFailure",
     "ParserError",

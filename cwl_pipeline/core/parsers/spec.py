@@ -13,6 +13,8 @@ from cwl_pipeline.core.parsers.regex import regex_parser
 from cwl_pipeline.core.parsers.vpc_flow import field_key, vpc_flow_parser
 
 PARSER_TYPES: tuple[str, ...] = ("json", "lambda", "vpc_flow", "regex", "text")
+JSON_PARSER_TYPES: tuple[str, ...] = ("json", "lambda")
+"""Parsers that read a message that is a JSON object as JSON; the others read every message as text."""
 
 
 class ParserError(ValueError):

@@ -31,7 +31,12 @@ from cwl_pipeline.adapters.bigquery import (
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.local.processes import LOCAL_PROJECT
-from cwl_pipeline_tests.faults.fault_proxy import CONCURRENT_UPDATE, FaultProxy, transaction_tables
+from cwl_pipeline_tests.faults.fault_proxy import (
+    CONCURRENT_UPDATE,
+    FaultProxy,
+    snapshot_reads,
+    transaction_tables,
+)
 from cwl_pipeline_tests.faults.fault_stack import staging_tables
 
 EVENTS = TableSpec(
@@ -94,6 +99,8 @@ def writer_script(dataset: str, writer: int) -> str:
 
 
 def test_transaction_tables_are_the_mutated_ones():
+    """The tables a transaction mutates: DELETE, UPDATE, TRUNCATE and a MERGE that updates or
+    deletes. INSERT and a MERGE that only inserts append: they never conflict."""
     script = """
     -- DELETE FROM `p.d.commented_out`;
     BEGIN TRANSACTION;
@@ -103,16 +110,47 @@ def test_transaction_tables_are_the_mutated_ones():
       WHEN MATCHED THEN UPDATE SET n = 1
       WHEN NOT MATCHED THEN INSERT (k) VALUES (s.k)
       WHEN NOT MATCHED BY SOURCE THEN DELETE;
+    MERGE `p.d.appended` AS t USING (SELECT 1 AS k) AS s ON t.k = s.k
+      WHEN NOT MATCHED THEN INSERT (k) VALUES (s.k);
+    UPDATE `p.d.ledger` SET a = 'x;y' WHERE TRUE;
+    TRUNCATE TABLE `p.d.scratch`;
     UPDATE `p.d.events` SET a = 1 WHERE FALSE;
     COMMIT TRANSACTION;
     """
     assert transaction_tables(script, "proj") == {
         "p.d.events": (4, 5),
-        "p.d.rejects": (5, 5),
         "proj.d.totals": (6, 5),
+        "p.d.ledger": (12, 5),
+        "p.d.scratch": (13, 5),
     }
+    appending = "BEGIN TRANSACTION;\nINSERT INTO `p.d.events` (a) SELECT a FROM `p.d.s`;\nCOMMIT TRANSACTION;"
+    assert transaction_tables(appending, "proj") == {}
     assert transaction_tables("DELETE FROM `p.d.events` WHERE TRUE", "proj") is None
     assert transaction_tables("BEGIN\n  SELECT 1;\nEND;", "proj") is None
+
+
+def test_snapshot_reads_are_the_inserts_whose_sources_the_transaction_did_not_write():
+    """An INSERT … SELECT reads the snapshot unless an earlier statement of the transaction wrote
+    a table its query reads (then it must see that write, and runs at commit)."""
+    script = (
+        "BEGIN TRANSACTION;\n"
+        "UPDATE `p.d.ledger` SET n = n + 1 WHERE TRUE;\n"
+        "INSERT INTO `p.d.events` (`a`, `b`) SELECT `a`, `b` FROM `p.d._stage_1` AS staged "
+        "WHERE NOT EXISTS (SELECT 1 FROM `p.d.events` WHERE `a` = staged.`a`);\n"
+        "DELETE FROM `p.d.rejects` WHERE TRUE;\n"
+        "INSERT INTO `p.d.rejects` (`a`) SELECT `a` FROM `p.d._stage_2` AS staged "
+        "WHERE NOT EXISTS (SELECT 1 FROM `p.d.rejects` WHERE `a` = staged.`a`);\n"
+        "INSERT INTO `p.d.raw` (`a`) VALUES (1);\n"
+        "COMMIT TRANSACTION;"
+    )
+    [read] = snapshot_reads(script, "proj")
+    assert script[read.start : read.end].strip().startswith("INSERT INTO `p.d.events`")
+    assert read.snapshot.startswith("p.d._proxy_snapshot_")
+    assert read.create == (
+        f"CREATE TABLE `{read.snapshot}` AS SELECT `a`, `b` FROM `p.d._stage_1` AS staged "
+        "WHERE NOT EXISTS (SELECT 1 FROM `p.d.events` WHERE `a` = staged.`a`)"
+    )
+    assert read.insert.strip() == f"INSERT INTO `p.d.events` (`a`, `b`) SELECT * FROM `{read.snapshot}`"
 
 
 def test_only_concurrent_update_errors_count_as_conflicts():
@@ -232,6 +270,7 @@ def test_concurrent_replaces_of_one_window_all_succeed_once(bq_faults: FaultProx
 
     assert len(conflicts.cancelled) >= 5
     assert {c.table for c in conflicts.cancelled} <= {
+        f"{LOCAL_PROJECT}.{dataset}._cwl_load_ledger_events",
         f"{LOCAL_PROJECT}.{dataset}.events",
         f"{LOCAL_PROJECT}.{dataset}.events_rejects",
     }

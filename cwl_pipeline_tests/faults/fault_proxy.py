@@ -475,7 +475,8 @@ class TransactionConflicts:
       insert that checks what is stored (``WHERE NOT EXISTS``) sees the table as it was when
       its transaction started, not the rows another transaction committed meanwhile.
 
-    ``received`` lists every transaction's job id as it arrived, ``cancelled`` what was
+    ``received`` lists every transaction's job id once it was cancelled or started (its
+    snapshot taken; a held transaction is started), ``cancelled`` what was
     cancelled, ``served`` the job ids forwarded to the emulator, ``snapshots`` the snapshot
     tables taken (dropped once the transaction ended), ``snapshot_failures`` the errors of
     snapshots that could not be taken (that transaction then reads at commit, as the emulator
@@ -512,7 +513,8 @@ class TransactionConflicts:
             )
 
     def wait_received(self, count: int, timeout: float = 10.0) -> bool:
-        """Wait until ``count`` transactions arrived (let through or cancelled)."""
+        """Wait until ``count`` transactions arrived and were cancelled or started (their
+        snapshot taken)."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self.received) >= count, timeout)
 
@@ -550,7 +552,6 @@ class TransactionConflicts:
     def begin(self, txn: _Transaction) -> Cancelled | None:
         """Mark ``txn`` in flight on the tables it mutates, or cancel it if one is taken already."""
         with self._changed:
-            self.received.append(txn.job_id)
             taken = next((t for t in txn.tables if t in self._active), None)
             if taken is None:
                 self._active.update(dict.fromkeys(txn.tables, txn.job_id))
@@ -560,6 +561,7 @@ class TransactionConflicts:
                 return None
             cancelled = self._cancel(txn, taken)
             self.cancelled.append(cancelled)
+            self.received.append(txn.job_id)
             self._changed.notify_all()
             return cancelled
 
@@ -584,6 +586,9 @@ class TransactionConflicts:
             txn.snapshots.append(read)
             with self._changed:
                 self.snapshots.append(read.snapshot)
+        with self._changed:
+            self.received.append(txn.job_id)  # started: its snapshot is taken
+            self._changed.notify_all()
 
     def drop_snapshots(self, txn: _Transaction, upstream: Upstream) -> None:
         """Drop the snapshot tables of ``txn`` (it ended)."""

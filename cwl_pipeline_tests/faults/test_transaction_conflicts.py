@@ -232,6 +232,85 @@ def test_plain_dml_is_not_cancelled(bq_faults: FaultProxy, bq_client, dataset):
     client.close()
 
 
+def appending_script(dataset: str, writer: int) -> str:
+    """A transaction that only appends: the five events, those not stored yet (insert-missing)."""
+    target = f"`{LOCAL_PROJECT}.{dataset}.events`"
+    values = ", ".join(f"STRUCT(TIMESTAMP '2026-11-20 10:05:00+00' AS ts, '{e}' AS id)" for e in EVENT_IDS)
+    return (
+        "BEGIN TRANSACTION;\n"
+        f"INSERT INTO {target} (`timestamp`, event_id, writer) SELECT staged.ts, staged.id, {writer} "
+        f"FROM UNNEST([{values}]) AS staged "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE event_id = staged.id);\n"
+        "COMMIT TRANSACTION;"
+    )
+
+
+def test_appending_transactions_are_never_cancelled_and_read_their_snapshot(
+    bq_faults: FaultProxy, bq_client, dataset
+):
+    """What BigQuery allows, the proxy allows: a transaction that only appends runs alongside
+    any other one on the table. The first insert-missing transaction is held after its start;
+    a second one, and a mutating one, run and commit meanwhile; the first then commits the rows
+    its snapshot lacked: every event twice. This is the duplication the load ledger prevents."""
+    release = threading.Event()
+    conflicts = bq_faults.emulate_transaction_conflicts(hold=release, hold_first=1)
+    first_client, client = client_on(bq_faults.url), client_on(bq_faults.url)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: first_client.query(appending_script(dataset, 1)).result())
+        assert conflicts.wait_received(1)
+        client.query(appending_script(dataset, 2)).result()
+        assert table_rows(bq_client, dataset, "events", "event_id, writer") == [(e, 2) for e in EVENT_IDS]
+        client.query(  # a mutating transaction: not cancelled either, the first one only appends
+            "BEGIN TRANSACTION;\n"
+            f"UPDATE `{LOCAL_PROJECT}.{dataset}.events` SET writer = 3 WHERE writer = 2;\n"
+            "COMMIT TRANSACTION;"
+        ).result()
+        release.set()
+        first.result(timeout=60)
+
+    assert conflicts.cancelled == []
+    assert len(conflicts.served) == 3 and len(conflicts.snapshots) == 2
+    rows = table_rows(bq_client, dataset, "events", "event_id, writer")
+    assert rows == sorted([(e, 1) for e in EVENT_IDS] + [(e, 3) for e in EVENT_IDS])
+    tables = [t.table_id for t in bq_client.list_tables(f"{LOCAL_PROJECT}.{dataset}")]
+    assert not [t for t in tables if t.startswith("_proxy_snapshot_")], "snapshots are dropped"
+    first_client.close()
+    client.close()
+
+
+def test_transactions_mutating_the_same_table_conflict_whatever_else_they_do(
+    bq_faults: FaultProxy, bq_client, dataset
+):
+    """Two transactions that each append to the events table and update one row of a small
+    table: the update makes them conflict (the second one is cancelled), as the load ledger
+    relies on."""
+    bq_client.query(
+        f"CREATE TABLE `{LOCAL_PROJECT}.{dataset}.ledger` AS SELECT 'events' AS target, 0 AS n"
+    ).result()
+
+    def guarded(writer: int) -> str:
+        script = appending_script(dataset, writer)
+        guard = f"UPDATE `{LOCAL_PROJECT}.{dataset}.ledger` SET n = n + 1 WHERE target = 'events';\n"
+        return script.replace("BEGIN TRANSACTION;\n", "BEGIN TRANSACTION;\n" + guard, 1)
+
+    release = threading.Event()
+    conflicts = bq_faults.emulate_transaction_conflicts(hold=release)
+    first_client, client = client_on(bq_faults.url), client_on(bq_faults.url)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: first_client.query(guarded(1)).result())
+        assert conflicts.wait_in_flight(f"{LOCAL_PROJECT}.{dataset}.ledger")
+        with pytest.raises(BadRequest) as raised:
+            client.query(guarded(2)).result()
+        release.set()
+        first.result(timeout=60)
+    assert is_transaction_conflict(raised.value)
+    assert f"{LOCAL_PROJECT}:{dataset}.ledger" in raised.value.message
+    client.query(guarded(2)).result()  # run again: its snapshot now holds the first one's rows
+    assert table_rows(bq_client, dataset, "events", "event_id, writer") == [(e, 1) for e in EVENT_IDS]
+    first_client.close()
+    client.close()
+
+
 def _replacement(writer: int) -> list[Replacement]:
     at = pa.array([WINDOW_START + timedelta(minutes=5)] * len(EVENT_IDS), pa.timestamp("us", tz="UTC"))
     events = pa.table(

@@ -3,9 +3,10 @@
 A replacement writes each new batch to its own staging table with a load job (free, and not a
 legacy streaming insert), then runs one multi-statement transaction that, for every target
 table, deletes the rows in scope (for example one stream's time window) and inserts the
-staged rows. The events table and its rejects table change together or not at all: if any
-step fails, the previous content stays intact, and re-running the same replacement any number
-of times leaves the same table.
+staged rows, after updating the tables' rows in their load ledger (so BigQuery never lets two
+loads of one table commit side by side: see ``LEDGER_PREFIX``). The events table and its
+rejects table change together or not at all: if any step fails, the previous content stays
+intact, and re-running the same replacement any number of times leaves the same table.
 
 SQL safety: every identifier is validated (:mod:`cwl_pipeline.core.sql_identifiers`) right
 before it is written into a statement; single statements take their values as query
@@ -616,7 +617,9 @@ class BigQueryLoader:
     def _run_transaction(self, what: str, script: str, tables: Sequence[str]) -> bigquery.QueryJob:
         """Run a transaction script; run it again, with exponential backoff and jitter within
         ``retry_timeout``, while BigQuery cancels it for a concurrent transaction on one of its
-        tables. Safe because the script replaces a scope: a cancelled attempt changed nothing.
+        tables. Safe because a cancelled attempt changed nothing, and the attempt run again
+        reads a newer snapshot: it replaces its scope again, or inserts only what the
+        transaction that won still left missing.
 
         Raises:
             DestinationError: another error, or still cancelled when ``retry_timeout`` ran out.

@@ -10,9 +10,11 @@ or restarts a server while a request is in flight.
 The proxy records every request it saw, and each rule the requests it acted on, so a test can
 assert that its fault really fired.
 
-It can also stand in for one behaviour of real BigQuery the emulator lacks: a multi-statement
-transaction that mutates a table while another transaction mutating that table is in flight is
-cancelled (:meth:`FaultProxy.emulate_transaction_conflicts`, :class:`TransactionConflicts`).
+It can also stand in for BigQuery's transaction concurrency, which the emulator lacks
+(:meth:`FaultProxy.emulate_transaction_conflicts`, :class:`TransactionConflicts`): a
+multi-statement transaction that mutates a table while another transaction mutating that table
+is in flight is cancelled; one that only appends never is; and each reads the snapshot it
+started with.
 """
 
 from __future__ import annotations
@@ -899,14 +901,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             assert answer is not None
             return self._conflict_answer(answer)
         ended = False
+        upstream = self.proxy.upstream_request
 
         def end() -> None:
             nonlocal ended
             if not ended:
                 ended = True
                 conflicts.end(txn)
+                conflicts.drop_snapshots(txn, upstream)
 
-        upstream = self.proxy.upstream_request
         try:
             conflicts.take_snapshots(txn, upstream)
             conflicts.wait_hold(txn)
@@ -916,7 +919,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return self._forward(forwarded, None, deliver=deliver, keep=keep, answered=end)
         finally:
             end()
-            conflicts.drop_snapshots(txn, upstream)
 
     def _conflict_answer(self, answer: Respond) -> int | None:
         if self._pending is not None:

@@ -1,11 +1,12 @@
-"""Concurrent BigQuery transactions on one table: real BigQuery cancels all but one.
+"""Concurrent BigQuery transactions on one table: those that mutate it conflict, appends do not.
 
 Real BigQuery cancels a multi-statement transaction that mutates a table while another
 transaction mutating that table is in flight ("Transaction is aborted due to concurrent update
 against table …", reason ``invalidQuery``); the emulator simply runs them one after the other.
 So these tests turn on the fault proxy's conflict emulation
 (``FaultProxy.emulate_transaction_conflicts``): a transaction meeting one in flight on the
-same table gets BigQuery's error and never reaches the emulator. Everything else is real: the
+same table gets BigQuery's error and never reaches the emulator, while transactions that only
+append are never cancelled and read the snapshot they started with. Everything else is real: the
 google-cloud-bigquery client, the emulator, the loader, the rows read back.
 """
 

@@ -322,6 +322,30 @@ def _replacement(writer: int) -> list[Replacement]:
     return [Replacement(EVENTS, events, scope), Replacement(REJECTS, rejects, scope)]
 
 
+def test_every_load_transaction_updates_its_tables_ledger_rows(bq_faults: FaultProxy, bq_client, dataset):
+    """The ledger is created with a row per written table by the first load of the process (one
+    lookup, one insert of the missing rows); every load transaction then updates those rows."""
+    loaders = [BigQueryLoader(client_on(bq_faults.url), dataset, location="US") for _ in range(2)]
+    for writer, loader in enumerate(loaders):
+        loader.replace(_replacement(writer), label=f"writer{writer}")
+    loaders[0].replace(_replacement(5), label="again")
+
+    ledger = f"{LOCAL_PROJECT}.{dataset}._cwl_load_ledger_events"
+    rows = table_rows(bq_client, dataset, "_cwl_load_ledger_events", "target, transactions")
+    assert rows == [
+        (f"{LOCAL_PROJECT}.{dataset}.events", 3),
+        (f"{LOCAL_PROJECT}.{dataset}.events_rejects", 3),
+    ]
+    assert len(bq_faults.requests(method="GET", path=f"/tables/{ledger.rsplit('.', 1)[1]}")) == 1
+    inserts = [s for s in bq_faults.requests(method="POST", path="/queries") if b"UNNEST(@targets)" in s.body]
+    jobs = [
+        s for s in bq_faults.requests(method="POST", path=r"/jobs(\?|$)") if b"UNNEST(@targets)" in s.body
+    ]
+    assert len(inserts) + len(jobs) == 1
+    for loader in loaders:
+        loader.client.close()
+
+
 def test_concurrent_replaces_of_one_window_all_succeed_once(bq_faults: FaultProxy, bq_client, dataset):
     """Six loaders replace the same window (events and rejects together) at once. The first
     transaction is held in flight until the others were cancelled five times; then every replace

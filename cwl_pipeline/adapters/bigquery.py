@@ -3,9 +3,10 @@
 A replacement writes each new batch to its own staging table with a load job (free, and not a
 legacy streaming insert), then runs one multi-statement transaction that, for every target
 table, deletes the rows in scope (for example one stream's time window) and inserts the
-staged rows. The events table and its rejects table change together or not at all: if any
-step fails, the previous content stays intact, and re-running the same replacement any number
-of times leaves the same table.
+staged rows, after updating the tables' rows in their load ledger (so BigQuery never lets two
+loads of one table commit side by side: see ``LEDGER_PREFIX``). The events table and its
+rejects table change together or not at all: if any step fails, the previous content stays
+intact, and re-running the same replacement any number of times leaves the same table.
 
 SQL safety: every identifier is validated (:mod:`cwl_pipeline.core.sql_identifiers`) right
 before it is written into a statement; single statements take their values as query
@@ -21,6 +22,7 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +54,7 @@ __all__ = [
     "StagingTable",
     "TableSpec",
     "is_transaction_conflict",
+    "ledger_table_name",
     "time_scope",
 ]
 
@@ -87,6 +90,31 @@ def is_transaction_conflict(exc: BaseException) -> bool:
 
 
 _log = logging.getLogger(__name__)
+
+# The load ledger: one small table per written table family (the events table of a load, with
+# its rejects and raw tables), one row per table. Every load transaction updates the rows of the
+# tables it writes, so two load transactions of one family always mutate the same table and
+# BigQuery lets only one of them commit ("If a transaction mutates (update or deletes) rows in
+# a table, then other transactions or DML statements that mutate rows in the same table cannot
+# run concurrently. Conflicting transactions are cancelled."). Without it an insert-missing
+# load only appends, and appending transactions never conflict ("If a transaction only reads a
+# table or appends new rows to it, any operation can be performed concurrently on that table"):
+# two of them would both insert the keys neither saw. See docs/bigquery-behaviour.md, 4h.
+LEDGER_PREFIX = "_cwl_load_ledger_"
+LEDGER_SCHEMA = (
+    bigquery.SchemaField("target", "STRING", mode="REQUIRED", description="A table loads write"),
+    bigquery.SchemaField(
+        "transactions", "INT64", mode="REQUIRED", description="Load transactions committed on it"
+    ),
+    bigquery.SchemaField("updated_at", "TIMESTAMP", description="When the last one committed"),
+)
+_LEDGER_ROWS_READY: set[tuple[str, tuple[str, ...]]] = set()  # (ledger id, targets), this process
+_LEDGER_LOCK = threading.Lock()
+
+
+def ledger_table_name(table: str) -> str:
+    """The ledger of the table family whose first (events) table is ``table``."""
+    return check_identifier("table", LEDGER_PREFIX + table)
 
 
 @dataclass(frozen=True)
@@ -388,7 +416,8 @@ class BigQueryLoader:
                 if not chosen:
                     return result
                 staged = [(r, staging_id) for r, (_, staging_id) in zip(chosen, staged, strict=True)]
-            script = self._replace_script(staged, scope_table)
+            ledger = self.ensure_ledger([r.spec.table for r, _ in staged])
+            script = self._replace_script(staged, scope_table, ledger)
             # The staging tables stay while the transaction is retried: they are dropped below.
             targets = [self.table_id(r.spec.table) for r, _ in staged]
             job = self._run_transaction("replace transaction", script, targets)
@@ -498,8 +527,57 @@ class BigQueryLoader:
         with contextlib.suppress(Exception):
             self.client.delete_table(staging_id, not_found_ok=True, retry=self.drop_retry)
 
-    def _replace_script(self, staged: Sequence[tuple[Replacement, str]], scope_table: str | None) -> str:
-        statements = ["BEGIN TRANSACTION;"]
+    def ensure_ledger(self, tables: Sequence[str]) -> str:
+        """The ledger of the family of ``tables`` (the first is its events table), created with
+        a row for each of them if missing; once per process. Returns the ledger's table id.
+
+        The rows are inserted outside any transaction, before the first load transaction needs
+        them: the guard is an UPDATE, and an UPDATE of a row that is not there changes nothing.
+        Two processes inserting the same missing row at once store it twice; harmless, the
+        UPDATE then changes both.
+        """
+        ledger_id = self.table_id(ledger_table_name(tables[0]))
+        targets = tuple(sorted({self.table_id(t) for t in tables}))
+        with _LEDGER_LOCK:
+            if (ledger_id, targets) in _LEDGER_ROWS_READY:
+                return ledger_id
+        try:
+            self.client.get_table(ledger_id, retry=self.retry)
+        except gexc.NotFound:
+            table = bigquery.Table(ledger_id, schema=list(LEDGER_SCHEMA))
+            table.description = "One row per table the pipeline loads; each load transaction updates it"
+            self._call(
+                f"table {ledger_id}", self.client.create_table, table, exists_ok=True, retry=self.retry
+            )
+        except Exception as exc:
+            raise self._wrap(f"table {ledger_id}", exc) from None
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ArrayQueryParameter("targets", "STRING", list(targets))]
+        )
+        sql = (
+            f"INSERT INTO `{ledger_id}` (`target`, `transactions`, `updated_at`) "
+            "SELECT `target`, 0, CURRENT_TIMESTAMP() FROM UNNEST(@targets) AS `target` "
+            f"WHERE `target` NOT IN (SELECT `target` FROM `{ledger_id}`)"
+        )
+        job = self._call(
+            f"rows of {ledger_id}", self.client.query, sql, job_config=job_config, **self._query_retries()
+        )
+        self._call(f"rows of {ledger_id}", job.result, retry=self.retry, job_retry=self.job_retry)
+        with _LEDGER_LOCK:
+            _LEDGER_ROWS_READY.add((ledger_id, targets))
+        return ledger_id
+
+    def _replace_script(
+        self, staged: Sequence[tuple[Replacement, str]], scope_table: str | None, ledger: str
+    ) -> str:
+        targets = ", ".join(sorted({string_literal(self.table_id(r.spec.table)) for r, _ in staged}))
+        statements = [
+            "BEGIN TRANSACTION;",
+            # The guard (see LEDGER_PREFIX): a mutation that makes concurrent loads of these
+            # tables conflict, so one commits and the others run again on a newer snapshot.
+            f"UPDATE `{ledger}` SET `transactions` = `transactions` + 1, "
+            f"`updated_at` = CURRENT_TIMESTAMP() WHERE `target` IN ({targets});",
+        ]
         scope_sql = f"`{scope_table}`" if scope_table else None
         for index, (replacement, staging_id) in enumerate(staged):
             spec = replacement.spec
@@ -564,7 +642,9 @@ class BigQueryLoader:
     def _run_transaction(self, what: str, script: str, tables: Sequence[str]) -> bigquery.QueryJob:
         """Run a transaction script; run it again, with exponential backoff and jitter within
         ``retry_timeout``, while BigQuery cancels it for a concurrent transaction on one of its
-        tables. Safe because the script replaces a scope: a cancelled attempt changed nothing.
+        tables. Safe because a cancelled attempt changed nothing, and the attempt run again
+        reads a newer snapshot: it replaces its scope again, or inserts only what the
+        transaction that won still left missing.
 
         Raises:
             DestinationError: another error, or still cancelled when ``retry_timeout`` ran out.

@@ -10,9 +10,11 @@ or restarts a server while a request is in flight.
 The proxy records every request it saw, and each rule the requests it acted on, so a test can
 assert that its fault really fired.
 
-It can also stand in for one behaviour of real BigQuery the emulator lacks: a multi-statement
-transaction that mutates a table while another transaction mutating that table is in flight is
-cancelled (:meth:`FaultProxy.emulate_transaction_conflicts`, :class:`TransactionConflicts`).
+It can also stand in for BigQuery's transaction concurrency, which the emulator lacks
+(:meth:`FaultProxy.emulate_transaction_conflicts`, :class:`TransactionConflicts`): a
+multi-statement transaction that mutates a table while another transaction mutating that table
+is in flight is cancelled; one that only appends never is; and each reads the snapshot it
+started with.
 """
 
 from __future__ import annotations
@@ -244,20 +246,30 @@ def bigquery_replace(action: Action, times: int | None = 1) -> Rule:
 
 
 # ---------------------------------------------------------------------------------------------
-# BigQuery transaction conflicts
+# BigQuery transaction conflicts and snapshots
 #
-# Real BigQuery: "If a transaction mutates (updates or deletes) rows in a table, then other
-# transactions or DML statements that mutate rows in the same table cannot run concurrently.
-# Conflicting transactions are cancelled. Conflicting DML statements that run outside of a
-# transaction are queued" (https://cloud.google.com/bigquery/docs/transactions, "Transaction
-# concurrency"). The cancelled job ends DONE with an ``invalidQuery`` error (HTTP 400) whose
-# message, as seen in the field, reads
+# Real BigQuery (https://cloud.google.com/bigquery/docs/transactions, "Transaction concurrency"):
+#   "If a transaction mutates (update or deletes) rows in a table, then other transactions or
+#   DML statements that mutate rows in the same table cannot run concurrently. Conflicting
+#   transactions are cancelled. Conflicting DML statements that run outside of a transaction
+#   are queued to run later, subject to queuing limits."
+#   "Operations that read or append new rows can run concurrently with the transaction."
+#   "If a transaction only reads a table or appends new rows to it, any operation can be
+#   performed concurrently on that table."
+# and, same page: "Transactions guarantee ACID properties and support snapshot isolation.
+# During a transaction, all reads return a consistent snapshot of the tables referenced in the
+# transaction."
+# The cancelled job ends DONE with an ``invalidQuery`` error (HTTP 400) whose message, as seen
+# in the field, reads
 #   Query error: Transaction is aborted due to concurrent update against table
 #   acme:dataset.table. Transaction ID: 61e30eea-0000-2dab-8e60-94eb2c1b1a92 at [24:9]
-# The emulator runs overlapping transactions one after the other instead; this mode cancels
-# them as BigQuery does. Plain DML outside a transaction is left alone: BigQuery queues it.
+# The emulator runs overlapping transactions one after the other, each reading what the one
+# before committed; this mode cancels the conflicting ones as BigQuery does, and lets the
+# others read the snapshot they started with. Plain DML outside a transaction is left alone:
+# BigQuery queues it.
 
 CONCURRENT_UPDATE = "Transaction is aborted due to concurrent update against table"
+SNAPSHOT_PREFIX = "_proxy_snapshot_"
 
 _QUERY_JOB = re.compile(r"^/bigquery/v2/projects/(?P<project>[^/?]+)/(?P<kind>jobs|queries)(\?|$)")
 _JOB_LOOKUP = re.compile(
@@ -265,33 +277,143 @@ _JOB_LOOKUP = re.compile(
 )
 _COMMENT = re.compile(r"--[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
 _BEGIN_TRANSACTION = re.compile(r"\bBEGIN(\s+TRANSACTION)?\s*;", re.I)
-# The target of a mutating statement: backticked (`p.d.t`, `p`.`d`.`t`) or a bare dotted name.
-# A bare name needs a dot, so MERGE's own "UPDATE SET", "INSERT VALUES", "DELETE WHEN" never match.
-_MUTATED = re.compile(
-    r"\b(?:DELETE(?:\s+FROM)?|INSERT(?:\s+INTO)?|MERGE(?:\s+INTO)?|UPDATE|TRUNCATE\s+TABLE)\s+"
-    r"(?P<table>`[^`]+`(?:\.`[^`]+`)*|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*){1,2})",
+# A table name: backticked (`p.d.t`, `p`.`d`.`t`) or a bare dotted name.
+_NAME = r"`[^`]+`(?:\.`[^`]+`)*|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*){1,2}"
+_NAMES = re.compile(_NAME)
+# A statement that writes a table, at the statement's start (MERGE's own "UPDATE SET",
+# "INSERT VALUES", "DELETE" clauses are inside it, never at a start).
+_WRITE = re.compile(
+    r"\s*(?P<verb>DELETE(?:\s+FROM)?|INSERT(?:\s+INTO)?|MERGE(?:\s+INTO)?|UPDATE|TRUNCATE\s+TABLE)\s+"
+    rf"(?P<table>{_NAME})",
+    re.I,
+)
+_MERGE_CHANGES_ROWS = re.compile(r"\bTHEN\s+(UPDATE|DELETE)\b", re.I)
+# INSERT [INTO] t [(columns)] followed by a query: the query is what it reads.
+_INSERT_QUERY = re.compile(
+    rf"\s*INSERT(?:\s+INTO)?\s+(?P<table>{_NAME})\s*(?P<columns>\([^()]*\))?\s*(?P<query>\(*\s*(?:SELECT|WITH)\b[\s\S]*)$",
     re.I,
 )
 
 
+def _blank_comments(sql: str) -> str:
+    """``sql`` with comments turned into spaces (offsets and line breaks kept)."""
+    return _COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), sql)
+
+
+def _statements(code: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each statement of ``code``: split at semicolons outside quotes."""
+    spans, start, quote, index = [], 0, "", 0
+    while index < len(code):
+        char = code[index]
+        if quote:
+            if char == "\\" and quote != "`":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == ";":
+            spans.append((start, index))
+            start = index + 1
+        index += 1
+    if code[start:].strip():
+        spans.append((start, len(code)))
+    return spans
+
+
+def _table_name(text: str, project: str) -> str:
+    parts = text.replace("`", "").split(".")
+    return ".".join([project, *parts] if len(parts) == 2 else parts)
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One statement of a transaction that writes a table."""
+
+    start: int
+    end: int
+    table: str  # project.dataset.table
+    mutates: bool  # changes or deletes rows (else only appends)
+    position: tuple[int, int]  # (line, column) of the statement
+
+
+def _writes(code: str, project: str) -> list[_Write]:
+    writes = []
+    for start, end in _statements(code):
+        match = _WRITE.match(code, start, end)
+        if match is None:
+            continue
+        verb = match["verb"].split()[0].upper()
+        statement = code[start:end]
+        mutates = verb in {"DELETE", "UPDATE", "TRUNCATE"} or (
+            verb == "MERGE" and _MERGE_CHANGES_ROWS.search(statement) is not None
+        )
+        at = match.start("verb")
+        line = code.count("\n", 0, at) + 1
+        column = at - (code.rfind("\n", 0, at) + 1) + 1
+        writes.append(_Write(start, end, _table_name(match["table"], project), mutates, (line, column)))
+    return writes
+
+
 def transaction_tables(sql: str, project: str) -> dict[str, tuple[int, int]] | None:
-    """The tables a transaction script mutates, as ``project.dataset.table`` mapped to the
-    ``(line, column)`` of its first mutating statement; None if ``sql`` begins no transaction.
+    """The tables a transaction script mutates (DELETE, UPDATE, TRUNCATE, a MERGE that
+    updates or deletes), as ``project.dataset.table`` mapped to the ``(line, column)`` of its
+    first mutating statement; tables it only appends to (INSERT, a MERGE that only inserts) are
+    not among them. None if ``sql`` begins no transaction.
 
     A name without a project takes ``project``. Comments are ignored; a statement inside a
     string literal would be taken as one (good enough for the scripts the tests run).
     """
-    code = _COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), sql)
+    code = _blank_comments(sql)
     if not _BEGIN_TRANSACTION.search(code):
         return None
     tables: dict[str, tuple[int, int]] = {}
-    for match in _MUTATED.finditer(code):
-        parts = match.group("table").replace("`", "").split(".")
-        name = ".".join([project, *parts] if len(parts) == 2 else parts)
-        line = code.count("\n", 0, match.start()) + 1
-        column = match.start() - (code.rfind("\n", 0, match.start()) + 1) + 1
-        tables.setdefault(name, (line, column))
+    for write in _writes(code, project):
+        if write.mutates:
+            tables.setdefault(write.table, write.position)
     return tables
+
+
+@dataclass(frozen=True)
+class SnapshotRead:
+    """An ``INSERT … <query>`` of a transaction whose query reads its snapshot: the query's rows
+    are computed into ``snapshot`` when the transaction starts, and inserted at its commit."""
+
+    start: int
+    end: int
+    snapshot: str  # project.dataset.table holding the query's rows
+    create: str  # the statement computing them
+    insert: str  # the statement that replaces the original one
+
+
+def snapshot_reads(sql: str, project: str) -> list[SnapshotRead]:
+    """The statements of a transaction script whose reads the proxy can take from the
+    snapshot: every ``INSERT … SELECT`` whose query reads no table an earlier statement of the
+    transaction wrote (such a query must see those writes, so it runs at commit, as the
+    DELETE, UPDATE and MERGE statements do: the conflict rule keeps other mutators of their
+    tables out meanwhile)."""
+    code = _blank_comments(sql)
+    written: set[str] = set()
+    reads = []
+    for write in _writes(code, project):
+        match = _INSERT_QUERY.match(code, write.start, write.end)
+        if match is not None:
+            query = match["query"]
+            sources = {_table_name(n, project) for n in _NAMES.findall(query) if "." in n}
+            if not sources & written:
+                target_project, dataset, _ = write.table.split(".", 2)
+                snapshot = f"{target_project}.{dataset}.{SNAPSHOT_PREFIX}{uuid.uuid4().hex[:12]}"
+                reads.append(
+                    SnapshotRead(
+                        write.start,
+                        write.end,
+                        snapshot,
+                        f"CREATE TABLE `{snapshot}` AS {sql[match.start('query') : match.end('query')]}",
+                        f"\nINSERT INTO {match['table']} {match['columns'] or ''} SELECT * FROM `{snapshot}`",
+                    )
+                )
+        written.add(write.table)
+    return reads
 
 
 @dataclass(frozen=True)
@@ -303,51 +425,100 @@ class Cancelled:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Transaction:
     job_id: str
     project: str
     location: str
     kind: str  # "jobs" (jobs.insert) or "queries" (jobs.query)
-    tables: dict[str, tuple[int, int]]
+    tables: dict[str, tuple[int, int]]  # the tables it mutates
     configuration: dict
+    request: dict
+    sql: str
+    held: bool = False
+    snapshots: list[SnapshotRead] = field(default_factory=list)
+
+    def body(self) -> bytes:
+        """The request to forward: the script with its snapshot reads, if any were taken."""
+        if not self.snapshots:
+            return json.dumps(self.request).encode()
+        sql = self.sql
+        for read in sorted(self.snapshots, key=lambda r: r.start, reverse=True):
+            sql = sql[: read.start] + read.insert + sql[read.end :]
+        request = json.loads(json.dumps(self.request))
+        if self.kind == "jobs":
+            request["configuration"]["query"]["query"] = sql
+        else:
+            request["query"] = sql
+        return json.dumps(request).encode()
+
+
+Upstream = Callable[[str, str, bytes], tuple[int, bytes]]
 
 
 class TransactionConflicts:
-    """BigQuery's cancellation of conflicting transactions, in front of the emulator.
+    """BigQuery's transaction concurrency, in front of the emulator.
 
     A query job (``jobs.insert`` or ``jobs.query``) whose SQL begins a transaction is in flight
-    on every table it mutates while the emulator serves it, plus ``hold`` before it is
-    forwarded (seconds, or an event the test sets) so that overlaps are likely. Another
-    transaction mutating one of those tables meanwhile is cancelled without reaching the
-    emulator: ``jobs.insert`` answers a job that is DONE with BigQuery's ``invalidQuery`` error
-    (the client's ``job.result()`` raises ``BadRequest``), ``jobs.query`` answers HTTP 400 with
-    it, and the cancelled job's ``jobs.get`` / ``jobs.getQueryResults`` answer the same.
+    from when the proxy receives it until the emulator has answered, plus ``hold`` before it is
+    forwarded (seconds, or an event the test sets; only the first ``hold_first`` transactions
+    let through, if given) so that overlaps are likely.
 
-    ``cancelled`` lists what was cancelled, ``served`` the job ids forwarded to the emulator.
+    * Conflicts: while in flight it holds every table it mutates (:func:`transaction_tables`).
+      Another transaction mutating one of those tables meanwhile is cancelled without reaching
+      the emulator: ``jobs.insert`` answers a job that is DONE with BigQuery's ``invalidQuery``
+      error (the client's ``job.result()`` raises ``BadRequest``), ``jobs.query`` answers HTTP
+      400 with it, and the cancelled job's ``jobs.get`` / ``jobs.getQueryResults`` answer the
+      same. A transaction that only appends to a table (INSERT, a MERGE that only inserts)
+      never conflicts on it, and never makes another one conflict.
+    * Snapshots: when a transaction is let through, the rows of each of its ``INSERT … SELECT``
+      statements that :func:`snapshot_reads` allows are computed at once into a snapshot table
+      next to the target; the statement sent to the emulator inserts them from there. So an
+      insert that checks what is stored (``WHERE NOT EXISTS``) sees the table as it was when
+      its transaction started, not the rows another transaction committed meanwhile.
+
+    ``received`` lists every transaction's job id once it was cancelled or started (its
+    snapshot taken; a held transaction is started), ``cancelled`` what was
+    cancelled, ``served`` the job ids forwarded to the emulator, ``snapshots`` the snapshot
+    tables taken (dropped once the transaction ended), ``snapshot_failures`` the errors of
+    snapshots that could not be taken (that transaction then reads at commit, as the emulator
+    does).
     """
 
-    def __init__(self, hold: float | threading.Event = 0.0, hold_timeout: float = 120.0) -> None:
+    def __init__(
+        self, hold: float | threading.Event = 0.0, hold_timeout: float = 120.0, hold_first: int | None = None
+    ) -> None:
         """``hold``: how long each transaction stays in flight before it is forwarded."""
         self.hold = hold
         self.hold_timeout = hold_timeout
+        self.hold_first = hold_first
+        self.received: list[str] = []
         self.cancelled: list[Cancelled] = []
         self.served: list[str] = []
+        self.snapshots: list[str] = []
+        self.snapshot_failures: list[str] = []
+        self._let_through = 0
         self._active: dict[str, str] = {}  # table -> job id in flight
         self._jobs: dict[str, tuple[dict, dict]] = {}  # cancelled job id -> (job resource, error)
         self._changed = threading.Condition()
 
     def in_flight(self) -> dict[str, str]:
-        """Tables with a transaction in flight, and that transaction's job id."""
+        """Tables with a mutating transaction in flight, and that transaction's job id."""
         with self._changed:
             return dict(self._active)
 
     def wait_in_flight(self, table: str | None = None, timeout: float = 10.0) -> bool:
-        """Wait until a transaction on ``table`` (any table if None) is in flight."""
+        """Wait until a transaction mutating ``table`` (any table if None) is in flight."""
         with self._changed:
             return self._changed.wait_for(
                 lambda: (table in self._active) if table else bool(self._active), timeout
             )
+
+    def wait_received(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until ``count`` transactions arrived and were cancelled or started (their
+        snapshot taken)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.received) >= count, timeout)
 
     def release(self) -> None:
         """Let held transactions go on (when ``hold`` is an event)."""
@@ -374,25 +545,64 @@ class TransactionConflicts:
             configuration = {"query": {"query": sql, "useLegacySql": request.get("useLegacySql", False)}}
             job_id, location = f"job_{uuid.uuid4().hex}", request.get("location") or "US"
         tables = transaction_tables(sql, match["project"]) if isinstance(sql, str) else None
-        if not tables:
+        if tables is None or not isinstance(sql, str):
             return None
-        return _Transaction(job_id, match["project"], location, match["kind"], tables, configuration)
+        return _Transaction(
+            job_id, match["project"], location, match["kind"], tables, configuration, request, sql
+        )
 
     def begin(self, txn: _Transaction) -> Cancelled | None:
-        """Mark ``txn`` in flight on all its tables, or cancel it if one is taken already."""
+        """Mark ``txn`` in flight on the tables it mutates, or cancel it if one is taken already."""
         with self._changed:
             taken = next((t for t in txn.tables if t in self._active), None)
             if taken is None:
                 self._active.update(dict.fromkeys(txn.tables, txn.job_id))
+                self._let_through += 1
+                txn.held = self.hold_first is None or self._let_through <= self.hold_first
                 self._changed.notify_all()
                 return None
             cancelled = self._cancel(txn, taken)
             self.cancelled.append(cancelled)
+            self.received.append(txn.job_id)
             self._changed.notify_all()
             return cancelled
 
-    def wait_hold(self) -> None:
+    def take_snapshots(self, txn: _Transaction, upstream: Upstream) -> None:
+        """Compute the rows of ``txn``'s snapshot reads now, at its start."""
+        for read in snapshot_reads(txn.sql, txn.project):
+            request = {"query": read.create, "useLegacySql": False, "location": txn.location}
+            query = txn.configuration.get("query") or {}
+            for name in ("queryParameters", "parameterMode"):
+                if name in query:
+                    request[name] = query[name]
+            try:
+                status, answer = upstream(
+                    "POST", f"/bigquery/v2/projects/{txn.project}/queries", json.dumps(request).encode()
+                )
+            except OSError as exc:
+                status, answer = 0, str(exc).encode()
+            if status != 200 or b'"errorResult"' in answer:
+                with self._changed:
+                    self.snapshot_failures.append(answer.decode(errors="replace")[:2000])
+                continue
+            txn.snapshots.append(read)
+            with self._changed:
+                self.snapshots.append(read.snapshot)
+        with self._changed:
+            self.received.append(txn.job_id)  # started: its snapshot is taken
+            self._changed.notify_all()
+
+    def drop_snapshots(self, txn: _Transaction, upstream: Upstream) -> None:
+        """Drop the snapshot tables of ``txn`` (it ended)."""
+        for read in txn.snapshots:
+            project, dataset, table = read.snapshot.split(".")
+            with contextlib.suppress(OSError):
+                upstream("DELETE", f"/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}", b"")
+
+    def wait_hold(self, txn: _Transaction) -> None:
         """Keep a transaction in flight before it is forwarded, as configured."""
+        if not txn.held:
+            return
         if isinstance(self.hold, threading.Event):
             self.hold.wait(self.hold_timeout)
         elif self.hold > 0:
@@ -521,12 +731,13 @@ class FaultProxy:
         return rule
 
     def emulate_transaction_conflicts(
-        self, hold: float | threading.Event = 0.0, hold_timeout: float = 120.0
+        self, hold: float | threading.Event = 0.0, hold_timeout: float = 120.0, hold_first: int | None = None
     ) -> TransactionConflicts:
         """From now on, cancel a BigQuery transaction that mutates a table another transaction
-        in flight mutates, as real BigQuery does (see :class:`TransactionConflicts`). Rules
-        still act first; a request they forward is subject to it. :meth:`clear` turns it off."""
-        conflicts = TransactionConflicts(hold, hold_timeout)
+        in flight mutates, and let transactions read their snapshot, as real BigQuery does (see
+        :class:`TransactionConflicts`). Rules still act first; a request they forward is subject
+        to it. :meth:`clear` turns it off."""
+        conflicts = TransactionConflicts(hold, hold_timeout, hold_first)
         with self._lock:
             self.conflicts = conflicts
         return conflicts
@@ -543,6 +754,17 @@ class FaultProxy:
             if self.conflicts is not None:
                 self.conflicts.release()
             self.conflicts = None
+
+    def upstream_request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """Send a request of the proxy's own to the upstream: its status and body."""
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=300)
+        try:
+            headers = {"Content-Type": "application/json"} if body else {}
+            conn.request(method, path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
 
     def requests(
         self, method: str | None = None, path: str | None = None, target: str | None = None
@@ -679,18 +901,22 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             assert answer is not None
             return self._conflict_answer(answer)
         ended = False
+        upstream = self.proxy.upstream_request
 
         def end() -> None:
             nonlocal ended
             if not ended:
                 ended = True
                 conflicts.end(txn)
+                conflicts.drop_snapshots(txn, upstream)
 
         try:
-            conflicts.wait_hold()
+            conflicts.take_snapshots(txn, upstream)
+            conflicts.wait_hold(txn)
             # Ended as soon as the emulator answered (it runs a query job before answering),
             # before the client hears of it: its next transaction must not meet its own.
-            return self._forward(body, None, deliver=deliver, keep=keep, answered=end)
+            forwarded = txn.body() if txn.snapshots else body
+            return self._forward(forwarded, None, deliver=deliver, keep=keep, answered=end)
         finally:
             end()
 

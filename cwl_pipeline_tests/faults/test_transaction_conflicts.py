@@ -1,11 +1,12 @@
-"""Concurrent BigQuery transactions on one table: real BigQuery cancels all but one.
+"""Concurrent BigQuery transactions on one table: those that mutate it conflict, appends do not.
 
 Real BigQuery cancels a multi-statement transaction that mutates a table while another
 transaction mutating that table is in flight ("Transaction is aborted due to concurrent update
 against table …", reason ``invalidQuery``); the emulator simply runs them one after the other.
 So these tests turn on the fault proxy's conflict emulation
 (``FaultProxy.emulate_transaction_conflicts``): a transaction meeting one in flight on the
-same table gets BigQuery's error and never reaches the emulator. Everything else is real: the
+same table gets BigQuery's error and never reaches the emulator, while transactions that only
+append are never cancelled and read the snapshot they started with. Everything else is real: the
 google-cloud-bigquery client, the emulator, the loader, the rows read back.
 """
 
@@ -31,7 +32,12 @@ from cwl_pipeline.adapters.bigquery import (
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.local.processes import LOCAL_PROJECT
-from cwl_pipeline_tests.faults.fault_proxy import CONCURRENT_UPDATE, FaultProxy, transaction_tables
+from cwl_pipeline_tests.faults.fault_proxy import (
+    CONCURRENT_UPDATE,
+    FaultProxy,
+    snapshot_reads,
+    transaction_tables,
+)
 from cwl_pipeline_tests.faults.fault_stack import staging_tables
 
 EVENTS = TableSpec(
@@ -94,6 +100,8 @@ def writer_script(dataset: str, writer: int) -> str:
 
 
 def test_transaction_tables_are_the_mutated_ones():
+    """The tables a transaction mutates: DELETE, UPDATE, TRUNCATE and a MERGE that updates or
+    deletes. INSERT and a MERGE that only inserts append: they never conflict."""
     script = """
     -- DELETE FROM `p.d.commented_out`;
     BEGIN TRANSACTION;
@@ -103,16 +111,47 @@ def test_transaction_tables_are_the_mutated_ones():
       WHEN MATCHED THEN UPDATE SET n = 1
       WHEN NOT MATCHED THEN INSERT (k) VALUES (s.k)
       WHEN NOT MATCHED BY SOURCE THEN DELETE;
+    MERGE `p.d.appended` AS t USING (SELECT 1 AS k) AS s ON t.k = s.k
+      WHEN NOT MATCHED THEN INSERT (k) VALUES (s.k);
+    UPDATE `p.d.ledger` SET a = 'x;y' WHERE TRUE;
+    TRUNCATE TABLE `p.d.scratch`;
     UPDATE `p.d.events` SET a = 1 WHERE FALSE;
     COMMIT TRANSACTION;
     """
     assert transaction_tables(script, "proj") == {
         "p.d.events": (4, 5),
-        "p.d.rejects": (5, 5),
         "proj.d.totals": (6, 5),
+        "p.d.ledger": (12, 5),
+        "p.d.scratch": (13, 5),
     }
+    appending = "BEGIN TRANSACTION;\nINSERT INTO `p.d.events` (a) SELECT a FROM `p.d.s`;\nCOMMIT TRANSACTION;"
+    assert transaction_tables(appending, "proj") == {}
     assert transaction_tables("DELETE FROM `p.d.events` WHERE TRUE", "proj") is None
     assert transaction_tables("BEGIN\n  SELECT 1;\nEND;", "proj") is None
+
+
+def test_snapshot_reads_are_the_inserts_whose_sources_the_transaction_did_not_write():
+    """An INSERT … SELECT reads the snapshot unless an earlier statement of the transaction wrote
+    a table its query reads (then it must see that write, and runs at commit)."""
+    script = (
+        "BEGIN TRANSACTION;\n"
+        "UPDATE `p.d.ledger` SET n = n + 1 WHERE TRUE;\n"
+        "INSERT INTO `p.d.events` (`a`, `b`) SELECT `a`, `b` FROM `p.d._stage_1` AS staged "
+        "WHERE NOT EXISTS (SELECT 1 FROM `p.d.events` WHERE `a` = staged.`a`);\n"
+        "DELETE FROM `p.d.rejects` WHERE TRUE;\n"
+        "INSERT INTO `p.d.rejects` (`a`) SELECT `a` FROM `p.d._stage_2` AS staged "
+        "WHERE NOT EXISTS (SELECT 1 FROM `p.d.rejects` WHERE `a` = staged.`a`);\n"
+        "INSERT INTO `p.d.raw` (`a`) VALUES (1);\n"
+        "COMMIT TRANSACTION;"
+    )
+    [read] = snapshot_reads(script, "proj")
+    assert script[read.start : read.end].strip().startswith("INSERT INTO `p.d.events`")
+    assert read.snapshot.startswith("p.d._proxy_snapshot_")
+    assert read.create == (
+        f"CREATE TABLE `{read.snapshot}` AS SELECT `a`, `b` FROM `p.d._stage_1` AS staged "
+        "WHERE NOT EXISTS (SELECT 1 FROM `p.d.events` WHERE `a` = staged.`a`)"
+    )
+    assert read.insert.strip() == f"INSERT INTO `p.d.events` (`a`, `b`) SELECT * FROM `{read.snapshot}`"
 
 
 def test_only_concurrent_update_errors_count_as_conflicts():
@@ -194,6 +233,85 @@ def test_plain_dml_is_not_cancelled(bq_faults: FaultProxy, bq_client, dataset):
     client.close()
 
 
+def appending_script(dataset: str, writer: int) -> str:
+    """A transaction that only appends: the five events, those not stored yet (insert-missing)."""
+    target = f"`{LOCAL_PROJECT}.{dataset}.events`"
+    values = ", ".join(f"STRUCT(TIMESTAMP '2026-11-20 10:05:00+00' AS ts, '{e}' AS id)" for e in EVENT_IDS)
+    return (
+        "BEGIN TRANSACTION;\n"
+        f"INSERT INTO {target} (`timestamp`, event_id, writer) SELECT staged.ts, staged.id, {writer} "
+        f"FROM UNNEST([{values}]) AS staged "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE event_id = staged.id);\n"
+        "COMMIT TRANSACTION;"
+    )
+
+
+def test_appending_transactions_are_never_cancelled_and_read_their_snapshot(
+    bq_faults: FaultProxy, bq_client, dataset
+):
+    """What BigQuery allows, the proxy allows: a transaction that only appends runs alongside
+    any other one on the table. The first insert-missing transaction is held after its start;
+    a second one, and a mutating one, run and commit meanwhile; the first then commits the rows
+    its snapshot lacked: every event twice. This is the duplication the load ledger prevents."""
+    release = threading.Event()
+    conflicts = bq_faults.emulate_transaction_conflicts(hold=release, hold_first=1)
+    first_client, client = client_on(bq_faults.url), client_on(bq_faults.url)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: first_client.query(appending_script(dataset, 1)).result())
+        assert conflicts.wait_received(1)
+        client.query(appending_script(dataset, 2)).result()
+        assert table_rows(bq_client, dataset, "events", "event_id, writer") == [(e, 2) for e in EVENT_IDS]
+        client.query(  # a mutating transaction: not cancelled either, the first one only appends
+            "BEGIN TRANSACTION;\n"
+            f"UPDATE `{LOCAL_PROJECT}.{dataset}.events` SET writer = 3 WHERE writer = 2;\n"
+            "COMMIT TRANSACTION;"
+        ).result()
+        release.set()
+        first.result(timeout=60)
+
+    assert conflicts.cancelled == []
+    assert len(conflicts.served) == 3 and len(conflicts.snapshots) == 2
+    rows = table_rows(bq_client, dataset, "events", "event_id, writer")
+    assert rows == sorted([(e, 1) for e in EVENT_IDS] + [(e, 3) for e in EVENT_IDS])
+    tables = [t.table_id for t in bq_client.list_tables(f"{LOCAL_PROJECT}.{dataset}")]
+    assert not [t for t in tables if t.startswith("_proxy_snapshot_")], "snapshots are dropped"
+    first_client.close()
+    client.close()
+
+
+def test_transactions_mutating_the_same_table_conflict_whatever_else_they_do(
+    bq_faults: FaultProxy, bq_client, dataset
+):
+    """Two transactions that each append to the events table and update one row of a small
+    table: the update makes them conflict (the second one is cancelled), as the load ledger
+    relies on."""
+    bq_client.query(
+        f"CREATE TABLE `{LOCAL_PROJECT}.{dataset}.ledger` AS SELECT 'events' AS target, 0 AS n"
+    ).result()
+
+    def guarded(writer: int) -> str:
+        script = appending_script(dataset, writer)
+        guard = f"UPDATE `{LOCAL_PROJECT}.{dataset}.ledger` SET n = n + 1 WHERE target = 'events';\n"
+        return script.replace("BEGIN TRANSACTION;\n", "BEGIN TRANSACTION;\n" + guard, 1)
+
+    release = threading.Event()
+    conflicts = bq_faults.emulate_transaction_conflicts(hold=release)
+    first_client, client = client_on(bq_faults.url), client_on(bq_faults.url)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: first_client.query(guarded(1)).result())
+        assert conflicts.wait_in_flight(f"{LOCAL_PROJECT}.{dataset}.ledger")
+        with pytest.raises(BadRequest) as raised:
+            client.query(guarded(2)).result()
+        release.set()
+        first.result(timeout=60)
+    assert is_transaction_conflict(raised.value)
+    assert f"{LOCAL_PROJECT}:{dataset}.ledger" in raised.value.message
+    client.query(guarded(2)).result()  # run again: its snapshot now holds the first one's rows
+    assert table_rows(bq_client, dataset, "events", "event_id, writer") == [(e, 1) for e in EVENT_IDS]
+    first_client.close()
+    client.close()
+
+
 def _replacement(writer: int) -> list[Replacement]:
     at = pa.array([WINDOW_START + timedelta(minutes=5)] * len(EVENT_IDS), pa.timestamp("us", tz="UTC"))
     events = pa.table(
@@ -202,6 +320,30 @@ def _replacement(writer: int) -> list[Replacement]:
     rejects = pa.table({"timestamp": at[:1], "writer": pa.array([writer], pa.int64())})
     scope = time_scope("timestamp", WINDOW_START, WINDOW_END)
     return [Replacement(EVENTS, events, scope), Replacement(REJECTS, rejects, scope)]
+
+
+def test_every_load_transaction_updates_its_tables_ledger_rows(bq_faults: FaultProxy, bq_client, dataset):
+    """The ledger is created with a row per written table by the first load of the process (one
+    lookup, one insert of the missing rows); every load transaction then updates those rows."""
+    loaders = [BigQueryLoader(client_on(bq_faults.url), dataset, location="US") for _ in range(2)]
+    for writer, loader in enumerate(loaders):
+        loader.replace(_replacement(writer), label=f"writer{writer}")
+    loaders[0].replace(_replacement(5), label="again")
+
+    ledger = f"{LOCAL_PROJECT}.{dataset}._cwl_load_ledger_events"
+    rows = table_rows(bq_client, dataset, "_cwl_load_ledger_events", "target, transactions")
+    assert rows == [
+        (f"{LOCAL_PROJECT}.{dataset}.events", 3),
+        (f"{LOCAL_PROJECT}.{dataset}.events_rejects", 3),
+    ]
+    assert len(bq_faults.requests(method="GET", path=f"/tables/{ledger.rsplit('.', 1)[1]}")) == 1
+    inserts = [s for s in bq_faults.requests(method="POST", path="/queries") if b"UNNEST(@targets)" in s.body]
+    jobs = [
+        s for s in bq_faults.requests(method="POST", path=r"/jobs(\?|$)") if b"UNNEST(@targets)" in s.body
+    ]
+    assert len(inserts) + len(jobs) == 1
+    for loader in loaders:
+        loader.client.close()
 
 
 def test_concurrent_replaces_of_one_window_all_succeed_once(bq_faults: FaultProxy, bq_client, dataset):
@@ -232,6 +374,7 @@ def test_concurrent_replaces_of_one_window_all_succeed_once(bq_faults: FaultProx
 
     assert len(conflicts.cancelled) >= 5
     assert {c.table for c in conflicts.cancelled} <= {
+        f"{LOCAL_PROJECT}.{dataset}._cwl_load_ledger_events",
         f"{LOCAL_PROJECT}.{dataset}.events",
         f"{LOCAL_PROJECT}.{dataset}.events_rejects",
     }

@@ -93,8 +93,8 @@ def test_failure_inside_the_replace_leaves_previous_rows_intact(stack, logs_clie
     # so the replace script gets a statement that raises after the deletes and inserts ran.
     original = BigQueryLoader._replace_script
 
-    def failing_script(self, staged):
-        script = original(self, staged)
+    def failing_script(self, *args):
+        script = original(self, *args)
         return script.replace("COMMIT TRANSACTION;", "SELECT ERROR('injected failure');\nCOMMIT TRANSACTION;")
 
     monkeypatch.setattr(BigQueryLoader, "_replace_script", failing_script)

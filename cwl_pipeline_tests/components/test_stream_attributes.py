@@ -35,7 +35,16 @@ SETTINGS: dict[str, Any] = {
 
 POLLING = {
     "name": "api",
-    "source": {"type": "cloudwatch", "log_groups": ["/aws/lambda/api"], "log_group_prefixes": ["/ecs/api-"]},
+    "source": {
+        "type": "cloudwatch",
+        "log_groups": ["/aws/lambda/api"],
+        "log_group_prefixes": ["/ecs/api-"],
+        "account": {
+            "role_arn": "arn:aws:iam::222222222222:role/cwl-pipeline-source",
+            "region": "eu-central-1",
+            "external_id": "${SOURCE_EXTERNAL_ID}",
+        },
+    },
     "table": "api_events",
     "parser": {"type": "vpc_flow", "fields": ["version", "account-id", "interface-id"]},
     "description": "API logs.",
@@ -122,6 +131,7 @@ STREAMS = [POLLING, FIREHOSE, MESSAGES]
 MODELS_AND_PARSER_KEYS = [
     (attrs.StreamAttributes, config._STREAM_KEYS),
     (attrs.CloudWatchSourceAttributes, config._CLOUDWATCH_KEYS),
+    (attrs.SourceAccountAttributes, config._ACCOUNT_KEYS),
     (attrs.S3SourceAttributes, config._S3_KEYS),
     (attrs.NotificationsAttributes, config._NOTIFICATIONS_KEYS),
     (attrs.HistoryAttributes, config._HISTORY_KEYS),
@@ -150,6 +160,7 @@ def test_each_model_has_exactly_the_keys_the_parser_takes(
 NESTED: dict[str, tuple[type[pydantic.BaseModel], ...]] = {
     "source": (attrs.CloudWatchSourceAttributes, attrs.S3SourceAttributes),
     "notifications": (attrs.NotificationsAttributes,),
+    "account": (attrs.SourceAccountAttributes,),
     "history": (attrs.HistoryAttributes,),
     "reconcile": (attrs.ReconcileAttributes,),
     "freshness": (attrs.FreshnessAttributes,),

@@ -34,8 +34,8 @@ from cwl_pipeline.config_accounts import (
 from cwl_pipeline.config_rules import RULE_KEYS, RuleConfigError, parse_event_rules, parse_raw_table
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
 from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
+from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
 from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
@@ -286,6 +286,12 @@ class StreamConfig:
     raw_table: str | None = None  # the raw layer's table, None without one
     rules: EventRules = NO_RULES  # filters and redaction, applied before anything is written
     asset_key_prefix: tuple[str, ...] = ()  # put before the table name in each table's asset key
+
+    @property
+    def source_account(self) -> SourceAccount | None:
+        """The role and/or Region a polling stream reads its log groups with (None: the
+        pipeline's own identity and Region)."""
+        return self.source.account if isinstance(self.source, CloudWatchSource) else None
 
     @property
     def rejects_table(self) -> str:

@@ -887,6 +887,8 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
         account = parse_source_account(source.get("account"), f"{where}.account")
     except AccountConfigError as exc:
         raise ConfigError(str(exc)) from None
+    # One spelling per ARN (without ":*"): it is the log_group of every row read from the group.
+    groups = [parse_log_group_arn(g).arn if is_arn(g) else g for g in groups]
     return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes), account=account)
 
 

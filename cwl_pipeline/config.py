@@ -592,6 +592,12 @@ def _parse_stream(
         if not isinstance(source, CloudWatchSource):
             raise ConfigError(f"{where}.history: only applies to a polling stream (source type cloudwatch)")
         history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
+        if source.account is not None:
+            raise ConfigError(
+                f"{where}.history: not supported with source.account: the export tasks would run in "
+                "the log groups' account and write to a bucket it may write to; read these windows "
+                "through FilterLogEvents"
+            )
         if any(is_arn(group) for group in source.log_groups):
             raise ConfigError(
                 f"{where}.history: CreateExportTask exports log groups of the account it is called in, "

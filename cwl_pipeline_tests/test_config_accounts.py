@@ -91,6 +91,11 @@ def test_the_external_id_stays_a_reference_through_the_config_file(tmp_path, mon
         (f'{{log_group_prefixes: ["{ARN}"]}}', "", "is not a valid CloudWatch log group name"),
         (f'{{log_groups: ["{ARN}"], account: {{region: us-east-2}}}}', "", "is in Region eu-west-1"),
         (
+            f'{{log_groups: [/a], account: {{role_arn: "{ROLE}"}}}}',
+            "    history: {after: 2d, bucket: exports-1, prefix: h}",
+            "streams.s.history: not supported with source.account",
+        ),
+        (
             f'{{log_groups: ["{ARN}"]}}',
             "    history: {after: 2d, bucket: exports-1, prefix: h}",
             "CreateExportTask exports log groups of the account it is called in",

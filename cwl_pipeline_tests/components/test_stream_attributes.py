@@ -35,16 +35,7 @@ SETTINGS: dict[str, Any] = {
 
 POLLING = {
     "name": "api",
-    "source": {
-        "type": "cloudwatch",
-        "log_groups": ["/aws/lambda/api"],
-        "log_group_prefixes": ["/ecs/api-"],
-        "account": {
-            "role_arn": "arn:aws:iam::222222222222:role/cwl-pipeline-source",
-            "region": "eu-central-1",
-            "external_id": "${SOURCE_EXTERNAL_ID}",
-        },
-    },
+    "source": {"type": "cloudwatch", "log_groups": ["/aws/lambda/api"], "log_group_prefixes": ["/ecs/api-"]},
     "table": "api_events",
     "parser": {"type": "vpc_flow", "fields": ["version", "account-id", "interface-id"]},
     "description": "API logs.",
@@ -126,7 +117,20 @@ MESSAGES = {
     "parser": "lambda",
     "start": "2026-11-01T00:00:00Z",
 }
-STREAMS = [POLLING, FIREHOSE, MESSAGES]
+OTHER_ACCOUNT = {
+    "name": "orders",
+    "source": {
+        "type": "cloudwatch",
+        "log_groups": ["arn:aws:logs:eu-central-1:333333333333:log-group:/aws/lambda/orders", "/app/orders"],
+        "account": {
+            "role_arn": "arn:aws:iam::222222222222:role/cwl-pipeline-source",
+            "region": "eu-central-1",
+            "external_id": "${SOURCE_EXTERNAL_ID}",
+        },
+    },
+    "start": "2026-11-01T00:00:00Z",
+}
+STREAMS = [POLLING, FIREHOSE, MESSAGES, OTHER_ACCOUNT]
 
 MODELS_AND_PARSER_KEYS = [
     (attrs.StreamAttributes, config._STREAM_KEYS),

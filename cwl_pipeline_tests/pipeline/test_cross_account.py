@@ -35,6 +35,9 @@ from cwl_pipeline_tests.pipeline.test_reconciliation import (  # noqa: F401 (an 
     clear_of_hour_boundaries,
     put_incoming_log_events,
 )
+from cwl_pipeline_tests.pipeline.test_window_sensor import (  # noqa: F401 (an autouse fixture)
+    clear_of_window_boundaries,
+)
 
 SECOND_ACCOUNT = "222222222222"
 EXTERNAL_ID_ENV = "CWL_TEST_SOURCE_EXTERNAL_ID"
@@ -92,11 +95,11 @@ def two_accounts(local_aws, local_bigquery, logs_client, write_config, unique_na
     put(second_logs, group, [(start + timedelta(minutes=m), {"action": f"remote-{m}"}) for m in (3, 4, 5)])
     path = write_config(two_account_config(local_aws, local_bigquery, f"ds_{unique_name}", group, role_arn))
     config = load_config(path)
-    return config, build_definitions(config), group, start, second_cloudwatch
+    return config, build_definitions(config), group, start, second_cloudwatch, second_logs
 
 
 def test_each_stream_loads_the_events_of_its_own_account(two_accounts, bq_client):
-    config, defs, group, start, _ = two_accounts
+    config, defs, group, start, *_ = two_accounts
     for name in ("home", "remote"):
         assert materialize(defs, partition_key(start), node_name=f"load_{name}").success
     dataset = config.bigquery.dataset
@@ -108,7 +111,7 @@ def test_each_stream_loads_the_events_of_its_own_account(two_accounts, bq_client
 
 
 def test_the_second_stream_calls_aws_as_the_assumed_role_of_the_second_account(two_accounts):
-    config, defs, _, _, _ = two_accounts
+    config, defs, *_ = two_accounts
     aws = defs.resources["aws"]
     remote = config.stream("remote").source_account
     identity = aws.client("sts", remote).get_caller_identity()
@@ -118,7 +121,7 @@ def test_the_second_stream_calls_aws_as_the_assumed_role_of_the_second_account(t
 
 
 def test_the_log_groups_of_each_account_are_assets_of_their_own(two_accounts):
-    _, defs, group, _, _ = two_accounts
+    _, defs, group, *_ = two_accounts
     keys = {spec.key for spec in defs.resolve_all_asset_specs() if spec.group_name == "sources"}
     tail = group.strip("/").replace("/", "_").replace("-", "_")
     assert dg.AssetKey(["cloudwatch", tail]) in keys
@@ -128,7 +131,7 @@ def test_the_log_groups_of_each_account_are_assets_of_their_own(two_accounts):
 def test_reconciliation_of_the_second_stream_reads_the_second_accounts_metric(
     two_accounts, local_aws, bq_client
 ):
-    config, defs, group, start, second_cloudwatch = two_accounts
+    config, defs, group, start, second_cloudwatch, _ = two_accounts
     hour = floor_to_hour(datetime.now(UTC))
     # CloudWatch's counts, per account: 2 events ingested here, 3 in the second account.
     home_cloudwatch = boto3.client("cloudwatch", endpoint_url=local_aws.url, region_name="us-east-1")
@@ -152,3 +155,20 @@ def test_reconciliation_of_the_second_stream_reads_the_second_accounts_metric(
     assert evaluation.metadata["cloudwatch_events"].value == 3
     assert evaluation.metadata["stored_events"].value == 3
     assert evaluation.passed
+
+
+def test_each_window_sensor_probes_the_open_window_in_its_own_account(two_accounts):
+    """An event arrives in the open window of the second account's group only: the stream reading
+    that account refreshes its open window, the one reading this account's group of the same
+    name does not."""
+    _, defs, group, _, _, second_logs = two_accounts
+    put(second_logs, group, [(datetime.now(UTC), {"action": "open window"})])
+    instance = dg.DagsterInstance.ephemeral()
+    kinds = {}
+    for name in ("home", "remote"):
+        sensor = defs.resolve_sensor_def(f"{name}_windows")
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        result = sensor.evaluate_tick(context)
+        kinds[name] = {request.tags["cwl/load"] for request in result.run_requests}
+    assert "refresh" in kinds["remote"]
+    assert "refresh" not in kinds["home"]

@@ -23,6 +23,14 @@ from typing import Any
 
 import yaml
 
+from cwl_pipeline.config_accounts import (
+    ACCOUNT_KEYS,
+    ENV_REFERENCE_RE,
+    ROLE_ARN_RE,
+    AccountConfigError,
+    SourceAccount,
+    parse_source_account,
+)
 from cwl_pipeline.config_rules import (
     RULE_KEYS,
     RuleConfigError,
@@ -33,6 +41,7 @@ from cwl_pipeline.config_rules import (
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
+from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
 from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
@@ -132,10 +141,16 @@ class BigQuerySettings:
 
 @dataclass(frozen=True)
 class CloudWatchSource:
-    """A polling source: log groups named exactly, and/or every group under a prefix."""
+    """A polling source: log groups named exactly, and/or every group under a prefix.
+
+    A named group may be an ARN (a monitoring account of CloudWatch cross-account observability
+    reads its source accounts' groups so); ``account`` names the role and/or Region to read with
+    when the groups are not in the pipeline's own account and Region.
+    """
 
     log_groups: tuple[str, ...] = ()
     log_group_prefixes: tuple[str, ...] = ()
+    account: SourceAccount | None = None
 
 
 S3_LAYOUTS = ("firehose", "export")
@@ -279,6 +294,12 @@ class StreamConfig:
     asset_key_prefix: tuple[str, ...] = ()  # put before the table name in each table's asset key
 
     @property
+    def source_account(self) -> SourceAccount | None:
+        """The role and/or Region a polling stream reads its log groups with (None: the
+        pipeline's own identity and Region)."""
+        return self.source.account if isinstance(self.source, CloudWatchSource) else None
+
+    @property
     def rejects_table(self) -> str:
         """Name of the rejects table kept beside the events table."""
         return f"{self.table}_rejects"
@@ -411,6 +432,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
         if dupes:
             raise ConfigError(f"streams: {attr} {dupes} used by more than one stream")
     _check_history_prefixes(streams)
+    _check_log_group_regions(streams, aws)
     return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
 
 
@@ -424,6 +446,23 @@ def parse_connection_settings(raw: Any) -> tuple[AwsSettings, BigQuerySettings]:
     return _parse_aws(_mapping(top.get("aws", {}), "aws")), _parse_bigquery(
         _mapping(top.get("bigquery"), "bigquery")
     )
+
+
+def _check_log_group_regions(streams: tuple[StreamConfig, ...], aws: AwsSettings) -> None:
+    """A log group named by ARN lives in the Region the stream reads in: CloudWatch
+    cross-account observability links accounts within one Region."""
+    for stream in streams:
+        source = stream.source
+        if not isinstance(source, CloudWatchSource):
+            continue
+        region = (source.account.region if source.account else None) or aws.region
+        for group in source.log_groups:
+            if is_arn(group) and parse_log_group_arn(group).region != region:
+                raise ConfigError(
+                    f"streams.{stream.name}.source.log_groups: {group!r} is in Region "
+                    f"{parse_log_group_arn(group).region}, the stream reads in {region} "
+                    "(set source.account.region)"
+                )
 
 
 def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
@@ -480,7 +519,8 @@ _ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 _FRESHNESS_KEYS = {"warn", "fail"}
 _HISTORY_KEYS = {"reader", "after", "bucket", "prefix", "poll_interval"}
 _RECONCILE_KEYS = {"enabled", "interval", "lookback", "max_heal_attempts"}
-_CLOUDWATCH_KEYS = {"type", "log_groups", "log_group_prefixes"}
+_CLOUDWATCH_KEYS = {"type", "log_groups", "log_group_prefixes", "account"}
+_ACCOUNT_KEYS = ACCOUNT_KEYS
 _NOTIFICATIONS_KEYS = {"queue_url", "safety_listing"}
 
 
@@ -558,6 +598,17 @@ def _parse_stream(
         if not isinstance(source, CloudWatchSource):
             raise ConfigError(f"{where}.history: only applies to a polling stream (source type cloudwatch)")
         history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
+        if source.account is not None:
+            raise ConfigError(
+                f"{where}.history: not supported with source.account: the export tasks would run in "
+                "the log groups' account and write to a bucket it may write to; read these windows "
+                "through FilterLogEvents"
+            )
+        if any(is_arn(group) for group in source.log_groups):
+            raise ConfigError(
+                f"{where}.history: CreateExportTask exports log groups of the account it is called in, "
+                "never one named by ARN; read the group from its own account (source.account.role_arn)"
+            )
     if "reconcile" in raw and not isinstance(source, CloudWatchSource):
         raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
     try:
@@ -841,9 +892,20 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
     if not groups and not prefixes:
         raise ConfigError(f"{where}: name at least one of log_groups or log_group_prefixes")
     for group in groups + prefixes:
-        if not _LOG_GROUP_RE.fullmatch(group):
+        if group in groups and is_arn(group):
+            try:
+                parse_log_group_arn(group)
+            except LogGroupArnError as exc:
+                raise ConfigError(f"{where}.log_groups: {exc}") from None
+        elif not _LOG_GROUP_RE.fullmatch(group):
             raise ConfigError(f"{where}: {group!r} is not a valid CloudWatch log group name")
-    return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes))
+    try:
+        account = parse_source_account(source.get("account"), f"{where}.account")
+    except AccountConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    # One spelling per ARN (without ":*"): it is the log_group of every row read from the group.
+    groups = [parse_log_group_arn(g).arn if is_arn(g) else g for g in groups]
+    return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes), account=account)
 
 
 # S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
@@ -983,9 +1045,9 @@ _AWS_KEYS = {
     "retry_mode",
     "filter_log_events_per_second",
 }
-_ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ROLE_ARN_RE = ROLE_ARN_RE
 _ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
-_ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REFERENCE_RE = ENV_REFERENCE_RE
 
 
 def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
@@ -1113,7 +1175,7 @@ def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
 
 
 # Keys whose ``${NAME}`` reference is kept as is (resolved by Dagster at run time).
-_ENV_REFERENCE_KEYS = {("aws", "external_id")}
+_ENV_REFERENCE_KEYS = {("aws", "external_id"), ("streams", "source", "account", "external_id")}
 
 
 def _expand_env(

@@ -28,6 +28,7 @@ NO_DAGSTER = [
     "load",
     "config.py",
     "config_rules.py",
+    "config_accounts.py",
     "polling/filter_log_events.py",
     "polling/read.py",
     "polling/rederive.py",

@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_worker_demo,
     )
     from cwl_pipeline.local.lambda_demo import LambdaInvocations
+    from cwl_pipeline.local.partner_demo import DEMO_PARTNER_ACCOUNT, DEMO_PARTNER_GROUP, partner_clients
 
     home: Path = args.home.resolve()
     logs = home / "logs"
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     producer: DemoProducer | None = None
     worker: DemoProducer | None = None
     lambda_producer: DemoProducer | None = None
+    partner_producer: DemoProducer | None = None
     stopping = False
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -187,6 +189,18 @@ def run(args: argparse.Namespace) -> int:
             lambda_producer.ensure_log_group()
             lambda_producer.start()
             print(f"demo producer              writing to log group {DEMO_LAMBDA_GROUP}", flush=True)
+            # A log group in a second account, read by the partner_events stream through a role.
+            partner_logs, partner_metrics = partner_clients(aws.url, LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"])
+            partner_producer = DemoProducer(
+                partner_logs, DEMO_PARTNER_GROUP, interval=4.0, metrics_client=partner_metrics
+            )
+            partner_producer.ensure_log_group()
+            partner_producer.start()
+            print(
+                f"demo producer              writing to log group {DEMO_PARTNER_GROUP} "
+                f"in account {DEMO_PARTNER_ACCOUNT}",
+                flush=True,
+            )
 
         workspace = str(dagster_home / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
@@ -237,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
             producer.stop()
         if worker:
             worker.stop()
+        if partner_producer:
+            partner_producer.stop()
         if lambda_producer:
             lambda_producer.stop()
         for service in reversed(services):

@@ -45,12 +45,27 @@ class _Attributes(dg.Model, dg.Resolvable):
         return self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
 
 
+class SourceAccountAttributes(_Attributes):
+    """The account (a role to assume there) and/or Region the stream's log groups live in."""
+
+    role_arn: OptionalText = Field(None, description="A role in the log groups' account to assume.")
+    region: OptionalText = Field(None, description="The log groups' Region (default: aws.region).")
+    external_id: OptionalText = Field(
+        None, description="role_arn's external id, as a reference ${NAME} read at run time (never a value)."
+    )
+
+
 class CloudWatchSourceAttributes(_Attributes):
     """Log groups polled with FilterLogEvents."""
 
     type: Literal["cloudwatch"] = Field("cloudwatch", description="Polled with FilterLogEvents.")
-    log_groups: Names = Field(None, description="Log group names, e.g. ['/aws/lambda/app'].")
+    log_groups: Names = Field(
+        None, description="Log group names or ARNs, e.g. ['/aws/lambda/app'] (ARNs: in a monitoring account)."
+    )
     log_group_prefixes: Names = Field(None, description="Every log group whose name starts so.")
+    account: SourceAccountAttributes | None = Field(
+        None, description="Read with a role in another account and/or in another Region."
+    )
 
 
 class NotificationsAttributes(_Attributes):

@@ -16,6 +16,7 @@ Secrets never go into resource config (Dagster shows resource config in its UI):
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,15 +35,16 @@ from pydantic import Field
 from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
+from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.gcp_credentials import (
     CredentialsError,
     aws_external_account_credentials,
     default_credentials,
     load_credential_config,
 )
-from cwl_pipeline.config import AwsSettings, BigQuerySettings, GcpCredentials, default_of
+from cwl_pipeline.config import AwsSettings, BigQuerySettings, GcpCredentials, SourceAccount, default_of
 
-_CLIENTS: dict[tuple[str, str, str | None], Any] = {}
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -82,8 +84,25 @@ class AwsResource(ResourceWithBoto3Configuration):
             filter_log_events_per_second=settings.filter_log_events_per_second,
         )
 
-    def session(self) -> boto3.session.Session:
-        """A boto3 session: the default chain, or ``role_arn`` assumed (and renewed) with it."""
+    def session(self, account: SourceAccount | None = None) -> boto3.session.Session:
+        """A boto3 session: the default chain, or ``role_arn`` assumed (and renewed) with it.
+
+        With ``account`` (a stream's ``source.account``) its role is assumed in turn, with the
+        pipeline's credentials as source, and its Region is the session's.
+        """
+        session = self._own_session()
+        if account is None or not account.role_arn:
+            return session
+        return assumed_role_session(
+            session,
+            account.role_arn,
+            session_name=self.role_session_name,
+            external_id=account_external_id(account),
+            endpoint_url=self.endpoint_url,
+            region=account.region or self.region_name,
+        )
+
+    def _own_session(self) -> boto3.session.Session:
         session = boto3.session.Session(
             profile_name=self.profile_name,
             region_name=self.region_name,
@@ -107,20 +126,31 @@ class AwsResource(ResourceWithBoto3Configuration):
             return self.external_id.get_value()
         return self.external_id
 
-    def client(self, service: str) -> Any:
-        """The process's boto3 client for ``service`` ("logs", "s3", ...) with this configuration.
+    def client(self, service: str, account: SourceAccount | None = None) -> Any:
+        """The process's boto3 client for ``service`` ("logs", "s3", ...) with this configuration,
+        in ``account`` (a stream's ``source.account``: its role and Region) if given.
 
         Reused across runs and sensor ticks of the process: botocore's adaptive retry keeps its
         measured rate in the client, and an assumed role is not assumed again on every call.
         """
-        key = (service, self.model_dump_json(), self._external_id())
+        external_id = account_external_id(account) if account is not None else None
+        key = (service, self.model_dump_json(), self._external_id(), account, external_id)
         with _CLIENTS_LOCK:
             client = _CLIENTS.get(key)
             if client is None:
-                client = _CLIENTS[key] = self._new_client(service)
+                client = _CLIENTS[key] = self._new_client(service, account)
         return client
 
-    def _new_client(self, service: str) -> Any:
+    def caller_account(self, account: SourceAccount | None = None) -> str:
+        """Who a client for ``account`` calls AWS as, for per-account quotas: the account of the
+        role it assumes (the stream's, else the pipeline's ``role_arn``), else the pipeline's
+        own credentials, whatever their account."""
+        if account is not None and account.account_id:
+            return account.account_id
+        own = SourceAccount(role_arn=self.role_arn).account_id if self.role_arn else None
+        return own or "own-credentials"
+
+    def _new_client(self, service: str, account: SourceAccount | None = None) -> Any:
         config = Config(
             # botocore's "max_attempts" counts retries; "total_max_attempts" counts every attempt,
             # which is what the config's aws.max_attempts means.
@@ -128,14 +158,32 @@ class AwsResource(ResourceWithBoto3Configuration):
             connect_timeout=10,
             read_timeout=60,
         )
-        client = self.session().client(
+        client = self.session(account).client(
             service,
+            region_name=(account.region if account else None) or self.region_name,
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
             verify=self.verify,
             config=config,
         )
         return redact_error_responses(client)
+
+
+def account_external_id(account: SourceAccount) -> str | None:
+    """The external id of ``account``'s role, read from its environment variable now.
+
+    Raises:
+        SourceError: the variable is named but not set.
+    """
+    if not account.external_id_env:
+        return None
+    value = os.environ.get(account.external_id_env)
+    if not value:
+        raise SourceError(
+            f"environment variable {account.external_id_env} "
+            f"(the external id for {account.role_arn}) is not set"
+        )
+    return value
 
 
 class BigQueryWarehouse(BigQueryResource):

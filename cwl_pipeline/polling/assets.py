@@ -87,7 +87,7 @@ def reads_by_reader(
         read_windows_from_export(
             stream,
             reader,
-            ExportTasks(aws.client("logs")),
+            ExportTasks(aws.client("logs", stream.source_account)),
             S3ObjectStore(aws.client("s3")),
             start,
             split,
@@ -104,9 +104,11 @@ def reads_by_reader(
 
 def log_group_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
     """External asset specs of the log groups and prefixes a polling stream reads."""
+    account = stream.source_account
+    where = {"account_id": account.account_id, "region": account.region} if account else {}
     return [
-        *(log_group_spec(g) for g in stream.source.log_groups),
-        *(log_group_spec(p, is_prefix=True) for p in stream.source.log_group_prefixes),
+        *(log_group_spec(g, **where) for g in stream.source.log_groups),
+        *(log_group_spec(p, is_prefix=True, **where) for p in stream.source.log_group_prefixes),
     ]
 
 
@@ -153,7 +155,9 @@ def build_stream_assets(
                     stream, tables.pair, opened.enter_context(bigquery.loader()), start, end
                 )
             else:
-                reads = reads_by_reader(context, stream, aws, logs_reader(aws), start, end, mode)
+                reads = reads_by_reader(
+                    context, stream, aws, logs_reader(aws, stream.source_account), start, end, mode
+                )
             outcome = load(
                 reads,
                 tables.pair,

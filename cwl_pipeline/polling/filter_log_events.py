@@ -2,8 +2,12 @@
 
 FilterLogEvents can return empty pages while more data remains, so pagination continues until
 ``nextToken`` is absent, never until a page is empty. FilterLogEvents allows 5 requests/s per
-account and Region: each process spends a :class:`RequestBudget` share of it, and throttling
-beyond that is left to botocore's retry modes, configured on the client.
+account and Region: each process spends a :class:`RequestBudget` share of it per account and
+Region it calls (streams reading other accounts through their roles have budgets of their own),
+and throttling beyond that is left to botocore's retry modes, configured on the client.
+
+A log group named by ARN (a monitoring account of CloudWatch cross-account observability) is
+read with ``logGroupIdentifier``; every other with ``logGroupName``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from cwl_pipeline.adapters.errors import SourceError, attempts_note
+from cwl_pipeline.config import SourceAccount
+from cwl_pipeline.core.log_group_arns import is_arn, log_group_request, parse_log_group_arn
 
 
 @dataclass
@@ -58,14 +64,14 @@ class RequestBudget:
             time.sleep(wait)
 
 
-_BUDGETS: dict[tuple[str, str, float], RequestBudget] = {}
+_BUDGETS: dict[tuple[str, str, str, float], RequestBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
 
 
-def filter_log_events_budget(region: str, endpoint: str, per_second: float) -> RequestBudget:
-    """The process's FilterLogEvents budget for one Region (and endpoint)."""
+def filter_log_events_budget(account: str, region: str, endpoint: str, per_second: float) -> RequestBudget:
+    """The process's FilterLogEvents budget for one calling account and Region (and endpoint)."""
     with _BUDGETS_LOCK:
-        return _BUDGETS.setdefault((region, endpoint, per_second), RequestBudget(per_second))
+        return _BUDGETS.setdefault((account, region, endpoint, per_second), RequestBudget(per_second))
 
 
 class CloudWatchLogsReader:
@@ -92,6 +98,9 @@ class CloudWatchLogsReader:
         groups: dict[str, int | None] = {}
         try:
             for name in names:
+                if is_arn(name):
+                    groups[name] = self._describe_linked(name)
+                    continue
                 found = self._describe(prefix=name)
                 if name not in found:
                     raise SourceError(f"CloudWatch log group {name!r} does not exist in {self._where}")
@@ -102,13 +111,28 @@ class CloudWatchLogsReader:
             raise SourceError(f"CloudWatch Logs endpoint unreachable: {exc}") from None
         return dict(sorted(groups.items()))
 
-    def _describe(self, prefix: str) -> dict[str, int | None]:
+    def _describe_linked(self, identifier: str) -> int | None:
+        """The retention of a log group named by ARN, looked up among the groups of its account
+        that this (monitoring) account sees."""
+        arn = parse_log_group_arn(identifier)
+        found = self._describe(
+            prefix=arn.name, includeLinkedAccounts=True, accountIdentifiers=[arn.account_id], by_arn=True
+        )
+        if arn.arn not in found:
+            raise SourceError(
+                f"CloudWatch log group {identifier!r} is not visible from {self._where} "
+                "(is this account a monitoring account linked to the group's account?)"
+            )
+        return found[arn.arn]
+
+    def _describe(self, prefix: str, by_arn: bool = False, **linked: Any) -> dict[str, int | None]:
         paginator = self._client.get_paginator("describe_log_groups")
         groups: dict[str, int | None] = {}
         try:
-            for page in paginator.paginate(logGroupNamePrefix=prefix):
+            for page in paginator.paginate(logGroupNamePrefix=prefix, **linked):
                 for group in page.get("logGroups", []):
-                    groups[group["logGroupName"]] = group.get("retentionInDays")
+                    key = group.get("logGroupArn", "") if by_arn else group["logGroupName"]
+                    groups[key] = group.get("retentionInDays")
         except ClientError as exc:
             raise SourceError(
                 f"cannot list CloudWatch log groups with prefix {prefix!r} in {self._where}: "
@@ -122,7 +146,7 @@ class CloudWatchLogsReader:
         One FilterLogEvents call per group with ``limit=1``: cheap enough for a sensor tick.
         """
         for group in log_groups:
-            request: dict[str, Any] = {"logGroupName": group, "startTime": since_ms, "limit": 1}
+            request: dict[str, Any] = {**log_group_request(group), "startTime": since_ms, "limit": 1}
             while True:
                 try:
                     page = self._filter_log_events(**request)
@@ -150,7 +174,7 @@ class CloudWatchLogsReader:
         stats.groups.append(log_group)
         # FilterLogEvents treats endTime as inclusive: ask for end - 1 ms.
         request: dict[str, Any] = {
-            "logGroupName": log_group,
+            **log_group_request(log_group),
             "startTime": start_ms,
             "endTime": end_ms - 1,
         }
@@ -186,20 +210,29 @@ class CloudWatchLogsReader:
 
 
 class AwsClients(Protocol):
-    """What builds a reader: boto3 clients by service name, and the FilterLogEvents rate
-    (the Dagster ``AwsResource``, or anything shaped like it)."""
+    """What builds a reader: boto3 clients by service name (in a stream's account), who they
+    call as, and the FilterLogEvents rate (the Dagster ``AwsResource``, or anything shaped like it)."""
 
     filter_log_events_per_second: float
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for ``service``."""
+    def client(self, service: str, account: SourceAccount | None = None) -> Any:
+        """A boto3 client for ``service``, in ``account`` if given."""
+        ...
+
+    def caller_account(self, account: SourceAccount | None = None) -> str:
+        """The account a client for ``account`` calls AWS as."""
         ...
 
 
-def logs_reader(aws: AwsClients) -> CloudWatchLogsReader:
-    """A CloudWatch Logs reader over ``aws``'s client, within the process's FilterLogEvents budget."""
-    client = aws.client("logs")
+def logs_reader(aws: AwsClients, account: SourceAccount | None = None) -> CloudWatchLogsReader:
+    """A CloudWatch Logs reader over ``aws``'s client in ``account`` (a stream's
+    ``source.account``; None: the pipeline's own), within the process's FilterLogEvents budget
+    for the account and Region it calls."""
+    client = aws.client("logs", account)
     budget = filter_log_events_budget(
-        client.meta.region_name, client.meta.endpoint_url, aws.filter_log_events_per_second
+        aws.caller_account(account),
+        client.meta.region_name,
+        client.meta.endpoint_url,
+        aws.filter_log_events_per_second,
     )
     return CloudWatchLogsReader(client, budget)

@@ -5,6 +5,10 @@ events uploaded to the group, by upload (ingestion) time. It is read with GetMet
 query per log group (at most 500 per request), statistic ``Sum`` at a period of one hour; an
 hour without events has no datapoint and counts 0. See docs/reconciliation.md.
 
+The client is the stream's: in the account and Region of its log groups (``source.account``).
+A log group named by ARN is read in a monitoring account of cross-account observability: its
+query names the group's account (``AccountId``) and the group by name.
+
 Also here: counting at the source the events *ingested* in an hour that carry event times in a
 range (FilterLogEvents returns ``ingestionTime`` per event), to explain a shortfall.
 """
@@ -19,6 +23,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cwl_pipeline.adapters.errors import SourceError
+from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 
 NAMESPACE = "AWS/Logs"
@@ -58,23 +63,7 @@ class IncomingLogEvents:
     def _query(
         self, groups: Sequence[str], start: datetime, end: datetime
     ) -> Iterable[tuple[datetime, float]]:
-        queries = [
-            {
-                "Id": f"g{index}",
-                "Label": group,
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": NAMESPACE,
-                        "MetricName": METRIC,
-                        "Dimensions": [{"Name": "LogGroupName", "Value": group}],
-                    },
-                    "Period": PERIOD_SECONDS,
-                    "Stat": "Sum",
-                },
-                "ReturnData": True,
-            }
-            for index, group in enumerate(groups)
-        ]
+        queries = [_metric_query(index, group) for index, group in enumerate(groups)]
         request: dict[str, Any] = {
             "MetricDataQueries": queries,
             "StartTime": start,
@@ -99,6 +88,31 @@ class IncomingLogEvents:
             if not token:
                 return
             request["NextToken"] = token
+
+
+def _metric_query(index: int, group: str) -> dict[str, Any]:
+    """The GetMetricData query of one log group's hourly ``IncomingLogEvents`` sum."""
+    name, account = group, None
+    if is_arn(group):
+        arn = parse_log_group_arn(group)
+        name, account = arn.name, arn.account_id
+    query: dict[str, Any] = {
+        "Id": f"g{index}",
+        "Label": group,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": NAMESPACE,
+                "MetricName": METRIC,
+                "Dimensions": [{"Name": "LogGroupName", "Value": name}],
+            },
+            "Period": PERIOD_SECONDS,
+            "Stat": "Sum",
+        },
+        "ReturnData": True,
+    }
+    if account is not None:
+        query["AccountId"] = account
+    return query
 
 
 def count_ingested(

@@ -106,8 +106,8 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
         comparison = compare_counts(
             stream,
             tables.pair,
-            logs_reader(aws),
-            IncomingLogEvents(aws.client("cloudwatch")),
+            logs_reader(aws, stream.source_account),
+            IncomingLogEvents(aws.client("cloudwatch", stream.source_account)),
             bigquery.loader,
             now,
         )
@@ -281,9 +281,14 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
                 cursor=context.cursor, skip_reason="a heal run of this stream is queued or running"
             )
         try:
-            reader = logs_reader(aws)
+            reader = logs_reader(aws, stream.source_account)
             comparison = compare_counts(
-                stream, tables.pair, reader, IncomingLogEvents(aws.client("cloudwatch")), bigquery.loader, now
+                stream,
+                tables.pair,
+                reader,
+                IncomingLogEvents(aws.client("cloudwatch", stream.source_account)),
+                bigquery.loader,
+                now,
             )
             plan = plan_heals(
                 counts=comparison.counts,

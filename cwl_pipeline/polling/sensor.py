@@ -122,7 +122,7 @@ def _events_arriving(
     since = state.refreshed_at if state.refreshed_window == open_start else open_start
     since = max(since or open_start, open_start) - timedelta(seconds=0)
     try:
-        reader = logs_reader(aws)
+        reader = logs_reader(aws, stream.source_account)
         groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
         return reader.has_events_since(groups, to_ms(since))
     except SourceError as exc:

@@ -117,11 +117,25 @@ MESSAGES = {
     "redact": [{"drop_field": "message.password"}],  # a vpc_flow stream has no fields to drop
     "start": "2026-11-01T00:00:00Z",
 }
-STREAMS = [POLLING, FIREHOSE, MESSAGES]
+OTHER_ACCOUNT = {
+    "name": "orders",
+    "source": {
+        "type": "cloudwatch",
+        "log_groups": ["arn:aws:logs:eu-central-1:333333333333:log-group:/aws/lambda/orders", "/app/orders"],
+        "account": {
+            "role_arn": "arn:aws:iam::222222222222:role/cwl-pipeline-source",
+            "region": "eu-central-1",
+            "external_id": "${SOURCE_EXTERNAL_ID}",
+        },
+    },
+    "start": "2026-11-01T00:00:00Z",
+}
+STREAMS = [POLLING, FIREHOSE, MESSAGES, OTHER_ACCOUNT]
 
 MODELS_AND_PARSER_KEYS = [
     (attrs.StreamAttributes, config._STREAM_KEYS),
     (attrs.CloudWatchSourceAttributes, config._CLOUDWATCH_KEYS),
+    (attrs.SourceAccountAttributes, config._ACCOUNT_KEYS),
     (attrs.S3SourceAttributes, config._S3_KEYS),
     (attrs.NotificationsAttributes, config._NOTIFICATIONS_KEYS),
     (attrs.HistoryAttributes, config._HISTORY_KEYS),
@@ -150,6 +164,7 @@ def test_each_model_has_exactly_the_keys_the_parser_takes(
 NESTED: dict[str, tuple[type[pydantic.BaseModel], ...]] = {
     "source": (attrs.CloudWatchSourceAttributes, attrs.S3SourceAttributes),
     "notifications": (attrs.NotificationsAttributes,),
+    "account": (attrs.SourceAccountAttributes,),
     "history": (attrs.HistoryAttributes,),
     "reconcile": (attrs.ReconcileAttributes,),
     "freshness": (attrs.FreshnessAttributes,),

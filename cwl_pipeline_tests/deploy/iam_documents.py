@@ -15,7 +15,10 @@ from cfnlint.decode import decode_str
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "cloudformation.yaml"
+# Deployed in each account whose log groups a stream reads through a role (source.account).
+SOURCE_TEMPLATE = ROOT / "deploy" / "aws" / "source-account.yaml"
 POLICIES = ROOT / "deploy" / "aws" / "policies"
+SOURCE_POLICIES = POLICIES / "source-account"
 # Every package that runs in a deployment (not the local demo stack).
 CODE_DIRS = tuple(
     ROOT / "cwl_pipeline" / name
@@ -39,8 +42,18 @@ PLACEHOLDERS: Mapping[str, str] = {
     "FirehoseLogGroup.Arn": "arn:aws:logs:REGION:ACCOUNT_ID:log-group:FIREHOSE_LOG_GROUP:*",
     "DeliveryStream.Arn": "arn:aws:firehose:REGION:ACCOUNT_ID:deliverystream/DELIVERY_STREAM",
     "ObjectQueue.Arn": "arn:aws:sqs:REGION:ACCOUNT_ID:OBJECT_QUEUE",
+    "SourceRoleArns": "arn:aws:iam::SOURCE_ACCOUNT_ID:role/SOURCE_ROLE_NAME",
+    "LinkedLogGroupPattern": "LINKED_LOG_GROUP_PATTERN",
+    # source-account.yaml
+    "PipelineRoleArn": "arn:aws:iam::PIPELINE_ACCOUNT_ID:role/RUNTIME_ROLE_NAME",
+    "ExternalId": "EXTERNAL_ID",
 }
-CONDITIONS: Mapping[str, bool] = {"HasExportLogGroupPattern": True, "HasBucketName": True}
+CONDITIONS: Mapping[str, bool] = {
+    "HasExportLogGroupPattern": True,
+    "HasBucketName": True,
+    "HasSourceRoles": True,
+    "HasLinkedLogGroupPattern": True,
+}
 
 # The IAM actions each AWS operation needs (Service Authorization Reference). S3 names its
 # actions after access, not after the operation.
@@ -63,9 +76,9 @@ IAM_ACTIONS: Mapping[tuple[str, str], frozenset[str]] = {
 }
 
 
-def load_template() -> dict[str, Any]:
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """The template as CloudFormation reads it (short-form tags become ``Fn::`` mappings)."""
-    template, matches = decode_str(TEMPLATE.read_text())
+    template, matches = decode_str(path.read_text())
     assert not matches, matches
     return template
 
@@ -95,12 +108,17 @@ def render(node: Any, values: Mapping[str, str] = PLACEHOLDERS) -> Any:
 def template_runtime_policies() -> dict[str, dict[str, Any]]:
     """The runtime role's inline policies by name, rendered with the placeholders."""
     role = load_template()["Resources"]["RuntimeRole"]["Properties"]
-    return {p["PolicyName"]: render(p["PolicyDocument"]) for p in role["Policies"]}
+    return {p["PolicyName"]: p["PolicyDocument"] for p in render(role["Policies"])}
 
 
-def json_policies() -> dict[str, dict[str, Any]]:
-    """deploy/aws/policies/*.json by file stem."""
-    return {path.stem: json.loads(path.read_text()) for path in sorted(POLICIES.glob("*.json"))}
+def source_role() -> dict[str, Any]:
+    """The source account role's properties (source-account.yaml), rendered with the placeholders."""
+    return render(load_template(SOURCE_TEMPLATE)["Resources"]["SourceReadRole"]["Properties"])
+
+
+def json_policies(folder: Path = POLICIES) -> dict[str, dict[str, Any]]:
+    """deploy/aws/policies/*.json (or another folder's) by file stem."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
 
 def as_list(value: Any) -> list[Any]:

@@ -15,6 +15,8 @@ from cfnlint.helpers import load_resource
 from cwl_pipeline.config import EXPORT_DEFAULT_PREFIX, S3Source
 from cwl_pipeline_tests.deploy.iam_documents import (
     IAM_ACTIONS,
+    SOURCE_POLICIES,
+    SOURCE_TEMPLATE,
     TEMPLATE,
     as_list,
     called_operations,
@@ -22,6 +24,7 @@ from cwl_pipeline_tests.deploy.iam_documents import (
     json_policies,
     load_template,
     render,
+    source_role,
     statements,
     template_runtime_policies,
 )
@@ -121,10 +124,15 @@ def test_runtime_resources_stay_in_the_sources() -> None:
             for action in as_list(statement["Action"]):
                 resources.setdefault(action, set()).update(as_list(statement["Resource"]))
     logs_arn = "arn:aws:logs:REGION:ACCOUNT_ID:log-group:"
+    # The polled groups of the account, and (monitoring account) the linked accounts' groups.
     assert resources["logs:FilterLogEvents"] == {
         f"{logs_arn}POLLED_LOG_GROUP_PATTERN",
         f"{logs_arn}POLLED_LOG_GROUP_PATTERN:*",
+        "arn:aws:logs:REGION:*:log-group:LINKED_LOG_GROUP_PATTERN",
+        "arn:aws:logs:REGION:*:log-group:LINKED_LOG_GROUP_PATTERN:*",
     }
+    # Roles in other accounts: exactly those named.
+    assert resources["sts:AssumeRole"] == {"arn:aws:iam::SOURCE_ACCOUNT_ID:role/SOURCE_ROLE_NAME"}
     # Export streams' groups, and the polled groups whose old windows a history backfill exports.
     assert resources["logs:CreateExportTask"] == {
         f"{logs_arn}EXPORT_LOG_GROUP_PATTERN",
@@ -238,3 +246,53 @@ def test_cfn_lint_checks_the_account_policy() -> None:
         "PolicyType: SUBSCRIPTION_FILTER_POLICY", "PolicyType: SUBSCRIPTION", 1
     )
     assert "E3030" in {m.rule.id for m in cfn_lint.lint_all(broken)}
+
+
+def test_the_source_account_template_passes_cfn_lint() -> None:
+    matches = [m for m in cfn_lint.lint_all(SOURCE_TEMPLATE.read_text()) if m.rule.id not in IGNORED_RULES]
+    assert not matches, "\n".join(f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches)
+
+
+def test_the_source_account_role_trusts_only_the_runtime_role_with_the_external_id() -> None:
+    role = source_role()
+    (trust,) = statements(role["AssumeRolePolicyDocument"])
+    assert trust["Principal"] == {"AWS": "arn:aws:iam::PIPELINE_ACCOUNT_ID:role/RUNTIME_ROLE_NAME"}
+    assert (trust["Effect"], trust["Action"]) == ("Allow", "sts:AssumeRole")
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": "EXTERNAL_ID"}}
+    assert load_template(SOURCE_TEMPLATE)["Parameters"]["ExternalId"]["NoEcho"] is True
+    # The standalone trust policy is the template's.
+    assert json_policies(SOURCE_POLICIES)["trust"] == role["AssumeRolePolicyDocument"]
+
+
+def test_the_source_account_role_reads_what_the_runtime_role_reads_in_its_own_account() -> None:
+    role = source_role()
+    policies = {p["PolicyName"]: p["PolicyDocument"] for p in role["Policies"]}
+    standalone = json_policies(SOURCE_POLICIES)
+    standalone.pop("trust")
+    assert policies == standalone
+    # Exactly the runtime role's CloudWatch reading (log groups, windows, IncomingLogEvents), no
+    # S3, no export, no further role.
+    assert policies == {"cloudwatch-read": template_runtime_policies()["cloudwatch-read"]}
+    reading = {op for op in called_operations() if op[0] in ("logs", "cloudwatch")}
+    reading -= {("logs", "CreateExportTask"), ("logs", "DescribeExportTasks")}
+    assert granted_actions(policies) == set().union(*(IAM_ACTIONS[op] for op in reading))
+
+
+def test_other_accounts_are_granted_only_when_the_template_names_them() -> None:
+    """Without SourceRoleArns and LinkedLogGroupPattern the runtime role assumes no other role
+    and reads no other account's group."""
+    template = load_template()
+    conditional = {}
+    for policy in template["Resources"]["RuntimeRole"]["Properties"]["Policies"]:
+        if "Fn::If" in policy:
+            condition, document, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            conditional[document["PolicyName"]] = condition
+    assert conditional == {
+        "assume-source-roles": "HasSourceRoles",
+        "cloudwatch-read-linked": "HasLinkedLogGroupPattern",
+    }
+    parameters = template["Parameters"]
+    assert (
+        parameters["SourceRoleArns"]["Default"] == "" and parameters["LinkedLogGroupPattern"]["Default"] == ""
+    )

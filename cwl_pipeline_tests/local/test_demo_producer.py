@@ -77,3 +77,34 @@ def test_lambda_producer_writes_invocations_that_parse_typed_and_counts_them(
     types = batch.rows_table.column("record_type").to_pylist()
     assert types.count("start") == types.count("end") == types.count("report") == 80
     assert {"init_start", "log"} <= set(types)
+
+
+def test_partner_demo_writes_a_second_account_that_the_bundled_stream_reads(local_aws, logs_client):
+    """`make run`'s partner_events stream: the producer writes its group in a second account, and
+    the stream's clients (the bundled config's source.account role) read it there, metric included."""
+    from cwl_pipeline.config import BUNDLED_CONFIG, load_config
+    from cwl_pipeline.local.partner_demo import DEMO_PARTNER_GROUP, partner_clients
+    from cwl_pipeline.orchestration.resources import AwsResource
+    from cwl_pipeline.polling.filter_log_events import logs_reader
+
+    partner_logs, partner_metrics = partner_clients(local_aws.url, "us-east-1")
+    producer = DemoProducer(partner_logs, DEMO_PARTNER_GROUP, seed=5, metrics_client=partner_metrics)
+    producer.ensure_log_group()
+    before = datetime.now(UTC)
+    sent = producer.produce_once()
+
+    config = load_config(BUNDLED_CONFIG, env={"CWL_AWS_ENDPOINT_URL": local_aws.url})
+    account = config.stream("partner_events").source_account
+    aws = AwsResource.from_settings(config.aws)
+    reader = logs_reader(aws, account)
+    since = int((before - timedelta(seconds=5)).timestamp() * 1000)
+    read = list(reader.iter_events(DEMO_PARTNER_GROUP, since, since + 3_600_000))
+    assert len(read) >= sent
+    hour = before.replace(minute=0, second=0, microsecond=0)
+    counted = IncomingLogEvents(aws.client("cloudwatch", account)).hourly_counts(
+        [DEMO_PARTNER_GROUP], hour, hour + timedelta(hours=2)
+    )
+    assert sum(counted.values()) >= sent
+    # Not in the pipeline's own account.
+    own = logs_client.describe_log_groups(logGroupNamePrefix=DEMO_PARTNER_GROUP)["logGroups"]
+    assert own == []

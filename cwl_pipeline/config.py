@@ -389,7 +389,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         )
     except ConfigError as exc:
         # A value read from the environment may be a secret: name the variable instead.
-        raise ConfigError(f"{path}: {redact_substitutions(str(exc), substituted)}") from None
+        raise ConfigError(f"{path}: {scrub_substitutions(str(exc), substituted)}") from None
     return PipelineConfig(
         aws=config.aws,
         bigquery=config.bigquery,
@@ -1202,7 +1202,7 @@ def _expand_env(
     return value
 
 
-def redact_substitutions(message: str, substituted: Mapping[str, str]) -> str:
+def scrub_substitutions(message: str, substituted: Mapping[str, str]) -> str:
     """``message`` with every value read from the environment shown as ``${NAME}``.
 
     Values shorter than 4 characters are left alone: they cannot be secrets worth the name,

@@ -22,7 +22,7 @@ from botocore.credentials import (
 
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.config import AwsSettings, default_of
-from cwl_pipeline.core.redaction import redact_secrets
+from cwl_pipeline.core.scrub import scrub_secrets
 
 ROLE_DURATION_SECONDS = 3600
 
@@ -67,7 +67,7 @@ def assumed_role_session(
         extra_args["ExternalId"] = external_id
     region = region or base.region_name
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=lambda *args, **kwargs: redact_error_responses(
+        client_creator=lambda *args, **kwargs: scrub_error_responses(
             base.client(*args, endpoint_url=endpoint_url, region_name=region, **kwargs)
         ),
         source_credentials=source,
@@ -82,7 +82,7 @@ def assumed_role_session(
     return boto3.session.Session(botocore_session=core, region_name=region)
 
 
-def redact_error_responses(client: Any) -> Any:
+def scrub_error_responses(client: Any) -> Any:
     """Mask credentials in the error responses ``client`` raises as exceptions.
 
     AWS answers a bad signature with the canonical request it expected, session token
@@ -92,18 +92,18 @@ def redact_error_responses(client: Any) -> Any:
     response botocore cannot parse, quoted in the message) are masked in place.
     """
 
-    def redact(parsed: Any = None, **_: Any) -> None:
+    def scrub(parsed: Any = None, **_: Any) -> None:
         error = parsed.get("Error") if isinstance(parsed, dict) else None
         if isinstance(error, dict):
             for key, value in error.items():
                 if isinstance(value, str):
-                    error[key] = redact_secrets(value)
+                    error[key] = scrub_secrets(value)
 
-    def redact_exception(exception: BaseException | None = None, **_: Any) -> None:
+    def scrub_exception(exception: BaseException | None = None, **_: Any) -> None:
         # Transport and parse errors (a body botocore could not parse is quoted whole).
         if exception is not None:
-            exception.args = tuple(redact_secrets(a) if isinstance(a, str) else a for a in exception.args)
+            exception.args = tuple(scrub_secrets(a) if isinstance(a, str) else a for a in exception.args)
 
-    client.meta.events.register("after-call.*.*", redact)
-    client.meta.events.register("after-call-error.*.*", redact_exception)
+    client.meta.events.register("after-call.*.*", scrub)
+    client.meta.events.register("after-call-error.*.*", scrub_exception)
     return client

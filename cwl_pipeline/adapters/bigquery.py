@@ -41,8 +41,8 @@ from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_literals import string_literal
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
 from cwl_pipeline.config import BigQuerySettings, default_of
-from cwl_pipeline.core.redaction import redact_secrets
 from cwl_pipeline.core.schema import COLUMN_TYPES, Column
+from cwl_pipeline.core.scrub import scrub_secrets
 from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
 
 __all__ = [
@@ -287,10 +287,10 @@ class BigQueryLoader:
     def ensure_table(self, spec: TableSpec) -> None:
         """Create ``spec.table`` (DAY-partitioned, clustered) if missing, else evolve its schema.
 
-        An existing table is reconciled with ``spec`` (see :class:`SchemaComparison`): declared
+        An existing table is evolved to ``spec`` (see :class:`SchemaComparison`): declared
         columns it lacks are added as NULLABLE, REQUIRED columns the pipeline may leave NULL
         are relaxed to NULLABLE, and columns no longer declared are kept. Nothing is dropped.
-        A table this process already created or reconciled with ``spec`` is not read again
+        A table this process already created or evolved to ``spec`` is not read again
         (:mod:`cwl_pipeline.adapters.bigquery_metadata`).
 
         Raises:
@@ -319,10 +319,10 @@ class BigQueryLoader:
         except Exception as exc:
             raise self._wrap(f"table {table_id}", exc) from None
         else:
-            self._reconcile_schema(existing, spec)
+            self._evolve_schema(existing, spec)
         METADATA.set_table(place, self.dataset, spec.table, spec)
 
-    def _reconcile_schema(self, existing: bigquery.Table, spec: TableSpec) -> bigquery.Table:
+    def _evolve_schema(self, existing: bigquery.Table, spec: TableSpec) -> bigquery.Table:
         table_id = self.table_id(spec.table)
         comparison = compare_schema(existing.schema, spec)
         if comparison.retyped:
@@ -665,7 +665,7 @@ class BigQueryLoader:
                 elapsed = time.monotonic() - start
                 if elapsed + delay > self.retry_timeout:
                     raise DestinationError(
-                        redact_secrets(
+                        scrub_secrets(
                             f"BigQuery {what} on {', '.join(tables)} was cancelled by a concurrent "
                             f"update of the same table {attempt} times in {elapsed:.1f}s "
                             f"(retry_timeout {self.retry_timeout:g}s); the last time: {_conflict_detail(exc)}"
@@ -858,17 +858,17 @@ class BigQueryLoader:
         if isinstance(exc, gexc.RetryError) and exc.cause is not None:
             exc = exc.cause
         if isinstance(exc, gexc.Forbidden):
-            return DestinationError(redact_secrets(f"BigQuery denied access to {what}: {exc.message}"))
+            return DestinationError(scrub_secrets(f"BigQuery denied access to {what}: {exc.message}"))
         if isinstance(exc, gexc.NotFound):
             # Deleted behind this process's back, maybe: the next ensure reads and creates again.
             METADATA.forget(self.place())
-            return DestinationError(redact_secrets(f"BigQuery {what}: not found: {exc.message}"))
+            return DestinationError(scrub_secrets(f"BigQuery {what}: not found: {exc.message}"))
         if isinstance(exc, gexc.GoogleAPICallError):
-            return DestinationError(redact_secrets(f"BigQuery {what} failed: {exc.message}"))
+            return DestinationError(scrub_secrets(f"BigQuery {what} failed: {exc.message}"))
         if isinstance(exc, OSError | ConnectionError) or "Connection" in type(exc).__name__:
             endpoint = getattr(self.client._connection, "API_BASE_URL", "BigQuery")
             return DestinationError(
-                redact_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
+                scrub_secrets(f"BigQuery endpoint {endpoint} unreachable while accessing {what}: {exc}")
             )
         return exc
 

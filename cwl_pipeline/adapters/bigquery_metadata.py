@@ -6,8 +6,8 @@ metadata update operations per 10 seconds per table" (``tables.insert``, ``table
 ``tables.update``, DDL on tables) — https://cloud.google.com/bigquery/quotas#dataset_limits
 and #standard_tables. So the loader reads before it creates, and remembers here, for the
 life of the process, what it created or found: a dataset or table it knows is not read or
-created again. A table is remembered with the spec it was reconciled with (another spec is
-reconciled again), a view with its query (another query replaces it).
+created again. A table is remembered with the spec it was evolved to (another spec is
+evolved again), a view with its query (another query replaces it).
 
 An entry is forgotten when BigQuery says something is not found (the dataset or table was
 deleted behind the process's back): the next ensure reads and creates again.
@@ -44,7 +44,7 @@ class MetadataCache:
             self._datasets.add((*place, dataset))
 
     def table_spec(self, place: Place, dataset: str, table: str) -> Hashable | None:
-        """The spec ``table`` was last created or reconciled with, if known."""
+        """The spec ``table`` was last created or evolved to, if known."""
         with self._lock:
             return self._tables.get((*place, dataset, table))
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 from google.api_core import exceptions as gexc
 
 from cwl_pipeline.adapters.errors import DestinationError
-from cwl_pipeline.core.redaction import redact_secrets
+from cwl_pipeline.core.scrub import scrub_secrets
 
 # AppendRows request size limit: "must be less than 10 MB" in the API reference of
 # google-cloud-bigquery-storage 2.15 (20 MB in later releases and on the quotas page). The
@@ -200,7 +200,7 @@ class StreamAppender:
                 pending = exc.refused
                 if waited >= self.schema_wait:
                     raise SchemaNotYetAccepted(
-                        redact_secrets(
+                        scrub_secrets(
                             f"{exc}; still refused after {waited:.0f}s. The rows are appended again "
                             "by the next refresh, and the settled load writes them in any case."
                         ),
@@ -254,14 +254,14 @@ class StreamAppender:
                     first = first or exc
         except gexc.GoogleAPICallError as exc:
             raise DestinationError(
-                redact_secrets(f"Storage Write API append to {table} failed: {exc.message or exc}")
+                scrub_secrets(f"Storage Write API append to {table} failed: {exc.message or exc}")
             ) from None
         finally:
             if writer.is_active:
                 writer.close()
         if first is not None:
             raise SchemaNotYetAccepted(
-                redact_secrets(
+                scrub_secrets(
                     f"Storage Write API append to {table}: {len(refused)} of {len(batches)} requests "
                     f"refused for a column the backend does not know yet: {first.message or first}"
                 ),

@@ -32,7 +32,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from pydantic import Field
 
-from cwl_pipeline.adapters.aws_session import assumed_role_session, redact_error_responses
+from cwl_pipeline.adapters.aws_session import assumed_role_session, scrub_error_responses
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.errors import SourceError
@@ -166,7 +166,7 @@ class AwsResource(ResourceWithBoto3Configuration):
             verify=self.verify,
             config=config,
         )
-        return redact_error_responses(client)
+        return scrub_error_responses(client)
 
 
 def account_external_id(account: SourceAccount) -> str | None:

@@ -1,9 +1,9 @@
-"""Mask credentials in text that may be logged or shown (error messages, run metadata).
+"""Scrub credentials from text that may be logged or shown (error messages, run metadata).
 
 AWS echoes the canonical request, session token included, in ``SignatureDoesNotMatch``
 errors; presigned URLs carry a signature that works as a bearer credential; OAuth errors may
 quote tokens. Whatever the source, text that leaves the pipeline goes through
-:func:`redact_secrets` first.
+:func:`scrub_secrets` first.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def redact_secrets(text: str) -> str:
+def scrub_secrets(text: str) -> str:
     """``text`` with session tokens, signatures, bearer tokens, secret fields and private keys masked."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)

@@ -7,9 +7,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from cwl_pipeline.adapters.aws_session import redact_error_responses
+from cwl_pipeline.adapters.aws_session import scrub_error_responses
 from cwl_pipeline.config import AwsSettings
-from cwl_pipeline.core.redaction import REDACTED, redact_secrets
+from cwl_pipeline.core.scrub import REDACTED, scrub_secrets
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline_tests.security.local_endpoints import SignatureMismatchAws
 
@@ -40,13 +40,13 @@ TOKEN = "FQoGZXIvYXdzEBYaDcanaryToken+/abc="
     ],
 )
 def test_secrets_are_masked(text, secret):
-    redacted = redact_secrets(text)
+    redacted = scrub_secrets(text)
     assert secret not in redacted and REDACTED in redacted
 
 
 def test_ordinary_text_is_untouched():
     text = "window 2026-11-20T10:00:00Z: 5 events read, token bucket empty, session_id 3"
-    assert redact_secrets(text) == text
+    assert scrub_secrets(text) == text
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_botocore_errors_from_our_clients_carry_no_session_token(bad_signature_a
     resource = AwsResource.from_settings(
         AwsSettings(region="us-east-1", endpoint_url=bad_signature_aws.url, max_attempts=1)
     )
-    for client in (resource.client("logs"), redact_error_responses(plain)):
+    for client in (resource.client("logs"), scrub_error_responses(plain)):
         with pytest.raises(ClientError) as protected:
             client.describe_log_groups()
         assert TOKEN not in str(protected.value)

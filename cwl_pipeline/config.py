@@ -356,7 +356,7 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     if not value:
         raise ConfigError(
             f"{CONFIG_ENV_VAR} is not set: no pipeline config to load. Either set {CONFIG_ENV_VAR} "
-            "to your pipeline config file (see README.md, Configuration), or, for the local stack "
+            "to your pipeline config file (see docs/configuration.md), or, for the local stack "
             f"(local AWS and BigQuery emulator), run `cwl-pipeline dev` or set "
             f"{CONFIG_ENV_VAR}={BUNDLED_CONFIG}"
         )

@@ -20,7 +20,7 @@ from cwl_pipeline.streams import connection_resources
 SETTINGS_TEMPLATE = """\
 # AWS and BigQuery settings shared by every cwl_pipeline.CloudWatchLogsToBigQuery stream of this
 # project: same keys as the `aws`, `bigquery`, `schemas` and `defaults` sections of a pipeline
-# config file (README.md, "Configuration"). Values may read the environment: {{{{ env('NAME') }}}}.
+# config file (docs/configuration.md). Values may read the environment: {{{{ env('NAME') }}}}.
 type: {type_name}
 attributes:
   aws:

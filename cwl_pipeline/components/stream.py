@@ -23,7 +23,7 @@ DEFAULT_SETTINGS_FOLDER = "cwl_settings"
 
 STREAM_TEMPLATE = """\
 # One CloudWatch Logs stream into one BigQuery table. The keys are those of a stream in a
-# pipeline config file (README.md, "Configuration"); AWS and BigQuery come from the
+# pipeline config file (docs/configuration.md); AWS and BigQuery come from the
 # cwl_pipeline.CloudWatchLogsToBigQuerySettings instance in the folder `settings` names.
 # Values may read the environment: {{{{ env('NAME') }}}}.
 type: {type_name}
@@ -52,7 +52,7 @@ attributes:
   # redact: [{{mask: '\\b\\d{{13,19}}\\b'}}, {{drop_field: params.password}}]
   # raw: true                  # also keep every event as read, in <table>_raw
   # Every other key of a pipeline-file stream works here too (routes, unrouted, history,
-  # reconcile, sweeps, freshness, ...): README.md, "Configuration".
+  # reconcile, sweeps, freshness, ...): docs/configuration.md.
 """
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")

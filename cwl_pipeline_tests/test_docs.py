@@ -43,8 +43,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
             continue
         path, _, anchor = target.partition("#")
         resolved = (page.parent / path).resolve() if path else page
-        if not resolved.exists():
-            broken.append(target)
-        elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+        missing_anchor = bool(anchor) and resolved.suffix == ".md" and anchor not in _anchors(resolved)
+        if not resolved.exists() or missing_anchor:
             broken.append(target)
     assert not broken, broken

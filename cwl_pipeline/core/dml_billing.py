@@ -32,9 +32,9 @@ FREE = frozenset({"LOAD", "DDL", "BEGIN", "COMMIT", "ROLLBACK"})
 @dataclass(frozen=True)
 class Scan:
     """A table a statement reads: the columns it references, in the DAY partitions
-    ``first_day`` … ``last_day`` (both None: every partition). ``start`` / ``end`` are the exact
-    time bounds on the partition column: a table clustered on that column first prunes its
-    blocks to about that range."""
+    ``first_day`` … ``last_day`` (None: unbounded on that side; both None: every partition).
+    ``start`` / ``end`` are the exact time bounds on the partition column: a table clustered
+    on that column first prunes its blocks to about that range."""
 
     table: str
     columns: frozenset[str]
@@ -97,8 +97,12 @@ _COLUMN_RE = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 _TARGET_RE = re.compile(r"^\s*(?:DELETE\s+FROM|INSERT\s+INTO|UPDATE|MERGE\s+(?:INTO\s+)?)\s*`([^`]+)`", re.I)
 _BOUND_RE = re.compile(
     r"`(?P<column>[A-Za-z_][A-Za-z0-9_]*)`\s*(?P<op>>=|<)\s*"
-    r"(?:TIMESTAMP\s+'(?P<literal>[^']+)'|@(?P<param>[A-Za-z_][A-Za-z0-9_]*))"
+    r"(?:TIMESTAMP\s+'(?P<literal>[^']+)'|@(?P<param>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|TIMESTAMP_SUB\(\s*CURRENT_TIMESTAMP\(\)\s*,\s*INTERVAL\s+(?P<amount>\d+)\s+(?P<unit>DAY|HOUR|MINUTE)\s*\))",
+    re.I,
 )
+_INSERT_COLUMNS_RE = re.compile(r"^\s*INSERT\s+INTO\s+`[^`]+`\s*\([^)]*\)", re.I)
+_UNITS = {"DAY": timedelta(days=1), "HOUR": timedelta(hours=1), "MINUTE": timedelta(minutes=1)}
 _KINDS = {"ALTER": "DDL", "CREATE": "DDL", "DROP": "DDL", "TRUNCATE": "DDL"}
 
 
@@ -106,15 +110,19 @@ def interpret(
     sql: str,
     parameters: Mapping[str, datetime],
     schemas: Mapping[str, tuple[str, frozenset[str]]],
+    *,
+    now: datetime | None = None,
 ) -> list[Statement]:
     """The statements of ``sql`` (one statement or a script) as the billing model sees them.
 
     ``schemas`` maps each known table id (``project.dataset.table``) to its partition column and
     its columns; ``parameters`` holds the query's TIMESTAMP parameters. A referenced column is
     attributed to every scanned table that has it; a time bound on a table's partition column
-    (a ``TIMESTAMP`` literal or parameter, ``>=`` and ``<``) limits the partitions scanned and,
-    for ``DELETE`` / ``UPDATE`` / ``MERGE``, those modified. Without one, every partition is.
-    Several ranges count as their span, from the earliest bound to the latest.
+    (a ``TIMESTAMP`` literal or parameter, or ``TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL n
+    DAY|HOUR|MINUTE)`` evaluated at ``now``; ``>=`` and ``<``) limits the partitions scanned and,
+    for ``DELETE`` / ``UPDATE`` / ``MERGE``, those modified; one bound alone limits that side.
+    Without any, every partition is. Several ranges count as their span, from the earliest bound
+    to the latest.
     """
     statements = []
     for text in (part.strip() for part in sql.split(";\n")):
@@ -129,7 +137,8 @@ def interpret(
         target_match = _TARGET_RE.match(text)
         target = target_match.group(1) if target_match else None
         tables = list(dict.fromkeys(_TABLE_RE.findall(text)))
-        columns = frozenset(_COLUMN_RE.findall(text))
+        # An INSERT's column list names the target's columns: nothing is read for them.
+        columns = frozenset(_COLUMN_RE.findall(_INSERT_COLUMNS_RE.sub("", text, count=1)))
         scans, modifies = [], []
         for table in tables:
             read_from = text
@@ -140,7 +149,7 @@ def interpret(
                     continue
                 read_from = text[at:]
             partition_column, table_columns = schemas.get(table, ("", frozenset()))
-            start, end = _bounds(read_from, partition_column, parameters)
+            start, end = _bounds(read_from, partition_column, parameters, now)
             first, last = _days(start, end)
             referenced = frozenset(_COLUMN_RE.findall(read_from)) if read_from is not text else columns
             scans.append(Scan(table, referenced & table_columns, first, last, start, end))
@@ -151,23 +160,25 @@ def interpret(
 
 
 def _days(start: datetime | None, end: datetime | None) -> tuple[date | None, date | None]:
-    if start is None or end is None:
-        return None, None
-    return start.astimezone(UTC).date(), (end - timedelta(microseconds=1)).astimezone(UTC).date()
+    first = start.astimezone(UTC).date() if start is not None else None
+    last = (end - timedelta(microseconds=1)).astimezone(UTC).date() if end is not None else None
+    return first, last
 
 
 def _bounds(
-    text: str, column: str, parameters: Mapping[str, datetime]
+    text: str, column: str, parameters: Mapping[str, datetime], now: datetime | None = None
 ) -> tuple[datetime | None, datetime | None]:
     low = high = None
     for match in _BOUND_RE.finditer(text):
         if match.group("column") != column:
             continue
-        value = (
-            datetime.fromisoformat(match.group("literal").replace(" ", "T"))
-            if match.group("literal")
-            else parameters.get(match.group("param"))
-        )
+        if match.group("literal"):
+            value = datetime.fromisoformat(match.group("literal").replace(" ", "T"))
+        elif match.group("param"):
+            value = parameters.get(match.group("param"))
+        else:
+            amount = int(match.group("amount")) * _UNITS[match.group("unit").upper()]
+            value = now - amount if now is not None else None
         if value is None:
             continue
         # Several ranges (``a OR b``) are billed as the span from the first to the last: an
@@ -176,6 +187,4 @@ def _bounds(
             low = value if low is None else min(low, value)
         else:
             high = value if high is None else max(high, value)
-    if low is None or high is None:
-        return None, None
     return low, high

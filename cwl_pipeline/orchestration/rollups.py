@@ -13,11 +13,11 @@ run is often still in progress when the condition is evaluated.)
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import TableSpec
+from cwl_pipeline.adapters.bigquery import BigQueryLoader, ReplaceResult, TableSpec
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
@@ -76,18 +76,18 @@ def _last_reload(stream: StreamConfig) -> timedelta:
 
 def _hourly_select(events: str, scope: str) -> str:
     return (
-        "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR) AS hour, log_group, action, "
-        "COUNT(*) AS events, COUNT(DISTINCT session_id) AS sessions "
-        f"FROM {events} WHERE {scope} GROUP BY hour, log_group, action"
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR) AS hour, `log_group`, `action`, "
+        "COUNT(*) AS events, COUNT(DISTINCT `session_id`) AS sessions "
+        f"FROM {events} WHERE {scope} GROUP BY hour, `log_group`, `action`"
     )
 
 
 def _daily_select(events: str, scope: str) -> str:
     return (
-        "SELECT TIMESTAMP_TRUNC(`timestamp`, DAY) AS day, session_id, "
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, DAY) AS day, `session_id`, "
         "MIN(`timestamp`) AS first_seen, MAX(`timestamp`) AS last_seen, COUNT(*) AS events, "
-        "COUNT(DISTINCT action) AS distinct_actions "
-        f"FROM {events} WHERE {scope} GROUP BY day, session_id"
+        "COUNT(DISTINCT `action`) AS distinct_actions "
+        f"FROM {events} WHERE {scope} GROUP BY day, `session_id`"
     )
 
 
@@ -146,16 +146,38 @@ def build_rollups(tables: StreamTables, bq: BigQuerySettings) -> list[dg.AssetsD
     return [_build_rollup(tables, bq, rollup) for rollup in ROLLUPS]
 
 
-def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) -> dg.AssetsDefinition:
-    stream = tables.stream
-    table = f"{stream.table}_{rollup.suffix}"
-    spec = TableSpec(
-        table=table,
+def rollup_spec(stream: StreamConfig, rollup: Rollup) -> TableSpec:
+    """The table of ``rollup`` for ``stream``."""
+    return TableSpec(
+        table=f"{stream.table}_{rollup.suffix}",
         columns=rollup.columns,
         partition_column=rollup.columns[0].name,
         clustering=tuple(c.name for c in rollup.columns[1:3]),
         description=rollup.description,
     )
+
+
+def refresh_rollup(
+    loader: BigQueryLoader, stream: StreamConfig, rollup: Rollup, start: datetime, end: datetime
+) -> tuple[ReplaceResult, int]:
+    """Recompute the partitions ``[start, end)`` of ``rollup`` from the events table; the
+    replacement and the rows the range holds afterwards."""
+    spec = rollup_spec(stream, rollup)
+    loader.ensure_dataset()
+    loader.ensure_table(spec)
+    # Script SQL: the bounds are typed TIMESTAMP literals, the table id is validated.
+    source = loader.table_sql(stream.table)
+    scope = time_scope(spec.partition_column, start, end)
+    result = loader.replace_from_query(
+        spec, rollup.select(source, time_scope("timestamp", start, end).in_script()), scope
+    )
+    return result, loader.count(spec.table, scope)
+
+
+def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) -> dg.AssetsDefinition:
+    stream = tables.stream
+    spec = rollup_spec(stream, rollup)
+    table = spec.table
 
     @dg.asset(
         key=[table],
@@ -182,15 +204,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         with bigquery.loader() as loader:
-            loader.ensure_dataset()
-            loader.ensure_table(spec)
-            # Script SQL: the bounds are typed TIMESTAMP literals, the table id is validated.
-            source = loader.table_sql(stream.table)
-            scope = time_scope(spec.partition_column, start, end)
-            result = loader.replace_from_query(
-                spec, rollup.select(source, time_scope("timestamp", start, end).in_script()), scope
-            )
-            rows = loader.count(table, scope)
+            result, rows = refresh_rollup(loader, stream, rollup, start, end)
         # One result covers every partition of a range run: report the row count under a
         # name that says it is the range's, so no partition shows another's figure.
         count_key = "dagster/row_count" if len(context.partition_keys) == 1 else "range_row_count"

@@ -89,7 +89,7 @@ from cwl_pipeline.local.processes import (
 )
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.orchestration.rollups import ROLLUPS, Rollup, refresh_rollup, rollup_cron, rollup_spec
+from cwl_pipeline.orchestration.rollups import ROLLUPS, Rollup, refresh_rollup, rollup_spec
 from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.assets import LIVE_OVERLAP
 from cwl_pipeline.polling.filter_log_events import logs_reader
@@ -393,16 +393,18 @@ class NoMetrics:
         return hours
 
 
-def rollup_partitions(rollup: Rollup, stream: Any, now: datetime) -> list[tuple[datetime, datetime]]:
-    """The partitions a rollup's automation condition refreshes at ``now``: every partition of
-    its lookback, the open one included (``end_offset=1``)."""
-    step = timedelta(hours=1) if rollup.suffix == "hourly_actions" else timedelta(days=1)
-    first = floor_to_window(now - rollup.lookback(stream), step)
-    partitions, cursor = [], first
-    while cursor <= now:
-        partitions.append((cursor, cursor + step))
-        cursor += step
-    return partitions
+def rollup_range(rollup: Rollup, stream: Any, now: datetime) -> tuple[datetime, datetime]:
+    """The partitions a rollup's automation condition asks for at ``now``: every partition of
+    its lookback, the open one included (``end_offset=1``), in one run (its backfill policy is
+    single-run, so Dagster's automation requests a contiguous range as one run)."""
+    first = floor_to_window(now - rollup.lookback(stream), rollup.period)
+    return first, floor_to_window(now, rollup.period) + rollup.period
+
+
+def cron_ticks(cron: str, moment: datetime) -> bool:
+    """Whether ``cron`` (``M * * * *`` or ``M H * * *``) ticks at ``moment``."""
+    minute, hour = cron.split()[:2]
+    return moment.minute == int(minute) and (hour == "*" or moment.hour == int(hour))
 
 
 def main() -> None:
@@ -491,6 +493,8 @@ def main() -> None:
             ),
         )
         small_tables = [rollup_spec(stream, r) for r in ROLLUPS]
+        if tables.pair.counts is not None:
+            small_tables.append(tables.pair.counts)
         for spec in small_tables:
             sizes.measured[f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"] = measure_in(
                 client, spec.partition_column
@@ -526,7 +530,6 @@ def main() -> None:
         end = day_end + max(p.lag for p in passes) + 2 * stream.window
         loads: Counter[str] = Counter()
         quiet = logging.getLogger("bench.cost")
-        rollup_tick = int(rollup_cron(stream).split("-", 1)[0])
         began = time.monotonic()
 
         def run_load(kind: str, start: datetime, stop: datetime, mode: WriteMode) -> None:
@@ -598,12 +601,20 @@ def main() -> None:
                 # The reconciliation sensor and its asset check, each hour a few minutes past.
                 recorder.purpose = "reconciliation"
                 for _ in ("sensor", "check"):
-                    compare_counts(stream, tables.pair, reader, NoMetrics(), loaders, sim)  # type: ignore[arg-type]
-            if sim.minute % stream.window_minutes == rollup_tick % stream.window_minutes:
-                recorder.purpose = "rollups"
-                for rollup in ROLLUPS:
-                    for first, last in rollup_partitions(rollup, stream, sim):
-                        refresh_rollup(loader, stream, rollup, first, last)
+                    # In the steady state the counts table is older than the day.
+                    compare_counts(
+                        stream,
+                        tables.pair,
+                        reader,
+                        NoMetrics(),  # type: ignore[arg-type]
+                        loaders,
+                        sim,
+                        counted_since=day - timedelta(days=args.history_days),
+                    )
+            for rollup in ROLLUPS:
+                if cron_ticks(rollup.cron(stream), sim):
+                    recorder.purpose = "rollups"
+                    refresh_rollup(loader, stream, rollup, *rollup_range(rollup, stream, sim))
             if view_id and ingested_until:
                 # A user's look at the last 15 minutes through the _recent view, once a minute.
                 recorder.purpose = "_recent query (user)"

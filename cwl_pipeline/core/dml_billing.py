@@ -8,7 +8,8 @@ pages):
   10 MiB per table referenced and 10 MiB per statement;
 * ``DELETE``, ``UPDATE`` and a ``MERGE`` that deletes or updates are billed, in addition, the
   whole size (every column) of each partition they modify; ``INSERT`` is billed its scan only;
-* load jobs, DDL and the transaction statements are free.
+* load jobs, DDL and the transaction statements are free, and so is a script variable's
+  ``DECLARE`` that reads no table (one that does is billed as the query it runs).
 
 Statements arrive already interpreted (:class:`Statement`); sizes come from a
 :class:`TableSizes` (for instance a simulation of how a table's partitions grow).
@@ -26,7 +27,7 @@ MIN_BILLED_BYTES = 10 * 2**20
 """On-demand minimum per table referenced and per statement (10 MiB)."""
 
 MODIFYING = frozenset({"DELETE", "UPDATE", "MERGE"})
-FREE = frozenset({"LOAD", "DDL", "BEGIN", "COMMIT", "ROLLBACK"})
+FREE = frozenset({"LOAD", "DDL", "BEGIN", "COMMIT", "ROLLBACK", "DECLARE"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ def interpret(
             continue
         keyword = text.split(None, 1)[0].upper()
         kind = _KINDS.get(keyword, keyword)
+        if kind == "DECLARE" and _TABLE_RE.search(text):
+            kind = "SELECT"  # its default is a query over a table
         if kind in FREE:
             statements.append(Statement(kind))
             continue

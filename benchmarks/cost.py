@@ -556,7 +556,7 @@ def main() -> None:
             groups = outcome.facts.get("log_groups", [])
             assert isinstance(groups, list)
             recorder.purpose = "load checks"
-            facts = outcome.check_facts(window_scope(stream, start, stop, groups))
+            facts = outcome.check_facts(window_scope(stream, start, stop, groups), scope_of_reads=True)
             list(evaluate_load_checks(loader, tables, facts))
 
         while sim <= end:

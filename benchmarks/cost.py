@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
 import re
@@ -77,6 +78,7 @@ from cwl_pipeline.core.dml_billing import FREE, Scan, Statement, billed_bytes, i
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.service import WriteMode, load, write_mode
 from cwl_pipeline.load.tables import recent_view_sql
 from cwl_pipeline.local.demo_producer import demo_message
@@ -529,6 +531,7 @@ def main() -> None:
         day_end = day + timedelta(hours=args.hours)
         end = day_end + max(p.lag for p in passes) + 2 * stream.window
         loads: Counter[str] = Counter()
+        load_jobs_at_volume: Counter[str] = Counter()
         quiet = logging.getLogger("bench.cost")
         began = time.monotonic()
 
@@ -553,6 +556,15 @@ def main() -> None:
                 if outcome.ingested_until:
                     ingested_until[start] = outcome.ingested_until
                 return
+            # At the target volume a read is staged in chunks of chunk_events() events, one load
+            # job per chunk for each table the chunk has rows for (rejects: about every chunk).
+            chunks = (
+                math.ceil(outcome.events_at_source * scale / chunk_events())
+                if outcome.events_at_source
+                else 0
+            )
+            per_chunk = int(outcome.rows_loaded > 0) + int(outcome.rows_rejected * scale >= chunks > 0)
+            load_jobs_at_volume[kind] += chunks * per_chunk
             groups = outcome.facts.get("log_groups", [])
             assert isinstance(groups, list)
             recorder.purpose = "load checks"
@@ -663,10 +675,17 @@ def main() -> None:
     for shape, cost in recorder.by_shape.most_common(8):
         print(f"  {cost * per_day / GB:8.1f}  {shape}")
     jobs = recorder.api["load jobs"] * per_day
+    at_volume = sum(load_jobs_at_volume.values()) * per_day
     print(
-        f"load jobs per stream and day: {jobs:.0f}; streams per project by load jobs "
-        f"({LOAD_JOBS_PER_PROJECT:,}/day): {LOAD_JOBS_PER_PROJECT / max(jobs, 1):.0f} (each job loads a "
-        f"fresh staging table: the {TABLE_OPS_PER_TABLE:,}/table limit is not reached)"
+        f"load jobs per stream and day: {jobs:.0f} simulated (a read is one chunk); at "
+        f"{args.gb_per_day:g} GB/day in chunks of {chunk_events():,} events: {at_volume:.0f} ("
+        + ", ".join(f"{k} {v * per_day:.0f}" for k, v in load_jobs_at_volume.items())
+        + ")"
+    )
+    print(
+        f"streams per project by load jobs ({LOAD_JOBS_PER_PROJECT:,}/day) at {args.gb_per_day:g} GB/day: "
+        f"{LOAD_JOBS_PER_PROJECT / max(at_volume, 1):.0f} (each job loads a fresh staging table: the "
+        f"{TABLE_OPS_PER_TABLE:,}/table limit is not reached)"
     )
     write = recorder.storage_write_bytes * scale
     print(

@@ -53,7 +53,7 @@ from cwl_pipeline.adapters.bigquery import (
     StagingTable,
 )
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
-from cwl_pipeline.adapters.sql_scopes import in_scope
+from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, time_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
 from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
@@ -569,7 +569,12 @@ def _keep_rows_of_unreadable(
     """Rows stored earlier from objects unreadable now stay (the events scope leaves those
     objects out); their events are not stored twice (the read finds those copies in its
     ``stored_scope``)."""
-    kept = loader.count(tables.events.table, in_scope("source_object", read.unreadable))
+    scope: Scope = in_scope("source_object", read.unreadable)
+    bounds = read.unreadable_event_times
+    if bounds is not None:
+        # Bounded in time, so BigQuery prunes the partitions no such row can be in.
+        scope = all_of(time_scope(tables.events.partition_column, *bounds), scope)
+    kept = loader.count(tables.events.table, scope)
     if kept:
         log.warning(f"{name}: {kept} rows loaded earlier from objects that are unreadable now are kept")
     return kept

@@ -126,8 +126,8 @@ class Replacement:
     * ``stored``: where a stored copy is looked for (default: ``scope``); a staged row with a
       copy there is not inserted, kept or not. A wider scope than ``scope`` (the hours of the
       rows' times, say) finds copies another load stored;
-    * ``counts``: a counts table (:func:`counts_spec`) where the transaction records, per
-      ingestion hour, event hour and log group, the rows it deleted (negative) and inserted.
+    * ``counts``: a counts table (columns :data:`COUNT_COLUMNS`) where the transaction records,
+      per ingestion hour, event hour and log group, the rows it deleted (negative) and inserted.
     """
 
     spec: TableSpec
@@ -685,10 +685,8 @@ class BigQueryLoader:
         log_groups: Sequence[str],
         start: datetime,
         end: datetime,
-        *,
-        hour_column: str = "ingestion_hour",
     ) -> dict[datetime, int]:
-        """Rows of ``log_groups`` stored in ``tables`` per UTC hour of ``hour_column`` in
+        """Rows of ``log_groups`` stored in ``tables`` per UTC hour of ingestion in
         ``[start, end)``, as the load transactions recorded them in ``counts_table`` (hours
         without rows are absent; none if the counts table does not exist). Reads the counts
         table only: a few rows an hour, not the tables themselves."""
@@ -698,10 +696,9 @@ class BigQueryLoader:
             return {}
         if not log_groups or not tables:
             return {}
-        hour = quote_identifier("column", hour_column)
         rows = self.query_rows(
-            f"SELECT {hour} AS hour, SUM(`row_count`) AS n FROM {self.table_sql(counts_table)} "
-            f"WHERE {hour} >= @start AND {hour} < @end "
+            f"SELECT `ingestion_hour` AS hour, SUM(`row_count`) AS n FROM {self.table_sql(counts_table)} "
+            "WHERE `ingestion_hour` >= @start AND `ingestion_hour` < @end "
             f"AND `log_group` IN UNNEST(@log_groups) AND `table_name` IN UNNEST(@tables) "
             f"GROUP BY hour",
             [

@@ -9,7 +9,12 @@ pages):
 * ``DELETE``, ``UPDATE`` and a ``MERGE`` that deletes or updates are billed, in addition, the
   whole size (every column) of each partition they modify; ``INSERT`` is billed its scan only;
 * load jobs, DDL and the transaction statements are free, and so is a script variable's
-  ``DECLARE`` that reads no table (one that does is billed as the query it runs).
+  ``DECLARE`` that reads no table (the minimum is "per table referenced"; one that reads a
+  table is billed as the query it runs);
+* a filter on the partition column prunes from one side too ("The example query prunes dates
+  before 2016-01-01": ``WHERE transaction_date >= '2016-01-01'``), and a constant expression
+  such as ``CURRENT_TIMESTAMP()`` prunes, where a dynamic one (a subquery, a join condition)
+  does not (https://cloud.google.com/bigquery/docs/querying-partitioned-tables).
 
 Statements arrive already interpreted (:class:`Statement`); sizes come from a
 :class:`TableSizes` (for instance a simulation of how a table's partitions grow).

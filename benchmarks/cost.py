@@ -1,41 +1,60 @@
 """Benchmark: what BigQuery would bill, and which quotas it would use, for one stream's day.
 
 Starts local AWS (moto server) and the BigQuery emulator on free ports, then runs one simulated
-UTC day of a polling stream (the pipeline's defaults: 15-minute windows, 1-minute refresh of the
-open window, a settled load and two late-data sweeps per window) in compressed time, each load
-written the way the stream's asset writes it (``write_mode`` of its kind):
+UTC day of a polling stream as deployed with the default settings (15-minute windows, 1-minute
+refresh of the open window, a settled load and two late-data sweeps per window, hourly
+reconciliation, rollups) in compressed time, against the local stack:
 
-* events are put into CloudWatch minute by minute, stamped with the simulated time;
+* events are put into CloudWatch minute by minute, stamped with the simulated time; their ids
+  are CloudWatch-sized (56 digits);
 * at each simulated minute the sensor's own planner (:func:`cwl_pipeline.polling.plan.plan_windows`)
   decides what to load, and each request runs the project's load path
-  (:func:`cwl_pipeline.load.service.load` of :mod:`cwl_pipeline.polling.read`) and the load
-  checks, as the stream's asset does, against the local stack;
-* every BigQuery request those make goes through a recording client: each query (SQL and
-  parameters) is interpreted by :mod:`cwl_pipeline.core.dml_billing` and billed at that moment
-  by BigQuery's on-demand DML rules, on the sizes the stream's tables would have at the target
-  volume (``--gb-per-day``, default 20): the simulated rows' logical sizes (BigQuery's data
-  size rules) scaled so that the day stores that many bytes. Load jobs, table creations and
-  deletions and metadata updates are counted for the quota budget, Storage Write API appends
-  and their bytes apart (they are priced per byte ingested, not as query bytes).
+  (:func:`cwl_pipeline.load.service.load`) in the write mode of its kind, followed by the load
+  checks; one settled run in ``--retry-every`` is run a second time (a run marked failed after
+  its BigQuery job ran, then retried);
+* every hour, five minutes past, the reconciliation sensor and its asset check each compare
+  the stored counts (:func:`cwl_pipeline.polling.reconcile_counts.compare_counts`; CloudWatch's
+  side is an AWS request, not billed here);
+* after each window's settled load, the rollups recompute the partitions their automation
+  condition selects (:func:`cwl_pipeline.orchestration.rollups.refresh_rollup`);
+* once a minute a user queries the last 15 minutes through the ``_recent`` view.
+
+Every BigQuery request goes through a recording client: each query (SQL and parameters) is
+interpreted by :mod:`cwl_pipeline.core.dml_billing` and billed at that moment by BigQuery's
+on-demand rules, on the sizes the stream's tables would have at the target volume
+(``--gb-per-day``, default 20): the simulated rows' logical sizes (BigQuery's data size rules)
+scaled so that the day stores that many bytes, with ``--history-days`` such days stored before
+it (a deployment in its steady state). A query of the view is billed for the view's own scans.
+Load jobs, table creations and deletions and metadata updates are counted for the quota
+budget, Storage Write API appends and their bytes apart (priced per byte ingested).
+
+The benchmark checks itself and exits non-zero otherwise: the rows and rejects it models are
+the rows and rejects the pipeline stored from the events put (counts printed); every
+statement sent is of a kind the model bills and reads only tables whose sizes it models; the
+client refuses the calls that would send unbilled work. ``BENCH_COST_TRACE=1`` prints every
+statement billed.
 
 The baseline beside the figure is the same day billed as a plain streaming loader would be
 (``insert_rows_json``: every byte once, 1 KB minimum per row), on the same scaled rows.
 
-Last line: ``billed/ingested bytes per day: X``. ``--hours`` simulates part of a day (faster,
-for a quick look; the partitions are then smaller than a full day's, so X is lower).
+Last line: ``billed/ingested bytes per day: X`` (every statement modelled, the users' ``_recent``
+queries included; the line before gives it without them). ``--hours`` simulates part of a day
+(faster, for a quick look; the day's partitions are then smaller, so X is lower).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
+import re
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -46,6 +65,7 @@ import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
@@ -54,11 +74,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cwl_pipeline.adapters.bigquery import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.config import load_config
-from cwl_pipeline.core.dml_billing import billed_bytes, interpret
+from cwl_pipeline.core.dml_billing import FREE, Scan, Statement, billed_bytes, interpret
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.service import WriteMode, load, write_mode
+from cwl_pipeline.load.tables import recent_view_sql
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -69,11 +91,13 @@ from cwl_pipeline.local.processes import (
 )
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.rollups import ROLLUPS, Rollup, refresh_rollup, rollup_spec
 from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.assets import LIVE_OVERLAP
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
 from cwl_pipeline.polling.read import read_windows, window_scope
+from cwl_pipeline.polling.reconcile_counts import compare_counts
 
 GROUP = "/bench/cost"
 DATASET = "bench_cost"
@@ -112,19 +136,37 @@ def logical_bytes(table: pa.Table) -> dict[str, pa.Array]:
     return out
 
 
+DAY_MS = 86_400_000
+TRACE = bool(os.environ.get("BENCH_COST_TRACE"))
+
+Measure = Callable[[str, frozenset[str] | None, date | None, date | None], int]
+"""Bytes of a table's columns in a range of DAY partitions, read from the emulator itself."""
+
+
 @dataclass
 class GrowingTables:
     """Sizes of the stream's tables at the simulated moment, scaled to the target volume.
 
     A row is in its table once the simulated clock passed its event time (every load path
-    keeps the open window loaded). Staging tables hold what was uploaded into them.
+    keeps the open window loaded). Before the simulated day, ``history_days`` days as large as
+    it are stored already (a deployment in its steady state, not on its first day). Staging
+    tables hold what was uploaded into them; the live table what was appended to it; small
+    tables whose size does not follow the volume (rollups, counts) are measured in the emulator.
     """
 
     scale: float
     by_table: dict[str, tuple[list[int], dict[str, list[int]]]]  # table -> (times ms, column sizes)
+    day_start_ms: int = 0
+    history_days: int = 0
+    daily: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> column -> bytes a day
     staged: dict[str, dict[str, int]] = field(default_factory=dict)
+    measured: dict[str, Measure] = field(default_factory=dict)
     now_ms: int = 0
     clustered_on_time: frozenset[str] = frozenset()
+
+    def known(self, table: str) -> bool:
+        """Whether the model has a size for ``table``."""
+        return table in self.staged or table in self.by_table or table in self.measured
 
     def bytes(
         self,
@@ -135,12 +177,14 @@ class GrowingTables:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> int:
-        """Scaled bytes of ``columns`` in the partitions ``first``..``last`` (None: all); for a
-        table clustered on its partition column, in ``[start, end)`` when given (block pruning,
-        idealized: blocks hold consecutive times)."""
+        """Scaled bytes of ``columns`` in the partitions ``first``..``last`` (None: unbounded);
+        for a table clustered on its partition column, in ``[start, end)`` when given (block
+        pruning, idealized: blocks hold consecutive times)."""
         if table in self.staged:
             sizes = self.staged[table]
             return int(sum(v for c, v in sizes.items() if columns is None or c in columns) * self.scale)
+        if table in self.measured:
+            return self.measured[table](table, columns, first, last)
         if table not in self.by_table:
             return 0
         times, column_sizes = self.by_table[table]
@@ -154,60 +198,140 @@ class GrowingTables:
             if t > self.now_ms or (low is not None and t < low) or (high is not None and t >= high):
                 continue
             total += sum(column_sizes[c][index] for c in names)
-        return int(total * self.scale)
+        return int(total * self.scale) + self._history(table, names, low, high)
+
+    def _history(self, table: str, names: list[str], low: int | None, high: int | None) -> int:
+        """Bytes of the days before the simulated one in ``[low, high)``."""
+        if table not in self.daily or not self.history_days:
+            return 0
+        begin = self.day_start_ms - self.history_days * DAY_MS
+        overlap = min(high if high is not None else self.day_start_ms, self.day_start_ms) - max(
+            low if low is not None else begin, begin
+        )
+        if overlap <= 0:
+            return 0
+        per_day = sum(self.daily[table].get(c, 0) for c in names)
+        return int(per_day * overlap / DAY_MS)
 
 
 @dataclass
 class Recorder:
-    """What the load path asked of BigQuery, billed as it went."""
+    """What the runtime asked of BigQuery, billed as it went, by purpose and statement kind."""
 
     sizes: GrowingTables
     schemas: dict[str, tuple[str, frozenset[str]]]
-    kind: str = ""
-    billed: Counter[str] = field(default_factory=Counter)
-    by_statement: Counter[str] = field(default_factory=Counter)
+    views: dict[str, str] = field(default_factory=dict)  # view id -> its SQL
+    purpose: str = ""
+    now: datetime | None = None
+    billed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    statements: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
     api: Counter[str] = field(default_factory=Counter)
     storage_write_bytes: int = 0
     by_shape: Counter[str] = field(default_factory=Counter)
+    unbilled: list[str] = field(default_factory=list)
 
-    def appended(self, data: pa.Table) -> None:
-        """Count rows appended through the Storage Write API (billed per byte ingested)."""
+    def appended(self, table: str, data: pa.Table, time_column: str) -> None:
+        """Count rows appended through the Storage Write API (billed per byte ingested); the
+        live table then holds them."""
         self.api["Storage Write API appends"] += 1
-        self.storage_write_bytes += sum(pc.sum(v).as_py() or 0 for v in logical_bytes(data).values())
+        sizes = {c: v.to_pylist() for c, v in logical_bytes(data).items()}
+        self.storage_write_bytes += sum(sum(v) for v in sizes.values())
+        times, columns = self.sizes.by_table.setdefault(table, ([], {}))
+        times.extend(to_ms(t) for t in data[time_column].to_pylist())
+        for name, values in sizes.items():
+            columns.setdefault(name, [0] * (len(times) - len(values))).extend(values)
 
     def query(self, sql: str, parameters: dict[str, Any]) -> None:
         """Bill one query job (a statement or a script) now."""
         self.api["query jobs"] += 1
-        for statement in interpret(sql, parameters, self.schemas):
+        views = [v for v in self.views if f"`{v}`" in sql]
+        statements = (
+            [self._view_statement(sql, views[0], parameters)]
+            if views
+            else interpret(sql, parameters, self.schemas, now=self.now)
+        )
+        for statement in statements:
+            self.sent[statement.kind] += 1
+            if statement.kind not in FREE | BILLED_KINDS:
+                self.unbilled.append(f"{statement.kind}: the billing model has no rule for it")
+            for scan in statement.scans:
+                if not self.sizes.known(scan.table):
+                    self.unbilled.append(f"{statement.kind} reads {scan.table}, whose size is not modelled")
             cost = billed_bytes(statement, self.sizes)
-            self.billed[self.kind] += cost
-            self.by_statement[statement.kind] += cost
-            shape = f"{self.kind}: {statement.kind} " + " ".join(
-                f"{s.table.rsplit('.', 1)[-1][:20]}[{','.join(sorted(s.columns))}]" for s in statement.scans
+            if TRACE:
+                print(self.purpose, self.now, statement, cost, file=sys.stderr)
+            key = (self.purpose, statement.kind)
+            self.billed[key] += cost
+            self.statements[key] += 1
+            shape = f"{self.purpose}: {statement.kind} " + " ".join(
+                f"{s.table.rsplit('.', 1)[-1][:24]}[{','.join(sorted(s.columns))}]" for s in statement.scans
             )
             self.by_shape[shape] += cost
+
+    def _view_statement(self, sql: str, view: str, parameters: dict[str, Any]) -> Statement:
+        """A query of the ``_recent`` view, billed for the view's underlying scans: the user's
+        filter on each table of its UNION, plus the anti-join's own read of the events table."""
+        settled_sql, rest = self.views[view].split("\nUNION ALL\n", 1)
+        live_sql, anti_join = rest.split("WHERE NOT EXISTS (", 1)
+        scans: list[Scan] = []
+        for branch in (settled_sql, live_sql):
+            table = _TABLE_RE.findall(branch)[0]
+            for statement in interpret(sql.replace(f"`{view}`", f"`{table}`"), parameters, self.schemas):
+                scans += statement.scans
+        anti_join = anti_join.split("\nQUALIFY", 1)[0].strip()
+        anti_join = anti_join[:-1] if anti_join.endswith(")") else anti_join  # the NOT EXISTS (…)
+        for statement in interpret(anti_join, parameters, self.schemas, now=self.now):
+            scans += statement.scans
+        return Statement("SELECT", tuple(scans))
+
+
+BILLED_KINDS = frozenset({"SELECT", "WITH", "INSERT", "DELETE", "UPDATE", "MERGE"})
+"""Statement kinds the billing model bills (the others it knows are free)."""
+_TABLE_RE = re.compile(r"`([A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+)`")
 
 
 class RecordingAppender:
     """A :class:`StreamAppender` that tells a :class:`Recorder` what it appends."""
 
-    def __init__(self, appender: StreamAppender, recorder: Recorder) -> None:
+    def __init__(self, appender: StreamAppender, recorder: Recorder, table_id: str, time_column: str) -> None:
         self._appender = appender
         self._recorder = recorder
+        self._table_id = table_id
+        self._time_column = time_column
 
     def append(self, table: str, data: pa.Table) -> int:
-        self._recorder.appended(data)
+        self._recorder.appended(self._table_id, data, self._time_column)
         return self._appender.append(table, data)
 
 
+_UNBILLED_CALLS = frozenset(
+    {
+        "query_and_wait",
+        "list_rows",
+        "insert_rows",
+        "insert_rows_json",
+        "insert_rows_from_dataframe",
+        "load_table_from_uri",
+        "load_table_from_json",
+        "load_table_from_dataframe",
+        "copy_table",
+        "extract_table",
+    }
+)
+
+
 class RecordingClient:
-    """A ``bigquery.Client`` that tells a :class:`Recorder` about every job and table call."""
+    """A ``bigquery.Client`` that tells a :class:`Recorder` about every job and table call,
+    and refuses the calls that would send work the recorder does not bill."""
 
     def __init__(self, client: bigquery.Client, recorder: Recorder) -> None:
         self._client = client
         self._recorder = recorder
 
     def __getattr__(self, name: str) -> Any:
+        if name in _UNBILLED_CALLS:
+            raise RuntimeError(f"bench-cost: {name} sends work the cost model does not bill")
         return getattr(self._client, name)
 
     def query(self, sql: str, job_config: bigquery.QueryJobConfig | None = None, **kwargs: Any) -> Any:
@@ -222,7 +346,9 @@ class RecordingClient:
         data = pq.read_table(file_obj)
         file_obj.seek(0)
         sizes = logical_bytes(data)
-        self._recorder.sizes.staged[str(destination)] = {c: pc.sum(v).as_py() or 0 for c, v in sizes.items()}
+        staged = self._recorder.sizes.staged.setdefault(str(destination), {})
+        for column, values in sizes.items():
+            staged[column] = staged.get(column, 0) + (pc.sum(values).as_py() or 0)
         self._recorder.schemas[str(destination)] = ("", frozenset(data.column_names))
         return self._client.load_table_from_file(file_obj, destination, **kwargs)
 
@@ -257,12 +383,40 @@ def day_of_events(day: datetime, hours: float, per_minute: int, seed: int = 7) -
     return events
 
 
+class NoMetrics:
+    """Stands in for CloudWatch's IncomingLogEvents (GetMetricData is an AWS request, not a
+    BigQuery bill): every hour counts 0."""
+
+    def hourly_counts(self, log_groups: Any, start: datetime, end: datetime) -> dict[datetime, int]:
+        hours, hour = {}, start
+        while hour < end:
+            hours[hour] = 0
+            hour += HOUR
+        return hours
+
+
+def rollup_range(rollup: Rollup, stream: Any, now: datetime) -> tuple[datetime, datetime]:
+    """The partitions a rollup's automation condition asks for at ``now``: every partition of
+    its lookback, the open one included (``end_offset=1``), in one run (its backfill policy is
+    single-run, so Dagster's automation requests a contiguous range as one run)."""
+    first = floor_to_window(now - rollup.lookback(stream), rollup.period)
+    return first, floor_to_window(now, rollup.period) + rollup.period
+
+
+def cron_ticks(cron: str, moment: datetime) -> bool:
+    """Whether ``cron`` (``M * * * *`` or ``M H * * *``) ticks at ``moment``."""
+    minute, hour = cron.split()[:2]
+    return moment.minute == int(minute) and (hour == "*" or moment.hour == int(hour))
+
+
 def main() -> None:
     """Run the simulated day and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb-per-day", type=float, default=20.0)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--events-per-minute", type=int, default=6)
+    parser.add_argument("--history-days", type=int, default=16, help="days already stored before the day")
+    parser.add_argument("--retry-every", type=int, default=50, help="one settled run in N is retried")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.update(LOCAL_CREDENTIALS)  # local AWS accepts any key
@@ -280,8 +434,8 @@ def main() -> None:
                 bq_grpc=bq_grpc,
             )
         )
-        stream = load_config(path).streams[0]
         config = load_config(path)
+        stream = config.streams[0]
         tables = StreamTables.of(stream)
         logs = boto3.client("logs", endpoint_url=aws_url, region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"])
         logs.create_log_group(logGroupName=GROUP)
@@ -290,8 +444,24 @@ def main() -> None:
         day = floor_to_window(datetime.now(UTC) - timedelta(days=2), timedelta(days=1))
         events = day_of_events(day, args.hours, args.events_per_minute)
         batch = normalize(
-            (LogEvent(f"{i:056d}", t, GROUP, "app-1", m, t) for i, (t, m) in enumerate(events)), stream.schema
+            (
+                LogEvent(
+                    event_id=cloudwatch_id(i),
+                    timestamp_ms=t,
+                    message=m,
+                    log_group=GROUP,
+                    log_stream="app-1",
+                    ingestion_time_ms=t,
+                )
+                for i, (t, m) in enumerate(events)
+            ),
+            stream.schema,
         )
+        modelled = {"rows": batch.rows_table.num_rows, "rejects": batch.rejects_table.num_rows}
+        table_id = {
+            spec.table: f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"
+            for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live)
+        }
         sized = {}
         for spec, table in (
             (tables.events_spec, batch.rows_table),
@@ -299,34 +469,49 @@ def main() -> None:
         ):
             column_sizes = {c: v.to_pylist() for c, v in logical_bytes(table).items()}
             column_sizes["loaded_at"] = [8] * table.num_rows
-            time_column = spec.partition_column
-            times = [to_ms(t) for t in table[time_column].to_pylist()]
-            sized[f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"] = (times, column_sizes)
+            times = [to_ms(t) for t in table[spec.partition_column].to_pylist()]
+            sized[table_id[spec.table]] = (times, column_sizes)
         stored = sum(sum(sum(v) for v in cols.values()) for _, cols in sized.values())
         ingested = args.gb_per_day * GB * args.hours / 24
-        sizes = GrowingTables(
-            scale=ingested / stored,
-            by_table=sized,
-            clustered_on_time=frozenset(
-                f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"
-                for spec in (tables.events_spec, tables.rejects_spec)
-                if spec.clustering[:1] == (spec.partition_column,)
-            ),
-        )
-        schemas = {
-            f"{LOCAL_PROJECT}.{DATASET}.{spec.table}": (
-                spec.partition_column,
-                frozenset(c.name for c in spec.all_columns),
-            )
-            for spec in (tables.events_spec, tables.rejects_spec)
-        }
-        recorder = Recorder(sizes, schemas)
+        scale = ingested / stored
         client = bigquery.Client(
             project=LOCAL_PROJECT,
             credentials=AnonymousCredentials(),
             client_options={"api_endpoint": bq_url},
         )
+        sizes = GrowingTables(
+            scale=scale,
+            by_table=sized,
+            day_start_ms=to_ms(day),
+            history_days=args.history_days,
+            daily={
+                table: {c: int(sum(v) * scale * 24 / args.hours) for c, v in columns.items()}
+                for table, (_, columns) in sized.items()
+            },
+            clustered_on_time=frozenset(
+                table_id[spec.table]
+                for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live)
+                if spec.clustering[:1] == (spec.partition_column,)
+            ),
+        )
+        small_tables = [rollup_spec(stream, r) for r in ROLLUPS]
+        if tables.pair.counts is not None:
+            small_tables.append(tables.pair.counts)
+        for spec in small_tables:
+            sizes.measured[f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"] = measure_in(
+                client, spec.partition_column
+            )
+        schemas = {
+            f"{LOCAL_PROJECT}.{DATASET}.{spec.table}": (
+                spec.partition_column,
+                frozenset(c.name for c in spec.all_columns),
+            )
+            for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live, *small_tables)
+        }
+        recorder = Recorder(sizes, schemas)
         loader = BigQueryLoader(RecordingClient(client, recorder), DATASET, location="US")  # type: ignore[arg-type]
+        view_id = loader.table_id(tables.pair.recent_view)
+        recorder.views[view_id] = recent_view_sql(loader, tables.pair)
 
         @contextmanager
         def loaders() -> Iterator[BigQueryLoader]:
@@ -335,7 +520,9 @@ def main() -> None:
         reader = logs_reader(AwsResource.from_settings(config.aws))
         appender = BigQueryWarehouse.from_settings(config.bigquery).appender()
         assert appender is not None
-        recording_appender = RecordingAppender(appender, recorder)
+        recording_appender = RecordingAppender(
+            appender, recorder, table_id[tables.pair.live.table], tables.pair.live.partition_column
+        )
         ingested_until: dict[datetime, datetime] = {}  # what each window's last refresh appended
         passes = load_passes(stream.settle_lag, stream.sweeps)
         state = PlanState()
@@ -343,12 +530,50 @@ def main() -> None:
         sim = day
         day_end = day + timedelta(hours=args.hours)
         end = day_end + max(p.lag for p in passes) + 2 * stream.window
-        refreshed_at = day
         loads: Counter[str] = Counter()
+        load_jobs_at_volume: Counter[str] = Counter()
         quiet = logging.getLogger("bench.cost")
         began = time.monotonic()
+
+        def run_load(kind: str, start: datetime, stop: datetime, mode: WriteMode) -> None:
+            recorder.purpose = kind
+            after = ingested_until.get(start) if mode is WriteMode.LIVE else None
+            # CloudWatch stamps ingestion in real time, which runs faster than the simulated
+            # clock: the refresh overlap is shrunk by the same factor.
+            compression = (time.monotonic() - began) / max(1.0, (sim - day).total_seconds())
+            outcome = load(
+                read_windows(stream, reader, start, stop),
+                tables.pair,
+                loaders,
+                quiet,
+                stream.name,
+                mode,
+                appender=recording_appender,  # type: ignore[arg-type]
+                ingested_after=after - LIVE_OVERLAP * compression if after else None,
+            )
+            loads[kind] += 1
+            if mode is WriteMode.LIVE:
+                if outcome.ingested_until:
+                    ingested_until[start] = outcome.ingested_until
+                return
+            # At the target volume a read is staged in chunks of chunk_events() events, one load
+            # job per chunk for each table the chunk has rows for (rejects: about every chunk).
+            chunks = (
+                math.ceil(outcome.events_at_source * scale / chunk_events())
+                if outcome.events_at_source
+                else 0
+            )
+            per_chunk = int(outcome.rows_loaded > 0) + int(outcome.rows_rejected * scale >= chunks > 0)
+            load_jobs_at_volume[kind] += chunks * per_chunk
+            groups = outcome.facts.get("log_groups", [])
+            assert isinstance(groups, list)
+            recorder.purpose = "load checks"
+            facts = outcome.check_facts(window_scope(stream, start, stop, groups), scope_of_reads=True)
+            list(evaluate_load_checks(loader, tables, facts))
+
         while sim <= end:
             sim += timedelta(minutes=1)
+            recorder.now = sim
             new = [(t, m) for t, m in events[put_until:] if t < to_ms(sim)]
             if new:
                 logs.put_log_events(
@@ -368,65 +593,101 @@ def main() -> None:
                 partitions_start=day,
                 max_windows=stream.max_windows_per_run,
                 initial_lookback=sim - day,
-                events_arriving=bool(new) and sim - refreshed_at >= timedelta(0),
+                events_arriving=bool(new),
             )
             for request in requests:
                 # Only the simulated day's windows: later ones belong to the next day's bill.
                 start, stop = request.first_start, min(request.last_start + stream.window, day_end)
                 if start >= stop:
                     continue
-                recorder.kind = request.kind.split("-")[0]
+                kind = request.kind.split("-")[0]
                 # As the stream's asset does: the write mode of the kind; checks unless live.
                 mode = write_mode(request.kind, live_available=True)
-                after = ingested_until.get(start) if mode is WriteMode.LIVE else None
-                # CloudWatch stamps ingestion in real time, which runs faster than the simulated
-                # clock: the refresh overlap is shrunk by the same factor.
-                compression = (time.monotonic() - began) / max(1.0, (sim - day).total_seconds())
-                outcome = load(
-                    read_windows(stream, reader, start, stop),
-                    tables.pair,
-                    loaders,
-                    quiet,
-                    stream.name,
-                    mode,
-                    appender=recording_appender,  # type: ignore[arg-type]
-                    ingested_after=after - LIVE_OVERLAP * compression if after else None,
+                run_load(kind, start, stop, mode)
+                if kind == "settled" and loads[kind] % args.retry_every == 0:
+                    # A run marked failed after its job ran (a lost worker, say) runs again.
+                    run_load("retried run", start, stop, mode)
+            if sim >= day_end:
+                continue  # the day's own schedule ends with it; its last sweeps still run
+            if sim.minute == RECONCILE_MINUTE:
+                # The reconciliation sensor and its asset check, each hour a few minutes past.
+                recorder.purpose = "reconciliation"
+                for _ in ("sensor", "check"):
+                    # In the steady state the counts table is older than the day.
+                    compare_counts(
+                        stream,
+                        tables.pair,
+                        reader,
+                        NoMetrics(),  # type: ignore[arg-type]
+                        loaders,
+                        sim,
+                        counted_since=day - timedelta(days=args.history_days),
+                    )
+            for rollup in ROLLUPS:
+                if cron_ticks(rollup.cron(stream), sim):
+                    recorder.purpose = "rollups"
+                    refresh_rollup(loader, stream, rollup, *rollup_range(rollup, stream, sim))
+            if view_id and ingested_until:
+                # A user's look at the last 15 minutes through the _recent view, once a minute.
+                recorder.purpose = "_recent query (user)"
+                loader.query_rows(
+                    f"SELECT `action`, COUNT(*) AS n FROM `{view_id}` "
+                    "WHERE `timestamp` >= @since AND `timestamp` < @until GROUP BY `action`",
+                    [
+                        bigquery.ScalarQueryParameter("since", "TIMESTAMP", sim - timedelta(minutes=15)),
+                        bigquery.ScalarQueryParameter("until", "TIMESTAMP", sim),
+                    ],
                 )
-                if mode is WriteMode.LIVE:
-                    if outcome.ingested_until:
-                        ingested_until[start] = outcome.ingested_until
-                else:
-                    groups = outcome.facts.get("log_groups", [])
-                    assert isinstance(groups, list)
-                    facts = outcome.check_facts(window_scope(stream, start, stop, groups))
-                    list(evaluate_load_checks(loader, tables, facts))
-                loads[recorder.kind] += 1
         elapsed = time.monotonic() - began
+        stored_counts = {
+            "rows": _count(client, table_id[tables.events_spec.table]),
+            "rejects": _count(client, table_id[tables.rejects_spec.table]),
+        }
 
-    total = sum(recorder.billed.values())
-    streaming = sum(max(1024, r) for r in _row_sizes(sized)) * sizes.scale
     per_day = 24 / args.hours
     print(f"simulated {args.hours:g} h of one stream at {args.gb_per_day:g} GB/day in {elapsed:.0f} s")
+    print(
+        f"sanity: events put {put_until} of {len(events)}; modelled rows {modelled['rows']}, rejects "
+        f"{modelled['rejects']}; stored by the pipeline rows {stored_counts['rows']}, rejects "
+        f"{stored_counts['rejects']}"
+    )
+    failures = []
+    if put_until != len(events) or modelled != stored_counts:
+        failures.append("the modelled rows and rejects are not what the pipeline stored from the events put")
+    unpriced = sorted(
+        k for k, n in recorder.sent.items() if n and k not in FREE and not _billed_kind(recorder, k)
+    )
+    failures += [f"statement kind {k} sent but never billed" for k in unpriced]
+    failures += sorted(set(recorder.unbilled))
     print(f"loads: {dict(loads)}")
-    print(
-        "billed bytes by load kind (GB/day): "
-        + ", ".join(f"{k} {v * per_day / GB:.1f}" for k, v in recorder.billed.items())
-    )
-    print(
-        "billed bytes by statement (GB/day): "
-        + ", ".join(f"{k} {v * per_day / GB:.1f}" for k, v in recorder.by_statement.items())
-    )
+    print("billed GB/day by purpose and statement kind:")
+    print(f"  {'purpose':<24} {'statement':<9} {'per day':>8} {'GB/day':>9}")
+    for (purpose, kind), cost in sorted(recorder.billed.items(), key=lambda item: -item[1]):
+        count = recorder.statements[(purpose, kind)] * per_day
+        print(f"  {purpose:<24} {kind:<9} {count:8.0f} {cost * per_day / GB:9.2f}")
+    total = sum(recorder.billed.values())
+    print(f"  {'total':<24} {'':<9} {'':>8} {total * per_day / GB:9.2f}")
     print(
         "BigQuery API per stream and day: "
         + ", ".join(f"{k} {v * per_day:.0f}" for k, v in recorder.api.items())
     )
     print("largest statement shapes (GB/day):")
-    for shape, cost in recorder.by_shape.most_common(6):
+    for shape, cost in recorder.by_shape.most_common(8):
         print(f"  {cost * per_day / GB:8.1f}  {shape}")
     jobs = recorder.api["load jobs"] * per_day
-    fit = LOAD_JOBS_PER_PROJECT / max(jobs, 1)
-    print(f"streams per project by load jobs ({LOAD_JOBS_PER_PROJECT:,}/day): {fit:.0f}")
-    write = recorder.storage_write_bytes * sizes.scale
+    at_volume = sum(load_jobs_at_volume.values()) * per_day
+    print(
+        f"load jobs per stream and day: {jobs:.0f} simulated (a read is one chunk); at "
+        f"{args.gb_per_day:g} GB/day in chunks of {chunk_events():,} events: {at_volume:.0f} ("
+        + ", ".join(f"{k} {v * per_day:.0f}" for k, v in load_jobs_at_volume.items())
+        + ")"
+    )
+    print(
+        f"streams per project by load jobs ({LOAD_JOBS_PER_PROJECT:,}/day) at {args.gb_per_day:g} GB/day: "
+        f"{LOAD_JOBS_PER_PROJECT / max(at_volume, 1):.0f} (each job loads a fresh staging table: the "
+        f"{TABLE_OPS_PER_TABLE:,}/table limit is not reached)"
+    )
+    write = recorder.storage_write_bytes * scale
     print(
         f"Storage Write API: {write * per_day / GB:.1f} GB/day appended ({write / ingested:.2f} x ingested; "
         f"priced per byte at about 4x a query byte: ${STORAGE_WRITE_PER_GIB}/GiB against "
@@ -434,8 +695,55 @@ def main() -> None:
     )
     dollars = total / 2**40 * QUERY_PER_TIB + write / 2**30 * STORAGE_WRITE_PER_GIB
     print(f"dollars per day, on-demand list prices: {dollars * per_day:.2f}")
+    streaming = sum(max(1024, r) for r in _row_sizes(sized)) * scale
     print(f"baseline, insert_rows_json (1 KB minimum a row): billed/ingested {streaming / ingested:.2f}")
+    user = sum(v for (purpose, _), v in recorder.billed.items() if purpose.endswith("(user)"))
+    print(f"billed/ingested without the users' _recent queries: {(total - user) / ingested:.2f}")
+    if failures:
+        for failure in failures:
+            print(f"FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
     print(f"billed/ingested bytes per day: {total / ingested:.2f}")
+
+
+RECONCILE_MINUTE = 5
+"""Minute past each hour the reconciliation runs (``reconcile_cron``)."""
+HOUR = timedelta(hours=1)
+
+
+def cloudwatch_id(index: int) -> str:
+    """A CloudWatch-sized event id: 56 decimal digits."""
+    return f"{index:056d}"
+
+
+def _billed_kind(recorder: Recorder, kind: str) -> bool:
+    return any(v for (_, k), v in recorder.billed.items() if k == kind)
+
+
+def _count(client: bigquery.Client, table: str) -> int:
+    """Rows of ``table`` in the emulator (outside the recorder: the check is not billed)."""
+    return int(next(iter(client.query(f"SELECT COUNT(*) AS n FROM `{table}`").result()))["n"])
+
+
+def measure_in(client: bigquery.Client, partition_column: str) -> Measure:
+    """Bytes of a small table's columns in a range of partitions, read from the emulator."""
+
+    def measure(table: str, columns: frozenset[str] | None, first: date | None, last: date | None) -> int:
+        where = []
+        if first is not None:
+            where.append(f"`{partition_column}` >= TIMESTAMP '{first.isoformat()}'")
+        if last is not None:
+            where.append(f"`{partition_column}` < TIMESTAMP '{(last + timedelta(days=1)).isoformat()}'")
+        sql = f"SELECT * FROM `{table}`" + (f" WHERE {' AND '.join(where)}" if where else "")
+        try:
+            data = client.query(sql).result().to_arrow(create_bqstorage_client=False)
+        except NotFound:
+            return 0
+        return sum(
+            pc.sum(v).as_py() or 0 for c, v in logical_bytes(data).items() if columns is None or c in columns
+        )
+
+    return measure
 
 
 def _row_sizes(sized: dict[str, tuple[list[int], dict[str, list[int]]]]) -> Iterator[int]:

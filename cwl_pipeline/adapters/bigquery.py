@@ -38,7 +38,7 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from cwl_pipeline.adapters.bigquery_metadata import METADATA
 from cwl_pipeline.adapters.errors import DestinationError
-from cwl_pipeline.adapters.sql_literals import string_literal
+from cwl_pipeline.adapters.sql_literals import string_literal, timestamp_literal
 from cwl_pipeline.adapters.sql_scopes import SCOPE_TABLE_SCHEMA, QueryParameter, Scope, time_scope
 from cwl_pipeline.config import BigQuerySettings, default_of
 from cwl_pipeline.core.schema import COLUMN_TYPES, Column
@@ -59,6 +59,15 @@ __all__ = [
 ]
 
 LOADED_AT = Column("loaded_at", "TIMESTAMP", description="When the pipeline loaded the row")
+LOAD_TIME = "_load_time"
+"""Script variable: the ``loaded_at`` of every row a replace transaction inserts."""
+COUNT_COLUMNS = (
+    Column("ingestion_hour", "TIMESTAMP", description="Hour CloudWatch ingested the rows (if known)"),
+    Column("event_hour", "TIMESTAMP", required=True, description="Hour of the rows' event time"),
+    Column("log_group", "STRING", required=True, description="Source log group"),
+    Column("table_name", "STRING", required=True, description="Table the rows were written to"),
+    Column("row_count", "INT64", required=True, description="Rows inserted (negative: deleted)"),
+)
 STAGING_TTL = timedelta(hours=6)
 # Backoff between attempts of a transaction cancelled by a concurrent one: 0.5 s, 1 s, 2 s, ...
 # up to 8 s, each drawn from [half, full] of that so that contenders spread out.
@@ -145,7 +154,9 @@ class Replacement:
       running it twice inserts nothing the second time;
     * ``stored``: where a stored copy is looked for (default: ``scope``); a staged row with a
       copy there is not inserted, kept or not. A wider scope than ``scope`` (the hours of the
-      rows' times, say) finds copies another load stored.
+      rows' times, say) finds copies another load stored;
+    * ``counts``: a counts table (columns :data:`COUNT_COLUMNS`) where the transaction records,
+      per ingestion hour, event hour and log group, the rows it deleted (negative) and inserted.
     """
 
     spec: TableSpec
@@ -155,6 +166,7 @@ class Replacement:
     keep: bool = False
     stored: Scope | None = None
     staged: StagingTable | None = None
+    counts: TableSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.keep or self.stored is not None) and not self.keys:
@@ -572,6 +584,8 @@ class BigQueryLoader:
     ) -> str:
         targets = ", ".join(sorted({string_literal(self.table_id(r.spec.table)) for r, _ in staged}))
         statements = [
+            # One load time for the whole transaction: the counts find the rows it inserted by it.
+            f"DECLARE {LOAD_TIME} TIMESTAMP DEFAULT CURRENT_TIMESTAMP();",
             "BEGIN TRANSACTION;",
             # The guard (see LEDGER_PREFIX): a mutation that makes concurrent loads of these
             # tables conflict, so one commits and the others run again on a newer snapshot.
@@ -590,12 +604,14 @@ class BigQueryLoader:
             )
             scope = replacement.scope.in_script(scope_sql, index)
             if not replacement.keep:
+                if replacement.counts is not None:
+                    statements.append(self._count_rows(replacement, f"WHERE {scope}", -1))
                 statements.append(f"DELETE FROM {target} WHERE {scope};")
             if replacement.rows:
                 columns = ", ".join(quote_identifier("column", c.name) for c in spec.all_columns)
                 insert = (
                     f"INSERT INTO {target} ({columns}) "
-                    f"SELECT {select}, CURRENT_TIMESTAMP() FROM {_first_copies(replacement, staging_id)}"
+                    f"SELECT {select}, {LOAD_TIME} FROM {_first_copies(replacement, staging_id)}"
                 )
                 if replacement.keys and (replacement.keep or replacement.stored is not None):
                     # Unqualified columns in the subquery are the target's: the scope bounds
@@ -615,8 +631,31 @@ class BigQueryLoader:
                 elif replacement.staged is not None:
                     insert += " AS staged"
                 statements.append(insert + ";")
+                if replacement.counts is not None:
+                    loaded = quote_identifier("column", LOADED_AT.name)
+                    statements.append(
+                        self._count_rows(replacement, f"WHERE {scope} AND {loaded} = {LOAD_TIME}", 1)
+                    )
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
+
+    def _count_rows(self, replacement: Replacement, where: str, sign: int) -> str:
+        """A statement of the transaction script recording in ``replacement.counts`` the rows
+        of its target matched by ``where``, per ingestion hour (NULL for rows without an
+        ingestion time), event hour and log group, counted ``sign`` times."""
+        assert replacement.counts is not None
+        spec = replacement.spec
+        counts = self.table_sql(replacement.counts.table)
+        time = quote_identifier("column", spec.partition_column)
+        columns = ", ".join(quote_identifier("column", c.name) for c in replacement.counts.all_columns)
+        return (
+            f"INSERT INTO {counts} ({columns}) "
+            f"SELECT TIMESTAMP_TRUNC(`ingestion_time`, HOUR) AS ingestion_hour, "
+            f"TIMESTAMP_TRUNC({time}, HOUR) AS event_hour, `log_group`, "
+            f"{string_literal(spec.table)} AS table_name, {sign} * COUNT(*) AS row_count, {LOAD_TIME} "
+            f"FROM {self.table_sql(spec.table)} {where} "
+            "GROUP BY ingestion_hour, event_hour, `log_group`;"
+        )
 
     def replace_from_query(self, spec: TableSpec, select_sql: str, scope: Scope) -> ReplaceResult:
         """Atomically replace the ``scope`` rows of ``spec.table`` with a query's result.
@@ -764,6 +803,95 @@ class BigQueryLoader:
             ],
         )
         return {_utc(row["hour"]): int(row["n"]) for row in rows if row["hour"] is not None}
+
+    def recorded_counts_by_hour(
+        self,
+        counts_table: str,
+        tables: Sequence[str],
+        log_groups: Sequence[str],
+        start: datetime,
+        end: datetime,
+    ) -> dict[datetime, int]:
+        """Rows of ``log_groups`` stored in ``tables`` per UTC hour of ingestion in
+        ``[start, end)``, as the load transactions recorded them in ``counts_table`` (hours
+        without rows are absent; none if the counts table does not exist). Reads the counts
+        table only: a few rows an hour, not the tables themselves."""
+        try:
+            self.client.get_table(self.table_id(counts_table), retry=self.retry)
+        except gexc.NotFound:
+            return {}
+        if not log_groups or not tables:
+            return {}
+        rows = self.query_rows(
+            f"SELECT `ingestion_hour` AS hour, SUM(`row_count`) AS n FROM {self.table_sql(counts_table)} "
+            "WHERE `ingestion_hour` >= @start AND `ingestion_hour` < @end "
+            f"AND `log_group` IN UNNEST(@log_groups) AND `table_name` IN UNNEST(@tables) "
+            f"GROUP BY hour",
+            [
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end),
+                bigquery.ArrayQueryParameter("log_groups", "STRING", sorted(set(log_groups))),
+                bigquery.ArrayQueryParameter("tables", "STRING", sorted(set(tables))),
+            ],
+        )
+        return {_utc(row["hour"]): int(row["n"] or 0) for row in rows if row["hour"] is not None}
+
+    def counts_version_sql(self, counts_table: str, source_table: str, start: datetime, end: datetime) -> str:
+        """A scalar subquery: how many rows ``counts_table`` holds for ``source_table``'s
+        event hours in ``[start, end)``. The counts table only grows, by a row per hour and
+        log group a load transaction changed: a larger number later means a change since."""
+        return (
+            f"(SELECT COUNT(*) FROM {self.table_sql(counts_table)} "
+            f"WHERE `event_hour` >= {timestamp_literal(start)} AND `event_hour` < {timestamp_literal(end)} "
+            f"AND `table_name` = {string_literal(source_table)})"
+        )
+
+    def changed_since_computed(
+        self,
+        counts_table: str,
+        source_table: str,
+        derived_table: str,
+        derived_column: str,
+        period: timedelta,
+        start: datetime,
+        end: datetime,
+    ) -> list[datetime]:
+        """Starts of the ``period``-long partitions of ``derived_table`` (on ``derived_column``)
+        in ``[start, end)`` whose rows of ``source_table`` changed since the partition was
+        computed: the counts table holds more rows for it than the partition's
+        ``inputs_version`` (:meth:`counts_version_sql` as the computing transaction saw it),
+        or the partition has none. One query over two small tables."""
+        try:
+            self.client.get_table(self.table_id(counts_table), retry=self.retry)
+        except gexc.NotFound:
+            return []
+        unit = "DAY" if period >= timedelta(days=1) else "HOUR"
+        column = quote_identifier("column", derived_column)
+        rows = self.query_rows(
+            f"WITH changed AS (SELECT TIMESTAMP_TRUNC(`event_hour`, {unit}) AS part, COUNT(*) AS n "
+            f"FROM {self.table_sql(counts_table)} "
+            "WHERE `event_hour` >= @start AND `event_hour` < @end AND `table_name` = @source "
+            "GROUP BY part), "
+            f"computed AS (SELECT {column} AS part, MAX(`inputs_version`) AS n "
+            f"FROM {self.table_sql(derived_table)} WHERE {column} >= @start AND {column} < @end "
+            "GROUP BY part) "
+            "SELECT changed.part AS part FROM changed LEFT JOIN computed ON changed.part = computed.part "
+            "WHERE computed.n IS NULL OR changed.n > computed.n",
+            [
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end),
+                bigquery.ScalarQueryParameter("source", "STRING", source_table),
+            ],
+        )
+        return sorted(_utc(row["part"]) for row in rows)
+
+    def created_at(self, table: str) -> datetime | None:
+        """When ``table`` was created (None if it does not exist)."""
+        try:
+            found = self.client.get_table(self.table_id(table), retry=self.retry)
+        except gexc.NotFound:
+            return None
+        return _utc(found.created) if found.created is not None else None
 
     def duplicate_ids(self, table: str, scope: Scope, id_column: str = "event_id") -> int:
         """Rows in scope beyond the first of each ``id_column`` value."""

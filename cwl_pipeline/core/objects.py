@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from hashlib import blake2b
 
 
@@ -16,6 +16,27 @@ class StoredObject:
     etag: str
     size: int
     last_modified: datetime
+
+
+PUT_LOG_EVENTS_MAX_AGE = timedelta(days=14)
+"""PutLogEvents refuses events more than 14 days older than their ingestion."""
+PUT_LOG_EVENTS_MAX_AHEAD = timedelta(hours=2)
+"""PutLogEvents refuses events more than 2 hours ahead of their ingestion."""
+SUBSCRIPTION_DELIVERY_RETRY = timedelta(hours=24)
+"""CloudWatch retries a subscription filter's delivery for up to 24 hours."""
+FIREHOSE_MAX_BUFFER = timedelta(seconds=900)
+"""Firehose buffers at most 900 s before it writes an object to S3."""
+
+
+def subscription_event_times(delivered: Sequence[datetime]) -> tuple[datetime, datetime] | None:
+    """``[earliest, latest)`` event time the CloudWatch events of Firehose objects written at
+    ``delivered`` (their S3 LastModified) can carry: an event reaches S3 at most the
+    subscription's retry time plus Firehose's buffer after its ingestion, never before it, and
+    its time is at most 14 days before its ingestion and 2 hours after it. None for no object."""
+    if not delivered:
+        return None
+    earliest = min(delivered) - SUBSCRIPTION_DELIVERY_RETRY - FIREHOSE_MAX_BUFFER - PUT_LOG_EVENTS_MAX_AGE
+    return earliest, max(delivered) + PUT_LOG_EVENTS_MAX_AHEAD + timedelta(milliseconds=1)
 
 
 def object_uri(bucket: str, key: str) -> str:

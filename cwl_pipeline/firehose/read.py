@@ -27,7 +27,7 @@ from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.event_rules import EventRules
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
-from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
+from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri, subscription_event_times
 from cwl_pipeline.core.parallel_decode import DecodeInput
 from cwl_pipeline.core.s3_records import decode_firehose_input, firehose_decode_input
 from cwl_pipeline.core.schema import TableSchema
@@ -167,6 +167,7 @@ def read_firehose_range(
             parallel=parallel,
             rules=stream.rules,
             raw=raw,
+            event_times_of=subscription_event_times,
         )
 
 
@@ -336,6 +337,7 @@ def _route_read(
         chunk_events=size,
         build=build,
         versions=versions,
+        event_times_of=subscription_event_times,
     )
 
 

@@ -171,6 +171,8 @@ class ObjectSetRead(SourceRead):
     # How a chunk's contents become a batch (default: normalized to ``schema`` with ``rules``).
     build: Callable[[list[ObjectContent]], ObjectBatch] | None = None
     versions: dict[Hashable, str] = field(default_factory=dict)
+    # The event times rows of objects written at these times can carry (None: unbounded).
+    event_times_of: Callable[[Sequence[datetime]], tuple[datetime, datetime] | None] | None = None
     figures: dict[Hashable, GroupFigures] = field(default_factory=dict)
     bounds: tuple[datetime, datetime] | None = None  # of the event times read
     _bounds: list[datetime] = field(default_factory=list)
@@ -337,6 +339,21 @@ class ObjectSetRead(SourceRead):
     def unreadable(self) -> list[str]:
         """Objects that could not be decoded."""
         return [uri for f in self.figures.values() for uri in f.unreadable]
+
+    @property
+    def unreadable_event_times(self) -> tuple[datetime, datetime] | None:
+        """Bounds of the event times of the unreadable objects' rows, from their S3 times."""
+        if self.event_times_of is None:
+            return None
+        unreadable = [uri for f in self.figures.values() for uri in f.unreadable]
+        # A URI is s3://bucket/key: its object is the listed one whose key ends it.
+        delivered = [
+            obj.last_modified
+            for f in self.figures.values()
+            for obj in f.objects
+            if any(uri.endswith(f"/{obj.key}") for uri in unreadable)
+        ]
+        return self.event_times_of(delivered) if delivered else None
 
     @property
     def nothing_read(self) -> bool:

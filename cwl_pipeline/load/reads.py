@@ -88,6 +88,12 @@ class SourceRead(ABC):
         return []
 
     @property
+    def unreadable_event_times(self) -> tuple[datetime, datetime] | None:
+        """``[earliest, latest)`` event time of any row stored from the unreadable objects, if
+        the source bounds it (None: unbounded)."""
+        return None
+
+    @property
     def nothing_read(self) -> bool:
         """True when the source found nothing at all to read: the scope is then left as it is."""
         return False

@@ -53,7 +53,7 @@ from cwl_pipeline.adapters.bigquery import (
     StagingTable,
 )
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
-from cwl_pipeline.adapters.sql_scopes import in_scope
+from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, time_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
 from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
@@ -108,6 +108,10 @@ class LoadFacts:
     scope: LoadScope
     final_sweep: bool  # this load was the stream's last late-data sweep
     events_filtered: int = 0  # dropped by the stream's filter: read, never stored
+    # Rows (events table, rejects table) in scope, counted in BigQuery by this load before it
+    # would write, when it then wrote nothing (no transaction): still what the scope holds.
+    # None: not known that way (counted after the load).
+    stored_unchanged: tuple[int | None, int | None] | None = None
 
     @property
     def events_read(self) -> int:
@@ -127,6 +131,8 @@ class LoadOutcome:
     stored_elsewhere: int = 0
     scopes_taken_over: int = 0  # reads that replaced rows of another reader
     rows_before: int = 0
+    # rows_before per table (events, rejects); None once a read did not count that table
+    rows_before_split: tuple[int | None, int | None] = (0, 0)
     rows_kept_from_unreadable: int = 0
     objects_vanished: int = 0
     rows_written: int = 0  # rows and rejects this load added (all of them when it replaced)
@@ -161,8 +167,13 @@ class LoadOutcome:
             metadata["rows_kept_from_unreadable_objects"] = self.rows_kept_from_unreadable
         return metadata
 
-    def check_facts(self, scope: LoadScope, *, final_sweep: bool = False) -> LoadFacts:
-        """What the load checks compare with BigQuery, for ``scope`` (the whole load's)."""
+    def check_facts(
+        self, scope: LoadScope, *, final_sweep: bool = False, scope_of_reads: bool = False
+    ) -> LoadFacts:
+        """What the load checks compare with BigQuery, for ``scope`` (the whole load's).
+
+        ``scope_of_reads``: ``scope`` is exactly the union of the reads' scopes, so the counts
+        the reads made of them before deciding to write nothing are the scope's counts."""
         return LoadFacts(
             events_at_source=self.events_at_source,
             duplicates_dropped=self.duplicates_dropped,
@@ -173,6 +184,9 @@ class LoadOutcome:
             scope=scope,
             final_sweep=final_sweep,
             events_filtered=self.events_filtered,
+            stored_unchanged=self.rows_before_split
+            if scope_of_reads and self.steps and not self.transactions
+            else None,
         )
 
     @property
@@ -426,6 +440,7 @@ def _write_read(
         if read.nothing_read:
             # Nothing to read, nothing to replace: rows of objects gone from S3 stay.
             log.info(f"{name}: nothing to load for {read.label}")
+            outcome.rows_before_split = (None, None)
             outcome.parts.update(read.part_figures(datetime.now(UTC)))
             staged.drop(loader)
             return
@@ -503,6 +518,11 @@ def _write_staged(
     rows_rejected = staged[1].rows - reject_counts.duplicates
     elsewhere = rows_counts.elsewhere + reject_counts.elsewhere
     outcome.rows_before += rows_counts.before + reject_counts.before
+    # A table the read had nothing for was not counted (its replacement was skipped).
+    outcome.rows_before_split = (
+        _added(outcome.rows_before_split[0], counted.get(tables.events.table)),
+        _added(outcome.rows_before_split[1], counted.get(tables.rejects.table)),
+    )
     outcome.stored_elsewhere += elsewhere
     outcome.parts.update(read.part_figures(datetime.now(UTC)))
     outcome.events_at_source += read.events_at_source
@@ -523,6 +543,10 @@ def _write_staged(
     )
 
 
+def _added(total: int | None, counts: StagedCounts | None) -> int | None:
+    return None if total is None or counts is None else total + counts.before
+
+
 def _other_reader(counts: list[StagedCounts]) -> bool:
     """Whether the scope holds ids of a family (derived from an export, or CloudWatch's own)
     that the read's rows do not have: another reader loaded the scope."""
@@ -541,7 +565,12 @@ def _keep_rows_of_unreadable(
     """Rows stored earlier from objects unreadable now stay (the events scope leaves those
     objects out); their events are not stored twice (the read finds those copies in its
     ``stored_scope``)."""
-    kept = loader.count(tables.events.table, in_scope("source_object", read.unreadable))
+    scope: Scope = in_scope("source_object", read.unreadable)
+    bounds = read.unreadable_event_times
+    if bounds is not None:
+        # Bounded in time, so BigQuery prunes the partitions no such row can be in.
+        scope = all_of(time_scope(tables.events.partition_column, *bounds), scope)
+    kept = loader.count(tables.events.table, scope)
     if kept:
         log.warning(f"{name}: {kept} rows loaded earlier from objects that are unreadable now are kept")
     return kept

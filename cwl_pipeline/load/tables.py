@@ -8,7 +8,11 @@
   rejects table's metadata columns, so the rejects scope of a load is its raw scope too
   (:mod:`cwl_pipeline.core.raw_events`);
 * ``<table>_recent`` (a view): the events table plus the live rows it does not hold yet, each
-  event once: what to query for near-real-time data.
+  event once: what to query for near-real-time data;
+* ``<table>_counts``: per ingestion hour, event hour and log group, the rows each load
+  transaction inserted into (or deleted from) the events and rejects tables, written in that
+  same transaction: what BigQuery holds, counted without reading the tables (reconciliation,
+  rollups).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 
 from cwl_pipeline.adapters.bigquery import (
+    COUNT_COLUMNS,
     BigQueryLoader,
     PreparedReplace,
     Replacement,
@@ -46,6 +51,7 @@ class TablePair:
     live: TableSpec
     recent_view: str
     raw: TableSpec | None = None
+    counts: TableSpec | None = None
 
     @classmethod
     def of(cls, stream: StreamConfig) -> TablePair:
@@ -79,6 +85,15 @@ class TablePair:
                 description=f"Events of stream {stream.name} that did not fit its schema, with the reason.",
             ),
             raw=raw_spec(stream),
+            counts=TableSpec(
+                table=f"{stream.table}_counts",
+                columns=COUNT_COLUMNS,
+                partition_column="ingestion_hour",
+                clustering=("log_group", "table_name"),
+                description=(
+                    f"Rows stream {stream.name}'s loads wrote, per ingestion hour, event hour and log group."
+                ),
+            ),
         )
 
 
@@ -113,6 +128,8 @@ def ensure_tables(loader: BigQueryLoader, tables: TablePair) -> None:
     loader.ensure_table(tables.rejects)
     if tables.raw is not None:
         loader.ensure_table(tables.raw)
+    if tables.counts is not None:
+        loader.ensure_table(tables.counts)
 
 
 def rows_in_scope(loader: BigQueryLoader, tables: TablePair, scope: LoadScope) -> tuple[int, int]:
@@ -146,17 +163,26 @@ def replace_rows(
     """
 
     def replacement(
-        spec: TableSpec, data: pa.Table | StagingTable, own: Scope, wider: Scope | None
+        spec: TableSpec,
+        data: pa.Table | StagingTable,
+        own: Scope,
+        wider: Scope | None,
+        counts: TableSpec | None = None,
     ) -> Replacement:
         if isinstance(data, StagingTable):
-            return Replacement(spec, _NO_ROWS, own, event_keys(spec), keep=keep, stored=wider, staged=data)
+            return Replacement(
+                spec, _NO_ROWS, own, event_keys(spec), keep=keep, stored=wider, staged=data, counts=counts
+            )
         keys = event_keys(spec) if keep or wider is not None else ()
-        return Replacement(spec, data, own, keys, keep=keep, stored=wider)
+        return Replacement(spec, data, own, keys, keep=keep, stored=wider, counts=counts)
 
     replacements = [
-        replacement(tables.events, rows, scope.events, stored.events if stored else None),
-        replacement(tables.rejects, rejects, scope.rejects, stored.rejects if stored else None),
+        replacement(tables.events, rows, scope.events, stored.events if stored else None, tables.counts),
+        replacement(
+            tables.rejects, rejects, scope.rejects, stored.rejects if stored else None, tables.counts
+        ),
     ]
+    # The raw table holds the same events again: they are counted once, not in the raw table.
     if tables.raw is not None and raw is not None:
         replacements.append(replacement(tables.raw, raw, scope.rejects, stored.rejects if stored else None))
     return loader.replace(replacements, label=label, decide=decide)

@@ -5,39 +5,55 @@
 
 Both are time-partitioned (hourly / daily); Dagster's time-window partition mapping ties each
 hour or day to the micro-batch windows it covers. Each partition is replaced atomically
-(DELETE + INSERT … SELECT in one transaction). An ``AutomationCondition`` refreshes the recent
-partitions just after each window's settled load, unless a blocking check of the events table
-failed. (Not "all passed": the open window is refreshed every few seconds, so the latest check
-run is often still in progress when the condition is evaluated.)
+(DELETE + INSERT … SELECT in one transaction). An ``AutomationCondition`` asks for the recent
+partitions once their period is settled: the hourly rollup just after each hour's last window
+settled, the daily one once a day, after the final late-data sweep of the day before; unless a
+blocking check of the events table failed. (Not "all passed": the open window is refreshed
+every few seconds, so the latest check run is often still in progress when the condition is
+evaluated.)
+
+Only what changed is read again: a run launched by the automation first asks the stream's
+counts table (a few rows per load transaction, written in that transaction) which of its
+partitions received rows since they were last computed (each partition keeps, in
+``inputs_version``, how many counts rows its events had when it was computed, read in the same
+transaction as the events), and recomputes those only. A partition whose rows
+did not change costs one small query, not a read of its hour or day of events. A run launched
+by hand recomputes every partition it covers.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import TableSpec
+from cwl_pipeline.adapters.bigquery import BigQueryLoader, TableSpec
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
+from cwl_pipeline.load.tables import TablePair
 from cwl_pipeline.orchestration.resources import BigQueryWarehouse
 from cwl_pipeline.orchestration.tables import (
     STREAM_TAG,
     StreamTables,
-    freshness_policy,
     table_metadata,
     writer_pool,
 )
 
+AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
+"""Tag Dagster's automation puts on the runs it launches."""
 
-def rollup_cron(stream: StreamConfig) -> str:
-    """A cron that ticks just after each window's settled load (window end + settle lag + 1 min)."""
+
+def hourly_cron(stream: StreamConfig) -> str:
+    """Just after the settled load of each hour's last window (the hour + settle lag + 1 min)."""
     offset = int(stream.settle_lag.total_seconds() // 60) + 1
-    minutes = stream.window_minutes
-    if minutes < 60:
-        return f"{offset % minutes}-59/{minutes} * * * *"
     return f"{offset % 60} * * * *"
+
+
+def daily_cron(stream: StreamConfig) -> str:
+    """Once a day, just after the final late-data sweep of the day before's last window."""
+    offset = int((_last_reload(stream) + stream.settle_lag).total_seconds() // 60) + 1
+    return f"{offset % 60} {(offset // 60) % 24} * * *"
 
 
 def rollup_condition(cron: str, lookback: timedelta) -> dg.AutomationCondition:
@@ -68,6 +84,18 @@ class Rollup:
     partitions: Callable[[StreamConfig], dg.TimeWindowPartitionsDefinition]
     lookback: Callable[[StreamConfig], timedelta]  # how far back partitions are refreshed
     select: Callable[[str, str], str]  # (quoted events table id, scope predicate) -> SELECT
+    period: timedelta  # one partition
+    cron: Callable[[StreamConfig], str]  # when the automation asks for the recent partitions
+
+    def freshness(self, stream: StreamConfig) -> dg.FreshnessPolicy:
+        """The stream's freshness windows, plus how much later than a window a partition of
+        this rollup is refreshed (the rest of its period; for a day, its final sweep too)."""
+        later = self.period - stream.window
+        if self.period >= timedelta(days=1):
+            later += _last_reload(stream)
+        return dg.FreshnessPolicy.time_window(
+            fail_window=stream.freshness_fail + later, warn_window=stream.freshness_warn + later
+        )
 
 
 def _last_reload(stream: StreamConfig) -> timedelta:
@@ -76,18 +104,18 @@ def _last_reload(stream: StreamConfig) -> timedelta:
 
 def _hourly_select(events: str, scope: str) -> str:
     return (
-        "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR) AS hour, log_group, action, "
-        "COUNT(*) AS events, COUNT(DISTINCT session_id) AS sessions "
-        f"FROM {events} WHERE {scope} GROUP BY hour, log_group, action"
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR) AS hour, `log_group`, `action`, "
+        "COUNT(*) AS events, COUNT(DISTINCT `session_id`) AS sessions "
+        f"FROM {events} WHERE {scope} GROUP BY hour, `log_group`, `action`"
     )
 
 
 def _daily_select(events: str, scope: str) -> str:
     return (
-        "SELECT TIMESTAMP_TRUNC(`timestamp`, DAY) AS day, session_id, "
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, DAY) AS day, `session_id`, "
         "MIN(`timestamp`) AS first_seen, MAX(`timestamp`) AS last_seen, COUNT(*) AS events, "
-        "COUNT(DISTINCT action) AS distinct_actions "
-        f"FROM {events} WHERE {scope} GROUP BY day, session_id"
+        "COUNT(DISTINCT `action`) AS distinct_actions "
+        f"FROM {events} WHERE {scope} GROUP BY day, `session_id`"
     )
 
 
@@ -108,6 +136,8 @@ ROLLUPS = (
         # The hours the last late-data sweep still changes (e.g. 04:45 is swept at 11:00).
         lookback=lambda s: _last_reload(s) + timedelta(hours=2),
         select=_hourly_select,
+        period=timedelta(hours=1),
+        cron=hourly_cron,
     ),
     Rollup(
         suffix="daily_sessions",
@@ -125,6 +155,8 @@ ROLLUPS = (
         ),
         lookback=lambda s: _last_reload(s) + timedelta(days=1),
         select=_daily_select,
+        period=timedelta(days=1),
+        cron=daily_cron,
     ),
 )
 
@@ -146,16 +178,90 @@ def build_rollups(tables: StreamTables, bq: BigQuerySettings) -> list[dg.AssetsD
     return [_build_rollup(tables, bq, rollup) for rollup in ROLLUPS]
 
 
-def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) -> dg.AssetsDefinition:
-    stream = tables.stream
-    table = f"{stream.table}_{rollup.suffix}"
-    spec = TableSpec(
-        table=table,
-        columns=rollup.columns,
+INPUTS_VERSION = Column(
+    "inputs_version",
+    "INT64",
+    description="Rows the counts table held for the partition's events when it was computed",
+)
+
+
+def rollup_spec(stream: StreamConfig, rollup: Rollup) -> TableSpec:
+    """The table of ``rollup`` for ``stream``."""
+    return TableSpec(
+        table=f"{stream.table}_{rollup.suffix}",
+        columns=(*rollup.columns, INPUTS_VERSION),
         partition_column=rollup.columns[0].name,
         clustering=tuple(c.name for c in rollup.columns[1:3]),
         description=rollup.description,
     )
+
+
+@dataclass
+class RollupRefresh:
+    """What a refresh of a range of rollup partitions did."""
+
+    job_ids: list[str]
+    recomputed: list[datetime]  # starts of the partitions recomputed
+    unchanged: int  # partitions left as they were: no row of theirs changed since
+    rows: int  # rows the range holds afterwards
+
+
+def refresh_rollup(
+    loader: BigQueryLoader,
+    stream: StreamConfig,
+    rollup: Rollup,
+    start: datetime,
+    end: datetime,
+    *,
+    only_changed: bool = True,
+) -> RollupRefresh:
+    """Recompute the partitions of ``rollup`` in ``[start, end)`` from the events table; with
+    ``only_changed``, only those whose events changed since they were computed (as the
+    stream's counts table tells)."""
+    spec = rollup_spec(stream, rollup)
+    loader.ensure_dataset()
+    loader.ensure_table(spec)
+    partitions = []
+    cursor = start
+    while cursor < end:
+        partitions.append(cursor)
+        cursor += rollup.period
+    counts = TablePair.of(stream).counts
+    if only_changed and counts is not None:
+        changed = set(
+            loader.changed_since_computed(
+                counts.table, stream.table, spec.table, spec.partition_column, rollup.period, start, end
+            )
+        )
+        todo = [p for p in partitions if p in changed]
+    else:
+        todo = partitions
+    # Script SQL: the bounds are typed TIMESTAMP literals, the table id is validated.
+    source = loader.table_sql(stream.table)
+    job_ids = []
+    for first in todo:
+        last = first + rollup.period
+        select = rollup.select(source, time_scope("timestamp", first, last).in_script())
+        # The version of the inputs, read in the same transaction as the events themselves.
+        version = (
+            loader.counts_version_sql(counts.table, stream.table, first, last)
+            if counts is not None
+            else "CAST(NULL AS INT64)"
+        )
+        result = loader.replace_from_query(
+            spec,
+            f"SELECT *, {version} AS inputs_version FROM ({select})",
+            time_scope(spec.partition_column, first, last),
+        )
+        job_ids += result.job_ids
+    rows = loader.count(spec.table, time_scope(spec.partition_column, start, end))
+    return RollupRefresh(job_ids, todo, len(partitions) - len(todo), rows)
+
+
+def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) -> dg.AssetsDefinition:
+    stream = tables.stream
+    spec = rollup_spec(stream, rollup)
+    table = spec.table
 
     @dg.asset(
         key=[table],
@@ -173,24 +279,18 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         owners=list(stream.owners) or None,
         tags={STREAM_TAG: stream.name},
         metadata=table_metadata(bq, spec),
-        automation_condition=rollup_condition(rollup_cron(stream), rollup.lookback(stream)),
-        freshness_policy=freshness_policy(stream),
+        automation_condition=rollup_condition(rollup.cron(stream), rollup.lookback(stream)),
+        freshness_policy=rollup.freshness(stream),
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=writer_pool(bq, table),
     )
     def compute(context: dg.AssetExecutionContext, bigquery: BigQueryWarehouse) -> dg.MaterializeResult:
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        # A run the automation launched recomputes what changed; one launched by hand, all.
+        automated = context.run.tags.get(AUTOMATION_CONDITION_TAG) == "true"
         with bigquery.loader() as loader:
-            loader.ensure_dataset()
-            loader.ensure_table(spec)
-            # Script SQL: the bounds are typed TIMESTAMP literals, the table id is validated.
-            source = loader.table_sql(stream.table)
-            scope = time_scope(spec.partition_column, start, end)
-            result = loader.replace_from_query(
-                spec, rollup.select(source, time_scope("timestamp", start, end).in_script()), scope
-            )
-            rows = loader.count(table, scope)
+            refreshed = refresh_rollup(loader, stream, rollup, start, end, only_changed=automated)
         # One result covers every partition of a range run: report the row count under a
         # name that says it is the range's, so no partition shows another's figure.
         count_key = "dagster/row_count" if len(context.partition_keys) == 1 else "range_row_count"
@@ -198,8 +298,10 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
             metadata={
                 "range_start": start.isoformat(),
                 "range_end": end.isoformat(),
-                count_key: rows,
-                "bigquery_job_ids": ", ".join(result.job_ids),
+                count_key: refreshed.rows,
+                "partitions_recomputed": len(refreshed.recomputed),
+                "partitions_unchanged": refreshed.unchanged,
+                "bigquery_job_ids": ", ".join(refreshed.job_ids) or "none (nothing changed)",
             }
         )
 

@@ -178,7 +178,10 @@ def build_stream_assets(
             return
         groups = outcome.facts.get("log_groups", [])
         assert isinstance(groups, list)
-        facts = outcome.check_facts(window_scope(stream, start, end, groups), final_sweep=kind == final_sweep)
+        # The reads of a window range are its windows' scopes (read_windows): the same scope.
+        facts = outcome.check_facts(
+            window_scope(stream, start, end, groups), final_sweep=kind == final_sweep, scope_of_reads=True
+        )
         with bigquery.loader() as loader:
             yield from selected(context, evaluate_load_checks(loader, tables, facts))
 

@@ -115,3 +115,41 @@ def test_several_time_ranges_are_billed_as_their_span():
     [select] = interpret(sql, {}, SCHEMAS)
     [scan] = select.scans
     assert (scan.first_day, scan.last_day) == (date(2026, 11, 20), date(2026, 11, 27))
+
+
+def test_an_insert_column_list_is_not_read_from_its_source():
+    sql = (
+        "INSERT INTO `p.d.rollup` (`hour`, `action`, `loaded_at`) "
+        "SELECT TIMESTAMP_TRUNC(`timestamp`, HOUR), `action`, CURRENT_TIMESTAMP() FROM `p.d.events` "
+        "WHERE `timestamp` >= TIMESTAMP '2026-11-28 00:00:00+00' "
+        "AND `timestamp` < TIMESTAMP '2026-11-28 01:00:00+00'"
+    )
+    schemas = {EVENTS: ("timestamp", frozenset({"timestamp", "action", "loaded_at", "event_id"}))}
+    [statement] = interpret(sql, {}, schemas)
+    [scan] = statement.scans
+    assert scan.columns == frozenset({"timestamp", "action"})
+
+
+def test_a_bound_relative_to_the_current_time_prunes_from_that_day_on():
+    sql = (
+        "SELECT `event_id` FROM `p.d.events` "
+        "WHERE `timestamp` >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 4 DAY)"
+    )
+    now = datetime(2026, 11, 28, 6, tzinfo=UTC)
+    [statement] = interpret(sql, {}, SCHEMAS, now=now)
+    [scan] = statement.scans
+    assert (scan.first_day, scan.last_day) == (date(2026, 11, 24), None)
+    assert scan.start == datetime(2026, 11, 24, 6, tzinfo=UTC)
+    # Without a clock the bound is unknown: every partition is billed.
+    [unbounded] = interpret(sql, {}, SCHEMAS)
+    assert (unbounded.scans[0].first_day, unbounded.scans[0].last_day) == (None, None)
+
+
+def test_a_declare_is_free_unless_it_reads_a_table():
+    script = (
+        "DECLARE _load_time TIMESTAMP DEFAULT CURRENT_TIMESTAMP();\n"
+        "DECLARE n INT64 DEFAULT (SELECT COUNT(`event_id`) FROM `p.d.events`);"
+    )
+    free, query = interpret(script, {}, SCHEMAS)
+    assert free.kind == "DECLARE" and billed_bytes(free, Sizes()) == 0
+    assert query.kind == "SELECT" and billed_bytes(query, Sizes()) == 2 * 100 * MIB

@@ -1,4 +1,4 @@
-"""Rollups update as windows complete: after each settled load, unless a blocking check failed."""
+"""Rollups update as hours complete: after each hour's last settled load, unless a blocking check failed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from cwl_pipeline.config import parse_config
 from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline.orchestration.rollups import ROLLUPS, daily_cron, hourly_cron
 
 EVENTS = dg.AssetKey("app_events")
 HOURLY = dg.AssetKey("app_events_hourly_actions")
@@ -60,7 +61,7 @@ def load_windows(instance: dg.DagsterInstance, completeness_passed: bool) -> Non
 
 
 @pytest.mark.parametrize("checks_pass", [True, False])
-def test_recent_hourly_rollups_refresh_after_each_settled_window_unless_a_check_failed(defs, checks_pass):
+def test_recent_hourly_rollups_refresh_after_each_settled_hour_unless_a_check_failed(defs, checks_pass):
     instance = dg.DagsterInstance.ephemeral()
     t0 = datetime(2026, 11, 26, 10, 50, tzinfo=UTC)
     result = evaluate(defs, instance, t0)
@@ -79,5 +80,31 @@ def test_recent_hourly_rollups_refresh_after_each_settled_window_unless_a_check_
         assert "2026-11-26-10:00" in keys
         result = evaluate(defs, instance, t0 + timedelta(minutes=14), result.cursor)
         assert result.total_requested == 0  # handled: not again before the next window
+        # Window 11:00-11:15 settles at 11:17: the hour is not complete, no refresh at 11:18.
+        result = evaluate(defs, instance, t0 + timedelta(minutes=28), result.cursor)
+        assert result.total_requested == 0
     else:
         assert requested.size == 0  # a failed blocking check holds the rollup back
+
+
+def test_the_daily_rollup_waits_for_the_final_sweep_of_the_day_before():
+    config = parse_config(
+        {
+            "bigquery": {"project": "cwl-local", "dataset": "x"},
+            "streams": [
+                {
+                    "name": "app",
+                    "table": "app_events",
+                    "source": {"log_groups": ["/a"]},
+                    "start": "2026-11-01T00:00:00Z",
+                }
+            ],
+        }
+    )
+    stream = config.streams[0]
+    # Defaults: 2 m settle lag, sweeps at 15 m and 6 h: the last window of a day is swept at 06:00.
+    assert hourly_cron(stream) == "3 * * * *"
+    assert daily_cron(stream) == "3 6 * * *"
+    daily = next(r for r in ROLLUPS if r.suffix == "daily_sessions")
+    # The stream's default fail window (15 m window + 2 m settle + 15 m) plus 23 h 45 m and 6 h.
+    assert daily.freshness(stream).fail_window.to_timedelta() == timedelta(days=1, hours=6, minutes=17)

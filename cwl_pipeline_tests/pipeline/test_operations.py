@@ -182,10 +182,14 @@ def test_freshness_policy_comes_from_config(
         extra="    freshness: {warn: 20m, fail: 45m}",
     )
     graph = stack.defs.resolve_asset_graph()
-    for key in (dg.AssetKey("app_events"), dg.AssetKey("app_events_hourly_actions")):
+    # The hourly rollup is refreshed once an hour, 45 minutes later than a 15-minute window.
+    for key, later in (
+        (dg.AssetKey("app_events"), timedelta(0)),
+        (dg.AssetKey("app_events_hourly_actions"), timedelta(minutes=45)),
+    ):
         policy = graph.get(key).freshness_policy
-        assert policy.fail_window.to_timedelta() == timedelta(minutes=45)
-        assert policy.warn_window.to_timedelta() == timedelta(minutes=20)
+        assert policy.fail_window.to_timedelta() == timedelta(minutes=45) + later
+        assert policy.warn_window.to_timedelta() == timedelta(minutes=20) + later
 
 
 def test_rollups_equal_hand_computed_values(loaded, bq_client, logs_client):

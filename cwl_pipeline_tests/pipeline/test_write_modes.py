@@ -105,3 +105,39 @@ def test_settled_load_inserts_what_is_missing_and_a_manual_load_replaces(
     replaced = materialize(stack.defs, key)  # by hand: replace
     assert metadata(replaced)["write_mode"] == "replace"
     assert ids(bq_client, stack.dataset, "app_events") == [0, 1, 2]
+
+
+def test_a_load_that_writes_nothing_is_checked_with_the_counts_it_made_before(
+    local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
+):
+    stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
+    start = window_start()
+    key = partition_key(start)
+    put(logs_client, stack.group, [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)])
+    put(logs_client, stack.group, [(start + timedelta(minutes=5), "not json")])
+    first = materialize(stack.defs, key, tags={"cwl/load": "settled"})
+    checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
+    assert checks["completeness"].metadata["counted"].value == "after the load"
+
+    sweep = materialize(stack.defs, key, tags={"cwl/load": "sweep-15m"})
+    assert metadata(sweep)["replace_transactions"] == 0
+    checks = {c.check_name: c for c in sweep.get_asset_check_evaluations()}
+    completeness = checks["completeness"]
+    assert completeness.passed
+    assert completeness.metadata["counted"].value == "before the load, which then wrote nothing"
+    assert completeness.metadata["rows_in_table"].value == 3
+    assert completeness.metadata["rows_in_rejects_table"].value == 1
+    assert checks["no_duplicate_event_ids"].passed
+
+    # A row the source does not hold, added by hand: the sweep inserts nothing, and its count of
+    # the window, made in BigQuery before it decided so, shows the extra row.
+    table = f"`cwl-local.{stack.dataset}.app_events`"
+    bq_client.query(
+        f"INSERT INTO {table} (timestamp, session_id, event_id, log_group, log_stream, ingestion_time, "
+        f"loaded_at) VALUES (TIMESTAMP '{(start + timedelta(minutes=9)).isoformat()}', 99, 'stray', "
+        f"'{stack.group}', 'web-1', CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP())"
+    ).result()
+    later = materialize(stack.defs, key, tags={"cwl/load": "sweep-6h"}, raise_on_error=False)
+    assert metadata(later)["replace_transactions"] == 0
+    [completeness] = [c for c in later.get_asset_check_evaluations() if c.check_name == "completeness"]
+    assert not completeness.passed and completeness.metadata["rows_in_table"].value == 4

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -386,6 +387,21 @@ class SnapshotRead:
     insert: str  # the statement that replaces the original one
 
 
+_DECLARE = re.compile(r"DECLARE\s+\w+\s+\w+\s+DEFAULT\s+CURRENT_TIMESTAMP\(\)\s*;", re.I)
+
+
+def pinned_declarations(sql: str, now: datetime) -> dict[str, str]:
+    """Each ``DECLARE x TIMESTAMP DEFAULT CURRENT_TIMESTAMP();`` of a script, with its value
+    pinned to ``now``: a snapshot read that uses the variable is computed before the script
+    runs, so both must see one value (BigQuery evaluates the script's ``CURRENT_TIMESTAMP()``
+    once, at its start)."""
+    literal = f"TIMESTAMP '{now.astimezone(UTC).isoformat()}'"
+    return {
+        m.group(0): re.sub(r"CURRENT_TIMESTAMP\(\)", literal, m.group(0), flags=re.I)
+        for m in _DECLARE.finditer(sql)
+    }
+
+
 def snapshot_reads(sql: str, project: str) -> list[SnapshotRead]:
     """The statements of a transaction script whose reads the proxy can take from the
     snapshot: every ``INSERT … SELECT`` whose query reads no table an earlier statement of the
@@ -437,6 +453,7 @@ class _Transaction:
     sql: str
     held: bool = False
     snapshots: list[SnapshotRead] = field(default_factory=list)
+    pinned: dict[str, str] = field(default_factory=dict)  # see pinned_declarations
 
     def body(self) -> bytes:
         """The request to forward: the script with its snapshot reads, if any were taken."""
@@ -445,6 +462,8 @@ class _Transaction:
         sql = self.sql
         for read in sorted(self.snapshots, key=lambda r: r.start, reverse=True):
             sql = sql[: read.start] + read.insert + sql[read.end :]
+        for declaration, pinned in self.pinned.items():  # before every snapshot read
+            sql = sql.replace(declaration, pinned, 1)
         request = json.loads(json.dumps(self.request))
         if self.kind == "jobs":
             request["configuration"]["query"]["query"] = sql
@@ -454,6 +473,16 @@ class _Transaction:
 
 
 Upstream = Callable[[str, str, bytes], tuple[int, bytes]]
+
+
+def _query_failed(answer: bytes) -> bool:
+    """Whether a ``jobs.query`` answer reports an error (the emulator answers 200 with
+    ``errors``; BigQuery with ``status.errorResult``)."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        return True
+    return bool(parsed.get("errors") or (parsed.get("status") or {}).get("errorResult"))
 
 
 class TransactionConflicts:
@@ -569,8 +598,11 @@ class TransactionConflicts:
 
     def take_snapshots(self, txn: _Transaction, upstream: Upstream) -> None:
         """Compute the rows of ``txn``'s snapshot reads now, at its start."""
+        txn.pinned = pinned_declarations(txn.sql, datetime.now(UTC))
+        declarations = "\n".join(txn.pinned.values())
         for read in snapshot_reads(txn.sql, txn.project):
-            request = {"query": read.create, "useLegacySql": False, "location": txn.location}
+            create = f"{declarations}\n{read.create}" if declarations else read.create
+            request = {"query": create, "useLegacySql": False, "location": txn.location}
             query = txn.configuration.get("query") or {}
             for name in ("queryParameters", "parameterMode"):
                 if name in query:
@@ -581,7 +613,7 @@ class TransactionConflicts:
                 )
             except OSError as exc:
                 status, answer = 0, str(exc).encode()
-            if status != 200 or b'"errorResult"' in answer:
+            if status != 200 or _query_failed(answer):
                 with self._changed:
                     self.snapshot_failures.append(answer.decode(errors="replace")[:2000])
                 continue

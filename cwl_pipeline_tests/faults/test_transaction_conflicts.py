@@ -35,6 +35,7 @@ from cwl_pipeline.local.processes import LOCAL_PROJECT
 from cwl_pipeline_tests.faults.fault_proxy import (
     CONCURRENT_UPDATE,
     FaultProxy,
+    pinned_declarations,
     snapshot_reads,
     transaction_tables,
 )
@@ -128,6 +129,23 @@ def test_transaction_tables_are_the_mutated_ones():
     assert transaction_tables(appending, "proj") == {}
     assert transaction_tables("DELETE FROM `p.d.events` WHERE TRUE", "proj") is None
     assert transaction_tables("BEGIN\n  SELECT 1;\nEND;", "proj") is None
+
+
+def test_a_scripts_current_timestamp_is_pinned_for_its_snapshot_reads():
+    """A snapshot read computed at the transaction's start and the script itself see one value
+    of a ``DECLARE … DEFAULT CURRENT_TIMESTAMP()`` (BigQuery evaluates it once, when the
+    script starts); other declarations are left as written."""
+    script = (
+        "DECLARE _load_time TIMESTAMP DEFAULT CURRENT_TIMESTAMP();\n"
+        "DECLARE n INT64 DEFAULT 3;\nBEGIN TRANSACTION;\n"
+        "INSERT INTO `p.d.t` (a, loaded_at) SELECT a, _load_time FROM `p.d.s`;\nCOMMIT TRANSACTION;"
+    )
+    pinned = pinned_declarations(script, datetime(2026, 12, 6, 12, 0, tzinfo=UTC))
+    assert pinned == {
+        "DECLARE _load_time TIMESTAMP DEFAULT CURRENT_TIMESTAMP();": (
+            "DECLARE _load_time TIMESTAMP DEFAULT TIMESTAMP '2026-12-06T12:00:00+00:00';"
+        )
+    }
 
 
 def test_snapshot_reads_are_the_inserts_whose_sources_the_transaction_did_not_write():

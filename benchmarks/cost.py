@@ -56,7 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ from google.cloud import bigquery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery import LEDGER_SCHEMA, BigQueryLoader, ledger_table_name
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.dml_billing import FREE, Scan, Statement, billed_bytes, interpret
@@ -80,7 +80,7 @@ from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms
 from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.service import WriteMode, load, write_mode
-from cwl_pipeline.load.tables import recent_view_sql
+from cwl_pipeline.load.tables import RECENT_RANK, recent_view_sql
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -271,24 +271,25 @@ class Recorder:
 
     def _view_statement(self, sql: str, view: str, parameters: dict[str, Any]) -> Statement:
         """A query of the ``_recent`` view, billed for the view's underlying scans: the user's
-        filter on each table of its UNION, plus the anti-join's own read of the events table."""
-        settled_sql, rest = self.views[view].split("\nUNION ALL\n", 1)
-        live_sql, anti_join = rest.split("WHERE NOT EXISTS (", 1)
+        query on each table of its ``UNION ALL`` (its time filter bounds both), plus the columns
+        the view's window reads on both whatever the query selects (event id, time, loaded_at)."""
+        view_sql = self.views[view]
+        window = _WINDOW_RE.search(view_sql)
+        if window is None:
+            raise SystemExit(f"the billing model does not know the shape of view {view}")
+        keys = frozenset(_COLUMN_NAME_RE.findall(window.group(0))) - {RECENT_RANK}
         scans: list[Scan] = []
-        for branch in (settled_sql, live_sql):
-            table = _TABLE_RE.findall(branch)[0]
+        for table in dict.fromkeys(_TABLE_RE.findall(view_sql)):
             for statement in interpret(sql.replace(f"`{view}`", f"`{table}`"), parameters, self.schemas):
-                scans += statement.scans
-        anti_join = anti_join.split("\nQUALIFY", 1)[0].strip()
-        anti_join = anti_join[:-1] if anti_join.endswith(")") else anti_join  # the NOT EXISTS (…)
-        for statement in interpret(anti_join, parameters, self.schemas, now=self.now):
-            scans += statement.scans
+                scans += [replace(scan, columns=scan.columns | keys) for scan in statement.scans]
         return Statement("SELECT", tuple(scans))
 
 
 BILLED_KINDS = frozenset({"SELECT", "WITH", "INSERT", "DELETE", "UPDATE", "MERGE"})
 """Statement kinds the billing model bills (the others it knows are free)."""
 _TABLE_RE = re.compile(r"`([A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+)`")
+_WINDOW_RE = re.compile(r"PARTITION BY [^)]*\)")
+_COLUMN_NAME_RE = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 
 
 class RecordingAppender:
@@ -501,6 +502,9 @@ def main() -> None:
             sizes.measured[f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"] = measure_in(
                 client, spec.partition_column
             )
+        # The load ledger: one row per table the loads write, updated by each load transaction.
+        ledger = f"{LOCAL_PROJECT}.{DATASET}.{ledger_table_name(tables.events_spec.table)}"
+        sizes.measured[ledger] = measure_in(client, "updated_at")
         schemas = {
             f"{LOCAL_PROJECT}.{DATASET}.{spec.table}": (
                 spec.partition_column,
@@ -508,6 +512,7 @@ def main() -> None:
             )
             for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live, *small_tables)
         }
+        schemas[ledger] = ("updated_at", frozenset(f.name for f in LEDGER_SCHEMA))
         recorder = Recorder(sizes, schemas)
         loader = BigQueryLoader(RecordingClient(client, recorder), DATASET, location="US")  # type: ignore[arg-type]
         view_id = loader.table_id(tables.pair.recent_view)

@@ -15,6 +15,7 @@ from cwl_pipeline.components import settings_attributes as attrs
 from cwl_pipeline.components.stream_attributes import StreamTuningAttributes
 from cwl_pipeline.config import parse_config
 from cwl_pipeline.core import schema
+from cwl_pipeline_tests.components.attribute_documents import TUNING, model_keys
 
 SETTINGS: dict[str, Any] = {
     "aws": {
@@ -54,26 +55,9 @@ SETTINGS: dict[str, Any] = {
             ],
         }
     },
-    "defaults": {
-        "start": "2026-11-01T00:00:00Z",
-        "window": "30m",
-        "settle_lag": "3m",
-        "refresh_interval": "2m",
-        "max_windows_per_run": 48,
-        "initial_lookback": "2d",
-        "sweeps": ["20m", "8h"],
-        "freshness": {"warn": "45m", "fail": "2h"},
-        "max_reject_rate": 0.1,
-        "backfill_windows_per_run": 300,
-        "windows_per_replace": 24,
-        "reconcile": {"enabled": True, "interval": "30m", "lookback": "2d", "max_heal_attempts": 5},
-    },
+    "defaults": {**TUNING, "reconcile": {**TUNING["reconcile"], "enabled": True}},
 }
 STREAM = {"name": "orders", "source": {"log_groups": ["/app/orders"]}, "schema": "orders"}
-
-
-def _keys(model: type[pydantic.BaseModel]) -> set[str]:
-    return {field.alias or name for name, field in model.model_fields.items()}
 
 
 @pytest.mark.parametrize(
@@ -91,7 +75,7 @@ def _keys(model: type[pydantic.BaseModel]) -> set[str]:
 def test_each_model_has_exactly_the_keys_the_parser_takes(
     model: type[pydantic.BaseModel], parser_keys: set[str]
 ) -> None:
-    assert _keys(model) == set(parser_keys)
+    assert model_keys(model) == set(parser_keys)
 
 
 def test_the_settings_below_use_every_key() -> None:

@@ -18,6 +18,7 @@ from cwl_pipeline.components import CloudWatchLogsToBigQuery, CloudWatchLogsToBi
 from cwl_pipeline.components import stream_attributes as attrs
 from cwl_pipeline.config import StreamConfig, parse_config
 from cwl_pipeline.core.parsers import spec as parser_spec
+from cwl_pipeline_tests.components.attribute_documents import TUNING, model_keys
 
 SETTINGS: dict[str, Any] = {
     "aws": {"region": "eu-west-1"},
@@ -55,18 +56,7 @@ POLLING = {
         {"mask": "\\b\\d{16}\\b", "replacement": "<card>"},
         {"hash": "[\\w.+-]+@[\\w-]+\\.[\\w.]+", "salt_env": "TEST_PII_SALT"},
     ],
-    "start": "2026-11-01T00:00:00Z",
-    "window": "30m",
-    "settle_lag": "3m",
-    "refresh_interval": "2m",
-    "max_windows_per_run": 48,
-    "initial_lookback": "2d",
-    "sweeps": ["20m", "8h"],
-    "freshness": {"warn": "45m", "fail": "2h"},
-    "max_reject_rate": 0.1,
-    "backfill_windows_per_run": 300,
-    "windows_per_replace": 24,
-    "reconcile": {"enabled": False, "interval": "30m", "lookback": "2d", "max_heal_attempts": 5},
+    **TUNING,
 }
 FIREHOSE = {
     "name": "fleet",
@@ -148,17 +138,13 @@ MODELS_AND_PARSER_KEYS = [
 ]
 
 
-def _keys(model: type[pydantic.BaseModel]) -> set[str]:
-    return {field.alias or name for name, field in model.model_fields.items()}
-
-
 @pytest.mark.parametrize(
     ("model", "parser_keys"), MODELS_AND_PARSER_KEYS, ids=lambda v: getattr(v, "__name__", "")
 )
 def test_each_model_has_exactly_the_keys_the_parser_takes(
     model: type[pydantic.BaseModel], parser_keys: set[str]
 ) -> None:
-    assert _keys(model) == set(parser_keys)
+    assert model_keys(model) == set(parser_keys)
 
 
 NESTED: dict[str, tuple[type[pydantic.BaseModel], ...]] = {
@@ -189,7 +175,7 @@ def _used(document: dict[str, Any], model: type[pydantic.BaseModel]) -> Iterator
 
 def test_the_streams_below_use_every_key_of_every_model() -> None:
     used = {pair for stream in STREAMS for pair in _used(stream, attrs.StreamAttributes)}
-    every = {(model.__name__, key) for model, _ in MODELS_AND_PARSER_KEYS for key in _keys(model)}
+    every = {(model.__name__, key) for model, _ in MODELS_AND_PARSER_KEYS for key in model_keys(model)}
     assert every - used == set()
 
 

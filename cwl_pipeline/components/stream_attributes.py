@@ -112,6 +112,16 @@ class ReconcileAttributes(_Attributes):
     max_heal_attempts: Count = Field(None, description="Reloads of one window before it is reported (1..20).")
 
 
+class LiveAttributes(_Attributes):
+    """How a polling stream's open window reaches its live table."""
+
+    path: Literal["sensor", "runs"] | None = Field(
+        None, description="sensor: its own sensor appends (no run); runs: a refresh run each time."
+    )
+    interval: Duration = Field(None, description="sensor: how often it reads new events (5s..5m).")
+    lookback: Duration = Field(None, description="sensor: event time re-read for late events (0s..1h).")
+
+
 class FreshnessAttributes(_Attributes):
     """When the freshness policy warns and fails."""
 
@@ -172,6 +182,7 @@ class StreamTuningAttributes(_Attributes):
     backfill_windows_per_run: Count = Field(None, description="Windows one backfill run loads.")
     windows_per_replace: Count = Field(None, description="Windows one replacement step writes.")
     reconcile: ReconcileAttributes | None = None
+    live: LiveAttributes | None = None
 
 
 class StreamAttributes(StreamTuningAttributes):

@@ -67,6 +67,7 @@ SETTINGS: dict[str, Any] = {
         "backfill_windows_per_run": 300,
         "windows_per_replace": 24,
         "reconcile": {"enabled": True, "interval": "30m", "lookback": "2d", "max_heal_attempts": 5},
+        "live": {"path": "sensor", "interval": "5s", "lookback": "2m"},
     },
 }
 STREAM = {"name": "orders", "source": {"log_groups": ["/app/orders"]}, "schema": "orders"}

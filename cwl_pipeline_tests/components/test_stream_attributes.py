@@ -68,6 +68,7 @@ POLLING = {
     "backfill_windows_per_run": 300,
     "windows_per_replace": 24,
     "reconcile": {"enabled": False, "interval": "30m", "lookback": "2d", "max_heal_attempts": 5},
+    "live": {"path": "runs", "interval": "10s", "lookback": "1m"},
 }
 FIREHOSE = {
     "name": "fleet",

@@ -105,7 +105,7 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
                 *built.sensors,
                 automation_sensor(
                     f"{stream.name}_automation",
-                    dg.AssetSelection.assets(*(a for a in built.assets if isinstance(a, dg.AssetsDefinition))),
+                    dg.AssetSelection.assets(*(a for a in built.assets if not isinstance(a, dg.AssetSpec))),
                 ),
             ],
             jobs=built.jobs,

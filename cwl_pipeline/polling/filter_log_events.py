@@ -175,7 +175,9 @@ class CloudWatchLogsReader:
         except ClientError as exc:
             code = exc.response["Error"].get("Code")
             if code == "ResourceNotFoundException":
-                raise SourceError(f"CloudWatch log group {log_group!r} does not exist in {self._where}") from None
+                raise SourceError(
+                    f"CloudWatch log group {log_group!r} does not exist in {self._where}"
+                ) from None
             raise SourceError(
                 f"FilterLogEvents on {log_group!r} failed in {self._where}{attempts_note(exc)}: {code}: "
                 f"{exc.response['Error'].get('Message')}"

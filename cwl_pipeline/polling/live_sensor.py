@@ -98,7 +98,7 @@ def build_live_sensor(
         appender = _appender(bigquery)
         if appender is None:
             return dg.SensorResult(
-                skip_reason="no Storage Write API endpoint (bigquery.storage_write_endpoint): nothing appended"
+                skip_reason="no Storage Write API endpoint (bigquery.storage_write_endpoint): none appended"
             )
         try:
             step = live_step(
@@ -130,10 +130,11 @@ def build_live_sensor(
         if step.newest_ingestion_ms is not None:
             # How far behind CloudWatch the live table is: now minus the newest event read.
             metadata["lag_seconds"] = round(max(0, now_ms - step.newest_ingestion_ms) / 1000, 1)
-            metadata["newest_event"] = datetime.fromtimestamp(step.newest_event_ms / 1000, UTC).isoformat()  # type: ignore[operator]
-        events = (
-            [dg.AssetMaterialization(asset_key=tables.live_key, metadata=metadata)] if step.rows_appended else []
-        )
+            newest = (step.newest_event_ms or 0) / 1000
+            metadata["newest_event"] = datetime.fromtimestamp(newest, UTC).isoformat()
+        events = []
+        if step.rows_appended:
+            events.append(dg.AssetMaterialization(asset_key=tables.live_key, metadata=metadata))
         skip = None
         if not events:
             skip = (

@@ -26,7 +26,7 @@ from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.service import LoaderFactory, WriteMode, load
 from cwl_pipeline.load.tables import TablePair
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
-from cwl_pipeline.polling.live_plan import LiveState, after_read, is_new, read_start
+from cwl_pipeline.polling.live_plan import LiveState, after_read, event_key, is_new, read_start
 from cwl_pipeline.polling.read import WindowRangeRead, window_scope
 
 MAX_REQUESTS_PER_STEP = 10
@@ -98,7 +98,7 @@ def live_step(
             stopped_at = last if stopped_at is None else min(stopped_at, last)
     every = [e for events in read.values() for e in events]
     new = {
-        group: [e for e in events if is_new(state, e["timestamp"], e.get("ingestionTime", now_ms))]
+        group: [e for e in events if is_new(state, e["timestamp"], e.get("ingestionTime", now_ms), _key(e))]
         for group, events in read.items()
     }
     new_count = sum(len(v) for v in new.values())
@@ -123,6 +123,7 @@ def live_step(
             stopped_at_ms=stopped_at,
             newest_ingestion_ms=max(ingestions, default=None),
             appended=new_count,
+            read=[(_key(e), e.get("ingestionTime", now_ms)) for e in every],
         ),
         start_ms=start_ms,
         events_read=len(every),
@@ -133,6 +134,10 @@ def live_step(
         newest_event_ms=max((e["timestamp"] for e in every), default=None),
         newest_ingestion_ms=max(ingestions, default=None),
     )
+
+
+def _key(event: dict) -> str:
+    return event_key(str(event.get("eventId", "")), event["timestamp"])
 
 
 def _live_read(

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from cwl_pipeline.polling.live_plan import OVERLAP_MS, LiveState, after_read, is_new, read_start
+from cwl_pipeline.polling.live_plan import (
+    MAX_SEEN,
+    OVERLAP_MS,
+    LiveState,
+    after_read,
+    event_key,
+    is_new,
+    read_start,
+)
 
 S = 1000
 LOOKBACK = 120 * S
@@ -37,7 +45,11 @@ def test_after_downtime_the_read_starts_where_the_last_one_stopped_never_before_
 def test_a_read_cut_short_resumes_where_it_stopped():
     before = LiveState(read_ms=NOW - 5 * S - 400 * S)
     cut = after_read(
-        before, start_ms=NOW - 900 * S, read_ms=NOW - 5 * S, stopped_at_ms=NOW - 700 * S, newest_ingestion_ms=NOW
+        before,
+        start_ms=NOW - 900 * S,
+        read_ms=NOW - 5 * S,
+        stopped_at_ms=NOW - 700 * S,
+        newest_ingestion_ms=NOW,
     )
     assert cut.to_ms == NOW - 700 * S - 1  # the last millisecond read may hold more events
     assert start(cut) == NOW - 700 * S - 1
@@ -46,16 +58,34 @@ def test_a_read_cut_short_resumes_where_it_stopped():
     assert not is_new(cut, NOW - 800 * S, ingestion_ms=NOW - 3_000 * S)
 
 
-def test_appended_once_except_within_the_overlap():
+def test_appended_once_the_overlap_told_apart_by_key():
+    read = [(event_key("7", NOW - 100 * S), NOW - S), (event_key("6", NOW - 101 * S), NOW - 60 * S)]
     state = after_read(
-        LiveState(), start_ms=NOW - 300 * S, read_ms=NOW, stopped_at_ms=None, newest_ingestion_ms=NOW - S
+        LiveState(),
+        start_ms=NOW - 300 * S,
+        read_ms=NOW,
+        stopped_at_ms=None,
+        newest_ingestion_ms=NOW - S,
+        read=read,
     )
+    assert state.seen == {event_key("7", NOW - 100 * S)}  # only the overlap's keys are kept
     # Read last time (ingested well before the newest one read): not appended again.
-    assert not is_new(state, NOW - 100 * S, ingestion_ms=NOW - 60 * S)
-    # Ingested after the newest read, or within the overlap before it: appended (again).
-    assert is_new(state, NOW - 100 * S, ingestion_ms=NOW + S)
-    assert is_new(state, NOW - 100 * S, ingestion_ms=NOW - S - OVERLAP_MS)
-    assert not is_new(state, NOW - 100 * S, ingestion_ms=NOW - S - OVERLAP_MS - 1)
+    assert not is_new(state, NOW - 101 * S, ingestion_ms=NOW - 60 * S, key=event_key("6", NOW - 101 * S))
+    # Inside the overlap: the key tells whether it was read.
+    assert not is_new(state, NOW - 100 * S, ingestion_ms=NOW - S, key=event_key("7", NOW - 100 * S))
+    assert is_new(state, NOW - 100 * S, ingestion_ms=NOW - S - OVERLAP_MS, key=event_key("8", NOW - 100 * S))
+    assert is_new(state, NOW - 100 * S, ingestion_ms=NOW + S, key=event_key("9", NOW - 100 * S))
+    # The same id at another time (ids repeat on the local stack) is another event.
+    assert is_new(state, NOW - 99 * S, ingestion_ms=NOW - S, key=event_key("7", NOW - 99 * S))
+
+
+def test_past_max_seen_the_overlap_is_appended_again():
+    read = [(event_key(str(i), NOW), NOW) for i in range(MAX_SEEN + 1)]
+    state = after_read(
+        LiveState(), start_ms=NOW - S, read_ms=NOW, stopped_at_ms=None, newest_ingestion_ms=NOW, read=read
+    )
+    assert state.seen == frozenset()
+    assert is_new(state, NOW, ingestion_ms=NOW, key=event_key("1", NOW))
 
 
 def test_a_late_event_inside_the_lookback_is_appended():
@@ -71,7 +101,7 @@ def test_a_late_event_inside_the_lookback_is_appended():
 
 
 def test_the_cursor_survives_its_json_form():
-    state = LiveState(from_ms=1, to_ms=None, read_ms=3, ingested_ms=4, appended=5)
+    state = LiveState(from_ms=1, to_ms=None, read_ms=3, ingested_ms=4, appended=5, seen=frozenset({"ab"}))
     assert LiveState.from_json(state.to_json()) == state
     assert LiveState.from_json(None) == LiveState()
     assert is_new(LiveState(), 1, 1)

@@ -628,8 +628,7 @@ def run_side_by_side(
         poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}_recent", producer, args.poll)
         sides.append(Side(name, path, groups[name], producer, poller))
     daemon_pid = dagster_services[-1].process.pid  # type: ignore[union-attr]
-    tree = daemon_tree(daemon_pid)
-    cpu_before = tree_cpu(tree)
+    cpu_before = {pid: tree_cpu([pid]) for pid in daemon_tree(daemon_pid)}
     produce_from = time.time()
     for side in sides:
         side.producer.start()
@@ -648,7 +647,8 @@ def run_side_by_side(
     produced_seconds = time.time() - produce_from
     for side in sides:
         side.poller.drain(args.drain)
-    cpu_seconds = tree_cpu(tree) - cpu_before
+    # Per process: a code server that replaced another counts from its start.
+    cpu_seconds = sum(tree_cpu([pid]) - cpu_before.get(pid, 0.0) for pid in daemon_tree(daemon_pid))
     cpu_wall = time.time() - produce_from
     deadline = time.time() + 60  # let runs in flight finish, so each has its commit time
     while time.time() < deadline and not all(

@@ -30,12 +30,28 @@ from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.source_assets import log_group_spec
 from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables, table_metadata
-from cwl_pipeline.polling.filter_log_events import logs_reader
+from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_reader
 from cwl_pipeline.polling.live_plan import LiveState
 from cwl_pipeline.polling.live_tail import MAX_REQUESTS_PER_STEP, live_step
 
 _APPENDERS: dict[str, StreamAppender | None] = {}
 _APPENDERS_LOCK = threading.Lock()
+# A stream's log groups are listed (DescribeLogGroups) at most this often, not at every tick:
+# a group created under a prefix shows within a minute.
+GROUPS_TTL_SECONDS = 60.0
+_GROUPS: dict[tuple[object, ...], tuple[float, list[str]]] = {}
+
+
+def _log_groups(stream: StreamConfig, aws: AwsResource, reader: CloudWatchLogsReader) -> list[str]:
+    """The stream's log groups, listed again once :data:`GROUPS_TTL_SECONDS` passed."""
+    names, prefixes = stream.source.log_groups, stream.source.log_group_prefixes
+    key = (aws.region_name, aws.endpoint_url, aws.role_arn, tuple(names), tuple(prefixes))
+    cached = _GROUPS.get(key)
+    if cached is not None and time.monotonic() - cached[0] < GROUPS_TTL_SECONDS:
+        return cached[1]
+    groups = list(reader.resolve_log_groups(names, prefixes))
+    _GROUPS[key] = (time.monotonic(), groups)
+    return groups
 
 
 def _appender(bigquery: BigQueryWarehouse) -> StreamAppender | None:
@@ -106,10 +122,11 @@ def build_live_sensor(
                 skip_reason="no Storage Write API endpoint (bigquery.storage_write_endpoint): none appended"
             )
         try:
+            reader = logs_reader(aws)
             step = live_step(
                 stream,
                 tables.pair,
-                logs_reader(aws),
+                reader,
                 bigquery.loader,
                 appender,
                 state,
@@ -117,6 +134,7 @@ def build_live_sensor(
                 context.log,
                 max_requests=max_requests,
                 page_events=page_events,
+                groups=_log_groups(stream, aws, reader),
             )
         except (SourceError, DestinationError) as exc:
             # The cursor stays: the next evaluation reads and appends the same events again.

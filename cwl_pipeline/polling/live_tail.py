@@ -66,15 +66,19 @@ def live_step(
     *,
     max_requests: int = MAX_REQUESTS_PER_STEP,
     page_events: int | None = None,
+    groups: list[str] | None = None,
 ) -> LiveStep:
     """Read ``stream``'s events from where ``state`` says, append the new ones, return the step.
+
+    ``groups``: the stream's log groups, if the caller resolved them already.
 
     Raises:
         SourceError: CloudWatch could not be read (nothing was appended).
         DestinationError: the append failed; the caller keeps ``state``, so the next step
             reads and appends the same events again.
     """
-    groups = list(reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes))
+    if groups is None:
+        groups = list(reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes))
     now_ms = to_ms(now)
     start_ms = read_start(
         state,

@@ -169,7 +169,9 @@ class StreamTuningAttributes(_Attributes):
     )
     window: Duration = Field(None, description="Window length dividing an hour or a day, e.g. '15m'.")
     settle_lag: Duration = Field(None, description="Wait after a window closes before its final load.")
-    refresh_interval: Duration = Field(None, description="Refresh of the open window, e.g. '1m'.")
+    refresh_interval: Duration = Field(
+        None, description="Window sensor tick; live.path runs: refresh of the open window, e.g. '1m'."
+    )
     max_windows_per_run: Count = Field(None, description="Windows one catch-up run loads (1 to 4000).")
     initial_lookback: Duration = Field(None, description="How far back a new stream starts, e.g. '1d'.")
     sweeps: Annotated[list[str | StrictInt] | None, SkipValidation] = Field(

@@ -34,6 +34,7 @@ from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_re
 from cwl_pipeline.polling.live_plan import LiveState
 from cwl_pipeline.polling.live_tail import MAX_REQUESTS_PER_STEP, live_step
 
+APPEND_ANSWER_SECONDS = 20.0
 _APPENDERS: dict[str, StreamAppender | None] = {}
 _APPENDERS_LOCK = threading.Lock()
 # A stream's log groups are listed (DescribeLogGroups) at most this often, not at every tick:
@@ -59,7 +60,13 @@ def _appender(bigquery: BigQueryWarehouse) -> StreamAppender | None:
     key = bigquery.model_dump_json()
     with _APPENDERS_LOCK:
         if key not in _APPENDERS:
-            _APPENDERS[key] = bigquery.appender()
+            appender = bigquery.appender()
+            if appender is not None:
+                # Within the sensor's 60 s: no schema wait (the next tick appends again) and
+                # no answer awaited longer than APPEND_ANSWER_SECONDS.
+                appender.schema_wait = 0.0
+                appender.answer_timeout = APPEND_ANSWER_SECONDS
+            _APPENDERS[key] = appender
         return _APPENDERS[key]
 
 

@@ -51,7 +51,9 @@ smoke-bigquery: $(VENV)/.installed-local
 	$(BIN)/python tools/smoke_bigquery.py $(SMOKE_ARGS)
 
 # Decode throughput (about a minute). The end-to-end benchmarks start their own local stack:
-# bench-latency produces for 10 minutes (BENCH_ARGS="--minutes 1" for a quick check),
+# bench-latency runs both live paths (the live sensor and the refresh runs) side by side for 10
+# minutes at the local settings, then 3 at the production defaults, about 20 minutes in all
+# (BENCH_ARGS="--minutes 1 --production-minutes 0" for a quick check),
 # bench-backfill loads one million events (BENCH_ARGS="--events 100000").
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/decode.py

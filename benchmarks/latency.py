@@ -2,10 +2,22 @@
 
 Starts local AWS (moto server), the BigQuery emulator and Dagster (webserver + daemon, a fresh
 ``DAGSTER_HOME``, the same ``dagster.yaml`` as ``cwl-pipeline dev``) on free ports, with a
-pipeline config holding one CloudWatch polling stream and no demo producers. A producer thread
-calls PutLogEvents continuously (``--rate`` events/s, one event per call, each with a unique
-``session_id`` as marker) and records the wall time each call returned; a poller queries
-BigQuery every ``--poll`` seconds and records when each marker first became visible.
+pipeline config holding two CloudWatch polling streams and no demo producers, side by side in
+the same Dagster instance and the same minutes: one on the live sensor (``live.path: sensor``,
+the default) and one on the refresh runs it replaces (``live.path: runs``). Per stream, a
+producer thread calls PutLogEvents continuously (``--rate`` events/s, one event per call, each
+with a unique ``session_id`` as marker) and records the wall time each call returned; a poller
+queries the stream's ``_recent`` view every ``--poll`` seconds and records when each marker
+first became visible.
+
+This runs twice: with the local stack's settings (``refresh_interval`` 30s, ``settle_lag`` 15s)
+for ``--minutes``, then with the production defaults (``refresh_interval`` 1m, ``settle_lag``
+2m) for ``--production-minutes``. Sanity, failing the benchmark otherwise: every event put is
+seen in ``_recent`` exactly once; then, Dagster stopped, the windows not settled yet are
+settled with the stream's settled load (insert-missing), and every event is in the events
+table exactly once. CPU: the live sensor's own CPU per evaluation (its ``cpu_seconds``
+metadata, the evaluating thread's time) and the daemon's process tree (daemon + code server,
+not the run workers) from /proc.
 
 Side by side, in the same process and on the same servers, the floor without orchestration:
 the same producer and poller while a loop calls the stream's load path
@@ -15,12 +27,15 @@ sensor, no run queue and no run launch. The difference is what orchestration add
 
 Every event put must be seen; missing markers are printed as a correctness failure.
 
-Run: ``python benchmarks/latency.py [--minutes 10] [--rate 5] [--baseline-minutes 3]``.
+Run: ``python benchmarks/latency.py [--minutes 10] [--production-minutes 3] [--rate 5]
+[--baseline-minutes 3]``. The last line is ``p50 s: A, p95 s: B, runs per hour: C`` of the
+live sensor at the local settings, the refresh runs' figures beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -81,11 +96,16 @@ defaults:
   initial_lookback: 1h
   start: "2026-11-01T00:00:00Z"
 streams:
+{streams}"""
+STREAM_TEMPLATE = """\
   - name: {name}
     source: {{type: cloudwatch, log_groups: ["{group}"]}}
     table: {name}
     schema: seed
+    live: {{path: {path}}}
 """
+LOCAL = {"refresh_interval": "30s", "settle_lag": "15s"}  # cwl_pipeline/pipeline.local.yaml
+PRODUCTION = {"refresh_interval": "1m", "settle_lag": "2m"}  # the config's defaults
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -236,9 +256,19 @@ class Stack:
             client_options={"api_endpoint": self.bq_url},
         )
 
-    def write_config(self, name: str, group: str, args: argparse.Namespace) -> Path:
-        """A pipeline config with one CloudWatch stream ``name`` reading ``group``."""
+    def write_config(
+        self,
+        name: str,
+        group: str,
+        args: argparse.Namespace,
+        streams: dict[str, tuple[str, str]] | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> Path:
+        """A pipeline config with one CloudWatch stream ``name`` reading ``group``, or with
+        ``streams`` (name → (log group, live path)) and ``settings`` (settle_lag, refresh_interval)."""
         path = self.home / f"{name}.yaml"
+        chosen = streams or {name: (group, "sensor")}
+        settings = settings or {"settle_lag": args.settle_lag, "refresh_interval": args.refresh_interval}
         path.write_text(
             CONFIG_TEMPLATE.format(
                 region=REGION,
@@ -247,10 +277,11 @@ class Stack:
                 bq_grpc=self.bq_grpc,
                 project=LOCAL_PROJECT,
                 dataset="bench",
-                settle_lag=args.settle_lag,
-                refresh_interval=args.refresh_interval,
-                name=name,
-                group=group,
+                settle_lag=settings["settle_lag"],
+                refresh_interval=settings["refresh_interval"],
+                streams="".join(
+                    STREAM_TEMPLATE.format(name=n, group=g, path=p) for n, (g, p) in chosen.items()
+                ),
             )
         )
         return path
@@ -276,12 +307,14 @@ def create_group(client: Any, group: str) -> None:
         client.create_log_stream(logGroupName=group, logStreamName=stream)
 
 
-def start_dagster(stack: Stack, config: Path, dequeue_interval: int | None) -> dict[str, str]:
+def start_dagster(
+    stack: Stack, config: Path, dequeue_interval: int | None, home_name: str = "dagster_home"
+) -> dict[str, str]:
     """Dagster webserver + daemon as ``cwl-pipeline dev`` starts them; returns their env.
 
     ``dequeue_interval`` overrides the run queue's ``dequeue_interval_seconds`` (``cwl-pipeline dev``: 1).
     """
-    dagster_home = stack.home / "dagster_home"
+    dagster_home = stack.home / home_name
     dagster_home.mkdir()
     instance_yaml = DAGSTER_YAML
     if dequeue_interval:
@@ -291,6 +324,12 @@ def start_dagster(stack: Stack, config: Path, dequeue_interval: int | None) -> d
     (dagster_home / "dagster.yaml").write_text(instance_yaml)
     workspace = dagster_home / "workspace.yaml"
     workspace.write_text(WORKSPACE_YAML)
+    # Create the instance's SQLite storage here, once: the webserver and the daemon starting
+    # together on a fresh DAGSTER_HOME can both migrate it and leave two alembic heads.
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))).dispose()
     env = {"DAGSTER_HOME": str(dagster_home), "CWL_PIPELINE_CONFIG": str(config), **LOCAL_CREDENTIALS}
     bin_dir = Path(sys.executable).parent
     restore = _restore_default_signals
@@ -299,14 +338,14 @@ def start_dagster(stack: Stack, config: Path, dequeue_interval: int | None) -> d
         [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(free_port()), "-w", str(workspace)],
         port=0,
         env=env,
-        log_path=stack.home / "webserver.log",
+        log_path=stack.home / f"{home_name}-webserver.log",
     )
     daemon = LocalService(
         "Dagster daemon",
         [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
         port=0,
         env=env,
-        log_path=stack.home / "daemon.log",
+        log_path=stack.home / f"{home_name}-daemon.log",
     )
     stack.services.append(webserver.start(preexec=restore))
     stack.services.append(daemon.start(preexec=restore))
@@ -468,55 +507,304 @@ def breakdown(producer: Producer, poller: Poller, runs: list[RunFacts]) -> dict[
     return parts
 
 
-def run_pipeline(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """Start Dagster with one stream, produce for ``--minutes``, drain, collect run facts."""
+@dataclass
+class Side:
+    """One stream of a side-by-side phase: its producer, poller and what Dagster recorded."""
+
+    name: str
+    path: str  # live.path: "sensor" or "runs"
+    group: str
+    producer: Producer
+    poller: Poller
+    runs: list[RunFacts] = field(default_factory=list)
+    ticks: list[float] = field(default_factory=list)
+    live_metadata: list[dict[str, Any]] = field(default_factory=list)
+    duplicates_in_recent: int = 0
+    settled_once: bool = False
+    settled_note: str = ""
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` itself (not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_tree(daemon_pid: int) -> list[int]:
+    """The daemon and its code servers (children whose command line says ``grpc``), not the
+    run workers (``execute_run``)."""
+    pids = [daemon_pid]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ppid == daemon_pid and "grpc" in cmdline and "execute_run" not in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds of ``pids`` (those still alive)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a process gone since
+            total += proc_cpu_seconds(pid)
+    return total
+
+
+def live_materializations(instance: Any, table: str) -> list[dict[str, Any]]:
+    """Metadata of the live sensor's reports on ``<table>_live``, oldest first."""
     import dagster as dg
 
-    name, group = "bench_events", "/bench/pipeline"
-    create_group(stack.logs_client(), group)
-    config_path = stack.write_config(name, group, args)
-    stream = load_config(config_path).streams[0]
+    records = instance.fetch_materializations(dg.AssetKey(f"{table}_live"), limit=10_000).records
+    found = []
+    for record in records:
+        mat = record.asset_materialization
+        if mat is not None:
+            found.append({"at": record.timestamp, **{k: v.value for k, v in mat.metadata.items()}})
+    return sorted(found, key=lambda m: m["at"])
+
+
+def count_per_marker(client: bigquery.Client, table_id: str) -> dict[int, int]:
+    """Rows per marker (session_id) in ``table_id``."""
+    sql = f"SELECT session_id, COUNT(*) AS n FROM `{table_id}` GROUP BY session_id"
+    return {row["session_id"]: row["n"] for row in client.query(sql).result()}
+
+
+def settle_remaining(stack: Stack, config_path: Path, since: datetime) -> None:
+    """The settled load (insert-missing, as a settled run writes) of every window from
+    ``since`` to the open one, for each stream of the config: what the window sensor would
+    request once they closed."""
+    from cwl_pipeline.load.service import WriteMode
+
+    config = load_config(config_path)
+    aws = AwsResource.from_settings(config.aws)
+    warehouse = BigQueryWarehouse.from_settings(config.bigquery)
+    quiet = logging.getLogger("bench.settle")
+    quiet.setLevel(logging.WARNING)
+    for stream in config.streams:
+        start = floor_to_window(since, stream.window)
+        end = floor_to_window(datetime.now(UTC), stream.window) + stream.window
+        reads = read_windows(stream, logs_reader(aws), start, end)
+        load_reads(
+            reads, TablePair.of(stream), warehouse.loader, quiet, stream.name, WriteMode.INSERT_MISSING
+        )
+
+
+def run_side_by_side(
+    stack: Stack, args: argparse.Namespace, label: str, settings: dict[str, str], minutes: float
+) -> dict[str, Any]:
+    """Both live paths, one stream each, in one Dagster instance, producing at the same time."""
+    import dagster as dg
+
+    sides_spec = {f"{label}_live": "sensor", f"{label}_runs": "runs"}
+    groups = {name: f"/bench/{name}" for name in sides_spec}
+    for group in groups.values():
+        create_group(stack.logs_client(), group)
+    config_path = stack.write_config(
+        label, "", args, streams={n: (groups[n], p) for n, p in sides_spec.items()}, settings=settings
+    )
+    config = load_config(config_path)
+    window = config.streams[0].window
     began = time.time()
-    env = start_dagster(stack, config_path, args.dequeue_interval)
+    before = len(stack.services)
+    env = start_dagster(stack, config_path, args.dequeue_interval, home_name=f"dagster_{label}")
+    dagster_services = stack.services[before:]
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
     instance = dg.DagsterInstance.get()
-    # Warm-up: the sensor's first tick requests the last hour's (empty) closed windows; produce
-    # once that run finished, so the figures show steady state rather than code-location start.
-    deadline = time.time() + 180
+    # Warm-up: each window sensor's first tick requests the last hour's (empty) closed windows;
+    # produce once those runs finished, so the figures show steady state.
+    deadline = time.time() + 240
     while time.time() < deadline:
-        runs = run_facts(instance, name, stream.window)
-        if runs and all(r.ended for r in runs):
+        runs = [r for n in sides_spec for r in run_facts(instance, n, window)]
+        if len({r.run_id for r in runs}) >= len(sides_spec) and all(r.ended for r in runs):
             break
         time.sleep(1)
     warm_up = time.time() - began
-    print(f"  Dagster up and first run finished after {warm_up:.0f} s", flush=True)
-    producer = Producer(stack.logs_client(), group, args.rate)
-    # Open-window refreshes land in the live table: near-real-time readers query the view.
-    poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}_recent", producer, args.poll)
+    print(f"  Dagster up and first runs finished after {warm_up:.0f} s", flush=True)
+    sides = []
+    for offset, (name, path) in enumerate(sides_spec.items()):
+        producer = Producer(
+            stack.logs_client(), groups[name], args.rate, first_marker=1 + offset * 10_000_000
+        )
+        poller = Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}_recent", producer, args.poll)
+        sides.append(Side(name, path, groups[name], producer, poller))
+    daemon_pid = dagster_services[-1].process.pid  # type: ignore[union-attr]
+    cpu_before = {pid: tree_cpu([pid]) for pid in daemon_tree(daemon_pid)}
     produce_from = time.time()
-    producer.start()
-    poller.start()
+    for side in sides:
+        side.producer.start()
+        side.poller.start()
     minutes_done = 0
-    while time.time() < produce_from + args.minutes * 60:
+    while time.time() < produce_from + minutes * 60:
         time.sleep(5)
         if (time.time() - produce_from) // 60 > minutes_done:
             minutes_done += 1
-            print(f"  {minutes_done} min: {len(producer.put_at)} put, {len(poller.seen_at)} seen", flush=True)
-    producer.stop()
-    poller.drain(args.drain)
+            counts = "; ".join(
+                f"{s.name} {len(s.producer.put_at)} put, {len(s.poller.seen_at)} seen" for s in sides
+            )
+            print(f"  {minutes_done} min: {counts}", flush=True)
+    for side in sides:
+        side.producer.stop()
+    produced_seconds = time.time() - produce_from
+    for side in sides:
+        side.poller.drain(args.drain)
+    # Per process: a code server that replaced another counts from its start.
+    cpu_seconds = sum(tree_cpu([pid]) - cpu_before.get(pid, 0.0) for pid in daemon_tree(daemon_pid))
+    cpu_wall = time.time() - produce_from
     deadline = time.time() + 60  # let runs in flight finish, so each has its commit time
-    while time.time() < deadline and not all(r.ended for r in run_facts(instance, name, stream.window)):
+    while time.time() < deadline and not all(
+        r.ended for n in sides_spec for r in run_facts(instance, n, window)
+    ):
         time.sleep(1)
-    runs = [r for r in run_facts(instance, name, stream.window) if r.created >= produce_from - 1]
-    ticks = sensor_tick_times(instance, f"{name}_windows", produce_from)
+    for side in sides:
+        side.runs = [r for r in run_facts(instance, side.name, window) if r.created >= produce_from - 1]
+        sensor = f"{side.name}_live" if side.path == "sensor" else f"{side.name}_windows"
+        side.ticks = sensor_tick_times(instance, sensor, produce_from)
+        side.live_metadata = [
+            m for m in live_materializations(instance, side.name) if m["at"] >= produce_from
+        ]
+    for service in reversed(dagster_services):
+        service.stop()
+        stack.services.remove(service)
+    # Sanity: each event once in _recent; then settled, each event once in the table.
+    client = stack.bq_client()
+    settle_remaining(stack, config_path, datetime.fromtimestamp(produce_from, UTC) - window)
+    for side in sides:
+        recent = count_per_marker(client, f"{LOCAL_PROJECT}.bench.{side.name}_recent")
+        put_markers = set(side.producer.put_at)
+        side.duplicates_in_recent = sum(1 for m in put_markers if recent.get(m, 0) > 1)
+        table = count_per_marker(client, f"{LOCAL_PROJECT}.bench.{side.name}")
+        missing = [m for m in put_markers if table.get(m, 0) == 0]
+        twice = [m for m in put_markers if table.get(m, 0) > 1]
+        side.settled_once = not missing and not twice
+        side.settled_note = f"events table: {len(missing)} missing, {len(twice)} more than once"
     return {
-        "producer": producer,
-        "poller": poller,
-        "runs": runs,
-        "ticks": ticks,
-        "window": stream.window,
+        "label": label,
+        "settings": settings,
+        "sides": sides,
+        "minutes": produced_seconds / 60,
         "warm_up": warm_up,
+        "daemon_cpu_seconds": cpu_seconds,
+        "daemon_cpu_wall": cpu_wall,
     }
+
+
+FIREHOSE_STREAM = """\
+  - name: {name}
+    source:
+      type: s3
+      bucket: {bucket}
+      prefix: {prefix}
+      layout: firehose
+      record_format: envelopes_gzip
+      log_group: {group}
+      notifications: {{queue_url: "{queue_url}"}}
+    table: {name}
+    schema: seed
+"""
+
+
+def run_firehose(stack: Stack, args: argparse.Namespace, minutes: float) -> dict[str, Any]:
+    """A Firehose stream with a 0-second buffering interval and S3 notifications in SQS:
+    log group → subscription filter → Firehose → S3 → notification → objects sensor → run."""
+    import dagster as dg
+
+    from cwl_pipeline.local.firehose_demo import ensure_firehose_delivery, ensure_object_notifications
+
+    name, group, bucket, prefix = "fh_events", "/bench/firehose", "bench-firehose", "fh/"
+    clients = {
+        n: boto3.client(n, endpoint_url=stack.aws_url, region_name=REGION) for n in ("firehose", "s3", "sqs")
+    }
+    logs = stack.logs_client()
+    ensure_firehose_delivery(
+        logs=logs,
+        firehose=clients["firehose"],
+        s3=clients["s3"],
+        log_group=group,
+        delivery_stream="bench-delivery",
+        bucket=bucket,
+        prefix=prefix,
+        buffer_seconds=0,
+    )
+    for stream in STREAMS:
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    queue_url = ensure_object_notifications(
+        sqs=clients["sqs"], s3=clients["s3"], bucket=bucket, prefix=prefix, queue="bench-objects"
+    )
+    path = stack.home / "firehose.yaml"
+    config_text = CONFIG_TEMPLATE.format(
+        region=REGION,
+        aws_url=stack.aws_url,
+        bq_url=stack.bq_url,
+        bq_grpc=stack.bq_grpc,
+        project=LOCAL_PROJECT,
+        dataset="bench",
+        settle_lag=LOCAL["settle_lag"],
+        refresh_interval=LOCAL["refresh_interval"],
+        streams=FIREHOSE_STREAM.format(
+            name=name, bucket=bucket, prefix=prefix, group=group, queue_url=queue_url
+        ),
+    )
+    path.write_text(config_text)
+    window = load_config(path).streams[0].window
+    before = len(stack.services)
+    env = start_dagster(stack, path, args.dequeue_interval, home_name="dagster_firehose")
+    dagster_services = stack.services[before:]
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    instance = dg.DagsterInstance.get()
+    time.sleep(20)  # the code server loads; the sensor's first tick lists an empty bucket
+    producer = Producer(logs, group, args.rate)
+    side = Side(
+        name,
+        "firehose",
+        group,
+        producer,
+        Poller(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}", producer, args.poll),
+    )
+    produce_from = time.time()
+    producer.start()
+    side.poller.start()
+    while time.time() < produce_from + minutes * 60:
+        time.sleep(5)
+    producer.stop()
+    produced_seconds = time.time() - produce_from
+    side.poller.drain(args.drain)
+    side.runs = [r for r in run_facts(instance, name, window) if r.created >= produce_from - 1]
+    side.ticks = sensor_tick_times(instance, f"{name}_objects", produce_from)
+    for service in reversed(dagster_services):
+        service.stop()
+        stack.services.remove(service)
+    table = count_per_marker(stack.bq_client(), f"{LOCAL_PROJECT}.bench.{name}")
+    put_markers = set(producer.put_at)
+    missing = [m for m in put_markers if table.get(m, 0) == 0]
+    twice = [m for m in put_markers if table.get(m, 0) > 1]
+    side.settled_once = not missing and not twice
+    side.settled_note = f"events table: {len(missing)} missing, {len(twice)} more than once"
+    return {"side": side, "minutes": produced_seconds / 60}
+
+
+def report_firehose(result: dict[str, Any]) -> bool:
+    """Print the Firehose phase; False when a sanity check failed."""
+    side: Side = result["side"]
+    print(
+        f"== Firehose, buffering interval 0 s, S3 notifications in SQS; objects sensor every "
+        f"{LOCAL['refresh_interval']} (local refresh_interval); {result['minutes']:.1f} min of events =="
+    )
+    ok = report_events(
+        f"{side.name}: subscription → Firehose → S3 → notification → sensor → run", side.producer, side.poller
+    )
+    report_runs(side)
+    print(f"  runs per hour: {runs_per_hour(side, result['minutes']):.0f}")
+    print(
+        f"  sanity: every event once in the events table: {'ok' if side.settled_once else 'FAILED'} "
+        f"({side.settled_note})"
+    )
+    return ok and side.settled_once
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -544,16 +832,16 @@ def report_events(label: str, producer: Producer, poller: Poller) -> bool:
     return not missing
 
 
-def report_runs(result: dict[str, Any]) -> None:
-    """Print run counts, durations, tick intervals and the latency breakdown."""
-    runs: list[RunFacts] = result["runs"]
+def report_runs(side: Side) -> None:
+    """Print run counts, durations, tick intervals and (refresh runs) the latency breakdown."""
+    runs = side.runs
     kinds: dict[str, int] = {}
     for run in runs:
         kinds[run.kind] = kinds.get(run.kind, 0) + 1
     failed = [r for r in runs if r.status in ("FAILURE", "CANCELED")]
     in_flight = [r for r in runs if r.status != "SUCCESS" and r not in failed]
     print(
-        f"  runs launched {len(runs)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}), "
+        f"  runs launched {len(runs)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'}), "
         f"failed {len(failed)}, still queued or running at the end {len(in_flight)}"
     )
     for run in failed:
@@ -561,49 +849,125 @@ def report_runs(result: dict[str, Any]) -> None:
         print(f"    {run.status} {run.kind} run created {when}: {run.failure or 'no step failure logged'}")
     durations = [r.ended - r.started for r in runs if r.ended and r.started]
     launches = [r.started - r.created for r in runs if r.started]
-    print(
-        f"  run duration (started → ended): p50 {percentile(durations, 50):.1f} s, "
-        f"max {max(durations, default=math.nan):.1f} s; created → started: "
-        f"p50 {percentile(launches, 50):.1f} s, max {max(launches, default=math.nan):.1f} s"
-    )
-    ticks = result["ticks"]
-    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    if runs:
+        print(
+            f"  run duration (started → ended): p50 {percentile(durations, 50):.1f} s, "
+            f"max {max(durations, default=math.nan):.1f} s; created → started: "
+            f"p50 {percentile(launches, 50):.1f} s, max {max(launches, default=math.nan):.1f} s"
+        )
+    gaps = [b - a for a, b in itertools.pairwise(side.ticks)]
     if gaps:
         print(
-            f"  sensor ticks {len(ticks)}, interval p50 {percentile(gaps, 50):.1f} s, max {max(gaps):.1f} s"
+            f"  sensor ticks {len(side.ticks)}, interval p50 {percentile(gaps, 50):.1f} s, "
+            f"max {max(gaps):.1f} s"
         )
-    parts = breakdown(result["producer"], result["poller"], runs)
-    counted = len(parts["load"])
-    if counted:
-        print(f"  where the time goes ({counted} events attributed to the run that made them visible):")
-        for part, values in parts.items():
-            print(
-                f"    {part:15s} p50 {percentile(values, 50):6.1f} s  p95 {percentile(values, 95):6.1f} s  "
-                f"mean {sum(values) / len(values):6.1f} s"
-            )
-    latencies = result["poller"].latencies()
-    by_kind: dict[str, list[float]] = {}
-    done = [r for r in runs if r.status == "SUCCESS" and r.committed]
-    for marker, latency in latencies.items():
-        seen = result["poller"].seen_at[marker]
-        run = visible_by(done, result["producer"].stamp[marker], result["producer"].put_at[marker], seen)
-        kind = run.kind if run else "unattributed"
-        by_kind.setdefault(kind, []).append(latency)
-    for kind, values in sorted(by_kind.items()):
-        print(f"  made visible by a {kind} run: {len(values)} events, {spread(values)}")
+    if side.path == "runs":
+        parts = breakdown(side.producer, side.poller, runs)
+        counted = len(parts["load"])
+        if counted:
+            print(f"  where the time goes ({counted} events attributed to the run that made them visible):")
+            for part, values in parts.items():
+                print(
+                    f"    {part:15s} p50 {percentile(values, 50):6.1f} s  "
+                    f"p95 {percentile(values, 95):6.1f} s  mean {sum(values) / len(values):6.1f} s"
+                )
+
+
+def report_live(side: Side, minutes: float) -> None:
+    """The live sensor's own figures: evaluations that appended, their duration, CPU and calls."""
+    meta = side.live_metadata
+    if not meta:
+        print("  live sensor: no evaluation appended anything")
+        return
+    seconds = [m["evaluation_seconds"] for m in meta]
+    cpu = sum(m["cpu_seconds"] for m in meta)
+    calls = sum(m["filter_log_events_calls"] for m in meta)
+    appended = sum(m["events_appended"] for m in meta)
+    print(
+        f"  live sensor: {len(meta)} evaluations appended {appended} rows "
+        f"({appended - len(side.producer.put_at):+d} vs events put: overlap re-appended), "
+        f"evaluation p50 {percentile(seconds, 50):.2f} s, max {max(seconds):.2f} s; "
+        f"FilterLogEvents {calls / (minutes * 60):.2f} requests/s"
+    )
+    print(
+        f"  live sensor CPU (evaluating thread): {cpu:.1f} s in {minutes:.1f} min = "
+        f"{cpu / (minutes * 60) * 100:.2f} % of one core per stream"
+    )
+
+
+def runs_per_hour(side: Side, minutes: float) -> float:
+    """Runs of the stream created while producing, per hour."""
+    return len(side.runs) / minutes * 60
+
+
+def report_phase(result: dict[str, Any]) -> bool:
+    """Print one phase's figures; False when a sanity check failed."""
+    ok = True
+    settings = result["settings"]
+    print(
+        f"== {result['label']}: refresh_interval {settings['refresh_interval']}, settle_lag "
+        f"{settings['settle_lag']}, live sensor every 5s; {result['minutes']:.1f} min of events =="
+    )
+    for side in result["sides"]:
+        title = (
+            "live sensor (live.path: sensor): the sensor appends, no run"
+            if side.path == "sensor"
+            else "refresh runs (live.path: runs): sensor → run queue → run"
+        )
+        ok &= report_events(f"{side.name}, {title}", side.producer, side.poller)
+        report_runs(side)
+        if side.path == "sensor":
+            report_live(side, result["minutes"])
+        print(f"  runs per hour: {runs_per_hour(side, result['minutes']):.0f}")
+        sane = side.duplicates_in_recent == 0 and side.settled_once
+        print(
+            f"  sanity: {side.duplicates_in_recent} events more than once in _recent; "
+            f"{side.settled_note}: {'ok' if sane else 'FAILED'}"
+        )
+        ok &= sane
+    print(
+        "  daemon + code server CPU (both streams, run workers excluded): "
+        f"{result['daemon_cpu_seconds']:.1f} s "
+        f"in {result['daemon_cpu_wall'] / 60:.1f} min = "
+        f"{result['daemon_cpu_seconds'] / result['daemon_cpu_wall'] * 100:.1f} % of one core"
+    )
+    print(f"  Dagster start-up to first finished runs (not in the figures): {result['warm_up']:.0f} s")
+    return ok
+
+
+def figures(side: Side, minutes: float) -> str:
+    """``p50 s: A, p95 s: B, runs per hour: C`` of one side."""
+    latencies = list(side.poller.latencies().values())
+    return (
+        f"p50 s: {percentile(latencies, 50):.1f}, p95 s: {percentile(latencies, 95):.1f}, "
+        f"runs per hour: {runs_per_hour(side, minutes):.0f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the floor, then the pipeline, and print both."""
+    """Run the floor (optional), both live paths at the local settings, then at the production
+    defaults, and print them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10, help="produce for this long (default 10)")
-    parser.add_argument("--rate", type=float, default=5, help="events per second (default 5)")
+    parser.add_argument(
+        "--production-minutes",
+        type=float,
+        default=3,
+        help="then with the production defaults, minutes (default 3; 0: skip)",
+    )
+    parser.add_argument(
+        "--firehose-minutes",
+        type=float,
+        default=0,
+        help="then a Firehose stream, 0-second buffering and S3 notifications, minutes (default 0: skip)",
+    )
+    parser.add_argument("--rate", type=float, default=5, help="events per second per stream (default 5)")
     parser.add_argument("--poll", type=float, default=1.0, help="BigQuery poll interval in s (default 1)")
     parser.add_argument(
-        "--baseline-minutes", type=float, default=3, help="floor without Dagster, minutes (0: skip)"
+        "--baseline-minutes", type=float, default=0, help="floor without Dagster first, minutes (e.g. 3)"
     )
-    parser.add_argument("--refresh-interval", default="30s", help="stream refresh_interval (local: 30s)")
-    parser.add_argument("--settle-lag", default="15s", help="stream settle_lag (local: 15s)")
+    parser.add_argument("--refresh-interval", default=LOCAL["refresh_interval"], help="local: 30s")
+    parser.add_argument("--settle-lag", default=LOCAL["settle_lag"], help="local: 15s")
     parser.add_argument(
         "--dequeue-interval",
         type=int,
@@ -616,9 +980,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(describe(), flush=True)
     print(
-        f"config: window 15m, settle_lag {args.settle_lag}, refresh_interval {args.refresh_interval}, "
-        f"run queue dequeue interval {args.dequeue_interval or 1} s; "
-        f"{args.rate:g} events/s, one PutLogEvents per event; poll every {args.poll:g} s",
+        f"config: window 15m; {args.rate:g} events/s per stream, one PutLogEvents per event; "
+        f"poll every {args.poll:g} s; run queue dequeue interval {args.dequeue_interval or 1} s",
         flush=True,
     )
     home = Path(tempfile.mkdtemp(prefix="cwl-bench-latency-"))
@@ -629,8 +992,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline_minutes > 0:
             print(f"floor without Dagster: producing for {args.baseline_minutes:g} min", flush=True)
             direct = run_direct(stack, args)
-        print(f"pipeline with Dagster: producing for {args.minutes:g} min", flush=True)
-        pipeline = run_pipeline(stack, args)
+        local = {"refresh_interval": args.refresh_interval, "settle_lag": args.settle_lag}
+        phases = []
+        if args.minutes > 0:
+            print(f"local settings, both live paths: producing for {args.minutes:g} min", flush=True)
+            phases.append(run_side_by_side(stack, args, "local", local, args.minutes))
+        if args.production_minutes > 0:
+            print(f"production defaults, both live paths: producing for {args.production_minutes:g} min")
+            phases.append(run_side_by_side(stack, args, "prod", PRODUCTION, args.production_minutes))
+        firehose = None
+        if args.firehose_minutes > 0:
+            print(f"Firehose, 0-second buffering: producing for {args.firehose_minutes:g} min", flush=True)
+            firehose = run_firehose(stack, args, args.firehose_minutes)
         print()
         print(describe())
         if direct:
@@ -640,10 +1013,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"  loads {len(loads)}, duration p50 {percentile(loads, 50):.2f} s, "
                 f"max {max(loads, default=math.nan):.2f} s"
             )
-        ok &= report_events("pipeline: sensor → run queue → run (webserver + daemon)", **_pick(pipeline))
-        report_runs(pipeline)
-        print(f"  Dagster start-up to first finished run (not in the figures): {pipeline['warm_up']:.0f} s")
-        print(f"target p95 ≤ 60 s: {'met' if _p95(pipeline) <= 60 else 'NOT met'} ({_p95(pipeline):.1f} s)")
+        for phase in phases:
+            ok &= report_phase(phase)
+        if firehose:
+            ok &= report_firehose(firehose)
+        for phase in (p for p in phases if p["label"] == "prod"):
+            live, runs = phase["sides"]
+            print(
+                f"production defaults: live sensor {figures(live, phase['minutes'])}; "
+                f"refresh runs {figures(runs, phase['minutes'])}"
+            )
+        if not ok:
+            print("SANITY FAILED: see above")
+        if phases:
+            live, runs = phases[0]["sides"]
+            p95 = percentile(list(live.poller.latencies().values()), 95)
+            print(f"target p95 ≤ 10 s: {'met' if p95 <= 10 else 'NOT met'} ({p95:.1f} s)")
+            print(
+                f"{figures(live, phases[0]['minutes'])} "
+                f"(refresh runs, the earlier design, same run: {figures(runs, phases[0]['minutes'])})"
+            )
     finally:
         stack.stop()
         if args.keep:
@@ -657,10 +1046,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pick(result: dict[str, Any]) -> dict[str, Any]:
     return {"producer": result["producer"], "poller": result["poller"]}
-
-
-def _p95(result: dict[str, Any]) -> float:
-    return percentile(list(result["poller"].latencies().values()), 95)
 
 
 if __name__ == "__main__":

@@ -261,6 +261,22 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """How a polling stream's still-open window reaches ``<table>_live`` (docs/latency.md).
+
+    ``path: sensor``: the stream's ``<stream>_live`` sensor reads the newest events itself every
+    ``interval`` and appends them, launching no run; it re-reads the last ``lookback`` of event
+    time, so an event that arrives up to that late still shows live (later ones show when
+    their window settles). ``path: runs``: the window sensor launches a refresh run of the open
+    window every ``refresh_interval`` (the earlier design, kept for comparison).
+    """
+
+    path: str = "sensor"
+    interval: timedelta = timedelta(seconds=5)
+    lookback: timedelta = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """One stream: a source, how it is cut into windows, and where it lands."""
 
@@ -285,6 +301,7 @@ class StreamConfig:
     owners: tuple[str, ...] = ()
     history: HistorySource | None = None
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)  # polling streams only
     # Firehose only: log groups routed to tables of their own; events of no route go to the
     # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
     routes: tuple[Route, ...] = ()
@@ -500,6 +517,7 @@ _STREAM_TUNING_KEYS = {
     "backfill_windows_per_run",
     "windows_per_replace",
     "reconcile",
+    "live",
 }
 _STREAM_KEYS = _STREAM_TUNING_KEYS | {
     "name",
@@ -519,6 +537,8 @@ _ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 _FRESHNESS_KEYS = {"warn", "fail"}
 _HISTORY_KEYS = {"reader", "after", "bucket", "prefix", "poll_interval"}
 _RECONCILE_KEYS = {"enabled", "interval", "lookback", "max_heal_attempts"}
+_LIVE_KEYS = {"path", "interval", "lookback"}
+_LIVE_PATHS = ("sensor", "runs")
 _CLOUDWATCH_KEYS = {"type", "log_groups", "log_group_prefixes", "account"}
 _ACCOUNT_KEYS = ACCOUNT_KEYS
 _NOTIFICATIONS_KEYS = {"queue_url", "safety_listing"}
@@ -628,6 +648,9 @@ def _parse_stream(
             )
         reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
     reconcile = _parse_reconcile(reconcile_raw, f"{where}.reconcile")
+    if "live" in raw and not isinstance(source, CloudWatchSource):
+        raise ConfigError(f"{where}.live: only applies to a polling (cloudwatch) source")
+    live = _parse_live(merged.get("live", {}), f"{where}.live")
     routes, unrouted = _parse_routes(raw, where, source, table, schemas)
     key_prefix = raw.get("asset_key_prefix", [])
     if not isinstance(key_prefix, list) or not all(
@@ -665,6 +688,7 @@ def _parse_stream(
         owners=tuple(owners),
         history=history,
         reconcile=reconcile,
+        live=live,
         routes=routes,
         unrouted=unrouted,
         raw_table=raw_table,
@@ -824,6 +848,22 @@ def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
     return ReconcileSettings(
         enabled=enabled, interval=interval, lookback=lookback, max_heal_attempts=attempts
     )
+
+
+def _parse_live(raw: Any, where: str) -> LiveSettings:
+    settings = _mapping(raw, where)
+    _only_keys(settings, _LIVE_KEYS, where)
+    path = settings.get("path", default_of(LiveSettings, "path"))
+    if path not in _LIVE_PATHS:
+        raise ConfigError(f"{where}.path: {path!r} must be one of {', '.join(_LIVE_PATHS)}")
+    interval = _duration(settings, "interval", where, LiveSettings)
+    # The daemon evaluates a sensor at most every ~5 s; the sensor timeout is 60 s.
+    if not timedelta(seconds=5) <= interval <= timedelta(minutes=5):
+        raise ConfigError(f"{where}.interval: must be from 5s to 5m")
+    lookback = _duration(settings, "lookback", where, LiveSettings)
+    if not timedelta(0) <= lookback <= timedelta(hours=1):
+        raise ConfigError(f"{where}.lookback: must be from 0s to 1h")
+    return LiveSettings(path=path, interval=interval, lookback=lookback)
 
 
 # BigQuery refuses a query or load job that modifies more than 4,000 partitions

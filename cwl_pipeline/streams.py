@@ -19,6 +19,7 @@ from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.rollups import build_rollups
 from cwl_pipeline.orchestration.tables import WRITER_POOL_PREFIX
 from cwl_pipeline.polling.assets import build_stream_assets
+from cwl_pipeline.polling.live_sensor import build_live_sensor, live_asset_spec
 from cwl_pipeline.polling.reconcile import build_reconcile_sensor, build_reconciliation_check
 from cwl_pipeline.polling.sensor import build_window_sensor
 
@@ -29,7 +30,7 @@ class StreamDefinitions:
     since two streams may read the same source."""
 
     sources: list[dg.AssetSpec]
-    assets: list[dg.AssetsDefinition] = field(default_factory=list)
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
     checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
     jobs: list[dg.JobDefinition] = field(default_factory=list)
@@ -50,6 +51,9 @@ def build_stream(stream: StreamConfig, bigquery: BigQuerySettings) -> StreamDefi
         checks=[build_latest_window_check(tables)],
         sensors=[build_window_sensor(tables)],
     )
+    if stream.live.path == "sensor":
+        built.assets.append(live_asset_spec(tables, bigquery))
+        built.sensors.append(build_live_sensor(tables))
     if stream.reconcile.enabled:
         built.checks.append(build_reconciliation_check(tables))
         built.sensors.append(build_reconcile_sensor(tables))

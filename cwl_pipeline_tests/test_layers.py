@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cwl_pipeline"
 PURE = [
     "core",
     "polling/plan.py",
+    "polling/live_plan.py",
     "polling/reconcile_plan.py",
     "firehose/windows.py",
     "firehose/error_records.py",
@@ -31,6 +32,7 @@ NO_DAGSTER = [
     "config_accounts.py",
     "polling/filter_log_events.py",
     "polling/read.py",
+    "polling/live_tail.py",
     "polling/rederive.py",
     "polling/history.py",
     "polling/incoming_log_events.py",
@@ -86,7 +88,7 @@ def test_readers_and_the_load_path_import_no_dagster(path: Path) -> None:
             f"{_relative(path)} imports {name}"
         )
         if name.startswith(("cwl_pipeline.polling.", "cwl_pipeline.firehose.", "cwl_pipeline.exports.")):
-            assert not name.endswith((".assets", ".sensor", ".reconcile", ".history_job")), (
+            assert not name.endswith((".assets", ".sensor", ".live_sensor", ".reconcile", ".history_job")), (
                 f"{_relative(path)} imports {name}"
             )
 
@@ -98,6 +100,7 @@ def test_every_module_is_in_a_layer_or_is_wiring() -> None:
     wiring_names = (
         "assets.py",
         "sensor.py",
+        "live_sensor.py",
         "reconcile.py",
         "history_job.py",
         "layout_check.py",

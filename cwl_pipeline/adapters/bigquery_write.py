@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pyarrow as pa
@@ -159,14 +160,18 @@ class StreamAppender:
         *,
         schema_wait: float = DEFAULT_SCHEMA_WAIT,
         sleep: Callable[[float], None] = time.sleep,
+        answer_timeout: float | None = None,
     ) -> None:
         """``client`` is a ``bigquery_storage_v1.BigQueryWriteClient``; an append refused for a
-        column the backend does not know yet is retried for ``schema_wait`` seconds."""
+        column the backend does not know yet is retried for ``schema_wait`` seconds; with
+        ``answer_timeout``, an append whose answer has not come after that many seconds fails
+        (a caller with a deadline of its own, such as a sensor evaluation)."""
         self.client = client
         self.project = project
         self.dataset = dataset
         self.schema_wait = schema_wait
         self.sleep = sleep
+        self.answer_timeout = answer_timeout
 
     def stream_name(self, table: str) -> str:
         """The default stream of ``table``."""
@@ -246,7 +251,11 @@ class StreamAppender:
             ]
             for batch, future in zip(batches, futures, strict=True):
                 try:
-                    future.result()
+                    future.result(timeout=self.answer_timeout)
+                except FutureTimeout:
+                    raise DestinationError(
+                        f"Storage Write API append to {table}: no answer within {self.answer_timeout:g}s"
+                    ) from None
                 except gexc.GoogleAPICallError as exc:
                     if not _is_extra_field_refusal(exc):
                         raise

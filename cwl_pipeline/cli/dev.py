@@ -49,6 +49,10 @@ concurrency:
 run_queue:
   # Dagster's default is 5 s; every second counts in the put -> queryable latency.
   dequeue_interval_seconds: 1
+sensors:
+  # Each sensor evaluated in its own thread: a slow tick of one never delays the live sensors.
+  use_threads: true
+  num_workers: 4
 """
 
 WORKSPACE_YAML = """\

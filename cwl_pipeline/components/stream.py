@@ -103,7 +103,10 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
             asset_checks=built.checks,
             sensors=[
                 *built.sensors,
-                automation_sensor(f"{stream.name}_automation", dg.AssetSelection.assets(*built.assets)),
+                automation_sensor(
+                    f"{stream.name}_automation",
+                    dg.AssetSelection.assets(*(a for a in built.assets if not isinstance(a, dg.AssetSpec))),
+                ),
             ],
             jobs=built.jobs,
         )

@@ -127,6 +127,16 @@ class ReconcileAttributes(_Attributes):
     max_heal_attempts: Count = Field(None, description="Reloads of one window before it is reported (1..20).")
 
 
+class LiveAttributes(_Attributes):
+    """How a polling stream's open window reaches its live table."""
+
+    path: Literal["sensor", "runs"] | None = Field(
+        None, description="sensor: its own sensor appends (no run); runs: a refresh run each time."
+    )
+    interval: Duration = Field(None, description="sensor: how often it reads new events (5s..5m).")
+    lookback: Duration = Field(None, description="sensor: event time re-read for late events (0s..1h).")
+
+
 class FreshnessAttributes(_Attributes):
     """When the freshness policy warns and fails."""
 
@@ -176,7 +186,9 @@ class StreamTuningAttributes(_Attributes):
     )
     window: Duration = Field(None, description="Window length dividing an hour or a day, e.g. '15m'.")
     settle_lag: Duration = Field(None, description="Wait after a window closes before its final load.")
-    refresh_interval: Duration = Field(None, description="Refresh of the open window, e.g. '1m'.")
+    refresh_interval: Duration = Field(
+        None, description="Window sensor tick; live.path runs: refresh of the open window, e.g. '1m'."
+    )
     max_windows_per_run: Count = Field(None, description="Windows one catch-up run loads (1 to 4000).")
     initial_lookback: Duration = Field(None, description="How far back a new stream starts, e.g. '1d'.")
     sweeps: Annotated[list[str | StrictInt] | None, SkipValidation] = Field(
@@ -189,6 +201,7 @@ class StreamTuningAttributes(_Attributes):
     backfill_windows_per_run: Count = Field(None, description="Windows one backfill run loads.")
     windows_per_replace: Count = Field(None, description="Windows one replacement step writes.")
     reconcile: ReconcileAttributes | None = None
+    live: LiveAttributes | None = None
 
 
 class StreamAttributes(StreamTuningAttributes):

@@ -27,12 +27,22 @@ def ensure_bucket(s3: Any, bucket: str) -> None:
 
 
 def ensure_firehose_delivery(
-    *, logs: Any, firehose: Any, s3: Any, log_group: str, delivery_stream: str, bucket: str, prefix: str
+    *,
+    logs: Any,
+    firehose: Any,
+    s3: Any,
+    log_group: str,
+    delivery_stream: str,
+    bucket: str,
+    prefix: str,
+    buffer_seconds: int = 60,
 ) -> str:
     """Make ``log_group`` deliver through ``delivery_stream`` into ``s3://bucket/prefix``.
 
     Creates what is missing (log group, bucket, delivery stream, subscription filter) and
-    returns the delivery stream's ARN.
+    returns the delivery stream's ARN. ``buffer_seconds`` is the delivery stream's buffering
+    interval (0 to 900; 0: Firehose delivers within seconds). Local AWS writes each
+    PutLogEvents call's object at once, whatever the interval.
     """
     try:
         logs.create_log_group(logGroupName=log_group)
@@ -54,7 +64,7 @@ def ensure_firehose_delivery(
                 "RoleARN": _ROLE,
                 "BucketARN": f"arn:aws:s3:::{bucket}",
                 "Prefix": prefix,
-                "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 5},
+                "BufferingHints": {"IntervalInSeconds": buffer_seconds, "SizeInMBs": 5},
                 "CompressionFormat": "UNCOMPRESSED",  # the envelopes arrive gzipped already
             },
         )["DeliveryStreamARN"]

@@ -141,10 +141,16 @@ def bigquery_service(
     project: str = LOCAL_PROJECT,
     log_path: Path | None = None,
 ) -> LocalService:
-    """Local BigQuery: bqemulator's REST (and gRPC) server, persistent when ``data_dir`` is given."""
+    """Local BigQuery: bqemulator's REST (and gRPC) server, persistent when ``data_dir`` is given.
+
+    Started through :mod:`cwl_pipeline.local.bqemulator_serialized`, which serializes the
+    emulator's queries and Storage Write appends on its one DuckDB connection.
+    """
     ensure_duckdb_extensions()
     argv = [
-        _executable("bqemulator"),
+        sys.executable,
+        "-m",
+        "cwl_pipeline.local.bqemulator_serialized",
         "start",
         "--rest-host",
         "127.0.0.1",

@@ -61,6 +61,11 @@ class StreamTables:
         )
 
     @property
+    def live_key(self) -> dg.AssetKey:
+        """The live table (``<table>_live``): the still-open windows' rows, appended at least once."""
+        return dg.AssetKey([*self.stream.asset_key_prefix, self.pair.live.table])
+
+    @property
     def written_keys(self) -> list[dg.AssetKey]:
         """Every table asset one load writes: the events and rejects tables, and the raw table."""
         return [*([self.raw_key] if self.raw_key else []), self.events_key, self.rejects_key]

@@ -159,6 +159,58 @@ class CloudWatchLogsReader:
                 request["nextToken"] = page["nextToken"]
         return False
 
+    def read_since(
+        self,
+        log_group: str,
+        start_ms: int,
+        *,
+        max_requests: int,
+        filter_pattern: str | None = None,
+        page_events: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int, bool]:
+        """Events of ``log_group`` with a timestamp at or after ``start_ms``, in timestamp order,
+        in at most ``max_requests`` requests; returns ``(events, requests, cut_short)``.
+
+        CloudWatch returns FilterLogEvents events sorted by timestamp (``interleaved`` is
+        ignored there and always on); it is passed so the local emulator sorts too.
+        ``page_events`` is FilterLogEvents' ``limit`` (default: the API's 10,000).
+        """
+        request: dict[str, Any] = {"logGroupName": log_group, "startTime": start_ms, "interleaved": True}
+        if filter_pattern:
+            request["filterPattern"] = filter_pattern
+        if page_events:
+            request["limit"] = page_events
+        events: list[dict[str, Any]] = []
+        requests = 0
+        while requests < max_requests:
+            page = self._page(log_group, request)
+            requests += 1
+            events += [e for e in page.get("events", []) if e["timestamp"] >= start_ms]
+            token = page.get("nextToken")
+            if not token:
+                return events, requests, False
+            request["nextToken"] = token
+        return events, requests, True
+
+    def _page(self, log_group: str, request: dict[str, Any]) -> dict[str, Any]:
+        """One FilterLogEvents page, its errors as :class:`SourceError` naming the group."""
+        try:
+            return self._filter_log_events(**request)
+        except ClientError as exc:
+            code = exc.response["Error"].get("Code")
+            if code == "ResourceNotFoundException":
+                raise SourceError(
+                    f"CloudWatch log group {log_group!r} does not exist in {self._where}"
+                ) from None
+            raise SourceError(
+                f"FilterLogEvents on {log_group!r} failed in {self._where}{attempts_note(exc)}: {code}: "
+                f"{exc.response['Error'].get('Message')}"
+            ) from None
+        except EndpointConnectionError as exc:
+            raise SourceError(f"CloudWatch Logs endpoint unreachable: {exc}") from None
+        except BotoCoreError as exc:
+            raise SourceError(f"FilterLogEvents on {log_group!r} failed: {exc}") from None
+
     def iter_events(
         self,
         log_group: str,

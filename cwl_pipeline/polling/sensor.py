@@ -2,7 +2,9 @@
 
 Each tick asks :func:`cwl_pipeline.polling.plan.plan_windows` what to load: closed windows
 once they settled (as bounded ranges, so an outage is caught up in a few runs without gaps),
-and the still-open window again while events arrive. Run keys carry the kind of load and a
+and the still-open window again while events arrive (only for a stream with ``live.path:
+runs``: with ``live.path: sensor``, the default, the live sensor appends the open window's
+events itself and this sensor requests no refresh). Run keys carry the kind of load and a
 counter, so an intended re-run is never mistaken for a duplicate request.
 
 A settled load or sweep whose run failed or was cancelled is asked for again
@@ -49,6 +51,7 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
         size=stream.window,
         policy=retry,
     )
+    refreshes = stream.live.path == "runs"
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
     # Consecutive evaluations can start a fraction of a second less than `interval` apart; without
     # slack the refresh would not be due yet at every other tick, doubling the refresh interval.
@@ -59,8 +62,13 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
         description=(
             f"Loads each {stream.window} window of {stream.name} once it closed plus "
             f"{stream.settle_lag}, sweeps it again for late events after "
-            f"{', '.join(str(h) for h in stream.sweeps) or 'no horizon'}, and refreshes the open "
-            f"window every {stream.refresh_interval} while events arrive. A failed load is asked for "
+            f"{', '.join(str(h) for h in stream.sweeps) or 'no horizon'}"
+            + (
+                f", and refreshes the open window every {stream.refresh_interval} while events arrive"
+                if refreshes
+                else f" (the open window is appended by sensor {stream.name}_live)"
+            )
+            + f". A failed load is asked for "
             f"again, up to {retry.max_attempts} attempts; the tick log lists what is still owed."
         ),
         asset_selection=dg.AssetSelection.assets(*keys.written_keys),
@@ -72,7 +80,7 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
         raw = json.loads(context.cursor) if context.cursor else {}
         state = PlanState.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))
-        arriving = _events_arriving(context, aws, keys, state, now)
+        arriving = refreshes and _events_arriving(context, aws, keys, state, now)
         requests, new_state = plan_windows(
             stream=stream.name,
             now=now,

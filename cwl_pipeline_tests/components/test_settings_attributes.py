@@ -55,7 +55,11 @@ SETTINGS: dict[str, Any] = {
             ],
         }
     },
-    "defaults": {**TUNING, "reconcile": {**TUNING["reconcile"], "enabled": True}},
+    "defaults": {
+        **TUNING,
+        "reconcile": {**TUNING["reconcile"], "enabled": True},
+        "live": {"path": "sensor", "interval": "5s", "lookback": "2m"},
+    },
 }
 STREAM = {"name": "orders", "source": {"log_groups": ["/app/orders"]}, "schema": "orders"}
 

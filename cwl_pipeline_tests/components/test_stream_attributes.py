@@ -57,6 +57,7 @@ POLLING = {
         {"hash": "[\\w.+-]+@[\\w-]+\\.[\\w.]+", "salt_env": "TEST_PII_SALT"},
     ],
     **TUNING,
+    "live": {"path": "runs", "interval": "10s", "lookback": "1m"},
 }
 FIREHOSE = {
     "name": "fleet",

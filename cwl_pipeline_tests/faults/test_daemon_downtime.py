@@ -57,7 +57,7 @@ def test_daemon_down_for_an_hour_catches_up_without_gap_or_overlap(
         logs_client,
         write_config,
         unique_name,
-        "    settle_lag: 1m\n    refresh_interval: 30s\n    sweeps: [15m]\n"
+        "    settle_lag: 1m\n    refresh_interval: 30s\n    live: {path: runs}\n    sweeps: [15m]\n"
         f"    max_windows_per_run: {MAX_WINDOWS}",
     )
     group, dataset, defs = stack.group, stack.dataset, stack.defs

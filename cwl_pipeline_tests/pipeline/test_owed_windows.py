@@ -37,6 +37,7 @@ from cwl_pipeline_tests.stack import Stack, stack_yaml
 
 NO_WAIT = RetryPolicy(first_delay=timedelta(0))
 STREAM = """    settle_lag: 1m
+    live: {path: runs}
     initial_lookback: 1h
     max_windows_per_run: 8
     sweeps: [15m]

@@ -29,6 +29,7 @@ streams:
     window: 15m
     settle_lag: 1m
     refresh_interval: 30s
+    live: {{path: runs}}
     max_windows_per_run: 8
     initial_lookback: 1h
     sweeps: [15m]

@@ -233,22 +233,7 @@ class CloudWatchLogsReader:
         if filter_pattern:
             request["filterPattern"] = filter_pattern
         while True:
-            try:
-                page = self._filter_log_events(**request)
-            except ClientError as exc:
-                code = exc.response["Error"].get("Code")
-                if code == "ResourceNotFoundException":
-                    raise SourceError(
-                        f"CloudWatch log group {log_group!r} does not exist in {self._where}"
-                    ) from None
-                raise SourceError(
-                    f"FilterLogEvents on {log_group!r} failed in {self._where}{attempts_note(exc)}: {code}: "
-                    f"{exc.response['Error'].get('Message')}"
-                ) from None
-            except EndpointConnectionError as exc:
-                raise SourceError(f"CloudWatch Logs endpoint unreachable: {exc}") from None
-            except BotoCoreError as exc:
-                raise SourceError(f"FilterLogEvents on {log_group!r} failed: {exc}") from None
+            page = self._page(log_group, request)
             stats.api_calls += 1
             for event in page.get("events", []):
                 if start_ms <= event["timestamp"] < end_ms:

@@ -129,7 +129,7 @@ def build_live_sensor(
                 skip_reason="no Storage Write API endpoint (bigquery.storage_write_endpoint): none appended"
             )
         try:
-            reader = logs_reader(aws)
+            reader = logs_reader(aws, stream.source_account)
             step = live_step(
                 stream,
                 tables.pair,

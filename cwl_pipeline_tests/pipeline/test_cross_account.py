@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import dagster as dg
 import pytest
+from google.api_core.exceptions import NotFound
 
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, partition_key
@@ -57,15 +58,20 @@ def second_account_clients(local_aws, role_arn: str) -> tuple:
     return logs, cloudwatch
 
 
-def two_account_config(local_aws, local_bigquery, dataset: str, group: str, role_arn: str) -> str:
-    tuning = """    window: 15m
+def two_account_config(
+    local_aws, local_bigquery, dataset: str, group: str, role_arn: str, live_path: str, grpc: str
+) -> str:
+    tuning = f"""    live: {{path: {live_path}}}
+    window: 15m
     start: "2026-01-01T00:00:00Z"
     settle_lag: 1m
     sweeps: [15m]
     initial_lookback: 1h"""
     return f"""
 aws: {{region: us-east-1, endpoint_url: "{local_aws.url}", max_attempts: 2}}
-bigquery: {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}"}}
+bigquery:
+  {{project: cwl-local, dataset: {dataset}, location: US, api_endpoint: "{local_bigquery.url}",
+   storage_write_endpoint: "{grpc}"}}
 streams:
   - name: home
     source: {{log_groups: ["{group}"]}}
@@ -80,9 +86,12 @@ streams:
 """
 
 
-@pytest.fixture
-def two_accounts(local_aws, local_bigquery, logs_client, write_config, unique_name, monkeypatch):
-    """One log group name in both accounts, with two events here and three there; the config."""
+@pytest.fixture(params=["runs"])
+def two_accounts(
+    local_aws, local_bigquery, logs_client, write_config, unique_name, monkeypatch, storage_write, request
+):
+    """One log group name in both accounts, with two events here and three there; the config
+    (the open window by refresh runs, or with ``live_path`` "sensor" by the live sensors)."""
     monkeypatch.setenv(EXTERNAL_ID_ENV, f"ext-{unique_name}")
     group = f"/test/xacct-{unique_name}"
     role_arn = f"arn:aws:iam::{SECOND_ACCOUNT}:role/cwl-source-{unique_name}"
@@ -93,7 +102,10 @@ def two_accounts(local_aws, local_bigquery, logs_client, write_config, unique_na
     start = floor_to_window(datetime.now(UTC) - timedelta(hours=1), WINDOW)
     put(logs_client, group, [(start + timedelta(minutes=m), {"action": f"home-{m}"}) for m in (1, 2)])
     put(second_logs, group, [(start + timedelta(minutes=m), {"action": f"remote-{m}"}) for m in (3, 4, 5)])
-    path = write_config(two_account_config(local_aws, local_bigquery, f"ds_{unique_name}", group, role_arn))
+    config_text = two_account_config(
+        local_aws, local_bigquery, f"ds_{unique_name}", group, role_arn, request.param, storage_write.endpoint
+    )
+    path = write_config(config_text)
     config = load_config(path)
     return config, build_definitions(config), group, start, second_cloudwatch, second_logs
 
@@ -172,3 +184,23 @@ def test_each_window_sensor_probes_the_open_window_in_its_own_account(two_accoun
         kinds[name] = {request.tags["cwl/load"] for request in result.run_requests}
     assert "refresh" in kinds["remote"]
     assert "refresh" not in kinds["home"]
+
+
+@pytest.mark.parametrize("two_accounts", ["sensor"], indirect=True)
+def test_each_live_sensor_reads_the_open_window_in_its_own_account(two_accounts, bq_client):
+    """The live sensors read their stream's account: the second account's open-window event is
+    appended to the remote stream's live table only."""
+    config, defs, group, _, _, second_logs = two_accounts
+    put(second_logs, group, [(datetime.now(UTC) - timedelta(seconds=2), {"action": "open window"})])
+    instance = dg.DagsterInstance.ephemeral()
+    for name in ("home", "remote"):
+        sensor = defs.resolve_sensor_def(f"{name}_live")
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        sensor.evaluate_tick(context)
+    dataset = config.bigquery.dataset
+    assert [r["action"] for r in rows(bq_client, dataset, "remote_events_live")] == ["open window"]
+    try:
+        home = [r["action"] for r in rows(bq_client, dataset, "home_events_live")]
+    except NotFound:  # the home sensor found nothing to append: no live table yet
+        home = []
+    assert "open window" not in home

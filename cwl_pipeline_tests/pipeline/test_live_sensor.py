@@ -128,7 +128,10 @@ def test_the_sensor_spends_the_process_filter_log_events_budget(live, logs_clien
     """The live sensor's requests come out of the process's FilterLogEvents budget, the one
     every run and sensor of the process shares for the account and Region."""
     aws = live.config.aws
-    budget = filter_log_events_budget(aws.region, aws.endpoint_url or "", aws.filter_log_events_per_second)
+    resource = live.defs.resources["aws"]
+    budget = filter_log_events_budget(
+        resource.caller_account(), aws.region, aws.endpoint_url or "", aws.filter_log_events_per_second
+    )
     sensor = build_live_sensor(StreamTables.of(live.config.streams[0]), max_requests=4, page_events=1)
     defs = dg.Definitions(sensors=[sensor], resources=live.defs.resources)
     put_now(logs_client, live, range(6))

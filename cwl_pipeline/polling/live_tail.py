@@ -12,7 +12,6 @@ to the next one.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,12 +21,11 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.windows import floor_to_window, to_ms
-from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.service import LoaderFactory, WriteMode, load
 from cwl_pipeline.load.tables import TablePair
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.live_plan import LiveState, after_read, event_key, is_new, read_start
-from cwl_pipeline.polling.read import WindowRangeRead, window_scope
+from cwl_pipeline.polling.read import WindowRangeRead, stream_read
 
 MAX_REQUESTS_PER_STEP = 10
 """FilterLogEvents requests one step may send (pages of up to 10,000 events or 1 MB each)."""
@@ -157,17 +155,4 @@ def _live_read(
         for group, group_events in events.items():
             yield from events_from_api(group_events, log_group=group)
 
-    return WindowRangeRead(
-        scope=window_scope(stream, start, end, groups),
-        label="live",
-        events_at_source=0,
-        start=start,
-        end=end,
-        window=stream.window,
-        time_column=stream.schema.time_column,
-        bytes_by_window=Counter(),
-        source=source,
-        schema=stream.schema,
-        rules=stream.rules,
-        chunk_events=chunk_events(),
-    )
+    return stream_read(stream, start, end, groups, source, "live")

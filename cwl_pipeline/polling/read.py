@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from typing import Any
 
 import pyarrow as pa
 
@@ -215,21 +216,37 @@ def read_window_range(
             "filter_log_events_calls": read.api_calls,
         }
 
+    return stream_read(
+        stream, start, end, groups, events, range_label(start, end),
+        keep_raw=stream.raw_table is not None, on_read=on_read,
+    )  # fmt: skip
+
+
+def stream_read(
+    stream: StreamConfig,
+    start: datetime,
+    end: datetime,
+    groups: Iterable[str],
+    source: Callable[[], Iterator[LogEvent]],
+    label: str,
+    **options: Any,
+) -> WindowRangeRead:
+    """A read of ``stream``'s ``groups`` in ``[start, end)`` whose events ``source`` yields,
+    decoded, ruled and normalized by the stream's schema as the load stages them."""
     return WindowRangeRead(
         scope=window_scope(stream, start, end, groups),
-        label=range_label(start, end),
+        label=label,
         events_at_source=0,
         start=start,
         end=end,
         window=stream.window,
         time_column=stream.schema.time_column,
         bytes_by_window=Counter(),
-        source=events,
+        source=source,
         schema=stream.schema,
         rules=stream.rules,
-        keep_raw=stream.raw_table is not None,
         chunk_events=chunk_events(),
-        on_read=on_read,
+        **options,
     )
 
 

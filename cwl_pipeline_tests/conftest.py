@@ -27,6 +27,7 @@ from cwl_pipeline.local.processes import (
     free_port,
     moto_service,
 )
+from cwl_pipeline_tests.deploy.postgres_server import PostgresServer, start_postgres
 from cwl_pipeline_tests.faults.storage_write_stand_in import StorageWriteStandIn
 
 # Fixtures that start server processes. A new such fixture adds its name here; its tests are
@@ -39,6 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster on a free port (pgserver's binaries), stopped and deleted after:
+    the storage of Dagster instances that must behave as the production one does."""
+    server = start_postgres()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ from cwl_pipeline.orchestration.owed_runs import (
     retry_tags,
 )
 from cwl_pipeline.orchestration.resources import AwsResource
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables, ensure_writer_pools
 
 LOAD_KIND = "export"
 _FOLDERS_PER_TICK = 50  # bounds the listings and DescribeExportTasks calls of one tick
@@ -89,6 +89,7 @@ def build_export_sensor(
     )
     def export_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
+        ensure_writer_pools(context, tables.written_keys)
         raw = json.loads(context.cursor) if context.cursor else {}
         cursor = ExportCursor.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))

@@ -53,7 +53,12 @@ from cwl_pipeline.orchestration.owed_runs import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
-from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import (
+    ACTIVE_RUN_STATUSES,
+    STREAM_TAG,
+    StreamTables,
+    ensure_writer_pools,
+)
 
 LOAD_KIND = "objects"
 
@@ -104,6 +109,7 @@ def build_firehose_sensor(
     )
     def objects_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
+        ensure_writer_pools(context, keys)
         raw = json.loads(context.cursor) if context.cursor else {}
         cursor = FirehoseCursor.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))

@@ -5,6 +5,7 @@ the materialization events of a load, with true per-window figures even when one
 a range of windows.
 """
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,36 @@ def writer_pool(bq: BigQuerySettings, table: str) -> str:
     writes a table claims its pool, whatever launched the run (a sensor, a backfill, the UI).
     """
     return f"{WRITER_POOL_PREFIX}{bq.project}.{bq.dataset}.{table}"
+
+
+_POOLS_LOCK = threading.Lock()
+_POOLS_READY: set[str] = set()  # pools this process saw with a limit
+
+
+def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.AssetKey]) -> set[str]:
+    """Give the pools of the ops that write ``keys`` the instance's default limit, before the
+    sensor asks for runs that claim them. Returns the pools that had no limit yet.
+
+    Dagster otherwise sets a new pool's limit at the first claim, and on PostgreSQL runs that
+    claim a new pool at the same moment all try to insert its row: the losers fail with
+    ``InFailedSqlTransaction`` (dagster-io/dagster#33552). Done here, once per pool, by the
+    daemon, serialized across its sensor threads.
+    """
+    instance = context.instance
+    default = instance.global_op_concurrency_default_limit
+    if default is None or context.repository_def is None:
+        return set()
+    by_key = context.repository_def.assets_defs_by_key
+    pools = {pool for key in keys if key in by_key and (pool := by_key[key].node_def.pool)}
+    with _POOLS_LOCK:
+        if pools <= _POOLS_READY:
+            return set()
+        known = {pool.name for pool in instance.event_log_storage.get_pool_limits()}
+        missing = pools - known
+        for pool in sorted(missing):
+            instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+        _POOLS_READY.update(pools)
+    return missing
 
 
 @dataclass(frozen=True)

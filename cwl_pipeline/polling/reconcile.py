@@ -29,7 +29,13 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.run_requests import run_request
-from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import (
+    ACTIVE_RUN_STATUSES,
+    LOAD_KIND_TAG,
+    STREAM_TAG,
+    StreamTables,
+    ensure_writer_pools,
+)
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
 from cwl_pipeline.polling.reconcile_counts import (
@@ -275,6 +281,7 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
         context: dg.SensorEvaluationContext, aws: AwsResource, bigquery: BigQueryWarehouse
     ) -> dg.SensorResult:
         now = clock()
+        ensure_writer_pools(context, tables.written_keys)
         records = records_from_json(json.loads(context.cursor).get("hours") if context.cursor else None)
         if _heal_running(context.instance, stream.name):
             return dg.SensorResult(

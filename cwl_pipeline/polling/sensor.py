@@ -30,7 +30,13 @@ from cwl_pipeline.orchestration.owed_runs import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
-from cwl_pipeline.orchestration.tables import ACTIVE_RUN_STATUSES, LOAD_KIND_TAG, STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import (
+    ACTIVE_RUN_STATUSES,
+    LOAD_KIND_TAG,
+    STREAM_TAG,
+    StreamTables,
+    ensure_writer_pools,
+)
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
 
@@ -77,6 +83,7 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
     )
     def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
+        ensure_writer_pools(context, keys.written_keys)
         raw = json.loads(context.cursor) if context.cursor else {}
         state = PlanState.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))

@@ -1,4 +1,5 @@
-"""Fixtures of the deployment tests: a real PostgreSQL server and fault proxies."""
+"""Fixtures of the deployment tests: fault proxies (the PostgreSQL server is shared, in the
+root conftest)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from cwl_pipeline.local.processes import LocalService
-from cwl_pipeline_tests.deploy.postgres_server import PostgresServer, start_postgres
 from cwl_pipeline_tests.faults.fault_proxy import FaultProxy
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A fresh PostgreSQL cluster on a free port (pgserver's binaries), stopped and deleted after."""
-    server = start_postgres()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

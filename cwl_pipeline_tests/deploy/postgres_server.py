@@ -65,6 +65,29 @@ class PostgresServer:
             "DAGSTER_PG_PASSWORD": PASSWORD,
         }
 
+    def create_database(self, name: str) -> dict[str, object]:
+        """Create the empty database ``name``; the ``postgres_db`` settings of a Dagster
+        instance that keeps its storage there."""
+        import psycopg2  # installed with dagster-postgres
+
+        connection = psycopg2.connect(
+            host=self.host, port=self.port, user=USER, password=PASSWORD, dbname=DATABASE
+        )
+        try:
+            connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            connection.close()
+        return {
+            "hostname": self.host,
+            "port": self.port,
+            "db_name": name,
+            "username": USER,
+            "password": PASSWORD,
+            "scheme": "postgresql+psycopg2",
+        }
+
     def log(self) -> str:
         """The server's log so far."""
         path = self.folder / "postgres.log"

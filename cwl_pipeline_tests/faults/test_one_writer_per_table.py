@@ -2,9 +2,13 @@
 
 Real Dagster runs in child processes (each executes a run as the daemon's run worker would)
 share a persistent instance whose pools have one slot (``pools.default_limit: 1``, as in the
-local and the production ``dagster.yaml``). The BigQuery fault proxy cancels a transaction that
-mutates a table while another one on it is in flight, as real BigQuery does, and holds every
-transaction in flight for a while so that unserialized runs would collide. Every kind of load
+local and the production ``dagster.yaml``), stored in PostgreSQL as in production: Dagster
+claims a slot with ``SELECT … FOR UPDATE SKIP LOCKED`` and then updates it, a semaphore on
+PostgreSQL; SQLite ignores the row lock, so processes starting at the same moment there can
+claim one slot twice (seen: three cancelled transactions in a run of this test on SQLite).
+The BigQuery fault proxy cancels a transaction that mutates a table while another one on it is
+in flight, as real BigQuery does, and holds every transaction in flight for a while so that
+unserialized runs would collide. Every kind of load
 (refresh, settled, sweep, backfill, UI click) goes through the same op, which claims the
 table's pool, whatever its write mode.
 """
@@ -18,14 +22,16 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster._core.instance.ref import InstanceRef
 
+from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import partition_key
+from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline_tests.deploy.postgres_server import PostgresServer
 from cwl_pipeline_tests.faults.fault_stack import WINDOW, cloudwatch_ids, polling_stack, put_events, table_ids
 from cwl_pipeline_tests.pipeline.polling import window_start
-
-POOLED = "telemetry: {enabled: false}\nconcurrency:\n  pools:\n    default_limit: {limit}\n"
-
+from cwl_pipeline_tests.sensor_runs import tick
 
 # One run, as the daemon's run worker executes it, on the instance in DAGSTER_HOME: a partition
 # (or a partition range, in its tags) of the stream's load asset, with the run's tags.
@@ -56,18 +62,38 @@ def run_concurrently(home: Path, config: Path, runs: list[tuple[str | None, dict
     return [(p.wait(300), log.read_text(errors="replace")) for p, log in processes]
 
 
-def instance_home(tmp_path: Path, limit: int) -> Path:
-    """A persistent instance with pools of ``limit`` slots, created before the runs start (so
-    concurrent processes do not race to create its storage)."""
+def instance_home(tmp_path: Path, postgres: PostgresServer, config: Path, limit: int) -> Path:
+    """A persistent instance with pools of ``limit`` slots, its storage a new PostgreSQL
+    database, created before the runs start (so concurrent processes do not race to create its
+    tables); the stream's window sensor ticked once on it, as the daemon does before any run of
+    the stream is asked for (the tick gives the stream's pool its limit)."""
     home = tmp_path / f"home-{limit}"
     home.mkdir()
-    (home / "dagster.yaml").write_text(POOLED.replace("{limit}", str(limit)))
-    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
+    settings = {
+        "telemetry": {"enabled": False},
+        "storage": {"postgres": {"postgres_db": postgres.create_database(f"dagster_{home.parent.name}")}},
+        "concurrency": {"pools": {"default_limit": limit, "granularity": "op"}},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    defs = build_definitions(load_config(config))
+    sensor = next(s for s in defs.sensors if s.name.endswith("_windows"))
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        tick(sensor, defs, instance, None)
+        pools = {pool.name: pool.limit for pool in instance.event_log_storage.get_pool_limits()}
+    assert list(pools.values()) == [limit], pools  # the stream's one pool, before any run
     return home
 
 
 def test_concurrent_runs_of_one_stream_write_one_at_a_time(
-    tmp_path, bq_faults, local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
+    tmp_path,
+    postgres,
+    bq_faults,
+    local_aws,
+    local_bigquery,
+    logs_client,
+    bq_client,
+    write_config,
+    unique_name,
 ):
     """Every kind of run of one stream at once: a refresh (live table), a settled load and two
     sweeps (insert what is missing), a click in the UI and a three-window backfill range
@@ -99,7 +125,7 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
     ]
     conflicts = bq_faults.emulate_transaction_conflicts(hold=1.0)
 
-    results = run_concurrently(instance_home(tmp_path, 1), stack.path, runs)
+    results = run_concurrently(instance_home(tmp_path, postgres, stack.path, 1), stack.path, runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
     assert conflicts.cancelled == []
@@ -111,7 +137,7 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
 
 
 def test_without_the_pool_transactions_are_cancelled_and_retried(
-    tmp_path, bq_faults, local_aws, logs_client, bq_client, write_config, unique_name
+    tmp_path, postgres, bq_faults, local_aws, logs_client, bq_client, write_config, unique_name
 ):
     """The same runs with room for all of them in the pool: BigQuery cancels overlapping
     transactions (the proxy shows it does), the replace runs a cancelled one again, and the
@@ -124,7 +150,7 @@ def test_without_the_pool_transactions_are_cancelled_and_retried(
     runs = [(partition_key(start), {})] * 3  # replaces (by hand): a transaction each
     conflicts = bq_faults.emulate_transaction_conflicts(hold=2.0)
 
-    results = run_concurrently(instance_home(tmp_path, 5), stack.path, runs)
+    results = run_concurrently(instance_home(tmp_path, postgres, stack.path, 5), stack.path, runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
     assert conflicts.cancelled, "the runs did not overlap: the test proves nothing"

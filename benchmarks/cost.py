@@ -147,8 +147,10 @@ Measure = Callable[[str, frozenset[str] | None, date | None, date | None], int]
 class GrowingTables:
     """Sizes of the stream's tables at the simulated moment, scaled to the target volume.
 
-    A row is in its table once the simulated clock passed its event time (every load path
-    keeps the open window loaded). Before the simulated day, ``history_days`` days as large as
+    A row of a table in ``loaded`` is there once a load of its window wrote it (the open window
+    is appended to the live table, not to the events table: a settled load finds its window
+    empty); a row of another table once the simulated clock passed its event time. Before the
+    simulated day, ``history_days`` days as large as
     it are stored already (a deployment in its steady state, not on its first day). Staging
     tables hold what was uploaded into them; the live table what was appended to it; small
     tables whose size does not follow the volume (rollups, counts) are measured in the emulator.
@@ -163,6 +165,15 @@ class GrowingTables:
     measured: dict[str, Measure] = field(default_factory=dict)
     now_ms: int = 0
     clustered_on_time: frozenset[str] = frozenset()
+    loaded: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # table -> windows [ms, ms)
+
+    def load(self, tables: list[str], start: datetime, stop: datetime) -> None:
+        """A load wrote the rows of ``[start, stop)`` into ``tables``."""
+        window = (to_ms(start), to_ms(stop))
+        for table in tables:
+            windows = self.loaded.setdefault(table, [])
+            if window not in windows:
+                windows.append(window)
 
     def known(self, table: str) -> bool:
         """Whether the model has a size for ``table``."""
@@ -194,8 +205,11 @@ class GrowingTables:
             low, high = to_ms(start), to_ms(end)
         total = 0
         names = [c for c in column_sizes if columns is None or c in columns]
+        windows = self.loaded.get(table)
         for index, t in enumerate(times):
             if t > self.now_ms or (low is not None and t < low) or (high is not None and t >= high):
+                continue
+            if windows is not None and not any(a <= t < b for a, b in windows):
                 continue
             total += sum(column_sizes[c][index] for c in names)
         return int(total * self.scale) + self._history(table, names, low, high)
@@ -230,6 +244,8 @@ class Recorder:
     storage_write_bytes: int = 0
     by_shape: Counter[str] = field(default_factory=Counter)
     unbilled: list[str] = field(default_factory=list)
+    window: tuple[datetime, datetime] | None = None  # what the running load writes
+    inserted: list[str] = field(default_factory=list)  # tables its transaction inserted into
 
     def appended(self, table: str, data: pa.Table, time_column: str) -> None:
         """Count rows appended through the Storage Write API (billed per byte ingested); the
@@ -252,6 +268,9 @@ class Recorder:
             else interpret(sql, parameters, self.schemas, now=self.now)
         )
         for statement in statements:
+            if self.window is not None and self.inserted:
+                # A statement after an INSERT of the load's transaction reads the inserted rows.
+                self.sizes.load(self.inserted, *self.window)
             self.sent[statement.kind] += 1
             if statement.kind not in FREE | BILLED_KINDS:
                 self.unbilled.append(f"{statement.kind}: the billing model has no rule for it")
@@ -264,6 +283,8 @@ class Recorder:
             key = (self.purpose, statement.kind)
             self.billed[key] += cost
             self.statements[key] += 1
+            if statement.kind == "INSERT":
+                self.inserted += [t for t in [statement.target] if t in self.sizes.loaded]
             shape = f"{self.purpose}: {statement.kind} " + " ".join(
                 f"{s.table.rsplit('.', 1)[-1][:24]}[{','.join(sorted(s.columns))}]" for s in statement.scans
             )
@@ -513,6 +534,9 @@ def main() -> None:
             for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live, *small_tables)
         }
         schemas[ledger] = ("updated_at", frozenset(f.name for f in LEDGER_SCHEMA))
+        # The events and rejects tables hold a window once a load wrote it.
+        stored_tables = [table_id[tables.events_spec.table], table_id[tables.rejects_spec.table]]
+        sizes.loaded.update({table: [] for table in stored_tables})
         recorder = Recorder(sizes, schemas)
         loader = BigQueryLoader(RecordingClient(client, recorder), DATASET, location="US")  # type: ignore[arg-type]
         view_id = loader.table_id(tables.pair.recent_view)
@@ -546,6 +570,7 @@ def main() -> None:
             # CloudWatch stamps ingestion in real time, which runs faster than the simulated
             # clock: the refresh overlap is shrunk by the same factor.
             compression = (time.monotonic() - began) / max(1.0, (sim - day).total_seconds())
+            recorder.window = None if mode is WriteMode.LIVE else (start, stop)
             outcome = load(
                 read_windows(stream, reader, start, stop),
                 tables.pair,
@@ -557,6 +582,9 @@ def main() -> None:
                 ingested_after=after - LIVE_OVERLAP * compression if after else None,
             )
             loads[kind] += 1
+            recorder.window, recorder.inserted = None, []
+            if mode is not WriteMode.LIVE:
+                sizes.load(stored_tables, start, stop)
             if mode is WriteMode.LIVE:
                 if outcome.ingested_until:
                     ingested_until[start] = outcome.ingested_until

@@ -1038,9 +1038,11 @@ class PreparedReplace:
     def counts(self, index: int, derived_prefix: str, *, lookup: bool = True) -> StagedCounts:
         """Count replacement ``index``'s staged rows against its target (see :class:`StagedCounts`).
 
-        Two queries: one over the scope (rows stored there, by id family), one over the staged
-        rows joined with the stored keys of the ``stored`` scope (or of the scope; without
-        ``lookup``, no stored key is looked up: ``own`` and ``elsewhere`` stay 0).
+        The staged rows are joined with the stored keys of the ``stored`` scope (or of the
+        scope; without ``lookup``, no stored key is looked up: ``own`` and ``elsewhere`` stay
+        0). The rows stored in the scope, by id family, are counted in the same query when the
+        join reads the scope itself (one scan of the target's keys, not two); else, and when
+        nothing is staged, by a query of their own.
         """
         replacement, staging_id = self.staged[index]
         loader = self.loader
@@ -1050,15 +1052,18 @@ class PreparedReplace:
         event_id = quote_identifier("column", replacement.keys[0] if replacement.keys else "event_id")
         prefix = string_literal(derived_prefix)
         derived = f"STARTS_WITH({event_id}, {prefix})"
-        before = loader.query_rows(
-            f"SELECT COUNT(*) AS n, COUNTIF({derived}) AS d, COUNTIF(NOT {derived}) AS c "
-            f"FROM {target} WHERE {own}"
-        )[0]
-        counts: dict[str, Any] = {
-            "before": int(before["n"] or 0),
-            "before_derived": int(before["d"] or 0),
-            "before_native": int(before["c"] or 0),
-        }
+        fused = bool(replacement.rows) and lookup and replacement.stored is None
+        counts: dict[str, Any] = {}
+        if not fused:
+            before = loader.query_rows(
+                f"SELECT COUNT(*) AS n, COUNTIF({derived}) AS d, COUNTIF(NOT {derived}) AS c "
+                f"FROM {target} WHERE {own}"
+            )[0]
+            counts = {
+                "before": int(before["n"] or 0),
+                "before_derived": int(before["d"] or 0),
+                "before_native": int(before["c"] or 0),
+            }
         if not replacement.rows:
             return StagedCounts(**counts)
         keys = replacement.keys or ("event_id", replacement.spec.partition_column)
@@ -1082,22 +1087,37 @@ class PreparedReplace:
             else f"SELECT {key_list}, CAST(NULL AS STRING) AS source_object, 1 AS copy FROM `{staging_id}`"
         )
         stored_sql = (
-            f"SELECT {key_list}, LOGICAL_OR(own) AS own, LOGICAL_OR(NOT own) AS other FROM "
+            f"SELECT {key_list}, LOGICAL_OR(own) AS own, LOGICAL_OR(NOT own) AS other, "
+            "COUNTIF(own) AS own_rows FROM "
             f"(SELECT {key_list}, COALESCE(({own}), FALSE) AS own FROM {target} WHERE {wider}) "
             f"GROUP BY {key_list}"
             if lookup
-            else f"SELECT {key_list}, FALSE AS own, FALSE AS other FROM `{staging_id}` WHERE FALSE"
+            else f"SELECT {key_list}, FALSE AS own, FALSE AS other, 0 AS own_rows "
+            f"FROM `{staging_id}` WHERE FALSE"
         )
         staged_id = f"staged.{event_id}"
+        counted = [
+            "COUNTIF(copy > 1) AS duplicates",
+            "COUNTIF(copy = 1 AND COALESCE(stored.own, FALSE)) AS own",
+            "COUNTIF(copy = 1 AND COALESCE(stored.other AND NOT stored.own, FALSE)) AS elsewhere",
+            "COUNTIF(copy = 1 AND COALESCE(stored.other, FALSE)) AS stored_outside",
+            f"COUNTIF(copy = 1 AND STARTS_WITH({staged_id}, {prefix})) AS derived",
+            f"COUNTIF(copy = 1 AND NOT STARTS_WITH({staged_id}, {prefix})) AS native",
+        ]
+        join = "LEFT JOIN"
+        if fused:
+            # Every stored key once: unmatched, or beside the first staged copy of its key.
+            once = "COALESCE(copy, 1) = 1"
+            stored_derived = f"STARTS_WITH(stored.{event_id}, {prefix})"
+            counted += [
+                f"SUM(IF({once}, stored.own_rows, 0)) AS before",
+                f"SUM(IF({once} AND {stored_derived}, stored.own_rows, 0)) AS before_derived",
+                f"SUM(IF({once} AND NOT {stored_derived}, stored.own_rows, 0)) AS before_native",
+            ]
+            join = "FULL OUTER JOIN"
         row = loader.query_rows(
             f"WITH staged AS ({staged_sql}), stored AS ({stored_sql}) "
-            "SELECT COUNTIF(copy > 1) AS duplicates, "
-            "COUNTIF(copy = 1 AND COALESCE(stored.own, FALSE)) AS own, "
-            "COUNTIF(copy = 1 AND COALESCE(stored.other AND NOT stored.own, FALSE)) AS elsewhere, "
-            "COUNTIF(copy = 1 AND COALESCE(stored.other, FALSE)) AS stored_outside, "
-            f"COUNTIF(copy = 1 AND STARTS_WITH({staged_id}, {prefix})) AS derived, "
-            f"COUNTIF(copy = 1 AND NOT STARTS_WITH({staged_id}, {prefix})) AS native "
-            f"FROM staged LEFT JOIN stored ON {same}"
+            f"SELECT {', '.join(counted)} FROM staged {join} stored ON {same}"
         )[0]
         counts.update({name: int(value or 0) for name, value in row.items()})
         if counts["duplicates"] and has_source:

@@ -53,12 +53,13 @@ class Scan:
 @dataclass(frozen=True)
 class Statement:
     """One billable statement: its kind (``SELECT``, ``INSERT``, ``DELETE``, ...), what it
-    scans, and the partitions it modifies (``(table, first_day, last_day)``, None for every
-    partition that holds rows)."""
+    scans, the partitions it modifies (``(table, first_day, last_day)``, None for every
+    partition that holds rows) and the table it writes (``INSERT``, ``DELETE``, ...)."""
 
     kind: str
     scans: tuple[Scan, ...] = ()
     modifies: tuple[tuple[str, date | None, date | None], ...] = ()
+    target: str | None = None
 
 
 class TableSizes(Protocol):
@@ -163,7 +164,7 @@ def interpret(
             scans.append(Scan(table, referenced & table_columns, first, last, start, end))
             if table == target and kind in MODIFYING:
                 modifies.append((table, first, last))
-        statements.append(Statement(kind, tuple(scans), tuple(modifies)))
+        statements.append(Statement(kind, tuple(scans), tuple(modifies), target))
     return statements
 
 

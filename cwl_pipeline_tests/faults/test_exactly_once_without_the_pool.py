@@ -49,7 +49,7 @@ run_monitoring:
 
 
 def test_two_loads_of_one_window_at_once_store_each_event_once(
-    tmp_path, bq_faults, local_aws, logs_client, bq_client, write_config, unique_name
+    tmp_path, postgres, bq_faults, local_aws, logs_client, bq_client, write_config, unique_name
 ):
     """Two settled loads of one window start together; the pool has room for both. The proxy
     holds transactions in flight until both loads have sent theirs, so they overlap as in
@@ -70,7 +70,8 @@ def test_two_loads_of_one_window_at_once_store_each_event_once(
 
     releaser = threading.Thread(target=release_when_both_arrived, daemon=True)
     releaser.start()
-    results = run_concurrently(instance_home(tmp_path, 5), stack.path, [(partition_key(start), SETTLED)] * 2)
+    home = instance_home(tmp_path, postgres, stack.path, 5)
+    results = run_concurrently(home, stack.path, [(partition_key(start), SETTLED)] * 2)
     release.set()
 
     assert len(expected) == 5

@@ -1,63 +1,40 @@
 """Each configured stream's Dagster definitions, and the pipeline's whole set.
 
 Shared by the pipeline file (:func:`build_definitions`) and the per-stream Component
-(``cwl_pipeline.CloudWatchLogsToBigQuery``): both wire a stream the same way.
+(``cwl_pipeline.CloudWatchLogsToBigQuery``): both wire a stream the same way, through the
+builder of its source's kind (:data:`BUILDERS`), each in its source package.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import dagster as dg
 
 from cwl_pipeline.config import BigQuerySettings, PipelineConfig, S3Source, StreamConfig
-from cwl_pipeline.exports.assets import build_export_stream
-from cwl_pipeline.firehose.assets import build_firehose_stream
-from cwl_pipeline.orchestration.checks import build_latest_window_check
+from cwl_pipeline.exports.stream import build_export_stream
+from cwl_pipeline.firehose.stream import build_firehose_stream
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.orchestration.rollups import build_rollups
+from cwl_pipeline.orchestration.stream_definitions import StreamBuilder, StreamDefinitions
 from cwl_pipeline.orchestration.tables import WRITER_POOL_PREFIX
-from cwl_pipeline.polling.assets import build_stream_assets
-from cwl_pipeline.polling.live_sensor import build_live_sensor, live_asset_spec
-from cwl_pipeline.polling.reconcile import build_reconcile_sensor, build_reconciliation_check
-from cwl_pipeline.polling.sensor import build_window_sensor
+from cwl_pipeline.polling.stream import build_polling_stream
+
+BUILDERS: dict[str, StreamBuilder] = {
+    "polling": build_polling_stream,
+    "firehose": build_firehose_stream,
+    "export": build_export_stream,
+}
+"""Each source kind's stream builder."""
 
 
-@dataclass
-class StreamDefinitions:
-    """What one stream contributes: its source specs (log groups, buckets) apart from the rest,
-    since two streams may read the same source."""
-
-    sources: list[dg.AssetSpec]
-    assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
-    checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
-    sensors: list[dg.SensorDefinition] = field(default_factory=list)
-    jobs: list[dg.JobDefinition] = field(default_factory=list)
+def source_kind(stream: StreamConfig) -> str:
+    """``polling`` for a CloudWatch source; an S3 source's layout (``firehose``, ``export``)."""
+    return stream.source.layout if isinstance(stream.source, S3Source) else "polling"
 
 
 def build_stream(stream: StreamConfig, bigquery: BigQuerySettings) -> StreamDefinitions:
     """The assets, checks, sensors and jobs of one stream, by its source's kind."""
-    if isinstance(stream.source, S3Source) and stream.source.layout == "export":
-        sources, loader, sensors, jobs = build_export_stream(stream, bigquery)
-        return StreamDefinitions(list(sources), [loader], sensors=list(sensors), jobs=list(jobs))
-    if isinstance(stream.source, S3Source):
-        sources, loader, sensors, layout_check = build_firehose_stream(stream, bigquery)
-        return StreamDefinitions(list(sources), [loader], checks=[layout_check], sensors=list(sensors))
-    sources, loader, tables = build_stream_assets(stream, bigquery)
-    built = StreamDefinitions(
-        list(sources),
-        [loader, *build_rollups(tables, bigquery)],
-        checks=[build_latest_window_check(tables)],
-        sensors=[build_window_sensor(tables)],
-    )
-    if stream.live.path == "sensor":
-        built.assets.append(live_asset_spec(tables, bigquery))
-        built.sensors.append(build_live_sensor(tables))
-    if stream.reconcile.enabled:
-        built.checks.append(build_reconciliation_check(tables))
-        built.sensors.append(build_reconcile_sensor(tables))
-    return built
+    return BUILDERS[source_kind(stream)](stream, bigquery)
 
 
 def automation_sensor(name: str, target: dg.AssetSelection) -> dg.AutomationConditionSensorDefinition:

@@ -1,31 +1,17 @@
-"""Dagster wiring of an export stream: its S3 prefix, one dynamic partition and run per export
-task folder, its sensor, and the history backfill job."""
+"""The loading multi-asset of an export stream: one dynamic partition and run per export task
+folder (its sensor and history job: :mod:`cwl_pipeline.exports.stream`)."""
 
 from collections.abc import Iterator
 
 import dagster as dg
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
-from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.exports.history_job import build_export_history_job
+from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.exports.read import read_export_folder
-from cwl_pipeline.exports.sensor import build_export_sensor
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.orchestration.s3_assets import Result, load_and_check, s3_source_specs
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables, table_asset_specs, writer_pool
-
-
-def build_export_stream(
-    stream: StreamConfig, bq: BigQuerySettings
-) -> tuple[list[dg.AssetSpec], dg.AssetsDefinition, list[dg.SensorDefinition], list[dg.JobDefinition]]:
-    """The source specs, the loading asset, the sensor and the history job of an export stream."""
-    tables = StreamTables.of(stream)
-    sources = s3_source_specs(stream)
-    specs = table_asset_specs(tables, bq, [sources[-1].key])
-    partitions = export_partitions(stream)
-    asset = export_asset(stream, tables, specs, writer_pool(bq, stream.table))
-    return sources, asset, [build_export_sensor(tables, partitions)], [build_export_history_job(stream)]
+from cwl_pipeline.orchestration.s3_assets import Result, load_and_check
+from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
 
 
 def export_partitions(stream: StreamConfig) -> dg.DynamicPartitionsDefinition:

@@ -1,4 +1,4 @@
-"""Dagster wiring of a Firehose stream: its S3 prefix, the loading multi-asset, its sensor.
+"""The loading multi-asset of a Firehose stream.
 
 Time-window partitions like a polling stream, but a window holds the objects *delivered* in it
 (:mod:`cwl_pipeline.firehose.windows`); a range of windows loads in one run, in steps of
@@ -7,6 +7,8 @@ Time-window partitions like a polling stream, but a window holds the objects *de
 A stream with ``routes`` is still one multi-asset (subsettable) over the tables of every route
 and its own: each object is listed and read once per run, its events split by log group
 (:mod:`cwl_pipeline.firehose.routes`), and each route's tables loaded and checked on their own.
+
+The stream's sensor and key-layout check are wired in :mod:`cwl_pipeline.firehose.stream`.
 """
 
 from collections.abc import Iterator
@@ -15,43 +17,19 @@ from datetime import UTC
 import dagster as dg
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
-from cwl_pipeline.config import BigQuerySettings, StreamConfig
-from cwl_pipeline.firehose.layout_check import build_layout_check
+from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.firehose.read import is_routed, read_firehose_range, read_routed_range
 from cwl_pipeline.firehose.routes import DEFAULT_ROUTE, destinations
-from cwl_pipeline.firehose.sensor import build_firehose_sensor
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
-from cwl_pipeline.orchestration.s3_assets import (
-    Result,
-    load_and_check,
-    load_routes_and_check,
-    s3_source_specs,
-)
-from cwl_pipeline.orchestration.tables import (
-    STREAM_TAG,
-    StreamTables,
-    table_asset_specs,
-    writer_pool,
-)
+from cwl_pipeline.orchestration.s3_assets import Result, load_and_check, load_routes_and_check
+from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
 
 
 def route_tables(stream: StreamConfig) -> dict[str, StreamTables]:
     """The tables of every route of ``stream`` ('' for its own), in routing order."""
     return {d.name: StreamTables.of(d.stream(stream)) for d in destinations(stream)}
-
-
-def build_firehose_stream(
-    stream: StreamConfig, bq: BigQuerySettings
-) -> tuple[list[dg.AssetSpec], dg.AssetsDefinition, list[dg.SensorDefinition], dg.AssetChecksDefinition]:
-    """The source specs, the loading asset, the sensor and the key-layout check of a Firehose stream."""
-    routes = route_tables(stream)
-    sources = s3_source_specs(stream)
-    specs = [spec for tables in routes.values() for spec in table_asset_specs(tables, bq, [sources[-1].key])]
-    asset = firehose_asset(stream, routes, specs, writer_pool(bq, stream.table))
-    own = routes[""]
-    return sources, asset, [build_firehose_sensor(own, routes=list(routes.values()))], build_layout_check(own)
 
 
 def firehose_asset(

@@ -1,4 +1,4 @@
-"""Assets of one CloudWatch polling stream.
+"""The loading asset of one CloudWatch polling stream.
 
 For each stream: an external ``AssetSpec`` per log group (or prefix) → one multi-asset that
 materializes the events table and its rejects table together for a range of time windows:
@@ -11,6 +11,9 @@ A stream with a ``history`` section reads, in a run launched by hand or a backfi
 the windows older than ``history.after`` through export tasks
 (:mod:`cwl_pipeline.polling.history`) and the younger ones through FilterLogEvents: each
 window by one reader, named in its materialization's ``reader``.
+
+The stream's other definitions (rollups, checks, sensors) are wired in
+:mod:`cwl_pipeline.polling.stream`.
 """
 
 from collections.abc import Iterator
@@ -112,11 +115,9 @@ def log_group_specs(stream: StreamConfig) -> list[dg.AssetSpec]:
     ]
 
 
-def build_stream_assets(
-    stream: StreamConfig, bq: BigQuerySettings
-) -> tuple[list[dg.AssetSpec], dg.AssetsDefinition, StreamTables]:
-    """The source specs and the window-loading multi-asset of ``stream``."""
-    tables = StreamTables.of(stream)
+def build_window_asset(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetsDefinition:
+    """The multi-asset that loads a range of ``tables.stream``'s time windows."""
+    stream = tables.stream
     sources = log_group_specs(stream)
     partitions_def = window_partitions(stream)
     final_sweep = load_passes(stream.settle_lag, stream.sweeps)[-1].name
@@ -185,4 +186,4 @@ def build_stream_assets(
         with bigquery.loader() as loader:
             yield from selected(context, evaluate_load_checks(loader, tables, facts))
 
-    return sources, load_windows, tables
+    return load_windows

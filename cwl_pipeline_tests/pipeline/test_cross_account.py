@@ -26,7 +26,7 @@ from google.api_core.exceptions import NotFound
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline.orchestration.tables import StreamTables
-from cwl_pipeline.polling.assets import build_stream_assets
+from cwl_pipeline.polling.assets import build_window_asset
 from cwl_pipeline.polling.reconcile import RECONCILE_CHECK, build_reconciliation_check
 from cwl_pipeline.polling.reconcile_counts import horizon_of
 from cwl_pipeline.polling.reconcile_plan import floor_to_hour
@@ -155,7 +155,7 @@ def test_reconciliation_of_the_second_stream_reads_the_second_accounts_metric(
     tables = StreamTables.of(stream)
     shift = horizon_of(stream).due_at(hour) + timedelta(minutes=1) - datetime.now(UTC)
     check = build_reconciliation_check(tables, lambda: datetime.now(UTC) + shift)
-    _, load, _ = build_stream_assets(stream, config.bigquery)
+    load = build_window_asset(tables, config.bigquery)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [load, check],

@@ -24,7 +24,7 @@ import pytest
 
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, StreamTables
-from cwl_pipeline.polling.assets import build_stream_assets
+from cwl_pipeline.polling.assets import build_window_asset
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents, count_ingested
 from cwl_pipeline.polling.reconcile import (
@@ -145,8 +145,7 @@ def run_check(
     stack: Stack, check: dg.AssetChecksDefinition, tables: StreamTables, instance
 ) -> dg.AssetCheckEvaluation:
     """Execute the reconciliation check as a Dagster run; its evaluation."""
-    config = stack.config
-    _, load, _ = build_stream_assets(config.streams[0], config.bigquery)
+    load = build_window_asset(tables, stack.config.bigquery)
     result = dg.materialize(
         [load, check],
         selection=dg.AssetSelection.checks(dg.AssetCheckKey(tables.events_key, RECONCILE_CHECK)),

@@ -1,0 +1,84 @@
+"""Every source kind builds its streams through one builder of one shape, which
+``cwl_pipeline.streams`` looks up by the stream's source kind."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import dagster as dg
+import pytest
+
+from cwl_pipeline.config import BUNDLED_CONFIG, LiveSettings, ReconcileSettings, StreamConfig, load_config
+from cwl_pipeline.firehose.layout_check import KEYS_IN_LAYOUT
+from cwl_pipeline.orchestration.checks import LATEST_WINDOW
+from cwl_pipeline.orchestration.rollups import build_rollups
+from cwl_pipeline.orchestration.stream_definitions import StreamDefinitions
+from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.polling.reconcile import RECONCILE_CHECK
+from cwl_pipeline.streams import BUILDERS, source_kind
+
+CONFIG = load_config(BUNDLED_CONFIG, env={})
+# A polling stream whose open window is refreshed by runs and that is not reconciled: no live
+# table, no live sensor, no reconciliation check or sensor.
+QUIET = replace(
+    CONFIG.stream("app_events"),
+    name="quiet_events",
+    live=LiveSettings(path="runs"),
+    reconcile=ReconcileSettings(enabled=False),
+)
+STREAMS = [*CONFIG.streams, QUIET]
+
+
+def _expected(stream: StreamConfig) -> dict[str, set[str]]:
+    """The assets besides the loader's tables, the checks besides the load checks, the sensors
+    and the jobs a stream of each source kind contributes."""
+    name, tables = stream.name, StreamTables.of(stream)
+    kind = source_kind(stream)
+    if kind == "export":
+        return {
+            "assets": set(),
+            "checks": set(),
+            "sensors": {f"{name}_export_tasks"},
+            "jobs": {f"{name}_export_history"},
+        }
+    if kind == "firehose":
+        return {"assets": set(), "checks": {KEYS_IN_LAYOUT}, "sensors": {f"{name}_objects"}, "jobs": set()}
+    live = stream.live.path == "sensor"
+    reconciled = stream.reconcile.enabled
+    assets = {key for rollup in build_rollups(tables, CONFIG.bigquery) for key in rollup.keys}
+    sensors = {f"{name}_windows"}
+    checks = {LATEST_WINDOW}
+    if live:
+        assets.add(tables.live_key)
+        sensors.add(f"{name}_live")
+    if reconciled:
+        checks.add(RECONCILE_CHECK)
+        sensors.add(f"{name}_reconcile")
+    return {
+        "assets": {key.to_user_string() for key in assets},
+        "checks": checks,
+        "sensors": sensors,
+        "jobs": set(),
+    }
+
+
+def test_the_local_config_has_a_stream_of_every_source_kind() -> None:
+    assert {source_kind(stream) for stream in CONFIG.streams} == set(BUILDERS)
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream.name)
+def test_each_source_kinds_builder_gives_a_streams_definitions(stream: StreamConfig) -> None:
+    built = BUILDERS[source_kind(stream)](stream, CONFIG.bigquery)
+    assert isinstance(built, StreamDefinitions)
+    assert built.sources and all(isinstance(spec, dg.AssetSpec) for spec in built.sources)
+    loader, *others = built.assets
+    assert isinstance(loader, dg.AssetsDefinition)
+    assert loader.node_def.name == f"load_{stream.name}"
+    assert set(StreamTables.of(stream).written_keys) <= set(loader.keys)
+    assert built.sources[-1].key in {dep.asset_key for spec in loader.specs for dep in spec.deps}
+    expected = _expected(stream)
+    other_keys = {key for a in others for key in (a.keys if isinstance(a, dg.AssetsDefinition) else [a.key])}
+    assert {key.to_user_string() for key in other_keys} == expected["assets"]
+    assert {key.name for check in built.checks for key in check.check_keys} == expected["checks"]
+    assert {sensor.name for sensor in built.sensors} == expected["sensors"]
+    assert {job.name for job in built.jobs} == expected["jobs"]

@@ -78,7 +78,6 @@ from cwl_pipeline.core.dml_billing import FREE, Scan, Statement, billed_bytes, i
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms
-from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.service import WriteMode, load, write_mode
 from cwl_pipeline.load.tables import RECENT_RANK, recent_view_sql
 from cwl_pipeline.local.demo_producer import demo_message
@@ -589,10 +588,10 @@ def main() -> None:
                 if outcome.ingested_until:
                     ingested_until[start] = outcome.ingested_until
                 return
-            # At the target volume a read is staged in chunks of chunk_events() events, one load
+            # At the target volume a read is staged in chunks of the stream's chunk_events, one load
             # job per chunk for each table the chunk has rows for (rejects: about every chunk).
             chunks = (
-                math.ceil(outcome.events_at_source * scale / chunk_events())
+                math.ceil(outcome.events_at_source * scale / stream.chunk_events)
                 if outcome.events_at_source
                 else 0
             )
@@ -711,7 +710,7 @@ def main() -> None:
     at_volume = sum(load_jobs_at_volume.values()) * per_day
     print(
         f"load jobs per stream and day: {jobs:.0f} simulated (a read is one chunk); at "
-        f"{args.gb_per_day:g} GB/day in chunks of {chunk_events():,} events: {at_volume:.0f} ("
+        f"{args.gb_per_day:g} GB/day in chunks of {stream.chunk_events:,} events: {at_volume:.0f} ("
         + ", ".join(f"{k} {v * per_day:.0f}" for k, v in load_jobs_at_volume.items())
         + ")"
     )

@@ -59,6 +59,17 @@ _STREAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # loader right before it writes SQL): a plain ASCII alphabet, safe in asset keys and SQL.
 _LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
 
+DEFAULT_CHUNK_EVENTS = 250_000
+"""Events decoded and normalized together, then staged with one load job: what bounds a
+load's memory, whatever the size of its windows."""
+MIN_CHUNK_EVENTS = 1_000
+"""The smallest ``chunk_events`` a config file may set: each chunk is a load job, and BigQuery
+allows 1,500 a day per table and 100,000 per project."""
+CHUNK_EVENTS_ENV = "CWL_PIPELINE_CHUNK_EVENTS"
+"""Overrides every stream's ``chunk_events`` (any positive number: 1 stages each event apart)."""
+DECODE_WORKERS_ENV = "CWL_PIPELINE_DECODE_WORKERS"
+"""Overrides every stream's ``decode_workers``."""
+
 # Windows must tile an hour or a day exactly so that partitions line up with cron ticks.
 _ALLOWED_WINDOW_SECONDS = sorted(
     {m * 60 for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)} | {h * 3600 for h in (2, 3, 4, 6, 8, 12, 24)}
@@ -297,6 +308,10 @@ class StreamConfig:
     max_reject_rate: float = 0.05
     backfill_windows_per_run: int = 672
     windows_per_replace: int = 96
+    # Events per staged chunk (one load job each), and the processes decoding an S3 read's
+    # objects (0: one per CPU; 1: in the run's own process). Both size a load's memory and CPU.
+    chunk_events: int = DEFAULT_CHUNK_EVENTS
+    decode_workers: int = 1
     description: str = ""
     owners: tuple[str, ...] = ()
     history: HistorySource | None = None
@@ -419,7 +434,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConfig:
     """Validate an already-parsed config document (see :func:`load_config`).
 
-    ``env`` (default: the process environment) resolves the salts of hash redaction rules.
+    ``env`` (default: the process environment) resolves the salts of hash redaction rules and
+    holds the overrides of every stream's ``chunk_events`` and ``decode_workers``
+    (``$CWL_PIPELINE_CHUNK_EVENTS``, ``$CWL_PIPELINE_DECODE_WORKERS``).
     """
     env = os.environ if env is None else env
     top = _mapping(raw, "config")
@@ -516,6 +533,8 @@ _STREAM_TUNING_KEYS = {
     "max_reject_rate",
     "backfill_windows_per_run",
     "windows_per_replace",
+    "chunk_events",
+    "decode_workers",
     "reconcile",
     "live",
 }
@@ -608,6 +627,7 @@ def _parse_stream(
     replace_windows = merged.get("windows_per_replace", default_of(StreamConfig, "windows_per_replace"))
     if not isinstance(replace_windows, int) or isinstance(replace_windows, bool) or replace_windows < 1:
         raise ConfigError(f"{where}.windows_per_replace: must be a positive integer")
+    chunk_events, decode_workers = _load_size(merged, where, env)
     owners = raw.get("owners", list(default_of(StreamConfig, "owners")))
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
@@ -629,6 +649,10 @@ def _parse_stream(
                 f"{where}.history: CreateExportTask exports log groups of the account it is called in, "
                 "never one named by ARN; read the group from its own account (source.account.role_arn)"
             )
+    if "decode_workers" in raw and not (isinstance(source, S3Source) and source.layout == "firehose"):
+        raise ConfigError(
+            f"{where}.decode_workers: only applies to a Firehose stream (source layout firehose)"
+        )
     if "reconcile" in raw and not isinstance(source, CloudWatchSource):
         raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
     try:
@@ -684,6 +708,8 @@ def _parse_stream(
         max_reject_rate=float(reject_rate),
         backfill_windows_per_run=backfill_windows,
         windows_per_replace=replace_windows,
+        chunk_events=chunk_events,
+        decode_workers=decode_workers,
         description=str(raw.get("description", default_of(StreamConfig, "description"))),
         owners=tuple(owners),
         history=history,
@@ -695,6 +721,44 @@ def _parse_stream(
         rules=rules,
         asset_key_prefix=tuple(key_prefix),
     )
+
+
+def _load_size(merged: Mapping[str, Any], where: str, env: Mapping[str, str]) -> tuple[int, int]:
+    """A stream's ``chunk_events`` and ``decode_workers``: the variable when set (it holds for
+    every stream), else the stream's key (or its default)."""
+    chunk = _override(env, CHUNK_EVENTS_ENV, 1, "events per staged chunk, for every stream")
+    if chunk is None:
+        chunk = _count(
+            merged.get("chunk_events", default_of(StreamConfig, "chunk_events")),
+            f"{where}.chunk_events",
+            MIN_CHUNK_EVENTS,
+            "events per staged chunk, each staged with one load job, and BigQuery allows "
+            f"100,000 a day per project; default {DEFAULT_CHUNK_EVENTS:,}",
+        )
+    workers = _override(env, DECODE_WORKERS_ENV, 0, "decoding processes for every stream, 0: one per CPU")
+    if workers is None:
+        workers = _count(
+            merged.get("decode_workers", default_of(StreamConfig, "decode_workers")),
+            f"{where}.decode_workers",
+            0,
+            "processes decoding an S3 read's objects, 0: one per CPU; default 1, the run's own process",
+        )
+    return chunk, workers
+
+
+def _override(env: Mapping[str, str], name: str, minimum: int, meaning: str) -> int | None:
+    """The environment variable ``name`` as an integer of at least ``minimum`` (None: not set)."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    return _count(int(value) if value.isascii() and value.isdigit() else value, name, minimum, meaning)
+
+
+def _count(value: Any, where: str, minimum: int, meaning: str) -> int:
+    """``value`` if it is an integer of at least ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{where}: {value!r} must be an integer of at least {minimum:,} ({meaning})")
+    return value
 
 
 _ROUTE_KEYS = {"name", "table", "schema", "parser", "log_groups", "log_group_prefixes", "pattern"}

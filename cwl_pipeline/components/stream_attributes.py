@@ -200,6 +200,12 @@ class StreamTuningAttributes(_Attributes):
     )
     backfill_windows_per_run: Count = Field(None, description="Windows one backfill run loads.")
     windows_per_replace: Count = Field(None, description="Windows one replacement step writes.")
+    chunk_events: Count = Field(
+        None, description="Events per staged chunk (one load job); bounds a load's memory (at least 1000)."
+    )
+    decode_workers: Count = Field(
+        None, description="Firehose: processes decoding a read's objects (0: one per CPU; default 1)."
+    )
     reconcile: ReconcileAttributes | None = None
     live: LiveAttributes | None = None
 

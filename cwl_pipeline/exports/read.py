@@ -21,7 +21,6 @@ from cwl_pipeline.load.objects import (
     Decoder,
     ObjectSetRead,
     bounded_scope,
-    chunk_events,
     read_contents,
     s3_source,
 )
@@ -82,7 +81,7 @@ def read_export_folder(stream: StreamConfig, store: S3ObjectStore, folder: str) 
         read_objects=read_objects,
         schema=stream.schema,
         scope_of=scope_of,
-        chunk_events=chunk_events(),
+        chunk_events=stream.chunk_events,
         rules=stream.rules,
         raw=stream.raw_table is not None,
         time_column=stream.schema.time_column,

@@ -49,8 +49,6 @@ from cwl_pipeline.load.objects import (
     ParallelDecode,
     ScopeOf,
     bounded_scope,
-    chunk_events,
-    decode_workers,
     fetch_objects,
     read_contents,
     s3_source,
@@ -143,7 +141,7 @@ def read_firehose_range(
     raw = stream.raw_table is not None
     # The decoding workers apply no filter, redaction or raw layer: such streams decode here.
     parallel = (
-        None if stream.rules.active or raw else firehose_parallel_decode(source, store, decode_workers())
+        None if stream.rules.active or raw else firehose_parallel_decode(source, store, stream.decode_workers)
     )
 
     def read_objects(objects: Sequence[StoredObject], vanished: list[str]) -> Iterator[ObjectContent]:
@@ -163,7 +161,7 @@ def read_firehose_range(
             read_objects=read_objects,
             schema=stream.schema,
             scope_of=scope_of,
-            chunk_events=chunk_events(),
+            chunk_events=stream.chunk_events,
             parallel=parallel,
             rules=stream.rules,
             raw=raw,
@@ -264,7 +262,7 @@ def read_routed_range(
     decode = firehose_decoder(source)
     raw = stream.raw_table is not None
     per_read = stream.windows_per_replace if windows_per_read == -1 else windows_per_read
-    size = chunk_events()
+    size = stream.chunk_events
 
     def read_objects(objects: Sequence[StoredObject], vanished: list[str]) -> Iterator[ObjectContent]:
         return read_contents(store, source.bucket, objects, decode, vanished)

@@ -23,7 +23,6 @@ the load reports ``rows_kept_from_unreadable_objects``.
 
 from __future__ import annotations
 
-import os
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,7 @@ from cwl_pipeline.adapters.sql_scopes import (
     time_ranges_scope,
     time_scope,
 )
-from cwl_pipeline.config import S3Source, StreamConfig
+from cwl_pipeline.config import DEFAULT_CHUNK_EVENTS, S3Source, StreamConfig
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.normalize import normalize, parse_warning_facts
 from cwl_pipeline.core.object_batch import (
@@ -58,20 +57,6 @@ from cwl_pipeline.load.tables import LoadScope
 _READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
 
 Decoder = Callable[[StoredObject, bytes], ObjectContent]
-
-
-DEFAULT_CHUNK_EVENTS = 250_000
-"""Events decoded and normalized together, then staged with one load job: what bounds a
-load's memory, whatever the size of its windows."""
-
-
-CHUNK_EVENTS_ENV = "CWL_PIPELINE_CHUNK_EVENTS"
-
-
-def chunk_events() -> int:
-    """Events per staged chunk: ``$CWL_PIPELINE_CHUNK_EVENTS``, else :data:`DEFAULT_CHUNK_EVENTS`."""
-    value = os.environ.get(CHUNK_EVENTS_ENV, "")
-    return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_CHUNK_EVENTS
 
 
 @dataclass
@@ -400,7 +385,7 @@ class ObjectSetRead(SourceRead):
 @dataclass(frozen=True)
 class ParallelDecode:
     """Decoding objects with :func:`decode_objects_parallel` (``workers`` processes; one:
-    in this process): ``fetch`` reads objects (skipping and naming vanished ones),
+    in this process; 0: one per CPU): ``fetch`` reads objects (skipping and naming vanished ones),
     ``make_input`` makes an object's :class:`DecodeInput`, ``unreadable`` the content of an
     unreadable object's reject (from the error)."""
 
@@ -409,18 +394,6 @@ class ParallelDecode:
     unreadable: Callable[[StoredObject, str], ObjectContent]
     uri: Callable[[StoredObject], str]
     workers: int = 1
-
-
-DECODE_WORKERS_ENV = "CWL_PIPELINE_DECODE_WORKERS"
-
-
-def decode_workers() -> int:
-    """Decoding processes of an S3 read: ``$CWL_PIPELINE_DECODE_WORKERS`` (``0``: one per CPU
-    this process may use), else 1 (decoding in the run's own process)."""
-    value = os.environ.get(DECODE_WORKERS_ENV, "").strip()
-    if not value.isdigit():
-        return 1
-    return int(value) or len(os.sched_getaffinity(0))
 
 
 def _empty_like(schema: TableSchema | None, *, events: bool) -> pa.Table:

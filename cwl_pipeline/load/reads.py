@@ -114,6 +114,12 @@ class SharedRead(Protocol):
     """
 
     @property
+    def chunk_events(self) -> int:
+        """Events decoded at a time: also the rows and rejects a read's parts are gathered to
+        before they are staged."""
+        ...
+
+    @property
     def reads(self) -> Mapping[str, SourceRead]:
         """The reads, by key."""
         ...

@@ -55,7 +55,6 @@ from cwl_pipeline.adapters.bigquery import (
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, time_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
-from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
@@ -305,8 +304,6 @@ def load_shared(
     log: logging.Logger,
     names: Mapping[str, str],
     mode: WriteMode = WriteMode.REPLACE,
-    *,
-    buffer_rows: int | None = None,
 ) -> dict[str, LoadOutcome]:
     """Write reads that share one pass over their source: per step, the chunks of every
     read are staged as they come (each to its own tables), then each read is written in its
@@ -315,7 +312,7 @@ def load_shared(
 
     A source's chunk is split among the reads, so each read's part of it is small: a read's
     chunks are gathered (as Arrow tables, far smaller than the decoded events) until it holds
-    ``buffer_rows`` rows and rejects (default: ``$CWL_PIPELINE_CHUNK_EVENTS``), and the read
+    the step's ``chunk_events`` rows and rejects (the stream's ``chunk_events``), and the read
     holding the most is staged whenever all of them together hold more than twice that. So a
     load job carries a useful amount, and memory stays bounded whatever the window's size and
     the number of reads.
@@ -324,7 +321,6 @@ def load_shared(
     """
     if mode is WriteMode.LIVE:
         raise ValueError("shared reads are not appended live")
-    buffer_rows = buffer_rows or chunk_events()
     outcomes = {key: LoadOutcome() for key in tables}
     with ExitStack() as opened:
         loader: BigQueryLoader | None = None
@@ -333,6 +329,7 @@ def load_shared(
                 loader = opened.enter_context(loaders())
                 for pair in tables.values():
                     ensure_tables(loader, pair)
+            buffer_rows = step.chunk_events
             staged = {
                 key: _Staged.open(loader, pair, step.reads[key].label, buffer_rows)
                 for key, pair in tables.items()

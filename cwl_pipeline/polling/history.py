@@ -50,7 +50,7 @@ from cwl_pipeline.exports.tasks import (
     create_when_allowed,
     wait_for_free_slot,
 )
-from cwl_pipeline.load.objects import chunk_events, read_contents
+from cwl_pipeline.load.objects import read_contents
 from cwl_pipeline.load.tables import range_label
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.read import WindowRangeRead, refuse_beyond_retention, replace_steps, window_scope
@@ -217,7 +217,7 @@ def _read_step(
         schema=stream.schema,
         rules=stream.rules,
         keep_raw=stream.raw_table is not None,
-        chunk_events=chunk_events(),
+        chunk_events=stream.chunk_events,
         on_read=on_read,
     )
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import all_of, literal_in_scope, time_scope
-from cwl_pipeline.config import StreamConfig
+from cwl_pipeline.config import DEFAULT_CHUNK_EVENTS, StreamConfig
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
@@ -30,7 +30,6 @@ from cwl_pipeline.core.raw_events import RawCollector
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.core.window_stats import WindowStatsAccumulator
 from cwl_pipeline.core.windows import to_ms
-from cwl_pipeline.load.objects import DEFAULT_CHUNK_EVENTS, chunk_events
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope, range_label
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, WindowRead
@@ -245,7 +244,7 @@ def stream_read(
         source=source,
         schema=stream.schema,
         rules=stream.rules,
-        chunk_events=chunk_events(),
+        chunk_events=stream.chunk_events,
         **options,
     )
 

@@ -26,7 +26,6 @@ from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.raw_events import RAW_SCHEMA, events_from_raw
-from cwl_pipeline.load.objects import chunk_events
 from cwl_pipeline.load.tables import TablePair, range_label, rows_in_scope
 from cwl_pipeline.polling.read import WindowRangeRead, replace_steps, window_scope
 
@@ -82,7 +81,7 @@ def _read_step(
         schema=stream.schema,
         rules=stream.rules,
         keep_raw=True,
-        chunk_events=chunk_events(),
+        chunk_events=stream.chunk_events,
         reader="raw_table",
     )
 

@@ -1,5 +1,6 @@
-"""What the attribute tests share: every tuning key with a value other than its default, and a
-model's keys as YAML spells them."""
+"""What the attribute tests share: every tuning key of a polling stream with a value other than
+its default (``decode_workers``, Firehose only, is set where a Firehose stream is), and a model's
+keys as YAML spells them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ TUNING: dict[str, Any] = {
     "max_reject_rate": 0.1,
     "backfill_windows_per_run": 300,
     "windows_per_replace": 24,
+    "chunk_events": 50_000,
     "reconcile": {"enabled": False, "interval": "30m", "lookback": "2d", "max_heal_attempts": 5},
 }
 

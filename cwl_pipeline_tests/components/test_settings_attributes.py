@@ -58,6 +58,7 @@ SETTINGS: dict[str, Any] = {
     "defaults": {
         **TUNING,
         "reconcile": {**TUNING["reconcile"], "enabled": True},
+        "decode_workers": 0,
         "live": {"path": "sensor", "interval": "5s", "lookback": "2m"},
     },
 }

@@ -78,6 +78,7 @@ FIREHOSE = {
     "schema": "seed",
     "start": "2026-11-01T00:00:00Z",
     "unrouted": "load",
+    "decode_workers": 2,
     "routes": [
         {
             "name": "flows",

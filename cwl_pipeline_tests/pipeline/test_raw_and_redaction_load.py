@@ -10,10 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from cwl_pipeline.config import load_config
+from cwl_pipeline.config import CHUNK_EVENTS_ENV, load_config
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.definitions import build_definitions
-from cwl_pipeline.load.objects import CHUNK_EVENTS_ENV
 from cwl_pipeline_tests.pipeline.polling import failure_text, materialize, put, window_start
 
 SALT_ENV = "CWL_TEST_PII_SALT"
@@ -188,12 +187,12 @@ def test_the_typed_table_is_rederived_from_the_raw_table_without_cloudwatch(
     # The schema changes (a new column), and CloudWatch no longer has the events.
     logs_client.delete_log_group(logGroupName=group)
     path_v2 = _config(write_config, local_aws, local_bigquery, group, dataset, schema="    schema: v2\n")
+    # One event per chunk: the raw rows are read back and normalized chunk by chunk.
+    monkeypatch.setenv(CHUNK_EVENTS_ENV, "1")
     defs = build_definitions(load_config(path_v2))
     plain = materialize(defs, partition_key(start), raise_on_error=False)
     assert not plain.success and "does not exist" in failure_text(plain)
 
-    # One event per chunk: the raw rows are read back and normalized chunk by chunk.
-    monkeypatch.setenv(CHUNK_EVENTS_ENV, "1")
     result = materialize(defs, partition_key(start), tags={"cwl/rederive_from": "raw"})
 
     events = _all_rows(bq_client, dataset, "app_events")

@@ -1,5 +1,6 @@
-"""Loads staged chunk by chunk: duplicates across chunks dropped in BigQuery, figures per chunk
-added up, the parallel decoder in worker processes, Firehose ranges in replace steps."""
+"""Loads staged chunk by chunk: a stream's chunk_events sizes the chunks, duplicates across
+chunks are dropped in BigQuery, figures per chunk added up, the parallel decoder in worker
+processes, Firehose ranges in replace steps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from cwl_pipeline.load.objects import CHUNK_EVENTS_ENV, DECODE_WORKERS_ENV
+from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.config import CHUNK_EVENTS_ENV, DECODE_WORKERS_ENV
 from cwl_pipeline_tests.s3.s3_stack import (
     assert_blocking_checks_pass,
     assert_reconciles,
@@ -33,6 +35,39 @@ GROUP = "/test/chunks"
 
 def source(bucket: str) -> str:
     return f"{{type: s3, bucket: {bucket}, prefix: fh/, layout: firehose, log_group: {GROUP}}}"
+
+
+def test_a_streams_chunk_events_sizes_the_chunks_the_load_stages(
+    monkeypatch, s3, bucket, bq_client, local_aws, local_bigquery, write_config, unique_name
+):
+    """Four objects of 500 events, chunk_events 1000: the load stages two chunks of 1,000 rows,
+    each with its own load job (an object is never split: a chunk closes once it holds enough)."""
+    monkeypatch.delenv(CHUNK_EVENTS_ENV, raising=False)
+    staged: list[tuple[str, int]] = []
+    stage_chunk = BigQueryLoader.stage_chunk
+
+    def counting(loader, staging, data):
+        if data.num_rows:
+            staged.append((staging.spec.table, data.num_rows))
+        stage_chunk(loader, staging, data)
+
+    monkeypatch.setattr(BigQueryLoader, "stage_chunk", counting)
+    dataset = f"ds_{unique_name}"
+    hour = key_hour()
+    t0 = ms(hour + timedelta(minutes=50))
+    for part in range(4):
+        events = [(f"{part}-{n}", t0 + n, {"session_id": n}) for n in range(500)]
+        s3.put_object(
+            Bucket=bucket, Key=firehose_key("fh/", hour), Body=gzip_envelopes(envelope(GROUP, "w", events))
+        )
+    path = write_s3_config(
+        write_config, local_aws, local_bigquery, dataset, source(bucket), extra="    chunk_events: 1000\n"
+    )
+    defs = definitions(path)
+
+    md = load_metadata(materialize(defs, last_window_key(hour)))
+    assert staged == [("logs", 1000), ("logs", 1000)]
+    assert (md["events_read"], md["rows_loaded"], md["rows_rejected"]) == (2000, 2000, 0)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

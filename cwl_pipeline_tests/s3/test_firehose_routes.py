@@ -183,9 +183,8 @@ def test_a_routed_step_reads_each_object_once_and_hands_over_chunks(
 ):
     """Against local S3: one event budget per chunk, every route fed as objects are read."""
     from cwl_pipeline.adapters.s3 import S3ObjectStore
-    from cwl_pipeline.config import load_config
+    from cwl_pipeline.config import CHUNK_EVENTS_ENV, load_config
     from cwl_pipeline.firehose.read import read_routed_range
-    from cwl_pipeline.load.objects import CHUNK_EVENTS_ENV
 
     monkeypatch.setenv(CHUNK_EVENTS_ENV, "1")
     hour = key_hour()
@@ -236,7 +235,7 @@ def test_a_routed_range_loads_chunk_by_chunk_each_event_once(
     """Five windows in steps of two, one event per chunk: each route's rows once, checks pass."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from cwl_pipeline.load.objects import CHUNK_EVENTS_ENV
+    from cwl_pipeline.config import CHUNK_EVENTS_ENV
 
     monkeypatch.setenv(CHUNK_EVENTS_ENV, "1")
     dataset = f"ds_{unique_name}"

@@ -66,9 +66,9 @@ class ReplaceResult:
 
 
 class BigQueryLoader(BigQueryClient):
-    """Creates datasets and tables, and writes scoped table content atomically: each target
-    table's scope is either replaced by the staged rows, or kept with the staged rows it is
-    missing inserted (see :class:`ScopeWrite`)."""
+    """A :class:`BigQueryClient` (datasets, tables, views, reads) that also writes scoped table
+    content atomically: each target table's scope is either replaced by the staged rows, or
+    kept, with the staged rows it is missing inserted (see :class:`ScopeWrite`)."""
 
     def replace(
         self,

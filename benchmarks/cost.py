@@ -71,7 +71,8 @@ from google.cloud import bigquery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cwl_pipeline.adapters.bigquery import LEDGER_SCHEMA, BigQueryLoader, ledger_table_name
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_transactions import LEDGER_SCHEMA, ledger_table_name
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.dml_billing import FREE, Scan, Statement, billed_bytes, interpret

@@ -48,7 +48,7 @@ from google.cloud import bigquery
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.machine import describe, reset_vm_hwm, vm_hwm_bytes
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.key_layout import KeyLayout

@@ -7,7 +7,7 @@ import inspect
 from datetime import timedelta
 
 from cwl_pipeline.adapters.aws_session import assumed_role_session
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.gcp_credentials import aws_external_account_credentials
 from cwl_pipeline.config import (
     AwsSettings,

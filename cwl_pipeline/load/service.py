@@ -45,13 +45,10 @@ from enum import StrEnum
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cwl_pipeline.adapters.bigquery import (
-    BigQueryLoader,
-    PreparedReplace,
-    Replacement,
-    StagedCounts,
-    StagingTable,
-)
+from cwl_pipeline.adapters.bigquery_counts import PreparedReplace, StagedCounts
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_staging import StagingTable
+from cwl_pipeline.adapters.bigquery_transactions import Replacement, ScopeWrite
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, time_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
@@ -479,18 +476,18 @@ def _write_staged(
             )
             chosen["mode"] = WriteMode.REPLACE
             outcome.scopes_taken_over += 1
-            replacements = [dataclasses.replace(r, keep=False) for r in replacements]
-        keep = chosen["mode"] is WriteMode.INSERT_MISSING
+            replacements = [dataclasses.replace(r, write=ScopeWrite.REPLACE) for r in replacements]
+        insert_missing = chosen["mode"] is WriteMode.INSERT_MISSING
         for replacement in replacements:
             c = counted[replacement.spec.table]
             first = replacement.rows - c.duplicates
-            if keep:
+            if insert_missing:
                 written[replacement.spec.table] = first - c.elsewhere - c.own
             elif wider is not None:
                 written[replacement.spec.table] = first - c.stored_outside
             else:
                 written[replacement.spec.table] = first
-        if keep and not any(written.values()):
+        if insert_missing and not any(written.values()):
             return []  # nothing new: no transaction, nothing billed for DML
         return replacements
 
@@ -501,7 +498,7 @@ def _write_staged(
         staged[0],
         staged[1],
         read.label,
-        keep=mode is WriteMode.INSERT_MISSING,
+        write=ScopeWrite.INSERT_MISSING if mode is WriteMode.INSERT_MISSING else ScopeWrite.REPLACE,
         stored=wider,
         raw=staged[2],
         decide=decide,

@@ -23,15 +23,11 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from cwl_pipeline.adapters.bigquery import (
-    COUNT_COLUMNS,
-    BigQueryLoader,
-    PreparedReplace,
-    Replacement,
-    ReplaceResult,
-    StagingTable,
-    TableSpec,
-)
+from cwl_pipeline.adapters.bigquery_counts import PreparedReplace
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader, ReplaceResult
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
+from cwl_pipeline.adapters.bigquery_staging import StagingTable
+from cwl_pipeline.adapters.bigquery_transactions import COUNT_COLUMNS, Replacement, ScopeWrite
 from cwl_pipeline.adapters.sql_scopes import Scope
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.raw_events import RAW_COLUMNS
@@ -145,19 +141,20 @@ def replace_rows(
     rejects: pa.Table | StagingTable,
     label: str,
     *,
-    keep: bool = False,
+    write: ScopeWrite = ScopeWrite.REPLACE,
     stored: LoadScope | None = None,
     raw: pa.Table | StagingTable | None = None,
     decide: Callable[[PreparedReplace], Sequence[Replacement]] | None = None,
 ) -> ReplaceResult:
-    """Replace the scoped rows of the events and rejects tables together, in one transaction.
+    """Write the scoped rows of the events and rejects tables together, in one transaction.
 
-    With ``raw`` (and a raw table), the raw table's rows in the rejects scope are replaced in
+    With ``raw`` (and a raw table), the raw table's rows in the rejects scope are written in
     the same transaction (the raw table has the rejects table's metadata columns).
 
-    With ``keep``, the scoped rows are kept and only rows whose (event id, time) is not there
-    yet are inserted. With ``stored``, a row with a copy anywhere in that wider scope (stored
-    by another load) is not inserted either, whether the scope is replaced or kept. Rows and
+    By default the scoped rows are replaced. With ``write=ScopeWrite.INSERT_MISSING``, they are
+    kept and only rows whose (event id, time) is not there yet are inserted. With ``stored``, a
+    row with a copy anywhere in that wider scope (stored by another load) is not inserted
+    either, whether the scope is replaced or kept. Rows and
     rejects already staged chunk by chunk (:class:`StagingTable`) are inserted once per key.
     ``decide``: see :meth:`BigQueryLoader.replace`.
     """
@@ -171,10 +168,10 @@ def replace_rows(
     ) -> Replacement:
         if isinstance(data, StagingTable):
             return Replacement(
-                spec, _NO_ROWS, own, event_keys(spec), keep=keep, stored=wider, staged=data, counts=counts
+                spec, _NO_ROWS, own, event_keys(spec), write=write, stored=wider, staged=data, counts=counts
             )
-        keys = event_keys(spec) if keep or wider is not None else ()
-        return Replacement(spec, data, own, keys, keep=keep, stored=wider, counts=counts)
+        keys = event_keys(spec) if write is ScopeWrite.INSERT_MISSING or wider is not None else ()
+        return Replacement(spec, data, own, keys, write=write, stored=wider, counts=counts)
 
     replacements = [
         replacement(tables.events, rows, scope.events, stored.events if stored else None, tables.counts),

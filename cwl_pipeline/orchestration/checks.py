@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline.load.service import LoadFacts
 from cwl_pipeline.orchestration.tables import StreamTables

@@ -33,7 +33,7 @@ from google.cloud import bigquery
 from pydantic import Field
 
 from cwl_pipeline.adapters.aws_session import assumed_role_session, scrub_error_responses
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.gcp_credentials import (

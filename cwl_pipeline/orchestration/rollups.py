@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, TableSpec
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column

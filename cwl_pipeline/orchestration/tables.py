@@ -12,7 +12,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from cwl_pipeline.adapters.bigquery import TableSpec
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.windows import partition_key

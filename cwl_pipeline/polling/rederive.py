@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import StreamConfig

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, TableSpec
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_metadata import METADATA
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.core.schema import Column
 

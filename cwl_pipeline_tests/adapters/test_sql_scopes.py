@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, Replacement, TableSpec
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
+from cwl_pipeline.adapters.bigquery_transactions import Replacement
 from cwl_pipeline.adapters.sql_scopes import (
     all_of,
     in_scope,

@@ -16,7 +16,7 @@ import dagster as dg
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from google.cloud import bigquery
 
-from cwl_pipeline.adapters.bigquery import STAGING_TTL
+from cwl_pipeline.adapters.bigquery_staging import STAGING_TTL
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline_tests.faults.fault_proxy import FaultProxy
 from cwl_pipeline_tests.pipeline.polling import put

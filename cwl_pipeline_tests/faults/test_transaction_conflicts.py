@@ -22,14 +22,11 @@ from google.api_core.exceptions import BadRequest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from cwl_pipeline.adapters.bigquery import (
-    BigQueryLoader,
-    Replacement,
-    TableSpec,
-    is_transaction_conflict,
-    time_scope,
-)
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
+from cwl_pipeline.adapters.bigquery_transactions import Replacement, is_transaction_conflict
 from cwl_pipeline.adapters.errors import DestinationError
+from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.local.processes import LOCAL_PROJECT
 from cwl_pipeline_tests.faults.fault_proxy import (

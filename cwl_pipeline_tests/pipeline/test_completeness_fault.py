@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline_tests.pipeline.polling import materialize, put, rows, window_start
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window
 from cwl_pipeline.load.service import WriteMode, load
 from cwl_pipeline.load.tables import TablePair

@@ -11,7 +11,8 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from google.cloud import bigquery
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, time_scope
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.load.tables import LoadScope
 from cwl_pipeline.orchestration.checks import LoadFacts, evaluate_load_checks, latest_window_result

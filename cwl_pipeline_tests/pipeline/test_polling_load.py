@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters import bigquery_loader
+from cwl_pipeline.adapters.bigquery_transactions import replace_script
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import partition_key
@@ -91,13 +92,11 @@ def test_failure_inside_the_replace_leaves_previous_rows_intact(stack, logs_clie
 
     # Fault injection: the emulator cannot fail on its own between the DELETE and the COMMIT,
     # so the replace script gets a statement that raises after the deletes and inserts ran.
-    original = BigQueryLoader._replace_script
-
-    def failing_script(self, *args):
-        script = original(self, *args)
+    def failing_script(*args):
+        script = replace_script(*args)
         return script.replace("COMMIT TRANSACTION;", "SELECT ERROR('injected failure');\nCOMMIT TRANSACTION;")
 
-    monkeypatch.setattr(BigQueryLoader, "_replace_script", failing_script)
+    monkeypatch.setattr(bigquery_loader, "replace_script", failing_script)
     result = materialize(stack.defs, partition_key(start), raise_on_error=False)
     assert not result.success
     assert rows(bq_client, stack.dataset) == before

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import bigquery
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader, TableSpec
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.load.tables import TablePair, ensure_recent_view, recent_view_sql
 

@@ -15,14 +15,11 @@ import pyarrow as pa
 import pytest
 from google.cloud import bigquery
 
-from cwl_pipeline.adapters.bigquery import (
-    BigQueryLoader,
-    Replacement,
-    TableSpec,
-    compare_schema,
-    time_scope,
-)
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_schema import TableSpec, compare_schema
+from cwl_pipeline.adapters.bigquery_transactions import Replacement
 from cwl_pipeline.adapters.errors import DestinationError
+from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.windows import partition_key
@@ -73,7 +70,7 @@ def test_adding_a_required_column_adds_it_nullable_and_later_loads_work(loader, 
     v2 = spec(TS, N, tenant)
     # Before the change the new column is a real difference...
     assert loader.schema_differences(v2) == ["missing column tenant STRING REQUIRED"]
-    with caplog.at_level(logging.WARNING, logger="cwl_pipeline.adapters.bigquery"):
+    with caplog.at_level(logging.WARNING, logger="cwl_pipeline.adapters.bigquery_client"):
         loader.ensure_table(v2)
     assert columns_of(loader)["tenant"] == ("STRING", "NULLABLE")
     description = loader.client.get_table(loader.table_id("evolving")).schema[-1].description
@@ -120,7 +117,7 @@ def test_removing_a_column_keeps_it_relaxed_and_new_rows_hold_null(loader, caplo
     assert loader.schema_differences(v2) == [
         "undeclared column label is REQUIRED on the table (the loader leaves it NULL)"
     ]
-    with caplog.at_level(logging.WARNING, logger="cwl_pipeline.adapters.bigquery"):
+    with caplog.at_level(logging.WARNING, logger="cwl_pipeline.adapters.bigquery_client"):
         loader.ensure_table(v2)
     assert columns_of(loader)["label"] == ("STRING", "NULLABLE")  # kept, relaxed
     assert "relaxed column label from REQUIRED to NULLABLE: no longer declared" in caplog.text

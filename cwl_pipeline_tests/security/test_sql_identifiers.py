@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.config import ConfigError, parse_config
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier, quoted_table_path
 

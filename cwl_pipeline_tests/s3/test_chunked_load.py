@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from cwl_pipeline.adapters.bigquery import BigQueryLoader
+from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.config import CHUNK_EVENTS_ENV, DECODE_WORKERS_ENV
 from cwl_pipeline_tests.s3.s3_stack import (
     assert_blocking_checks_pass,

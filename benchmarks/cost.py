@@ -95,7 +95,7 @@ from cwl_pipeline.orchestration.rollups import ROLLUPS, Rollup, refresh_rollup, 
 from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.assets import LIVE_OVERLAP
 from cwl_pipeline.polling.filter_log_events import logs_reader
-from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
+from cwl_pipeline.polling.plan import PlanState, compares_first, load_passes, plan_windows
 from cwl_pipeline.polling.read import read_windows, window_scope
 from cwl_pipeline.polling.reconcile_counts import compare_counts
 
@@ -564,7 +564,7 @@ def main() -> None:
         quiet = logging.getLogger("bench.cost")
         began = time.monotonic()
 
-        def run_load(kind: str, start: datetime, stop: datetime, mode: WriteMode) -> None:
+        def run_load(kind: str, start: datetime, stop: datetime, mode: WriteMode, compare: bool) -> None:
             recorder.purpose = kind
             after = ingested_until.get(start) if mode is WriteMode.LIVE else None
             # CloudWatch stamps ingestion in real time, which runs faster than the simulated
@@ -580,6 +580,7 @@ def main() -> None:
                 mode,
                 appender=recording_appender,  # type: ignore[arg-type]
                 ingested_after=after - LIVE_OVERLAP * compression if after else None,
+                compare_first=compare,
             )
             loads[kind] += 1
             recorder.window, recorder.inserted = None, []
@@ -590,10 +591,11 @@ def main() -> None:
                     ingested_until[start] = outcome.ingested_until
                 return
             # At the target volume a read is staged in chunks of the stream's chunk_events, one load
-            # job per chunk for each table the chunk has rows for (rejects: about every chunk).
+            # job per chunk for each table the chunk has rows for (rejects: about every chunk); a
+            # read found stored already (compared first) stages nothing.
             chunks = (
                 math.ceil(outcome.events_at_source * scale / stream.chunk_events)
-                if outcome.events_at_source
+                if outcome.events_at_source and outcome.job_ids
                 else 0
             )
             per_chunk = int(outcome.rows_loaded > 0) + int(outcome.rows_rejected * scale >= chunks > 0)
@@ -636,10 +638,10 @@ def main() -> None:
                 kind = request.kind.split("-")[0]
                 # As the stream's asset does: the write mode of the kind; checks unless live.
                 mode = write_mode(request.kind, live_available=True)
-                run_load(kind, start, stop, mode)
+                run_load(kind, start, stop, mode, compares_first(request.kind))
                 if kind == "settled" and loads[kind] % args.retry_every == 0:
                     # A run marked failed after its job ran (a lost worker, say) runs again.
-                    run_load("retried run", start, stop, mode)
+                    run_load("retried run", start, stop, mode, compares_first(request.kind))
             if sim >= day_end:
                 continue  # the day's own schedule ends with it; its last sweeps still run
             if sim.minute == RECONCILE_MINUTE:

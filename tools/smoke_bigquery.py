@@ -7,7 +7,8 @@ PASS or FAIL per step, drops both datasets, and exits 1 if a step failed:
 
 * the datasets and tables created (read first, then created);
 * a settled load (staging load jobs, the counting queries, the insert-missing transaction),
-  the same load again (counted, nothing written), a load by hand (the DELETE + INSERT
+  the same load again (counted, nothing written), a sweep (the key digests of the read and of
+  the window compared; then with a late event, read again and inserted), a load by hand (the DELETE + INSERT
   transaction) and an S3-style read (its object keys staged as a scope table, copies stored by
   another load looked up over the hours of its events);
 * every load check (completeness, no_duplicate_event_ids, reject_rate, schema_matches), the
@@ -144,9 +145,18 @@ class Smoke:
             keep_raw=self.stream.raw_table is not None,
         )
 
-    def load(self, reads: list[WindowRangeRead], mode: WriteMode) -> LoadOutcome:
+    def load(self, reads: list[WindowRangeRead], mode: WriteMode, compare_first: bool = False) -> LoadOutcome:
         appender = self.warehouse.appender() if mode is WriteMode.LIVE else None
-        return load(reads, self.pair, self.warehouse.loader, _log, self.stream.name, mode, appender=appender)
+        return load(
+            reads,
+            self.pair,
+            self.warehouse.loader,
+            _log,
+            self.stream.name,
+            mode,
+            appender=appender,
+            compare_first=compare_first,
+        )
 
     def count(self, table: str, where: str = "TRUE", params: list | None = None) -> int:
         with self.warehouse.loader() as loader:
@@ -224,6 +234,15 @@ def run_steps(smoke: Smoke) -> None:
         outcome = smoke.load([read], WriteMode.INSERT_MISSING)
         expect(outcome.rows_written == 0 and outcome.transactions == 0, f"wrote {outcome.rows_written}")
         return "counted, nothing written, no transaction"
+
+    def swept() -> str:
+        read = smoke.read(smoke.events(settled_times, reject=True), start, end)
+        outcome = smoke.load([read], WriteMode.INSERT_MISSING, compare_first=True)
+        expect(not outcome.job_ids and outcome.transactions == 0, f"staged or wrote: {outcome.job_ids}")
+        late = smoke.read(smoke.events([*settled_times, start + 7 * minute], reject=True), start, end)
+        outcome = smoke.load([late], WriteMode.INSERT_MISSING, compare_first=True)
+        expect(outcome.rows_written == 1 and outcome.transactions == 1, f"wrote {outcome.rows_written}")
+        return "key digests equal: nothing staged; a late event: read again, 1 row inserted"
 
     def replaced() -> str:
         read = smoke.read(smoke.events(settled_times, reject=True), start, end)
@@ -322,6 +341,7 @@ def run_steps(smoke: Smoke) -> None:
     smoke.step("settled load: staging loads, counts, insert-missing transaction", settled_load)
     smoke.step("settled load again: counted, nothing to write", settled_again)
     smoke.step("asset checks after the settled load", checks)
+    smoke.step("sweep: key digests compared, then a late event inserted", swept)
     smoke.step("load by hand: replace transaction (DELETE + INSERT)", replaced)
     smoke.step("S3 read: staged scope keys, copies stored elsewhere, checks, unreadable count", s3_read)
     smoke.step("reconciliation count per ingestion hour", reconciliation)

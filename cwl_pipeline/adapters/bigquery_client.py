@@ -34,12 +34,20 @@ from cwl_pipeline.adapters.errors import DestinationError
 from cwl_pipeline.adapters.sql_literals import string_literal, timestamp_literal
 from cwl_pipeline.adapters.sql_scopes import QueryParameter, Scope
 from cwl_pipeline.config import BigQuerySettings, default_of
+from cwl_pipeline.core.key_digest import HASH_HEX_DIGITS, KeyDigest
 from cwl_pipeline.core.scrub import scrub_secrets
 from cwl_pipeline.core.sql_identifiers import check_identifier, quote_identifier, table_path
 
 __all__ = ["BigQueryClient"]
 
 _log = logging.getLogger(__name__)
+
+
+def key_hash_sql(id_column: str, time_column: str) -> str:
+    """:func:`cwl_pipeline.core.key_digest.key_hash` in GoogleSQL."""
+    event_id, time = quote_identifier("column", id_column), quote_identifier("column", time_column)
+    text = f"CONCAT({event_id}, '|', CAST(UNIX_MICROS({time}) AS STRING))"
+    return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5({text})), 1, {HASH_HEX_DIGITS})) AS INT64)"
 
 
 class BigQueryClient:
@@ -420,6 +428,16 @@ class BigQueryClient:
                 return
             for row in page:
                 yield dict(row.items())
+
+    def key_digest(self, table: str, scope: Scope, id_column: str, time_column: str) -> KeyDigest:
+        """The digest of the events of ``table`` in ``scope`` (:mod:`cwl_pipeline.core.key_digest`):
+        one query reading their ids and times."""
+        where, params = scope.with_parameters()
+        key = key_hash_sql(id_column, time_column)
+        row = self.query_rows(
+            f"SELECT COUNT(*) AS n, BIT_XOR({key}) AS x FROM {self.table_sql(table)} WHERE {where}", params
+        )[0]
+        return KeyDigest(int(row["n"] or 0), int(row["x"] or 0))
 
     def query_rows(self, sql: str, params: Sequence[QueryParameter] = ()) -> list[dict[str, Any]]:
         """Run one statement with its values as query parameters; return its rows as dicts."""

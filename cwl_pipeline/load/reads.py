@@ -47,6 +47,14 @@ class SourceRead(ABC):
         yield :meth:`tables` and :meth:`raw_rows` once."""
         yield (*self.tables(), self.raw_rows())
 
+    def rereadable(self) -> bool:
+        """Whether :meth:`reread` can make :meth:`chunks` read the source a second time."""
+        return False
+
+    def reread(self) -> None:
+        """Forget a finished pass of :meth:`chunks`: the next one reads the source again."""
+        raise NotImplementedError(f"{self.label} cannot be read twice")
+
     def count_staged_duplicates(
         self, rows: Mapping[str | None, int], rejects: Mapping[str | None, int]
     ) -> None:

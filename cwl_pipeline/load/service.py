@@ -24,6 +24,12 @@ stored keys are looked up with anti-joins (``NOT EXISTS``), and the figures (dup
 stored in the scope, copies stored elsewhere, the id families of the other-reader rule) are
 counted by one query per table before the transaction.
 
+A load may first compare what it read with what its scope holds (``compare_first``: the
+sweeps, which usually find nothing new): the count and a key digest of the read's rows and
+rejects against the same of the scope, one query per table reading ids and times. Equal, the
+read is done: nothing staged, no load job, no join. Otherwise the source is read again and
+written as above.
+
 * ``LIVE`` (refreshes of the still-open window): the rows ingested since the previous refresh
   are appended to the live table through the Storage Write API: no query, no load job.
 
@@ -52,12 +58,14 @@ from cwl_pipeline.adapters.bigquery_transactions import Replacement, ScopeWrite
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, time_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
+from cwl_pipeline.core.key_digest import KeyDigest
 from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
     TablePair,
     ensure_recent_view,
     ensure_tables,
+    event_keys,
     replace_rows,
 )
 
@@ -202,13 +210,15 @@ def load(
     *,
     appender: StreamAppender | None = None,
     ingested_after: datetime | None = None,
+    compare_first: bool = False,
 ) -> LoadOutcome:
     """Write each read in ``mode``, one transaction (or one append) per read.
 
     ``reads`` is consumed lazily, so a source can read step by step: only one read's rows are
     held at a time. ``name`` (the stream) prefixes log lines. ``LIVE`` needs ``appender`` and
     appends only rows ingested after ``ingested_after`` (the previous refresh's newest, if
-    known: the rest is already in the live table).
+    known: the rest is already in the live table). ``compare_first``: an ``INSERT_MISSING``
+    read that can be read twice is first compared with its scope (see the module's docstring).
     """
     if mode is WriteMode.LIVE and appender is None:
         raise ValueError("LIVE writes need a Storage Write API appender")
@@ -227,7 +237,7 @@ def load(
                 assert appender is not None
                 _append_live(appender, tables, read, outcome, log, name, ingested_after)
             else:
-                _load_read(loader, tables, read, outcome, log, name, mode)
+                _load_read(loader, tables, read, outcome, log, name, mode, compare_first)
     return outcome
 
 
@@ -281,7 +291,12 @@ def _load_read(
     log: logging.Logger,
     name: str,
     mode: WriteMode,
+    compare_first: bool = False,
 ) -> None:
+    if compare_first and mode is WriteMode.INSERT_MISSING and read.rereadable():
+        if _stored_as_read(loader, tables, read, outcome, log, name):
+            return
+        read.reread()
     staged = _Staged.open(loader, tables, read.label)
     try:
         # Each chunk is staged as it comes: the load holds one chunk, not the whole read.
@@ -292,6 +307,55 @@ def _load_read(
         staged.drop(loader)
         raise
     _write_read(loader, tables, read, staged, outcome, log, name, mode)
+
+
+def _stored_as_read(
+    loader: BigQueryLoader,
+    tables: TablePair,
+    read: SourceRead,
+    outcome: LoadOutcome,
+    log: logging.Logger,
+    name: str,
+) -> bool:
+    """Read ``read`` through, keeping only the key digests of its rows, rejects and raw rows;
+    when its scope holds exactly those events (equal digests), record the read as one that
+    wrote nothing."""
+    # The raw table's scope is the rejects scope (it has the rejects table's metadata columns).
+    specs = [(tables.events, read.scope.events), (tables.rejects, read.scope.rejects)]
+    if tables.raw is not None:
+        specs.append((tables.raw, read.scope.rejects))
+    read_digests = [KeyDigest() for _ in specs]
+    for chunk in read.chunks():
+        for digest, (spec, _), table in zip(read_digests, specs, chunk, strict=False):
+            if table is None:
+                continue
+            event_id, time = event_keys(spec)
+            micros = pc.cast(pc.cast(table[time], pa.timestamp("us", tz="UTC")), pa.int64())
+            digest.add(table[event_id].to_pylist(), micros.to_pylist())
+        del chunk
+    stored = [loader.key_digest(spec.table, scope, *event_keys(spec)) for spec, scope in specs]
+    if stored != read_digests:
+        log.info(
+            f"{name} {read.label}: {read.events_at_source} events read, not all stored (rows "
+            f"{read_digests[0].count} read, {stored[0].count} stored; rejects {read_digests[1].count} "
+            f"read, {stored[1].count} stored): reading again to write what is missing"
+        )
+        return False
+    merge_facts(outcome.facts, read.facts)
+    _add_read(outcome, read, datetime.now(UTC))
+    if tables.raw is not None:
+        outcome.raw_rows = (outcome.raw_rows or 0) + read_digests[2].count
+    outcome.rows_before += stored[0].count + stored[1].count
+    before_rows, before_rejects = outcome.rows_before_split
+    outcome.rows_before_split = (
+        None if before_rows is None else before_rows + stored[0].count,
+        None if before_rejects is None else before_rejects + stored[1].count,
+    )
+    log.info(
+        f"{name} {read.label}: {read.events_at_source} events read, {read.rows_loaded} rows and "
+        f"{read.rows_rejected} rejects, all stored already (same count and key digest): nothing staged"
+    )
+    return True
 
 
 def load_shared(

@@ -42,7 +42,7 @@ from cwl_pipeline.orchestration.tables import (
 )
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_reader
 from cwl_pipeline.polling.history import history_boundary, read_windows_from_export, with_api_reader
-from cwl_pipeline.polling.plan import load_passes
+from cwl_pipeline.polling.plan import compares_first, load_passes
 from cwl_pipeline.polling.read import WindowRangeRead, read_windows, window_scope
 from cwl_pipeline.polling.rederive import RAW, REDERIVE_TAG, read_windows_from_raw
 
@@ -168,6 +168,7 @@ def build_window_asset(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetsD
                 mode,
                 appender=appender,
                 ingested_after=after - LIVE_OVERLAP if after else None,
+                compare_first=compares_first(kind),
             )
         run_range = {
             "run_range_start": start.isoformat(),

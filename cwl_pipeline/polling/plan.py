@@ -31,12 +31,21 @@ class LoadPass:
     lag: timedelta
 
 
+SWEEP_PREFIX = "sweep-"
+
+
 def load_passes(settle_lag: timedelta, sweeps: tuple[timedelta, ...]) -> tuple[LoadPass, ...]:
     """The settled pass, then one sweep pass per horizon (named after it, e.g. ``sweep-15m``)."""
     return (
         LoadPass("settled", settle_lag),
-        *(LoadPass(f"sweep-{_short(h)}", h) for h in sorted(sweeps) if h > settle_lag),
+        *(LoadPass(f"{SWEEP_PREFIX}{_short(h)}", h) for h in sorted(sweeps) if h > settle_lag),
     )
+
+
+def compares_first(kind: str) -> bool:
+    """Whether a load of ``kind`` compares what it read with the window before staging: the
+    sweeps, which find the window complete unless late events arrived."""
+    return kind.startswith(SWEEP_PREFIX)
 
 
 def _short(delta: timedelta) -> str:

@@ -126,6 +126,21 @@ class WindowRangeRead(SourceRead):
         if self.on_read is not None:
             self.on_read(self)
 
+    def rereadable(self) -> bool:
+        """Read from ``source`` chunk by chunk (not held in memory): it can be read again."""
+        return self.source is not None and self.batch is None
+
+    def reread(self) -> None:
+        """Forget the figures of the pass made: the next :meth:`chunks` reads ``source`` again
+        and counts afresh."""
+        if not self.rereadable():
+            raise RuntimeError(f"{self.label} is held in memory: there is nothing to read again")
+        self._stats = None
+        self._counts = (0, 0)
+        self._warnings = Counter()
+        self.bytes_by_window.clear()
+        self.events_at_source = 0
+
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """The normalized rows and rejects, all in memory (read now if need be)."""
         if self.batch is None:
@@ -202,6 +217,8 @@ def read_window_range(
     pattern = stream.rules.filter.pattern.strip() or None
 
     def events() -> Iterator[LogEvent]:
+        # A pass counts its own events and groups (a read may pass twice); calls add up.
+        read.events, read.bytes, read.groups = 0, 0, []
         for group in groups:
             pages = reader.iter_events(group, start_ms, end_ms, read, filter_pattern=pattern)
             yield from events_from_api(pages, log_group=group)

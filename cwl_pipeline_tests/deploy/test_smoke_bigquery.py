@@ -10,7 +10,7 @@ from pathlib import Path
 from cwl_pipeline.local.processes import LOCAL_PROJECT
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "smoke_bigquery.py"
-STEPS = 11  # ten steps and the clean-up
+STEPS = 12  # eleven steps and the clean-up
 
 
 def test_the_smoke_test_passes_every_step_on_the_emulator_and_drops_its_datasets(

@@ -131,8 +131,16 @@ def test_daemon_killed_mid_stream_loses_nothing_and_duplicates_nothing(
     first = daemon(home, stack.path).start()
     producer.start()
     try:
-        # Mid-stream: the live sensor has appended for a while.
-        wait_for(lambda: len(counts(bq_client, stack.dataset, "app_events_recent")) >= 20, 120, "live rows")
+        # Mid-stream: the live sensor has appended for a while, and the daemon has stored a
+        # cursor of it (rows appended by a tick it is still finishing do not count).
+        wait_for(
+            lambda: (
+                len(counts(bq_client, stack.dataset, "app_events_recent")) >= 20
+                and stored_cursor(instance, "app_live").appended > 0
+            ),
+            120,
+            "live rows and a stored cursor",
+        )
         os.killpg(first.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
         first.process.wait()  # type: ignore[union-attr]
         before_kill = stored_cursor(instance, "app_live")

@@ -41,7 +41,7 @@ def writer_pool(bq: BigQuerySettings, table: str) -> str:
 
 
 _POOLS_LOCK = threading.Lock()
-_POOLS_READY: set[str] = set()  # pools this process saw with a limit
+_POOLS_READY: set[tuple[int, str]] = set()  # (instance, pool) this process saw with a limit
 
 
 def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.AssetKey]) -> set[str]:
@@ -59,14 +59,15 @@ def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.A
         return set()
     by_key = context.repository_def.assets_defs_by_key
     pools = {pool for key in keys if key in by_key and (pool := by_key[key].node_def.pool)}
+    ready = {(id(instance), pool) for pool in pools}
     with _POOLS_LOCK:
-        if pools <= _POOLS_READY:
+        if ready <= _POOLS_READY:
             return set()
         known = {pool.name for pool in instance.event_log_storage.get_pool_limits()}
         missing = pools - known
         for pool in sorted(missing):
             instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
-        _POOLS_READY.update(pools)
+        _POOLS_READY.update(ready)
     return missing
 
 

@@ -19,18 +19,24 @@ def checks_of(result) -> dict:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
 
+def settled_window(local_aws, local_bigquery, logs_client, write_config, unique_name):
+    """A stream, the start of a window with three rows and one reject, and the metadata of the
+    window's settled load."""
+    stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
+    start = window_start()
+    put(logs_client, stack.group, [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)])
+    put(logs_client, stack.group, [(start + timedelta(minutes=5), "not json")])
+    settled = metadata(materialize(stack.defs, partition_key(start), tags={"cwl/load": "settled"}))
+    assert settled["rows_written"] == 4
+    return stack, start, settled
+
+
 def test_a_sweep_that_finds_its_window_complete_stages_nothing(
     local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
 ):
-    stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
-    start = window_start()
-    key = partition_key(start)
-    put(logs_client, stack.group, [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)])
-    put(logs_client, stack.group, [(start + timedelta(minutes=5), "not json")])
-    settled = metadata(materialize(stack.defs, key, tags={"cwl/load": "settled"}))
-    assert settled["rows_written"] == 4
+    stack, start, settled = settled_window(local_aws, local_bigquery, logs_client, write_config, unique_name)
 
-    result = materialize(stack.defs, key, tags={"cwl/load": "sweep-15m"})
+    result = materialize(stack.defs, partition_key(start), tags={"cwl/load": "sweep-15m"})
 
     swept = metadata(result)
     assert swept["rows_written"] == 0
@@ -48,14 +54,10 @@ def test_a_sweep_that_finds_its_window_complete_stages_nothing(
 def test_a_sweep_that_finds_a_late_event_reads_again_and_inserts_only_it(
     local_aws, local_bigquery, logs_client, bq_client, write_config, unique_name
 ):
-    stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name)
-    start = window_start()
-    key = partition_key(start)
-    put(logs_client, stack.group, [(start + timedelta(minutes=i + 1), {"session_id": i}) for i in range(3)])
-    settled = metadata(materialize(stack.defs, key, tags={"cwl/load": "settled"}))
+    stack, start, settled = settled_window(local_aws, local_bigquery, logs_client, write_config, unique_name)
     put(logs_client, stack.group, [(start + timedelta(minutes=7), {"session_id": 3})])  # late
 
-    result = materialize(stack.defs, key, tags={"cwl/load": "sweep-15m"})
+    result = materialize(stack.defs, partition_key(start), tags={"cwl/load": "sweep-15m"})
 
     swept = metadata(result)
     assert swept["rows_written"] == 1
@@ -65,3 +67,4 @@ def test_a_sweep_that_finds_a_late_event_reads_again_and_inserts_only_it(
     completeness = checks_of(result)["completeness"]
     assert completeness.passed
     assert completeness.metadata["rows_in_table"].value == 4
+    assert completeness.metadata["rows_in_rejects_table"].value == 1

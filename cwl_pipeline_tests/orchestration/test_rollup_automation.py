@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from cwl_pipeline.config import parse_config
+from cwl_pipeline.config import PipelineConfig, parse_config
 from cwl_pipeline.definitions import build_definitions
 from cwl_pipeline.orchestration.rollups import ROLLUPS, daily_cron, hourly_cron
 
@@ -15,9 +15,9 @@ EVENTS = dg.AssetKey("app_events")
 HOURLY = dg.AssetKey("app_events_hourly_actions")
 
 
-@pytest.fixture(scope="module")
-def defs() -> dg.Definitions:
-    config = parse_config(
+def app_config() -> PipelineConfig:
+    """One polling stream with the default settings."""
+    return parse_config(
         {
             "bigquery": {"project": "cwl-local", "dataset": "x"},
             "streams": [
@@ -30,7 +30,11 @@ def defs() -> dg.Definitions:
             ],
         }
     )
-    return build_definitions(config)
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    return build_definitions(app_config())
 
 
 def evaluate(defs, instance, at, cursor=None):
@@ -88,20 +92,7 @@ def test_recent_hourly_rollups_refresh_after_each_settled_hour_unless_a_check_fa
 
 
 def test_the_daily_rollup_waits_for_the_final_sweep_of_the_day_before():
-    config = parse_config(
-        {
-            "bigquery": {"project": "cwl-local", "dataset": "x"},
-            "streams": [
-                {
-                    "name": "app",
-                    "table": "app_events",
-                    "source": {"log_groups": ["/a"]},
-                    "start": "2026-11-01T00:00:00Z",
-                }
-            ],
-        }
-    )
-    stream = config.streams[0]
+    stream = app_config().streams[0]
     # Defaults: 2 m settle lag, sweeps at 15 m and 6 h: the last window of a day is swept at 06:00.
     assert hourly_cron(stream) == "3 * * * *"
     assert daily_cron(stream) == "3 6 * * *"

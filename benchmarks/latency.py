@@ -270,21 +270,27 @@ class Stack:
         chosen = streams or {name: (group, "sensor")}
         settings = settings or {"settle_lag": args.settle_lag, "refresh_interval": args.refresh_interval}
         path.write_text(
-            CONFIG_TEMPLATE.format(
-                region=REGION,
-                aws_url=self.aws_url,
-                bq_url=self.bq_url,
-                bq_grpc=self.bq_grpc,
-                project=LOCAL_PROJECT,
-                dataset="bench",
-                settle_lag=settings["settle_lag"],
-                refresh_interval=settings["refresh_interval"],
-                streams="".join(
-                    STREAM_TEMPLATE.format(name=n, group=g, path=p) for n, (g, p) in chosen.items()
-                ),
+            self.config_text(
+                settings,
+                "".join(STREAM_TEMPLATE.format(name=n, group=g, path=p) for n, (g, p) in chosen.items()),
             )
         )
         return path
+
+    def config_text(self, settings: dict[str, str], streams: str) -> str:
+        """A pipeline config on this stack's servers with ``streams`` (YAML list items) and
+        ``settings`` (settle_lag, refresh_interval)."""
+        return CONFIG_TEMPLATE.format(
+            region=REGION,
+            aws_url=self.aws_url,
+            bq_url=self.bq_url,
+            bq_grpc=self.bq_grpc,
+            project=LOCAL_PROJECT,
+            dataset="bench",
+            settle_lag=settings["settle_lag"],
+            refresh_interval=settings["refresh_interval"],
+            streams=streams,
+        )
 
 
 def start_servers(home: Path) -> Stack:
@@ -737,20 +743,12 @@ def run_firehose(stack: Stack, args: argparse.Namespace, minutes: float) -> dict
         sqs=clients["sqs"], s3=clients["s3"], bucket=bucket, prefix=prefix, queue="bench-objects"
     )
     path = stack.home / "firehose.yaml"
-    config_text = CONFIG_TEMPLATE.format(
-        region=REGION,
-        aws_url=stack.aws_url,
-        bq_url=stack.bq_url,
-        bq_grpc=stack.bq_grpc,
-        project=LOCAL_PROJECT,
-        dataset="bench",
-        settle_lag=LOCAL["settle_lag"],
-        refresh_interval=LOCAL["refresh_interval"],
-        streams=FIREHOSE_STREAM.format(
-            name=name, bucket=bucket, prefix=prefix, group=group, queue_url=queue_url
-        ),
+    path.write_text(
+        stack.config_text(
+            LOCAL,
+            FIREHOSE_STREAM.format(name=name, bucket=bucket, prefix=prefix, group=group, queue_url=queue_url),
+        )
     )
-    path.write_text(config_text)
     window = load_config(path).streams[0].window
     before = len(stack.services)
     env = start_dagster(stack, path, args.dequeue_interval, home_name="dagster_firehose")

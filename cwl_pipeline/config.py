@@ -19,17 +19,27 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BeforeValidator, Field, model_validator
 
-from cwl_pipeline.config_accounts import (
-    ACCOUNT_KEYS,
-    ENV_REFERENCE_RE,
-    ROLE_ARN_RE,
-    AccountConfigError,
-    SourceAccount,
-    parse_source_account,
+from cwl_pipeline.config_accounts import ROLE_ARN, ROLE_ARN_RE, SourceAccount
+from cwl_pipeline.config_model import (
+    ConfigError,
+    Duration,
+    Flag,
+    Section,
+    at,
+    between,
+    duration_of,
+    env_reference,
+    integer,
+    one_of,
+    optional,
+    positive,
+    text,
+    validate_section,
 )
 from cwl_pipeline.config_rules import (
     RULE_KEYS,
@@ -51,8 +61,6 @@ CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
 BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
 """The local stack's config (local AWS and the BigQuery emulator); never a silent default."""
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STREAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Project, dataset, table and column names go through core.sql_identifiers (also used by the
@@ -76,46 +84,89 @@ _ALLOWED_WINDOW_SECONDS = sorted(
 )
 
 
-class ConfigError(ValueError):
-    """The pipeline config is invalid; the message names the file and the key."""
-
-
 def parse_duration(value: Any, where: str) -> timedelta:
     """Parse ``90s``, ``15m``, ``2h`` or ``1d`` (or a number of seconds) into a timedelta."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration like '15m', got {value!r}")
-    if isinstance(value, int) and value >= 0:
-        return timedelta(seconds=value)
-    match = _DURATION_RE.fullmatch(str(value)) if isinstance(value, str) else None
-    if not match:
-        raise ConfigError(f"{where}: expected a duration like '30s', '15m', '2h' or '1d', got {value!r}")
-    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    try:
+        return duration_of(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-@dataclass(frozen=True)
-class AwsSettings:
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_QUEUE_URL_RE = re.compile(r"^https?://[^\s/]+/[^\s]+$")
+_ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_HOST_PORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
+
+
+def _reconcile_interval(value: Any) -> timedelta:
+    interval = duration_of(value)
+    if interval.total_seconds() not in _ALLOWED_WINDOW_SECONDS or interval < timedelta(minutes=5):
+        raise ValueError(f"{value!r} must divide an hour (5m..60m) or a day (2h..24h)")
+    return interval
+
+
+Optional = Annotated[str | None, BeforeValidator(optional)]
+
+
+class AwsSettings(Section):
     """How to reach AWS (CloudWatch Logs, S3)."""
 
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    profile: str | None = None
-    role_arn: str | None = None
-    max_attempts: int = 8
-    retry_mode: str = "adaptive"
+    region: Annotated[str, BeforeValidator(lambda v: v or "us-east-1")] = "us-east-1"
+    endpoint_url: Optional = None
+    profile: Optional = None
+    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = None
+    max_attempts: Annotated[int, integer(1, 20)] = 8
+    retry_mode: Annotated[str, one_of("standard", "adaptive", "legacy")] = "adaptive"
     # FilterLogEvents requests per second one process may send (the account allows 5 per Region).
-    filter_log_events_per_second: float = 2.0
-    role_session_name: str = "cwl-pipeline"
+    filter_log_events_per_second: Annotated[float, BeforeValidator(_request_rate)] = 2.0
+    role_session_name: Annotated[str, BeforeValidator(_session_name)] = "cwl-pipeline"
     # Name of the environment variable holding the role's external id (never the value: the
     # resource passes it to Dagster as an EnvVar, so the UI shows the name only).
-    external_id_env: str | None = None
+    external_id_env: Annotated[str | None, env_reference("CWL_AWS_EXTERNAL_ID")] = Field(
+        None, alias="external_id"
+    )
+
+    @model_validator(mode="after")
+    def _role_options(self) -> AwsSettings:
+        if (self.external_id_env or "role_session_name" in self.model_fields_set) and not self.role_arn:
+            raise at("", "external_id and role_session_name apply only with role_arn")
+        return self
+
+
+def _request_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise ValueError("a number above 0 and at most 100")
+    return float(value)
+
+
+def _session_name(value: Any) -> str:
+    value = value or "cwl-pipeline"
+    if not isinstance(value, str) or not _ROLE_SESSION_NAME_RE.fullmatch(value):
+        raise ValueError("2-64 letters, digits and +=,.@_-")
+    return value
 
 
 GCP_CREDENTIAL_TYPES = ("default", "external_account")
 AWS_CREDENTIAL_READERS = ("boto3", "google-auth")
+_KEY_FILE_TYPES = ("service_account", "service_account_key", "authorized_user")
 
 
-@dataclass(frozen=True)
-class GcpCredentials:
+def _credential_type(value: Any) -> str:
+    kind = value or "default"
+    if kind in _KEY_FILE_TYPES:
+        raise ValueError(
+            f"{kind!r} is refused: the pipeline never uses key files (a long-lived "
+            "secret to store, rotate and leak). Use 'external_account' (Workload Identity "
+            "Federation from AWS, see docs/security.md) or 'default' (Application Default "
+            "Credentials: attached service account, or gcloud auth application-default login)"
+        )
+    if kind not in GCP_CREDENTIAL_TYPES:
+        raise ValueError(f"{kind!r} must be one of {list(GCP_CREDENTIAL_TYPES)}")
+    return kind
+
+
+class GcpCredentials(Section):
     """How the pipeline authenticates to Google Cloud; never a service-account key.
 
     ``default``: Application Default Credentials. ``external_account``: Workload Identity
@@ -125,24 +176,57 @@ class GcpCredentials:
     profiles) or ``google-auth`` (its own reader: environment variables or EC2 metadata only).
     """
 
-    type: str = "default"
-    config_file: Path | None = None
-    aws_credentials: str = "boto3"
+    type: Annotated[str, BeforeValidator(_credential_type)] = "default"
+    config_file: Annotated[Path | None, BeforeValidator(optional)] = None
+    aws_credentials: Annotated[str, one_of(*AWS_CREDENTIAL_READERS, empty="boto3")] = "boto3"
+
+    @model_validator(mode="after")
+    def _config_file_with_its_type(self) -> GcpCredentials:
+        if self.type == "external_account" and self.config_file is None:
+            raise at(
+                "config_file",
+                "required with type 'external_account' (the file written by "
+                "gcloud iam workload-identity-pools create-cred-config --aws)",
+            )
+        if self.type == "default" and self.config_file is not None:
+            raise at("config_file", "only applies to type 'external_account'")
+        return self
 
 
-@dataclass(frozen=True)
-class BigQuerySettings:
+def _identifier(kind: str, hint: str = "", required: bool = True) -> BeforeValidator:
+    """A BigQuery name of ``kind`` (core.sql_identifiers: the alphabet safe in SQL and asset keys)."""
+
+    def check(value: Any) -> Any:
+        if not value and not required:
+            return None
+        try:
+            return check_identifier(kind, value)
+        except IdentifierError as exc:
+            raise ValueError(f"{exc}{hint}") from None
+
+    return BeforeValidator(check)
+
+
+class BigQuerySettings(Section):
     """Where tables live in BigQuery."""
 
-    project: str
-    dataset: str
-    location: str = "US"
-    api_endpoint: str | None = None
+    project: Annotated[str, _identifier("project", " (a Google Cloud project id)")]
+    dataset: Annotated[str, _identifier("dataset")]
+    location: Annotated[str, BeforeValidator(lambda v: v or "US")] = "US"
+    api_endpoint: Optional = None
     # The emulator's Storage Write API (gRPC host:port); real BigQuery needs none.
-    storage_write_endpoint: str | None = None
-    staging_dataset: str | None = None
-    retry_timeout: timedelta = timedelta(minutes=2)
-    credentials: GcpCredentials = field(default_factory=GcpCredentials)
+    storage_write_endpoint: Annotated[str | None, text(_HOST_PORT_RE, "is not host:port", required=False)] = (
+        None
+    )
+    staging_dataset: Annotated[str | None, _identifier("dataset", required=False)] = None
+    retry_timeout: Duration = timedelta(minutes=2)
+    credentials: Annotated[GcpCredentials, BeforeValidator(lambda v: v or {})] = GcpCredentials()
+
+    @model_validator(mode="after")
+    def _storage_write_only_locally(self) -> BigQuerySettings:
+        if self.storage_write_endpoint and not self.api_endpoint:
+            raise at("storage_write_endpoint", "only with api_endpoint (a local emulator)")
+        return self
 
     @property
     def staging(self) -> str:
@@ -169,8 +253,7 @@ FIREHOSE_RECORD_FORMATS = ("envelopes_gzip", "envelopes_json", "messages")
 EXPORT_DEFAULT_PREFIX = "exportedlogs"  # CreateExportTask's default destinationPrefix
 
 
-@dataclass(frozen=True)
-class S3Notifications:
+class S3Notifications(Section):
     """S3 event notifications of new objects, delivered to an SQS queue (one queue per stream).
 
     The Firehose sensor then lists the bucket only when a notification arrives, when one names
@@ -178,8 +261,15 @@ class S3Notifications:
     can be lost or misconfigured: the listing stays the source of truth).
     """
 
-    queue_url: str
-    safety_listing: timedelta = timedelta(minutes=5)
+    queue_url: Annotated[
+        str,
+        text(
+            _QUEUE_URL_RE, "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        ),
+    ] = Field(None, validate_default=True)
+    safety_listing: Annotated[timedelta, between(timedelta(seconds=1), timedelta(hours=1))] = timedelta(
+        minutes=5
+    )
 
 
 @dataclass(frozen=True)
@@ -239,8 +329,26 @@ HISTORY_MIN_AGE = timedelta(hours=12)
 """AWS: log data can take up to 12 hours to become available for export."""
 
 
-@dataclass(frozen=True)
-class HistorySource:
+def _history_age(value: Any) -> timedelta:
+    after = duration_of(value)
+    if after < HISTORY_MIN_AGE:
+        raise ValueError(
+            f"{value!r} is under 12h: AWS says log data can take up to 12 hours "
+            "to become available for export, so a younger window could be exported incomplete"
+        )
+    return after
+
+
+def _export_prefix(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip("/") or value.startswith("/"):
+        raise ValueError(
+            f"{value!r} must be a non-empty key prefix without a leading '/' "
+            "(the export tasks' destination prefix)"
+        )
+    return value.strip("/")
+
+
+class HistorySource(Section):
     """How a polling stream reads its old windows in a run launched by hand or a backfill.
 
     Windows that ended more than ``after`` ago are read through CreateExportTask into
@@ -249,15 +357,21 @@ class HistorySource:
     12 hours (:data:`HISTORY_MIN_AGE`); code may build a shorter one (tests).
     """
 
-    bucket: str
-    prefix: str
-    after: timedelta = timedelta(days=1)
-    reader: str = "export"
-    poll_interval: timedelta = timedelta(seconds=10)
+    bucket: Annotated[str, text(_BUCKET_RE, "is not a valid S3 bucket name")]
+    prefix: Annotated[str, BeforeValidator(_export_prefix)]
+    after: Annotated[timedelta, BeforeValidator(_history_age)]
+    reader: Annotated[str, one_of(*HISTORY_READERS)] = "export"
+    poll_interval: Annotated[timedelta, BeforeValidator(positive)] = timedelta(seconds=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _age_given(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "after" not in data:
+            raise at("after", "required (windows older than this are read from an export, e.g. '1d')")
+        return data
 
 
-@dataclass(frozen=True)
-class ReconcileSettings:
+class ReconcileSettings(Section):
     """Reconciliation of a polling stream with CloudWatch's ``IncomingLogEvents`` metric.
 
     Every ``interval`` the stream's counts per ingestion hour of the last ``lookback`` are
@@ -265,14 +379,18 @@ class ReconcileSettings:
     sweep is read again, at most ``max_heal_attempts`` times (see docs/reconciliation.md).
     """
 
-    enabled: bool = True
-    interval: timedelta = timedelta(hours=1)
-    lookback: timedelta = timedelta(hours=24)
-    max_heal_attempts: int = 3
+    enabled: Flag = True
+    interval: Annotated[timedelta, BeforeValidator(_reconcile_interval)] = timedelta(hours=1)
+    lookback: Annotated[
+        timedelta, between(timedelta(hours=1), timedelta(days=14), "CloudWatch accepts events 14 days old")
+    ] = timedelta(hours=24)
+    max_heal_attempts: Annotated[int, integer(1, 20)] = 3
 
 
-@dataclass(frozen=True)
-class LiveSettings:
+LIVE_PATHS = ("sensor", "runs")
+
+
+class LiveSettings(Section):
     """How a polling stream's still-open window reaches ``<table>_live`` (docs/latency.md).
 
     ``path: sensor``: the stream's ``<stream>_live`` sensor reads the newest events itself every
@@ -282,9 +400,10 @@ class LiveSettings:
     window every ``refresh_interval`` (the earlier design, kept for comparison).
     """
 
-    path: str = "sensor"
-    interval: timedelta = timedelta(seconds=5)
-    lookback: timedelta = timedelta(minutes=2)
+    path: Annotated[str, one_of(*LIVE_PATHS)] = "sensor"
+    # The daemon evaluates a sensor at most every ~5 s; the sensor timeout is 60 s.
+    interval: Annotated[timedelta, between(timedelta(seconds=5), timedelta(minutes=5))] = timedelta(seconds=5)
+    lookback: Annotated[timedelta, between(timedelta(0), timedelta(hours=1))] = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -349,13 +468,20 @@ def default_freshness(window: timedelta, settle_lag: timedelta) -> tuple[timedel
 
 
 def default_of(cls: type, name: str) -> Any:
-    """The default of field ``name`` of the config dataclass ``cls`` (the one place it is written)."""
-    for item in fields(cls):
-        if item.name == name:
-            if item.default is not MISSING:
-                return item.default
-            if item.default_factory is not MISSING:
-                return item.default_factory()
+    """The default of key ``name`` of the config section ``cls`` (the one place it is written)."""
+    if issubclass(cls, Section):
+        item = cls.model_fields[name]
+        if item.default_factory is not None:
+            return item.default_factory()  # type: ignore[call-arg]
+        if item.is_required():
+            raise KeyError(f"{cls.__name__}.{name} has no default")
+        return item.default
+    for data_field in fields(cls):
+        if data_field.name == name:
+            if data_field.default is not MISSING:
+                return data_field.default
+            if data_field.default_factory is not MISSING:
+                return data_field.default_factory()
             break
     raise KeyError(f"{cls.__name__}.{name} has no default")
 
@@ -441,8 +567,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
     env = os.environ if env is None else env
     top = _mapping(raw, "config")
     _only_keys(top, {"aws", "bigquery", "defaults", "schemas", "streams"}, "config")
-    aws = _parse_aws(_mapping(top.get("aws", {}), "aws"))
-    bigquery = _parse_bigquery(_mapping(top.get("bigquery"), "bigquery"))
+    aws, bigquery = parse_connection_settings(top)
     schemas: dict[str, TableSchema] = dict(BUILTIN_SCHEMAS)
     for name, spec in _mapping(top.get("schemas", {}), "schemas").items():
         if name in BUILTIN_SCHEMAS:
@@ -477,8 +602,9 @@ def parse_connection_settings(raw: Any) -> tuple[AwsSettings, BigQuerySettings]:
     apart from the streams (the ``CloudWatchLogsToBigQuerySettings`` component).
     """
     top = _mapping(raw, "config")
-    return _parse_aws(_mapping(top.get("aws", {}), "aws")), _parse_bigquery(
-        _mapping(top.get("bigquery"), "bigquery")
+    return (
+        validate_section(AwsSettings, top.get("aws"), "aws"),
+        validate_section(BigQuerySettings, _mapping(top.get("bigquery"), "bigquery"), "bigquery"),
     )
 
 
@@ -554,13 +680,7 @@ _STREAM_KEYS = _STREAM_TUNING_KEYS | {
 }
 _ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 _FRESHNESS_KEYS = {"warn", "fail"}
-_HISTORY_KEYS = {"reader", "after", "bucket", "prefix", "poll_interval"}
-_RECONCILE_KEYS = {"enabled", "interval", "lookback", "max_heal_attempts"}
-_LIVE_KEYS = {"path", "interval", "lookback"}
-_LIVE_PATHS = ("sensor", "runs")
 _CLOUDWATCH_KEYS = {"type", "log_groups", "log_group_prefixes", "account"}
-_ACCOUNT_KEYS = ACCOUNT_KEYS
-_NOTIFICATIONS_KEYS = {"queue_url", "safety_listing"}
 
 
 def _parse_stream(
@@ -637,7 +757,7 @@ def _parse_stream(
     if raw.get("history") is not None:
         if not isinstance(source, CloudWatchSource):
             raise ConfigError(f"{where}.history: only applies to a polling stream (source type cloudwatch)")
-        history = _parse_history(_mapping(raw["history"], f"{where}.history"), f"{where}.history", window)
+        history = validate_section(HistorySource, raw["history"], f"{where}.history")
         if source.account is not None:
             raise ConfigError(
                 f"{where}.history: not supported with source.account: the export tasks would run in "
@@ -671,10 +791,10 @@ def _parse_stream(
                 "(CloudWatch counts the events the filter drops); set reconcile.enabled: false"
             )
         reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
-    reconcile = _parse_reconcile(reconcile_raw, f"{where}.reconcile")
+    reconcile = validate_section(ReconcileSettings, reconcile_raw, f"{where}.reconcile")
     if "live" in raw and not isinstance(source, CloudWatchSource):
         raise ConfigError(f"{where}.live: only applies to a polling (cloudwatch) source")
-    live = _parse_live(merged.get("live", {}), f"{where}.live")
+    live = validate_section(LiveSettings, merged.get("live"), f"{where}.live")
     routes, unrouted = _parse_routes(raw, where, source, table, schemas)
     key_prefix = raw.get("asset_key_prefix", [])
     if not isinstance(key_prefix, list) or not all(
@@ -857,79 +977,6 @@ def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, Tab
     return schema
 
 
-def _parse_history(raw: Mapping[str, Any], where: str, window: timedelta) -> HistorySource:
-    _only_keys(raw, _HISTORY_KEYS, where)
-    reader = raw.get("reader", default_of(HistorySource, "reader"))
-    if reader not in HISTORY_READERS:
-        raise ConfigError(f"{where}.reader: {reader!r} must be one of {list(HISTORY_READERS)}")
-    if "after" not in raw:
-        raise ConfigError(
-            f"{where}.after: required (windows older than this are read from an export, e.g. '1d')"
-        )
-    after = parse_duration(raw["after"], f"{where}.after")
-    if after < HISTORY_MIN_AGE:
-        raise ConfigError(
-            f"{where}.after: {raw['after']!r} is under 12h: AWS says log data can take up to 12 hours "
-            "to become available for export, so a younger window could be exported incomplete"
-        )
-    bucket = raw.get("bucket")
-    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
-        raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
-    prefix = raw.get("prefix")
-    if not isinstance(prefix, str) or not prefix.strip("/") or prefix.startswith("/"):
-        raise ConfigError(
-            f"{where}.prefix: {prefix!r} must be a non-empty key prefix without a leading '/' "
-            "(the export tasks' destination prefix)"
-        )
-    poll = _duration(raw, "poll_interval", where, HistorySource)
-    if poll <= timedelta(0):
-        raise ConfigError(f"{where}.poll_interval: must be positive")
-    return HistorySource(
-        bucket=bucket, prefix=prefix.strip("/"), after=after, reader=reader, poll_interval=poll
-    )
-
-
-_RECONCILE_INTERVALS = [s for s in _ALLOWED_WINDOW_SECONDS if s >= 5 * 60]
-
-
-def _parse_reconcile(raw: Any, where: str) -> ReconcileSettings:
-    settings = _mapping(raw, where)
-    _only_keys(settings, _RECONCILE_KEYS, where)
-    enabled = settings.get("enabled", default_of(ReconcileSettings, "enabled"))
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled: must be true or false")
-    interval = _duration(settings, "interval", where, ReconcileSettings)
-    if interval.total_seconds() not in _RECONCILE_INTERVALS:
-        raise ConfigError(
-            f"{where}.interval: {settings.get('interval')!r} must divide an hour (5m..60m) or a day (2h..24h)"
-        )
-    lookback = _duration(settings, "lookback", where, ReconcileSettings)
-    if not timedelta(hours=1) <= lookback <= timedelta(days=14):
-        raise ConfigError(f"{where}.lookback: must be from 1h to 14d (CloudWatch accepts events 14 days old)")
-    attempts = settings.get("max_heal_attempts", default_of(ReconcileSettings, "max_heal_attempts"))
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
-        raise ConfigError(f"{where}.max_heal_attempts: must be an integer from 1 to 20")
-    return ReconcileSettings(
-        enabled=enabled, interval=interval, lookback=lookback, max_heal_attempts=attempts
-    )
-
-
-def _parse_live(raw: Any, where: str) -> LiveSettings:
-    settings = _mapping(raw, where)
-    _only_keys(settings, _LIVE_KEYS, where)
-    path = settings.get("path", default_of(LiveSettings, "path"))
-    if path not in _LIVE_PATHS:
-        raise ConfigError(f"{where}.path: {path!r} must be one of {', '.join(_LIVE_PATHS)}")
-    interval = _duration(settings, "interval", where, LiveSettings)
-    # The daemon evaluates a sensor at most every ~5 s; the sensor timeout is 60 s.
-    if not timedelta(seconds=5) <= interval <= timedelta(minutes=5):
-        raise ConfigError(f"{where}.interval: must be from 5s to 5m")
-    lookback = _duration(settings, "lookback", where, LiveSettings)
-    if not timedelta(0) <= lookback <= timedelta(hours=1):
-        raise ConfigError(f"{where}.lookback: must be from 0s to 1h")
-    return LiveSettings(path=path, interval=interval, lookback=lookback)
-
-
 # BigQuery refuses a query or load job that modifies more than 4,000 partitions
 # (https://cloud.google.com/bigquery/quotas#partitioned_tables). Tables are DAY-partitioned on
 # the event time, so one replacement must never span more than that many days of events.
@@ -1003,17 +1050,14 @@ def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
                 raise ConfigError(f"{where}.log_groups: {exc}") from None
         elif not _LOG_GROUP_RE.fullmatch(group):
             raise ConfigError(f"{where}: {group!r} is not a valid CloudWatch log group name")
-    try:
-        account = parse_source_account(source.get("account"), f"{where}.account")
-    except AccountConfigError as exc:
-        raise ConfigError(str(exc)) from None
+    account = source.get("account")
+    if account is not None:
+        account = validate_section(SourceAccount, account, f"{where}.account")
     # One spelling per ARN (without ":*"): it is the log_group of every row read from the group.
     groups = [parse_log_group_arn(g).arn if is_arn(g) else g for g in groups]
     return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes), account=account)
 
 
-# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _LOG_STREAM_RE = re.compile(r"^[^:*]{1,512}$")
 _S3_KEYS = {
     "type",
@@ -1028,7 +1072,6 @@ _S3_KEYS = {
     "error_prefix",
     "notifications",
 }
-_QUEUE_URL_RE = re.compile(r"^https?://[^\s/]+/[^\s]+$")
 
 
 def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
@@ -1094,32 +1137,16 @@ def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
         max_decompressed_bytes=max_decompressed,
         key_template=templates["key_template"],
         error_template=templates["error_prefix"],
-        notifications=_parse_notifications(source.get("notifications"), layout, f"{where}.notifications"),
+        notifications=_notifications(source.get("notifications"), layout, f"{where}.notifications"),
     )
 
 
-def _parse_notifications(raw: Any, layout: str, where: str) -> S3Notifications | None:
+def _notifications(raw: Any, layout: str, where: str) -> S3Notifications | None:
     if raw is None:
         return None
     if layout != "firehose":
         raise ConfigError(f"{where}: only applies to layout 'firehose'")
-    notifications = _mapping(raw, where)
-    _only_keys(notifications, _NOTIFICATIONS_KEYS, where)
-    url = notifications.get("queue_url")
-    if not isinstance(url, str) or not _QUEUE_URL_RE.fullmatch(url):
-        raise ConfigError(
-            f"{where}.queue_url: {url!r} must be an SQS queue URL "
-            "(https://sqs.<region>.amazonaws.com/<account>/<queue>)"
-        )
-    raw_safety = notifications.get("safety_listing")
-    safety = (
-        default_of(S3Notifications, "safety_listing")
-        if raw_safety is None
-        else parse_duration(raw_safety, f"{where}.safety_listing")
-    )
-    if not timedelta(seconds=1) <= safety <= timedelta(hours=1):
-        raise ConfigError(f"{where}.safety_listing: must be from 1s to 1h")
-    return S3Notifications(queue_url=url, safety_listing=safety)
+    return validate_section(S3Notifications, raw, where)
 
 
 def _parse_start(value: Any, where: str, window: timedelta) -> datetime:
@@ -1136,146 +1163,6 @@ def _parse_start(value: Any, where: str, window: timedelta) -> datetime:
     if int(start.timestamp()) % int(window.total_seconds()):
         raise ConfigError(f"{where}: {value!r} is not aligned to the {window} window")
     return start
-
-
-_AWS_KEYS = {
-    "region",
-    "endpoint_url",
-    "profile",
-    "role_arn",
-    "role_session_name",
-    "external_id",
-    "max_attempts",
-    "retry_mode",
-    "filter_log_events_per_second",
-}
-_ROLE_ARN_RE = ROLE_ARN_RE
-_ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
-_ENV_REFERENCE_RE = ENV_REFERENCE_RE
-
-
-def _parse_aws(raw: Mapping[str, Any]) -> AwsSettings:
-    _only_keys(raw, _AWS_KEYS, "aws")
-    retry_mode = raw.get("retry_mode", default_of(AwsSettings, "retry_mode"))
-    if retry_mode not in ("standard", "adaptive", "legacy"):
-        raise ConfigError(f"aws.retry_mode: {retry_mode!r} is not standard, adaptive or legacy")
-    max_attempts = raw.get("max_attempts", default_of(AwsSettings, "max_attempts"))
-    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 20:
-        raise ConfigError("aws.max_attempts: must be an integer from 1 to 20")
-    rate = raw.get("filter_log_events_per_second", default_of(AwsSettings, "filter_log_events_per_second"))
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 100:
-        raise ConfigError("aws.filter_log_events_per_second: a number above 0 and at most 100")
-    role_arn = raw.get("role_arn") or None
-    if role_arn is not None and (not isinstance(role_arn, str) or not _ROLE_ARN_RE.fullmatch(role_arn)):
-        raise ConfigError(
-            f"aws.role_arn: {role_arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
-        )
-    session_name = raw.get("role_session_name") or default_of(AwsSettings, "role_session_name")
-    if not isinstance(session_name, str) or not _ROLE_SESSION_NAME_RE.fullmatch(session_name):
-        raise ConfigError("aws.role_session_name: 2-64 letters, digits and +=,.@_-")
-    external_id = raw.get("external_id") or None
-    external_id_env = None
-    if external_id is not None:
-        match = _ENV_REFERENCE_RE.fullmatch(external_id) if isinstance(external_id, str) else None
-        if not match:
-            raise ConfigError(
-                "aws.external_id: write it as a reference to an environment variable, e.g. "
-                "${CWL_AWS_EXTERNAL_ID}, not as a value (values would be shown in the Dagster UI)"
-            )
-        external_id_env = match.group(1)
-    if (external_id_env or raw.get("role_session_name")) and not role_arn:
-        raise ConfigError("aws: external_id and role_session_name apply only with role_arn")
-    return AwsSettings(
-        region=str(raw.get("region") or default_of(AwsSettings, "region")),
-        endpoint_url=raw.get("endpoint_url") or None,
-        profile=raw.get("profile") or None,
-        role_arn=role_arn,
-        max_attempts=max_attempts,
-        retry_mode=retry_mode,
-        filter_log_events_per_second=float(rate),
-        role_session_name=session_name,
-        external_id_env=external_id_env,
-    )
-
-
-_BIGQUERY_KEYS = {
-    "project",
-    "dataset",
-    "location",
-    "api_endpoint",
-    "storage_write_endpoint",
-    "staging_dataset",
-    "retry_timeout",
-    "credentials",
-}
-_GCP_CREDENTIALS_KEYS = {"type", "config_file", "aws_credentials"}
-
-
-def _parse_bigquery(raw: Mapping[str, Any]) -> BigQuerySettings:
-    _only_keys(raw, _BIGQUERY_KEYS, "bigquery")
-    try:
-        project = check_identifier("project", raw.get("project"))
-    except IdentifierError as exc:
-        raise ConfigError(f"bigquery.project: {exc} (a Google Cloud project id)") from None
-    for key in ("dataset", "staging_dataset"):
-        value = raw.get(key)
-        if key == "dataset" or value:
-            try:
-                check_identifier("dataset", value)
-            except IdentifierError as exc:
-                raise ConfigError(f"bigquery.{key}: {exc}") from None
-    return BigQuerySettings(
-        project=project,
-        dataset=raw["dataset"],
-        location=str(raw.get("location") or default_of(BigQuerySettings, "location")),
-        api_endpoint=raw.get("api_endpoint") or None,
-        storage_write_endpoint=_storage_write_endpoint(raw),
-        staging_dataset=raw.get("staging_dataset") or None,
-        retry_timeout=_duration(raw, "retry_timeout", "bigquery", BigQuerySettings),
-        credentials=_parse_gcp_credentials(_mapping(raw.get("credentials") or {}, "bigquery.credentials")),
-    )
-
-
-def _storage_write_endpoint(raw: Mapping[str, Any]) -> str | None:
-    value = raw.get("storage_write_endpoint") or None
-    if value is None:
-        return None
-    if not raw.get("api_endpoint"):
-        raise ConfigError("bigquery.storage_write_endpoint: only with api_endpoint (a local emulator)")
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", value):
-        raise ConfigError(f"bigquery.storage_write_endpoint: {value!r} is not host:port")
-    return value
-
-
-def _parse_gcp_credentials(raw: Mapping[str, Any]) -> GcpCredentials:
-    where = "bigquery.credentials"
-    _only_keys(raw, _GCP_CREDENTIALS_KEYS, where)
-    kind = raw.get("type") or default_of(GcpCredentials, "type")
-    if kind in ("service_account", "service_account_key", "authorized_user"):
-        raise ConfigError(
-            f"{where}.type: {kind!r} is refused: the pipeline never uses key files (a long-lived "
-            "secret to store, rotate and leak). Use 'external_account' (Workload Identity "
-            "Federation from AWS, see docs/security.md) or 'default' (Application Default "
-            "Credentials: attached service account, or gcloud auth application-default login)"
-        )
-    if kind not in GCP_CREDENTIAL_TYPES:
-        raise ConfigError(f"{where}.type: {kind!r} must be one of {list(GCP_CREDENTIAL_TYPES)}")
-    config_file = raw.get("config_file") or None
-    if kind == "external_account" and not isinstance(config_file, str):
-        raise ConfigError(
-            f"{where}.config_file: required with type 'external_account' (the file written by "
-            "gcloud iam workload-identity-pools create-cred-config --aws)"
-        )
-    if kind == "default" and config_file is not None:
-        raise ConfigError(f"{where}.config_file: only applies to type 'external_account'")
-    reader = raw.get("aws_credentials") or default_of(GcpCredentials, "aws_credentials")
-    if reader not in AWS_CREDENTIAL_READERS:
-        raise ConfigError(
-            f"{where}.aws_credentials: {reader!r} must be one of {list(AWS_CREDENTIAL_READERS)}"
-        )
-    return GcpCredentials(
-        type=kind, config_file=Path(config_file) if config_file else None, aws_credentials=reader
-    )
 
 
 # Keys whose ``${NAME}`` reference is kept as is (resolved by Dagster at run time).

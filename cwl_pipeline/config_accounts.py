@@ -11,65 +11,39 @@ variable and read from it at run time, never stored in the config.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
 
-ACCOUNT_KEYS = {"role_arn", "region", "external_id"}
+from pydantic import Field, model_validator
+
+from cwl_pipeline.config_model import Section, at, env_reference, text
+
 ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}")
-ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z0-9]+)+-\d+")
+ROLE_ARN = "is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
 
 
-class AccountConfigError(ValueError):
-    """A ``source.account`` section that cannot be used; the message names the key."""
-
-
-@dataclass(frozen=True)
-class SourceAccount:
+class SourceAccount(Section):
     """Where a stream's log groups are read: through ``role_arn`` (if set), in ``region`` (if set)."""
 
-    role_arn: str | None = None
-    region: str | None = None
+    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = None
+    region: Annotated[
+        str | None, text(REGION_RE, "is not an AWS Region name like eu-west-1", required=False)
+    ] = None
     # Name of the environment variable holding the role's external id (never the value).
-    external_id_env: str | None = None
+    external_id_env: Annotated[str | None, env_reference("CWL_SOURCE_EXTERNAL_ID")] = Field(
+        None, alias="external_id"
+    )
+
+    @model_validator(mode="after")
+    def _role_or_region(self) -> SourceAccount:
+        if self.external_id_env and self.role_arn is None:
+            raise at("external_id", "applies only with role_arn")
+        if self.role_arn is None and self.region is None:
+            raise at("", "name a role_arn, a region or both")
+        return self
 
     @property
     def account_id(self) -> str | None:
         """The account of ``role_arn``; None when the stream reads with the pipeline's identity."""
         match = ROLE_ARN_RE.fullmatch(self.role_arn) if self.role_arn else None
         return match.group(1) if match else None
-
-
-def parse_source_account(raw: Any, where: str) -> SourceAccount | None:
-    """``source.account`` validated; None when absent."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise AccountConfigError(f"{where}: must be a mapping with role_arn, region and/or external_id")
-    unknown = sorted(set(raw) - ACCOUNT_KEYS)
-    if unknown:
-        raise AccountConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(ACCOUNT_KEYS)}")
-    role_arn = raw.get("role_arn") or None
-    if role_arn is not None and (not isinstance(role_arn, str) or not ROLE_ARN_RE.fullmatch(role_arn)):
-        raise AccountConfigError(
-            f"{where}.role_arn: {role_arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
-        )
-    region = raw.get("region") or None
-    if region is not None and (not isinstance(region, str) or not REGION_RE.fullmatch(region)):
-        raise AccountConfigError(f"{where}.region: {region!r} is not an AWS Region name like eu-west-1")
-    external_id = raw.get("external_id") or None
-    external_id_env = None
-    if external_id is not None:
-        match = ENV_REFERENCE_RE.fullmatch(external_id) if isinstance(external_id, str) else None
-        if not match:
-            raise AccountConfigError(
-                f"{where}.external_id: write it as a reference to an environment variable, e.g. "
-                "${CWL_SOURCE_EXTERNAL_ID}, not as a value (values would be shown in the Dagster UI)"
-            )
-        external_id_env = match.group(1)
-        if role_arn is None:
-            raise AccountConfigError(f"{where}.external_id: applies only with role_arn")
-    if role_arn is None and region is None:
-        raise AccountConfigError(f"{where}: name a role_arn, a region or both")
-    return SourceAccount(role_arn=role_arn, region=region, external_id_env=external_id_env)

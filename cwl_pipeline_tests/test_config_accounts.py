@@ -37,7 +37,7 @@ def test_a_stream_names_the_role_and_region_of_its_log_groups():
     ).streams[0]
     assert source.source == CloudWatchSource(
         log_groups=("/app",),
-        account=SourceAccount(role_arn=ROLE, region="eu-central-1", external_id_env="SOURCE_EXTERNAL_ID"),
+        account=SourceAccount(role_arn=ROLE, region="eu-central-1", external_id="${SOURCE_EXTERNAL_ID}"),
     )
     assert source.source_account is not None and source.source_account.account_id == "222222222222"
 
@@ -61,7 +61,7 @@ def test_the_external_id_stays_a_reference_through_the_config_file(tmp_path, mon
     )
     path.write_text(yaml.safe_dump(text))
     account = load_config(path).streams[0].source_account
-    assert account == SourceAccount(role_arn=ROLE, external_id_env="SOURCE_EXTERNAL_ID")
+    assert account == SourceAccount(role_arn=ROLE, external_id="${SOURCE_EXTERNAL_ID}")
     assert "the-secret-value" not in repr(load_config(path))
 
 

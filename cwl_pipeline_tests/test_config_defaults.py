@@ -57,8 +57,8 @@ def test_resources_default_to_the_config_defaults() -> None:
         aws.filter_log_events_per_second,
         aws.role_session_name,
     )
-    bigquery = BigQuerySettings(project="p", dataset="d")
-    warehouse = BigQueryWarehouse(project="p", dataset="d")
+    bigquery = BigQuerySettings(project="my-project", dataset="d")
+    warehouse = BigQueryWarehouse(project="my-project", dataset="d")
     assert warehouse.retry_timeout_seconds == bigquery.retry_timeout.total_seconds()
     assert (warehouse.credentials_type, warehouse.aws_credentials) == (
         GcpCredentials().type,
@@ -71,6 +71,7 @@ def test_adapters_default_to_the_config_defaults() -> None:
     def default(function, name):
         return inspect.signature(function).parameters[name].default
 
-    assert default(BigQueryLoader, "retry_timeout") == BigQuerySettings.retry_timeout.total_seconds()
-    assert default(assumed_role_session, "session_name") == AwsSettings.role_session_name
-    assert default(aws_external_account_credentials, "aws_credentials") == GcpCredentials.aws_credentials
+    retry_timeout = default_of(BigQuerySettings, "retry_timeout").total_seconds()
+    assert default(BigQueryLoader, "retry_timeout") == retry_timeout
+    assert default(assumed_role_session, "session_name") == default_of(AwsSettings, "role_session_name")
+    assert default(aws_external_account_credentials, "aws_credentials") == GcpCredentials().aws_credentials

@@ -30,6 +30,7 @@ NO_DAGSTER = [
     "config.py",
     "config_rules.py",
     "config_accounts.py",
+    "config_model.py",
     "polling/filter_log_events.py",
     "polling/read.py",
     "polling/live_tail.py",

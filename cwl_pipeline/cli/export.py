@@ -135,15 +135,12 @@ def _destination(args: argparse.Namespace) -> tuple[AwsSettings, str, str, str]:
     ]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or name an export stream with --stream)")
-    settings = AwsSettings(
-        region=args.region or (settings.region if args.stream else _sdk_region()),
-        endpoint_url=args.endpoint_url or settings.endpoint_url,
-        profile=args.profile or settings.profile,
-        role_arn=settings.role_arn,
-        max_attempts=settings.max_attempts,
-        retry_mode=settings.retry_mode,
-        role_session_name=settings.role_session_name,
-        external_id_env=settings.external_id_env,
+    settings = settings.model_copy(
+        update={
+            "region": args.region or (settings.region if args.stream else _sdk_region()),
+            "endpoint_url": args.endpoint_url or settings.endpoint_url,
+            "profile": args.profile or settings.profile,
+        }
     )
     return settings, group, bucket, prefix
 

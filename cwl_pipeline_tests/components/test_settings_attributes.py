@@ -14,6 +14,7 @@ from cwl_pipeline.components import CloudWatchLogsToBigQuerySettings
 from cwl_pipeline.components import settings_attributes as attrs
 from cwl_pipeline.components.stream_attributes import StreamTuningAttributes
 from cwl_pipeline.config import parse_config
+from cwl_pipeline.config_model import section_keys
 from cwl_pipeline.core import schema
 from cwl_pipeline_tests.components.attribute_documents import TUNING, model_keys
 
@@ -68,9 +69,9 @@ STREAM = {"name": "orders", "source": {"log_groups": ["/app/orders"]}, "schema":
 @pytest.mark.parametrize(
     ("model", "parser_keys"),
     [
-        (attrs.AwsAttributes, config._AWS_KEYS),
-        (attrs.BigQueryAttributes, config._BIGQUERY_KEYS),
-        (attrs.GcpCredentialsAttributes, config._GCP_CREDENTIALS_KEYS),
+        (attrs.AwsAttributes, section_keys(config.AwsSettings)),
+        (attrs.BigQueryAttributes, section_keys(config.BigQuerySettings)),
+        (attrs.GcpCredentialsAttributes, section_keys(config.GcpCredentials)),
         (attrs.SchemaAttributes, schema.SCHEMA_KEYS),
         (attrs.ColumnAttributes, schema.COLUMN_KEYS),
         (StreamTuningAttributes, config._STREAM_TUNING_KEYS),
@@ -85,9 +86,9 @@ def test_each_model_has_exactly_the_keys_the_parser_takes(
 
 def test_the_settings_below_use_every_key() -> None:
     columns = {key for column in SETTINGS["schemas"]["orders"]["columns"] for key in column}
-    assert set(SETTINGS["aws"]) == config._AWS_KEYS
-    assert set(SETTINGS["bigquery"]) == config._BIGQUERY_KEYS
-    assert set(SETTINGS["bigquery"]["credentials"]) == config._GCP_CREDENTIALS_KEYS
+    assert set(SETTINGS["aws"]) == section_keys(config.AwsSettings)
+    assert set(SETTINGS["bigquery"]) == section_keys(config.BigQuerySettings)
+    assert set(SETTINGS["bigquery"]["credentials"]) == section_keys(config.GcpCredentials)
     assert set(SETTINGS["schemas"]["orders"]) == schema.SCHEMA_KEYS and columns == schema.COLUMN_KEYS
     assert set(SETTINGS["defaults"]) == config._STREAM_TUNING_KEYS
 

@@ -17,6 +17,7 @@ from cwl_pipeline import config, config_rules
 from cwl_pipeline.components import CloudWatchLogsToBigQuery, CloudWatchLogsToBigQuerySettings
 from cwl_pipeline.components import stream_attributes as attrs
 from cwl_pipeline.config import StreamConfig, parse_config
+from cwl_pipeline.config_model import section_keys
 from cwl_pipeline.core.parsers import spec as parser_spec
 from cwl_pipeline_tests.components.attribute_documents import TUNING, model_keys
 
@@ -127,11 +128,11 @@ STREAMS = [POLLING, FIREHOSE, MESSAGES, OTHER_ACCOUNT]
 MODELS_AND_PARSER_KEYS = [
     (attrs.StreamAttributes, config._STREAM_KEYS),
     (attrs.CloudWatchSourceAttributes, config._CLOUDWATCH_KEYS),
-    (attrs.SourceAccountAttributes, config._ACCOUNT_KEYS),
+    (attrs.SourceAccountAttributes, section_keys(config.SourceAccount)),
     (attrs.S3SourceAttributes, config._S3_KEYS),
-    (attrs.NotificationsAttributes, config._NOTIFICATIONS_KEYS),
-    (attrs.HistoryAttributes, config._HISTORY_KEYS),
-    (attrs.ReconcileAttributes, config._RECONCILE_KEYS),
+    (attrs.NotificationsAttributes, section_keys(config.S3Notifications)),
+    (attrs.HistoryAttributes, section_keys(config.HistorySource)),
+    (attrs.ReconcileAttributes, section_keys(config.ReconcileSettings)),
     (attrs.FreshnessAttributes, config._FRESHNESS_KEYS),
     (attrs.RouteAttributes, config._ROUTE_KEYS),
     (attrs.FilterAttributes, config_rules._FILTER_KEYS),

@@ -112,7 +112,7 @@ def test_a_missing_external_id_variable_is_named(local_aws, monkeypatch):
     monkeypatch.delenv("CWL_TEST_UNSET_EXTERNAL_ID", raising=False)
     aws = AwsResource(region_name="us-east-1", endpoint_url=local_aws.url)
     account = SourceAccount(
-        role_arn="arn:aws:iam::222222222222:role/reader", external_id_env="CWL_TEST_UNSET_EXTERNAL_ID"
+        role_arn="arn:aws:iam::222222222222:role/reader", external_id="${CWL_TEST_UNSET_EXTERNAL_ID}"
     )
     with pytest.raises(
         SourceError, match=r"CWL_TEST_UNSET_EXTERNAL_ID .*arn:aws:iam::222222222222:role/reader"

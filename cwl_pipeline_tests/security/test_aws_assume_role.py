@@ -73,7 +73,7 @@ def test_resource_assumes_the_configured_role(local_aws, monkeypatch):
         endpoint_url=local_aws.url,
         role_arn=ROLE_ARN,
         role_session_name="cwl-prod",
-        external_id_env="CWL_TEST_EXTERNAL_ID",
+        external_id="${CWL_TEST_EXTERNAL_ID}",
     )
     resource = AwsResource.from_settings(settings)
     # The resource config holds the variable's name, never its value.

@@ -1,0 +1,228 @@
+"""The typed pieces every config section is built from: a section, durations, ranges, and errors.
+
+A section is a frozen pydantic model: its fields are its keys, their types, defaults and
+ranges; its validators hold the rules between keys. :func:`validate_section` turns pydantic's
+first error into a :class:`ConfigError` that names the key (``streams.app.live.interval``),
+the value and the fix, the way every message of the config reads.
+
+This module is pure: it imports neither dagster nor any cloud client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema, model_validator
+
+
+class ConfigError(ValueError):
+    """The pipeline config is invalid; the message names the file and the key."""
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_of(value: Any) -> timedelta:
+    """``90s``, ``15m``, ``2h`` or ``1d`` (or a number of seconds) as a timedelta.
+
+    Raises:
+        ValueError: anything else; the message shows the value and the expected spelling.
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    match = _DURATION_RE.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"expected a duration like '30s', '15m', '2h' or '1d', got {value!r}")
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(duration_of),
+    WithJsonSchema({"type": ["string", "integer"], "description": "A duration: '30s', '15m', '2h', '1d'."}),
+]
+
+
+def between(low: timedelta, high: timedelta, why: str = "") -> BeforeValidator:
+    """A duration from ``low`` to ``high``, both included; ``why`` explains the bounds."""
+
+    def check(value: Any) -> timedelta:
+        duration = duration_of(value)
+        if not low <= duration <= high:
+            raise ValueError(f"must be from {spell(low)} to {spell(high)}" + (f" ({why})" if why else ""))
+        return duration
+
+    return BeforeValidator(check)
+
+
+def positive(value: Any) -> timedelta:
+    """A duration above zero."""
+    duration = duration_of(value)
+    if duration <= timedelta(0):
+        raise ValueError("must be positive")
+    return duration
+
+
+def spell(duration: timedelta) -> str:
+    """``duration`` as the config spells it: ``5s``, ``15m``, ``1h``, ``14d``."""
+    seconds = int(duration.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _DURATION_UNITS[unit] == 0:
+            return f"{seconds // _DURATION_UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def integer(low: int, high: int | None = None, meaning: str = "") -> BeforeValidator:
+    """An integer (never a bool) from ``low`` (to ``high``); ``meaning`` explains the bound."""
+
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or value > (high or value):
+            if high is not None:
+                raise ValueError(f"must be an integer from {low} to {high}")
+            if low == 1 and not meaning:
+                raise ValueError("must be a positive integer")
+            raise ValueError(f"{value!r} must be an integer of at least {low:,} ({meaning})")
+        return value
+
+    return BeforeValidator(check)
+
+
+def one_of(*choices: str, empty: str | None = None) -> BeforeValidator:
+    """One of ``choices``; an empty value is ``empty`` when given."""
+
+    def check(value: Any) -> str:
+        value = (value or empty) if empty is not None else value
+        if value not in choices:
+            raise ValueError(f"{value!r} must be one of {list(choices)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def flag(value: Any) -> bool:
+    """``true`` or ``false``, nothing that merely looks like one."""
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(flag)]
+
+
+def optional(value: Any) -> Any:
+    """An empty value (``${NAME:-}`` of an unset variable) is no value."""
+    return value or None
+
+
+def text(regex: re.Pattern[str], problem: str, required: bool = True) -> BeforeValidator:
+    """A text that fully matches ``regex``; otherwise the value and ``problem`` ("is not an
+    IAM role ARN") say why. Empty is None unless ``required``."""
+
+    def check(value: Any) -> Any:
+        if not value and not required:
+            return None
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise ValueError(f"{value!r} {problem}")
+        return value
+
+    return BeforeValidator(check)
+
+
+ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def env_reference(example: str) -> BeforeValidator:
+    """A ``${NAME}`` reference to an environment variable, kept as the name ``NAME``: Dagster
+    reads the value at run time, so the UI shows the name only."""
+
+    def check(value: Any) -> str | None:
+        if not value:
+            return None
+        match = ENV_REFERENCE_RE.fullmatch(value) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(
+                f"write it as a reference to an environment variable, e.g. ${{{example}}}, not as a "
+                "value (values would be shown in the Dagster UI)"
+            )
+        return match.group(1)
+
+    return BeforeValidator(check)
+
+
+class KeyError_(ValueError):
+    """A rule between keys broken; ``key`` (relative to the section) is the one to change."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f".{key}: {message}" if key else f": {message}")
+
+
+def at(key: str, message: str) -> KeyError_:
+    """The error of a rule between keys, reported at ``key`` of the section that checks it."""
+    return KeyError_(key, message)
+
+
+class Section(BaseModel):
+    """A config section: known keys only, frozen once validated."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, BaseModel):
+            return data
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be a mapping, got {type(data).__name__}")
+        allowed = section_keys(cls)
+        unknown = sorted(set(data) - allowed, key=str)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        return data
+
+
+def section_keys(cls: type[BaseModel]) -> set[str]:
+    """The keys a section takes, as the config spells them."""
+    return {field.alias or name for name, field in cls.model_fields.items() if not field.exclude}
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def validate_section(cls: type[SectionT], raw: Any, where: str, **context: Any) -> SectionT:
+    """``raw`` validated as ``cls``; the first error as a :class:`ConfigError` at its key.
+
+    ``context`` reaches the validators (``info.context``): what a section needs from outside it.
+    """
+    try:
+        return cls.model_validate({} if raw is None else raw, context=context)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, where)) from None
+
+
+def describe(exc: ValidationError, where: str) -> str:
+    """The first error of ``exc`` as ``<where>.<key>: <message>``."""
+    error = exc.errors(include_url=False)[0]
+    path = ".".join([where, *(str(part) for part in error["loc"] if not _is_union_tag(part))])
+    message = str(error["msg"])
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        if message.startswith((".", ": ")):
+            return f"{path}{message}"
+    elif error["type"] == "missing":
+        message = "required"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{path}: {message}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic puts the chosen member of a tagged union in the location; the config's keys do not."""
+    return isinstance(part, str) and part.startswith("tag:")

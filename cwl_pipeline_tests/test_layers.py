@@ -19,6 +19,7 @@ PURE = [
     "polling/live_plan.py",
     "polling/reconcile_plan.py",
     "firehose/windows.py",
+    "firehose/notifications.py",
     "firehose/error_records.py",
     "exports/plan.py",
     "exports/folders.py",

@@ -18,6 +18,7 @@ PURE = [
     "polling/plan.py",
     "polling/live_plan.py",
     "polling/reconcile_plan.py",
+    "polling/window_stats.py",
     "firehose/windows.py",
     "firehose/notifications.py",
     "firehose/error_records.py",

@@ -24,6 +24,7 @@ PURE = [
     "firehose/error_records.py",
     "exports/plan.py",
     "exports/folders.py",
+    "orchestration/owed_plan.py",
 ]
 # Readers, adapters and the load path: I/O, but no Dagster.
 NO_DAGSTER = [

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cwl_pipeline"
 # Pure: formats, decoding, normalization, schemas, and each source's planning.
 PURE = [
     "core",
+    "s3_objects",
     "polling/plan.py",
     "polling/live_plan.py",
     "polling/reconcile_plan.py",

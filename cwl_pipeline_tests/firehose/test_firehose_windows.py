@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.core.key_layout import firehose_layout
-from cwl_pipeline.core.objects import StoredObject, object_set_version
-from cwl_pipeline.core.s3_records import delivery_stream_name
 from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
@@ -15,6 +13,8 @@ from cwl_pipeline.firehose.windows import (
     objects_by_window,
     plan_firehose_requests,
 )
+from cwl_pipeline.s3_objects.decode import delivery_stream_name
+from cwl_pipeline.s3_objects.stored import StoredObject, object_set_version
 
 W = timedelta(minutes=15)
 H = datetime(2026, 11, 20, 10, tzinfo=UTC)

@@ -20,7 +20,7 @@ reconciliation, rollups) in compressed time, against the local stack:
 * once a minute a user queries the last 15 minutes through the ``_recent`` view.
 
 Every BigQuery request goes through a recording client: each query (SQL and parameters) is
-interpreted by :mod:`cwl_pipeline.core.dml_billing` and billed at that moment by BigQuery's
+interpreted by :mod:`benchmarks.dml_billing` and billed at that moment by BigQuery's
 on-demand rules, on the sizes the stream's tables would have at the target volume
 (``--gb-per-day``, default 20): the simulated rows' logical sizes (BigQuery's data size rules)
 scaled so that the day stores that many bytes, with ``--history-days`` such days stored before
@@ -71,11 +71,11 @@ from google.cloud import bigquery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.dml_billing import FREE, Scan, Statement, billed_bytes, interpret
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_transactions import LEDGER_SCHEMA, ledger_table_name
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.config import load_config
-from cwl_pipeline.core.dml_billing import FREE, Scan, Statement, billed_bytes, interpret
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms

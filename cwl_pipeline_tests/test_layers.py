@@ -15,13 +15,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cwl_pipeline"
 # Pure: formats, decoding, normalization, schemas, and each source's planning.
 PURE = [
     "core",
+    "s3_objects",
     "polling/plan.py",
     "polling/live_plan.py",
     "polling/reconcile_plan.py",
+    "polling/window_stats.py",
     "firehose/windows.py",
+    "firehose/notifications.py",
     "firehose/error_records.py",
     "exports/plan.py",
     "exports/folders.py",
+    "orchestration/owed_plan.py",
 ]
 # Readers, adapters and the load path: I/O, but no Dagster.
 NO_DAGSTER = [

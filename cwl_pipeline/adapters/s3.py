@@ -20,7 +20,7 @@ from botocore.exceptions import (
 )
 
 from cwl_pipeline.adapters.errors import SourceError, attempts_note
-from cwl_pipeline.core.objects import StoredObject
+from cwl_pipeline.s3_objects.stored import StoredObject
 
 # botocore retries a GetObject until its headers arrive; a body cut off after them is read again.
 _BODY_ATTEMPTS = 3

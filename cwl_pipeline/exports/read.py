@@ -12,9 +12,6 @@ from datetime import datetime
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import prefix_scope
 from cwl_pipeline.config import S3Source, StreamConfig
-from cwl_pipeline.core.object_batch import ObjectContent
-from cwl_pipeline.core.objects import StoredObject, object_uri
-from cwl_pipeline.core.s3_records import decode_export_object
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.exports.folders import folder_prefix, is_export_file, is_write_test
 from cwl_pipeline.load.objects import (
@@ -25,6 +22,9 @@ from cwl_pipeline.load.objects import (
     s3_source,
 )
 from cwl_pipeline.load.tables import LoadScope
+from cwl_pipeline.s3_objects.batch import ObjectContent
+from cwl_pipeline.s3_objects.decode import decode_export_object
+from cwl_pipeline.s3_objects.stored import StoredObject, object_uri
 
 
 def export_decoder(source: S3Source) -> Decoder:

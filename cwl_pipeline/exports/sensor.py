@@ -20,8 +20,6 @@ import dagster as dg
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import S3Source
-from cwl_pipeline.core.objects import object_set_version
-from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, Retry, RetryPolicy
 from cwl_pipeline.exports.folders import (
     ExportCursor,
     decide_folder,
@@ -30,6 +28,7 @@ from cwl_pipeline.exports.folders import (
     is_export_file,
 )
 from cwl_pipeline.exports.tasks import ExportTasks
+from cwl_pipeline.orchestration.owed_plan import DEFAULT_RETRY, OwedState, Retry, RetryPolicy
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
     SENSOR_RETRIES_ONLY,
@@ -41,6 +40,7 @@ from cwl_pipeline.orchestration.owed_runs import (
 )
 from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables, ensure_writer_pools
+from cwl_pipeline.s3_objects.stored import object_set_version
 
 LOAD_KIND = "export"
 _FOLDERS_PER_TICK = 50  # bounds the listings and DescribeExportTasks calls of one tick

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.core.key_layout import KeyLayout
-from cwl_pipeline.core.objects import StoredObject
+from cwl_pipeline.s3_objects.stored import StoredObject
 
 
 def concrete_layouts(

@@ -26,10 +26,7 @@ from cwl_pipeline.adapters.sql_scopes import in_scope
 from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.event_rules import EventRules
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, build_object_batch
-from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri, subscription_event_times
 from cwl_pipeline.core.parallel_decode import DecodeInput
-from cwl_pipeline.core.s3_records import decode_firehose_input, firehose_decode_input
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.firehose.error_records import decode_error_object
@@ -54,6 +51,14 @@ from cwl_pipeline.load.objects import (
     s3_source,
 )
 from cwl_pipeline.load.tables import LoadScope, range_label
+from cwl_pipeline.s3_objects.batch import ObjectBatch, ObjectContent, build_object_batch
+from cwl_pipeline.s3_objects.decode import decode_firehose_input, firehose_decode_input
+from cwl_pipeline.s3_objects.stored import (
+    StoredObject,
+    object_set_version,
+    object_uri,
+    subscription_event_times,
+)
 
 
 def firehose_input(source: S3Source, obj: StoredObject, data: bytes) -> DecodeInput:

@@ -24,9 +24,9 @@ from cwl_pipeline.config import Route, StreamConfig
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import REJECTS_SCHEMA, NormalizedBatch, normalize
-from cwl_pipeline.core.object_batch import ObjectBatch, ObjectContent, add_rejects, build_object_batch
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.firehose.error_records import rejects_table
+from cwl_pipeline.s3_objects.batch import ObjectBatch, ObjectContent, add_rejects, build_object_batch
 
 DEFAULT_ROUTE = ""
 """Name of the stream's own tables among its routes."""

@@ -31,11 +31,10 @@ from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.adapters.sqs import NotificationQueue, QueueMessage
 from cwl_pipeline.config import S3Source
 from cwl_pipeline.core.key_layout import KeyLayout
-from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
-from cwl_pipeline.core.s3_notifications import NotificationError, parse_notification
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
 from cwl_pipeline.firehose.layout_check import layout_evaluation, outside_layout, stream_layouts
 from cwl_pipeline.firehose.listing import list_layout
+from cwl_pipeline.firehose.notifications import NotificationError, parse_notification
 from cwl_pipeline.firehose.windows import (
     FirehoseCursor,
     Heard,
@@ -44,6 +43,7 @@ from cwl_pipeline.firehose.windows import (
     listing_start_after,
     plan_firehose_requests,
 )
+from cwl_pipeline.orchestration.owed_plan import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
     OwedScope,

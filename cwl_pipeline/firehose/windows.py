@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
-from cwl_pipeline.core.objects import StoredObject, object_set_version
-from cwl_pipeline.core.s3_notifications import ObjectEvent
 from cwl_pipeline.core.windows import floor_to_window
+from cwl_pipeline.firehose.notifications import ObjectEvent
+from cwl_pipeline.s3_objects.stored import StoredObject, object_set_version
 
 HOUR = timedelta(hours=1)
 RESCAN_OVERLAP = timedelta(minutes=5)

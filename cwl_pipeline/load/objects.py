@@ -42,17 +42,17 @@ from cwl_pipeline.adapters.sql_scopes import (
 from cwl_pipeline.config import DEFAULT_CHUNK_EVENTS, S3Source, StreamConfig
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules, RuleTally
 from cwl_pipeline.core.normalize import normalize, parse_warning_facts
-from cwl_pipeline.core.object_batch import (
+from cwl_pipeline.core.parallel_decode import DecodeInput, decode_objects_parallel
+from cwl_pipeline.core.schema import TableSchema
+from cwl_pipeline.load.reads import SourceRead
+from cwl_pipeline.load.tables import LoadScope
+from cwl_pipeline.s3_objects.batch import (
     ObjectBatch,
     ObjectContent,
     build_object_batch,
     unreadable_rejects,
 )
-from cwl_pipeline.core.objects import StoredObject, object_set_version, object_uri
-from cwl_pipeline.core.parallel_decode import DecodeInput, decode_objects_parallel
-from cwl_pipeline.core.schema import TableSchema
-from cwl_pipeline.load.reads import SourceRead
-from cwl_pipeline.load.tables import LoadScope
+from cwl_pipeline.s3_objects.stored import StoredObject, object_set_version, object_uri
 
 _READ_AHEAD = 8  # objects fetched concurrently; bounds the bytes held in memory
 

@@ -1,11 +1,12 @@
 """What a sensor still owes: its failed or cancelled runs, read from the Dagster instance.
 
-The Dagster side of :mod:`cwl_pipeline.core.owed`: each tick lists the runs the sensor launched
-that ended FAILURE or CANCELED since its last scan, reads which of their partitions a later
-successful run materialized and which partitions a queued or running run is loading, and lets
-:func:`cwl_pipeline.core.owed.plan_owed` decide. The sensor then adds the retries to its run
-requests, writes the notes to its tick log, keeps the owed list in its cursor, and reports a
-change of the list as an observation of the stream's events table (its Events tab in the UI).
+The Dagster side of :mod:`cwl_pipeline.orchestration.owed_plan`: each tick lists the runs the
+sensor launched that ended FAILURE or CANCELED since its last scan, reads which of their
+partitions a later successful run materialized and which partitions a queued or running run is
+loading, and lets :func:`cwl_pipeline.orchestration.owed_plan.plan_owed` decide. The sensor then
+adds the retries to its run requests, writes the notes to its tick log, keeps the owed list in
+its cursor, and reports a change of the list as an observation of the stream's events table (its
+Events tab in the UI).
 """
 
 import logging
@@ -25,7 +26,7 @@ from dagster._core.storage.tags import (
     SENSOR_NAME_TAG,
 )
 
-from cwl_pipeline.core.owed import (
+from cwl_pipeline.orchestration.owed_plan import (
     DEFAULT_RETRY,
     FailedRun,
     OwedPlan,

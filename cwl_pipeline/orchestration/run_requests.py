@@ -10,8 +10,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from cwl_pipeline.core.owed import Retry
 from cwl_pipeline.core.windows import WindowRequest, parse_partition_key
+from cwl_pipeline.orchestration.owed_plan import Retry
 from cwl_pipeline.orchestration.owed_runs import SENSOR_RETRIES_ONLY, retry_tags
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG
 

@@ -38,9 +38,6 @@ from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import HistorySource, StreamConfig
 from cwl_pipeline.core.events import LogEvent
-from cwl_pipeline.core.object_batch import ObjectContent
-from cwl_pipeline.core.objects import StoredObject, object_uri
-from cwl_pipeline.core.s3_records import decode_export_object
 from cwl_pipeline.core.windows import floor_to_window, to_ms
 from cwl_pipeline.exports.folders import is_export_file
 from cwl_pipeline.exports.plan import Chunk
@@ -54,6 +51,9 @@ from cwl_pipeline.load.objects import read_contents
 from cwl_pipeline.load.tables import range_label
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.read import WindowRangeRead, refuse_beyond_retention, replace_steps, window_scope
+from cwl_pipeline.s3_objects.batch import ObjectContent
+from cwl_pipeline.s3_objects.decode import decode_export_object
+from cwl_pipeline.s3_objects.stored import StoredObject, object_uri
 
 EXPORT_READER = "export"
 API_READER = "filter_log_events"

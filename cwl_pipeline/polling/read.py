@@ -28,11 +28,11 @@ from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.normalize import NormalizedBatch, normalize, parse_warning_facts
 from cwl_pipeline.core.raw_events import RawCollector
 from cwl_pipeline.core.schema import TableSchema
-from cwl_pipeline.core.window_stats import WindowStatsAccumulator
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.load.reads import SourceRead
 from cwl_pipeline.load.tables import LoadScope, range_label
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, WindowRead
+from cwl_pipeline.polling.window_stats import WindowStatsAccumulator
 
 
 def replace_steps(

@@ -19,8 +19,8 @@ import dagster as dg
 
 # The run tags Dagster reads a single-run partition range from (no public constant exists).
 from cwl_pipeline.adapters.errors import SourceError
-from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.orchestration.owed_plan import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
     OwedScope,

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cwl_pipeline.core.key_layout import DAY, HOUR, KeyLayout, KeyTemplateError, firehose_layout
-from cwl_pipeline.core.objects import StoredObject
 from cwl_pipeline.firehose.windows import (
     FirehoseCursor,
     delivery_window,
@@ -13,6 +12,7 @@ from cwl_pipeline.firehose.windows import (
     listing_start_after,
     plan_firehose_requests,
 )
+from cwl_pipeline.s3_objects.stored import StoredObject
 
 H = datetime(2026, 11, 20, 10, tzinfo=UTC)
 NAME = "cwl-delivery-1-2026-11-20-10-05-00-0b7a4f3e-4b9c-4a57-9a56-2f0c1d8e9a11"

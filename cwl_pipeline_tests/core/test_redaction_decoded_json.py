@@ -17,8 +17,8 @@ from cwl_pipeline.config import ConfigError, parse_config
 from cwl_pipeline.core.embedded_json import rewrite_strings
 from cwl_pipeline.core.event_rules import EventRules, Redaction, RuleTally, _apply_regex_rules
 from cwl_pipeline.core.events import LogEvent
-from cwl_pipeline.core.object_batch import ObjectContent, build_object_batch
 from cwl_pipeline.core.schema import TableSchema
+from cwl_pipeline.s3_objects.batch import ObjectContent, build_object_batch
 from cwl_pipeline_tests.security.secret_lines import (
     EMAIL,
     EMAIL_RULE,

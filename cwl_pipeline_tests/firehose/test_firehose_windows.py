@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cwl_pipeline.core.key_layout import firehose_layout
-from cwl_pipeline.core.objects import StoredObject, object_set_version
-from cwl_pipeline.core.s3_records import delivery_stream_name
 from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
@@ -15,6 +13,8 @@ from cwl_pipeline.firehose.windows import (
     objects_by_window,
     plan_firehose_requests,
 )
+from cwl_pipeline.s3_objects.decode import delivery_stream_name
+from cwl_pipeline.s3_objects.stored import StoredObject, object_set_version
 
 W = timedelta(minutes=15)
 H = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -110,7 +110,7 @@ def test_listing_starts_a_day_of_key_hours_before_the_watermark():
 
 def test_notifications_decide_when_a_tick_lists():
     from cwl_pipeline.core.key_layout import KeyLayout
-    from cwl_pipeline.core.s3_notifications import ObjectEvent
+    from cwl_pipeline.firehose.notifications import ObjectEvent
     from cwl_pipeline.firehose.windows import Heard, heard_objects, listing_due
 
     layouts = [

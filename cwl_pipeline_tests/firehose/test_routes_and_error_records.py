@@ -6,10 +6,10 @@ import json
 
 from cwl_pipeline.config import Route
 from cwl_pipeline.core.events import LogEvent
-from cwl_pipeline.core.object_batch import ObjectContent
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS
 from cwl_pipeline.firehose.error_records import decode_error_object, error_reason
 from cwl_pipeline.firehose.routes import DEFAULT_ROUTE, Destination, Router, route_batch, split_contents
+from cwl_pipeline.s3_objects.batch import ObjectContent
 
 SEED = BUILTIN_SCHEMAS["seed"]
 ROUTES = [

@@ -15,8 +15,8 @@ import pytest
 
 from cwl_pipeline.core.formats import decode_bytes
 from cwl_pipeline.core.normalize import MAX_MESSAGE_BYTES
-from cwl_pipeline.core.s3_records import delivery_stream_name
 from cwl_pipeline.core.windows import partition_key, to_ms
+from cwl_pipeline.s3_objects.decode import delivery_stream_name
 from cwl_pipeline_tests.hostile.corpus import (
     GROUP,
     MessageCase,

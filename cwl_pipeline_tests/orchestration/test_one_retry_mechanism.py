@@ -15,9 +15,9 @@ import pytest
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 
-from cwl_pipeline.core.owed import FailedRun, OwedLoad, Retry
 from cwl_pipeline.core.windows import WindowRequest
 from cwl_pipeline.exports.sensor import retry_folder_request
+from cwl_pipeline.orchestration.owed_plan import FailedRun, OwedLoad, Retry
 from cwl_pipeline.orchestration.run_requests import retry_window_request, run_request
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

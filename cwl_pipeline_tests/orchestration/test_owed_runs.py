@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from cwl_pipeline.core.owed import OwedState, RetryPolicy
 from cwl_pipeline.core.windows import partition_key
+from cwl_pipeline.orchestration.owed_plan import OwedState, RetryPolicy
 from cwl_pipeline.orchestration.owed_runs import OwedScope, plan_owed_loads
 from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG
 

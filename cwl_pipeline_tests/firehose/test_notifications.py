@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cwl_pipeline.core.s3_notifications import NotificationError, ObjectEvent, parse_notification
+from cwl_pipeline.firehose.notifications import NotificationError, ObjectEvent, parse_notification
 
 KEY = "fh/111122223333/2026/11/30/10/fleet-1-2026-11-30-10-05-00-x y+z"
 

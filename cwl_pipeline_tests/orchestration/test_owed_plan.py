@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cwl_pipeline.core.owed import (
+from cwl_pipeline.orchestration.owed_plan import (
     SCAN_OVERLAP,
     FailedRun,
     OwedState,

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from cwl_pipeline.core.objects import subscription_event_times
+from cwl_pipeline.s3_objects.stored import subscription_event_times
 
 
 def test_rows_of_delivered_objects_are_bounded_by_cloudwatchs_limits():

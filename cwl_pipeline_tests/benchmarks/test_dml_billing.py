@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from cwl_pipeline.core.dml_billing import MIN_BILLED_BYTES, Scan, Statement, billed_bytes, interpret
+from benchmarks.dml_billing import MIN_BILLED_BYTES, Scan, Statement, billed_bytes, interpret
 
 MIB = 2**20
 EVENTS = "p.d.events"

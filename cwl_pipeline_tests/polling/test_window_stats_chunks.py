@@ -13,7 +13,7 @@ import pyarrow as pa
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.schema import SEED_SCHEMA
-from cwl_pipeline.core.window_stats import WindowStats, WindowStatsAccumulator
+from cwl_pipeline.polling.window_stats import WindowStats, WindowStatsAccumulator
 
 START = datetime(2026, 11, 2, 10, tzinfo=UTC)
 WINDOW = timedelta(minutes=15)

@@ -10,8 +10,8 @@ import re
 
 from cwl_pipeline.core.formats import DecodeError, decode_bytes, stream_from_export_key
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.object_batch import ObjectContent
 from cwl_pipeline.core.parallel_decode import DecodeInput, iter_decode_input
+from cwl_pipeline.s3_objects.batch import ObjectContent
 
 # Firehose record formats → decoder format. Gzip or not is recognised from the bytes, so the
 # two envelope variants decode alike; "messages" carries no event context of its own.

@@ -1,4 +1,4 @@
-"""S3 objects as the pure core sees them: key, version tag, size and modification time."""
+"""S3 objects as the pure decoding sees them: key, version tag, size and modification time."""
 
 from __future__ import annotations
 

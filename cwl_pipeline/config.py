@@ -16,16 +16,25 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cwl_pipeline.config_accounts import ROLE_ARN, ROLE_ARN_RE, SourceAccount
 from cwl_pipeline.config_model import (
+    NAME_RE,
     ConfigError,
     Duration,
     Flag,
@@ -34,10 +43,13 @@ from cwl_pipeline.config_model import (
     between,
     duration_of,
     env_reference,
+    identifier,
     integer,
     one_of,
     optional,
     positive,
+    section_keys,
+    table_schema,
     text,
     validate_section,
 )
@@ -49,24 +61,25 @@ from cwl_pipeline.config_rules import (
     parse_raw_table,
 )
 from cwl_pipeline.core.event_rules import NO_RULES, EventRules
-from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
-from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
-from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
-from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, SchemaError, TableSchema
-from cwl_pipeline.core.sizes import parse_byte_size
-from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
+from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
+from cwl_pipeline.firehose.source import (
+    BUCKET_RE,
+    EXPORT_DEFAULT_PREFIX,
+    FIREHOSE_RECORD_FORMATS,
+    S3_LAYOUTS,
+    UNROUTED_ACTIONS,
+    Route,
+    S3Notifications,
+    S3Source,
+)
+from cwl_pipeline.polling.source import CloudWatchSource
 
 CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
 BUNDLED_CONFIG = Path(__file__).with_name("pipeline.local.yaml")
 """The local stack's config (local AWS and the BigQuery emulator); never a silent default."""
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_STREAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
-# Project, dataset, table and column names go through core.sql_identifiers (also used by the
-# loader right before it writes SQL): a plain ASCII alphabet, safe in asset keys and SQL.
-_LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
-
 DEFAULT_CHUNK_EVENTS = 250_000
 """Events decoded and normalized together, then staged with one load job: what bounds a
 load's memory, whatever the size of its windows."""
@@ -92,9 +105,6 @@ def parse_duration(value: Any, where: str) -> timedelta:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_QUEUE_URL_RE = re.compile(r"^https?://[^\s/]+/[^\s]+$")
 _ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _HOST_PORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
 
@@ -200,8 +210,8 @@ def _identifier(kind: str, hint: str = "", required: bool = True) -> BeforeValid
         if not value and not required:
             return None
         try:
-            return check_identifier(kind, value)
-        except IdentifierError as exc:
+            return identifier(kind, value)
+        except ValueError as exc:
             raise ValueError(f"{exc}{hint}") from None
 
     return BeforeValidator(check)
@@ -232,96 +242,6 @@ class BigQuerySettings(Section):
     def staging(self) -> str:
         """Dataset holding short-lived staging tables (defaults to the main dataset)."""
         return self.staging_dataset or self.dataset
-
-
-@dataclass(frozen=True)
-class CloudWatchSource:
-    """A polling source: log groups named exactly, and/or every group under a prefix.
-
-    A named group may be an ARN (a monitoring account of CloudWatch cross-account observability
-    reads its source accounts' groups so); ``account`` names the role and/or Region to read with
-    when the groups are not in the pipeline's own account and Region.
-    """
-
-    log_groups: tuple[str, ...] = ()
-    log_group_prefixes: tuple[str, ...] = ()
-    account: SourceAccount | None = None
-
-
-S3_LAYOUTS = ("firehose", "export")
-FIREHOSE_RECORD_FORMATS = ("envelopes_gzip", "envelopes_json", "messages")
-EXPORT_DEFAULT_PREFIX = "exportedlogs"  # CreateExportTask's default destinationPrefix
-
-
-class S3Notifications(Section):
-    """S3 event notifications of new objects, delivered to an SQS queue (one queue per stream).
-
-    The Firehose sensor then lists the bucket only when a notification arrives, when one names
-    a late object (a deep listing at once), and at least every ``safety_listing`` (notifications
-    can be lost or misconfigured: the listing stays the source of truth).
-    """
-
-    queue_url: Annotated[
-        str,
-        text(
-            _QUEUE_URL_RE, "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
-        ),
-    ] = Field(None, validate_default=True)
-    safety_listing: Annotated[timedelta, between(timedelta(seconds=1), timedelta(hours=1))] = timedelta(
-        minutes=5
-    )
-
-
-@dataclass(frozen=True)
-class S3Source:
-    """Objects delivered to S3: by a Firehose delivery stream, or by CreateExportTask.
-
-    ``prefix`` is the delivery stream's S3 prefix (objects are ``<prefix>YYYY/MM/DD/HH/...``)
-    or the export tasks' ``destinationPrefix`` (``<prefix>/<task>/<stream>/000000.gz``).
-    ``record_format`` tells how Firehose wrote the records: ``envelopes_gzip`` (its default:
-    concatenated gzip subscription envelopes), ``envelopes_json`` (decompression enabled) or
-    ``messages`` (message extraction enabled; one raw message per line).
-    ``max_decompressed_bytes`` bounds what one object may decompress to; a larger object is
-    an ``unreadable_object`` reject.
-    """
-
-    bucket: str
-    prefix: str
-    layout: str
-    record_format: str = "envelopes_gzip"
-    log_group: str | None = None
-    log_stream: str | None = None
-    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
-    # Firehose only: the delivery stream's S3 prefix with its expressions (default
-    # ``<prefix>!{timestamp:yyyy/MM/dd/HH}/``), and its error output prefix (None: not loaded).
-    key_template: str | None = None
-    error_template: str | None = None
-    notifications: S3Notifications | None = None  # Firehose only
-
-
-UNROUTED_ACTIONS = ("reject", "load")
-
-
-@dataclass(frozen=True)
-class Route:
-    """Events of some log groups of a Firehose stream, bound for a table of their own.
-
-    A log group matches when it is one of ``log_groups``, starts with one of
-    ``log_group_prefixes`` or fully matches ``pattern`` (a regular expression). Routes are
-    tried in order; the first that matches takes the event.
-    """
-
-    name: str
-    table: str
-    schema: TableSchema
-    log_groups: tuple[str, ...] = ()
-    log_group_prefixes: tuple[str, ...] = ()
-    pattern: str | None = None
-
-    @property
-    def rejects_table(self) -> str:
-        """Name of the route's rejects table."""
-        return f"{self.table}_rejects"
 
 
 HISTORY_READERS = ("export",)
@@ -357,7 +277,7 @@ class HistorySource(Section):
     12 hours (:data:`HISTORY_MIN_AGE`); code may build a shorter one (tests).
     """
 
-    bucket: Annotated[str, text(_BUCKET_RE, "is not a valid S3 bucket name")]
+    bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")]
     prefix: Annotated[str, BeforeValidator(_export_prefix)]
     after: Annotated[timedelta, BeforeValidator(_history_age)]
     reader: Annotated[str, one_of(*HISTORY_READERS)] = "export"
@@ -406,43 +326,305 @@ class LiveSettings(Section):
     lookback: Annotated[timedelta, between(timedelta(0), timedelta(hours=1))] = timedelta(minutes=2)
 
 
-@dataclass(frozen=True)
-class StreamConfig:
-    """One stream: a source, how it is cut into windows, and where it lands."""
+STREAM_TUNING_KEYS = {
+    "window",
+    "settle_lag",
+    "start",
+    "refresh_interval",
+    "max_windows_per_run",
+    "initial_lookback",
+    "sweeps",
+    "freshness",
+    "max_reject_rate",
+    "backfill_windows_per_run",
+    "windows_per_replace",
+    "chunk_events",
+    "decode_workers",
+    "reconcile",
+    "live",
+}
+"""The stream keys the ``defaults`` section may set for every stream."""
+CONFIG_KEYS = {"aws", "bigquery", "defaults", "schemas", "streams"}
+_ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 
-    name: str
-    source: CloudWatchSource | S3Source
-    table: str
-    schema: TableSchema
-    window: timedelta
-    settle_lag: timedelta
-    start: datetime
-    refresh_interval: timedelta
-    max_windows_per_run: int
-    # Defaults depend on the window: see default_freshness().
-    freshness_warn: timedelta
-    freshness_fail: timedelta
-    initial_lookback: timedelta = timedelta(days=1)
-    sweeps: tuple[timedelta, ...] = (timedelta(minutes=15), timedelta(hours=6))
-    max_reject_rate: float = 0.05
-    backfill_windows_per_run: int = 672
-    windows_per_replace: int = 96
+
+class Freshness(Section):
+    """When the stream's tables count as late (default: the window closed and settled, plus 5
+    or 15 minutes)."""
+
+    warn: Duration | None = Field(None, description="Warn after this long without a new window.")
+    fail: Duration | None = Field(None, description="Fail after this long without a new window.")
+
+
+def _window(value: Any) -> timedelta:
+    window = duration_of(value)
+    if window.total_seconds() not in _ALLOWED_WINDOW_SECONDS:
+        raise ValueError(f"{value!r} must divide an hour (1m..60m) or a day (2h..24h)")
+    return window
+
+
+def _sweeps(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be a list of durations, e.g. ['15m', '6h']")
+    return value
+
+
+def _reject_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1")
+    return float(value)
+
+
+def _owners(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(o, str) for o in value):
+        raise ValueError("must be a list of e-mail addresses or team:names")
+    return tuple(value)
+
+
+def _key_prefix(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(part, str) and _ASSET_KEY_PART_RE.fullmatch(part) for part in value
+    ):
+        raise ValueError(
+            f"{value!r} must be a list of names (letters, digits and underscores), e.g. ['logs']"
+        )
+    return tuple(value)
+
+
+def _source_type(value: Any) -> str:
+    kind = value.get("type", "cloudwatch") if isinstance(value, Mapping) else getattr(value, "type", None)
+    return f"tag:{kind}"
+
+
+def _known_source_type(value: Any) -> Any:
+    if isinstance(value, Mapping) and value.get("type", "cloudwatch") not in ("cloudwatch", "s3"):
+        raise at("type", f"{value['type']!r} is not supported (use 'cloudwatch' or 's3')")
+    return value
+
+
+Source = Annotated[
+    Annotated[CloudWatchSource, Tag("tag:cloudwatch")] | Annotated[S3Source, Tag("tag:s3")],
+    Discriminator(_source_type),
+    BeforeValidator(_known_source_type),
+]
+
+_CHUNK_EVENTS_MEANING = (
+    "events per staged chunk, each staged with one load job, and BigQuery allows "
+    f"100,000 a day per project; default {DEFAULT_CHUNK_EVENTS:,}"
+)
+_DECODE_WORKERS_MEANING = (
+    "processes decoding an S3 read's objects, 0: one per CPU; default 1, the run's own process"
+)
+# Keys a stream applies only with some sources, when the stream itself sets them (not defaults).
+_POLLING_ONLY = ("history", "reconcile", "live")
+
+
+class StreamConfig(Section):
+    """One stream: a source, how it is cut into windows, and where it lands.
+
+    The keys of a stream in the pipeline file, with their types, defaults and ranges; the keys
+    ``schema``/``parser``, ``raw``, ``filter`` and ``redact`` are kept resolved (``schema``,
+    ``raw_table``, ``rules``).
+    """
+
+    name: str = Field(description="Lower-case letters, digits and _; names the assets, checks and sensors.")
+    source: Source = Field(description="Where the events come from: cloudwatch (polling) or s3.")
+    table: str = Field(description="BigQuery table (default: the name).")
+    schema_: TableSchema = Field(alias="schema", description="A built-in or declared schema (default: seed).")
+    window: Annotated[timedelta, BeforeValidator(_window)] = Field(
+        timedelta(minutes=15), description="Window length; divides an hour or a day."
+    )
+    settle_lag: Duration = Field(
+        timedelta(minutes=2), description="Wait after a window closes before its final load."
+    )
+    start: datetime = Field(
+        None, validate_default=True, description="First window to load, aligned to the window."
+    )
+    refresh_interval: Duration = Field(
+        timedelta(minutes=1), description="Refresh of the open window (live.path runs)."
+    )
+    max_windows_per_run: Annotated[int, integer(1, 4000)] = Field(
+        96, description="Windows one sensor run loads."
+    )
+    initial_lookback: Duration = Field(
+        timedelta(days=1), description="How far back a new stream's sensor starts."
+    )
+    sweeps: Annotated[tuple[Duration, ...], BeforeValidator(_sweeps)] = Field(
+        (timedelta(minutes=15), timedelta(hours=6)), description="Late-data sweeps after a window closes."
+    )
+    freshness: Freshness = Field(Freshness(), description="When the tables count as late.")
+    max_reject_rate: Annotated[float, BeforeValidator(_reject_rate)] = Field(
+        0.05, description="The rejects check fails above this share of a load's events."
+    )
+    backfill_windows_per_run: Annotated[int, integer(1)] = Field(
+        672, description="Windows one backfill run loads."
+    )
+    windows_per_replace: Annotated[int, integer(1)] = Field(
+        96, description="Windows one replace step writes."
+    )
     # Events per staged chunk (one load job each), and the processes decoding an S3 read's
     # objects (0: one per CPU; 1: in the run's own process). Both size a load's memory and CPU.
-    chunk_events: int = DEFAULT_CHUNK_EVENTS
-    decode_workers: int = 1
-    description: str = ""
-    owners: tuple[str, ...] = ()
-    history: HistorySource | None = None
-    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
-    live: LiveSettings = field(default_factory=LiveSettings)  # polling streams only
+    chunk_events: Annotated[int, integer(MIN_CHUNK_EVENTS, meaning=_CHUNK_EVENTS_MEANING)] = Field(
+        DEFAULT_CHUNK_EVENTS, description=f"Events per staged chunk (${CHUNK_EVENTS_ENV} overrides)."
+    )
+    decode_workers: Annotated[int, integer(0, meaning=_DECODE_WORKERS_MEANING)] = Field(
+        1,
+        description=f"Processes decoding a Firehose read (0: one per CPU; ${DECODE_WORKERS_ENV} overrides).",
+    )
+    description: str = Field("", description="What these logs are.")
+    owners: Annotated[tuple[str, ...], BeforeValidator(_owners)] = Field(
+        (), description="E-mail addresses or team:names."
+    )
+    history: HistorySource | None = Field(
+        None, description="Old windows read through CreateExportTask (polling)."
+    )
+    reconcile: ReconcileSettings = Field(
+        ReconcileSettings(), description="Comparison with CloudWatch's IncomingLogEvents (polling)."
+    )
+    live: LiveSettings = Field(
+        LiveSettings(), description="How the open window reaches <table>_live (polling)."
+    )
     # Firehose only: log groups routed to tables of their own; events of no route go to the
     # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
-    routes: tuple[Route, ...] = ()
-    unrouted: str = "reject"
-    raw_table: str | None = None  # the raw layer's table, None without one
-    rules: EventRules = NO_RULES  # filters and redaction, applied before anything is written
-    asset_key_prefix: tuple[str, ...] = ()  # put before the table name in each table's asset key
+    routes: tuple[Route, ...] = Field((), description="Log groups routed to tables of their own (firehose).")
+    unrouted: Annotated[str, one_of(*UNROUTED_ACTIONS)] = Field(
+        "reject", description="Events of no route: reject, or load into the stream's table."
+    )
+    raw_table: str | None = Field(None, description="The raw layer's table (raw: true; default <table>_raw).")
+    rules: EventRules = Field(NO_RULES, exclude=True)  # ``filter`` and ``redact``, applied before any write
+    asset_key_prefix: Annotated[tuple[str, ...], BeforeValidator(_key_prefix)] = Field(
+        (), description="Put before the table name in each table's asset key, e.g. ['logs']."
+    )
+
+    @classmethod
+    def document_keys(cls) -> set[str]:
+        """A stream's keys: its fields, and those resolved into them."""
+        return section_keys(cls) | {"parser", *RULE_KEYS}
+
+    @classmethod
+    def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults merged under the stream's keys; schema, rules and raw table resolved; the
+        environment's overrides of the load size applied."""
+        name = data.get("name")
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise at(
+                "name", f"{name!r} must be lower-case letters, digits and underscores, starting with a letter"
+            )
+        explicit = set(data)
+        data = {**context.get("defaults", {}), **data}
+        try:
+            data["table"] = table = identifier("table", data.get("table", name))
+        except ValueError as exc:
+            raise at("table", str(exc)) from None
+        context["table"] = table  # routes' tables are named after it
+        schemas = context.get("schemas", BUILTIN_SCHEMAS)
+        data["schema"] = table_schema(data, schemas)
+        data.pop("parser", None)
+        try:
+            data["rules"] = parse_event_rules(data, "", context.get("env", {}))
+            data["raw_table"] = parse_raw_table(data, "", table)
+        except RuleConfigError as exc:
+            raise ValueError(str(exc)) from None
+        data.pop("raw", None), data.pop("filter", None), data.pop("redact", None)
+        source = data.get("source")
+        source_type = source.get("type", "cloudwatch") if isinstance(source, Mapping) else None
+        layout = source.get("layout") if isinstance(source, Mapping) and source_type == "s3" else None
+        for key in _POLLING_ONLY:
+            if key in explicit and data.get(key) is not None and source_type != "cloudwatch":
+                raise at(key, "only applies to a polling stream (source type cloudwatch)")
+        if "decode_workers" in explicit and layout != "firehose":
+            raise at("decode_workers", "only applies to a Firehose stream (source layout firehose)")
+        if ("routes" in explicit or "unrouted" in explicit) and layout != "firehose":
+            raise at("routes", "only applies to a Firehose stream (source layout firehose)")
+        if data["rules"].filter.active and source_type == "cloudwatch":
+            # IncomingLogEvents counts every event, filtered or not: the counts could never match.
+            reconcile = data.get("reconcile") or {}
+            if isinstance(reconcile, Mapping) and reconcile.get("enabled") is True:
+                raise at(
+                    "reconcile",
+                    "a stream with a filter cannot reconcile with IncomingLogEvents "
+                    "(CloudWatch counts the events the filter drops); set reconcile.enabled: false",
+                )
+            data["reconcile"] = {**(reconcile if isinstance(reconcile, Mapping) else {}), "enabled": False}
+        return data
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _aligned_start(cls, value: Any, info: ValidationInfo) -> datetime:
+        if value is None:
+            raise ValueError("required (first window to load, e.g. '2026-11-01T00:00:00Z')")
+        if isinstance(value, datetime):
+            start = value
+        else:
+            try:
+                start = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO 8601 date or time") from None
+        start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+        window = info.data.get("window")
+        if window and int(start.timestamp()) % int(window.total_seconds()):
+            raise ValueError(f"{value!r} is not aligned to the {window} window")
+        return start
+
+    @model_validator(mode="after")
+    def _rules_between_keys(self) -> StreamConfig:
+        if any(horizon <= self.settle_lag for horizon in self.sweeps):
+            raise at("sweeps", "every sweep horizon must be longer than settle_lag")
+        if self.freshness_warn > self.freshness_fail:
+            raise at("freshness", "warn must not be longer than fail")
+        _check_partitions_per_job(self)
+        source = self.source
+        if self.history is not None and isinstance(source, CloudWatchSource):
+            if source.account is not None:
+                raise at(
+                    "history",
+                    "not supported with source.account: the export tasks would run in "
+                    "the log groups' account and write to a bucket it may write to; read these windows "
+                    "through FilterLogEvents",
+                )
+            if any(is_arn(group) for group in source.log_groups):
+                raise at(
+                    "history",
+                    "CreateExportTask exports log groups of the account it is called in, "
+                    "never one named by ARN; read the group from its own account (source.account.role_arn)",
+                )
+        if self.raw_table in (self.table, self.rejects_table, f"{self.table}_live", f"{self.table}_recent"):
+            raise at("raw_table", f"{self.raw_table!r} is one of the stream's other tables")
+        self._check_routes()
+        try:
+            check_rules_apply(self.rules, [self.schema.parser, *(r.schema.parser for r in self.routes)], "")
+        except RuleConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def _check_routes(self) -> None:
+        tables = {self.table, self.rejects_table}
+        for route in self.routes:
+            if route.table in tables or route.rejects_table in tables:
+                raise at(
+                    f"routes.{route.name}.table",
+                    f"{route.table!r} is already a table of stream or another route",
+                )
+            tables |= {route.table, route.rejects_table}
+        if len({r.name for r in self.routes}) != len(self.routes):
+            raise at("routes", "route names must be unique")
+        if self.routes and self.raw_table is not None:
+            raise at("raw_table", "not supported with routes (each route's rows are its own)")
+
+    @property
+    def schema(self) -> TableSchema:  # type: ignore[override]
+        """The stream's table schema (with the stream's parser)."""
+        return self.schema_
+
+    @property
+    def freshness_warn(self) -> timedelta:
+        """Warn after this long without a new window."""
+        return self.freshness.warn or default_freshness(self.window, self.settle_lag)[0]
+
+    @property
+    def freshness_fail(self) -> timedelta:
+        """Fail after this long without a new window."""
+        return self.freshness.fail or default_freshness(self.window, self.settle_lag)[1]
 
     @property
     def source_account(self) -> SourceAccount | None:
@@ -566,7 +748,9 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
     """
     env = os.environ if env is None else env
     top = _mapping(raw, "config")
-    _only_keys(top, {"aws", "bigquery", "defaults", "schemas", "streams"}, "config")
+    unknown = sorted(set(top) - CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {unknown}; allowed: {sorted(CONFIG_KEYS)}")
     aws, bigquery = parse_connection_settings(top)
     schemas: dict[str, TableSchema] = dict(BUILTIN_SCHEMAS)
     for name, spec in _mapping(top.get("schemas", {}), "schemas").items():
@@ -577,14 +761,19 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
         except SchemaError as exc:
             raise ConfigError(f"schemas.{name}: {exc}") from None
     defaults = _mapping(top.get("defaults", {}), "defaults")
-    _only_keys(defaults, _STREAM_TUNING_KEYS, "defaults")
+    unknown = sorted(set(defaults) - STREAM_TUNING_KEYS)
+    if unknown:
+        raise ConfigError(f"defaults: unknown key(s) {unknown}; allowed: {sorted(STREAM_TUNING_KEYS)}")
     raw_streams = top.get("streams")
     if not isinstance(raw_streams, list) or not raw_streams:
         raise ConfigError("streams: must be a non-empty list")
+    context = {"defaults": defaults, "schemas": schemas, "env": env}
     streams = tuple(
-        _parse_stream(_mapping(s, f"streams[{i}]"), i, defaults, schemas, env)
+        validate_section(StreamConfig, _mapping(s, f"streams[{i}]"), _stream_where(s, i), **context)
         for i, s in enumerate(raw_streams)
     )
+    # The variables hold for every stream, whatever its keys say and below their minimums.
+    streams = tuple(stream.model_copy(update=load_size_overrides(env)) for stream in streams)
     for attr in ("name", "table"):
         values = [getattr(s, attr) for s in streams]
         dupes = sorted({v for v in values if values.count(v) > 1})
@@ -593,6 +782,30 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
     _check_history_prefixes(streams)
     _check_log_group_regions(streams, aws)
     return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
+
+
+def _stream_where(raw: Mapping[str, Any], index: int) -> str:
+    """Where a stream's keys are: ``streams.<name>``, or ``streams[<index>]`` without a valid name."""
+    name = raw.get("name")
+    return f"streams.{name}" if isinstance(name, str) and NAME_RE.fullmatch(name) else f"streams[{index}]"
+
+
+def load_size_overrides(env: Mapping[str, str]) -> dict[str, int]:
+    """``chunk_events`` and ``decode_workers`` of every stream, from the environment when set."""
+    overrides: dict[str, int] = {}
+    for key, variable, minimum, meaning in (
+        ("chunk_events", CHUNK_EVENTS_ENV, 1, "events per staged chunk, for every stream"),
+        ("decode_workers", DECODE_WORKERS_ENV, 0, "decoding processes for every stream, 0: one per CPU"),
+    ):
+        value = env.get(variable, "").strip()
+        if value:
+            number = int(value) if value.isascii() and value.isdigit() else value
+            if not isinstance(number, int) or number < minimum:
+                raise ConfigError(
+                    f"{variable}: {number!r} must be an integer of at least {minimum:,} ({meaning})"
+                )
+            overrides[key] = number
+    return overrides
 
 
 def parse_connection_settings(raw: Any) -> tuple[AwsSettings, BigQuerySettings]:
@@ -647,336 +860,6 @@ def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
         taken.append((stream.name, stream.history.bucket, mine))
 
 
-_STREAM_TUNING_KEYS = {
-    "window",
-    "settle_lag",
-    "start",
-    "refresh_interval",
-    "max_windows_per_run",
-    "initial_lookback",
-    "sweeps",
-    "freshness",
-    "max_reject_rate",
-    "backfill_windows_per_run",
-    "windows_per_replace",
-    "chunk_events",
-    "decode_workers",
-    "reconcile",
-    "live",
-}
-_STREAM_KEYS = _STREAM_TUNING_KEYS | {
-    "name",
-    "source",
-    "table",
-    "schema",
-    "parser",
-    "description",
-    "owners",
-    "history",
-    "routes",
-    "unrouted",
-    "asset_key_prefix",
-    *RULE_KEYS,
-}
-_ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
-_FRESHNESS_KEYS = {"warn", "fail"}
-_CLOUDWATCH_KEYS = {"type", "log_groups", "log_group_prefixes", "account"}
-
-
-def _parse_stream(
-    raw: Mapping[str, Any],
-    index: int,
-    defaults: Mapping[str, Any],
-    schemas: Mapping[str, TableSchema],
-    env: Mapping[str, str],
-) -> StreamConfig:
-    where = f"streams[{index}]"
-    _only_keys(raw, _STREAM_KEYS, where)
-    name = raw.get("name")
-    if not isinstance(name, str) or not _STREAM_NAME_RE.fullmatch(name):
-        raise ConfigError(
-            f"{where}.name: {name!r} must be lower-case letters, digits and underscores, "
-            "starting with a letter"
-        )
-    where = f"streams.{name}"
-    merged = {**defaults, **raw}
-
-    table = raw.get("table", name)
-    try:
-        check_identifier("table", table)
-    except IdentifierError as exc:
-        raise ConfigError(f"{where}.table: {exc}") from None
-    schema = _stream_schema(raw, where, schemas)
-
-    window = parse_duration(merged.get("window", "15m"), f"{where}.window")
-    if window.total_seconds() not in _ALLOWED_WINDOW_SECONDS:
-        raise ConfigError(
-            f"{where}.window: {merged.get('window')!r} must divide an hour (1m..60m) or a day (2h..24h)"
-        )
-    settle_lag = parse_duration(merged.get("settle_lag", "2m"), f"{where}.settle_lag")
-    refresh = parse_duration(merged.get("refresh_interval", "1m"), f"{where}.refresh_interval")
-    max_windows = merged.get("max_windows_per_run", 96)
-    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or not 1 <= max_windows <= 4000:
-        raise ConfigError(f"{where}.max_windows_per_run: must be an integer from 1 to 4000")
-    start = _parse_start(merged.get("start"), f"{where}.start", window)
-    lookback = _duration(merged, "initial_lookback", where, StreamConfig)
-    if "sweeps" in merged:
-        raw_sweeps = merged["sweeps"]
-        if not isinstance(raw_sweeps, list):
-            raise ConfigError(f"{where}.sweeps: must be a list of durations, e.g. ['15m', '6h']")
-        sweeps = tuple(parse_duration(v, f"{where}.sweeps[{i}]") for i, v in enumerate(raw_sweeps))
-    else:
-        sweeps = default_of(StreamConfig, "sweeps")
-    if any(h <= settle_lag for h in sweeps):
-        raise ConfigError(f"{where}.sweeps: every sweep horizon must be longer than settle_lag")
-    freshness = _mapping(merged.get("freshness", {}), f"{where}.freshness")
-    _only_keys(freshness, _FRESHNESS_KEYS, f"{where}.freshness")
-    default_warn, default_fail = default_freshness(window, settle_lag)
-    fresh_fail = _duration(freshness, "fail", f"{where}.freshness", default=default_fail)
-    fresh_warn = _duration(freshness, "warn", f"{where}.freshness", default=default_warn)
-    if fresh_warn > fresh_fail:
-        raise ConfigError(f"{where}.freshness: warn must not be longer than fail")
-    reject_rate = merged.get("max_reject_rate", default_of(StreamConfig, "max_reject_rate"))
-    if isinstance(reject_rate, bool) or not isinstance(reject_rate, int | float) or not 0 <= reject_rate <= 1:
-        raise ConfigError(f"{where}.max_reject_rate: must be a number from 0 to 1")
-    backfill_windows = merged.get(
-        "backfill_windows_per_run", default_of(StreamConfig, "backfill_windows_per_run")
-    )
-    if not isinstance(backfill_windows, int) or isinstance(backfill_windows, bool) or backfill_windows < 1:
-        raise ConfigError(f"{where}.backfill_windows_per_run: must be a positive integer")
-    replace_windows = merged.get("windows_per_replace", default_of(StreamConfig, "windows_per_replace"))
-    if not isinstance(replace_windows, int) or isinstance(replace_windows, bool) or replace_windows < 1:
-        raise ConfigError(f"{where}.windows_per_replace: must be a positive integer")
-    chunk_events, decode_workers = _load_size(merged, where, env)
-    owners = raw.get("owners", list(default_of(StreamConfig, "owners")))
-    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
-        raise ConfigError(f"{where}.owners: must be a list of e-mail addresses or team:names")
-    source = _parse_source(raw.get("source"), f"{where}.source")
-    _check_partitions_per_job(where, source, window, replace_windows, backfill_windows, max_windows)
-    history = None
-    if raw.get("history") is not None:
-        if not isinstance(source, CloudWatchSource):
-            raise ConfigError(f"{where}.history: only applies to a polling stream (source type cloudwatch)")
-        history = validate_section(HistorySource, raw["history"], f"{where}.history")
-        if source.account is not None:
-            raise ConfigError(
-                f"{where}.history: not supported with source.account: the export tasks would run in "
-                "the log groups' account and write to a bucket it may write to; read these windows "
-                "through FilterLogEvents"
-            )
-        if any(is_arn(group) for group in source.log_groups):
-            raise ConfigError(
-                f"{where}.history: CreateExportTask exports log groups of the account it is called in, "
-                "never one named by ARN; read the group from its own account (source.account.role_arn)"
-            )
-    if "decode_workers" in raw and not (isinstance(source, S3Source) and source.layout == "firehose"):
-        raise ConfigError(
-            f"{where}.decode_workers: only applies to a Firehose stream (source layout firehose)"
-        )
-    if "reconcile" in raw and not isinstance(source, CloudWatchSource):
-        raise ConfigError(f"{where}.reconcile: only applies to a polling (cloudwatch) source")
-    try:
-        rules = parse_event_rules(raw, where, env)
-        raw_table = parse_raw_table(raw, where, table)
-    except RuleConfigError as exc:
-        raise ConfigError(str(exc)) from None
-    if raw_table is not None and raw_table in (table, f"{table}_rejects", f"{table}_live", f"{table}_recent"):
-        raise ConfigError(f"{where}.raw_table: {raw_table!r} is one of the stream's other tables")
-    reconcile_raw = merged.get("reconcile", {})
-    if rules.filter.active and isinstance(source, CloudWatchSource):
-        # IncomingLogEvents counts every event, filtered or not: the counts could never match.
-        if isinstance(reconcile_raw, Mapping) and reconcile_raw.get("enabled") is True:
-            raise ConfigError(
-                f"{where}.reconcile: a stream with a filter cannot reconcile with IncomingLogEvents "
-                "(CloudWatch counts the events the filter drops); set reconcile.enabled: false"
-            )
-        reconcile_raw = {**_mapping(reconcile_raw, f"{where}.reconcile"), "enabled": False}
-    reconcile = validate_section(ReconcileSettings, reconcile_raw, f"{where}.reconcile")
-    if "live" in raw and not isinstance(source, CloudWatchSource):
-        raise ConfigError(f"{where}.live: only applies to a polling (cloudwatch) source")
-    live = validate_section(LiveSettings, merged.get("live"), f"{where}.live")
-    routes, unrouted = _parse_routes(raw, where, source, table, schemas)
-    key_prefix = raw.get("asset_key_prefix", [])
-    if not isinstance(key_prefix, list) or not all(
-        isinstance(part, str) and _ASSET_KEY_PART_RE.fullmatch(part) for part in key_prefix
-    ):
-        raise ConfigError(
-            f"{where}.asset_key_prefix: {key_prefix!r} must be a list of names "
-            "(letters, digits and underscores), e.g. ['logs']"
-        )
-    if routes and raw_table is not None:
-        raise ConfigError(f"{where}.raw_table: not supported with routes (each route's rows are its own)")
-    try:
-        check_rules_apply(rules, [schema.parser, *(route.schema.parser for route in routes)], where)
-    except RuleConfigError as exc:
-        raise ConfigError(str(exc)) from None
-
-    return StreamConfig(
-        name=name,
-        source=source,
-        table=table,
-        schema=schema,
-        window=window,
-        settle_lag=settle_lag,
-        start=start,
-        refresh_interval=refresh,
-        max_windows_per_run=max_windows,
-        initial_lookback=lookback,
-        sweeps=sweeps,
-        freshness_warn=fresh_warn,
-        freshness_fail=fresh_fail,
-        max_reject_rate=float(reject_rate),
-        backfill_windows_per_run=backfill_windows,
-        windows_per_replace=replace_windows,
-        chunk_events=chunk_events,
-        decode_workers=decode_workers,
-        description=str(raw.get("description", default_of(StreamConfig, "description"))),
-        owners=tuple(owners),
-        history=history,
-        reconcile=reconcile,
-        live=live,
-        routes=routes,
-        unrouted=unrouted,
-        raw_table=raw_table,
-        rules=rules,
-        asset_key_prefix=tuple(key_prefix),
-    )
-
-
-def _load_size(merged: Mapping[str, Any], where: str, env: Mapping[str, str]) -> tuple[int, int]:
-    """A stream's ``chunk_events`` and ``decode_workers``: the variable when set (it holds for
-    every stream), else the stream's key (or its default)."""
-    chunk = _override(env, CHUNK_EVENTS_ENV, 1, "events per staged chunk, for every stream")
-    if chunk is None:
-        chunk = _count(
-            merged.get("chunk_events", default_of(StreamConfig, "chunk_events")),
-            f"{where}.chunk_events",
-            MIN_CHUNK_EVENTS,
-            "events per staged chunk, each staged with one load job, and BigQuery allows "
-            f"100,000 a day per project; default {DEFAULT_CHUNK_EVENTS:,}",
-        )
-    workers = _override(env, DECODE_WORKERS_ENV, 0, "decoding processes for every stream, 0: one per CPU")
-    if workers is None:
-        workers = _count(
-            merged.get("decode_workers", default_of(StreamConfig, "decode_workers")),
-            f"{where}.decode_workers",
-            0,
-            "processes decoding an S3 read's objects, 0: one per CPU; default 1, the run's own process",
-        )
-    return chunk, workers
-
-
-def _override(env: Mapping[str, str], name: str, minimum: int, meaning: str) -> int | None:
-    """The environment variable ``name`` as an integer of at least ``minimum`` (None: not set)."""
-    value = env.get(name, "").strip()
-    if not value:
-        return None
-    return _count(int(value) if value.isascii() and value.isdigit() else value, name, minimum, meaning)
-
-
-def _count(value: Any, where: str, minimum: int, meaning: str) -> int:
-    """``value`` if it is an integer of at least ``minimum``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{where}: {value!r} must be an integer of at least {minimum:,} ({meaning})")
-    return value
-
-
-_ROUTE_KEYS = {"name", "table", "schema", "parser", "log_groups", "log_group_prefixes", "pattern"}
-
-
-def _parse_routes(
-    raw: Mapping[str, Any],
-    where: str,
-    source: CloudWatchSource | S3Source,
-    table: str,
-    schemas: Mapping[str, TableSchema],
-) -> tuple[tuple[Route, ...], str]:
-    """The ``routes`` of a Firehose stream, and what becomes of events of no route."""
-    unrouted = raw.get("unrouted", "reject")
-    if "routes" not in raw and "unrouted" not in raw:
-        return (), unrouted
-    if not isinstance(source, S3Source) or source.layout != "firehose":
-        raise ConfigError(f"{where}.routes: only applies to a Firehose stream (source layout firehose)")
-    if unrouted not in UNROUTED_ACTIONS:
-        raise ConfigError(f"{where}.unrouted: {unrouted!r} must be one of {list(UNROUTED_ACTIONS)}")
-    raw_routes = raw.get("routes", [])
-    if not isinstance(raw_routes, list):
-        raise ConfigError(f"{where}.routes: must be a list of routes")
-    routes: list[Route] = []
-    tables = {table, f"{table}_rejects"}
-    for index, item in enumerate(raw_routes):
-        at = f"{where}.routes[{index}]"
-        spec = _mapping(item, at)
-        _only_keys(spec, _ROUTE_KEYS, at)
-        name = spec.get("name")
-        if not isinstance(name, str) or not _STREAM_NAME_RE.fullmatch(name):
-            raise ConfigError(f"{at}.name: {name!r} must be lower-case letters, digits and underscores")
-        at = f"{where}.routes.{name}"
-        route_table = spec.get("table", f"{table}_{name}")
-        try:
-            check_identifier("table", route_table)
-        except IdentifierError as exc:
-            raise ConfigError(f"{at}.table: {exc}") from None
-        if route_table in tables or f"{route_table}_rejects" in tables:
-            raise ConfigError(f"{at}.table: {route_table!r} is already a table of stream or another route")
-        tables |= {route_table, f"{route_table}_rejects"}
-        groups = _str_list(spec.get("log_groups", []), f"{at}.log_groups")
-        prefixes = _str_list(spec.get("log_group_prefixes", []), f"{at}.log_group_prefixes")
-        for group in groups + prefixes:
-            if not _LOG_GROUP_RE.fullmatch(group):
-                raise ConfigError(f"{at}: {group!r} is not a valid CloudWatch log group name")
-        pattern = spec.get("pattern")
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except (re.error, TypeError) as exc:
-                raise ConfigError(f"{at}.pattern: {pattern!r} is not a regular expression ({exc})") from None
-        if not groups and not prefixes and pattern is None:
-            raise ConfigError(f"{at}: name log_groups, log_group_prefixes or a pattern")
-        routes.append(
-            Route(
-                name=name,
-                table=route_table,
-                schema=_stream_schema(spec, at, schemas),
-                log_groups=tuple(groups),
-                log_group_prefixes=tuple(prefixes),
-                pattern=pattern,
-            )
-        )
-    names = [r.name for r in routes]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.routes: route names must be unique")
-    return tuple(routes), unrouted
-
-
-def _stream_schema(raw: Mapping[str, Any], where: str, schemas: Mapping[str, TableSchema]) -> TableSchema:
-    """The stream's schema, with the stream's ``parser`` when it names one.
-
-    Without ``schema``, a stream naming a parser gets that parser's built-in schema
-    (``lambda``, ``vpc_flow``, ``text``; ``seed`` for ``json``); ``regex`` needs a schema.
-    """
-    parser: ParserSpec | None = None
-    if raw.get("parser") is not None:
-        try:
-            parser = parser_from_config(raw["parser"], f"{where}.parser")
-        except ParserError as exc:
-            raise ConfigError(str(exc)) from None
-    schema_name = raw.get("schema")
-    if schema_name is None:
-        if parser is not None and parser.type not in PARSER_SCHEMAS:
-            raise ConfigError(
-                f"{where}.schema: parser {parser.type!r} needs a schema whose columns name its fields "
-                "(declare one under 'schemas' and set 'schema')"
-            )
-        schema_name = PARSER_SCHEMAS[parser.type] if parser is not None else "seed"
-    if schema_name not in schemas:
-        raise ConfigError(f"{where}.schema: unknown schema {schema_name!r} (known: {sorted(schemas)})")
-    schema = schemas[schema_name]
-    if parser is not None and parser != schema.parser:
-        schema = replace(schema, parser=parser)
-    return schema
-
-
 # BigQuery refuses a query or load job that modifies more than 4,000 partitions
 # (https://cloud.google.com/bigquery/quotas#partitioned_tables). Tables are DAY-partitioned on
 # the event time, so one replacement must never span more than that many days of events.
@@ -996,173 +879,35 @@ def partitions_per_replace(windows: int, window: timedelta, spread: timedelta = 
     return -(-seconds // 86400) + 1
 
 
-def _check_partitions_per_job(
-    where: str,
-    source: CloudWatchSource | S3Source,
-    window: timedelta,
-    windows_per_replace: int,
-    backfill_windows: int,
-    max_windows: int,
-) -> None:
+def _hours_or_minutes(window: timedelta) -> str:
+    minutes = int(window.total_seconds()) // 60
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def _check_partitions_per_job(stream: StreamConfig) -> None:
     """Refuse a replacement size that could make BigQuery refuse the job (see above)."""
-    if isinstance(source, CloudWatchSource):
+    if isinstance(stream.source, CloudWatchSource):
         # A run replaces its range in steps of windows_per_replace windows, each scoped on the
         # event time of those windows.
-        bounded = [("windows_per_replace", windows_per_replace, timedelta(0))]
-    elif source.layout == "firehose":
+        spread = timedelta(0)
+    elif stream.source.layout == "firehose":
         # A run replaces its range in steps of windows_per_replace windows too, each scoped on
         # the objects that arrived in them, whose events can be older (or newer) than their
         # arrival.
-        bounded = [("windows_per_replace", windows_per_replace, _FIREHOSE_EVENT_SPREAD)]
+        spread = _FIREHOSE_EVENT_SPREAD
     else:
         return  # an export task folder is one replacement whatever these keys say
-    for key, windows, spread in bounded:
-        partitions = partitions_per_replace(windows, window, spread)
-        if partitions > MAX_PARTITIONS_PER_JOB:
-            # ceil(x) + 1 <= limit  <=>  x <= limit - 1
-            largest = ((MAX_PARTITIONS_PER_JOB - 1) * timedelta(days=1) - spread) // window
-            minutes = int(window.total_seconds()) // 60
-            size = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
-            raise ConfigError(
-                f"{where}.{key}: {windows} windows of {size} can make one BigQuery job modify up to "
-                f"{partitions:,} DAY partitions, over BigQuery's limit of {MAX_PARTITIONS_PER_JOB:,} "
-                f"partitions modified per job; use at most {largest:,}"
-            )
-
-
-def _parse_source(raw: Any, where: str) -> CloudWatchSource | S3Source:
-    source = _mapping(raw, where)
-    kind = source.get("type", "cloudwatch")
-    if kind == "s3":
-        return _parse_s3_source(source, where)
-    _only_keys(source, _CLOUDWATCH_KEYS, where)
-    if kind != "cloudwatch":
-        raise ConfigError(f"{where}.type: {kind!r} is not supported (use 'cloudwatch' or 's3')")
-    groups = _str_list(source.get("log_groups", []), f"{where}.log_groups")
-    prefixes = _str_list(source.get("log_group_prefixes", []), f"{where}.log_group_prefixes")
-    if not groups and not prefixes:
-        raise ConfigError(f"{where}: name at least one of log_groups or log_group_prefixes")
-    for group in groups + prefixes:
-        if group in groups and is_arn(group):
-            try:
-                parse_log_group_arn(group)
-            except LogGroupArnError as exc:
-                raise ConfigError(f"{where}.log_groups: {exc}") from None
-        elif not _LOG_GROUP_RE.fullmatch(group):
-            raise ConfigError(f"{where}: {group!r} is not a valid CloudWatch log group name")
-    account = source.get("account")
-    if account is not None:
-        account = validate_section(SourceAccount, account, f"{where}.account")
-    # One spelling per ARN (without ":*"): it is the log_group of every row read from the group.
-    groups = [parse_log_group_arn(g).arn if is_arn(g) else g for g in groups]
-    return CloudWatchSource(log_groups=tuple(groups), log_group_prefixes=tuple(prefixes), account=account)
-
-
-_LOG_STREAM_RE = re.compile(r"^[^:*]{1,512}$")
-_S3_KEYS = {
-    "type",
-    "bucket",
-    "prefix",
-    "layout",
-    "record_format",
-    "log_group",
-    "log_stream",
-    "max_decompressed_bytes",
-    "key_template",
-    "error_prefix",
-    "notifications",
-}
-
-
-def _parse_s3_source(source: Mapping[str, Any], where: str) -> S3Source:
-    _only_keys(source, _S3_KEYS, where)
-    bucket = source.get("bucket")
-    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
-        raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
-    layout = source.get("layout")
-    if layout not in S3_LAYOUTS:
-        raise ConfigError(f"{where}.layout: {layout!r} must be one of {list(S3_LAYOUTS)}")
-    prefix = source.get("prefix", EXPORT_DEFAULT_PREFIX if layout == "export" else "")
-    if not isinstance(prefix, str) or prefix.startswith("/"):
-        raise ConfigError(f"{where}.prefix: {prefix!r} must be a key prefix without a leading '/'")
-    if layout == "export" and not prefix.strip("/"):
-        raise ConfigError(f"{where}.prefix: an export layout needs the tasks' destination prefix")
-    record_format = source.get("record_format")
-    if layout == "export" and record_format is not None:
-        raise ConfigError(f"{where}.record_format: only applies to layout 'firehose'")
-    record_format = record_format or default_of(S3Source, "record_format")
-    if record_format not in FIREHOSE_RECORD_FORMATS:
-        raise ConfigError(
-            f"{where}.record_format: {record_format!r} must be one of {list(FIREHOSE_RECORD_FORMATS)}"
+    windows, window = stream.windows_per_replace, stream.window
+    partitions = partitions_per_replace(windows, window, spread)
+    if partitions > MAX_PARTITIONS_PER_JOB:
+        # ceil(x) + 1 <= limit  <=>  x <= limit - 1
+        largest = ((MAX_PARTITIONS_PER_JOB - 1) * timedelta(days=1) - spread) // window
+        raise at(
+            "windows_per_replace",
+            f"{windows} windows of {_hours_or_minutes(window)} can make one BigQuery job modify up to "
+            f"{partitions:,} DAY partitions, over BigQuery's limit of {MAX_PARTITIONS_PER_JOB:,} "
+            f"partitions modified per job; use at most {largest:,}",
         )
-    names = {}
-    for key, pattern in (("log_group", _LOG_GROUP_RE), ("log_stream", _LOG_STREAM_RE)):
-        value = source.get(key)
-        if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
-            raise ConfigError(f"{where}.{key}: {value!r} is not a valid CloudWatch Logs {key} name")
-        names[key] = value
-    if not names["log_group"] and (layout == "export" or record_format == "messages"):
-        needs = "layout 'export'" if layout == "export" else "record_format 'messages'"
-        raise ConfigError(f"{where}.log_group: required with {needs} (the files do not name it)")
-    if names["log_stream"] and record_format != "messages":
-        raise ConfigError(f"{where}.log_stream: only applies to record_format 'messages'")
-    try:
-        max_decompressed = parse_byte_size(
-            source.get("max_decompressed_bytes", default_of(S3Source, "max_decompressed_bytes"))
-        )
-    except ValueError as exc:
-        raise ConfigError(f"{where}.max_decompressed_bytes: {exc}") from None
-    templates: dict[str, str | None] = {}
-    for key in ("key_template", "error_prefix"):
-        value = source.get(key)
-        if value is None:
-            templates[key] = None
-            continue
-        if layout != "firehose":
-            raise ConfigError(f"{where}.{key}: only applies to layout 'firehose'")
-        if not isinstance(value, str) or not value or value.startswith("/"):
-            raise ConfigError(f"{where}.{key}: {value!r} must be a key prefix without a leading '/'")
-        try:
-            KeyLayout.parse(value)
-        except KeyTemplateError as exc:
-            raise ConfigError(f"{where}.{key}: {exc}") from None
-        templates[key] = value
-    return S3Source(
-        bucket=bucket,
-        prefix=prefix,
-        layout=layout,
-        record_format=record_format,
-        log_group=names["log_group"],
-        log_stream=names["log_stream"],
-        max_decompressed_bytes=max_decompressed,
-        key_template=templates["key_template"],
-        error_template=templates["error_prefix"],
-        notifications=_notifications(source.get("notifications"), layout, f"{where}.notifications"),
-    )
-
-
-def _notifications(raw: Any, layout: str, where: str) -> S3Notifications | None:
-    if raw is None:
-        return None
-    if layout != "firehose":
-        raise ConfigError(f"{where}: only applies to layout 'firehose'")
-    return validate_section(S3Notifications, raw, where)
-
-
-def _parse_start(value: Any, where: str, window: timedelta) -> datetime:
-    if value is None:
-        raise ConfigError(f"{where}: required (first window to load, e.g. '2026-11-01T00:00:00Z')")
-    if isinstance(value, datetime):
-        start = value
-    else:
-        try:
-            start = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{where}: {value!r} is not an ISO 8601 date or time") from None
-    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
-    if int(start.timestamp()) % int(window.total_seconds()):
-        raise ConfigError(f"{where}: {value!r} is not aligned to the {window} window")
-    return start
 
 
 # Keys whose ``${NAME}`` reference is kept as is (resolved by Dagster at run time).
@@ -1205,31 +950,39 @@ def scrub_substitutions(message: str, substituted: Mapping[str, str]) -> str:
     return message
 
 
-def _duration(
-    raw: Mapping[str, Any], key: str, where: str, cls: type | None = None, default: timedelta | None = None
-) -> timedelta:
-    """``raw[key]`` parsed as a duration, or the default of field ``key`` of ``cls`` (or ``default``)."""
-    if key in raw:
-        return parse_duration(raw[key], f"{where}.{key}")
-    if default is not None:
-        return default
-    assert cls is not None
-    return default_of(cls, key)
-
-
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: must be a mapping, got {type(value).__name__}")
     return value
 
 
-def _only_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _str_list(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}: must be a list of names")
-    return list(value)
+__all__ = [
+    "BUNDLED_CONFIG",
+    "CONFIG_ENV_VAR",
+    "EXPORT_DEFAULT_PREFIX",
+    "FIREHOSE_RECORD_FORMATS",
+    "S3_LAYOUTS",
+    "UNROUTED_ACTIONS",
+    "AwsSettings",
+    "BigQuerySettings",
+    "CloudWatchSource",
+    "ConfigError",
+    "Freshness",
+    "GcpCredentials",
+    "HistorySource",
+    "LiveSettings",
+    "PipelineConfig",
+    "ReconcileSettings",
+    "Route",
+    "S3Notifications",
+    "S3Source",
+    "SourceAccount",
+    "StreamConfig",
+    "config_path",
+    "default_freshness",
+    "default_of",
+    "load_config",
+    "parse_config",
+    "parse_connection_settings",
+    "parse_duration",
+]

@@ -12,10 +12,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+
+from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
+from cwl_pipeline.core.schema import PARSER_SCHEMAS, TableSchema
+from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 
 class ConfigError(ValueError):
@@ -176,15 +189,25 @@ class Section(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _known_keys(cls, data: Any) -> Any:
+    def _known_keys(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, BaseModel):
             return data
         if not isinstance(data, Mapping):
             raise ValueError(f"must be a mapping, got {type(data).__name__}")
-        allowed = section_keys(cls)
+        allowed = cls.document_keys()
         unknown = sorted(set(data) - allowed, key=str)
         if unknown:
             raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls.resolve(dict(data), info.context or {})
+
+    @classmethod
+    def document_keys(cls) -> set[str]:
+        """The keys the section takes in a config document."""
+        return section_keys(cls)
+
+    @classmethod
+    def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """The document's keys as the fields take them (some sections derive fields from keys)."""
         return data
 
 
@@ -204,13 +227,23 @@ def validate_section(cls: type[SectionT], raw: Any, where: str, **context: Any) 
     try:
         return cls.model_validate({} if raw is None else raw, context=context)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, where)) from None
+        raise ConfigError(describe(exc, where, raw)) from None
 
 
-def describe(exc: ValidationError, where: str) -> str:
-    """The first error of ``exc`` as ``<where>.<key>: <message>``."""
+def describe(exc: ValidationError, where: str, raw: Any = None) -> str:
+    """The first error of ``exc`` as ``<where>.<key>: <message>``; an item of a list that has a
+    ``name`` in ``raw`` (the document validated) is shown by its name (``routes.api``)."""
     error = exc.errors(include_url=False)[0]
-    path = ".".join([where, *(str(part) for part in error["loc"] if not _is_union_tag(part))])
+    path, node = where, raw
+    for part in error["loc"]:
+        if _is_union_tag(part):
+            continue
+        node = _child(node, part)
+        name = node.get("name") if isinstance(node, Mapping) else None
+        if isinstance(part, int):
+            path += f".{name}" if isinstance(name, str) and NAME_RE.fullmatch(name) else f"[{part}]"
+        else:
+            path += f".{part}"
     message = str(error["msg"])
     if error["type"] == "value_error":
         message = message.removeprefix("Value error, ")
@@ -223,6 +256,54 @@ def describe(exc: ValidationError, where: str) -> str:
     return f"{path}: {message}"
 
 
+def _child(node: Any, part: str | int) -> Any:
+    """``node[part]`` of a document, None when absent."""
+    if isinstance(part, int) and isinstance(node, list | tuple) and 0 <= part < len(node):
+        return node[part]
+    return node.get(part) if isinstance(node, Mapping) and isinstance(part, str) else None
+
+
 def _is_union_tag(part: Any) -> bool:
     """Pydantic puts the chosen member of a tagged union in the location; the config's keys do not."""
     return isinstance(part, str) and part.startswith("tag:")
+
+
+def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) -> TableSchema:
+    """The schema a stream or route names (``schema``), with the ``parser`` it names.
+
+    Without ``schema``, a parser's built-in schema (``lambda``, ``vpc_flow``, ``text``; ``seed``
+    for ``json``); ``regex`` needs a schema. An already resolved schema is kept.
+    """
+    named = data.get("schema")
+    if isinstance(named, TableSchema):
+        return named
+    parser: ParserSpec | None = None
+    if data.get("parser") is not None:
+        try:
+            parser = parser_from_config(data["parser"], ".parser")
+        except ParserError as exc:
+            raise ValueError(str(exc)) from None
+    if named is None:
+        if parser is not None and parser.type not in PARSER_SCHEMAS:
+            raise at(
+                "schema",
+                f"parser {parser.type!r} needs a schema whose columns name its fields "
+                "(declare one under 'schemas' and set 'schema')",
+            )
+        named = PARSER_SCHEMAS[parser.type] if parser is not None else "seed"
+    if named not in schemas:
+        raise at("schema", f"unknown schema {named!r} (known: {sorted(schemas)})")
+    schema = schemas[named]
+    return schema if parser is None or parser == schema.parser else replace(schema, parser=parser)
+
+
+def identifier(kind: str, value: Any) -> str:
+    """``value`` if it is a BigQuery name of ``kind`` (core.sql_identifiers' safe alphabet)."""
+    try:
+        return check_identifier(kind, value)
+    except IdentifierError as exc:
+        raise ValueError(str(exc)) from None
+
+
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+"""Stream and route names: they name assets, checks, sensors and tables."""

@@ -47,7 +47,7 @@ def test_defaults_apply_and_stream_overrides():
     ("doc", "message"),
     [
         ({**BASE, "extra": 1}, "config: unknown key(s) ['extra']"),
-        (with_stream(windw="5m"), "streams[0]: unknown key(s) ['windw']"),
+        (with_stream(windw="5m"), "streams.app: unknown key(s) ['windw']"),
         (with_stream(window="15 minutes"), "streams.app.window: expected a duration"),
         (with_stream(window="7m"), "streams.app.window: '7m' must divide an hour"),
         (with_stream(settle_lag=True), "streams.app.settle_lag: expected a duration"),

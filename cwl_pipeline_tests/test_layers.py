@@ -35,6 +35,8 @@ NO_DAGSTER = [
     "config_rules.py",
     "config_accounts.py",
     "config_model.py",
+    "polling/source.py",
+    "firehose/source.py",
     "polling/filter_log_events.py",
     "polling/read.py",
     "polling/live_tail.py",

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dagster as dg
 import pytest
 
@@ -20,11 +18,12 @@ from cwl_pipeline.streams import BUILDERS, source_kind
 CONFIG = load_config(BUNDLED_CONFIG, env={})
 # A polling stream whose open window is refreshed by runs and that is not reconciled: no live
 # table, no live sensor, no reconciliation check or sensor.
-QUIET = replace(
-    CONFIG.stream("app_events"),
-    name="quiet_events",
-    live=LiveSettings(path="runs"),
-    reconcile=ReconcileSettings(enabled=False),
+QUIET = CONFIG.stream("app_events").model_copy(
+    update={
+        "name": "quiet_events",
+        "live": LiveSettings(path="runs"),
+        "reconcile": ReconcileSettings(enabled=False),
+    }
 )
 STREAMS = [*CONFIG.streams, QUIET]
 

@@ -47,8 +47,14 @@ class Destination:
         """``stream`` as seen by this route's tables (same windows and tuning, its table and schema)."""
         if not self.name:
             return stream
-        return replace(
-            stream, table=self.table, schema=self.schema, routes=(), description="", raw_table=None
+        return stream.model_copy(
+            update={
+                "table": self.table,
+                "schema_": self.schema,
+                "routes": (),
+                "description": "",
+                "raw_table": None,
+            }
         )
 
 

@@ -74,7 +74,7 @@ STREAM = {"name": "orders", "source": {"log_groups": ["/app/orders"]}, "schema":
         (attrs.GcpCredentialsAttributes, section_keys(config.GcpCredentials)),
         (attrs.SchemaAttributes, schema.SCHEMA_KEYS),
         (attrs.ColumnAttributes, schema.COLUMN_KEYS),
-        (StreamTuningAttributes, config._STREAM_TUNING_KEYS),
+        (StreamTuningAttributes, config.STREAM_TUNING_KEYS),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )
@@ -90,7 +90,7 @@ def test_the_settings_below_use_every_key() -> None:
     assert set(SETTINGS["bigquery"]) == section_keys(config.BigQuerySettings)
     assert set(SETTINGS["bigquery"]["credentials"]) == section_keys(config.GcpCredentials)
     assert set(SETTINGS["schemas"]["orders"]) == schema.SCHEMA_KEYS and columns == schema.COLUMN_KEYS
-    assert set(SETTINGS["defaults"]) == config._STREAM_TUNING_KEYS
+    assert set(SETTINGS["defaults"]) == config.STREAM_TUNING_KEYS
 
 
 def test_every_settings_key_means_the_same_in_a_defs_yaml_and_in_the_pipeline_file() -> None:

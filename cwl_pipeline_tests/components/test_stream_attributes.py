@@ -126,15 +126,15 @@ OTHER_ACCOUNT = {
 STREAMS = [POLLING, FIREHOSE, MESSAGES, OTHER_ACCOUNT]
 
 MODELS_AND_PARSER_KEYS = [
-    (attrs.StreamAttributes, config._STREAM_KEYS),
-    (attrs.CloudWatchSourceAttributes, config._CLOUDWATCH_KEYS),
+    (attrs.StreamAttributes, config.StreamConfig.document_keys()),
+    (attrs.CloudWatchSourceAttributes, section_keys(config.CloudWatchSource)),
     (attrs.SourceAccountAttributes, section_keys(config.SourceAccount)),
-    (attrs.S3SourceAttributes, config._S3_KEYS),
+    (attrs.S3SourceAttributes, section_keys(config.S3Source)),
     (attrs.NotificationsAttributes, section_keys(config.S3Notifications)),
     (attrs.HistoryAttributes, section_keys(config.HistorySource)),
     (attrs.ReconcileAttributes, section_keys(config.ReconcileSettings)),
-    (attrs.FreshnessAttributes, config._FRESHNESS_KEYS),
-    (attrs.RouteAttributes, config._ROUTE_KEYS),
+    (attrs.FreshnessAttributes, section_keys(config.Freshness)),
+    (attrs.RouteAttributes, config.Route.document_keys()),
     (attrs.FilterAttributes, config_rules._FILTER_KEYS),
     (attrs.RedactionAttributes, {*config_rules._REDACTION_KINDS, "replacement", "salt_env"}),
     (attrs.ParserAttributes, set().union(*parser_spec._KEYS.values())),

@@ -3,7 +3,6 @@ runtime policies, and both grant exactly the AWS calls the pipeline code makes."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -12,7 +11,7 @@ from cfnlint import api as cfn_lint
 from cfnlint.data import AdditionalSpecs
 from cfnlint.helpers import load_resource
 
-from cwl_pipeline.config import EXPORT_DEFAULT_PREFIX, S3Source
+from cwl_pipeline.config import EXPORT_DEFAULT_PREFIX, S3Source, default_of
 from cwl_pipeline_tests.deploy.iam_documents import (
     IAM_ACTIONS,
     SOURCE_POLICIES,
@@ -192,8 +191,7 @@ def test_firehose_writes_what_the_pipelines_default_record_format_reads() -> Non
     # compression, no decompression or delimiter processor.
     assert destination["CompressionFormat"] == "UNCOMPRESSED"
     assert "ProcessingConfiguration" not in destination
-    defaults = {f.name: f.default for f in dataclasses.fields(S3Source)}
-    assert defaults["record_format"] == "envelopes_gzip"
+    assert default_of(S3Source, "record_format") == "envelopes_gzip"
     # No !{...} expression: Firehose appends YYYY/MM/DD/HH/, the key layout the pipeline reads.
     assert destination["Prefix"] == {"Ref": "FirehosePrefix"}
     assert template["Parameters"]["FirehosePrefix"]["Default"].endswith("/")

@@ -13,9 +13,9 @@ from cwl_pipeline.s3_objects.batch import ObjectContent
 
 SEED = BUILTIN_SCHEMAS["seed"]
 ROUTES = [
-    Route("api", "t_api", SEED, log_group_prefixes=("/app/api/",)),
-    Route("fn", "t_fn", SEED, pattern=r"/aws/lambda/.*"),
-    Route("pay", "t_pay", SEED, log_groups=("/app/api/pay",)),  # shadowed by "api": first match wins
+    Route(name="api", table="t_api", schema=SEED, log_group_prefixes=("/app/api/",)),
+    Route(name="fn", table="t_fn", schema=SEED, pattern=r"/aws/lambda/.*"),
+    Route(name="pay", table="t_pay", schema=SEED, log_groups=("/app/api/pay",)),  # shadowed by "api"
 ]
 
 

@@ -43,8 +43,8 @@ def history(local_aws, local_bigquery, logs_client, write_config, unique_name) -
 
 def without_history(config: PipelineConfig, dataset: str | None = None) -> dg.Definitions:
     """Definitions of the same stream reading every window with FilterLogEvents."""
-    stream = replace(config.streams[0], history=None)
-    bigquery = replace(config.bigquery, dataset=dataset or config.bigquery.dataset)
+    stream = config.streams[0].model_copy(update={"history": None})
+    bigquery = config.bigquery.model_copy(update={"dataset": dataset or config.bigquery.dataset})
     return build_definitions(replace(config, streams=(stream,), bigquery=bigquery))
 
 

@@ -287,4 +287,4 @@ def _replace(facts: LoadFacts, **changes) -> LoadFacts:
 
 
 def _with(stream, **changes):
-    return replace(stream, **changes)
+    return stream.model_copy(update=changes)

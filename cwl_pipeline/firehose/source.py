@@ -1,0 +1,227 @@
+"""The settings of an S3 source (``source: {type: s3, ...}``) and of a Firehose stream's routes.
+
+Objects that a Firehose delivery stream (``layout: firehose``) or CreateExportTask
+(``layout: export``, read by :mod:`cwl_pipeline.exports`) wrote to S3.
+
+Pure: it imports neither dagster nor any cloud client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from cwl_pipeline.config_model import (
+    NAME_RE,
+    Section,
+    at,
+    between,
+    identifier,
+    one_of,
+    section_keys,
+    table_schema,
+    text,
+)
+from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
+from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, TableSchema
+from cwl_pipeline.core.sizes import parse_byte_size
+from cwl_pipeline.polling.source import LOG_GROUP_RE, LogGroups
+
+S3_LAYOUTS = ("firehose", "export")
+FIREHOSE_RECORD_FORMATS = ("envelopes_gzip", "envelopes_json", "messages")
+EXPORT_DEFAULT_PREFIX = "exportedlogs"  # CreateExportTask's default destinationPrefix
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_LOG_STREAM_RE = re.compile(r"^[^:*]{1,512}$")
+_QUEUE_URL_RE = re.compile(r"^https?://[^\s/]+/[^\s]+$")
+
+
+class S3Notifications(Section):
+    """S3 event notifications of new objects, delivered to an SQS queue (one queue per stream).
+
+    The Firehose sensor then lists the bucket only when a notification arrives, when one names
+    a late object (a deep listing at once), and at least every ``safety_listing`` (notifications
+    can be lost or misconfigured: the listing stays the source of truth).
+    """
+
+    queue_url: Annotated[
+        str,
+        text(
+            _QUEUE_URL_RE, "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
+        ),
+    ] = Field(None, validate_default=True)
+    safety_listing: Annotated[timedelta, between(timedelta(seconds=1), timedelta(hours=1))] = Field(
+        timedelta(minutes=5), description="List at least this often (1s..1h)."
+    )
+
+
+def _key_prefix(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or value.startswith("/")):
+        raise ValueError(f"{value!r} must be a key prefix without a leading '/'")
+    return value
+
+
+def _key_template(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or value.startswith("/"):
+        raise ValueError(f"{value!r} must be a key prefix without a leading '/'")
+    try:
+        KeyLayout.parse(value)
+    except KeyTemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _byte_size(value: Any) -> int:
+    return parse_byte_size(value)
+
+
+def _name(regex: re.Pattern[str], key: str) -> BeforeValidator:
+    return text(regex, f"is not a valid CloudWatch Logs {key} name", required=False)
+
+
+class S3Source(Section):
+    """Objects delivered to S3: by a Firehose delivery stream, or by CreateExportTask.
+
+    ``prefix`` is the delivery stream's S3 prefix (objects are ``<prefix>YYYY/MM/DD/HH/...``)
+    or the export tasks' ``destinationPrefix`` (``<prefix>/<task>/<stream>/000000.gz``).
+    ``record_format`` tells how Firehose wrote the records: ``envelopes_gzip`` (its default:
+    concatenated gzip subscription envelopes), ``envelopes_json`` (decompression enabled) or
+    ``messages`` (message extraction enabled; one raw message per line).
+    ``max_decompressed_bytes`` bounds what one object may decompress to; a larger object is
+    an ``unreadable_object`` reject.
+    """
+
+    type: Literal["s3"] = "s3"
+    bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")] = Field(
+        None, validate_default=True, description="The bucket the objects land in."
+    )
+    layout: Annotated[str, one_of(*S3_LAYOUTS)] = Field(
+        None, validate_default=True, description="firehose or export: who wrote the objects."
+    )
+    prefix: Annotated[str, BeforeValidator(_key_prefix)] = Field(
+        None, description=f"Key prefix (default: '' for firehose, '{EXPORT_DEFAULT_PREFIX}' for export)."
+    )
+    record_format: Annotated[str, one_of(*FIREHOSE_RECORD_FORMATS)] = Field(
+        "envelopes_gzip", description="How Firehose wrote the records (firehose only)."
+    )
+    log_group: Annotated[str | None, _name(LOG_GROUP_RE, "log_group")] = Field(
+        None, description="The log group of every event (export; record_format messages)."
+    )
+    log_stream: Annotated[str | None, _name(_LOG_STREAM_RE, "log_stream")] = Field(
+        None, description="The log stream of every event (record_format messages)."
+    )
+    max_decompressed_bytes: Annotated[int, BeforeValidator(_byte_size)] = Field(
+        DEFAULT_MAX_DECOMPRESSED_BYTES, description="Largest decompressed object, e.g. '2GiB'."
+    )
+    # Firehose only: the delivery stream's S3 prefix with its expressions (default
+    # ``<prefix>!{timestamp:yyyy/MM/dd/HH}/``), and its error output prefix (None: not loaded).
+    key_template: Annotated[str | None, BeforeValidator(_key_template)] = Field(
+        None, description="The delivery stream's S3 prefix with its !{...} expressions (firehose)."
+    )
+    error_template: Annotated[str | None, BeforeValidator(_key_template)] = Field(
+        None, alias="error_prefix", description="The delivery stream's error output prefix (firehose)."
+    )
+    notifications: S3Notifications | None = Field(
+        None, description="S3 event notifications in SQS that trigger the listing (firehose)."
+    )
+
+    @classmethod
+    def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """The prefix of the layout when none is given."""
+        if data.get("prefix") is None and data.get("layout") in S3_LAYOUTS:
+            data["prefix"] = EXPORT_DEFAULT_PREFIX if data["layout"] == "export" else ""
+        return data
+
+    @model_validator(mode="after")
+    def _keys_of_the_layout(self) -> S3Source:
+        given = self.model_fields_set
+        if self.layout == "export":
+            if not self.prefix.strip("/"):
+                raise at("prefix", "an export layout needs the tasks' destination prefix")
+            for key, field in (
+                ("record_format", "record_format"),
+                ("key_template", "key_template"),
+                ("error_prefix", "error_template"),
+                ("notifications", "notifications"),
+            ):
+                if field in given and getattr(self, field) is not None:
+                    where = "" if key == "notifications" else key
+                    message = "only applies to layout 'firehose'"
+                    raise at(where, message) if where else at("notifications", message)
+        if not self.log_group and (self.layout == "export" or self.record_format == "messages"):
+            needs = "layout 'export'" if self.layout == "export" else "record_format 'messages'"
+            raise at("log_group", f"required with {needs} (the files do not name it)")
+        if self.log_stream and self.record_format != "messages":
+            raise at("log_stream", "only applies to record_format 'messages'")
+        return self
+
+
+UNROUTED_ACTIONS = ("reject", "load")
+
+
+def _regex(value: Any) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except (re.error, TypeError) as exc:
+            raise ValueError(f"{value!r} is not a regular expression ({exc})") from None
+    return value
+
+
+class Route(Section):
+    """Events of some log groups of a Firehose stream, bound for a table of their own.
+
+    A log group matches when it is one of ``log_groups``, starts with one of
+    ``log_group_prefixes`` or fully matches ``pattern`` (a regular expression). Routes are
+    tried in order; the first that matches takes the event. ``table`` defaults to
+    ``<stream table>_<name>``; ``schema`` and ``parser`` as a stream's.
+    """
+
+    name: str = Field(description="Lower-case letters, digits and _; names the route's assets.")
+    table: str = Field(description="BigQuery table (default: <stream table>_<name>).")
+    schema_: TableSchema = Field(alias="schema", description="A built-in or declared schema name.")
+    log_groups: LogGroups = Field((), description="Log groups routed here.")
+    log_group_prefixes: LogGroups = Field((), description="Every log group whose name starts so.")
+    pattern: Annotated[str | None, BeforeValidator(_regex)] = Field(
+        None, description="A regular expression a log group must fully match."
+    )
+
+    @classmethod
+    def document_keys(cls) -> set[str]:
+        """A route's keys: its fields, and the ``parser`` its schema takes."""
+        return section_keys(cls) | {"parser"}
+
+    @classmethod
+    def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """The table named after the stream's, the schema looked up with its parser."""
+        name = data.get("name")
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise at("name", f"{name!r} must be lower-case letters, digits and underscores")
+        data.setdefault("table", f"{context.get('table', '')}_{name}")
+        data["table"] = identifier("table", data["table"])
+        data["schema"] = table_schema(data, context.get("schemas", BUILTIN_SCHEMAS))
+        data.pop("parser", None)
+        return data
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> Route:
+        if not self.log_groups and not self.log_group_prefixes and self.pattern is None:
+            raise at("", "name log_groups, log_group_prefixes or a pattern")
+        return self
+
+    @property
+    def schema(self) -> TableSchema:  # type: ignore[override]
+        """The route's table schema (with the route's parser)."""
+        return self.schema_
+
+    @property
+    def rejects_table(self) -> str:
+        """Name of the route's rejects table."""
+        return f"{self.table}_rejects"

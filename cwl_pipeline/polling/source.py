@@ -1,0 +1,77 @@
+"""The settings of a polling source (``source: {type: cloudwatch, ...}``): log groups read with
+FilterLogEvents, in the pipeline's account or another.
+
+Pure: it imports neither dagster nor any cloud client.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from cwl_pipeline.config_accounts import SourceAccount
+from cwl_pipeline.config_model import Section, at
+from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
+
+LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
+
+
+def names(value: Any) -> tuple[str, ...]:
+    """A list of non-empty names."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of names")
+    return tuple(value)
+
+
+def log_group_names(value: Any) -> tuple[str, ...]:
+    """Log group names (prefixes too), each valid as CloudWatch spells them."""
+    for group in (groups := names(value)):
+        if not LOG_GROUP_RE.fullmatch(group):
+            raise ValueError(f"{group!r} is not a valid CloudWatch log group name")
+    return groups
+
+
+def _named_log_groups(value: Any) -> tuple[str, ...]:
+    """Names or ARNs (a monitoring account's view of its source accounts), one spelling per
+    ARN (without ``:*``): it is the ``log_group`` of every row read from the group."""
+    groups: list[str] = []
+    for group in names(value):
+        if is_arn(group):
+            try:
+                groups.append(parse_log_group_arn(group).arn)
+            except LogGroupArnError as exc:
+                raise ValueError(str(exc)) from None
+        elif LOG_GROUP_RE.fullmatch(group):
+            groups.append(group)
+        else:
+            raise ValueError(f"{group!r} is not a valid CloudWatch log group name")
+    return tuple(groups)
+
+
+LogGroups = Annotated[tuple[str, ...], BeforeValidator(log_group_names)]
+
+
+class CloudWatchSource(Section):
+    """A polling source: log groups named exactly, and/or every group under a prefix.
+
+    A named group may be an ARN (a monitoring account of CloudWatch cross-account observability
+    reads its source accounts' groups so); ``account`` names the role and/or Region to read with
+    when the groups are not in the pipeline's own account and Region.
+    """
+
+    type: Literal["cloudwatch"] = Field("cloudwatch", description="Polled with FilterLogEvents.")
+    log_groups: Annotated[tuple[str, ...], BeforeValidator(_named_log_groups)] = Field(
+        (), description="Log group names or ARNs, e.g. ['/aws/lambda/app'] (ARNs: in a monitoring account)."
+    )
+    log_group_prefixes: LogGroups = Field((), description="Every log group whose name starts so.")
+    account: SourceAccount | None = Field(
+        None, description="Read with a role in another account and/or in another Region."
+    )
+
+    @model_validator(mode="after")
+    def _some_log_groups(self) -> CloudWatchSource:
+        if not self.log_groups and not self.log_group_prefixes:
+            raise at("", "name at least one of log_groups or log_group_prefixes")
+        return self

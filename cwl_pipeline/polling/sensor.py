@@ -21,6 +21,7 @@ import dagster as dg
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.core.owed import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
     OwedScope,
@@ -34,8 +35,9 @@ from cwl_pipeline.orchestration.tables import (
     ACTIVE_RUN_STATUSES,
     LOAD_KIND_TAG,
     STREAM_TAG,
-    StreamTables,
     ensure_writer_pools,
+    events_key,
+    written_keys,
 )
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
@@ -51,7 +53,7 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
     owed_scope = OwedScope(
         sensor_name=name,
         stream=stream.name,
-        events_key=keys.events_key,
+        events_key=events_key(keys),
         kinds=None,
         excluded_kinds=frozenset({"refresh"}),
         size=stream.window,
@@ -77,13 +79,13 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
             + f". A failed load is asked for "
             f"again, up to {retry.max_attempts} attempts; the tick log lists what is still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(*keys.written_keys),
+        asset_selection=dg.AssetSelection.assets(*written_keys(keys)),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
-        ensure_writer_pools(context, keys.written_keys)
+        ensure_writer_pools(context, written_keys(keys))
         raw = json.loads(context.cursor) if context.cursor else {}
         state = PlanState.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))

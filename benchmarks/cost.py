@@ -80,7 +80,7 @@ from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms
 from cwl_pipeline.load.service import WriteMode, load, write_mode
-from cwl_pipeline.load.tables import RECENT_RANK, recent_view_sql
+from cwl_pipeline.load.tables import RECENT_RANK, StreamTables, recent_view_sql
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -92,7 +92,6 @@ from cwl_pipeline.local.processes import (
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.rollups import ROLLUPS, Rollup, refresh_rollup, rollup_spec
-from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.assets import LIVE_OVERLAP
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, compares_first, load_passes, plan_windows
@@ -482,12 +481,12 @@ def main() -> None:
         modelled = {"rows": batch.rows_table.num_rows, "rejects": batch.rejects_table.num_rows}
         table_id = {
             spec.table: f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"
-            for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live)
+            for spec in (tables.events, tables.rejects, tables.live)
         }
         sized = {}
         for spec, table in (
-            (tables.events_spec, batch.rows_table),
-            (tables.rejects_spec, batch.rejects_table),
+            (tables.events, batch.rows_table),
+            (tables.rejects, batch.rejects_table),
         ):
             column_sizes = {c: v.to_pylist() for c, v in logical_bytes(table).items()}
             column_sizes["loaded_at"] = [8] * table.num_rows
@@ -512,35 +511,35 @@ def main() -> None:
             },
             clustered_on_time=frozenset(
                 table_id[spec.table]
-                for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live)
+                for spec in (tables.events, tables.rejects, tables.live)
                 if spec.clustering[:1] == (spec.partition_column,)
             ),
         )
         small_tables = [rollup_spec(stream, r) for r in ROLLUPS]
-        if tables.pair.counts is not None:
-            small_tables.append(tables.pair.counts)
+        if tables.counts is not None:
+            small_tables.append(tables.counts)
         for spec in small_tables:
             sizes.measured[f"{LOCAL_PROJECT}.{DATASET}.{spec.table}"] = measure_in(
                 client, spec.partition_column
             )
         # The load ledger: one row per table the loads write, updated by each load transaction.
-        ledger = f"{LOCAL_PROJECT}.{DATASET}.{ledger_table_name(tables.events_spec.table)}"
+        ledger = f"{LOCAL_PROJECT}.{DATASET}.{ledger_table_name(tables.events.table)}"
         sizes.measured[ledger] = measure_in(client, "updated_at")
         schemas = {
             f"{LOCAL_PROJECT}.{DATASET}.{spec.table}": (
                 spec.partition_column,
                 frozenset(c.name for c in spec.all_columns),
             )
-            for spec in (tables.events_spec, tables.rejects_spec, tables.pair.live, *small_tables)
+            for spec in (tables.events, tables.rejects, tables.live, *small_tables)
         }
         schemas[ledger] = ("updated_at", frozenset(f.name for f in LEDGER_SCHEMA))
         # The events and rejects tables hold a window once a load wrote it.
-        stored_tables = [table_id[tables.events_spec.table], table_id[tables.rejects_spec.table]]
+        stored_tables = [table_id[tables.events.table], table_id[tables.rejects.table]]
         sizes.loaded.update({table: [] for table in stored_tables})
         recorder = Recorder(sizes, schemas)
         loader = BigQueryLoader(RecordingClient(client, recorder), DATASET, location="US")  # type: ignore[arg-type]
-        view_id = loader.table_id(tables.pair.recent_view)
-        recorder.views[view_id] = recent_view_sql(loader, tables.pair)
+        view_id = loader.table_id(tables.recent_view)
+        recorder.views[view_id] = recent_view_sql(loader, tables)
 
         @contextmanager
         def loaders() -> Iterator[BigQueryLoader]:
@@ -550,7 +549,7 @@ def main() -> None:
         appender = BigQueryWarehouse.from_settings(config.bigquery).appender()
         assert appender is not None
         recording_appender = RecordingAppender(
-            appender, recorder, table_id[tables.pair.live.table], tables.pair.live.partition_column
+            appender, recorder, table_id[tables.live.table], tables.live.partition_column
         )
         ingested_until: dict[datetime, datetime] = {}  # what each window's last refresh appended
         passes = load_passes(stream.settle_lag, stream.sweeps)
@@ -573,7 +572,7 @@ def main() -> None:
             recorder.window = None if mode is WriteMode.LIVE else (start, stop)
             outcome = load(
                 read_windows(stream, reader, start, stop),
-                tables.pair,
+                tables,
                 loaders,
                 quiet,
                 stream.name,
@@ -651,7 +650,7 @@ def main() -> None:
                     # In the steady state the counts table is older than the day.
                     compare_counts(
                         stream,
-                        tables.pair,
+                        tables,
                         reader,
                         NoMetrics(),  # type: ignore[arg-type]
                         loaders,
@@ -675,8 +674,8 @@ def main() -> None:
                 )
         elapsed = time.monotonic() - began
         stored_counts = {
-            "rows": _count(client, table_id[tables.events_spec.table]),
-            "rejects": _count(client, table_id[tables.rejects_spec.table]),
+            "rows": _count(client, table_id[tables.events.table]),
+            "rejects": _count(client, table_id[tables.rejects.table]),
         }
 
     per_day = 24 / args.hours

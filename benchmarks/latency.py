@@ -65,7 +65,7 @@ from cwl_pipeline.cli.dev import DAGSTER_YAML, WORKSPACE_YAML
 from cwl_pipeline.config import StreamConfig, load_config
 from cwl_pipeline.core.windows import floor_to_window
 from cwl_pipeline.load.service import load as load_reads
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
     LOCAL_PROJECT,
@@ -374,7 +374,7 @@ def run_direct(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     create_group(stack.logs_client(), group)
     config = load_config(stack.write_config("direct_events", group, args))
     stream: StreamConfig = config.streams[0]
-    tables = TablePair.of(stream)
+    tables = StreamTables.of(stream)
     aws = AwsResource.from_settings(config.aws)
     warehouse = BigQueryWarehouse.from_settings(config.bigquery)
     quiet = logging.getLogger("bench.direct")
@@ -597,7 +597,7 @@ def settle_remaining(stack: Stack, config_path: Path, since: datetime) -> None:
         end = floor_to_window(datetime.now(UTC), stream.window) + stream.window
         reads = read_windows(stream, logs_reader(aws), start, end)
         load_reads(
-            reads, TablePair.of(stream), warehouse.loader, quiet, stream.name, WriteMode.INSERT_MISSING
+            reads, StreamTables.of(stream), warehouse.loader, quiet, stream.name, WriteMode.INSERT_MISSING
         )
 
 

@@ -58,7 +58,7 @@ from cwl_pipeline.firehose.read import read_routed_range
 from cwl_pipeline.firehose.routes import destinations
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
 from cwl_pipeline.load.service import WriteMode, load_shared
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -272,7 +272,7 @@ def main() -> int:
         steps = read_routed_range(stream, store, window, window + WINDOW)
         load_shared(
             steps,
-            {t.name: TablePair.of(t.stream(stream)) for t in targets},
+            {t.name: StreamTables.of(t.stream(stream)) for t in targets},
             loaders,
             log,
             {t.name: "fleet" for t in targets},
@@ -282,19 +282,19 @@ def main() -> int:
         peak_mib = (vm_hwm_bytes(os.getpid()) or 0) / 2**20
         ok = True
         for target in destinations(stream):
-            pair = TablePair.of(target.stream(stream))
+            tables = StreamTables.of(target.stream(stream))
             stored = sum(
                 next(
                     iter(client.query(f"SELECT COUNT(*) AS n FROM `{LOCAL_PROJECT}.{DATASET}.{t}`").result())
                 )["n"]
-                for t in (pair.events.table, pair.rejects.table)
+                for t in (tables.events.table, tables.rejects.table)
             )
             team = f"team-{target.name[-1]}" if target.name else "team-e"
             expected = per_team.get(team, 0)
             ok &= stored == expected
             name = target.name or "(unrouted)"
             print(
-                f"route {name}: {stored:,} rows + rejects in {pair.events.table}[_rejects], "
+                f"route {name}: {stored:,} rows + rejects in {tables.events.table}[_rejects], "
                 f"expected {expected:,}"
             )
         print(f"read, split and loaded into {len(targets)} routes: {seconds:.1f} s", flush=True)

@@ -179,12 +179,12 @@ def child(code: Path, config_path: Path, events: int) -> None:
     from cwl_pipeline.config import load_config
     from cwl_pipeline.firehose.read import read_firehose_windows
     from cwl_pipeline.load.service import WriteMode, load
+    from cwl_pipeline.load.tables import StreamTables
     from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
-    from cwl_pipeline.orchestration.tables import StreamTables
 
     config = load_config(config_path)
     stream = config.streams[0]
-    tables = StreamTables.of(stream).pair
+    tables = StreamTables.of(stream)
     store = S3ObjectStore(AwsResource.from_settings(config.aws).client("s3"))
     warehouse = BigQueryWarehouse.from_settings(config.bigquery)
     log = logging.getLogger("bench.window")

@@ -8,10 +8,11 @@ import pytest
 
 from cwl_pipeline.config import BUNDLED_CONFIG, LiveSettings, ReconcileSettings, StreamConfig, load_config
 from cwl_pipeline.firehose.layout_check import KEYS_IN_LAYOUT
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import LATEST_WINDOW
 from cwl_pipeline.orchestration.rollups import build_rollups
 from cwl_pipeline.orchestration.stream_definitions import StreamDefinitions
-from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.orchestration.tables import asset_key, written_keys
 from cwl_pipeline.polling.reconcile import RECONCILE_CHECK
 from cwl_pipeline.streams import BUILDERS, source_kind
 
@@ -48,7 +49,7 @@ def _expected(stream: StreamConfig) -> dict[str, set[str]]:
     sensors = {f"{name}_windows"}
     checks = {LATEST_WINDOW}
     if live:
-        assets.add(tables.live_key)
+        assets.add(asset_key(tables.stream, tables.live))
         sensors.add(f"{name}_live")
     if reconciled:
         checks.add(RECONCILE_CHECK)
@@ -73,7 +74,7 @@ def test_each_source_kinds_builder_gives_a_streams_definitions(stream: StreamCon
     loader, *others = built.assets
     assert isinstance(loader, dg.AssetsDefinition)
     assert loader.node_def.name == f"load_{stream.name}"
-    assert set(StreamTables.of(stream).written_keys) <= set(loader.keys)
+    assert set(written_keys(StreamTables.of(stream))) <= set(loader.keys)
     assert built.sources[-1].key in {dep.asset_key for spec in loader.specs for dep in spec.deps}
     expected = _expected(stream)
     other_keys = {key for a in others for key in (a.keys if isinstance(a, dg.AssetsDefinition) else [a.key])}

@@ -58,11 +58,10 @@ from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.windows import floor_to_window, partition_key, to_ms
 from cwl_pipeline.firehose.read import objects_scope
 from cwl_pipeline.load.service import LoadOutcome, WriteMode, load
-from cwl_pipeline.load.tables import LoadScope, TablePair, ensure_tables, range_label
+from cwl_pipeline.load.tables import LoadScope, StreamTables, ensure_tables, range_label
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import BigQueryWarehouse
 from cwl_pipeline.orchestration.rollups import build_rollups
-from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.read import WindowRangeRead, window_scope
 from cwl_pipeline.polling.reconcile_plan import MAX_EVENT_AGE, MAX_EVENT_AHEAD
 
@@ -88,10 +87,6 @@ class Smoke:
     results: list[tuple[str, str, str]] = field(default_factory=list)
     ingested: datetime = field(default_factory=lambda: datetime.now(UTC))
     serial: int = 0
-
-    @property
-    def pair(self) -> TablePair:
-        return self.tables.pair
 
     def step(self, name: str, run: Callable[[], str | None]) -> None:
         """Run one step; print and keep PASS (with what it found), FAIL or SKIP."""
@@ -149,7 +144,7 @@ class Smoke:
         appender = self.warehouse.appender() if mode is WriteMode.LIVE else None
         return load(
             reads,
-            self.pair,
+            self.tables,
             self.warehouse.loader,
             _log,
             self.stream.name,
@@ -202,7 +197,7 @@ def config_for(args: argparse.Namespace, dataset: str) -> PipelineConfig:
 
 
 def run_steps(smoke: Smoke) -> None:
-    pair, start = smoke.pair, smoke.window
+    tables, start = smoke.tables, smoke.window
     end = start + smoke.stream.window
     minute = timedelta(minutes=1)
     settled_times = [start + i * minute for i in range(1, 6)]
@@ -211,10 +206,10 @@ def run_steps(smoke: Smoke) -> None:
 
     def tables_created() -> str:
         with smoke.warehouse.loader() as loader:
-            ensure_tables(loader, pair)
-            loader.ensure_table(pair.live)
+            ensure_tables(loader, tables)
+            loader.ensure_table(tables.live)
             made = [t.table_id for t in loader.client.list_tables(f"{loader.project}.{loader.dataset}")]
-        expect({pair.events.table, pair.rejects.table, pair.live.table} <= set(made), f"tables: {made}")
+        expect({tables.events.table, tables.rejects.table, tables.live.table} <= set(made), f"tables: {made}")
         return ", ".join(sorted(made))
 
     def settled_load() -> str:
@@ -225,8 +220,8 @@ def run_steps(smoke: Smoke) -> None:
         # A window five days back: the _recent step's time filter has a partition to prune.
         old = smoke.read(smoke.events([old_start + minute]), old_start, old_start + smoke.stream.window)
         expect(smoke.load([old], WriteMode.INSERT_MISSING).rows_written == 1, "the old window")
-        expect(smoke.count(pair.events.table) == 5, "events table")
-        expect(smoke.count(pair.rejects.table) == 1, "rejects table")
+        expect(smoke.count(tables.events.table) == 5, "events table")
+        expect(smoke.count(tables.rejects.table) == 1, "rejects table")
         return "4 rows and 1 reject in one transaction (and 1 row five days back)"
 
     def settled_again() -> str:
@@ -247,7 +242,7 @@ def run_steps(smoke: Smoke) -> None:
     def replaced() -> str:
         read = smoke.read(smoke.events(settled_times, reject=True), start, end)
         outcome = smoke.load([read], WriteMode.REPLACE)
-        expect(outcome.transactions == 1 and smoke.count(pair.events.table) == 5, "after the replace")
+        expect(outcome.transactions == 1 and smoke.count(tables.events.table) == 5, "after the replace")
         return f"{outcome.rows_written} rows and rejects replaced"
 
     def checks() -> str:
@@ -278,7 +273,7 @@ def run_steps(smoke: Smoke) -> None:
         with smoke.warehouse.loader() as loader:
             verdicts = list(evaluate_load_checks(loader, smoke.tables, outcome.check_facts(read.scope)))
             # The count a load makes of rows kept from objects unreadable now.
-            kept = loader.count(pair.events.table, in_scope("source_object", [uri]))
+            kept = loader.count(tables.events.table, in_scope("source_object", [uri]))
         expect(all(v.passed for v in verdicts), f"checks: {[(v.check_name, v.passed) for v in verdicts]}")
         expect(kept == 3, f"{kept} rows of the object")
         return "3 inserted, 2 found stored by the settled load; checks pass; rows of one object counted"
@@ -287,7 +282,7 @@ def run_steps(smoke: Smoke) -> None:
         hour = floor_to_window(smoke.ingested, HOUR)
         stored = 0
         with smoke.warehouse.loader() as loader:
-            for spec in (pair.events, pair.rejects):
+            for spec in (tables.events, tables.rejects):
                 found = loader.counts_by_ingestion_hour(
                     spec.table,
                     spec.partition_column,
@@ -298,7 +293,7 @@ def run_steps(smoke: Smoke) -> None:
                     event_time_after=MAX_EVENT_AHEAD,
                 )
                 stored += sum(found.values())
-        expected = smoke.count(pair.events.table) + smoke.count(pair.rejects.table)
+        expected = smoke.count(tables.events.table) + smoke.count(tables.rejects.table)
         expect(stored == expected, f"{stored} counted, {expected} stored")
         return f"{stored} rows in ingestion hour {hour:%H:00}"
 
@@ -325,15 +320,17 @@ def run_steps(smoke: Smoke) -> None:
         times = [max(open_start, now - timedelta(seconds=5)) + timedelta(milliseconds=i) for i in range(3)]
         read = smoke.read(smoke.events(times), open_start, open_start + smoke.stream.window)
         outcome = smoke.load([read], WriteMode.LIVE)
-        expect(outcome.rows_written == 3 and smoke.count(pair.live.table) == 3, "live table")
+        expect(outcome.rows_written == 3 and smoke.count(tables.live.table) == 3, "live table")
         return "3 rows appended to the live table through the Storage Write API"
 
     def recent_view() -> str:
-        view = pair.recent_view
+        view = tables.recent_view
         param = [bigquery.ScalarQueryParameter("since", "TIMESTAMP", start)]
         where = f"`{smoke.stream.schema.time_column}` >= @since"
         recent = smoke.count(view, where, param)
-        expected = smoke.count(pair.events.table, where, param) + smoke.count(pair.live.table, where, param)
+        expected = smoke.count(tables.events.table, where, param) + smoke.count(
+            tables.live.table, where, param
+        )
         expect(recent == expected, f"{recent} rows in the view, {expected} in its tables")
         return f"{recent} rows since {start:%H:%M}; " + dry_run_bytes(smoke, where, param)
 
@@ -359,11 +356,11 @@ def dry_run_bytes(smoke: Smoke, where: str, params: list) -> str:
         def estimate(sql: str) -> int:
             return int(loader.client.query(sql, job_config=config).total_bytes_processed or 0)
 
-        view = estimate(f"SELECT COUNT(*) FROM {loader.table_sql(smoke.pair.recent_view)} WHERE {where}")
-        whole = estimate(f"SELECT COUNT(*) FROM {loader.table_sql(smoke.pair.recent_view)}")
+        view = estimate(f"SELECT COUNT(*) FROM {loader.table_sql(smoke.tables.recent_view)} WHERE {where}")
+        whole = estimate(f"SELECT COUNT(*) FROM {loader.table_sql(smoke.tables.recent_view)}")
         tables = sum(
             estimate(f"SELECT {keys} FROM {loader.table_sql(t)} WHERE {where}")
-            for t in (smoke.pair.events.table, smoke.pair.live.table)
+            for t in (smoke.tables.events.table, smoke.tables.live.table)
         )
     if not whole:
         return "dry-run bytes not reported by this endpoint (an emulator): pruning not measured"

@@ -8,10 +8,11 @@ import dagster as dg
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.exports.read import read_export_folder
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.s3_assets import Result, load_and_check
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import STREAM_TAG
 
 
 def export_partitions(stream: StreamConfig) -> dg.DynamicPartitionsDefinition:

@@ -28,6 +28,7 @@ from cwl_pipeline.exports.folders import (
     is_export_file,
 )
 from cwl_pipeline.exports.tasks import ExportTasks
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.owed_plan import DEFAULT_RETRY, OwedState, Retry, RetryPolicy
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
@@ -39,7 +40,13 @@ from cwl_pipeline.orchestration.owed_runs import (
     retry_tags,
 )
 from cwl_pipeline.orchestration.resources import AwsResource
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, STREAM_TAG, StreamTables, ensure_writer_pools
+from cwl_pipeline.orchestration.tables import (
+    LOAD_KIND_TAG,
+    STREAM_TAG,
+    ensure_writer_pools,
+    events_key,
+    written_keys,
+)
 from cwl_pipeline.s3_objects.stored import object_set_version
 
 LOAD_KIND = "export"
@@ -69,7 +76,7 @@ def build_export_sensor(
     owed_scope = OwedScope(
         sensor_name=name,
         stream=stream.name,
-        events_key=tables.events_key,
+        events_key=events_key(tables),
         kinds=frozenset({LOAD_KIND}),
         size=None,
         policy=retry,
@@ -83,13 +90,13 @@ def build_export_sensor(
             f"load is asked for again, up to {retry.max_attempts} attempts; the tick log lists what is "
             "still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(*tables.written_keys),
+        asset_selection=dg.AssetSelection.assets(*written_keys(tables)),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def export_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
-        ensure_writer_pools(context, tables.written_keys)
+        ensure_writer_pools(context, written_keys(tables))
         raw = json.loads(context.cursor) if context.cursor else {}
         cursor = ExportCursor.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))

@@ -6,9 +6,10 @@ from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.exports.assets import export_asset, export_partitions
 from cwl_pipeline.exports.history_job import build_export_history_job
 from cwl_pipeline.exports.sensor import build_export_sensor
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.s3_assets import s3_source_specs
 from cwl_pipeline.orchestration.stream_definitions import StreamDefinitions
-from cwl_pipeline.orchestration.tables import StreamTables, table_asset_specs, writer_pool
+from cwl_pipeline.orchestration.tables import table_asset_specs, writer_pool
 
 
 def build_export_stream(stream: StreamConfig, bigquery: BigQuerySettings) -> StreamDefinitions:

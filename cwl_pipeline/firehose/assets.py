@@ -20,11 +20,12 @@ from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.firehose.read import is_routed, read_firehose_range, read_routed_range
 from cwl_pipeline.firehose.routes import DEFAULT_ROUTE, destinations
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.s3_assets import Result, load_and_check, load_routes_and_check
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import STREAM_TAG
 
 
 def route_tables(stream: StreamConfig) -> dict[str, StreamTables]:

@@ -16,8 +16,9 @@ from cwl_pipeline.config import S3Source
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.resources import AwsResource
-from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.orchestration.tables import events_key
 
 KEYS_IN_LAYOUT = "keys_in_layout"
 _SHOWN = 50  # keys named in the metadata
@@ -41,7 +42,7 @@ def layout_evaluation(tables: StreamTables, keys: list[str]) -> dg.AssetCheckEva
     source = tables.stream.source
     assert isinstance(source, S3Source)
     return dg.AssetCheckEvaluation(
-        asset_key=tables.events_key,
+        asset_key=events_key(tables),
         check_name=KEYS_IN_LAYOUT,
         passed=not keys,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -66,7 +67,7 @@ def build_layout_check(tables: StreamTables) -> dg.AssetChecksDefinition:
     layouts = stream_layouts(source)
 
     @dg.asset_check(
-        asset=tables.events_key,
+        asset=events_key(tables),
         name=KEYS_IN_LAYOUT,
         description="Every object under the stream's prefixes is in its key layout (none is left unloaded).",
     )

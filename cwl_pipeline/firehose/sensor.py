@@ -43,6 +43,7 @@ from cwl_pipeline.firehose.windows import (
     listing_start_after,
     plan_firehose_requests,
 )
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.owed_plan import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
@@ -56,8 +57,9 @@ from cwl_pipeline.orchestration.run_requests import retry_window_request, run_re
 from cwl_pipeline.orchestration.tables import (
     ACTIVE_RUN_STATUSES,
     STREAM_TAG,
-    StreamTables,
     ensure_writer_pools,
+    events_key,
+    written_keys,
 )
 
 LOAD_KIND = "objects"
@@ -77,13 +79,13 @@ def build_firehose_sensor(
     assert isinstance(source, S3Source)
     layouts = stream_layouts(source)
     every = routes or [tables]
-    keys = [key for t in every for key in t.written_keys]
+    keys = [key for t in every for key in written_keys(t)]
     interval = max(5, min(30, int(stream.refresh_interval.total_seconds())))
     name = f"{stream.name}_objects"
     owed_scope = OwedScope(
         sensor_name=name,
         stream=stream.name,
-        events_key=tables.events_key,
+        events_key=events_key(tables),
         kinds=frozenset({LOAD_KIND}),
         size=stream.window,
         policy=retry,

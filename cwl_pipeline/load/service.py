@@ -62,7 +62,7 @@ from cwl_pipeline.core.key_digest import KeyDigest
 from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
     LoadScope,
-    TablePair,
+    StreamTables,
     ensure_recent_view,
     ensure_tables,
     event_keys,
@@ -202,7 +202,7 @@ class LoadOutcome:
 
 def load(
     reads: Iterable[SourceRead],
-    tables: TablePair,
+    tables: StreamTables,
     loaders: LoaderFactory,
     log: logging.Logger,
     name: str,
@@ -241,7 +241,7 @@ def load(
     return outcome
 
 
-def _ensure_live(loader: BigQueryLoader, tables: TablePair) -> None:
+def _ensure_live(loader: BigQueryLoader, tables: StreamTables) -> None:
     loader.ensure_dataset()
     loader.ensure_table(tables.events)
     loader.ensure_table(tables.live)
@@ -250,7 +250,7 @@ def _ensure_live(loader: BigQueryLoader, tables: TablePair) -> None:
 
 def _append_live(
     appender: StreamAppender,
-    tables: TablePair,
+    tables: StreamTables,
     read: SourceRead,
     outcome: LoadOutcome,
     log: logging.Logger,
@@ -285,7 +285,7 @@ def _add_read(outcome: LoadOutcome, read: SourceRead, loaded_at: datetime) -> No
 
 def _load_read(
     loader: BigQueryLoader,
-    tables: TablePair,
+    tables: StreamTables,
     read: SourceRead,
     outcome: LoadOutcome,
     log: logging.Logger,
@@ -311,7 +311,7 @@ def _load_read(
 
 def _stored_as_read(
     loader: BigQueryLoader,
-    tables: TablePair,
+    tables: StreamTables,
     read: SourceRead,
     outcome: LoadOutcome,
     log: logging.Logger,
@@ -360,7 +360,7 @@ def _stored_as_read(
 
 def load_shared(
     steps: Iterable[SharedRead],
-    tables: Mapping[str, TablePair],
+    tables: Mapping[str, StreamTables],
     loaders: LoaderFactory,
     log: logging.Logger,
     names: Mapping[str, str],
@@ -430,7 +430,7 @@ class _Staged:
     pending_rows: int = 0
 
     @classmethod
-    def open(cls, loader: BigQueryLoader, tables: TablePair, label: str, buffer_rows: int = 0) -> _Staged:
+    def open(cls, loader: BigQueryLoader, tables: StreamTables, label: str, buffer_rows: int = 0) -> _Staged:
         return cls(
             loader.open_staging(tables.events, label),
             loader.open_staging(tables.rejects, label),
@@ -473,7 +473,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 def _write_read(
     loader: BigQueryLoader,
-    tables: TablePair,
+    tables: StreamTables,
     read: SourceRead,
     staged: _Staged,
     outcome: LoadOutcome,
@@ -512,7 +512,7 @@ def _write_read(
 
 def _write_staged(
     loader: BigQueryLoader,
-    tables: TablePair,
+    tables: StreamTables,
     read: SourceRead,
     staged: tuple[StagingTable, StagingTable, StagingTable | None],
     outcome: LoadOutcome,
@@ -618,7 +618,7 @@ def _other_reader(counts: list[StagedCounts]) -> bool:
 
 
 def _keep_rows_of_unreadable(
-    loader: BigQueryLoader, tables: TablePair, read: SourceRead, log: logging.Logger, name: str
+    loader: BigQueryLoader, tables: StreamTables, read: SourceRead, log: logging.Logger, name: str
 ) -> int:
     """Rows stored earlier from objects unreadable now stay (the events scope leaves those
     objects out); their events are not stored twice (the read finds those copies in its

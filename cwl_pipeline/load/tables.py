@@ -39,9 +39,11 @@ LIVE_RETENTION = timedelta(days=3)
 
 
 @dataclass(frozen=True)
-class TablePair:
-    """Specs of a stream's events table, its rejects table and (if it has one) its raw table."""
+class StreamTables:
+    """A stream's config and the specs of its tables: events, rejects, live, and (if it has
+    them) raw and counts, with the name of its ``_recent`` view."""
 
+    stream: StreamConfig
     events: TableSpec
     rejects: TableSpec
     live: TableSpec
@@ -50,13 +52,14 @@ class TablePair:
     counts: TableSpec | None = None
 
     @classmethod
-    def of(cls, stream: StreamConfig) -> TablePair:
-        """Derive both specs from the stream config."""
+    def of(cls, stream: StreamConfig) -> StreamTables:
+        """Derive every spec from the stream config."""
         schema = stream.schema
         int_columns = [c.name for c in schema.columns if c.type == "INT64"]
         # Clustered on the event time first: window-bounded scans read about the window's blocks.
         clustering = tuple([schema.time_column, "log_group", *int_columns][:4])
         return cls(
+            stream=stream,
             events=TableSpec(
                 table=stream.table,
                 columns=(*schema.columns, *METADATA_COLUMNS),
@@ -117,7 +120,7 @@ class LoadScope:
     rejects: Scope
 
 
-def ensure_tables(loader: BigQueryLoader, tables: TablePair) -> None:
+def ensure_tables(loader: BigQueryLoader, tables: StreamTables) -> None:
     """Create the dataset and the tables if missing (and reconcile their columns)."""
     loader.ensure_dataset()
     loader.ensure_table(tables.events)
@@ -128,14 +131,14 @@ def ensure_tables(loader: BigQueryLoader, tables: TablePair) -> None:
         loader.ensure_table(tables.counts)
 
 
-def rows_in_scope(loader: BigQueryLoader, tables: TablePair, scope: LoadScope) -> tuple[int, int]:
+def rows_in_scope(loader: BigQueryLoader, tables: StreamTables, scope: LoadScope) -> tuple[int, int]:
     """Rows of the events table and of the rejects table inside ``scope``."""
     return loader.count(tables.events.table, scope.events), loader.count(tables.rejects.table, scope.rejects)
 
 
 def replace_rows(
     loader: BigQueryLoader,
-    tables: TablePair,
+    tables: StreamTables,
     scope: LoadScope,
     rows: pa.Table | StagingTable,
     rejects: pa.Table | StagingTable,
@@ -198,7 +201,7 @@ RECENT_RANK = "_recent_rank"
 """Column of the ``_recent`` view's inner query: 0 for an events-table row, 1 for a live row."""
 
 
-def recent_view_sql(loader: BigQueryLoader, tables: TablePair) -> str:
+def recent_view_sql(loader: BigQueryLoader, tables: StreamTables) -> str:
     """The ``_recent`` view: every events-table row, plus each live row the events table does
     not hold yet, each event (event id and time) once, the settled copy first.
 
@@ -224,7 +227,7 @@ def recent_view_sql(loader: BigQueryLoader, tables: TablePair) -> str:
     )
 
 
-def ensure_recent_view(loader: BigQueryLoader, tables: TablePair) -> None:
+def ensure_recent_view(loader: BigQueryLoader, tables: StreamTables) -> None:
     """Create the ``_recent`` view, or replace its query if the events spec changed (run after
     the events and live tables were ensured, so both hold every column it lists)."""
     loader.ensure_view(

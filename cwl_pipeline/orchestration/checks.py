@@ -32,7 +32,8 @@ import dagster as dg
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline.load.service import LoadFacts
-from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.load.tables import StreamTables
+from cwl_pipeline.orchestration.tables import events_key
 
 COMPLETENESS = "completeness"
 NO_DUPLICATES = "no_duplicate_event_ids"
@@ -43,7 +44,7 @@ LATEST_WINDOW = "latest_window_loaded"
 
 def load_check_specs(tables: StreamTables) -> list[dg.AssetCheckSpec]:
     """The checks every load of the events table evaluates."""
-    key = tables.events_key
+    key = events_key(tables)
     return [
         dg.AssetCheckSpec(
             COMPLETENESS,
@@ -75,19 +76,17 @@ def evaluate_load_checks(
     loader: BigQueryLoader, tables: StreamTables, facts: LoadFacts
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the load checks against BigQuery after a load."""
-    key = tables.events_key
+    key = events_key(tables)
     # A load that wrote nothing counted its scope in BigQuery just before: that count stands.
     unchanged = facts.stored_unchanged is not None
     before_table, before_rejects = facts.stored_unchanged or (None, None)
     in_table = (
-        before_table
-        if before_table is not None
-        else loader.count(tables.events_spec.table, facts.scope.events)
+        before_table if before_table is not None else loader.count(tables.events.table, facts.scope.events)
     )
     in_rejects = (
         before_rejects
         if before_rejects is not None
-        else loader.count(tables.rejects_spec.table, facts.scope.rejects)
+        else loader.count(tables.rejects.table, facts.scope.rejects)
     )
     stored = in_table + in_rejects
     late = stored - facts.rows_before
@@ -147,7 +146,7 @@ def evaluate_load_checks(
             description="this load wrote no row; the windows are as their last load left and checked them",
         )
     else:
-        duplicates = loader.duplicate_ids(tables.events_spec.table, facts.scope.events)
+        duplicates = loader.duplicate_ids(tables.events.table, facts.scope.events)
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name=NO_DUPLICATES,
@@ -173,7 +172,7 @@ def evaluate_load_checks(
     # longer declared, another column order) pass with a note. Failing on them would hold the
     # rollups back for good: BigQuery cannot make a column REQUIRED again, and dropping a
     # column would drop its data.
-    schema = loader.compare_schema(tables.events_spec)
+    schema = loader.compare_schema(tables.events)
     differences, notes = schema.differences(), schema.notes()
     yield dg.AssetCheckResult(
         asset_key=key,
@@ -198,7 +197,7 @@ def build_latest_window_check(tables: StreamTables) -> dg.AssetChecksDefinition:
     stream = tables.stream
 
     @dg.asset_check(
-        asset=tables.events_key,
+        asset=events_key(tables),
         name=LATEST_WINDOW,
         description=(
             f"The newest window that should be settled (now - {stream.settle_lag}) was loaded "
@@ -222,12 +221,12 @@ def latest_window_result(
     window_start = window_end - stream.window
     key = partition_key(window_start)
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=tables.events_key, asset_partitions=[key]), limit=1
+        dg.AssetRecordsFilter(asset_key=events_key(tables), asset_partitions=[key]), limit=1
     ).records
     loaded_at = datetime.fromtimestamp(records[0].timestamp, tz=UTC) if records else None
     passed = loaded_at is not None and loaded_at >= window_end
     return dg.AssetCheckResult(
-        asset_key=tables.events_key,
+        asset_key=events_key(tables),
         check_name=LATEST_WINDOW,
         passed=passed,
         metadata={

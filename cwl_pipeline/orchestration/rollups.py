@@ -32,14 +32,9 @@ from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.resources import BigQueryWarehouse
-from cwl_pipeline.orchestration.tables import (
-    STREAM_TAG,
-    StreamTables,
-    table_metadata,
-    writer_pool,
-)
+from cwl_pipeline.orchestration.tables import STREAM_TAG, events_key, table_metadata, writer_pool
 
 AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
 """Tag Dagster's automation puts on the runs it launches."""
@@ -227,7 +222,7 @@ def refresh_rollup(
     while cursor < end:
         partitions.append(cursor)
         cursor += rollup.period
-    counts = TablePair.of(stream).counts
+    counts = StreamTables.of(stream).counts
     if only_changed and counts is not None:
         changed = set(
             loader.changed_since_computed(
@@ -268,7 +263,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         key=[table],
         deps=[
             dg.AssetDep(
-                tables.events_key,
+                events_key(tables),
                 # The current hour/day maps onto windows that do not exist yet.
                 partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True),
             )

@@ -17,15 +17,11 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.load.objects import ObjectSetRead, combined_scope, s3_source
 from cwl_pipeline.load.reads import SharedRead
 from cwl_pipeline.load.service import LoadOutcome, WriteMode, load, load_shared, write_mode
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import evaluate_load_checks
 from cwl_pipeline.orchestration.resources import BigQueryWarehouse
 from cwl_pipeline.orchestration.source_assets import log_group_spec
-from cwl_pipeline.orchestration.tables import (
-    LOAD_KIND_TAG,
-    StreamTables,
-    materializations,
-    selected,
-)
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, asset_key, events_key, materializations, selected
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -81,7 +77,7 @@ def load_and_check(
             yield read
             done.append(read)
 
-    outcome = load(remembered(), tables.pair, bigquery.loader, context.log, stream.name, mode)
+    outcome = load(remembered(), tables, bigquery.loader, context.log, stream.name, mode)
     yield from _report_and_check(context, tables, bigquery, outcome, kind, mode, done)
 
 
@@ -99,7 +95,7 @@ def load_routes_and_check(
     chosen = {
         name: tables
         for name, tables in routes.items()
-        if {tables.events_key, tables.rejects_key} & set(context.selected_asset_keys)
+        if {events_key(tables), asset_key(tables.stream, tables.rejects)} & set(context.selected_asset_keys)
     }
     done: dict[str, list[ObjectSetRead]] = {name: [] for name in chosen}
 
@@ -113,7 +109,7 @@ def load_routes_and_check(
 
     outcomes = load_shared(
         remembered(),
-        {name: tables.pair for name, tables in chosen.items()},
+        chosen,
         bigquery.loader,
         context.log,
         {name: tables.stream.name for name, tables in chosen.items()},

@@ -1,13 +1,13 @@
 """The BigQuery tables every stream writes (events and rejects, and its raw table) as Dagster assets.
 
-Shared by every source type: keys, table specs, asset specs with column schemas and links, and
+Shared by every source type: the asset keys of a stream's tables (derived from their specs,
+:class:`cwl_pipeline.load.tables.StreamTables`), asset specs with column schemas and links, and
 the materialization events of a load, with true per-window figures even when one run loads
 a range of windows.
 """
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
@@ -17,7 +17,7 @@ from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.load.service import LoadOutcome
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 
 STREAM_TAG = "cwl/stream"
 LOAD_KIND_TAG = "cwl/load"
@@ -71,46 +71,21 @@ def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.A
     return missing
 
 
-@dataclass(frozen=True)
-class StreamTables:
-    """Asset keys and BigQuery table specs of one stream's events and rejects tables."""
+def asset_key(stream: StreamConfig, spec: TableSpec) -> dg.AssetKey:
+    """The asset key of one of ``stream``'s tables: its name, after the stream's key prefix."""
+    return dg.AssetKey([*stream.asset_key_prefix, spec.table])
 
-    stream: StreamConfig
-    events_key: dg.AssetKey
-    rejects_key: dg.AssetKey
-    pair: TablePair
-    raw_key: dg.AssetKey | None = None
 
-    @classmethod
-    def of(cls, stream: StreamConfig) -> "StreamTables":
-        """Derive keys and specs from the stream config."""
-        return cls(
-            stream=stream,
-            events_key=dg.AssetKey([*stream.asset_key_prefix, stream.table]),
-            rejects_key=dg.AssetKey([*stream.asset_key_prefix, stream.rejects_table]),
-            pair=TablePair.of(stream),
-            raw_key=dg.AssetKey([*stream.asset_key_prefix, stream.raw_table]) if stream.raw_table else None,
-        )
+def events_key(tables: StreamTables) -> dg.AssetKey:
+    """The events table's asset key: the stream's checks, sensors and load records hang on it."""
+    return asset_key(tables.stream, tables.events)
 
-    @property
-    def live_key(self) -> dg.AssetKey:
-        """The live table (``<table>_live``): the still-open windows' rows, appended at least once."""
-        return dg.AssetKey([*self.stream.asset_key_prefix, self.pair.live.table])
 
-    @property
-    def written_keys(self) -> list[dg.AssetKey]:
-        """Every table asset one load writes: the events and rejects tables, and the raw table."""
-        return [*([self.raw_key] if self.raw_key else []), self.events_key, self.rejects_key]
-
-    @property
-    def events_spec(self) -> TableSpec:
-        """The events table."""
-        return self.pair.events
-
-    @property
-    def rejects_spec(self) -> TableSpec:
-        """The rejects table."""
-        return self.pair.rejects
+def written_keys(tables: StreamTables) -> list[dg.AssetKey]:
+    """Every table asset one load writes: the raw table (if the stream keeps one), the events
+    and rejects tables."""
+    specs = (tables.raw, tables.events, tables.rejects)
+    return [asset_key(tables.stream, spec) for spec in specs if spec is not None]
 
 
 def column_schema(columns: Iterable[Column]) -> dg.TableSchema:
@@ -173,25 +148,27 @@ def table_asset_specs(
     )
     raw_specs: list[dg.AssetSpec] = []
     typed_deps = list(deps)
-    if tables.raw_key is not None and tables.pair.raw is not None:
+    events = events_key(tables)
+    if tables.raw is not None:
+        raw = asset_key(stream, tables.raw)
         raw_specs.append(
             dg.AssetSpec(
-                tables.raw_key,
+                raw,
                 deps=list(deps),
-                description=tables.pair.raw.description,
-                metadata={**table_metadata(bq, tables.pair.raw), "layer": "raw"},
+                description=tables.raw.description,
+                metadata={**table_metadata(bq, tables.raw), "layer": "raw"},
                 **common,
             )
         )
-        typed_deps = [*deps, tables.raw_key]
+        typed_deps = [*deps, raw]
     return [
         *raw_specs,
         dg.AssetSpec(
-            tables.events_key,
+            events,
             deps=typed_deps,
-            description=tables.events_spec.description,
+            description=tables.events.description,
             metadata={
-                **table_metadata(bq, tables.events_spec),
+                **table_metadata(bq, tables.events),
                 "window": str(stream.window),
                 "settle_lag": str(stream.settle_lag),
                 "schema": stream.schema.name,
@@ -200,10 +177,10 @@ def table_asset_specs(
             **common,
         ),
         dg.AssetSpec(
-            tables.rejects_key,
-            deps=[*typed_deps, tables.events_key],
-            description=tables.rejects_spec.description,
-            metadata=table_metadata(bq, tables.rejects_spec),
+            asset_key(stream, tables.rejects),
+            deps=[*typed_deps, events],
+            description=tables.rejects.description,
+            metadata=table_metadata(bq, tables.rejects),
             **common,
         ),
     ]
@@ -222,28 +199,26 @@ def materializations(
     run logs an ``AssetMaterialization`` per part (window) instead, each with its own figures.
     """
     run_metadata = {"load_kind": kind, **(extra or {}), **outcome.run_metadata()}
-    counted: list[tuple[dg.AssetKey, str]] = [
-        (tables.events_key, "rows_loaded"),
-        (tables.rejects_key, "rows_rejected"),
-    ]
-    if tables.raw_key is not None:
-        counted.insert(0, (tables.raw_key, "raw_rows"))  # upstream of the typed tables: reported first
+    # The figure counting each written table's rows; the raw table, upstream of the typed
+    # tables, is reported first.
+    counts = [*(["raw_rows"] if tables.raw is not None else []), "rows_loaded", "rows_rejected"]
+    counted = list(zip(written_keys(tables), counts, strict=True))
     if context.has_partition_key_range and len(context.partition_keys) > 1:
         for part, figures in sorted(outcome.parts.items(), key=lambda item: str(item[0])):
             key = partition_key(part) if isinstance(part, datetime) else str(part)
-            for asset_key, count in counted:
+            for table_key, count in counted:
                 context.log_event(
                     dg.AssetMaterialization(
-                        asset_key=asset_key,
+                        asset_key=table_key,
                         partition=key,
                         metadata={**run_metadata, **figures, "dagster/row_count": _row_count(figures, count)},
                     )
                 )
         return
     figures = next(iter(outcome.parts.values()), {})
-    for asset_key, count in counted:
+    for table_key, count in counted:
         yield dg.MaterializeResult(
-            asset_key=asset_key,
+            asset_key=table_key,
             metadata={**run_metadata, **figures, "dagster/row_count": _row_count(figures, count)},
         )
 

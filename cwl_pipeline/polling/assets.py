@@ -27,6 +27,7 @@ from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.exports.tasks import ExportTasks
 from cwl_pipeline.load.service import MANUAL, REFRESH, WriteMode, load, write_mode
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import evaluate_load_checks, load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
@@ -34,7 +35,7 @@ from cwl_pipeline.orchestration.source_assets import log_group_spec
 from cwl_pipeline.orchestration.tables import (
     LOAD_KIND_TAG,
     STREAM_TAG,
-    StreamTables,
+    events_key,
     materializations,
     selected,
     table_asset_specs,
@@ -54,7 +55,7 @@ LIVE_OVERLAP = timedelta(seconds=10)
 def _ingested_until(context: dg.AssetExecutionContext, tables: StreamTables) -> datetime | None:
     """The newest ingestion time the previous refresh of this window appended, if any."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=tables.events_key, asset_partitions=[context.partition_key]), limit=1
+        dg.AssetRecordsFilter(asset_key=events_key(tables), asset_partitions=[context.partition_key]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
@@ -153,7 +154,7 @@ def build_window_asset(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetsD
                     f"{stream.name}: re-deriving {start.isoformat()}..{end.isoformat()} from raw rows"
                 )
                 reads = read_windows_from_raw(
-                    stream, tables.pair, opened.enter_context(bigquery.loader()), start, end
+                    stream, tables, opened.enter_context(bigquery.loader()), start, end
                 )
             else:
                 reads = reads_by_reader(
@@ -161,7 +162,7 @@ def build_window_asset(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetsD
                 )
             outcome = load(
                 reads,
-                tables.pair,
+                tables,
                 bigquery.loader,
                 context.log,
                 stream.name,

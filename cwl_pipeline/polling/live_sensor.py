@@ -27,9 +27,10 @@ import dagster as dg
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.errors import DestinationError, SourceError
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.source_assets import log_group_spec
-from cwl_pipeline.orchestration.tables import STREAM_TAG, StreamTables, table_metadata
+from cwl_pipeline.orchestration.tables import STREAM_TAG, asset_key, table_metadata
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader, logs_reader
 from cwl_pipeline.polling.live_plan import LiveState
 from cwl_pipeline.polling.live_tail import MAX_REQUESTS_PER_STEP, live_step
@@ -74,16 +75,16 @@ def live_asset_spec(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetSpec:
     """The live table as an asset the live sensor reports (no run materializes it)."""
     stream = tables.stream
     return dg.AssetSpec(
-        tables.live_key,
+        asset_key(stream, tables.live),
         deps=[
             *(log_group_spec(g).key for g in stream.source.log_groups),
             *(log_group_spec(p, is_prefix=True).key for p in stream.source.log_group_prefixes),
         ],
         description=(
-            f"{tables.pair.live.description} Appended by sensor {stream.name}_live every "
-            f"{stream.live.interval}; query {tables.pair.recent_view} for each event once."
+            f"{tables.live.description} Appended by sensor {stream.name}_live every "
+            f"{stream.live.interval}; query {tables.recent_view} for each event once."
         ),
-        metadata={**table_metadata(bq, tables.pair.live), "live_interval": str(stream.live.interval)},
+        metadata={**table_metadata(bq, tables.live), "live_interval": str(stream.live.interval)},
         group_name=stream.name,
         owners=list(stream.owners) or None,
         tags={STREAM_TAG: stream.name},
@@ -100,6 +101,7 @@ def build_live_sensor(
     their page size (tests use small pages to cut a step short).
     """
     stream: StreamConfig = tables.stream
+    live_key = asset_key(stream, tables.live)
     interval = int(stream.live.interval.total_seconds())
     # The daemon's sensor loop starts every 5 s and evaluates a sensor whose minimum interval has
     # passed since its previous tick began. With exactly `interval`, a loop that starts a
@@ -111,7 +113,7 @@ def build_live_sensor(
         name=f"{stream.name}_live",
         description=(
             f"Every {stream.live.interval}, appends {stream.name}'s new events to "
-            f"{tables.pair.live.table} (re-reading {stream.live.lookback} of event time for late "
+            f"{tables.live.table} (re-reading {stream.live.lookback} of event time for late "
             f"ones) and reports them on the live table's asset. Launches no run."
         ),
         minimum_interval_seconds=min_interval,
@@ -132,7 +134,7 @@ def build_live_sensor(
             reader = logs_reader(aws, stream.source_account)
             step = live_step(
                 stream,
-                tables.pair,
+                tables,
                 reader,
                 bigquery.loader,
                 appender,
@@ -164,7 +166,7 @@ def build_live_sensor(
             metadata["newest_event"] = datetime.fromtimestamp(newest, UTC).isoformat()
         events = []
         if step.rows_appended:
-            events.append(dg.AssetMaterialization(asset_key=tables.live_key, metadata=metadata))
+            events.append(dg.AssetMaterialization(asset_key=live_key, metadata=metadata))
         skip = None
         if not events:
             skip = (

@@ -22,7 +22,7 @@ from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.formats import events_from_api
 from cwl_pipeline.core.windows import floor_to_window, to_ms
 from cwl_pipeline.load.service import LoaderFactory, WriteMode, load
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.live_plan import LiveState, after_read, event_key, is_new, read_start
 from cwl_pipeline.polling.read import WindowRangeRead, stream_read
@@ -54,7 +54,7 @@ def live_floor(stream: StreamConfig, now: datetime) -> datetime:
 
 def live_step(
     stream: StreamConfig,
-    tables: TablePair,
+    tables: StreamTables,
     reader: CloudWatchLogsReader,
     loaders: LoaderFactory,
     appender: StreamAppender,

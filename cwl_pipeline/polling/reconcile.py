@@ -27,14 +27,16 @@ import dagster as dg
 from cwl_pipeline.adapters.errors import DestinationError, SourceError
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.run_requests import run_request
 from cwl_pipeline.orchestration.tables import (
     ACTIVE_RUN_STATUSES,
     LOAD_KIND_TAG,
     STREAM_TAG,
-    StreamTables,
     ensure_writer_pools,
+    events_key,
+    written_keys,
 )
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents
@@ -96,7 +98,7 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
     horizon = horizon_of(stream)
 
     @dg.asset_check(
-        asset=tables.events_key,
+        asset=events_key(tables),
         name=RECONCILE_CHECK,
         description=(
             f"Per ingestion hour of the last {stream.reconcile.lookback}: CloudWatch's IncomingLogEvents "
@@ -111,13 +113,13 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
         now = clock()
         comparison = compare_counts(
             stream,
-            tables.pair,
+            tables,
             logs_reader(aws, stream.source_account),
             IncomingLogEvents(aws.client("cloudwatch", stream.source_account)),
             bigquery.loader,
             now,
         )
-        records = latest_heal_records(context.instance, tables.events_key)
+        records = latest_heal_records(context.instance, events_key(tables))
         verdicts = [
             classify(hour, counted, stored, now, horizon, records.get(hour))
             for hour, (counted, stored) in sorted(comparison.counts.items())
@@ -156,7 +158,7 @@ def check_result(
     if short:
         healing = [v for v in short if (r := records.get(v.hour)) is not None and not r.probed]
         return dg.AssetCheckResult(
-            asset_key=tables.events_key,
+            asset_key=events_key(tables),
             check_name=RECONCILE_CHECK,
             passed=False,
             metadata=metadata,
@@ -180,7 +182,7 @@ def check_result(
     )
     if warnings:
         return dg.AssetCheckResult(
-            asset_key=tables.events_key,
+            asset_key=events_key(tables),
             check_name=RECONCILE_CHECK,
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
@@ -188,7 +190,7 @@ def check_result(
             description="; ".join(warnings + ([f"explained: {explained}"] if explained else [])),
         )
     return dg.AssetCheckResult(
-        asset_key=tables.events_key,
+        asset_key=events_key(tables),
         check_name=RECONCILE_CHECK,
         passed=True,
         metadata=metadata,
@@ -237,7 +239,7 @@ def reconciliation_observation(tables: StreamTables, plan: HealPlan, now: dateti
     the table per hour, and the heal records (read back by the check)."""
     sums = totals(plan.verdicts)
     return dg.AssetObservation(
-        asset_key=tables.events_key,
+        asset_key=events_key(tables),
         description=f"reconciliation with CloudWatch's IncomingLogEvents at {now:%Y-%m-%d %H:%M} UTC",
         metadata={
             "reconcile_cloudwatch_events": float(sums.cloudwatch),
@@ -269,11 +271,11 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
         description=(
             f"Every {settings.interval}: compares {stream.name}'s stored events per ingestion hour of the "
             f"last {settings.lookback} with CloudWatch's IncomingLogEvents, records the difference as an "
-            f"observation of {tables.events_key.to_user_string()}, and re-reads (inserting what is "
+            f"observation of {events_key(tables).to_user_string()}, and re-reads (inserting what is "
             f"missing) the windows of an hour still short after the final sweep, at most "
             f"{settings.max_heal_attempts} times; the tick log says what it healed and why."
         ),
-        asset_selection=dg.AssetSelection.assets(*tables.written_keys),
+        asset_selection=dg.AssetSelection.assets(*written_keys(tables)),
         minimum_interval_seconds=int(settings.interval.total_seconds()),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -281,7 +283,7 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
         context: dg.SensorEvaluationContext, aws: AwsResource, bigquery: BigQueryWarehouse
     ) -> dg.SensorResult:
         now = clock()
-        ensure_writer_pools(context, tables.written_keys)
+        ensure_writer_pools(context, written_keys(tables))
         records = records_from_json(json.loads(context.cursor).get("hours") if context.cursor else None)
         if _heal_running(context.instance, stream.name):
             return dg.SensorResult(
@@ -291,7 +293,7 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
             reader = logs_reader(aws, stream.source_account)
             comparison = compare_counts(
                 stream,
-                tables.pair,
+                tables,
                 reader,
                 IncomingLogEvents(aws.client("cloudwatch", stream.source_account)),
                 bigquery.loader,

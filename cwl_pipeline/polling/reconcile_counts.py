@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.load.service import LoaderFactory
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents, count_ingested
 from cwl_pipeline.polling.plan import load_passes
@@ -55,7 +55,7 @@ class Comparison:
 
 def compare_counts(
     stream: StreamConfig,
-    tables: TablePair,
+    tables: StreamTables,
     reader: CloudWatchLogsReader,
     metrics: IncomingLogEvents,
     loaders: LoaderFactory,

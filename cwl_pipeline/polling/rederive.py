@@ -26,7 +26,7 @@ from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.raw_events import RAW_SCHEMA, events_from_raw
-from cwl_pipeline.load.tables import TablePair, range_label, rows_in_scope
+from cwl_pipeline.load.tables import StreamTables, range_label, rows_in_scope
 from cwl_pipeline.polling.read import WindowRangeRead, replace_steps, window_scope
 
 REDERIVE_TAG = "cwl/rederive_from"
@@ -35,7 +35,7 @@ RAW = "raw"
 
 
 def read_windows_from_raw(
-    stream: StreamConfig, tables: TablePair, loader: BigQueryLoader, start: datetime, end: datetime
+    stream: StreamConfig, tables: StreamTables, loader: BigQueryLoader, start: datetime, end: datetime
 ) -> Iterator[WindowRangeRead]:
     """Re-derive ``[start, end)`` of ``stream`` from its raw table, step by step."""
     if tables.raw is None:
@@ -45,7 +45,7 @@ def read_windows_from_raw(
 
 
 def _read_step(
-    stream: StreamConfig, tables: TablePair, loader: BigQueryLoader, start: datetime, end: datetime
+    stream: StreamConfig, tables: StreamTables, loader: BigQueryLoader, start: datetime, end: datetime
 ) -> WindowRangeRead:
     """One step read back from the raw table, page by page as the load stages it."""
     assert tables.raw is not None

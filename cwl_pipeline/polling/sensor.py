@@ -20,6 +20,7 @@ import dagster as dg
 # The run tags Dagster reads a single-run partition range from (no public constant exists).
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.owed_plan import DEFAULT_RETRY, OwedState, RetryPolicy, partitions_of
 from cwl_pipeline.orchestration.owed_runs import (
     OWED_CURSOR_KEY,
@@ -34,24 +35,25 @@ from cwl_pipeline.orchestration.tables import (
     ACTIVE_RUN_STATUSES,
     LOAD_KIND_TAG,
     STREAM_TAG,
-    StreamTables,
     ensure_writer_pools,
+    events_key,
+    written_keys,
 )
 from cwl_pipeline.polling.filter_log_events import logs_reader
 from cwl_pipeline.polling.plan import PlanState, load_passes, plan_windows
 
 
-def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
-    """The sensor that keeps ``keys.stream`` loaded in near real time.
+def build_window_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) -> dg.SensorDefinition:
+    """The sensor that keeps ``tables.stream`` loaded in near real time.
 
     ``retry`` bounds and spaces the attempts of a failed load (tests shorten its waits).
     """
-    stream = keys.stream
+    stream = tables.stream
     name = f"{stream.name}_windows"
     owed_scope = OwedScope(
         sensor_name=name,
         stream=stream.name,
-        events_key=keys.events_key,
+        events_key=events_key(tables),
         kinds=None,
         excluded_kinds=frozenset({"refresh"}),
         size=stream.window,
@@ -77,17 +79,17 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
             + f". A failed load is asked for "
             f"again, up to {retry.max_attempts} attempts; the tick log lists what is still owed."
         ),
-        asset_selection=dg.AssetSelection.assets(*keys.written_keys),
+        asset_selection=dg.AssetSelection.assets(*written_keys(tables)),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
         now = datetime.now(UTC)
-        ensure_writer_pools(context, keys.written_keys)
+        ensure_writer_pools(context, written_keys(tables))
         raw = json.loads(context.cursor) if context.cursor else {}
         state = PlanState.from_json(raw)
         owed_before = OwedState.from_json(raw.get(OWED_CURSOR_KEY))
-        arriving = refreshes and _events_arriving(context, aws, keys, state, now)
+        arriving = refreshes and _events_arriving(context, aws, tables, state, now)
         requests, new_state = plan_windows(
             stream=stream.name,
             now=now,
@@ -119,12 +121,12 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
 def _events_arriving(
     context: dg.SensorEvaluationContext,
     aws: AwsResource,
-    keys: StreamTables,
+    tables: StreamTables,
     state: PlanState,
     now: datetime,
 ) -> bool:
     """Whether the open window got events since its last refresh, and no refresh is running."""
-    stream = keys.stream
+    stream = tables.stream
     active = context.instance.get_run_records(
         filters=dg.RunsFilter(
             tags={STREAM_TAG: stream.name, LOAD_KIND_TAG: "refresh"}, statuses=ACTIVE_RUN_STATUSES

@@ -7,10 +7,10 @@ is appended by the sensor (``live.path: sensor``); the reconciliation check and 
 """
 
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import build_latest_window_check
 from cwl_pipeline.orchestration.rollups import build_rollups
 from cwl_pipeline.orchestration.stream_definitions import StreamDefinitions
-from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.assets import build_window_asset, log_group_specs
 from cwl_pipeline.polling.live_sensor import build_live_sensor, live_asset_spec
 from cwl_pipeline.polling.reconcile import build_reconcile_sensor, build_reconciliation_check

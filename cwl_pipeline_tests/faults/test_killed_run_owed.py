@@ -23,8 +23,8 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from cwl_pipeline.config import load_config
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.owed_plan import RetryPolicy
-from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.sensor import build_window_sensor
 from cwl_pipeline_tests.faults.fault_proxy import Drop, Hold, filter_log_events
 from cwl_pipeline_tests.faults.fault_stack import (

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.polling.sensor import build_window_sensor
 from cwl_pipeline_tests.pipeline.polling import make_stack, put, rows
 from cwl_pipeline_tests.sensor_runs import launch, tick

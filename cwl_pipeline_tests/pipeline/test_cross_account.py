@@ -25,7 +25,8 @@ from google.api_core.exceptions import NotFound
 
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.load.tables import StreamTables
+from cwl_pipeline.orchestration.tables import events_key
 from cwl_pipeline.polling.assets import build_window_asset
 from cwl_pipeline.polling.reconcile import RECONCILE_CHECK, build_reconciliation_check
 from cwl_pipeline.polling.reconcile_counts import horizon_of
@@ -159,7 +160,7 @@ def test_reconciliation_of_the_second_stream_reads_the_second_accounts_metric(
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [load, check],
-            selection=dg.AssetSelection.checks(dg.AssetCheckKey(tables.events_key, RECONCILE_CHECK)),
+            selection=dg.AssetSelection.checks(dg.AssetCheckKey(events_key(tables), RECONCILE_CHECK)),
             resources=defs.resources,
             instance=instance,
         )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from cwl_pipeline.orchestration.tables import StreamTables
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.polling.filter_log_events import filter_log_events_budget
 from cwl_pipeline.polling.live_sensor import build_live_sensor
 from cwl_pipeline_tests.pipeline.polling import make_stack, materialize, put

@@ -20,7 +20,7 @@ import pytest
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.core.windows import floor_to_window
 from cwl_pipeline.load.service import WriteMode, load
-from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.rollups import ROLLUPS, refresh_rollup
 from cwl_pipeline.polling.filter_log_events import logs_reader
@@ -65,7 +65,7 @@ def load_windows(stack: Stack, start: datetime, end: datetime, mode: WriteMode) 
     reader = logs_reader(AwsResource.from_settings(stack.config.aws))
     load(
         read_windows(stream, reader, start, end),
-        TablePair.of(stream),
+        StreamTables.of(stream),
         loader_factory(stack),
         log,
         "app",
@@ -75,21 +75,21 @@ def load_windows(stack: Stack, start: datetime, end: datetime, mode: WriteMode) 
 
 def recorded(stack: Stack, hour: datetime) -> int:
     """Rows the counts table records for ``hour`` of ingestion."""
-    pair = TablePair.of(stack.config.streams[0])
-    assert pair.counts is not None
+    tables = StreamTables.of(stack.config.streams[0])
+    assert tables.counts is not None
     with loader_factory(stack)() as loader:
         found = loader.recorded_counts_by_hour(
-            pair.counts.table, [pair.events.table, pair.rejects.table], [stack.group], hour, hour + HOUR
+            tables.counts.table, [tables.events.table, tables.rejects.table], [stack.group], hour, hour + HOUR
         )
     return found.get(hour, 0)
 
 
 def scanned(stack: Stack, hour: datetime) -> int:
     """Rows the events and rejects tables hold for ``hour`` of ingestion, counted in the tables."""
-    pair = TablePair.of(stack.config.streams[0])
+    tables = StreamTables.of(stack.config.streams[0])
     total = 0
     with loader_factory(stack)() as loader:
-        for spec in (pair.events, pair.rejects):
+        for spec in (tables.events, tables.rejects):
             found = loader.counts_by_ingestion_hour(
                 spec.table,
                 spec.partition_column,
@@ -165,10 +165,11 @@ def test_reconciliation_compares_cloudwatch_with_the_counts_table(stack, local_a
     reader = logs_reader(AwsResource.from_settings(stack.config.aws))
     metrics = IncomingLogEvents(cloudwatch)
     judged = hour + timedelta(hours=3)
+    tables = StreamTables.of(stream)
 
     def compare(since: datetime | None) -> tuple[int, int]:
         comparison = compare_counts(
-            stream, TablePair.of(stream), reader, metrics, loader_factory(stack), judged, counted_since=since
+            stream, tables, reader, metrics, loader_factory(stack), judged, counted_since=since
         )
         return comparison.counts[hour]
 

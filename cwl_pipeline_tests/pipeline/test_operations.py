@@ -14,9 +14,9 @@ from google.cloud import bigquery
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.core.windows import partition_key
-from cwl_pipeline.load.tables import LoadScope
+from cwl_pipeline.load.tables import LoadScope, StreamTables
 from cwl_pipeline.orchestration.checks import LoadFacts, evaluate_load_checks, latest_window_result
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, StreamTables
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put, rows, window_start
 
 

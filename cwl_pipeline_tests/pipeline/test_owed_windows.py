@@ -26,9 +26,9 @@ from dagster._core.storage.tags import (
 from cwl_pipeline.config import load_config
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline.definitions import build_definitions
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.local.processes import free_port
 from cwl_pipeline.orchestration.owed_plan import RetryPolicy
-from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline.polling.plan import PlanState
 from cwl_pipeline.polling.sensor import build_window_sensor
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, put, rows

@@ -15,8 +15,9 @@ from google.cloud import bigquery
 
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_schema import TableSpec
+from cwl_pipeline.config import parse_config
 from cwl_pipeline.core.schema import Column
-from cwl_pipeline.load.tables import TablePair, ensure_recent_view, recent_view_sql
+from cwl_pipeline.load.tables import StreamTables, ensure_recent_view, recent_view_sql
 
 # Live rows are recent: the live table keeps three days.
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
@@ -24,9 +25,18 @@ TS = Column("timestamp", "TIMESTAMP", source="event_timestamp", required=True)
 EVENT_ID = Column("event_id", "STRING", source="event_id", required=True)
 N = Column("n", "INT64")
 TENANT = Column("tenant", "STRING")
+# The stream the tables belong to: the view is built from the specs alone.
+STREAM = parse_config(
+    {
+        "bigquery": {"project": "cwl-local", "dataset": "x"},
+        "streams": [
+            {"name": "ev", "table": "ev", "source": {"log_groups": ["/ev"]}, "start": "2026-11-01T00:00:00Z"}
+        ],
+    }
+).streams[0]
 
 
-def pair(*columns: Column) -> TablePair:
+def tables_with(*columns: Column) -> StreamTables:
     """Events, live and rejects specs with ``columns``, and the view ``ev_recent``."""
 
     def spec(table: str) -> TableSpec:
@@ -34,12 +44,16 @@ def pair(*columns: Column) -> TablePair:
             table=table, columns=columns, partition_column="timestamp", clustering=("timestamp",)
         )
 
-    return TablePair(
-        events=spec("ev"), rejects=spec("ev_rejects"), live=spec("ev_live"), recent_view="ev_recent"
+    return StreamTables(
+        stream=STREAM,
+        events=spec("ev"),
+        rejects=spec("ev_rejects"),
+        live=spec("ev_live"),
+        recent_view="ev_recent",
     )
 
 
-def ensure(loader: BigQueryLoader, tables: TablePair) -> None:
+def ensure(loader: BigQueryLoader, tables: StreamTables) -> None:
     """What a refresh ensures before it appends (``load.service``)."""
     loader.ensure_dataset()
     loader.ensure_table(tables.events)
@@ -81,7 +95,7 @@ def loader(bq_client, unique_name) -> BigQueryLoader:
 
 
 def test_each_event_once_settled_copy_first_and_a_time_filter_bounds_both_tables(loader):
-    tables = pair(TS, EVENT_ID, N)
+    tables = tables_with(TS, EVENT_ID, N)
     ensure(loader, tables)
     old, settled, live_only = T0 - timedelta(days=2), T0, T0 + timedelta(minutes=5)
     insert(
@@ -108,7 +122,7 @@ def test_each_event_once_settled_copy_first_and_a_time_filter_bounds_both_tables
 
 
 def test_the_view_is_one_window_over_both_tables_keyed_on_id_and_time(loader):
-    sql = recent_view_sql(loader, pair(TS, EVENT_ID, N))
+    sql = recent_view_sql(loader, tables_with(TS, EVENT_ID, N))
     # Both tables read whole in one UNION ALL; the only window is partitioned by the event's
     # id and time, so a filter on the time column can run below it, on both partitioned scans.
     assert sql.count("UNION ALL") == 1 and sql.count(" OVER (") == 1
@@ -119,7 +133,7 @@ def test_the_view_is_one_window_over_both_tables_keyed_on_id_and_time(loader):
 
 
 def test_a_column_added_to_the_events_spec_appears_in_the_view(loader):
-    v1 = pair(TS, EVENT_ID, N)
+    v1 = tables_with(TS, EVENT_ID, N)
     ensure(loader, v1)
     insert(loader, "ev", [{"timestamp": T0, "event_id": "a", "n": 1}])
     assert (
@@ -127,7 +141,7 @@ def test_a_column_added_to_the_events_spec_appears_in_the_view(loader):
         and "tenant" not in loader.query_rows(f"SELECT * FROM {loader.table_sql('ev_recent')}")[0]
     )
 
-    v2 = pair(TS, EVENT_ID, N, TENANT)  # schema evolution: both tables gain the column
+    v2 = tables_with(TS, EVENT_ID, N, TENANT)  # schema evolution: both tables gain the column
     ensure(loader, v2)
     insert(
         loader,

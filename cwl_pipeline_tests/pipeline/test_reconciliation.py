@@ -23,7 +23,8 @@ import dagster as dg
 import pytest
 
 from cwl_pipeline.core.windows import floor_to_window, partition_key
-from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, StreamTables
+from cwl_pipeline.load.tables import StreamTables
+from cwl_pipeline.orchestration.tables import LOAD_KIND_TAG, events_key
 from cwl_pipeline.polling.assets import build_window_asset
 from cwl_pipeline.polling.filter_log_events import CloudWatchLogsReader
 from cwl_pipeline.polling.incoming_log_events import IncomingLogEvents, count_ingested
@@ -148,7 +149,7 @@ def run_check(
     load = build_window_asset(tables, stack.config.bigquery)
     result = dg.materialize(
         [load, check],
-        selection=dg.AssetSelection.checks(dg.AssetCheckKey(tables.events_key, RECONCILE_CHECK)),
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(events_key(tables), RECONCILE_CHECK)),
         resources=stack.defs.resources,
         instance=instance,
     )

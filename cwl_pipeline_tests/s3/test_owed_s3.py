@@ -22,9 +22,9 @@ from cwl_pipeline.config import load_config
 from cwl_pipeline.exports.assets import export_partitions
 from cwl_pipeline.exports.sensor import build_export_sensor
 from cwl_pipeline.firehose.sensor import build_firehose_sensor
+from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.local.processes import free_port
 from cwl_pipeline.orchestration.owed_plan import RetryPolicy
-from cwl_pipeline.orchestration.tables import StreamTables
 from cwl_pipeline_tests.s3.s3_stack import (
     definitions,
     envelope,

@@ -244,7 +244,6 @@ class BigQuerySettings(Section):
         return self.staging_dataset or self.dataset
 
 
-HISTORY_READERS = ("export",)
 HISTORY_MIN_AGE = timedelta(hours=12)
 """AWS: log data can take up to 12 hours to become available for export."""
 
@@ -280,7 +279,6 @@ class HistorySource(Section):
     bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")]
     prefix: Annotated[str, BeforeValidator(_export_prefix)]
     after: Annotated[timedelta, BeforeValidator(_history_age)]
-    reader: Annotated[str, one_of(*HISTORY_READERS)] = "export"
     poll_interval: Annotated[timedelta, BeforeValidator(positive)] = timedelta(seconds=10)
 
     @model_validator(mode="before")

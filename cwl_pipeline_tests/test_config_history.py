@@ -9,7 +9,7 @@ import pytest
 from cwl_pipeline.config import BUNDLED_CONFIG, ConfigError, HistorySource, load_config, parse_config
 from cwl_pipeline_tests.test_config import BASE, with_stream
 
-HISTORY = {"reader": "export", "after": "1d", "bucket": "cwl-exports", "prefix": "app-history/"}
+HISTORY = {"after": "1d", "bucket": "cwl-exports", "prefix": "app-history/"}
 
 
 def test_history_section_is_parsed():
@@ -33,7 +33,7 @@ def test_bundled_demo_backfills_app_events_from_exports():
         ({**HISTORY, "after": "6h"}, "streams.app.history.after: '6h' is under 12h: AWS says log data"),
         ({k: v for k, v in HISTORY.items() if k != "after"}, "streams.app.history.after: required"),
         ({**HISTORY, "after": "a day"}, "streams.app.history.after: expected a duration"),
-        ({**HISTORY, "reader": "api"}, "streams.app.history.reader: 'api' must be one of ['export']"),
+        ({**HISTORY, "reader": "export"}, "streams.app.history: unknown key(s) ['reader']"),
         (
             {**HISTORY, "bucket": "Bad_Bucket"},
             "streams.app.history.bucket: 'Bad_Bucket' is not a valid S3 bucket",

@@ -114,7 +114,6 @@ class HistoryAttributes(_Attributes):
     after: Duration = Field(None, description="Windows older than this are exported (at least 12h).")
     bucket: OptionalText = Field(None, description="The export tasks' bucket.")
     prefix: OptionalText = Field(None, description="The export tasks' destination prefix.")
-    reader: Literal["export"] | None = None
     poll_interval: Duration = Field(None, description="How often a running export task is polled.")
 
 

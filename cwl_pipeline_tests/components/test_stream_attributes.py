@@ -47,7 +47,6 @@ POLLING = {
         "after": "2d",
         "bucket": "log-exports",
         "prefix": "api",
-        "reader": "export",
         "poll_interval": "1m",
     },
     "raw": True,

@@ -119,31 +119,6 @@ def _reconcile_interval(value: Any) -> timedelta:
 Optional = Annotated[str | None, BeforeValidator(optional)]
 
 
-class AwsSettings(Section):
-    """How to reach AWS (CloudWatch Logs, S3)."""
-
-    region: Annotated[str, BeforeValidator(lambda v: v or "us-east-1")] = "us-east-1"
-    endpoint_url: Optional = None
-    profile: Optional = None
-    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = None
-    max_attempts: Annotated[int, integer(1, 20)] = 8
-    retry_mode: Annotated[str, one_of("standard", "adaptive", "legacy")] = "adaptive"
-    # FilterLogEvents requests per second one process may send (the account allows 5 per Region).
-    filter_log_events_per_second: Annotated[float, BeforeValidator(_request_rate)] = 2.0
-    role_session_name: Annotated[str, BeforeValidator(_session_name)] = "cwl-pipeline"
-    # Name of the environment variable holding the role's external id (never the value: the
-    # resource passes it to Dagster as an EnvVar, so the UI shows the name only).
-    external_id_env: Annotated[str | None, env_reference("CWL_AWS_EXTERNAL_ID")] = Field(
-        None, alias="external_id"
-    )
-
-    @model_validator(mode="after")
-    def _role_options(self) -> AwsSettings:
-        if (self.external_id_env or "role_session_name" in self.model_fields_set) and not self.role_arn:
-            raise at("", "external_id and role_session_name apply only with role_arn")
-        return self
-
-
 def _request_rate(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
         raise ValueError("a number above 0 and at most 100")
@@ -155,6 +130,45 @@ def _session_name(value: Any) -> str:
     if not isinstance(value, str) or not _ROLE_SESSION_NAME_RE.fullmatch(value):
         raise ValueError("2-64 letters, digits and +=,.@_-")
     return value
+
+
+class AwsSettings(Section):
+    """How to reach AWS (CloudWatch Logs, S3)."""
+
+    region: Annotated[str, BeforeValidator(lambda v: v or "us-east-1")] = Field(
+        "us-east-1", description="Region of the log groups and buckets."
+    )
+    endpoint_url: Optional = Field(None, description="Another endpoint, e.g. a local stack.")
+    profile: Optional = Field(None, description="A named profile of the AWS config files.")
+    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = Field(
+        None, description="A role to assume for every AWS call."
+    )
+    max_attempts: Annotated[int, integer(1, 20)] = Field(
+        8, description="botocore's attempts per call (1..20)."
+    )
+    retry_mode: Annotated[str, one_of("standard", "adaptive", "legacy")] = Field(
+        "adaptive", description="botocore's retry mode."
+    )
+    # FilterLogEvents requests per second one process may send (the account allows 5 per Region).
+    filter_log_events_per_second: Annotated[float, BeforeValidator(_request_rate)] = Field(
+        2.0, description="This deployment's share of the account's FilterLogEvents quota (5/s)."
+    )
+    role_session_name: Annotated[str, BeforeValidator(_session_name)] = Field(
+        "cwl-pipeline", description="The assumed role's session name."
+    )
+    # Name of the environment variable holding the role's external id (never the value: the
+    # resource passes it to Dagster as an EnvVar, so the UI shows the name only).
+    external_id_env: Annotated[str | None, env_reference("CWL_AWS_EXTERNAL_ID")] = Field(
+        None,
+        alias="external_id",
+        description="role_arn's external id, as a reference ${NAME} read at run time (never a value).",
+    )
+
+    @model_validator(mode="after")
+    def _role_options(self) -> AwsSettings:
+        if (self.external_id_env or "role_session_name" in self.model_fields_set) and not self.role_arn:
+            raise at("", "external_id and role_session_name apply only with role_arn")
+        return self
 
 
 GCP_CREDENTIAL_TYPES = ("default", "external_account")
@@ -186,9 +200,15 @@ class GcpCredentials(Section):
     profiles) or ``google-auth`` (its own reader: environment variables or EC2 metadata only).
     """
 
-    type: Annotated[str, BeforeValidator(_credential_type)] = "default"
-    config_file: Annotated[Path | None, BeforeValidator(optional)] = None
-    aws_credentials: Annotated[str, one_of(*AWS_CREDENTIAL_READERS, empty="boto3")] = "boto3"
+    type: Annotated[str, BeforeValidator(_credential_type)] = Field(
+        "default", description="default (Application Default Credentials) or external_account."
+    )
+    config_file: Annotated[Path | None, BeforeValidator(optional)] = Field(
+        None, description="external_account: the credential configuration."
+    )
+    aws_credentials: Annotated[str, one_of(*AWS_CREDENTIAL_READERS, empty="boto3")] = Field(
+        "boto3", description="external_account: who reads the AWS credentials it exchanges."
+    )
 
     @model_validator(mode="after")
     def _config_file_with_its_type(self) -> GcpCredentials:
@@ -220,17 +240,25 @@ def _identifier(kind: str, hint: str = "", required: bool = True) -> BeforeValid
 class BigQuerySettings(Section):
     """Where tables live in BigQuery."""
 
-    project: Annotated[str, _identifier("project", " (a Google Cloud project id)")]
-    dataset: Annotated[str, _identifier("dataset")]
-    location: Annotated[str, BeforeValidator(lambda v: v or "US")] = "US"
-    api_endpoint: Optional = None
+    project: Annotated[str, _identifier("project", " (a Google Cloud project id)")] = Field(
+        description="The Google Cloud project."
+    )
+    dataset: Annotated[str, _identifier("dataset")] = Field(description="The dataset of the tables.")
+    location: Annotated[str, BeforeValidator(lambda v: v or "US")] = Field(
+        "US", description="The dataset's location."
+    )
+    api_endpoint: Optional = Field(None, description="Another endpoint, e.g. a local emulator.")
     # The emulator's Storage Write API (gRPC host:port); real BigQuery needs none.
     storage_write_endpoint: Annotated[str | None, text(_HOST_PORT_RE, "is not host:port", required=False)] = (
-        None
+        Field(None, description="With api_endpoint: its gRPC host:port.")
     )
-    staging_dataset: Annotated[str | None, _identifier("dataset", required=False)] = None
-    retry_timeout: Duration = timedelta(minutes=2)
-    credentials: Annotated[GcpCredentials, BeforeValidator(lambda v: v or {})] = GcpCredentials()
+    staging_dataset: Annotated[str | None, _identifier("dataset", required=False)] = Field(
+        None, description="Staging tables' dataset (default: the dataset)."
+    )
+    retry_timeout: Duration = Field(timedelta(minutes=2), description="How long a call is retried.")
+    credentials: Annotated[GcpCredentials, BeforeValidator(lambda v: v or {})] = Field(
+        GcpCredentials(), description="Keyless credentials: never a service-account key."
+    )
 
     @model_validator(mode="after")
     def _storage_write_only_locally(self) -> BigQuerySettings:
@@ -276,10 +304,18 @@ class HistorySource(Section):
     12 hours (:data:`HISTORY_MIN_AGE`); code may build a shorter one (tests).
     """
 
-    bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")]
-    prefix: Annotated[str, BeforeValidator(_export_prefix)]
-    after: Annotated[timedelta, BeforeValidator(_history_age)]
-    poll_interval: Annotated[timedelta, BeforeValidator(positive)] = timedelta(seconds=10)
+    bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")] = Field(
+        description="The export tasks' bucket."
+    )
+    prefix: Annotated[str, BeforeValidator(_export_prefix)] = Field(
+        description="The export tasks' destination prefix."
+    )
+    after: Annotated[timedelta, BeforeValidator(_history_age)] = Field(
+        description="Windows that ended longer ago than this are exported (at least 12h)."
+    )
+    poll_interval: Annotated[timedelta, BeforeValidator(positive)] = Field(
+        timedelta(seconds=10), description="How often a running export task is polled."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -297,12 +333,16 @@ class ReconcileSettings(Section):
     sweep is read again, at most ``max_heal_attempts`` times (see docs/reconciliation.md).
     """
 
-    enabled: Flag = True
-    interval: Annotated[timedelta, BeforeValidator(_reconcile_interval)] = timedelta(hours=1)
+    enabled: Flag = Field(True, description="Compare at all (off with a filter).")
+    interval: Annotated[timedelta, BeforeValidator(_reconcile_interval)] = Field(
+        timedelta(hours=1), description="How often (divides an hour or a day; at least 5m)."
+    )
     lookback: Annotated[
         timedelta, between(timedelta(hours=1), timedelta(days=14), "CloudWatch accepts events 14 days old")
-    ] = timedelta(hours=24)
-    max_heal_attempts: Annotated[int, integer(1, 20)] = 3
+    ] = Field(timedelta(hours=24), description="How far back (1h..14d).")
+    max_heal_attempts: Annotated[int, integer(1, 20)] = Field(
+        3, description="Reloads of one hour before it is reported (1..20)."
+    )
 
 
 LIVE_PATHS = ("sensor", "runs")
@@ -318,10 +358,16 @@ class LiveSettings(Section):
     window every ``refresh_interval`` (the earlier design, kept for comparison).
     """
 
-    path: Annotated[str, one_of(*LIVE_PATHS)] = "sensor"
+    path: Annotated[str, one_of(*LIVE_PATHS)] = Field(
+        "sensor", description="sensor: its own sensor appends (no run); runs: a refresh run each time."
+    )
     # The daemon evaluates a sensor at most every ~5 s; the sensor timeout is 60 s.
-    interval: Annotated[timedelta, between(timedelta(seconds=5), timedelta(minutes=5))] = timedelta(seconds=5)
-    lookback: Annotated[timedelta, between(timedelta(0), timedelta(hours=1))] = timedelta(minutes=2)
+    interval: Annotated[timedelta, between(timedelta(seconds=5), timedelta(minutes=5))] = Field(
+        timedelta(seconds=5), description="sensor: how often it reads new events (5s..5m)."
+    )
+    lookback: Annotated[timedelta, between(timedelta(0), timedelta(hours=1))] = Field(
+        timedelta(minutes=2), description="sensor: event time re-read for late events (0s..1h)."
+    )
 
 
 STREAM_TUNING_KEYS = {
@@ -960,6 +1006,7 @@ __all__ = [
     "EXPORT_DEFAULT_PREFIX",
     "FIREHOSE_RECORD_FORMATS",
     "S3_LAYOUTS",
+    "STREAM_TUNING_KEYS",
     "UNROUTED_ACTIONS",
     "AwsSettings",
     "BigQuerySettings",

@@ -115,6 +115,7 @@ def one_of(*choices: str, empty: str | None = None) -> BeforeValidator:
             raise ValueError(f"{value!r} must be one of {list(choices)}")
         return value
 
+    check.choices = choices  # type: ignore[attr-defined]  # shown as the key's type in schemas
     return BeforeValidator(check)
 
 

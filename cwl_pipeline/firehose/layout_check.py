@@ -16,7 +16,6 @@ from cwl_pipeline.config import S3Source
 from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
-from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.tables import StreamTables
 
 KEYS_IN_LAYOUT = "keys_in_layout"
@@ -69,9 +68,10 @@ def build_layout_check(tables: StreamTables) -> dg.AssetChecksDefinition:
         asset=tables.events_key,
         name=KEYS_IN_LAYOUT,
         description="Every object under the stream's prefixes is in its key layout (none is left unloaded).",
+        required_resource_keys={tables.project.aws},
     )
-    def keys_in_layout(aws: AwsResource) -> dg.AssetCheckResult:
-        store = S3ObjectStore(aws.client("s3"))
+    def keys_in_layout(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store = S3ObjectStore(tables.project.aws_resource(context).client("s3"))
         now = datetime.now(UTC)
         keys: list[str] = []
         for layout in layouts:

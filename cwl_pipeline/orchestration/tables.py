@@ -18,6 +18,7 @@ from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.windows import partition_key
 from cwl_pipeline.load.service import LoadOutcome
 from cwl_pipeline.load.tables import TablePair
+from cwl_pipeline.orchestration.project_keys import DEFAULT_KEYS, ProjectKeys
 
 STREAM_TAG = "cwl/stream"
 LOAD_KIND_TAG = "cwl/load"
@@ -73,16 +74,18 @@ def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.A
 
 @dataclass(frozen=True)
 class StreamTables:
-    """Asset keys and BigQuery table specs of one stream's events and rejects tables."""
+    """Asset keys and BigQuery table specs of one stream's events and rejects tables, and the
+    resource keys its definitions read AWS and BigQuery under."""
 
     stream: StreamConfig
     events_key: dg.AssetKey
     rejects_key: dg.AssetKey
     pair: TablePair
     raw_key: dg.AssetKey | None = None
+    project: ProjectKeys = DEFAULT_KEYS
 
     @classmethod
-    def of(cls, stream: StreamConfig) -> "StreamTables":
+    def of(cls, stream: StreamConfig, project: ProjectKeys = DEFAULT_KEYS) -> "StreamTables":
         """Derive keys and specs from the stream config."""
         return cls(
             stream=stream,
@@ -90,6 +93,7 @@ class StreamTables:
             rejects_key=dg.AssetKey([*stream.asset_key_prefix, stream.rejects_table]),
             pair=TablePair.of(stream),
             raw_key=dg.AssetKey([*stream.asset_key_prefix, stream.raw_table]) if stream.raw_table else None,
+            project=project,
         )
 
     @property

@@ -116,10 +116,10 @@ def build_live_sensor(
         ),
         minimum_interval_seconds=min_interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def live_sensor(
-        context: dg.SensorEvaluationContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> dg.SensorResult:
+    def live_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         began, cpu = time.monotonic(), time.thread_time()
         now = datetime.now(UTC)
         state = LiveState.from_json(json.loads(context.cursor) if context.cursor else None)

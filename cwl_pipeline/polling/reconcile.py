@@ -27,7 +27,6 @@ import dagster as dg
 from cwl_pipeline.adapters.errors import DestinationError, SourceError
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
-from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.run_requests import run_request
 from cwl_pipeline.orchestration.tables import (
     ACTIVE_RUN_STATUSES,
@@ -104,10 +103,10 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
             f"sweep ({horizon.final_sweep}) the source does not explain; warns within the horizon."
         ),
         automation_condition=dg.AutomationCondition.cron_tick_passed(reconcile_cron(stream)),
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def matches_cloudwatch_counts(
-        context: dg.AssetCheckExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> dg.AssetCheckResult:
+    def matches_cloudwatch_counts(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         now = clock()
         comparison = compare_counts(
             stream,
@@ -276,10 +275,10 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
         asset_selection=dg.AssetSelection.assets(*tables.written_keys),
         minimum_interval_seconds=int(settings.interval.total_seconds()),
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def reconcile_sensor(
-        context: dg.SensorEvaluationContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> dg.SensorResult:
+    def reconcile_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         now = clock()
         ensure_writer_pools(context, tables.written_keys)
         records = records_from_json(json.loads(context.cursor).get("hours") if context.cursor else None)

@@ -80,8 +80,10 @@ def build_window_sensor(keys: StreamTables, retry: RetryPolicy = DEFAULT_RETRY) 
         asset_selection=dg.AssetSelection.assets(*keys.written_keys),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={keys.project.aws},
     )
-    def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+    def window_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws = keys.project.aws_resource(context)
         now = datetime.now(UTC)
         ensure_writer_pools(context, keys.written_keys)
         raw = json.loads(context.cursor) if context.cursor else {}

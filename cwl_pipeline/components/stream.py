@@ -97,7 +97,7 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
         except ConfigError as exc:
             raise ConfigError(f"{context.path}: {exc}") from None
         stream = config.streams[0]
-        built = build_stream(stream, config.bigquery)
+        built = build_stream(stream, config.bigquery, settings.resource_keys.project_keys())
         return dg.Definitions(
             assets=[*built.assets, *built.sources],
             asset_checks=built.checks,

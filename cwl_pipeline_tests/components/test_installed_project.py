@@ -95,7 +95,7 @@ def test_two_scaffolded_streams_load_with_their_settings(project: Path) -> None:
         assert f"{stream}_daily_sessions" in sources
         assert {f"{stream}_windows", f"{stream}_automation"} <= sensors
     # One pair of resources, from the settings instance, shared by both streams.
-    assert {r["name"] for r in listed["resources"]} == {"aws", "bigquery"}
+    assert {r["name"] for r in listed["resources"]} == {"cwl_aws", "cwl_bigquery"}
 
 
 def test_an_invalid_stream_fails_dg_check_with_the_config_files_message(project: Path) -> None:

@@ -28,14 +28,39 @@ WORKER = {
 }
 
 
-def _sandbox_defs(streams: dict[str, dict[str, Any]]) -> Any:
+# A host project's own resources under the keys a pipeline file's definitions use.
+HOST = """
+import dagster as dg
+
+
+class HostResource(dg.ConfigurableResource):
+    name: str
+
+
+@dg.asset
+def host_report(aws: HostResource) -> str:
+    return aws.name
+
+
+defs = dg.Definitions(
+    assets=[host_report],
+    resources={"aws": HostResource(name="host aws"), "bigquery": HostResource(name="host bigquery")},
+)
+"""
+
+
+def _sandbox_defs(
+    streams: dict[str, dict[str, Any]], settings: dict[str, Any] = SETTINGS, host: str | None = None
+) -> Any:
     sandbox_cm = create_defs_folder_sandbox()
     sandbox = sandbox_cm.__enter__()
     sandbox.scaffold_component(
         component_cls=CloudWatchLogsToBigQuerySettings,
         defs_path="cwl_settings",
-        defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuerySettings", "attributes": SETTINGS},
+        defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuerySettings", "attributes": settings},
     )
+    if host is not None:
+        (sandbox.defs_folder_path / "host.py").write_text(host, encoding="utf-8")
     for folder, attributes in streams.items():
         sandbox.scaffold_component(
             component_cls=CloudWatchLogsToBigQuery,
@@ -43,6 +68,14 @@ def _sandbox_defs(streams: dict[str, dict[str, Any]]) -> Any:
             defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuery", "attributes": attributes},
         )
     return sandbox_cm, sandbox
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from."""
+    chain = [error]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    return chain
 
 
 @pytest.fixture
@@ -58,14 +91,52 @@ def test_two_streams_share_one_pair_of_resources_and_resolve_env_templates(env: 
             keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
             assert {"app", "app_rejects", "worker", "worker_rejects"} <= keys
             assert {"app_windows", "app_automation", "worker_automation"} <= {s.name for s in defs.sensors}
-            assert isinstance(defs.resources["aws"], AwsResource)
-            bigquery = defs.resources["bigquery"]
+            assert set(defs.resources) == {"cwl_aws", "cwl_bigquery"}
+            assert isinstance(defs.resources["cwl_aws"], AwsResource)
+            bigquery = defs.resources["cwl_bigquery"]
             assert isinstance(bigquery, BigQueryWarehouse)
             app = defs.resolve_assets_def("app")
             table = app.specs_by_key[dg.AssetKey("app")].metadata["dagster/table_name"]
             assert table == "logs-prod.logs.app"  # the env template, resolved
     finally:
         sandbox_cm.__exit__(None, None, None)
+
+
+def test_a_host_projects_aws_and_bigquery_resources_stand_beside_the_streams(env: None) -> None:
+    keys = {"aws": "logs_aws", "bigquery": "logs_bigquery"}
+    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {**SETTINGS, "resource_keys": keys}, HOST)
+    try:
+        with sandbox.build_all_defs() as defs:
+            assert isinstance(defs.resources["logs_aws"], AwsResource)
+            assert isinstance(defs.resources["logs_bigquery"], BigQueryWarehouse)
+            assert defs.resources["aws"].name == "host aws"  # type: ignore[attr-defined]
+            load = defs.resolve_assets_def("app")
+            assert load.required_resource_keys - {"io_manager"} == {"logs_aws", "logs_bigquery"}
+            # The host's asset gets the host's `aws`, the stream's window sensor its own.
+            assert (
+                dg.materialize([defs.resolve_assets_def("host_report")]).output_for_node("host_report")
+                == "host aws"
+            )
+            sensor = defs.resolve_sensor_def("app_windows")
+            with dg.instance_for_test() as instance:
+                context = dg.build_sensor_context(
+                    instance=instance, definitions=defs, resources=defs.resources
+                )
+                result = sensor.evaluate_tick(context)
+            assert result.run_requests, result.skip_message
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+
+
+def test_resource_keys_of_the_settings_differ_from_each_other(env: None) -> None:
+    settings = {**SETTINGS, "resource_keys": {"aws": "logs", "bigquery": "logs"}}
+    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, settings)
+    try:
+        with pytest.raises(Exception) as raised, sandbox.build_all_defs():
+            pass
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+    assert any("resource_keys: aws and bigquery are both 'logs'" in str(e) for e in _chain(raised.value))
 
 
 def test_the_component_is_one_stream_of_a_pipeline_document(env: None) -> None:
@@ -105,9 +176,7 @@ def test_an_invalid_stream_fails_with_the_pipeline_files_message(
             pass
     finally:
         sandbox_cm.__exit__(None, None, None)
-    chain = [from_component.value]
-    while chain[-1].__cause__ or chain[-1].__context__:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    chain = _chain(from_component.value)
     config_errors = [e for e in chain if isinstance(e, ConfigError)]
     assert config_errors, chain
     message = str(config_errors[0])

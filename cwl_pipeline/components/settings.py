@@ -3,7 +3,8 @@
 The ``aws``, ``bigquery``, ``schemas`` and ``defaults`` sections of the pipeline config file,
 with the same keys and rules, typed (:mod:`cwl_pipeline.components.settings_attributes`). The
 instance contributes the AWS and BigQuery resources that every ``CloudWatchLogsToBigQuery``
-stream uses, under its ``resource_keys``; each stream names this instance's folder.
+stream uses, under its ``resource_keys``; a stream finds it by its type, or by the folder its
+``settings`` names.
 
 The resource keys default to ``cwl_aws`` and ``cwl_bigquery``, not to the pipeline file's
 ``aws`` and ``bigquery``: a host project often has resources of its own under those names
@@ -14,7 +15,7 @@ The resource keys default to ``cwl_aws`` and ``cwl_bigquery``, not to the pipeli
 from typing import Any, Self
 
 import dagster as dg
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from cwl_pipeline.components.settings_attributes import AwsAttributes, BigQueryAttributes, SchemaAttributes
 from cwl_pipeline.components.stream_attributes import StreamTuningAttributes
@@ -104,6 +105,21 @@ class CloudWatchLogsToBigQuerySettings(dg.Component, dg.Model, dg.Resolvable):
         default_factory=ResourceKeysAttributes,
         description="Keys of the AWS and BigQuery resources in the project (default cwl_aws, cwl_bigquery).",
     )
+    # Where the project declares this instance (a ComponentLoc), set as Dagster loads it.
+    _component_loc: Any = PrivateAttr(None)
+
+    @classmethod
+    def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> Self:
+        """The instance a ``defs.yaml`` declares, knowing where: the streams that find it by its
+        type load it from there."""
+        settings = super().load(attributes, context)
+        settings._component_loc = context.component_loc
+        return settings
+
+    @property
+    def component_loc(self) -> Any:
+        """Where the project declares this instance (a ``ComponentLoc``); None if built in Python."""
+        return self._component_loc
 
     def document(self, streams: list[dict[str, Any]]) -> dict[str, Any]:
         """A pipeline config document of these settings and ``streams``."""

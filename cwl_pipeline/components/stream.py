@@ -3,12 +3,14 @@
 The attributes are every key of a stream in the pipeline config file, typed
 (:mod:`cwl_pipeline.components.stream_attributes`) and validated by the same parser
 (:func:`cwl_pipeline.config.parse_config`) together with the project's
-``CloudWatchLogsToBigQuerySettings`` instance, which the ``settings`` attribute names.
+``CloudWatchLogsToBigQuerySettings`` instance: the only one in the project, or the one in the
+folder the ``settings`` attribute names.
 """
 
 # No ``from __future__ import annotations``: Dagster derives the YAML schema from the annotations.
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,19 +21,16 @@ from cwl_pipeline.components.stream_attributes import StreamAttributes
 from cwl_pipeline.config import ConfigError
 from cwl_pipeline.streams import automation_sensor, build_stream
 
-DEFAULT_SETTINGS_FOLDER = "cwl_settings"
-
 STREAM_TEMPLATE = """\
 # One CloudWatch Logs stream into one BigQuery table. The keys are those of a stream in a
-# pipeline config file (docs/configuration.md); AWS and BigQuery come from the
-# cwl_pipeline.CloudWatchLogsToBigQuerySettings instance in the folder `settings` names.
-# Values may read the environment: {{{{ env('NAME') }}}}.
+# pipeline config file (docs/configuration.md); AWS and BigQuery come from the project's
+# cwl_pipeline.CloudWatchLogsToBigQuerySettings instance. Values may read the environment:
+# {{{{ env('NAME') }}}}.
 type: {type_name}
 attributes:
   # Lower-case letters, digits and _; names the assets, checks and sensors.
   name: {name}
-  # Folder of the project's settings instance, from the defs folder.
-  settings: {settings}
+  # settings: cwl_settings   # the settings instance's folder, if the project has several
   source:
     # Polled with FilterLogEvents; or type s3 for objects Firehose (layout firehose) or
     # CreateExportTask (layout export) wrote: bucket, prefix, layout, log_group.
@@ -66,9 +65,7 @@ class StreamScaffolder(dg.Scaffolder):
         folder = request.target_path.name
         name = folder if _NAME_RE.fullmatch(folder) else "my_stream"
         start = datetime.now().strftime("%Y-%m-%dT00:00:00Z")
-        text = STREAM_TEMPLATE.format(
-            type_name=request.type_name, name=name, settings=DEFAULT_SETTINGS_FOLDER, start=start
-        )
+        text = STREAM_TEMPLATE.format(type_name=request.type_name, name=name, start=start)
         (request.target_path / "defs.yaml").write_text(text, encoding="utf-8")
 
 
@@ -80,18 +77,45 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
     of the pipeline config file (:class:`StreamAttributes`), under the same rules.
     """
 
-    settings: str = Field(
-        DEFAULT_SETTINGS_FOLDER,
-        description="Folder (from the defs folder) of the project's CloudWatchLogsToBigQuerySettings.",
+    settings: str | None = Field(
+        None,
+        description="Folder (from the defs folder) of the CloudWatchLogsToBigQuerySettings instance; "
+        "without it, the project's only one.",
     )
 
     def stream_document(self) -> dict[str, Any]:
         """This stream as an entry of a pipeline config file's ``streams``."""
         return {k: v for k, v in self.document().items() if k != "settings"}
 
+    def find_settings(self, context: dg.ComponentLoadContext) -> CloudWatchLogsToBigQuerySettings:
+        """The settings instance in the folder ``settings`` names; without it, the project's only one.
+
+        Raises:
+            ConfigError: no ``settings``, and the project has no settings instance or several.
+        """
+        if self.settings is not None:
+            return context.load_component(self.settings, CloudWatchLogsToBigQuerySettings)
+        found = context.component_tree.get_all_components(CloudWatchLogsToBigQuerySettings)
+        kind = f"cwl_pipeline.{CloudWatchLogsToBigQuerySettings.__name__}"
+        if not found:
+            raise ConfigError(
+                f"{context.path}: the project has no {kind} instance "
+                f"(dg scaffold defs {kind} <folder> writes one)"
+            )
+        if len(found) > 1:
+            places = sorted(_place(s, context.defs_module_path) for s in found)
+            raise ConfigError(
+                f"{context.path}: the project has {len(found)} {kind} instances ({', '.join(places)}): "
+                "settings: <folder> names the stream's"
+            )
+        if found[0].component_loc is not None:
+            # Loaded through the context as well, so that Dagster knows the stream depends on it.
+            context.load_structural_component_at_loc(found[0].component_loc)
+        return found[0]
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The stream's assets, checks, sensors and jobs; the resources come from the settings."""
-        settings = context.load_component(self.settings, CloudWatchLogsToBigQuerySettings)
+        settings = self.find_settings(context)
         try:
             config = settings.pipeline_config([self.stream_document()])
         except ConfigError as exc:
@@ -110,3 +134,10 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
             ],
             jobs=built.jobs,
         )
+
+
+def _place(settings: CloudWatchLogsToBigQuerySettings, defs_root: Path) -> str:
+    """Where the project declares ``settings``, as a stream's ``settings`` names it."""
+    if settings.component_loc is None:
+        return "(built in Python)"
+    return settings.component_loc.get_display_key(defs_root).removesuffix("[0]")

@@ -11,8 +11,6 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 from cwl_pipeline.components import CloudWatchLogsToBigQuery, CloudWatchLogsToBigQuerySettings
-from cwl_pipeline.components.settings import SETTINGS_TEMPLATE
-from cwl_pipeline.components.stream import STREAM_TEMPLATE
 from cwl_pipeline.config import ConfigError, parse_config
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 
@@ -50,15 +48,22 @@ defs = dg.Definitions(
 
 
 def _sandbox_defs(
-    streams: dict[str, dict[str, Any]], settings: dict[str, Any] = SETTINGS, host: str | None = None
+    streams: dict[str, dict[str, Any]],
+    settings: dict[str, dict[str, Any]] | None = None,
+    host: str | None = None,
 ) -> Any:
+    """A defs folder with ``streams`` and ``settings`` instances (by folder), and ``host.py``."""
     sandbox_cm = create_defs_folder_sandbox()
     sandbox = sandbox_cm.__enter__()
-    sandbox.scaffold_component(
-        component_cls=CloudWatchLogsToBigQuerySettings,
-        defs_path="cwl_settings",
-        defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuerySettings", "attributes": settings},
-    )
+    for folder, attributes in ({"cwl_settings": SETTINGS} if settings is None else settings).items():
+        sandbox.scaffold_component(
+            component_cls=CloudWatchLogsToBigQuerySettings,
+            defs_path=folder,
+            defs_yaml_contents={
+                "type": "cwl_pipeline.CloudWatchLogsToBigQuerySettings",
+                "attributes": attributes,
+            },
+        )
     if host is not None:
         (sandbox.defs_folder_path / "host.py").write_text(host, encoding="utf-8")
     for folder, attributes in streams.items():
@@ -104,7 +109,9 @@ def test_two_streams_share_one_pair_of_resources_and_resolve_env_templates(env: 
 
 def test_a_host_projects_aws_and_bigquery_resources_stand_beside_the_streams(env: None) -> None:
     keys = {"aws": "logs_aws", "bigquery": "logs_bigquery"}
-    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {**SETTINGS, "resource_keys": keys}, HOST)
+    sandbox_cm, sandbox = _sandbox_defs(
+        {"app": APP}, {"cwl_settings": {**SETTINGS, "resource_keys": keys}}, HOST
+    )
     try:
         with sandbox.build_all_defs() as defs:
             assert isinstance(defs.resources["logs_aws"], AwsResource)
@@ -130,13 +137,60 @@ def test_a_host_projects_aws_and_bigquery_resources_stand_beside_the_streams(env
 
 def test_resource_keys_of_the_settings_differ_from_each_other(env: None) -> None:
     settings = {**SETTINGS, "resource_keys": {"aws": "logs", "bigquery": "logs"}}
-    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, settings)
+    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {"cwl_settings": settings})
     try:
-        with pytest.raises(Exception) as raised, sandbox.build_all_defs():
-            pass
+        chain = _build_error(sandbox)
     finally:
         sandbox_cm.__exit__(None, None, None)
-    assert any("resource_keys: aws and bigquery are both 'logs'" in str(e) for e in _chain(raised.value))
+    assert any("resource_keys: aws and bigquery are both 'logs'" in str(e) for e in chain)
+
+
+def _build_error(sandbox: Any) -> list[BaseException]:
+    """The error chain of building every definition of ``sandbox``."""
+    with pytest.raises(Exception) as raised, sandbox.build_all_defs():
+        pass
+    return _chain(raised.value)
+
+
+BILLING = {**SETTINGS, "resource_keys": {"aws": "billing_aws", "bigquery": "billing_bigquery"}}
+
+
+def test_a_stream_finds_the_projects_only_settings_whatever_its_folder(env: None) -> None:
+    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {"platform/warehouse": BILLING})
+    try:
+        with sandbox.build_all_defs() as defs:
+            load = defs.resolve_assets_def("app")
+            assert load.required_resource_keys - {"io_manager"} == {"billing_aws", "billing_bigquery"}
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+
+
+def test_a_stream_names_its_settings_among_several(env: None) -> None:
+    settings = {"cwl_settings": SETTINGS, "billing": BILLING}
+    sandbox_cm, sandbox = _sandbox_defs({"app": {**APP, "settings": "billing"}, "worker": WORKER}, settings)
+    try:
+        [error] = [e for e in _build_error(sandbox) if isinstance(e, ConfigError)]
+        assert re.fullmatch(
+            r".*/worker: the project has 2 cwl_pipeline.CloudWatchLogsToBigQuerySettings instances "
+            r"\(billing, cwl_settings\): settings: <folder> names the stream's",
+            str(error),
+        )
+        (sandbox.defs_folder_path / "worker" / "defs.yaml").unlink()
+        with sandbox.build_all_defs() as defs:
+            load = defs.resolve_assets_def("app")
+            assert load.required_resource_keys - {"io_manager"} == {"billing_aws", "billing_bigquery"}
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+
+
+def test_a_stream_without_settings_in_the_project_says_how_to_add_them(env: None) -> None:
+    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {})
+    try:
+        [error] = [e for e in _build_error(sandbox) if isinstance(e, ConfigError)]
+        assert "the project has no cwl_pipeline.CloudWatchLogsToBigQuerySettings instance" in str(error)
+        assert "dg scaffold defs cwl_pipeline.CloudWatchLogsToBigQuerySettings <folder>" in str(error)
+    finally:
+        sandbox_cm.__exit__(None, None, None)
 
 
 def test_the_component_is_one_stream_of_a_pipeline_document(env: None) -> None:
@@ -172,11 +226,9 @@ def test_an_invalid_stream_fails_with_the_pipeline_files_message(
         )
     sandbox_cm, sandbox = _sandbox_defs({"stream": attributes})
     try:
-        with pytest.raises(Exception) as from_component, sandbox.build_all_defs():
-            pass
+        chain = _build_error(sandbox)
     finally:
         sandbox_cm.__exit__(None, None, None)
-    chain = _chain(from_component.value)
     config_errors = [e for e in chain if isinstance(e, ConfigError)]
     assert config_errors, chain
     message = str(config_errors[0])
@@ -184,14 +236,15 @@ def test_an_invalid_stream_fails_with_the_pipeline_files_message(
     assert re.match(r".*/stream(/defs\.yaml)?: ", message)
 
 
-def test_scaffolded_defs_yaml_loads_as_written() -> None:
-
-    stream = yaml.safe_load(
-        STREAM_TEMPLATE.format(
-            type_name="t", name="app_logs", settings="cwl_settings", start="2026-11-01T00:00:00Z"
-        )
-    )
-    settings = yaml.safe_load(SETTINGS_TEMPLATE.format(type_name="t"))
-    CloudWatchLogsToBigQuery.model_validate(stream["attributes"])
-    CloudWatchLogsToBigQuerySettings.model_validate(settings["attributes"])
-    assert stream["attributes"]["settings"] == "cwl_settings"
+def test_scaffolded_settings_and_stream_build_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CWL_BQ_PROJECT", "logs-prod")
+    monkeypatch.setenv("CWL_BQ_DATASET", "logs")
+    with create_defs_folder_sandbox() as sandbox:
+        sandbox.scaffold_component(component_cls=CloudWatchLogsToBigQuerySettings, defs_path="cwl_settings")
+        folder = sandbox.scaffold_component(component_cls=CloudWatchLogsToBigQuery, defs_path="app_logs")
+        written = (folder / "defs.yaml").read_text(encoding="utf-8")
+        # Minimal: the keys a stream needs; every other one is a comment.
+        assert set(yaml.safe_load(written)["attributes"]) == {"name", "source", "start"}
+        assert "# settings: cwl_settings" in written and "# window: 15m" in written
+        with sandbox.build_all_defs() as defs:
+            assert defs.resolve_assets_def("app_logs").required_resource_keys >= {"cwl_aws", "cwl_bigquery"}

@@ -4,20 +4,23 @@ The attributes are every key of a stream in the pipeline config file, typed
 (:mod:`cwl_pipeline.components.stream_attributes`) and validated by the same parser
 (:func:`cwl_pipeline.config.parse_config`) together with the project's
 ``CloudWatchLogsToBigQuerySettings`` instance: the only one in the project, or the one in the
-folder the ``settings`` attribute names.
+folder the ``settings`` attribute names. ``translation`` sets the key, group, tags, metadata, ...
+of each of the stream's table assets (:mod:`cwl_pipeline.components.table_translation`).
 """
 
 # No ``from __future__ import annotations``: Dagster derives the YAML schema from the annotations.
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import dagster as dg
+from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
 from pydantic import Field
 
 from cwl_pipeline.components.settings import CloudWatchLogsToBigQuerySettings
 from cwl_pipeline.components.stream_attributes import StreamAttributes
+from cwl_pipeline.components.table_translation import TableAsset, translated_stream
 from cwl_pipeline.config import ConfigError
 from cwl_pipeline.streams import automation_sensor, build_stream
 
@@ -47,6 +50,7 @@ attributes:
   # description: What these logs are.
   # owners: ["team:data-platform"]
   # asset_key_prefix: [logs]   # asset keys logs/<table>, logs/<table>_rejects
+  # translation: {{group_name: logs, tags: {{domain: "{{{{ table.stream }}}}"}}}}   # each table asset
   # filter: {{pattern: '{{ $.level != "DEBUG" }}', exclude: [healthcheck]}}
   # redact: [{{mask: '\\b\\d{{13,19}}\\b'}}, {{drop_field: params.password}}]
   # raw: true                  # also keep every event as read, in <table>_raw
@@ -82,10 +86,26 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
         description="Folder (from the defs folder) of the CloudWatchLogsToBigQuerySettings instance; "
         "without it, the project's only one.",
     )
+    translation: (
+        Annotated[
+            TranslationFn[TableAsset],
+            TranslationFnResolver[TableAsset](lambda table: {"table": table}),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="Each table asset's key, group_name, tags, metadata, ... from its default spec "
+        "({{ spec }}) and table ({{ table.name }}, table.stream, table.dataset, table.project).",
+    )
 
     def stream_document(self) -> dict[str, Any]:
         """This stream as an entry of a pipeline config file's ``streams``."""
-        return {k: v for k, v in self.document().items() if k != "settings"}
+        return {k: v for k, v in self.document().items() if k not in ("settings", "translation")}
+
+    def get_asset_spec(self, spec: dg.AssetSpec, table: TableAsset) -> dg.AssetSpec:
+        """The asset spec of one of the stream's tables, from its default ``spec``: as the
+        ``translation`` makes it. A subclass may override it."""
+        return spec if self.translation is None else self.translation(spec, table)
 
     def find_settings(self, context: dg.ComponentLoadContext) -> CloudWatchLogsToBigQuerySettings:
         """The settings instance in the folder ``settings`` names; without it, the project's only one.
@@ -121,7 +141,12 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
         except ConfigError as exc:
             raise ConfigError(f"{context.path}: {exc}") from None
         stream = config.streams[0]
-        built = build_stream(stream, config.bigquery, settings.resource_keys.project_keys())
+        built = translated_stream(
+            lambda project: build_stream(stream, config.bigquery, project),
+            settings.resource_keys.project_keys(),
+            stream.name,
+            self.get_asset_spec,
+        )
         return dg.Definitions(
             assets=[*built.assets, *built.sources],
             asset_checks=built.checks,

@@ -6,10 +6,18 @@ keys :class:`ProjectKeys` names, through :meth:`ProjectKeys.aws_resource` and
 pipeline file's definitions use the defaults ``aws`` and ``bigquery``; the Components join a
 host project, whose own resources may use those keys, and take theirs from the settings
 instance (``resource_keys``).
+
+Its tables' asset keys follow from the stream config
+(:class:`~cwl_pipeline.orchestration.tables.StreamTables`) unless ``renamed`` gives one another
+key: a Component's translation does, and every definition of the stream (its sensors'
+selections and run requests, its checks, its rollups' inputs) then uses the new key.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import dagster as dg
 
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 
@@ -24,10 +32,12 @@ class WithResources(Protocol):
 
 @dataclass(frozen=True)
 class ProjectKeys:
-    """The resource keys of AWS and BigQuery."""
+    """The resource keys of AWS and BigQuery, and the table assets' keys that differ from the
+    default (by default key)."""
 
     aws: str = "aws"
     bigquery: str = "bigquery"
+    renamed: Mapping[dg.AssetKey, dg.AssetKey] = field(default_factory=dict, hash=False)
 
     def aws_resource(self, context: WithResources) -> AwsResource:
         """The AWS resource of ``context``."""
@@ -37,6 +47,10 @@ class ProjectKeys:
         """The BigQuery resource of ``context``."""
         return getattr(context.resources, self.bigquery)
 
+    def asset_key(self, default: dg.AssetKey) -> dg.AssetKey:
+        """The key of the table asset whose default key is ``default``."""
+        return self.renamed.get(default, default)
+
 
 DEFAULT_KEYS = ProjectKeys()
-"""``aws`` and ``bigquery``: a pipeline file's definitions."""
+"""``aws`` and ``bigquery``, no table renamed: a pipeline file's definitions."""

@@ -264,7 +264,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
     table = spec.table
 
     @dg.asset(
-        key=[table],
+        key=tables.project.asset_key(dg.AssetKey([table])),
         deps=[
             dg.AssetDep(
                 tables.events_key,

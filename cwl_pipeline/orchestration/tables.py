@@ -75,7 +75,7 @@ def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.A
 @dataclass(frozen=True)
 class StreamTables:
     """Asset keys and BigQuery table specs of one stream's events and rejects tables, and the
-    resource keys its definitions read AWS and BigQuery under."""
+    names its definitions use in the project (resource keys, renamed asset keys)."""
 
     stream: StreamConfig
     events_key: dg.AssetKey
@@ -86,20 +86,24 @@ class StreamTables:
 
     @classmethod
     def of(cls, stream: StreamConfig, project: ProjectKeys = DEFAULT_KEYS) -> "StreamTables":
-        """Derive keys and specs from the stream config."""
+        """Derive keys and specs from the stream config (keys: ``project``'s where it renames them)."""
+
+        def key(table: str) -> dg.AssetKey:
+            return project.asset_key(dg.AssetKey([*stream.asset_key_prefix, table]))
+
         return cls(
             stream=stream,
-            events_key=dg.AssetKey([*stream.asset_key_prefix, stream.table]),
-            rejects_key=dg.AssetKey([*stream.asset_key_prefix, stream.rejects_table]),
+            events_key=key(stream.table),
+            rejects_key=key(stream.rejects_table),
             pair=TablePair.of(stream),
-            raw_key=dg.AssetKey([*stream.asset_key_prefix, stream.raw_table]) if stream.raw_table else None,
+            raw_key=key(stream.raw_table) if stream.raw_table else None,
             project=project,
         )
 
     @property
     def live_key(self) -> dg.AssetKey:
         """The live table (``<table>_live``): the still-open windows' rows, appended at least once."""
-        return dg.AssetKey([*self.stream.asset_key_prefix, self.pair.live.table])
+        return self.project.asset_key(dg.AssetKey([*self.stream.asset_key_prefix, self.pair.live.table]))
 
     @property
     def written_keys(self) -> list[dg.AssetKey]:

@@ -51,8 +51,10 @@ def _sandbox_defs(
     streams: dict[str, dict[str, Any]],
     settings: dict[str, dict[str, Any]] | None = None,
     host: str | None = None,
+    post_processing: dict[str, Any] | None = None,
 ) -> Any:
-    """A defs folder with ``streams`` and ``settings`` instances (by folder), and ``host.py``."""
+    """A defs folder with ``streams`` and ``settings`` instances (attributes by folder), the
+    streams' ``defs.yaml`` with ``post_processing``, and ``host.py``."""
     sandbox_cm = create_defs_folder_sandbox()
     sandbox = sandbox_cm.__enter__()
     for folder, attributes in ({"cwl_settings": SETTINGS} if settings is None else settings).items():
@@ -67,10 +69,11 @@ def _sandbox_defs(
     if host is not None:
         (sandbox.defs_folder_path / "host.py").write_text(host, encoding="utf-8")
     for folder, attributes in streams.items():
+        document = {"type": "cwl_pipeline.CloudWatchLogsToBigQuery", "attributes": attributes}
+        if post_processing is not None:
+            document["post_processing"] = post_processing
         sandbox.scaffold_component(
-            component_cls=CloudWatchLogsToBigQuery,
-            defs_path=folder,
-            defs_yaml_contents={"type": "cwl_pipeline.CloudWatchLogsToBigQuery", "attributes": attributes},
+            component_cls=CloudWatchLogsToBigQuery, defs_path=folder, defs_yaml_contents=document
         )
     return sandbox_cm, sandbox
 
@@ -189,6 +192,47 @@ def test_a_stream_without_settings_in_the_project_says_how_to_add_them(env: None
         [error] = [e for e in _build_error(sandbox) if isinstance(e, ConfigError)]
         assert "the project has no cwl_pipeline.CloudWatchLogsToBigQuerySettings instance" in str(error)
         assert "dg scaffold defs cwl_pipeline.CloudWatchLogsToBigQuerySettings <folder>" in str(error)
+    finally:
+        sandbox_cm.__exit__(None, None, None)
+
+
+def test_a_translation_and_post_processing_shape_the_table_assets(env: None) -> None:
+    translation = {
+        "key": "warehouse/{{ table.name }}",
+        "group_name": "{{ table.stream }}_tables",
+        "tags": {"dataset": "{{ table.dataset }}"},
+        "metadata": {"default_key": "{{ spec.key.to_user_string() }}"},
+    }
+    post_processing = {
+        "assets": [
+            {"target": "group:app_tables", "attributes": {"owners": ["team:data"]}},
+            {"target": "key:warehouse/app_rejects", "attributes": {"metadata": {"tier": "bronze"}}},
+        ]
+    }
+    sandbox_cm, sandbox = _sandbox_defs(
+        {"app": {**APP, "translation": translation}}, post_processing=post_processing
+    )
+    try:
+        with sandbox.build_all_defs() as defs:
+            graph = defs.resolve_asset_graph()
+            tables = {"app", "app_rejects", "app_live", "app_hourly_actions", "app_daily_sessions"}
+            assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
+                "cloudwatch/aws_lambda_app",  # a source: no table, its key kept
+                *(f"warehouse/{table}" for table in tables),
+            }
+            for table in tables:
+                node = graph.get(dg.AssetKey(["warehouse", table]))
+                assert (node.group_name, node.owners) == ("app_tables", ["team:data"])
+                assert node.tags["dataset"] == "logs" and node.metadata["default_key"] == table
+            rejects = graph.get(dg.AssetKey(["warehouse", "app_rejects"]))
+            assert rejects.metadata["tier"] == "bronze"
+            # The stream's other definitions name the new keys: its inputs, checks and sensors.
+            events = dg.AssetKey(["warehouse", "app"])
+            assert events in rejects.parent_keys
+            assert graph.get(dg.AssetKey(["warehouse", "app_hourly_actions"])).parent_keys == {events}
+            assert {check.asset_key for check in graph.asset_check_keys} == {events}
+            selected = defs.resolve_sensor_def("app_windows").asset_selection.resolve(graph)  # type: ignore[union-attr]
+            assert selected == {events, dg.AssetKey(["warehouse", "app_rejects"])}
     finally:
         sandbox_cm.__exit__(None, None, None)
 

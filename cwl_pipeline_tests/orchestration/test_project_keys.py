@@ -22,3 +22,8 @@ def test_a_context_holds_the_resources_themselves_under_the_keys() -> None:
             assert KEYS.bigquery_resource(context) == RESOURCES["logs_bigquery"]
             assert KEYS.aws_resource(context) == RESOURCES["logs_aws"]
 
+
+def test_a_table_keeps_its_key_unless_renamed() -> None:
+    renamed = ProjectKeys(renamed={dg.AssetKey("app"): dg.AssetKey(["warehouse", "app"])})
+    assert renamed.asset_key(dg.AssetKey("app")) == dg.AssetKey(["warehouse", "app"])
+    assert renamed.asset_key(dg.AssetKey("app_rejects")) == dg.AssetKey("app_rejects")

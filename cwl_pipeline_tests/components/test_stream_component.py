@@ -13,6 +13,7 @@ from dagster.components.testing import create_defs_folder_sandbox
 from cwl_pipeline.components import CloudWatchLogsToBigQuery, CloudWatchLogsToBigQuerySettings
 from cwl_pipeline.config import ConfigError, parse_config
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline_tests.components.defs_sandbox import HOST, defs_sandbox
 
 SETTINGS = {
     "aws": {"region": "eu-west-1"},
@@ -26,126 +27,12 @@ WORKER = {
 }
 
 
-# A host project's own resources under the keys a pipeline file's definitions use.
-HOST = """
-import dagster as dg
-
-
-class HostResource(dg.ConfigurableResource):
-    name: str
-
-
-@dg.asset
-def host_report(aws: HostResource) -> str:
-    return aws.name
-
-
-defs = dg.Definitions(
-    assets=[host_report],
-    resources={"aws": HostResource(name="host aws"), "bigquery": HostResource(name="host bigquery")},
-)
-"""
-
-
-def _sandbox_defs(
-    streams: dict[str, dict[str, Any]],
-    settings: dict[str, dict[str, Any]] | None = None,
-    host: str | None = None,
-    post_processing: dict[str, Any] | None = None,
-) -> Any:
-    """A defs folder with ``streams`` and ``settings`` instances (attributes by folder), the
-    streams' ``defs.yaml`` with ``post_processing``, and ``host.py``."""
-    sandbox_cm = create_defs_folder_sandbox()
-    sandbox = sandbox_cm.__enter__()
-    for folder, attributes in ({"cwl_settings": SETTINGS} if settings is None else settings).items():
-        sandbox.scaffold_component(
-            component_cls=CloudWatchLogsToBigQuerySettings,
-            defs_path=folder,
-            defs_yaml_contents={
-                "type": "cwl_pipeline.CloudWatchLogsToBigQuerySettings",
-                "attributes": attributes,
-            },
-        )
-    if host is not None:
-        (sandbox.defs_folder_path / "host.py").write_text(host, encoding="utf-8")
-    for folder, attributes in streams.items():
-        document = {"type": "cwl_pipeline.CloudWatchLogsToBigQuery", "attributes": attributes}
-        if post_processing is not None:
-            document["post_processing"] = post_processing
-        sandbox.scaffold_component(
-            component_cls=CloudWatchLogsToBigQuery, defs_path=folder, defs_yaml_contents=document
-        )
-    return sandbox_cm, sandbox
-
-
 def _chain(error: BaseException) -> list[BaseException]:
     """``error`` and the errors it was raised from."""
     chain = [error]
     while chain[-1].__cause__ or chain[-1].__context__:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
     return chain
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_BQ_PROJECT", "logs-prod")
-    monkeypatch.setenv("TEST_LOG_GROUP", "/aws/lambda/app")
-
-
-def test_two_streams_share_one_pair_of_resources_and_resolve_env_templates(env: None) -> None:
-    sandbox_cm, sandbox = _sandbox_defs({"app": APP, "worker": WORKER})
-    try:
-        with sandbox.build_all_defs() as defs:
-            keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-            assert {"app", "app_rejects", "worker", "worker_rejects"} <= keys
-            assert {"app_windows", "app_automation", "worker_automation"} <= {s.name for s in defs.sensors}
-            assert set(defs.resources) == {"cwl_aws", "cwl_bigquery"}
-            assert isinstance(defs.resources["cwl_aws"], AwsResource)
-            bigquery = defs.resources["cwl_bigquery"]
-            assert isinstance(bigquery, BigQueryWarehouse)
-            app = defs.resolve_assets_def("app")
-            table = app.specs_by_key[dg.AssetKey("app")].metadata["dagster/table_name"]
-            assert table == "logs-prod.logs.app"  # the env template, resolved
-    finally:
-        sandbox_cm.__exit__(None, None, None)
-
-
-def test_a_host_projects_aws_and_bigquery_resources_stand_beside_the_streams(env: None) -> None:
-    keys = {"aws": "logs_aws", "bigquery": "logs_bigquery"}
-    sandbox_cm, sandbox = _sandbox_defs(
-        {"app": APP}, {"cwl_settings": {**SETTINGS, "resource_keys": keys}}, HOST
-    )
-    try:
-        with sandbox.build_all_defs() as defs:
-            assert isinstance(defs.resources["logs_aws"], AwsResource)
-            assert isinstance(defs.resources["logs_bigquery"], BigQueryWarehouse)
-            assert defs.resources["aws"].name == "host aws"  # type: ignore[attr-defined]
-            load = defs.resolve_assets_def("app")
-            assert load.required_resource_keys - {"io_manager"} == {"logs_aws", "logs_bigquery"}
-            # The host's asset gets the host's `aws`, the stream's window sensor its own.
-            assert (
-                dg.materialize([defs.resolve_assets_def("host_report")]).output_for_node("host_report")
-                == "host aws"
-            )
-            sensor = defs.resolve_sensor_def("app_windows")
-            with dg.instance_for_test() as instance:
-                context = dg.build_sensor_context(
-                    instance=instance, definitions=defs, resources=defs.resources
-                )
-                result = sensor.evaluate_tick(context)
-            assert result.run_requests, result.skip_message
-    finally:
-        sandbox_cm.__exit__(None, None, None)
-
-
-def test_resource_keys_of_the_settings_differ_from_each_other(env: None) -> None:
-    settings = {**SETTINGS, "resource_keys": {"aws": "logs", "bigquery": "logs"}}
-    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {"cwl_settings": settings})
-    try:
-        chain = _build_error(sandbox)
-    finally:
-        sandbox_cm.__exit__(None, None, None)
-    assert any("resource_keys: aws and bigquery are both 'logs'" in str(e) for e in chain)
 
 
 def _build_error(sandbox: Any) -> list[BaseException]:
@@ -155,23 +42,74 @@ def _build_error(sandbox: Any) -> list[BaseException]:
     return _chain(raised.value)
 
 
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_BQ_PROJECT", "logs-prod")
+    monkeypatch.setenv("TEST_LOG_GROUP", "/aws/lambda/app")
+
+
+def test_two_streams_share_one_pair_of_resources_and_resolve_env_templates(env: None) -> None:
+    with (
+        defs_sandbox({"app": APP, "worker": WORKER}, {"cwl_settings": SETTINGS}) as sandbox,
+        sandbox.build_all_defs() as defs,
+    ):
+        keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+        assert {"app", "app_rejects", "worker", "worker_rejects"} <= keys
+        assert {"app_windows", "app_automation", "worker_automation"} <= {s.name for s in defs.sensors}
+        assert set(defs.resources) == {"cwl_aws", "cwl_bigquery"}
+        assert isinstance(defs.resources["cwl_aws"], AwsResource)
+        bigquery = defs.resources["cwl_bigquery"]
+        assert isinstance(bigquery, BigQueryWarehouse)
+        app = defs.resolve_assets_def("app")
+        table = app.specs_by_key[dg.AssetKey("app")].metadata["dagster/table_name"]
+        assert table == "logs-prod.logs.app"  # the env template, resolved
+
+
+def test_a_host_projects_aws_and_bigquery_resources_stand_beside_the_streams(env: None) -> None:
+    keys = {"aws": "logs_aws", "bigquery": "logs_bigquery"}
+    with (
+        defs_sandbox({"app": APP}, {"cwl_settings": {**SETTINGS, "resource_keys": keys}}, HOST) as sandbox,
+        sandbox.build_all_defs() as defs,
+    ):
+        assert isinstance(defs.resources["logs_aws"], AwsResource)
+        assert isinstance(defs.resources["logs_bigquery"], BigQueryWarehouse)
+        assert defs.resources["aws"].name == "host aws"  # type: ignore[attr-defined]
+        load = defs.resolve_assets_def("app")
+        assert load.required_resource_keys - {"io_manager"} == {"logs_aws", "logs_bigquery"}
+        # The host's asset gets the host's `aws`, the stream's window sensor its own.
+        assert (
+            dg.materialize([defs.resolve_assets_def("host_report")]).output_for_node("host_report")
+            == "host aws"
+        )
+        sensor = defs.resolve_sensor_def("app_windows")
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+            result = sensor.evaluate_tick(context)
+        assert result.run_requests, result.skip_message
+
+
+def test_resource_keys_of_the_settings_differ_from_each_other(env: None) -> None:
+    settings = {**SETTINGS, "resource_keys": {"aws": "logs", "bigquery": "logs"}}
+    with defs_sandbox({"app": APP}, {"cwl_settings": settings}) as sandbox:
+        chain = _build_error(sandbox)
+    assert any("resource_keys: aws and bigquery are both 'logs'" in str(e) for e in chain)
+
+
 BILLING = {**SETTINGS, "resource_keys": {"aws": "billing_aws", "bigquery": "billing_bigquery"}}
 
 
 def test_a_stream_finds_the_projects_only_settings_whatever_its_folder(env: None) -> None:
-    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {"platform/warehouse": BILLING})
-    try:
-        with sandbox.build_all_defs() as defs:
-            load = defs.resolve_assets_def("app")
-            assert load.required_resource_keys - {"io_manager"} == {"billing_aws", "billing_bigquery"}
-    finally:
-        sandbox_cm.__exit__(None, None, None)
+    with (
+        defs_sandbox({"app": APP}, {"platform/warehouse": BILLING}) as sandbox,
+        sandbox.build_all_defs() as defs,
+    ):
+        load = defs.resolve_assets_def("app")
+        assert load.required_resource_keys - {"io_manager"} == {"billing_aws", "billing_bigquery"}
 
 
 def test_a_stream_names_its_settings_among_several(env: None) -> None:
     settings = {"cwl_settings": SETTINGS, "billing": BILLING}
-    sandbox_cm, sandbox = _sandbox_defs({"app": {**APP, "settings": "billing"}, "worker": WORKER}, settings)
-    try:
+    with defs_sandbox({"app": {**APP, "settings": "billing"}, "worker": WORKER}, settings) as sandbox:
         [error] = [e for e in _build_error(sandbox) if isinstance(e, ConfigError)]
         assert re.fullmatch(
             r".*/worker: the project has 2 cwl_pipeline.CloudWatchLogsToBigQuerySettings instances "
@@ -182,18 +120,13 @@ def test_a_stream_names_its_settings_among_several(env: None) -> None:
         with sandbox.build_all_defs() as defs:
             load = defs.resolve_assets_def("app")
             assert load.required_resource_keys - {"io_manager"} == {"billing_aws", "billing_bigquery"}
-    finally:
-        sandbox_cm.__exit__(None, None, None)
 
 
 def test_a_stream_without_settings_in_the_project_says_how_to_add_them(env: None) -> None:
-    sandbox_cm, sandbox = _sandbox_defs({"app": APP}, {})
-    try:
+    with defs_sandbox({"app": APP}, {}) as sandbox:
         [error] = [e for e in _build_error(sandbox) if isinstance(e, ConfigError)]
         assert "the project has no cwl_pipeline.CloudWatchLogsToBigQuerySettings instance" in str(error)
         assert "dg scaffold defs cwl_pipeline.CloudWatchLogsToBigQuerySettings <folder>" in str(error)
-    finally:
-        sandbox_cm.__exit__(None, None, None)
 
 
 def test_a_translation_and_post_processing_shape_the_table_assets(env: None) -> None:
@@ -209,32 +142,33 @@ def test_a_translation_and_post_processing_shape_the_table_assets(env: None) -> 
             {"target": "key:warehouse/app_rejects", "attributes": {"metadata": {"tier": "bronze"}}},
         ]
     }
-    sandbox_cm, sandbox = _sandbox_defs(
-        {"app": {**APP, "translation": translation}}, post_processing=post_processing
-    )
-    try:
-        with sandbox.build_all_defs() as defs:
-            graph = defs.resolve_asset_graph()
-            tables = {"app", "app_rejects", "app_live", "app_hourly_actions", "app_daily_sessions"}
-            assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-                "cloudwatch/aws_lambda_app",  # a source: no table, its key kept
-                *(f"warehouse/{table}" for table in tables),
-            }
-            for table in tables:
-                node = graph.get(dg.AssetKey(["warehouse", table]))
-                assert (node.group_name, node.owners) == ("app_tables", ["team:data"])
-                assert node.tags["dataset"] == "logs" and node.metadata["default_key"] == table
-            rejects = graph.get(dg.AssetKey(["warehouse", "app_rejects"]))
-            assert rejects.metadata["tier"] == "bronze"
-            # The stream's other definitions name the new keys: its inputs, checks and sensors.
-            events = dg.AssetKey(["warehouse", "app"])
-            assert events in rejects.parent_keys
-            assert graph.get(dg.AssetKey(["warehouse", "app_hourly_actions"])).parent_keys == {events}
-            assert {check.asset_key for check in graph.asset_check_keys} == {events}
-            selected = defs.resolve_sensor_def("app_windows").asset_selection.resolve(graph)  # type: ignore[union-attr]
-            assert selected == {events, dg.AssetKey(["warehouse", "app_rejects"])}
-    finally:
-        sandbox_cm.__exit__(None, None, None)
+    with (
+        defs_sandbox(
+            {"app": {**APP, "translation": translation}},
+            {"cwl_settings": SETTINGS},
+            post_processing=post_processing,
+        ) as sandbox,
+        sandbox.build_all_defs() as defs,
+    ):
+        graph = defs.resolve_asset_graph()
+        tables = {"app", "app_rejects", "app_live", "app_hourly_actions", "app_daily_sessions"}
+        assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
+            "cloudwatch/aws_lambda_app",  # a source: no table, its key kept
+            *(f"warehouse/{table}" for table in tables),
+        }
+        for table in tables:
+            node = graph.get(dg.AssetKey(["warehouse", table]))
+            assert (node.group_name, node.owners) == ("app_tables", ["team:data"])
+            assert node.tags["dataset"] == "logs" and node.metadata["default_key"] == table
+        rejects = graph.get(dg.AssetKey(["warehouse", "app_rejects"]))
+        assert rejects.metadata["tier"] == "bronze"
+        # The stream's other definitions name the new keys: its inputs, checks and sensors.
+        events = dg.AssetKey(["warehouse", "app"])
+        assert events in rejects.parent_keys
+        assert graph.get(dg.AssetKey(["warehouse", "app_hourly_actions"])).parent_keys == {events}
+        assert {check.asset_key for check in graph.asset_check_keys} == {events}
+        selected = defs.resolve_sensor_def("app_windows").asset_selection.resolve(graph)  # type: ignore[union-attr]
+        assert selected == {events, dg.AssetKey(["warehouse", "app_rejects"])}
 
 
 def test_the_component_is_one_stream_of_a_pipeline_document(env: None) -> None:
@@ -268,11 +202,8 @@ def test_an_invalid_stream_fails_with_the_pipeline_files_message(
                 "streams": [resolved],
             }
         )
-    sandbox_cm, sandbox = _sandbox_defs({"stream": attributes})
-    try:
+    with defs_sandbox({"stream": attributes}, {"cwl_settings": SETTINGS}) as sandbox:
         chain = _build_error(sandbox)
-    finally:
-        sandbox_cm.__exit__(None, None, None)
     config_errors = [e for e in chain if isinstance(e, ConfigError)]
     assert config_errors, chain
     message = str(config_errors[0])

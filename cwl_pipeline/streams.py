@@ -74,9 +74,10 @@ def unique_sources(streams: Iterable[StreamDefinitions]) -> list[dg.AssetSpec]:
     return list(seen.values())
 
 
-def build_definitions(config: PipelineConfig) -> dg.Definitions:
-    """Compose assets, sensors and resources for every stream of ``config``."""
-    streams = [build_stream(stream, config.bigquery) for stream in config.streams]
+def build_definitions(config: PipelineConfig, project: ProjectKeys = DEFAULT_KEYS) -> dg.Definitions:
+    """Compose assets, sensors and resources for every stream of ``config``, the resources under
+    ``project``'s keys."""
+    streams = [build_stream(stream, config.bigquery, project) for stream in config.streams]
     return dg.Definitions(
         assets=[*(a for s in streams for a in s.assets), *unique_sources(streams)],
         asset_checks=[c for s in streams for c in s.checks],
@@ -88,7 +89,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         # Each run is one I/O-bound step: in-process execution saves seconds of process start-up
         # per micro-batch, which is most of a refresh's latency.
         executor=dg.in_process_executor,
-        resources=connection_resources(config),
+        resources=connection_resources(config, project),
         metadata={
             "config_path": str(config.path),
             # One pool per written table; the instance's default pool limit must be 1.

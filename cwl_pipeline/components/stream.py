@@ -95,7 +95,7 @@ class CloudWatchLogsToBigQuery(dg.Component, StreamAttributes):
     ) = Field(
         None,
         description="Each table asset's key, group_name, tags, metadata, ... from its default spec "
-        "({{ spec }}) and table ({{ table.name }}, table.stream, table.dataset, table.project).",
+        "({{ spec }}) and table ({{ table.name }}, table.stream, table.dataset, table.project, table.id).",
     )
 
     def stream_document(self) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_a_translation_and_post_processing_shape_the_table_assets(env: None) -> 
         "key": "warehouse/{{ table.name }}",
         "group_name": "{{ table.stream }}_tables",
         "tags": {"dataset": "{{ table.dataset }}"},
-        "metadata": {"default_key": "{{ spec.key.to_user_string() }}"},
+        "metadata": {"default_key": "{{ spec.key.to_user_string() }}", "table_id": "{{ table.id }}"},
     }
     post_processing = {
         "assets": [
@@ -160,6 +160,7 @@ def test_a_translation_and_post_processing_shape_the_table_assets(env: None) -> 
             node = graph.get(dg.AssetKey(["warehouse", table]))
             assert (node.group_name, node.owners) == ("app_tables", ["team:data"])
             assert node.tags["dataset"] == "logs" and node.metadata["default_key"] == table
+            assert node.metadata["table_id"] == f"logs-prod.logs.{table}"
         rejects = graph.get(dg.AssetKey(["warehouse", "app_rejects"]))
         assert rejects.metadata["tier"] == "bronze"
         # The stream's other definitions name the new keys: its inputs, checks and sensors.

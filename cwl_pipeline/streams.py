@@ -14,6 +14,7 @@ import dagster as dg
 from cwl_pipeline.config import BigQuerySettings, PipelineConfig, S3Source, StreamConfig
 from cwl_pipeline.exports.stream import build_export_stream
 from cwl_pipeline.firehose.stream import build_firehose_stream
+from cwl_pipeline.load.project_keys import DEFAULT_KEYS, ProjectKeys
 from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.stream_definitions import StreamBuilder, StreamDefinitions
 from cwl_pipeline.orchestration.tables import WRITER_POOL_PREFIX
@@ -32,9 +33,12 @@ def source_kind(stream: StreamConfig) -> str:
     return stream.source.layout if isinstance(stream.source, S3Source) else "polling"
 
 
-def build_stream(stream: StreamConfig, bigquery: BigQuerySettings) -> StreamDefinitions:
-    """The assets, checks, sensors and jobs of one stream, by its source's kind."""
-    return BUILDERS[source_kind(stream)](stream, bigquery)
+def build_stream(
+    stream: StreamConfig, bigquery: BigQuerySettings, project: ProjectKeys = DEFAULT_KEYS
+) -> StreamDefinitions:
+    """The assets, checks, sensors and jobs of one stream, by its source's kind, reading the
+    resources under ``project``'s keys."""
+    return BUILDERS[source_kind(stream)](stream, bigquery, project)
 
 
 def automation_sensor(name: str, target: dg.AssetSelection) -> dg.AutomationConditionSensorDefinition:
@@ -51,11 +55,13 @@ def automation_sensor(name: str, target: dg.AssetSelection) -> dg.AutomationCond
     )
 
 
-def connection_resources(config: PipelineConfig) -> dict[str, dg.ConfigurableResource]:
-    """The ``aws`` and ``bigquery`` resources every stream's assets and sensors use."""
+def connection_resources(
+    config: PipelineConfig, project: ProjectKeys = DEFAULT_KEYS
+) -> dict[str, dg.ConfigurableResource]:
+    """The AWS and BigQuery resources every stream's assets and sensors use, under ``project``'s keys."""
     return {
-        "aws": AwsResource.from_settings(config.aws),
-        "bigquery": BigQueryWarehouse.from_settings(config.bigquery, config.aws),
+        project.aws: AwsResource.from_settings(config.aws),
+        project.bigquery: BigQueryWarehouse.from_settings(config.bigquery, config.aws),
     }
 
 
@@ -68,9 +74,10 @@ def unique_sources(streams: Iterable[StreamDefinitions]) -> list[dg.AssetSpec]:
     return list(seen.values())
 
 
-def build_definitions(config: PipelineConfig) -> dg.Definitions:
-    """Compose assets, sensors and resources for every stream of ``config``."""
-    streams = [build_stream(stream, config.bigquery) for stream in config.streams]
+def build_definitions(config: PipelineConfig, project: ProjectKeys = DEFAULT_KEYS) -> dg.Definitions:
+    """Compose assets, sensors and resources for every stream of ``config``, the resources under
+    ``project``'s keys."""
+    streams = [build_stream(stream, config.bigquery, project) for stream in config.streams]
     return dg.Definitions(
         assets=[*(a for s in streams for a in s.assets), *unique_sources(streams)],
         asset_checks=[c for s in streams for c in s.checks],
@@ -82,7 +89,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         # Each run is one I/O-bound step: in-process execution saves seconds of process start-up
         # per micro-batch, which is most of a refresh's latency.
         executor=dg.in_process_executor,
-        resources=connection_resources(config),
+        resources=connection_resources(config, project),
         metadata={
             "config_path": str(config.path),
             # One pool per written table; the instance's default pool limit must be 1.

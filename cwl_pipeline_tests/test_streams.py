@@ -8,6 +8,7 @@ import pytest
 
 from cwl_pipeline.config import BUNDLED_CONFIG, LiveSettings, ReconcileSettings, StreamConfig, load_config
 from cwl_pipeline.firehose.layout_check import KEYS_IN_LAYOUT
+from cwl_pipeline.load.project_keys import ProjectKeys
 from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import LATEST_WINDOW
 from cwl_pipeline.orchestration.rollups import build_rollups
@@ -49,7 +50,7 @@ def _expected(stream: StreamConfig) -> dict[str, set[str]]:
     sensors = {f"{name}_windows"}
     checks = {LATEST_WINDOW}
     if live:
-        assets.add(asset_key(tables.stream, tables.live))
+        assets.add(asset_key(tables, tables.live))
         sensors.add(f"{name}_live")
     if reconciled:
         checks.add(RECONCILE_CHECK)
@@ -68,7 +69,7 @@ def test_the_local_config_has_a_stream_of_every_source_kind() -> None:
 
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream.name)
 def test_each_source_kinds_builder_gives_a_streams_definitions(stream: StreamConfig) -> None:
-    built = BUILDERS[source_kind(stream)](stream, CONFIG.bigquery)
+    built = BUILDERS[source_kind(stream)](stream, CONFIG.bigquery, ProjectKeys())
     assert isinstance(built, StreamDefinitions)
     assert built.sources and all(isinstance(spec, dg.AssetSpec) for spec in built.sources)
     loader, *others = built.assets
@@ -82,3 +83,15 @@ def test_each_source_kinds_builder_gives_a_streams_definitions(stream: StreamCon
     assert {key.name for check in built.checks for key in check.check_keys} == expected["checks"]
     assert {sensor.name for sensor in built.sensors} == expected["sensors"]
     assert {job.name for job in built.jobs} == expected["jobs"]
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream.name)
+def test_every_definition_reads_aws_and_bigquery_under_the_projects_keys(stream: StreamConfig) -> None:
+    built = BUILDERS[source_kind(stream)](stream, CONFIG.bigquery, ProjectKeys("logs_aws", "logs_bigquery"))
+    executable = [a for a in built.assets if isinstance(a, dg.AssetsDefinition)]
+    required = [
+        set(d.required_resource_keys) - {"io_manager"}
+        for d in [*executable, *built.checks, *built.sensors, *built.jobs]
+    ]
+    assert set().union(*required) == {"logs_aws", "logs_bigquery"}
+    assert required[0] == {"logs_aws", "logs_bigquery"}  # the loader

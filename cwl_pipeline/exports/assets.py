@@ -10,7 +10,6 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.exports.read import read_export_folder
 from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import load_check_specs
-from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.s3_assets import Result, load_and_check
 from cwl_pipeline.orchestration.tables import STREAM_TAG
 
@@ -34,11 +33,11 @@ def export_asset(
         partitions_def=export_partitions(stream),
         pool=pool,
         op_tags={STREAM_TAG: stream.name},
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def load_export_task(
-        context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> Iterator[Result]:
+    def load_export_task(context: dg.AssetExecutionContext) -> Iterator[Result]:
+        aws = tables.project.aws_resource(context)
         read = read_export_folder(stream, S3ObjectStore(aws.client("s3")), context.partition_key)
-        yield from load_and_check(context, stream, tables, bigquery, [read])
+        yield from load_and_check(context, stream, tables, tables.project.bigquery_resource(context), [read])
 
     return load_export_task

@@ -17,7 +17,7 @@ from pydantic import Field
 from cwl_pipeline.config import ConfigError, S3Source, StreamConfig, parse_duration
 from cwl_pipeline.exports.plan import parse_time, recent_data_warning
 from cwl_pipeline.exports.tasks import ExportProgress, run_export_backfill
-from cwl_pipeline.orchestration.resources import AwsResource
+from cwl_pipeline.load.project_keys import DEFAULT_KEYS, ProjectKeys
 from cwl_pipeline.orchestration.s3_assets import s3_source_key
 from cwl_pipeline.orchestration.tables import STREAM_TAG
 
@@ -31,8 +31,8 @@ class ExportHistoryConfig(dg.Config):
     poll_seconds: float = Field(default=10.0, description="How often DescribeExportTasks is asked.")
 
 
-def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
-    """The ``<stream>_export_history`` job of an export stream."""
+def build_export_history_job(stream: StreamConfig, project: ProjectKeys = DEFAULT_KEYS) -> dg.JobDefinition:
+    """The ``<stream>_export_history`` job of an export stream, reading AWS under ``project``'s key."""
     source = stream.source
     assert isinstance(source, S3Source) and source.log_group
     log_group, bucket, prefix = source.log_group, source.bucket, source.prefix
@@ -41,10 +41,9 @@ def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
     @dg.op(
         name=f"export_{stream.name}_history",
         description=f"CreateExportTask for {log_group} into s3://{bucket}/{prefix}, chunk by chunk.",
+        required_resource_keys={project.aws},
     )
-    def export_history(
-        context: dg.OpExecutionContext, config: ExportHistoryConfig, aws: AwsResource
-    ) -> dg.Output[dict]:
+    def export_history(context: dg.OpExecutionContext, config: ExportHistoryConfig) -> dg.Output[dict]:
         try:
             start, end = parse_time(config.from_), parse_time(config.to)
             size = parse_duration(config.chunk, "chunk")
@@ -71,7 +70,7 @@ def build_export_history_job(stream: StreamConfig) -> dg.JobDefinition:
                 )
 
         summary = run_export_backfill(
-            aws.client("logs"),
+            project.aws_resource(context).client("logs"),
             log_group=log_group,
             bucket=bucket,
             prefix=prefix,

@@ -39,7 +39,6 @@ from cwl_pipeline.orchestration.owed_runs import (
     report,
     retry_tags,
 )
-from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.tables import (
     LOAD_KIND_TAG,
     STREAM_TAG,
@@ -93,8 +92,10 @@ def build_export_sensor(
         asset_selection=dg.AssetSelection.assets(*written_keys(tables)),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws},
     )
-    def export_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+    def export_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws = tables.project.aws_resource(context)
         now = datetime.now(UTC)
         ensure_writer_pools(context, written_keys(tables))
         raw = json.loads(context.cursor) if context.cursor else {}

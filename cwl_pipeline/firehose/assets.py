@@ -20,23 +20,24 @@ from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.firehose.read import is_routed, read_firehose_range, read_routed_range
 from cwl_pipeline.firehose.routes import DEFAULT_ROUTE, destinations
+from cwl_pipeline.load.project_keys import DEFAULT_KEYS, ProjectKeys
 from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
-from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.s3_assets import Result, load_and_check, load_routes_and_check
 from cwl_pipeline.orchestration.tables import STREAM_TAG
 
 
-def route_tables(stream: StreamConfig) -> dict[str, StreamTables]:
+def route_tables(stream: StreamConfig, project: ProjectKeys = DEFAULT_KEYS) -> dict[str, StreamTables]:
     """The tables of every route of ``stream`` ('' for its own), in routing order."""
-    return {d.name: StreamTables.of(d.stream(stream)) for d in destinations(stream)}
+    return {d.name: StreamTables.of(d.stream(stream), project) for d in destinations(stream)}
 
 
 def firehose_asset(
     stream: StreamConfig, routes: dict[str, StreamTables], specs: list[dg.AssetSpec], pool: str
 ) -> dg.AssetsDefinition:
     """The multi-asset that loads a Firehose stream's delivery windows (a range in one run)."""
+    project = routes[DEFAULT_ROUTE].project
 
     @dg.multi_asset(
         name=f"load_{stream.name}",
@@ -47,10 +48,10 @@ def firehose_asset(
         pool=pool,
         op_tags={STREAM_TAG: stream.name},
         can_subset=len(routes) > 1,
+        required_resource_keys={project.aws, project.bigquery},
     )
-    def load_delivery_windows(
-        context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> Iterator[Result]:
+    def load_delivery_windows(context: dg.AssetExecutionContext) -> Iterator[Result]:
+        aws, bigquery = project.aws_resource(context), project.bigquery_resource(context)
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         store = S3ObjectStore(aws.client("s3"))

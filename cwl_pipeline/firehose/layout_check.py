@@ -17,7 +17,6 @@ from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
 from cwl_pipeline.load.tables import StreamTables
-from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.tables import events_key
 
 KEYS_IN_LAYOUT = "keys_in_layout"
@@ -70,9 +69,10 @@ def build_layout_check(tables: StreamTables) -> dg.AssetChecksDefinition:
         asset=events_key(tables),
         name=KEYS_IN_LAYOUT,
         description="Every object under the stream's prefixes is in its key layout (none is left unloaded).",
+        required_resource_keys={tables.project.aws},
     )
-    def keys_in_layout(aws: AwsResource) -> dg.AssetCheckResult:
-        store = S3ObjectStore(aws.client("s3"))
+    def keys_in_layout(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store = S3ObjectStore(tables.project.aws_resource(context).client("s3"))
         now = datetime.now(UTC)
         keys: list[str] = []
         for layout in layouts:

@@ -108,8 +108,10 @@ def build_firehose_sensor(
         asset_selection=dg.AssetSelection.assets(*keys),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws},
     )
-    def objects_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+    def objects_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws = tables.project.aws_resource(context)
         now = datetime.now(UTC)
         ensure_writer_pools(context, keys)
         raw = json.loads(context.cursor) if context.cursor else {}

@@ -33,6 +33,7 @@ from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.raw_events import RAW_COLUMNS
 from cwl_pipeline.core.schema import METADATA_COLUMNS, REJECT_COLUMNS
 from cwl_pipeline.core.sql_identifiers import quote_identifier
+from cwl_pipeline.load.project_keys import DEFAULT_KEYS, ProjectKeys
 
 LIVE_RETENTION = timedelta(days=3)
 """Partition expiration of the live table: its windows are settled into the events table long before."""
@@ -50,16 +51,18 @@ class StreamTables:
     recent_view: str
     raw: TableSpec | None = None
     counts: TableSpec | None = None
+    project: ProjectKeys = DEFAULT_KEYS  # the resource and asset keys its definitions use
 
     @classmethod
-    def of(cls, stream: StreamConfig) -> StreamTables:
-        """Derive every spec from the stream config."""
+    def of(cls, stream: StreamConfig, project: ProjectKeys = DEFAULT_KEYS) -> StreamTables:
+        """Derive every spec from the stream config; ``project`` names its resources and keys."""
         schema = stream.schema
         int_columns = [c.name for c in schema.columns if c.type == "INT64"]
         # Clustered on the event time first: window-bounded scans read about the window's blocks.
         clustering = tuple([schema.time_column, "log_group", *int_columns][:4])
         return cls(
             stream=stream,
+            project=project,
             events=TableSpec(
                 table=stream.table,
                 columns=(*schema.columns, *METADATA_COLUMNS),

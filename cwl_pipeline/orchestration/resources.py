@@ -282,6 +282,12 @@ class BigQueryWarehouse(BigQueryResource):
             raise CredentialsError(f"credentials_type {self.credentials_type!r} is not supported")
         return default_credentials()[0]
 
+    def get_object_to_set_on_execution_context(self) -> BigQueryWarehouse:
+        """The warehouse itself on a context's ``resources``, as a resource parameter gets it
+        (dagster-gcp sets a client there): the stream definitions read it under a key of the
+        project's (:class:`~cwl_pipeline.load.project_keys.ProjectKeys`)."""
+        return self
+
     @contextmanager
     def get_client(self) -> Iterator[bigquery.Client]:
         """A BigQuery client for the configured project, location and endpoint."""

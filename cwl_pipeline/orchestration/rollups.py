@@ -33,7 +33,6 @@ from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.load.tables import StreamTables
-from cwl_pipeline.orchestration.resources import BigQueryWarehouse
 from cwl_pipeline.orchestration.tables import STREAM_TAG, events_key, table_metadata, writer_pool
 
 AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
@@ -260,7 +259,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
     table = spec.table
 
     @dg.asset(
-        key=[table],
+        key=tables.project.asset_key(dg.AssetKey([table])),
         deps=[
             dg.AssetDep(
                 events_key(tables),
@@ -279,8 +278,10 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
         freshness_policy=rollup.freshness(stream),
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=writer_pool(bq, table),
+        required_resource_keys={tables.project.bigquery},
     )
-    def compute(context: dg.AssetExecutionContext, bigquery: BigQueryWarehouse) -> dg.MaterializeResult:
+    def compute(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        bigquery = tables.project.bigquery_resource(context)
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         # A run the automation launched recomputes what changed; one launched by hand, all.

@@ -95,7 +95,7 @@ def load_routes_and_check(
     chosen = {
         name: tables
         for name, tables in routes.items()
-        if {events_key(tables), asset_key(tables.stream, tables.rejects)} & set(context.selected_asset_keys)
+        if {events_key(tables), asset_key(tables, tables.rejects)} & set(context.selected_asset_keys)
     }
     done: dict[str, list[ObjectSetRead]] = {name: [] for name in chosen}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
+from cwl_pipeline.load.project_keys import ProjectKeys
 
 
 @dataclass
@@ -28,5 +29,6 @@ class StreamDefinitions:
     jobs: list[dg.JobDefinition] = field(default_factory=list)
 
 
-StreamBuilder = Callable[[StreamConfig, BigQuerySettings], StreamDefinitions]
-"""Builds one stream's definitions from its config and the BigQuery settings."""
+StreamBuilder = Callable[[StreamConfig, BigQuerySettings, ProjectKeys], StreamDefinitions]
+"""Builds one stream's definitions from its config, the BigQuery settings and the keys of the
+project they join."""

@@ -71,21 +71,22 @@ def ensure_writer_pools(context: dg.SensorEvaluationContext, keys: Iterable[dg.A
     return missing
 
 
-def asset_key(stream: StreamConfig, spec: TableSpec) -> dg.AssetKey:
-    """The asset key of one of ``stream``'s tables: its name, after the stream's key prefix."""
-    return dg.AssetKey([*stream.asset_key_prefix, spec.table])
+def asset_key(tables: StreamTables, spec: TableSpec) -> dg.AssetKey:
+    """The asset key of one of the stream's tables: its name after the stream's key prefix, or
+    the key the project renamed it to."""
+    return tables.project.asset_key(dg.AssetKey([*tables.stream.asset_key_prefix, spec.table]))
 
 
 def events_key(tables: StreamTables) -> dg.AssetKey:
     """The events table's asset key: the stream's checks, sensors and load records hang on it."""
-    return asset_key(tables.stream, tables.events)
+    return asset_key(tables, tables.events)
 
 
 def written_keys(tables: StreamTables) -> list[dg.AssetKey]:
     """Every table asset one load writes: the raw table (if the stream keeps one), the events
     and rejects tables."""
     specs = (tables.raw, tables.events, tables.rejects)
-    return [asset_key(tables.stream, spec) for spec in specs if spec is not None]
+    return [asset_key(tables, spec) for spec in specs if spec is not None]
 
 
 def column_schema(columns: Iterable[Column]) -> dg.TableSchema:
@@ -150,7 +151,7 @@ def table_asset_specs(
     typed_deps = list(deps)
     events = events_key(tables)
     if tables.raw is not None:
-        raw = asset_key(stream, tables.raw)
+        raw = asset_key(tables, tables.raw)
         raw_specs.append(
             dg.AssetSpec(
                 raw,
@@ -177,7 +178,7 @@ def table_asset_specs(
             **common,
         ),
         dg.AssetSpec(
-            asset_key(stream, tables.rejects),
+            asset_key(tables, tables.rejects),
             deps=[*typed_deps, events],
             description=tables.rejects.description,
             metadata=table_metadata(bq, tables.rejects),

@@ -30,7 +30,7 @@ from cwl_pipeline.load.service import MANUAL, REFRESH, WriteMode, load, write_mo
 from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import evaluate_load_checks, load_check_specs
 from cwl_pipeline.orchestration.partitions import window_partitions
-from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
+from cwl_pipeline.orchestration.resources import AwsResource
 from cwl_pipeline.orchestration.source_assets import log_group_spec
 from cwl_pipeline.orchestration.tables import (
     LOAD_KIND_TAG,
@@ -134,10 +134,12 @@ def build_window_asset(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetsD
         op_tags={STREAM_TAG: stream.name},
         # A refresh of the open window evaluates no checks (they run when the window settles).
         can_subset=True,
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
     def load_windows(
-        context: dg.AssetExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
+        context: dg.AssetExecutionContext,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         kind = context.run.tags.get(LOAD_KIND_TAG, "manual")

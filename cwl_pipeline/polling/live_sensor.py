@@ -75,7 +75,7 @@ def live_asset_spec(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetSpec:
     """The live table as an asset the live sensor reports (no run materializes it)."""
     stream = tables.stream
     return dg.AssetSpec(
-        asset_key(stream, tables.live),
+        asset_key(tables, tables.live),
         deps=[
             *(log_group_spec(g).key for g in stream.source.log_groups),
             *(log_group_spec(p, is_prefix=True).key for p in stream.source.log_group_prefixes),
@@ -101,7 +101,7 @@ def build_live_sensor(
     their page size (tests use small pages to cut a step short).
     """
     stream: StreamConfig = tables.stream
-    live_key = asset_key(stream, tables.live)
+    live_key = asset_key(tables, tables.live)
     interval = int(stream.live.interval.total_seconds())
     # The daemon's sensor loop starts every 5 s and evaluates a sensor whose minimum interval has
     # passed since its previous tick began. With exactly `interval`, a loop that starts a
@@ -118,10 +118,10 @@ def build_live_sensor(
         ),
         minimum_interval_seconds=min_interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def live_sensor(
-        context: dg.SensorEvaluationContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> dg.SensorResult:
+    def live_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         began, cpu = time.monotonic(), time.thread_time()
         now = datetime.now(UTC)
         state = LiveState.from_json(json.loads(context.cursor) if context.cursor else None)

@@ -28,7 +28,6 @@ from cwl_pipeline.adapters.errors import DestinationError, SourceError
 from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, partition_key
 from cwl_pipeline.load.tables import StreamTables
-from cwl_pipeline.orchestration.resources import AwsResource, BigQueryWarehouse
 from cwl_pipeline.orchestration.run_requests import run_request
 from cwl_pipeline.orchestration.tables import (
     ACTIVE_RUN_STATUSES,
@@ -106,10 +105,10 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
             f"sweep ({horizon.final_sweep}) the source does not explain; warns within the horizon."
         ),
         automation_condition=dg.AutomationCondition.cron_tick_passed(reconcile_cron(stream)),
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def matches_cloudwatch_counts(
-        context: dg.AssetCheckExecutionContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> dg.AssetCheckResult:
+    def matches_cloudwatch_counts(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         now = clock()
         comparison = compare_counts(
             stream,
@@ -278,10 +277,10 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
         asset_selection=dg.AssetSelection.assets(*written_keys(tables)),
         minimum_interval_seconds=int(settings.interval.total_seconds()),
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws, tables.project.bigquery},
     )
-    def reconcile_sensor(
-        context: dg.SensorEvaluationContext, aws: AwsResource, bigquery: BigQueryWarehouse
-    ) -> dg.SensorResult:
+    def reconcile_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         now = clock()
         ensure_writer_pools(context, written_keys(tables))
         records = records_from_json(json.loads(context.cursor).get("hours") if context.cursor else None)

@@ -82,8 +82,10 @@ def build_window_sensor(tables: StreamTables, retry: RetryPolicy = DEFAULT_RETRY
         asset_selection=dg.AssetSelection.assets(*written_keys(tables)),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={tables.project.aws},
     )
-    def window_sensor(context: dg.SensorEvaluationContext, aws: AwsResource) -> dg.SensorResult:
+    def window_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        aws = tables.project.aws_resource(context)
         now = datetime.now(UTC)
         ensure_writer_pools(context, written_keys(tables))
         raw = json.loads(context.cursor) if context.cursor else {}

@@ -7,6 +7,7 @@ is appended by the sensor (``live.path: sensor``); the reconciliation check and 
 """
 
 from cwl_pipeline.config import BigQuerySettings, StreamConfig
+from cwl_pipeline.load.project_keys import ProjectKeys
 from cwl_pipeline.load.tables import StreamTables
 from cwl_pipeline.orchestration.checks import build_latest_window_check
 from cwl_pipeline.orchestration.rollups import build_rollups
@@ -17,9 +18,11 @@ from cwl_pipeline.polling.reconcile import build_reconcile_sensor, build_reconci
 from cwl_pipeline.polling.sensor import build_window_sensor
 
 
-def build_polling_stream(stream: StreamConfig, bigquery: BigQuerySettings) -> StreamDefinitions:
+def build_polling_stream(
+    stream: StreamConfig, bigquery: BigQuerySettings, project: ProjectKeys
+) -> StreamDefinitions:
     """The assets, checks and sensors of a polling stream."""
-    tables = StreamTables.of(stream)
+    tables = StreamTables.of(stream, project)
     built = StreamDefinitions(
         log_group_specs(stream),
         [build_window_asset(tables, bigquery), *build_rollups(tables, bigquery)],

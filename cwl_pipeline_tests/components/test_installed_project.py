@@ -66,13 +66,17 @@ def dg(project: Path, *args: str, **env: str) -> str:
 BQ_ENV = {"CWL_BQ_PROJECT": "logs-prod", "CWL_BQ_DATASET": "cloudwatch"}
 
 
-def test_dg_lists_the_components_of_the_installed_package(project: Path) -> None:
-    listed = {c["key"] for c in json.loads(dg(project, "list", "components", "--json"))["items"]}
-    assert {
+def test_dg_lists_the_components_of_the_installed_package_each_with_a_line_of_doc(project: Path) -> None:
+    listed = {
+        c["key"]: c["summary"] for c in json.loads(dg(project, "list", "components", "--json"))["items"]
+    }
+    ours = {key: summary for key, summary in listed.items() if key.startswith("cwl_pipeline.")}
+    assert set(ours) == {
         "cwl_pipeline.CloudWatchLogsToBigQuery",
         "cwl_pipeline.CloudWatchLogsToBigQuerySettings",
         "cwl_pipeline.CloudWatchLogsPipeline",
-    } <= listed
+    }
+    assert all(summary and "\n" not in summary and summary.endswith(".") for summary in ours.values()), ours
 
 
 def test_two_scaffolded_streams_load_with_their_settings(project: Path) -> None:
@@ -95,7 +99,7 @@ def test_two_scaffolded_streams_load_with_their_settings(project: Path) -> None:
         assert f"{stream}_daily_sessions" in sources
         assert {f"{stream}_windows", f"{stream}_automation"} <= sensors
     # One pair of resources, from the settings instance, shared by both streams.
-    assert {r["name"] for r in listed["resources"]} == {"aws", "bigquery"}
+    assert {r["name"] for r in listed["resources"]} == {"cwl_aws", "cwl_bigquery"}
 
 
 def test_an_invalid_stream_fails_dg_check_with_the_config_files_message(project: Path) -> None:

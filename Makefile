@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint ui-check smoke-bigquery bench bench-decode-process bench-latency bench-backfill bench-cost bench-routing bench-window clean
+.PHONY: run test lint docs-keys ui-check smoke-bigquery bench bench-decode-process bench-latency bench-backfill bench-cost bench-routing bench-window clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: $(VENV)/.installed-test
 UI_URL ?= http://127.0.0.1:3000
 ui-check: $(VENV)/.installed-ui
 	$(BIN)/python tools/ui_check.py --url $(UI_URL) $(UI_ARGS)
+
+# The key reference (docs/config-keys.md), written from the config sections.
+docs-keys: $(VENV)/.installed-test
+	$(BIN)/python -m cwl_pipeline.config_reference > docs/config-keys.md
 
 # Opt-in, not part of `make test`: every statement shape of the load path, one Storage Write
 # append and every load check against a REAL project (Application Default Credentials), then its

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
@@ -48,13 +48,11 @@ from cwl_pipeline.config_model import (
     one_of,
     optional,
     positive,
-    section_keys,
     table_schema,
     text,
     validate_section,
 )
 from cwl_pipeline.config_rules import (
-    RULE_KEYS,
     RuleConfigError,
     check_rules_apply,
     parse_event_rules,
@@ -473,8 +471,12 @@ class StreamConfig(Section):
 
     name: str = Field(description="Lower-case letters, digits and _; names the assets, checks and sensors.")
     source: Source = Field(description="Where the events come from: cloudwatch (polling) or s3.")
-    table: str = Field(description="BigQuery table (default: the name).")
-    schema_: TableSchema = Field(alias="schema", description="A built-in or declared schema (default: seed).")
+    table: str = Field("", description="BigQuery table (default: the name).")
+    schema_: TableSchema = Field(
+        BUILTIN_SCHEMAS["seed"],
+        alias="schema",
+        description="A built-in or declared schema name; with parser.",
+    )
     window: Annotated[timedelta, BeforeValidator(_window)] = Field(
         timedelta(minutes=15), description="Window length; divides an hour or a day."
     )
@@ -540,10 +542,13 @@ class StreamConfig(Section):
         (), description="Put before the table name in each table's asset key, e.g. ['logs']."
     )
 
-    @classmethod
-    def document_keys(cls) -> set[str]:
-        """A stream's keys: its fields, and those resolved into them."""
-        return section_keys(cls) | {"parser", *RULE_KEYS}
+    resolved_keys: ClassVar[dict[str, str]] = {
+        "parser": "json (default), lambda, vpc_flow, regex, text, or a mapping with options; resolved "
+        "into the schema.",
+        "raw": "Keep every event as read in a raw table too (<table>_raw, or raw_table).",
+        "filter": "Which events are kept: pattern (a CloudWatch filter pattern), include, exclude (regexes).",
+        "redact": "Rules applied to every message before it is written: mask, hash, drop_field.",
+    }
 
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -201,10 +201,13 @@ class Section(BaseModel):
             raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
         return cls.resolve(dict(data), info.context or {})
 
+    resolved_keys: ClassVar[dict[str, str]] = {}
+    """Keys the section takes and resolves into its fields (key: description)."""
+
     @classmethod
     def document_keys(cls) -> set[str]:
         """The keys the section takes in a config document."""
-        return section_keys(cls)
+        return section_keys(cls) | set(cls.resolved_keys)
 
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

@@ -54,19 +54,17 @@ class Attributes(dg.Model, dg.Resolvable):
         return self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
 
 
-_EXTRA_KEYS: dict[type[Section], tuple[tuple[str, Any, str], ...]] = {}
+_WRITTEN_TYPES: dict[type[Section], dict[str, Any]] = {}
 _REQUIRED_KEYS: dict[type[Section], frozenset[str]] = {}
 
 
 def describe_keys(
-    section: type[Section],
-    extra: tuple[tuple[str, Any, str], ...] = (),
-    required: frozenset[str] = frozenset(),
+    section: type[Section], written: dict[str, Any] | None = None, required: frozenset[str] = frozenset()
 ) -> None:
-    """Keys of ``section``'s attributes beyond its fields: ``extra`` keys the section resolves
-    into fields (name, written type, description), and the ``required`` keys that must be
-    written. Call before the first :func:`attributes_of` of the section."""
-    _EXTRA_KEYS[section], _REQUIRED_KEYS[section] = extra, required
+    """How ``section``'s resolved keys are written (key: type; their descriptions are the
+    section's), and the ``required`` keys that must be written. Call before the first
+    :func:`attributes_of` of the section."""
+    _WRITTEN_TYPES[section], _REQUIRED_KEYS[section] = written or {}, required
 
 
 @cache
@@ -77,7 +75,9 @@ def attributes_of(
     with its written form, its description and, for a choice, the choices, and the keys
     :func:`describe_keys` adds. Only the required keys must be written: the others are the
     section's to default."""
-    extra, required = _EXTRA_KEYS.get(section, ()), _REQUIRED_KEYS.get(section, frozenset())
+    written, required = _WRITTEN_TYPES.get(section, {}), _REQUIRED_KEYS.get(section, frozenset())
+    if set(written) != set(section.resolved_keys):
+        raise TypeError(f"{section.__name__}: describe how {sorted(section.resolved_keys)} are written")
     fields: dict[str, Any] = {}
     for field_name, info in section.model_fields.items():
         key = info.alias or field_name
@@ -93,9 +93,9 @@ def attributes_of(
         attribute = f"{key}_" if key in _TAKEN else key
         alias = key if attribute != key else None
         fields[attribute] = (field_type, Field(default, alias=alias, description=info.description))
-    for key, field_type, description in extra:
+    for key, field_type in written.items():
         if keys is None or key in keys:
-            fields[key] = (field_type, Field(None, description=description))
+            fields[key] = (field_type, Field(None, description=section.resolved_keys[key]))
     model = create_model(name or f"{section.__name__}Attributes", __base__=Attributes, **fields)
     model.__doc__ = (section.__doc__ or "").strip().split("\n\n")[0]
     return model

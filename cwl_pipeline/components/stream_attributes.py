@@ -67,17 +67,11 @@ class RedactionAttributes(Attributes):
     )
 
 
-_SCHEMA_KEYS = (
-    ("parser", Parser | None, "json (default), lambda, vpc_flow, regex, text, or one with options."),
-)
-_RULE_KEYS = (
-    ("raw", Flag, "Keep every event as read in a raw table too."),
-    ("filter", FilterAttributes | None, "Which events are kept."),
-    ("redact", list[RedactionAttributes] | None, "Rules applied to every message before it is written."),
-)
+_SCHEMA_KEYS = {"parser": Parser | None}
+_RULE_KEYS = {"raw": Flag, "filter": FilterAttributes | None, "redact": list[RedactionAttributes] | None}
 
-describe_keys(Route, extra=_SCHEMA_KEYS, required=frozenset({"name"}))
-describe_keys(StreamConfig, extra=_SCHEMA_KEYS + _RULE_KEYS, required=frozenset({"name", "source"}))
+describe_keys(Route, written=_SCHEMA_KEYS, required=frozenset({"name"}))
+describe_keys(StreamConfig, written={**_SCHEMA_KEYS, **_RULE_KEYS}, required=frozenset({"name", "source"}))
 SourceAccountAttributes = attributes_of(SourceAccount)
 CloudWatchSourceAttributes = attributes_of(CloudWatchSource)
 NotificationsAttributes = attributes_of(S3Notifications)

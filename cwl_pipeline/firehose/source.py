@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -22,7 +22,6 @@ from cwl_pipeline.config_model import (
     between,
     identifier,
     one_of,
-    section_keys,
     table_schema,
     text,
 )
@@ -54,7 +53,7 @@ class S3Notifications(Section):
         text(
             _QUEUE_URL_RE, "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
         ),
-    ] = Field(None, validate_default=True)
+    ] = Field(None, validate_default=True, description="The queue S3 sends the bucket's notifications to.")
     safety_listing: Annotated[timedelta, between(timedelta(seconds=1), timedelta(hours=1))] = Field(
         timedelta(minutes=5), description="List at least this often (1s..1h)."
     )
@@ -98,7 +97,7 @@ class S3Source(Section):
     an ``unreadable_object`` reject.
     """
 
-    type: Literal["s3"] = "s3"
+    type: Literal["s3"] = Field("s3", description="Objects in S3.")
     bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")] = Field(
         None, validate_default=True, description="The bucket the objects land in."
     )
@@ -185,18 +184,21 @@ class Route(Section):
     """
 
     name: str = Field(description="Lower-case letters, digits and _; names the route's assets.")
-    table: str = Field(description="BigQuery table (default: <stream table>_<name>).")
-    schema_: TableSchema = Field(alias="schema", description="A built-in or declared schema name.")
+    table: str = Field("", description="BigQuery table (default: <stream table>_<name>).")
+    schema_: TableSchema = Field(
+        BUILTIN_SCHEMAS["seed"],
+        alias="schema",
+        description="A built-in or declared schema name; with parser.",
+    )
     log_groups: LogGroups = Field((), description="Log groups routed here.")
     log_group_prefixes: LogGroups = Field((), description="Every log group whose name starts so.")
     pattern: Annotated[str | None, BeforeValidator(_regex)] = Field(
         None, description="A regular expression a log group must fully match."
     )
 
-    @classmethod
-    def document_keys(cls) -> set[str]:
-        """A route's keys: its fields, and the ``parser`` its schema takes."""
-        return section_keys(cls) | {"parser"}
+    resolved_keys: ClassVar[dict[str, str]] = {
+        "parser": "As a stream's: resolved into the route's schema.",
+    }
 
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -698,23 +698,12 @@ def default_freshness(window: timedelta, settle_lag: timedelta) -> tuple[timedel
     return settled + timedelta(minutes=5), settled + timedelta(minutes=15)
 
 
-def default_of(cls: type, name: str) -> Any:
+def default_of(cls: type[Section], name: str) -> Any:
     """The default of key ``name`` of the config section ``cls`` (the one place it is written)."""
-    if issubclass(cls, Section):
-        item = cls.model_fields[name]
-        if item.default_factory is not None:
-            return item.default_factory()  # type: ignore[call-arg]
-        if item.is_required():
-            raise KeyError(f"{cls.__name__}.{name} has no default")
-        return item.default
-    for data_field in fields(cls):
-        if data_field.name == name:
-            if data_field.default is not MISSING:
-                return data_field.default
-            if data_field.default_factory is not MISSING:
-                return data_field.default_factory()
-            break
-    raise KeyError(f"{cls.__name__}.{name} has no default")
+    item = cls.model_fields[name]
+    if item.is_required():
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    return item.get_default(call_default_factory=True)
 
 
 @dataclass(frozen=True)

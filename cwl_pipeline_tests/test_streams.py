@@ -15,7 +15,7 @@ from cwl_pipeline.orchestration.rollups import build_rollups
 from cwl_pipeline.orchestration.stream_definitions import StreamDefinitions
 from cwl_pipeline.orchestration.tables import asset_key, written_keys
 from cwl_pipeline.polling.reconcile import RECONCILE_CHECK
-from cwl_pipeline.streams import BUILDERS, source_kind
+from cwl_pipeline.streams import BUILDERS, build_stream, source_kind
 
 CONFIG = load_config(BUNDLED_CONFIG, env={})
 # A polling stream whose open window is refreshed by runs and that is not reconciled: no live
@@ -95,3 +95,15 @@ def test_every_definition_reads_aws_and_bigquery_under_the_projects_keys(stream:
     ]
     assert set().union(*required) == {"logs_aws", "logs_bigquery"}
     assert required[0] == {"logs_aws", "logs_bigquery"}  # the loader
+
+
+def test_the_asset_key_prefix_reaches_every_table_asset_rollups_included() -> None:
+    prefixed = CONFIG.stream("app_events").model_copy(update={"asset_key_prefix": ("logs",)})
+    built = build_stream(prefixed, CONFIG.bigquery)
+    keys = {
+        key.to_user_string()
+        for asset in built.assets
+        for key in (asset.keys if isinstance(asset, dg.AssetsDefinition) else [asset.key])
+    }
+    assert {"logs/app_events_hourly_actions", "logs/app_events_daily_sessions", "logs/app_events"} <= keys
+    assert not {key for key in keys if not key.startswith("logs/")}, keys

@@ -259,7 +259,7 @@ def _build_rollup(tables: StreamTables, bq: BigQuerySettings, rollup: Rollup) ->
     table = spec.table
 
     @dg.asset(
-        key=tables.project.asset_key(dg.AssetKey([table])),
+        key=tables.project.asset_key(dg.AssetKey([*tables.stream.asset_key_prefix, table])),
         deps=[
             dg.AssetDep(
                 events_key(tables),

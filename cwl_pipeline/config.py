@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -53,12 +54,13 @@ from cwl_pipeline.config_model import (
     validate_section,
 )
 from cwl_pipeline.config_rules import (
-    RuleConfigError,
+    FilterSettings,
+    RedactionRule,
     check_rules_apply,
-    parse_event_rules,
-    parse_raw_table,
+    event_rules,
+    filter_is_active,
 )
-from cwl_pipeline.core.event_rules import NO_RULES, EventRules
+from cwl_pipeline.core.event_rules import EventRules
 from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
 from cwl_pipeline.firehose.source import (
@@ -537,7 +539,10 @@ class StreamConfig(Section):
         "reject", description="Events of no route: reject, or load into the stream's table."
     )
     raw_table: str | None = Field(None, description="The raw layer's table (raw: true; default <table>_raw).")
-    rules: EventRules = Field(NO_RULES, exclude=True)  # ``filter`` and ``redact``, applied before any write
+    filter: FilterSettings = Field(FilterSettings(), description="Which events are kept.")
+    redact: tuple[RedactionRule, ...] = Field(
+        (), description="Rules applied to every message before it is written: mask, hash, drop_field."
+    )
     asset_key_prefix: Annotated[tuple[str, ...], BeforeValidator(_key_prefix)] = Field(
         (), description="Put before the table name in each table's asset key, e.g. ['logs']."
     )
@@ -546,8 +551,6 @@ class StreamConfig(Section):
         "parser": "json (default), lambda, vpc_flow, regex, text, or a mapping with options; resolved "
         "into the schema.",
         "raw": "Keep every event as read in a raw table too (<table>_raw, or raw_table).",
-        "filter": "Which events are kept: pattern (a CloudWatch filter pattern), include, exclude (regexes).",
-        "redact": "Rules applied to every message before it is written: mask, hash, drop_field.",
     }
 
     @classmethod
@@ -569,12 +572,8 @@ class StreamConfig(Section):
         schemas = context.get("schemas", BUILTIN_SCHEMAS)
         data["schema"] = table_schema(data, schemas)
         data.pop("parser", None)
-        try:
-            data["rules"] = parse_event_rules(data, "", context.get("env", {}))
-            data["raw_table"] = parse_raw_table(data, "", table)
-        except RuleConfigError as exc:
-            raise ValueError(str(exc)) from None
-        data.pop("raw", None), data.pop("filter", None), data.pop("redact", None)
+        data["raw_table"] = _raw_table(data, table)
+        data.pop("raw", None)
         source = data.get("source")
         source_type = source.get("type", "cloudwatch") if isinstance(source, Mapping) else None
         layout = source.get("layout") if isinstance(source, Mapping) and source_type == "s3" else None
@@ -585,7 +584,7 @@ class StreamConfig(Section):
             raise at("decode_workers", "only applies to a Firehose stream (source layout firehose)")
         if ("routes" in explicit or "unrouted" in explicit) and layout != "firehose":
             raise at("routes", "only applies to a Firehose stream (source layout firehose)")
-        if data["rules"].filter.active and source_type == "cloudwatch":
+        if filter_is_active(data.get("filter")) and source_type == "cloudwatch":
             # IncomingLogEvents counts every event, filtered or not: the counts could never match.
             reconcile = data.get("reconcile") or {}
             if isinstance(reconcile, Mapping) and reconcile.get("enabled") is True:
@@ -640,10 +639,7 @@ class StreamConfig(Section):
         if self.raw_table in (self.table, self.rejects_table, f"{self.table}_live", f"{self.table}_recent"):
             raise at("raw_table", f"{self.raw_table!r} is one of the stream's other tables")
         self._check_routes()
-        try:
-            check_rules_apply(self.rules, [self.schema.parser, *(r.schema.parser for r in self.routes)], "")
-        except RuleConfigError as exc:
-            raise ValueError(str(exc)) from None
+        check_rules_apply(self.rules, [self.schema.parser, *(route.schema.parser for route in self.routes)])
         return self
 
     def _check_routes(self) -> None:
@@ -664,6 +660,11 @@ class StreamConfig(Section):
     def schema(self) -> TableSchema:  # type: ignore[override]
         """The stream's table schema (with the stream's parser)."""
         return self.schema_
+
+    @cached_property
+    def rules(self) -> EventRules:
+        """The stream's filter and redaction rules, applied before anything is written."""
+        return event_rules(self.filter, self.redact)
 
     @property
     def freshness_warn(self) -> timedelta:
@@ -917,6 +918,22 @@ def partitions_per_replace(windows: int, window: timedelta, spread: timedelta = 
     return -(-seconds // 86400) + 1
 
 
+def _raw_table(data: Mapping[str, Any], table: str) -> str | None:
+    """The stream's raw table (``raw``, ``raw_table``), or None when it keeps none."""
+    enabled = data.get("raw", False)
+    if not isinstance(enabled, bool):
+        raise at("raw", "must be true or false")
+    name = data.get("raw_table")
+    if name is None:
+        return f"{table}_raw" if enabled else None
+    if data.get("raw") is False:
+        raise at("raw_table", "set, but raw is false")
+    try:
+        return identifier("table", name)
+    except ValueError as exc:
+        raise at("raw_table", str(exc)) from None
+
+
 def _hours_or_minutes(window: timedelta) -> str:
     minutes = int(window.total_seconds()) // 60
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
@@ -1006,12 +1023,14 @@ __all__ = [
     "BigQuerySettings",
     "CloudWatchSource",
     "ConfigError",
+    "FilterSettings",
     "Freshness",
     "GcpCredentials",
     "HistorySource",
     "LiveSettings",
     "PipelineConfig",
     "ReconcileSettings",
+    "RedactionRule",
     "Route",
     "S3Notifications",
     "S3Source",

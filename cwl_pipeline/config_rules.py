@@ -1,4 +1,4 @@
-"""Config of a stream's raw table, filters and redaction rules (validated, with clear errors).
+"""The sections of a stream's filter and redaction rules (``raw`` is resolved by the stream).
 
 .. code-block:: yaml
 
@@ -21,48 +21,150 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator, Field, model_validator
+
+from cwl_pipeline.config_model import Section, at
 from cwl_pipeline.core.event_rules import MASK, EventRules, MessageFilter, Redaction
 from cwl_pipeline.core.filter_patterns import FilterPatternError
 from cwl_pipeline.core.parsers import JSON_PARSER_TYPES, ParserSpec
-from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
-RULE_KEYS = {"raw", "raw_table", "filter", "redact"}
-_FILTER_KEYS = {"pattern", "include", "exclude"}
-_REDACTION_KINDS = ("mask", "hash", "drop_field")
-
-
-class RuleConfigError(ValueError):
-    """A mistake in a stream's raw, filter or redaction settings (message names the key)."""
+REDACTION_KINDS = ("mask", "hash", "drop_field")
+_OPTIONS = {"mask": {"replacement"}, "hash": {"salt_env"}, "drop_field": set()}
+_VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def parse_raw_table(raw: Mapping[str, Any], where: str, table: str, default_on: bool = False) -> str | None:
-    """The stream's raw table name, or None when the stream has no raw layer."""
-    enabled = raw.get("raw", default_on)
-    if not isinstance(enabled, bool):
-        raise RuleConfigError(f"{where}.raw: must be true or false")
-    name = raw.get("raw_table")
-    if name is None:
-        return f"{table}_raw" if enabled else None
-    if raw.get("raw") is False:
-        raise RuleConfigError(f"{where}.raw_table: set, but raw is false")
+def _regex(value: Any) -> str:
     try:
-        check_identifier("table", name)
-    except IdentifierError as exc:
-        raise RuleConfigError(f"{where}.raw_table: {exc}") from None
-    return str(name)
+        re.compile(value)
+    except (re.error, TypeError) as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
 
 
-def parse_event_rules(raw: Mapping[str, Any], where: str, env: Mapping[str, str]) -> EventRules:
-    """The stream's filter and redaction rules (``filter``, ``redact``)."""
-    return EventRules(
-        filter=_parse_filter(raw.get("filter"), f"{where}.filter"),
-        redactions=tuple(_parse_redactions(raw.get("redact"), f"{where}.redact", env)),
+def _regexes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of regular expressions")
+    return tuple(value)
+
+
+Regexes = Annotated[tuple[Annotated[str, BeforeValidator(_regex)], ...], BeforeValidator(_regexes)]
+
+
+def _filter_pattern(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a CloudWatch filter pattern (a string)")
+    return value
+
+
+class FilterSettings(Section):
+    """Which events a stream keeps: those its CloudWatch filter pattern matches, one of the
+    ``include`` regexes matches (when given) and no ``exclude`` regex matches."""
+
+    pattern: Annotated[str, BeforeValidator(_filter_pattern)] = Field(
+        "", description="A CloudWatch filter pattern."
+    )
+    include: Regexes = Field((), description="Regexes: keep only events one of them matches.")
+    exclude: Regexes = Field((), description="Regexes: drop events one of them matches.")
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> FilterSettings:
+        try:
+            self.message_filter()
+        except FilterPatternError as exc:
+            raise at("pattern", str(exc)) from None
+        return self
+
+    def message_filter(self) -> MessageFilter:
+        """The filter the pipeline applies."""
+        return MessageFilter(pattern=self.pattern, include=self.include, exclude=self.exclude)
+
+
+def filter_is_active(document: Any) -> bool:
+    """Whether a ``filter`` as written can drop anything (before it is validated)."""
+    if not isinstance(document, Mapping):
+        return False
+    pattern = document.get("pattern")
+    return bool(
+        (isinstance(pattern, str) and pattern.strip()) or document.get("include") or document.get("exclude")
     )
 
 
-def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec], where: str) -> None:
+class RedactionRule(Section):
+    """One rule applied to every message before it is written: exactly one of ``mask``,
+    ``hash`` or ``drop_field``."""
+
+    mask: str | None = Field(None, description="Regex whose matches become the replacement.")
+    replacement: str | None = Field(None, description="mask: the replacement (default <redacted>).")
+    hash: str | None = Field(None, description="Regex whose matches become a salted hash.")
+    salt_env: str | None = Field(None, description="hash: the environment variable holding the salt.")
+    drop_field: str | None = Field(
+        None, description="A dotted field of JSON messages to remove; a step may enter a string holding JSON."
+    )
+    salt: bytes = Field(b"", exclude=True, repr=False)  # hash: the salt, read from salt_env
+
+    @classmethod
+    def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """One kind with its options; a regex that matches something; the salt read."""
+        kinds = [kind for kind in REDACTION_KINDS if kind in data]
+        if len(kinds) != 1:
+            raise at("", f"needs exactly one of {list(REDACTION_KINDS)}")
+        kind = kinds[0]
+        allowed = {kind, *_OPTIONS[kind]}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise at("", f"unknown key(s) {unknown} for a {kind} rule; allowed: {sorted(allowed)}")
+        target = data[kind]
+        if not isinstance(target, str) or not target:
+            what = "a dotted JSON field name" if kind == "drop_field" else "a regular expression"
+            raise at(kind, f"must be {what}")
+        if kind == "drop_field":
+            if any(not part for part in target.split(".")):
+                raise at("drop_field", f"{target!r} has an empty path step")
+            return data
+        try:
+            matches_nothing = re.compile(target).fullmatch("") is not None
+        except re.error as exc:
+            raise at(kind, f"invalid regular expression {target!r}: {exc}") from None
+        if matches_nothing:
+            raise at(
+                kind,
+                f"{target!r} matches the empty text, so it would insert its replacement "
+                "between every two characters; make it match at least one character",
+            )
+        if kind == "hash":
+            variable = data.get("salt_env")
+            if not isinstance(variable, str) or not _VARIABLE_RE.fullmatch(variable):
+                raise at("salt_env", "must name the environment variable holding the salt")
+            salt = context.get("env", {}).get(variable, "")
+            if not salt:
+                raise at(
+                    "salt_env",
+                    f"environment variable {variable} is not set (or empty); hash rules need a secret salt",
+                )
+            data["salt"] = salt.encode("utf-8")
+        if kind == "mask" and not isinstance(data.get("replacement", MASK), str):
+            raise at("replacement", "must be a string")
+        return data
+
+    def redaction(self) -> Redaction:
+        """The rule the pipeline applies."""
+        if self.drop_field is not None:
+            return Redaction("drop_field", path=self.drop_field)
+        if self.mask is not None:
+            return Redaction("mask", pattern=self.mask, replacement=self.replacement or MASK)
+        return Redaction("hash", pattern=self.hash or "", salt=self.salt)
+
+
+def event_rules(filter_settings: FilterSettings, redact: Iterable[RedactionRule]) -> EventRules:
+    """A stream's filter and redaction rules, as the pipeline applies them."""
+    return EventRules(
+        filter=filter_settings.message_filter(), redactions=tuple(r.redaction() for r in redact)
+    )
+
+
+def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec]) -> None:
     """Refuse a redaction rule that could never change a message of the stream.
 
     ``parsers`` are those the stream's events go through (its schema's, each route's). A
@@ -75,93 +177,9 @@ def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec], where: s
     read_as = ", ".join(repr(parser.describe()) for parser in kinds.values())
     for index, rule in enumerate(rules.redactions):
         if rule.kind == "drop_field":
-            raise RuleConfigError(
-                f"{where}.redact[{index}].drop_field: {rule.path!r} cannot apply: the stream's parser "
+            raise at(
+                f"redact[{index}].drop_field",
+                f"{rule.path!r} cannot apply: the stream's parser "
                 f"({read_as}) reads its messages as text, not JSON, so no message has fields to drop; "
-                "mask or hash the value with a regular expression instead, or use parser json or lambda"
+                "mask or hash the value with a regular expression instead, or use parser json or lambda",
             )
-
-
-def _parse_filter(value: Any, where: str) -> MessageFilter:
-    if value is None:
-        return MessageFilter()
-    if not isinstance(value, Mapping):
-        raise RuleConfigError(f"{where}: must be a mapping with pattern, include and/or exclude")
-    unknown = sorted(set(value) - _FILTER_KEYS)
-    if unknown:
-        raise RuleConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_FILTER_KEYS)}")
-    pattern = value.get("pattern", "")
-    if not isinstance(pattern, str):
-        raise RuleConfigError(f"{where}.pattern: must be a CloudWatch filter pattern (a string)")
-    include = _regex_list(value.get("include", []), f"{where}.include")
-    exclude = _regex_list(value.get("exclude", []), f"{where}.exclude")
-    try:
-        return MessageFilter(pattern=pattern, include=include, exclude=exclude)
-    except FilterPatternError as exc:
-        raise RuleConfigError(f"{where}.pattern: {exc}") from None
-
-
-def _regex_list(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise RuleConfigError(f"{where}: must be a list of regular expressions")
-    for index, pattern in enumerate(value):
-        _check_regex(pattern, f"{where}[{index}]")
-    return tuple(value)
-
-
-def _check_regex(pattern: str, where: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise RuleConfigError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
-
-
-def _parse_redactions(value: Any, where: str, env: Mapping[str, str]) -> list[Redaction]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise RuleConfigError(f"{where}: must be a list of rules (mask, hash, drop_field)")
-    return [_parse_redaction(rule, f"{where}[{index}]", env) for index, rule in enumerate(value)]
-
-
-def _parse_redaction(rule: Any, where: str, env: Mapping[str, str]) -> Redaction:
-    if not isinstance(rule, Mapping):
-        raise RuleConfigError(f"{where}: must be a mapping like {{mask: <regex>}}")
-    kinds = [k for k in _REDACTION_KINDS if k in rule]
-    if len(kinds) != 1:
-        raise RuleConfigError(f"{where}: needs exactly one of {list(_REDACTION_KINDS)}")
-    kind = kinds[0]
-    allowed = {kind, *({"replacement"} if kind == "mask" else {"salt_env"} if kind == "hash" else set())}
-    unknown = sorted(set(rule) - allowed)
-    if unknown:
-        raise RuleConfigError(
-            f"{where}: unknown key(s) {unknown} for a {kind} rule; allowed: {sorted(allowed)}"
-        )
-    target = rule[kind]
-    if not isinstance(target, str) or not target:
-        what = "a dotted JSON field name" if kind == "drop_field" else "a regular expression"
-        raise RuleConfigError(f"{where}.{kind}: must be {what}")
-    if kind == "drop_field":
-        if any(not part for part in target.split(".")):
-            raise RuleConfigError(f"{where}.drop_field: {target!r} has an empty path step")
-        return Redaction("drop_field", path=target)
-    if _check_regex(target, f"{where}.{kind}").fullmatch("") is not None:
-        raise RuleConfigError(
-            f"{where}.{kind}: {target!r} matches the empty text, so it would insert its replacement "
-            "between every two characters; make it match at least one character"
-        )
-    if kind == "mask":
-        replacement = rule.get("replacement", MASK)
-        if not isinstance(replacement, str):
-            raise RuleConfigError(f"{where}.replacement: must be a string")
-        return Redaction("mask", pattern=target, replacement=replacement)
-    variable = rule.get("salt_env")
-    if not isinstance(variable, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
-        raise RuleConfigError(f"{where}.salt_env: must name the environment variable holding the salt")
-    salt = env.get(variable, "")
-    if not salt:
-        raise RuleConfigError(
-            f"{where}.salt_env: environment variable {variable} is not set (or empty); "
-            "hash rules need a secret salt"
-        )
-    return Redaction("hash", pattern=target, salt=salt.encode("utf-8"))

@@ -35,6 +35,7 @@ NO_DAGSTER = [
     "config_rules.py",
     "config_accounts.py",
     "config_model.py",
+    "config_reference.py",
     "polling/source.py",
     "firehose/source.py",
     "polling/filter_log_events.py",

@@ -21,10 +21,12 @@ from cwl_pipeline.components.attributes import (
 from cwl_pipeline.config import (
     STREAM_TUNING_KEYS,
     CloudWatchSource,
+    FilterSettings,
     Freshness,
     HistorySource,
     LiveSettings,
     ReconcileSettings,
+    RedactionRule,
     Route,
     S3Notifications,
     S3Source,
@@ -47,28 +49,8 @@ class ParserAttributes(Attributes):
 Parser: TypeAlias = Literal[PARSER_TYPES] | ParserAttributes  # type: ignore[valid-type]
 
 
-class FilterAttributes(Attributes):
-    """Which events are kept."""
-
-    pattern: OptionalText = Field(None, description="A CloudWatch filter pattern.")
-    include: Names = Field(None, description="Regexes: keep only events one of them matches.")
-    exclude: Names = Field(None, description="Regexes: drop events one of them matches.")
-
-
-class RedactionAttributes(Attributes):
-    """One rule: exactly one of mask, hash or drop_field."""
-
-    mask: OptionalText = Field(None, description="Regex whose matches become the replacement.")
-    replacement: OptionalText = Field(None, description="mask: the replacement (default <redacted>).")
-    hash: OptionalText = Field(None, description="Regex whose matches become a salted hash.")
-    salt_env: OptionalText = Field(None, description="hash: the environment variable holding the salt.")
-    drop_field: OptionalText = Field(
-        None, description="A dotted field of JSON messages to remove; a step may enter a string holding JSON."
-    )
-
-
 _SCHEMA_KEYS = {"parser": Parser | None}
-_RULE_KEYS = {"raw": Flag, "filter": FilterAttributes | None, "redact": list[RedactionAttributes] | None}
+_RULE_KEYS = {"raw": Flag}
 
 describe_keys(Route, written=_SCHEMA_KEYS, required=frozenset({"name"}))
 describe_keys(StreamConfig, written={**_SCHEMA_KEYS, **_RULE_KEYS}, required=frozenset({"name", "source"}))
@@ -80,6 +62,8 @@ HistoryAttributes = attributes_of(HistorySource)
 ReconcileAttributes = attributes_of(ReconcileSettings)
 LiveAttributes = attributes_of(LiveSettings)
 FreshnessAttributes = attributes_of(Freshness)
+FilterAttributes = attributes_of(FilterSettings)
+RedactionAttributes = attributes_of(RedactionRule)
 RouteAttributes = attributes_of(Route)
 StreamTuningAttributes = attributes_of(
     StreamConfig, keys=frozenset(STREAM_TUNING_KEYS), name="StreamTuningAttributes"

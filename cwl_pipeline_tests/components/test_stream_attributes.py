@@ -134,8 +134,8 @@ MODELS_AND_PARSER_KEYS = [
     (attrs.ReconcileAttributes, section_keys(config.ReconcileSettings)),
     (attrs.FreshnessAttributes, section_keys(config.Freshness)),
     (attrs.RouteAttributes, config.Route.document_keys()),
-    (attrs.FilterAttributes, config_rules._FILTER_KEYS),
-    (attrs.RedactionAttributes, {*config_rules._REDACTION_KINDS, "replacement", "salt_env"}),
+    (attrs.FilterAttributes, section_keys(config.FilterSettings)),
+    (attrs.RedactionAttributes, {*config_rules.REDACTION_KINDS, "replacement", "salt_env"}),
     (attrs.ParserAttributes, set().union(*parser_spec._KEYS.values())),
 ]
 

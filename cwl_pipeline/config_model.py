@@ -257,7 +257,26 @@ def describe(exc: ValidationError, where: str, raw: Any = None) -> str:
         message = "required"
     elif error["type"] == "extra_forbidden":
         message = "unknown key"
+    else:
+        message = f"{_EXPECTED.get(error['type'], message)}, got {error.get('input')!r}"
     return f"{path}: {message}"
+
+
+_EXPECTED = {
+    "string_type": "must be text",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "literal_error": "must be one of the values shown",
+}
+"""What a value of the wrong type should have been, in the config's words."""
 
 
 def _child(node: Any, part: str | int) -> Any:

@@ -33,10 +33,10 @@ COLUMNS = "timestamp, session_id, action, TO_JSON_STRING(params) AS params, log_
 
 @pytest.fixture
 def history(local_aws, local_bigquery, logs_client, write_config, unique_name) -> Stack:
-    """Stream ``app`` with ``history: {reader: export, after: 1d}`` into a fresh bucket."""
+    """Stream ``app`` with ``history: {after: 1d}`` into a fresh bucket."""
     bucket = f"cwl-hist-{unique_name}".replace("_", "-")
     s3_client(local_aws.url).create_bucket(Bucket=bucket)
-    extra = f"    history: {{reader: export, after: 1d, bucket: {bucket}, prefix: app-history}}"
+    extra = f"    history: {{after: 1d, bucket: {bucket}, prefix: app-history}}"
     stack = make_stack(local_aws, local_bigquery, logs_client, write_config, unique_name, extra)
     return replace(stack, bucket=bucket)
 

@@ -466,9 +466,9 @@ _POLLING_ONLY = ("history", "reconcile", "live")
 class StreamConfig(Section):
     """One stream: a source, how it is cut into windows, and where it lands.
 
-    The keys of a stream in the pipeline file, with their types, defaults and ranges; the keys
-    ``schema``/``parser``, ``raw``, ``filter`` and ``redact`` are kept resolved (``schema``,
-    ``raw_table``, ``rules``).
+    The keys of a stream in the pipeline file, with their types, defaults and ranges. The keys
+    ``schema``/``parser`` and ``raw`` are kept resolved (``schema``, ``raw_table``); ``rules``
+    is what the pipeline applies of ``filter`` and ``redact``.
     """
 
     name: str = Field(description="Lower-case letters, digits and _; names the assets, checks and sensors.")
@@ -555,8 +555,8 @@ class StreamConfig(Section):
 
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults merged under the stream's keys; schema, rules and raw table resolved; the
-        environment's overrides of the load size applied."""
+        """Defaults merged under the stream's keys, its table, schema and raw table resolved,
+        and the keys that apply only to some sources checked against its source."""
         name = data.get("name")
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise at(

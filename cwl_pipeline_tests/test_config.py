@@ -49,7 +49,7 @@ def test_defaults_apply_and_stream_overrides():
         ({**BASE, "extra": 1}, "config: unknown key(s) ['extra']"),
         (with_stream(windw="5m"), "streams.app: unknown key(s) ['windw']"),
         (with_stream(description=[1]), "streams.app.description: must be text, got [1]"),
-        (with_stream(max_windows_per_run="many"), "streams.app.max_windows_per_run: must be an integer from 1"),
+        (with_stream(max_windows_per_run="x"), "streams.app.max_windows_per_run: must be an integer from 1"),
         (with_stream(window="15 minutes"), "streams.app.window: expected a duration"),
         (with_stream(window="7m"), "streams.app.window: '7m' must divide an hour"),
         (with_stream(settle_lag=True), "streams.app.settle_lag: expected a duration"),

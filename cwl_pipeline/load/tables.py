@@ -212,6 +212,9 @@ def recent_view_sql(loader: BigQueryLoader, tables: StreamTables) -> str:
     time. A filter on the time column therefore bounds both scans: it keeps or drops whole
     window partitions, so it can run below the window, and below the ``UNION ALL`` it is a
     filter on each table's partitioning column (docs/cost.md, "Reading near-real-time data").
+    The window is ordered by the table only: copies of one event in the live table (a retried
+    append) are the same row but for ``loaded_at``, so any of them will do, and the window
+    reads no column beyond the key (each column it reads is billed on every row in range).
     The column list is the events spec's: :func:`ensure_recent_view` replaces the view's query
     when the spec gains a column.
     """
@@ -226,7 +229,7 @@ def recent_view_sql(loader: BigQueryLoader, tables: StreamTables) -> str:
         f"  SELECT {columns}, 1 AS {rank} FROM {live}\n"
         f")\n"
         f"WHERE TRUE\n"
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {event_id}, {time} ORDER BY {rank}, `loaded_at`) = 1"
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {event_id}, {time} ORDER BY {rank}) = 1"
     )
 
 

@@ -48,6 +48,21 @@ HOP_BY_HOP = {
 }
 
 
+def duplicate_job(project: str, location: str, job_id: str) -> Respond:
+    """BigQuery's answer to ``jobs.insert`` of a job id it already has: 409, reason duplicate
+    ("If you specify a job ID that already exists, the operation fails": jobs.insert)."""
+    message = f"Already Exists: Job {project}:{location}.{job_id}"
+    body = {
+        "error": {
+            "code": 409,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": "duplicate"}],
+            "status": "ALREADY_EXISTS",
+        }
+    }
+    return Respond(409, json.dumps(body).encode())
+
+
 # ---------------------------------------------------------------------------------------------
 # Actions
 
@@ -928,6 +943,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         txn = conflicts.parse(self.command, self.path, body)
         if txn is None:
             return self._forward(body, None, deliver=deliver, keep=keep)
+        if txn.job_id in conflicts.in_flight().values():
+            # The client sent the insert of a job still in flight again (its first answer was
+            # slow or lost): BigQuery answers a job id it holds with 409 duplicate, and the
+            # client then follows that job; it never cancels a job over its own retried insert.
+            return self._conflict_answer(duplicate_job(txn.project, txn.location, txn.job_id))
         if conflicts.begin(txn) is not None:
             answer = conflicts.answer(txn)
             assert answer is not None

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
-from google.api_core.exceptions import BadRequest
+from google.api_core.exceptions import BadRequest, Conflict
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
@@ -223,6 +223,34 @@ def test_second_overlapping_transaction_is_cancelled(api, bq_faults: FaultProxy,
     if api == "jobs.insert":  # the cancelled job can be looked up, as in BigQuery
         job = second_client.get_job(cancelled.job_id)
         assert job.state == "DONE" and job.error_result["message"] == cancelled.message
+    assert table_rows(bq_client, dataset, "events", "event_id, writer") == [(e, 1) for e in EVENT_IDS]
+    first_client.close()
+    second_client.close()
+
+
+def test_a_retried_insert_of_a_job_in_flight_is_a_duplicate_not_a_conflict(
+    bq_faults: FaultProxy, bq_client, dataset
+):
+    """A client that sends the insert of a job again while that job is in flight (its first
+    answer was slow) gets BigQuery's 409 duplicate for the job id; nothing is cancelled, and the
+    job runs once."""
+    release = threading.Event()
+    conflicts = bq_faults.emulate_transaction_conflicts(hold=release)
+    table = f"{LOCAL_PROJECT}.{dataset}.events"
+    first_client, second_client = client_on(bq_faults.url), client_on(bq_faults.url)
+    job_id = f"load_{dataset}_retried"
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: first_client.query(writer_script(dataset, 1), job_id=job_id).result())
+        assert conflicts.wait_in_flight(table)
+
+        with pytest.raises(Conflict) as raised:
+            second_client.query(writer_script(dataset, 1), job_id=job_id)
+
+        release.set()
+        first.result(timeout=60)
+
+    assert raised.value.errors[0]["reason"] == "duplicate"
+    assert conflicts.cancelled == [] and conflicts.served == [job_id]
     assert table_rows(bq_client, dataset, "events", "event_id, writer") == [(e, 1) for e in EVENT_IDS]
     first_client.close()
     second_client.close()

@@ -49,8 +49,11 @@ HOP_BY_HOP = {
 
 
 def duplicate_job(project: str, location: str, job_id: str) -> Respond:
-    """BigQuery's answer to ``jobs.insert`` of a job id it already has: 409, reason duplicate
-    ("If you specify a job ID that already exists, the operation fails": jobs.insert)."""
+    """BigQuery's answer to ``jobs.insert`` of a job id it already has: 409, reason
+    ``duplicate`` ("This error returns when trying to create a job, dataset, or table that
+    already exists", https://cloud.google.com/bigquery/docs/error-messages). The Python client
+    then follows the existing job (python-bigquery#751: a job whose create request failed may
+    still have started)."""
     message = f"Already Exists: Job {project}:{location}.{job_id}"
     body = {
         "error": {

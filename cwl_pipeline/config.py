@@ -564,10 +564,7 @@ class StreamConfig(Section):
             )
         explicit = set(data)
         data = {**context.get("defaults", {}), **data}
-        try:
-            data["table"] = table = identifier("table", data.get("table", name))
-        except ValueError as exc:
-            raise at("table", str(exc)) from None
+        data["table"] = table = identifier("table", data.get("table", name), key="table")
         context["table"] = table  # routes' tables are named after it
         schemas = context.get("schemas", BUILTIN_SCHEMAS)
         data["schema"] = table_schema(data, schemas)
@@ -812,7 +809,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
         for i, s in enumerate(raw_streams)
     )
     # The variables hold for every stream, whatever its keys say and below their minimums.
-    streams = tuple(stream.model_copy(update=load_size_overrides(env)) for stream in streams)
+    overrides = load_size_overrides(env)
+    streams = tuple(stream.model_copy(update=overrides) for stream in streams)
     for attr in ("name", "table"):
         values = [getattr(s, attr) for s in streams]
         dupes = sorted({v for v in values if values.count(v) > 1})
@@ -928,10 +926,7 @@ def _raw_table(data: Mapping[str, Any], table: str) -> str | None:
         return f"{table}_raw" if enabled else None
     if data.get("raw") is False:
         raise at("raw_table", "set, but raw is false")
-    try:
-        return identifier("table", name)
-    except ValueError as exc:
-        raise at("raw_table", str(exc)) from None
+    return identifier("table", name, key="raw_table")
 
 
 def _hours_or_minutes(window: timedelta) -> str:

@@ -119,6 +119,14 @@ def one_of(*choices: str, empty: str | None = None) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def choices_of(metadata: list[Any]) -> tuple[str, ...] | None:
+    """The choices a key's :func:`one_of` validator allows, from its field's metadata."""
+    for item in metadata:
+        if isinstance(item, BeforeValidator) and (choices := getattr(item.func, "choices", None)):
+            return choices
+    return None
+
+
 def flag(value: Any) -> bool:
     """``true`` or ``false``, nothing that merely looks like one."""
     if not isinstance(value, bool):
@@ -320,12 +328,13 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
     return schema if parser is None or parser == schema.parser else replace(schema, parser=parser)
 
 
-def identifier(kind: str, value: Any) -> str:
-    """``value`` if it is a BigQuery name of ``kind`` (core.sql_identifiers' safe alphabet)."""
+def identifier(kind: str, value: Any, key: str = "") -> str:
+    """``value`` if it is a BigQuery name of ``kind`` (core.sql_identifiers' safe alphabet);
+    otherwise the error names ``key`` of the section when given (a section's resolve step)."""
     try:
         return check_identifier(kind, value)
     except IdentifierError as exc:
-        raise ValueError(str(exc)) from None
+        raise (at(key, str(exc)) if key else ValueError(str(exc))) from None
 
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")

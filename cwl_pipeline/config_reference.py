@@ -13,8 +13,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BeforeValidator
-
 from cwl_pipeline.config import (
     STREAM_TUNING_KEYS,
     AwsSettings,
@@ -31,7 +29,7 @@ from cwl_pipeline.config import (
     SourceAccount,
     StreamConfig,
 )
-from cwl_pipeline.config_model import Section, spell
+from cwl_pipeline.config_model import Section, choices_of, spell
 from cwl_pipeline.core.schema import TableSchema
 
 SECTIONS: list[tuple[str, type[Section]]] = [
@@ -94,9 +92,8 @@ def _cell(text: str | None) -> str:
 
 def _written(annotation: Any, metadata: list[Any]) -> str:
     """How a value is written, in words."""
-    for item in metadata:
-        if isinstance(item, BeforeValidator) and (choices := getattr(item.func, "choices", None)):
-            return "one of " + ", ".join(f"`{choice}`" for choice in choices)
+    if choices := choices_of(metadata):
+        return "one of " + ", ".join(f"`{choice}`" for choice in choices)
     origin = get_origin(annotation)
     if origin is Annotated:
         return _written(get_args(annotation)[0], [])

@@ -49,6 +49,7 @@ def test_routes_templates_and_defaults():
         (FIREHOSE, {"routes": [{"name": "a"}]}, "routes.a: name log_groups"),
         (FIREHOSE, {"routes": [{"name": "a", "pattern": "("}]}, "routes.a.pattern"),
         (FIREHOSE, {"routes": [{"name": "a", "log_groups": ["/g"], "table": "fleet"}]}, "routes.a.table"),
+        (FIREHOSE, {"routes": [{"name": "a", "log_groups": ["/g"], "table": "-"}]}, "routes.a.table: '-'"),
         (FIREHOSE, {"unrouted": "drop"}, "unrouted: 'drop'"),
         (
             FIREHOSE,

@@ -15,9 +15,9 @@ from typing import Annotated, Any, ForwardRef, Literal, TypeAlias, Union, get_ar
 
 import dagster as dg
 import jinja2
-from pydantic import BaseModel, BeforeValidator, Field, SkipValidation, StrictBool, StrictInt, create_model
+from pydantic import BaseModel, Field, SkipValidation, StrictBool, StrictInt, create_model
 
-from cwl_pipeline.config_model import Section
+from cwl_pipeline.config_model import Section, choices_of
 
 
 def _text(context: dg.ResolutionContext, value: Any) -> Any:
@@ -106,10 +106,8 @@ _TAKEN = frozenset(dir(BaseModel))
 
 def _written(annotation: Any, metadata: list[Any]) -> Any:
     """How a value of ``annotation`` is written in YAML, as a type the schema can show."""
-    for item in metadata:
-        check = item.func if isinstance(item, BeforeValidator) else None
-        if choices := getattr(check, "choices", None):
-            return Literal[choices] | None  # type: ignore[valid-type]
+    if choices := choices_of(metadata):
+        return Literal[choices] | None  # type: ignore[valid-type]
     origin = get_origin(annotation)
     if origin is Annotated:
         inner, *more = get_args(annotation)

@@ -207,7 +207,7 @@ class Route(Section):
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise at("name", f"{name!r} must be lower-case letters, digits and underscores")
         data.setdefault("table", f"{context.get('table', '')}_{name}")
-        data["table"] = identifier("table", data["table"])
+        data["table"] = identifier("table", data["table"], key="table")
         data["schema"] = table_schema(data, context.get("schemas", BUILTIN_SCHEMAS))
         data.pop("parser", None)
         return data

@@ -598,9 +598,16 @@ class TransactionConflicts:
             job_id, match["project"], location, match["kind"], tables, configuration, request, sql
         )
 
-    def begin(self, txn: _Transaction) -> Cancelled | None:
-        """Mark ``txn`` in flight on the tables it mutates, or cancel it if one is taken already."""
+    def begin(self, txn: _Transaction) -> Cancelled | Respond | None:
+        """Mark ``txn`` in flight on the tables it mutates, or cancel it if one is taken already.
+
+        An insert of a job id in flight or served already is the client sending its insert again
+        (its first answer was slow or lost), not a second transaction: BigQuery answers it 409
+        duplicate (:func:`duplicate_job`) and never cancels a job over its own retried insert.
+        """
         with self._changed:
+            if txn.job_id in self._active.values() or txn.job_id in self.served:
+                return duplicate_job(txn.project, txn.location, txn.job_id)
             taken = next((t for t in txn.tables if t in self._active), None)
             if taken is None:
                 self._active.update(dict.fromkeys(txn.tables, txn.job_id))
@@ -946,12 +953,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         txn = conflicts.parse(self.command, self.path, body)
         if txn is None:
             return self._forward(body, None, deliver=deliver, keep=keep)
-        if txn.job_id in conflicts.in_flight().values():
-            # The client sent the insert of a job still in flight again (its first answer was
-            # slow or lost): BigQuery answers a job id it holds with 409 duplicate, and the
-            # client then follows that job; it never cancels a job over its own retried insert.
-            return self._conflict_answer(duplicate_job(txn.project, txn.location, txn.job_id))
-        if conflicts.begin(txn) is not None:
+        begun = conflicts.begin(txn)
+        if isinstance(begun, Respond):  # a job id BigQuery already holds
+            return self._conflict_answer(begun)
+        if begun is not None:
             answer = conflicts.answer(txn)
             assert answer is not None
             return self._conflict_answer(answer)

@@ -80,7 +80,7 @@ from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.normalize import normalize
 from cwl_pipeline.core.windows import floor_to_window, to_ms
 from cwl_pipeline.load.service import WriteMode, load, write_mode
-from cwl_pipeline.load.tables import RECENT_RANK, StreamTables, recent_view_sql
+from cwl_pipeline.load.tables import StreamTables, recent_view_sql
 from cwl_pipeline.local.demo_producer import demo_message
 from cwl_pipeline.local.processes import (
     LOCAL_CREDENTIALS,
@@ -291,16 +291,17 @@ class Recorder:
 
     def _view_statement(self, sql: str, view: str, parameters: dict[str, Any]) -> Statement:
         """A query of the ``_recent`` view, billed for the view's underlying scans: the user's
-        query on each table of its ``UNION ALL`` (its time filter bounds both), plus the columns
-        the view's window reads on both whatever the query selects (event id, time, loaded_at)."""
-        view_sql = self.views[view]
-        window = _WINDOW_RE.search(view_sql)
-        if window is None:
-            raise SystemExit(f"the billing model does not know the shape of view {view}")
-        keys = frozenset(_COLUMN_NAME_RE.findall(window.group(0))) - {RECENT_RANK}
+        query on the table of each side of its ``UNION ALL`` (its time filter bounds both), plus
+        the columns that side reads whatever the query selects (its cutoff's time column, and
+        on the live side the window's event id). The cutoff is not taken as pruning anything: it
+        is computed from ``CURRENT_TIMESTAMP()``, which BigQuery may not prune on."""
         scans: list[Scan] = []
-        for table in dict.fromkeys(_TABLE_RE.findall(view_sql)):
-            for statement in interpret(sql.replace(f"`{view}`", f"`{table}`"), parameters, self.schemas):
+        for side in self.views[view].split("UNION ALL"):
+            table = _TABLE_RE.search(side)
+            if table is None:
+                raise SystemExit(f"the billing model does not know the shape of view {view}")
+            keys = frozenset(_COLUMN_NAME_RE.findall(side[table.end() :]))
+            for statement in interpret(sql.replace(f"`{view}`", table.group(0)), parameters, self.schemas):
                 scans += [replace(scan, columns=scan.columns | keys) for scan in statement.scans]
         return Statement("SELECT", tuple(scans))
 
@@ -308,7 +309,6 @@ class Recorder:
 BILLED_KINDS = frozenset({"SELECT", "WITH", "INSERT", "DELETE", "UPDATE", "MERGE"})
 """Statement kinds the billing model bills (the others it knows are free)."""
 _TABLE_RE = re.compile(r"`([A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+)`")
-_WINDOW_RE = re.compile(r"PARTITION BY [^)]*\)")
 _COLUMN_NAME_RE = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 
 

@@ -7,8 +7,9 @@
 * the raw table (optional, ``raw: true``): every event kept, its message as a STRING, with the
   rejects table's metadata columns, so the rejects scope of a load is its raw scope too
   (:mod:`cwl_pipeline.core.raw_events`);
-* ``<table>_recent`` (a view): the events table plus the live rows it does not hold yet, each
-  event once: what to query for near-real-time data;
+* ``<table>_recent`` (a view): the events table up to a cutoff a window behind the last window
+  due to settle, the live table from it on, each event once: what to query for near-real-time
+  data;
 * ``<table>_counts``: per ingestion hour, event hour and log group, the rows each load
   transaction inserted into (or deleted from) the events and rejects tables, written in that
   same transaction: what BigQuery holds, counted without reading the tables (reconciliation,
@@ -200,36 +201,45 @@ def event_keys(spec: TableSpec) -> tuple[str, str]:
     return ("event_id", spec.partition_column)
 
 
-RECENT_RANK = "_recent_rank"
-"""Column of the ``_recent`` view's inner query: 0 for an events-table row, 1 for a live row."""
+def recent_cutoff_sql(tables: StreamTables) -> str:
+    """SQL for the time from which the ``_recent`` view reads the live table, and before which
+    it reads the events table: the start of the window ending one window length before
+    ``CURRENT_TIMESTAMP() - settle_lag``. A window's settled load starts ``settle_lag`` after it
+    ends; the view switches to the events table for that window one window length later, so the
+    load has that long to finish (windows are aligned to the epoch)."""
+    window = int(tables.stream.window.total_seconds())
+    behind = int(tables.stream.settle_lag.total_seconds()) + window
+    since = f"UNIX_SECONDS(CURRENT_TIMESTAMP()) - {behind}"
+    # x - MOD(x, w) rather than DIV(x, w) * w: the same on BigQuery, and the emulator's DIV
+    # of an expression is wrong.
+    return f"TIMESTAMP_SECONDS({since} - MOD({since}, {window}))"
 
 
 def recent_view_sql(loader: BigQueryLoader, tables: StreamTables) -> str:
-    """The ``_recent`` view: every events-table row, plus each live row the events table does
-    not hold yet, each event (event id and time) once, the settled copy first.
+    """The ``_recent`` view: the events table's rows before the cutoff (:func:`recent_cutoff_sql`),
+    and the live table's rows from it on, each live event (event id and time) once.
 
-    Both tables go through one ``UNION ALL`` and one window partitioned by the event's id and
-    time. A filter on the time column therefore bounds both scans: it keeps or drops whole
-    window partitions, so it can run below the window, and below the ``UNION ALL`` it is a
-    filter on each table's partitioning column (docs/cost.md, "Reading near-real-time data").
-    The window is ordered by the table only: copies of one event in the live table (a retried
-    append) are the same row but for ``loaded_at``, so any of them will do, and the window
-    reads no column beyond the key (each column it reads is billed on every row in range).
+    The two sides are disjoint in time, so an event is shown once without looking up the
+    events table's ids: only the live side has a window, partitioned by the event's id and
+    time. A filter on the time column therefore bounds both scans: below the ``UNION ALL`` it
+    is a filter on each table's partitioning column, and it keeps or drops whole window
+    partitions, so it can run below the window (docs/cost.md, "Reading near-real-time data").
+    The window has no order: copies of one event in the live table (a retried append) differ
+    only in ``loaded_at``, so any will do, and the window reads no column beyond the key.
     The column list is the events spec's: :func:`ensure_recent_view` replaces the view's query
     when the spec gains a column.
     """
     columns = ", ".join(quote_identifier("column", c.name) for c in tables.events.all_columns)
     event_id, time = (quote_identifier("column", k) for k in event_keys(tables.events))
     events, live = loader.table_sql(tables.events.table), loader.table_sql(tables.live.table)
-    rank = quote_identifier("column", RECENT_RANK)
+    cutoff = recent_cutoff_sql(tables)
     return (
-        f"SELECT {columns} FROM (\n"
-        f"  SELECT {columns}, 0 AS {rank} FROM {events}\n"
-        f"  UNION ALL\n"
-        f"  SELECT {columns}, 1 AS {rank} FROM {live}\n"
-        f")\n"
-        f"WHERE TRUE\n"
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {event_id}, {time} ORDER BY {rank}) = 1"
+        f"SELECT {columns} FROM {events}\n"
+        f"WHERE {time} < {cutoff}\n"
+        f"UNION ALL\n"
+        f"(SELECT {columns} FROM {live}\n"
+        f" WHERE {time} >= {cutoff}\n"
+        f" QUALIFY ROW_NUMBER() OVER (PARTITION BY {event_id}, {time}) = 1)"
     )
 
 
@@ -239,7 +249,8 @@ def ensure_recent_view(loader: BigQueryLoader, tables: StreamTables) -> None:
     loader.ensure_view(
         tables.recent_view,
         recent_view_sql(loader, tables),
-        f"{tables.events.table} and the still-open windows' rows of {tables.live.table}, each event once.",
+        f"{tables.events.table} for the windows settled a window ago, {tables.live.table} after them, "
+        "each event once.",
     )
 
 

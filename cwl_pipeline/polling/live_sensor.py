@@ -7,7 +7,7 @@ then reports the live table's asset as materialized, with the events appended an
 It launches no run: the cost in Dagster runs of a stream does not depend on how often its
 open window is refreshed. The window sensor keeps launching the settled loads, sweeps and
 catch-ups, which write the events table exactly once; the ``_recent`` view shows each event
-once, the settled copy first.
+once: the events table's for settled windows, the live table's after them.
 
 The cursor (:class:`cwl_pipeline.polling.live_plan.LiveState`) is stored by Dagster after each
 evaluation, so a restarted daemon goes on where the last stored one stopped: events appended by

@@ -1,5 +1,6 @@
-"""The ``<table>_recent`` view against the emulator: each event once, the settled copy first,
-a time filter applied to both tables, and columns added to the events spec shown.
+"""The ``<table>_recent`` view against the emulator: the events table before the cutoff, the
+live table from it on, each event once, a time filter applied to both tables, and columns
+added to the events spec shown.
 
 That a time filter prunes both tables' partitions on BigQuery cannot be seen here (the emulator
 bills nothing); the view's shape that makes it possible is checked, and ``make smoke-bigquery``
@@ -8,6 +9,7 @@ compares the view's dry-run bytes with its tables' on a real project (docs/cost.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,10 +19,9 @@ from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.config import parse_config
 from cwl_pipeline.core.schema import Column
+from cwl_pipeline.core.windows import floor_to_window
 from cwl_pipeline.load.tables import StreamTables, ensure_recent_view, recent_view_sql
 
-# Live rows are recent: the live table keeps three days.
-T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 TS = Column("timestamp", "TIMESTAMP", source="event_timestamp", required=True)
 EVENT_ID = Column("event_id", "STRING", source="event_id", required=True)
 N = Column("n", "INT64")
@@ -94,48 +95,74 @@ def loader(bq_client, unique_name) -> BigQueryLoader:
     return BigQueryLoader(bq_client, f"ds_recent_{unique_name}", location="US")
 
 
-def test_each_event_once_settled_copy_first_and_a_time_filter_bounds_both_tables(loader):
+def steady_cutoff() -> datetime:
+    """The view's cutoff (``recent_cutoff_sql``) computed here, once it will not move for a
+    minute: the start of the window ending one window before now less the settle lag."""
+    behind = STREAM.settle_lag + STREAM.window
+    while True:
+        now = datetime.now(UTC)
+        cutoff = floor_to_window(now - behind, STREAM.window)
+        if cutoff + STREAM.window - (now - behind) > timedelta(minutes=1):
+            return cutoff
+        time.sleep(5)
+
+
+def test_each_event_once_events_before_the_cutoff_live_from_it_and_a_filter_bounds_both(loader):
     tables = tables_with(TS, EVENT_ID, N)
     ensure(loader, tables)
-    old, settled, live_only = T0 - timedelta(days=2), T0, T0 + timedelta(minutes=5)
+    cutoff = steady_cutoff()
+    old, settled, open_ = (
+        cutoff - timedelta(days=2),
+        cutoff - timedelta(minutes=1),
+        cutoff + timedelta(minutes=1),
+    )
     insert(
         loader,
         "ev",
-        [{"timestamp": old, "event_id": "c", "n": 3}, {"timestamp": settled, "event_id": "a", "n": 1}],
+        [
+            {"timestamp": old, "event_id": "c", "n": 3},
+            {"timestamp": settled, "event_id": "a", "n": 1},
+            # Loaded by hand into a window the view still reads from the live table.
+            {"timestamp": open_, "event_id": "d", "n": 4},
+        ],
     )
-    # The live table holds at-least-once copies: "a" (settled since, with a stale value) and "b" twice.
+    # The live table holds at-least-once copies: "a" (settled since, with a stale value), "b"
+    # twice, "d", and "e", a late event whose window is past the cutoff and not swept yet.
     insert(
         loader,
         "ev_live",
         [
             {"timestamp": settled, "event_id": "a", "n": 100},
-            {"timestamp": live_only, "event_id": "b", "n": 2},
-            {"timestamp": live_only, "event_id": "b", "n": 2},
+            {"timestamp": open_, "event_id": "b", "n": 2},
+            {"timestamp": open_, "event_id": "b", "n": 2},
+            {"timestamp": open_, "event_id": "d", "n": 40},
+            {"timestamp": settled, "event_id": "e", "n": 5},
         ],
     )
-    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2)]
-    since = [bigquery.ScalarQueryParameter("since", "TIMESTAMP", T0 - timedelta(hours=1))]
-    assert view_rows(loader, "event_id, n", "`timestamp` >= @since", since) == [("a", 1), ("b", 2)]
+    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2), ("d", 40)]
+    since = [bigquery.ScalarQueryParameter("since", "TIMESTAMP", cutoff - timedelta(hours=1))]
+    assert view_rows(loader, "event_id, n", "`timestamp` >= @since", since) == [("a", 1), ("b", 2), ("d", 40)]
     # An id seen at another time is another event (ids restart on the local stack).
-    insert(loader, "ev_live", [{"timestamp": old, "event_id": "a", "n": 7}])
-    assert view_rows(loader, "event_id, n") == [("a", 7), ("c", 3), ("a", 1), ("b", 2)]
+    insert(loader, "ev_live", [{"timestamp": open_ + timedelta(seconds=1), "event_id": "b", "n": 7}])
+    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2), ("d", 40), ("b", 7)]
 
 
-def test_the_view_is_one_window_over_both_tables_keyed_on_id_and_time(loader):
+def test_the_view_has_one_window_on_the_live_side_keyed_on_id_and_time(loader):
     sql = recent_view_sql(loader, tables_with(TS, EVENT_ID, N))
-    # Both tables read whole in one UNION ALL; the only window is partitioned by the event's
-    # id and time, so a filter on the time column can run below it, on both partitioned scans.
-    assert sql.count("UNION ALL") == 1 and sql.count(" OVER (") == 1
-    assert "PARTITION BY `event_id`, `timestamp` ORDER BY `_recent_rank`) = 1" in sql  # reads no other column
-    # No bound of its own: no moving CURRENT_TIMESTAMP() window, no second read of the events table.
-    assert "CURRENT_TIMESTAMP" not in sql and "NOT EXISTS" not in sql
-    assert sql.count(loader.table_sql("ev")) == 1 and sql.count(loader.table_sql("ev_live")) == 1
+    events_side, live_side = sql.split("UNION ALL")
+    # One window, on the live table only, partitioned by the event's id and time: a filter on
+    # the time column can run below it, and the events table's ids are not read.
+    assert " OVER (" not in events_side and live_side.count(" OVER (") == 1
+    assert "PARTITION BY `event_id`, `timestamp`) = 1" in live_side  # reads no other column
+    assert loader.table_sql("ev") in events_side and loader.table_sql("ev_live") in live_side
+    assert "NOT EXISTS" not in sql and sql.count(loader.table_sql("ev")) == 1
 
 
 def test_a_column_added_to_the_events_spec_appears_in_the_view(loader):
     v1 = tables_with(TS, EVENT_ID, N)
     ensure(loader, v1)
-    insert(loader, "ev", [{"timestamp": T0, "event_id": "a", "n": 1}])
+    cutoff = steady_cutoff()
+    insert(loader, "ev", [{"timestamp": cutoff - timedelta(hours=1), "event_id": "a", "n": 1}])
     assert (
         view_rows(loader, "*")
         and "tenant" not in loader.query_rows(f"SELECT * FROM {loader.table_sql('ev_recent')}")[0]
@@ -146,6 +173,6 @@ def test_a_column_added_to_the_events_spec_appears_in_the_view(loader):
     insert(
         loader,
         "ev_live",
-        [{"timestamp": T0 + timedelta(minutes=1), "event_id": "b", "n": 2, "tenant": "acme"}],
+        [{"timestamp": cutoff + timedelta(minutes=1), "event_id": "b", "n": 2, "tenant": "acme"}],
     )
     assert view_rows(loader, "event_id, tenant") == [("a", None), ("b", "acme")]

@@ -23,6 +23,14 @@ def key_hash(event_id: str, micros: int) -> int:
     return int(hashlib.md5(text, usedforsecurity=False).hexdigest()[:HASH_HEX_DIGITS], 16)
 
 
+def key_hashes(ids: Iterable[str | None], micros: Iterable[int | None]) -> list[int | None]:
+    """The key hash of each event (``None`` for one without an id or a time)."""
+    return [
+        None if event_id is None or time is None else key_hash(event_id, time)
+        for event_id, time in zip(ids, micros, strict=True)
+    ]
+
+
 @dataclass
 class KeyDigest:
     """Count and XOR of the key hashes of a set of events (rows without an id or a time are
@@ -33,7 +41,7 @@ class KeyDigest:
 
     def add(self, ids: Iterable[str | None], micros: Iterable[int | None]) -> None:
         """Add the events whose keys are the pairs of ``ids`` and times ``micros``."""
-        for event_id, time in zip(ids, micros, strict=True):
+        for hashed in key_hashes(ids, micros):
             self.count += 1
-            if event_id is not None and time is not None:
-                self.xor ^= key_hash(event_id, time)
+            if hashed is not None:
+                self.xor ^= hashed

@@ -58,9 +58,10 @@ from cwl_pipeline.adapters.bigquery_transactions import Replacement, ScopeWrite
 from cwl_pipeline.adapters.bigquery_write import StreamAppender
 from cwl_pipeline.adapters.sql_scopes import Scope, all_of, in_scope, time_scope
 from cwl_pipeline.core.identity import DERIVED_ID_PREFIX
-from cwl_pipeline.core.key_digest import KeyDigest
+from cwl_pipeline.core.key_digest import KeyDigest, key_hashes
 from cwl_pipeline.load.reads import Facts, SharedRead, SourceRead, merge_facts
 from cwl_pipeline.load.tables import (
+    LIVE_KEY,
     LoadScope,
     StreamTables,
     ensure_recent_view,
@@ -264,7 +265,13 @@ def _append_live(
             pc.greater(rows["ingestion_time"], pa.scalar(ingested_after, rows["ingestion_time"].type))
         )
     now = pa.array([datetime.now(UTC)] * rows.num_rows, pa.timestamp("us", tz="UTC"))
-    data = rows.select([c.name for c in tables.live.columns]).append_column("loaded_at", now)
+    event_id, time = event_keys(tables.live)
+    keys = pa.array(key_hashes(rows[event_id].to_pylist(), _micros(rows[time]).to_pylist()), pa.int64())
+    data = (
+        rows.select([c.name for c in tables.live.columns if c is not LIVE_KEY])
+        .append_column(LIVE_KEY.name, keys)
+        .append_column("loaded_at", now)
+    )
     appender.append(tables.live.table, data)
     merge_facts(outcome.facts, read.facts)
     _add_read(outcome, read, datetime.now(UTC))
@@ -272,6 +279,11 @@ def _append_live(
     if newest is not None:
         outcome.ingested_until = max(outcome.ingested_until or newest, newest)
     log.info(f"{name} {read.label}: {data.num_rows} new rows appended to {tables.live.table}")
+
+
+def _micros(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps as microseconds since the epoch, as the key hash takes them."""
+    return pc.cast(pc.cast(times, pa.timestamp("us", tz="UTC")), pa.int64())
 
 
 def _add_read(outcome: LoadOutcome, read: SourceRead, loaded_at: datetime) -> None:
@@ -330,8 +342,7 @@ def _stored_as_read(
             if table is None:
                 continue
             event_id, time = event_keys(spec)
-            micros = pc.cast(pc.cast(table[time], pa.timestamp("us", tz="UTC")), pa.int64())
-            digest.add(table[event_id].to_pylist(), micros.to_pylist())
+            digest.add(table[event_id].to_pylist(), _micros(table[time]).to_pylist())
         del chunk
     stored = [loader.key_digest(spec.table, scope, *event_keys(spec)) for spec, scope in specs]
     if stored != read_digests:

@@ -457,6 +457,7 @@ class Cancelled:
     job_id: str
     table: str  # project.dataset.table
     message: str
+    holder: str = ""  # the job id of the transaction in flight on ``table``
 
 
 @dataclass
@@ -717,7 +718,7 @@ class TransactionConflicts:
             "status": {"state": "DONE", "errorResult": error, "errors": [error]},
         }
         self._jobs[txn.job_id] = (job, error)
-        return Cancelled(txn.job_id, table, message)
+        return Cancelled(txn.job_id, table, message, self._active.get(table, ""))
 
 
 def bigquery_job_error(error: dict, status: int = 400) -> Respond:

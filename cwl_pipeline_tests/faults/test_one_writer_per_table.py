@@ -128,7 +128,7 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
     results = run_concurrently(instance_home(tmp_path, postgres, stack.path, 1), stack.path, runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
-    assert conflicts.cancelled == []
+    assert conflicts.cancelled == [], [(c.table, c.job_id, c.holder) for c in conflicts.cancelled]
     assert len(conflicts.served) >= 2  # the replaces reached BigQuery (inserts of nothing are skipped)
     expected = cloudwatch_ids(logs_client, stack.group, first, first + 3 * WINDOW)
     assert len(expected) == 12

@@ -18,9 +18,10 @@ from google.cloud import bigquery
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.bigquery_schema import TableSpec
 from cwl_pipeline.config import parse_config
+from cwl_pipeline.core.key_digest import key_hash
 from cwl_pipeline.core.schema import Column
 from cwl_pipeline.core.windows import floor_to_window
-from cwl_pipeline.load.tables import StreamTables, ensure_recent_view, recent_view_sql
+from cwl_pipeline.load.tables import LIVE_KEY, StreamTables, ensure_recent_view, recent_view_sql
 
 TS = Column("timestamp", "TIMESTAMP", source="event_timestamp", required=True)
 EVENT_ID = Column("event_id", "STRING", source="event_id", required=True)
@@ -40,16 +41,16 @@ STREAM = parse_config(
 def tables_with(*columns: Column) -> StreamTables:
     """Events, live and rejects specs with ``columns``, and the view ``ev_recent``."""
 
-    def spec(table: str) -> TableSpec:
+    def spec(table: str, *more: Column) -> TableSpec:
         return TableSpec(
-            table=table, columns=columns, partition_column="timestamp", clustering=("timestamp",)
+            table=table, columns=(*columns, *more), partition_column="timestamp", clustering=("timestamp",)
         )
 
     return StreamTables(
         stream=STREAM,
         events=spec("ev"),
         rejects=spec("ev_rejects"),
-        live=spec("ev_live"),
+        live=spec("ev_live", LIVE_KEY),
         recent_view="ev_recent",
     )
 
@@ -63,14 +64,22 @@ def ensure(loader: BigQueryLoader, tables: StreamTables) -> None:
 
 
 def insert(loader: BigQueryLoader, table: str, rows: list[dict]) -> None:
-    """One INSERT per row (``loaded_at`` now), its values as query parameters."""
+    """One INSERT per row (``loaded_at`` now), its values as query parameters; a live row gets
+    its key hash, as an append writes it, unless it gives one."""
     target = loader.table_sql(table)
     for i, row in enumerate(rows):
+        if table == "ev_live" and LIVE_KEY.name not in row:
+            micros = int(row["timestamp"].timestamp()) * 1_000_000 + row["timestamp"].microsecond
+            row = {**row, LIVE_KEY.name: key_hash(row["event_id"], micros)}
         names = ", ".join(f"`{k}`" for k in row)
         params = [
             bigquery.ScalarQueryParameter(
                 f"p{i}_{k}",
-                "TIMESTAMP" if isinstance(v, datetime) else "INT64" if isinstance(v, int) else "STRING",
+                "TIMESTAMP"
+                if isinstance(v, datetime)
+                else "INT64"
+                if isinstance(v, int) or k == LIVE_KEY.name
+                else "STRING",
                 v,
             )
             for k, v in row.items()
@@ -127,7 +136,8 @@ def test_each_event_once_events_before_the_cutoff_live_from_it_and_a_filter_boun
         ],
     )
     # The live table holds at-least-once copies: "a" (settled since, with a stale value), "b"
-    # twice, "d", and "e", a late event whose window is past the cutoff and not swept yet.
+    # twice, "d", and "e", a late event whose window is past the cutoff and not swept yet; and
+    # "f", appended before the live table had a key.
     insert(
         loader,
         "ev_live",
@@ -137,23 +147,30 @@ def test_each_event_once_events_before_the_cutoff_live_from_it_and_a_filter_boun
             {"timestamp": open_, "event_id": "b", "n": 2},
             {"timestamp": open_, "event_id": "d", "n": 40},
             {"timestamp": settled, "event_id": "e", "n": 5},
+            {"timestamp": open_, "event_id": "f", "n": 6, LIVE_KEY.name: None},
         ],
     )
-    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2), ("d", 40)]
+    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2), ("d", 40), ("f", 6)]
     since = [bigquery.ScalarQueryParameter("since", "TIMESTAMP", cutoff - timedelta(hours=1))]
-    assert view_rows(loader, "event_id, n", "`timestamp` >= @since", since) == [("a", 1), ("b", 2), ("d", 40)]
+    assert view_rows(loader, "event_id, n", "`timestamp` >= @since", since) == [
+        ("a", 1),
+        ("b", 2),
+        ("d", 40),
+        ("f", 6),
+    ]
     # An id seen at another time is another event (ids restart on the local stack).
     insert(loader, "ev_live", [{"timestamp": open_ + timedelta(seconds=1), "event_id": "b", "n": 7}])
-    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2), ("d", 40), ("b", 7)]
+    assert view_rows(loader, "event_id, n") == [("c", 3), ("a", 1), ("b", 2), ("d", 40), ("f", 6), ("b", 7)]
 
 
 def test_the_view_has_one_window_on_the_live_side_keyed_on_id_and_time(loader):
     sql = recent_view_sql(loader, tables_with(TS, EVENT_ID, N))
     events_side, live_side = sql.split("UNION ALL")
-    # One window, on the live table only, partitioned by the event's id and time: a filter on
-    # the time column can run below it, and the events table's ids are not read.
+    # One window, on the live table only, partitioned by the key hash and time: a filter on the
+    # time column can run below it, and no event id is read.
     assert " OVER (" not in events_side and live_side.count(" OVER (") == 1
-    assert "PARTITION BY `event_id`, `timestamp`) = 1" in live_side  # reads no other column
+    assert "PARTITION BY `event_key`, `timestamp`) = 1" in live_side  # reads no other column
+    assert "`event_id`" not in live_side.split("WHERE")[1]
     assert loader.table_sql("ev") in events_side and loader.table_sql("ev_live") in live_side
     assert "NOT EXISTS" not in sql and sql.count(loader.table_sql("ev")) == 1
 

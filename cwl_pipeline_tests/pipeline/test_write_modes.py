@@ -2,7 +2,8 @@
 
 * a refresh of the open window appends the new rows to ``<table>_live`` through the emulator's
   Storage Write API and touches neither the events nor the rejects table;
-* the ``<table>_recent`` view shows every event once, whether it is still live or settled;
+* each live row carries its event's key hash, on which the ``<table>_recent`` view
+  deduplicates; the view shows every event once, whether it is still live or settled;
 * a settled load inserts what is missing (no DELETE); loading it again writes nothing; a row
   that is not in the source is kept, and the completeness check fails on it;
 * a load launched by hand replaces its window (a row removed from BigQuery by hand is back,
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from cwl_pipeline.core.key_digest import key_hash
 from cwl_pipeline.core.windows import floor_to_window, partition_key
 from cwl_pipeline_tests.pipeline.polling import WINDOW, make_stack, materialize, put, window_start
 from cwl_pipeline_tests.stack import Stack
@@ -55,6 +57,10 @@ def test_refresh_appends_to_the_live_table_and_the_view_shows_each_event_once(
     assert metadata(first)["write_mode"] == "live" and metadata(first)["rows_written"] == 3
     assert not [c for c in first.get_asset_check_evaluations()]  # checks wait for the settled load
     assert ids(bq_client, stack.dataset, "app_events_live") == [0, 1, 2]
+    live = bq_client.query(f"SELECT * FROM `cwl-local.{stack.dataset}.app_events_live`").result()
+    for row in live:
+        micros = int(row["timestamp"].timestamp()) * 1_000_000 + row["timestamp"].microsecond
+        assert row["event_key"] == key_hash(row["event_id"], micros)
     assert ids(bq_client, stack.dataset, "app_events") == []
     assert storage_write.calls and not [c.refusals for c in storage_write.calls if c.refusals]
 

@@ -671,7 +671,6 @@ def main() -> None:
                 for _ in ("sensor", "check"):
                     # In the steady state the counts table is older than the day.
                     compare_counts(
-                        stream,
                         tables,
                         reader,
                         NoMetrics(),  # type: ignore[arg-type]

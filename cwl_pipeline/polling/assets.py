@@ -155,9 +155,7 @@ def build_window_asset(tables: StreamTables, bq: BigQuerySettings) -> dg.AssetsD
                 context.log.info(
                     f"{stream.name}: re-deriving {start.isoformat()}..{end.isoformat()} from raw rows"
                 )
-                reads = read_windows_from_raw(
-                    stream, tables, opened.enter_context(bigquery.loader()), start, end
-                )
+                reads = read_windows_from_raw(tables, opened.enter_context(bigquery.loader()), start, end)
             else:
                 reads = reads_by_reader(
                     context, stream, aws, logs_reader(aws, stream.source_account), start, end, mode

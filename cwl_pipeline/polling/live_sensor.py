@@ -133,7 +133,6 @@ def build_live_sensor(
         try:
             reader = logs_reader(aws, stream.source_account)
             step = live_step(
-                stream,
                 tables,
                 reader,
                 bigquery.loader,

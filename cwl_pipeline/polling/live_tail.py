@@ -53,7 +53,6 @@ def live_floor(stream: StreamConfig, now: datetime) -> datetime:
 
 
 def live_step(
-    stream: StreamConfig,
     tables: StreamTables,
     reader: CloudWatchLogsReader,
     loaders: LoaderFactory,
@@ -66,7 +65,7 @@ def live_step(
     page_events: int | None = None,
     groups: list[str] | None = None,
 ) -> LiveStep:
-    """Read ``stream``'s events from where ``state`` says, append the new ones, return the step.
+    """Read the stream's events from where ``state`` says, append the new ones, return the step.
 
     ``groups``: the stream's log groups, if the caller resolved them already.
 
@@ -75,6 +74,7 @@ def live_step(
         DestinationError: the append failed; the caller keeps ``state``, so the next step
             reads and appends the same events again.
     """
+    stream = tables.stream
     if groups is None:
         groups = list(reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes))
     now_ms = to_ms(now)

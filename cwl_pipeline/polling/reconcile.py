@@ -111,7 +111,6 @@ def build_reconciliation_check(tables: StreamTables, clock: Clock = utc_now) -> 
         aws, bigquery = tables.project.aws_resource(context), tables.project.bigquery_resource(context)
         now = clock()
         comparison = compare_counts(
-            stream,
             tables,
             logs_reader(aws, stream.source_account),
             IncomingLogEvents(aws.client("cloudwatch", stream.source_account)),
@@ -291,7 +290,6 @@ def build_reconcile_sensor(tables: StreamTables, clock: Clock = utc_now) -> dg.S
         try:
             reader = logs_reader(aws, stream.source_account)
             comparison = compare_counts(
-                stream,
                 tables,
                 reader,
                 IncomingLogEvents(aws.client("cloudwatch", stream.source_account)),

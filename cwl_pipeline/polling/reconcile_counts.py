@@ -54,7 +54,6 @@ class Comparison:
 
 
 def compare_counts(
-    stream: StreamConfig,
     tables: StreamTables,
     reader: CloudWatchLogsReader,
     metrics: IncomingLogEvents,
@@ -68,6 +67,7 @@ def compare_counts(
 
     ``counted_since``: from when the counts table records every load (default: its creation
     time, read from BigQuery)."""
+    stream = tables.stream
     groups = reader.resolve_log_groups(stream.source.log_groups, stream.source.log_group_prefixes)
     hours = hours_to_compare(now, stream.reconcile.lookback, horizon_of(stream), stream.start)
     if not hours or not groups:

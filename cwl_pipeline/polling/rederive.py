@@ -23,7 +23,6 @@ from datetime import datetime
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.sql_scopes import time_scope
-from cwl_pipeline.config import StreamConfig
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.raw_events import RAW_SCHEMA, events_from_raw
 from cwl_pipeline.load.tables import StreamTables, range_label, rows_in_scope
@@ -35,19 +34,21 @@ RAW = "raw"
 
 
 def read_windows_from_raw(
-    stream: StreamConfig, tables: StreamTables, loader: BigQueryLoader, start: datetime, end: datetime
+    tables: StreamTables, loader: BigQueryLoader, start: datetime, end: datetime
 ) -> Iterator[WindowRangeRead]:
-    """Re-derive ``[start, end)`` of ``stream`` from its raw table, step by step."""
+    """Re-derive ``[start, end)`` of the stream from its raw table, step by step."""
+    stream = tables.stream
     if tables.raw is None:
         raise SourceError(f"stream {stream.name} keeps no raw table (raw: true): nothing to re-derive from")
     for step_start, step_end in replace_steps(start, end, stream.window, stream.windows_per_replace):
-        yield _read_step(stream, tables, loader, step_start, step_end)
+        yield _read_step(tables, loader, step_start, step_end)
 
 
 def _read_step(
-    stream: StreamConfig, tables: StreamTables, loader: BigQueryLoader, start: datetime, end: datetime
+    tables: StreamTables, loader: BigQueryLoader, start: datetime, end: datetime
 ) -> WindowRangeRead:
     """One step read back from the raw table, page by page as the load stages it."""
+    stream = tables.stream
     assert tables.raw is not None
     raw_table = tables.raw.table
     in_step = time_scope("timestamp", start, end)

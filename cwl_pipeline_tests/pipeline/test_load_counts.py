@@ -169,7 +169,7 @@ def test_reconciliation_compares_cloudwatch_with_the_counts_table(stack, local_a
 
     def compare(since: datetime | None) -> tuple[int, int]:
         comparison = compare_counts(
-            stream, tables, reader, metrics, loader_factory(stack), judged, counted_since=since
+            tables, reader, metrics, loader_factory(stack), judged, counted_since=since
         )
         return comparison.counts[hour]
 

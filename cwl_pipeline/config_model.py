@@ -11,15 +11,17 @@ This module is pure: it imports neither dagster nor any cloud client.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
+from functools import cache
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -62,24 +64,30 @@ Duration = Annotated[
 ]
 
 
-def between(low: timedelta, high: timedelta, why: str = "") -> BeforeValidator:
-    """A duration from ``low`` to ``high``, both included; ``why`` explains the bounds."""
+def rule(
+    ok: Callable[[Any], Any], problem: str, read: Callable[[Any], Any] | None = None, empty: Any = ...
+) -> BeforeValidator:
+    """A value that ``read`` (when given, e.g. :func:`duration_of`) takes and ``ok`` accepts;
+    otherwise ``problem``, in which ``{value!r}`` shows the value as written. An empty value is
+    ``empty`` when given."""
 
-    def check(value: Any) -> timedelta:
-        duration = duration_of(value)
-        if not low <= duration <= high:
-            raise ValueError(f"must be from {spell(low)} to {spell(high)}" + (f" ({why})" if why else ""))
-        return duration
+    def check(value: Any) -> Any:
+        if not value and empty is not ...:
+            return empty
+        result = read(value) if read else value
+        if not ok(result):
+            raise ValueError(problem.format(value=value))
+        return result
 
     return BeforeValidator(check)
 
 
-def positive(value: Any) -> timedelta:
-    """A duration above zero."""
-    duration = duration_of(value)
-    if duration <= timedelta(0):
-        raise ValueError("must be positive")
-    return duration
+def between(low: timedelta, high: timedelta, why: str = "") -> BeforeValidator:
+    """A duration from ``low`` to ``high``, both included; ``why`` explains the bounds."""
+    because = f" ({why})" if why else ""
+    return rule(
+        lambda d: low <= d <= high, f"must be from {spell(low)} to {spell(high)}{because}", duration_of
+    )
 
 
 def spell(duration: timedelta) -> str:
@@ -106,17 +114,21 @@ def integer(low: int, high: int | None = None, meaning: str = "") -> BeforeValid
     return BeforeValidator(check)
 
 
+def number(ok: Callable[[float], bool], problem: str) -> BeforeValidator:
+    """A number (never a bool) that ``ok`` accepts; otherwise ``problem``."""
+    return rule(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and ok(v), problem)
+
+
+def list_of(item: Callable[[Any], Any], problem: str) -> BeforeValidator:
+    """A list whose every item ``item`` accepts; otherwise ``problem`` (see :func:`rule`)."""
+    return rule(lambda v: isinstance(v, list | tuple) and all(item(i) for i in v), problem)
+
+
 def one_of(*choices: str, empty: str | None = None) -> BeforeValidator:
     """One of ``choices``; an empty value is ``empty`` when given."""
-
-    def check(value: Any) -> str:
-        value = (value or empty) if empty is not None else value
-        if value not in choices:
-            raise ValueError(f"{value!r} must be one of {list(choices)}")
-        return value
-
-    check.choices = choices  # type: ignore[attr-defined]  # shown as the key's type in schemas
-    return BeforeValidator(check)
+    check = rule(lambda v: v in choices, "{value!r} must be one of " + str(list(choices)), empty=empty or ...)
+    check.func.choices = choices  # type: ignore[attr-defined]  # shown as the key's type in schemas
+    return check
 
 
 def choices_of(metadata: list[Any]) -> tuple[str, ...] | None:
@@ -127,33 +139,17 @@ def choices_of(metadata: list[Any]) -> tuple[str, ...] | None:
     return None
 
 
-def flag(value: Any) -> bool:
-    """``true`` or ``false``, nothing that merely looks like one."""
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-Flag = Annotated[bool, BeforeValidator(flag)]
-
-
-def optional(value: Any) -> Any:
-    """An empty value (``${NAME:-}`` of an unset variable) is no value."""
-    return value or None
+Flag = Annotated[bool, rule(lambda v: isinstance(v, bool), "must be true or false")]
+"""``true`` or ``false``, nothing that merely looks like one."""
+Optional = Annotated[str | None, BeforeValidator(lambda v: v or None)]
+"""A text; an empty value (``${NAME:-}`` of an unset variable) is no value."""
 
 
 def text(regex: re.Pattern[str], problem: str, required: bool = True) -> BeforeValidator:
     """A text that fully matches ``regex``; otherwise the value and ``problem`` ("is not an
     IAM role ARN") say why. Empty is None unless ``required``."""
-
-    def check(value: Any) -> Any:
-        if not value and not required:
-            return None
-        if not isinstance(value, str) or not regex.fullmatch(value):
-            raise ValueError(f"{value!r} {problem}")
-        return value
-
-    return BeforeValidator(check)
+    empty = ... if required else None
+    return rule(lambda v: isinstance(v, str) and regex.fullmatch(v), "{value!r} " + problem, empty=empty)
 
 
 ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -177,23 +173,21 @@ def env_reference(example: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-class KeyError_(ValueError):
-    """A rule between keys broken; ``key`` (relative to the section) is the one to change."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f".{key}: {message}" if key else f": {message}")
-
-
-def at(key: str, message: str) -> KeyError_:
-    """The error of a rule between keys, reported at ``key`` of the section that checks it."""
-    return KeyError_(key, message)
+def at(key: str, message: str) -> ValueError:
+    """The error of a rule between keys, reported at ``key`` (relative to the section that
+    checks it; empty: the section itself)."""
+    return ValueError(f".{key}: {message}" if key else f": {message}")
 
 
 class Section(BaseModel):
-    """A config section: known keys only, frozen once validated."""
+    """A config section: known keys only, frozen once validated; a key's docstring is its description."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
     @model_validator(mode="before")
@@ -228,18 +222,22 @@ def section_keys(cls: type[BaseModel]) -> set[str]:
     return {field.alias or name for name, field in cls.model_fields.items() if not field.exclude}
 
 
-SectionT = TypeVar("SectionT", bound=BaseModel)
+T = TypeVar("T")
 
 
-def validate_section(cls: type[SectionT], raw: Any, where: str, **context: Any) -> SectionT:
-    """``raw`` validated as ``cls``; the first error as a :class:`ConfigError` at its key.
+def validate_section(cls: type[T], raw: Any, where: str, **context: Any) -> T:
+    """``raw`` validated as ``cls`` (a section, or a type made of sections); the first error
+    as a :class:`ConfigError` at its key.
 
     ``context`` reaches the validators (``info.context``): what a section needs from outside it.
     """
     try:
-        return cls.model_validate({} if raw is None else raw, context=context)
+        return _adapter(cls).validate_python({} if raw is None else raw, context=context)
     except ValidationError as exc:
         raise ConfigError(describe(exc, where, raw)) from None
+
+
+_adapter = cache(TypeAdapter)
 
 
 def describe(exc: ValidationError, where: str, raw: Any = None) -> str:

@@ -203,24 +203,14 @@ class GcpCredentials(Section):
         return self
 
 
-def _identifier(kind: str, hint: str = "", required: bool = True) -> BeforeValidator:
-    """A BigQuery name of ``kind`` (core.sql_identifiers: the alphabet safe in SQL and asset keys)."""
-
-    def check(value: Any) -> Any:
-        try:
-            return identifier(kind, value) if value or required else None
-        except ValueError as exc:
-            raise ValueError(f"{exc}{hint}") from None
-
-    return BeforeValidator(check)
-
-
 class BigQuerySettings(Section):
     """Where tables live in BigQuery."""
 
-    project: Annotated[str, _identifier("project", " (a Google Cloud project id)")]
+    project: Annotated[
+        str, rule(read=lambda v: identifier("project", v, hint=" (a Google Cloud project id)"))
+    ]
     """The Google Cloud project."""
-    dataset: Annotated[str, _identifier("dataset")]
+    dataset: Annotated[str, rule(read=lambda v: identifier("dataset", v))]
     """The dataset of the tables."""
     location: Annotated[str, BeforeValidator(lambda v: v or "US")] = "US"
     """The dataset's location."""
@@ -231,7 +221,7 @@ class BigQuerySettings(Section):
         str | None, text(re.compile(r"[A-Za-z0-9.-]+:\d{1,5}"), "is not host:port", required=False)
     ] = None
     """With api_endpoint: its gRPC host:port."""
-    staging_dataset: Annotated[str | None, _identifier("dataset", required=False)] = None
+    staging_dataset: Annotated[str | None, rule(read=lambda v: identifier("dataset", v), empty=None)] = None
     """Staging tables' dataset (default: the dataset)."""
     retry_timeout: Duration = timedelta(minutes=2)
     """How long a call is retried."""

@@ -24,7 +24,6 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
-    WithJsonSchema,
     model_validator,
 )
 
@@ -57,15 +56,14 @@ def duration_of(value: Any) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
 
 
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(duration_of),
-    WithJsonSchema({"type": ["string", "integer"], "description": "A duration: '30s', '15m', '2h', '1d'."}),
-]
+Duration = Annotated[timedelta, BeforeValidator(duration_of)]
 
 
 def rule(
-    ok: Callable[[Any], Any], problem: str, read: Callable[[Any], Any] | None = None, empty: Any = ...
+    ok: Callable[[Any], Any] = bool,
+    problem: str = "",
+    read: Callable[[Any], Any] | None = None,
+    empty: Any = ...,
 ) -> BeforeValidator:
     """A value that ``read`` (when given, e.g. :func:`duration_of`) takes and ``ok`` accepts;
     otherwise ``problem``, in which ``{value!r}`` shows the value as written. An empty value is
@@ -75,7 +73,7 @@ def rule(
         if not value and empty is not ...:
             return empty
         result = read(value) if read else value
-        if not ok(result):
+        if ok and not ok(result):
             raise ValueError(problem.format(value=value))
         return result
 
@@ -101,17 +99,15 @@ def spell(duration: timedelta) -> str:
 
 def integer(low: int, high: int | None = None, meaning: str = "") -> BeforeValidator:
     """An integer (never a bool) from ``low`` (to ``high``); ``meaning`` explains the bound."""
-
-    def check(value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low or value > (high or value):
-            if high is not None:
-                raise ValueError(f"must be an integer from {low} to {high}")
-            if low == 1 and not meaning:
-                raise ValueError("must be a positive integer")
-            raise ValueError(f"{value!r} must be an integer of at least {low:,} ({meaning})")
-        return value
-
-    return BeforeValidator(check)
+    if high is not None:
+        problem = f"must be an integer from {low} to {high}"
+    else:
+        problem = (
+            "must be a positive integer"
+            if low == 1 and not meaning
+            else f"{{value!r}} must be an integer of at least {low:,} ({meaning})"
+        )
+    return rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= (high or v), problem)
 
 
 def number(ok: Callable[[float], bool], problem: str) -> BeforeValidator:
@@ -159,9 +155,7 @@ def env_reference(example: str) -> BeforeValidator:
     """A ``${NAME}`` reference to an environment variable, kept as the name ``NAME``: Dagster
     reads the value at run time, so the UI shows the name only."""
 
-    def check(value: Any) -> str | None:
-        if not value:
-            return None
+    def name(value: Any) -> str:
         match = ENV_REFERENCE_RE.fullmatch(value) if isinstance(value, str) else None
         if not match:
             raise ValueError(
@@ -170,7 +164,7 @@ def env_reference(example: str) -> BeforeValidator:
             )
         return match.group(1)
 
-    return BeforeValidator(check)
+    return rule(read=name, empty=None)
 
 
 def at(key: str, message: str) -> ValueError:
@@ -326,13 +320,14 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
     return schema if parser is None or parser == schema.parser else replace(schema, parser=parser)
 
 
-def identifier(kind: str, value: Any, key: str = "") -> str:
+def identifier(kind: str, value: Any, key: str = "", hint: str = "") -> str:
     """``value`` if it is a BigQuery name of ``kind`` (core.sql_identifiers' safe alphabet);
-    otherwise the error names ``key`` of the section when given (a section's resolve step)."""
+    otherwise the error, with ``hint``, names ``key`` of the section when given (a section's
+    resolve step)."""
     try:
         return check_identifier(kind, value)
     except IdentifierError as exc:
-        raise (at(key, str(exc)) if key else ValueError(str(exc))) from None
+        raise (at(key, f"{exc}{hint}") if key else ValueError(f"{exc}{hint}")) from None
 
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")

@@ -727,17 +727,14 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
 def load_size_overrides(env: Mapping[str, str]) -> dict[str, int]:
     """``chunk_events`` and ``decode_workers`` of every stream, from the environment when set."""
     overrides: dict[str, int] = {}
-    for key, variable, check in (
-        ("chunk_events", CHUNK_EVENTS_ENV, integer(1, meaning="events per staged chunk, for every stream")),
-        (
-            "decode_workers",
-            DECODE_WORKERS_ENV,
-            integer(0, meaning="decoding processes for every stream, 0: one per CPU"),
-        ),
+    for key, variable, low, meaning in (
+        ("chunk_events", CHUNK_EVENTS_ENV, 1, "events per staged chunk, for every stream"),
+        ("decode_workers", DECODE_WORKERS_ENV, 0, "decoding processes for every stream, 0: one per CPU"),
     ):
         if value := env.get(variable, "").strip():
             try:
-                overrides[key] = check.func(int(value) if value.isascii() and value.isdigit() else value)
+                number = int(value) if value.isascii() and value.isdigit() else value
+                overrides[key] = integer(low, meaning=meaning).func(number)
             except ValueError as exc:
                 raise ConfigError(f"{variable}: {exc}") from None
     return overrides
@@ -760,26 +757,24 @@ def _check_log_group_regions(streams: tuple[StreamConfig, ...], aws: AwsSettings
     """A log group named by ARN lives in the Region the stream reads in: CloudWatch
     cross-account observability links accounts within one Region."""
     for stream in streams:
-        source = stream.source
-        if not isinstance(source, CloudWatchSource):
-            continue
-        region = (source.account.region if source.account else None) or aws.region
-        for group in source.log_groups:
-            if is_arn(group) and parse_log_group_arn(group).region != region:
-                raise ConfigError(
-                    f"streams.{stream.name}.source.log_groups: {group!r} is in Region "
-                    f"{parse_log_group_arn(group).region}, the stream reads in {region} "
-                    "(set source.account.region)"
-                )
+        if isinstance(source := stream.source, CloudWatchSource):
+            region = (source.account.region if source.account else None) or aws.region
+            for group in source.log_groups:
+                if is_arn(group) and (group_region := parse_log_group_arn(group).region) != region:
+                    raise ConfigError(
+                        f"streams.{stream.name}.source.log_groups: {group!r} is in Region {group_region}, "
+                        f"the stream reads in {region} (set source.account.region)"
+                    )
 
 
 def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
     """A history export prefix must not overlap another stream's S3 prefix (whose sensor
     would load the history files a second time) or another history prefix."""
-    taken: list[tuple[str, str, str]] = []
-    for stream in streams:
-        if isinstance(stream.source, S3Source):
-            taken.append((stream.name, stream.source.bucket, stream.source.prefix.strip("/")))
+    taken = [
+        (s.name, s.source.bucket, s.source.prefix.strip("/"))
+        for s in streams
+        if isinstance(s.source, S3Source)
+    ]
     for stream in streams:
         if stream.history is None:
             continue

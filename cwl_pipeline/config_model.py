@@ -177,11 +177,7 @@ class Section(BaseModel):
     """A config section: known keys only, frozen once validated; a key's docstring is its description."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        arbitrary_types_allowed=True,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
     )
 
     @model_validator(mode="before")

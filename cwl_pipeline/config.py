@@ -132,12 +132,7 @@ class AwsSettings(Section):
     ] = 2.0
     """This deployment's share of the account's FilterLogEvents quota (5/s)."""
     role_session_name: Annotated[
-        str,
-        rule(
-            lambda v: isinstance(v, str) and _SESSION_NAME_RE.fullmatch(v),
-            "2-64 letters, digits and +=,.@_-",
-            empty="cwl-pipeline",
-        ),
+        str, rule(_SESSION_NAME_RE, "2-64 letters, digits and +=,.@_-", empty="cwl-pipeline")
     ] = "cwl-pipeline"
     """The assumed role's session name."""
     # Name of the environment variable holding the role's external id (never the value: the
@@ -242,6 +237,14 @@ class BigQuerySettings(Section):
 
 HISTORY_MIN_AGE = timedelta(hours=12)
 """AWS: log data can take up to 12 hours to become available for export."""
+_TOO_YOUNG = (
+    "{value!r} is under 12h: AWS says log data can take up to 12 hours to become available "
+    "for export, so a younger window could be exported incomplete"
+)
+_EXPORT_PREFIX_RE = re.compile(r"[^/].*", re.DOTALL)
+_EXPORT_PREFIX = (
+    "{value!r} must be a non-empty key prefix without a leading '/' (the export tasks' destination prefix)"
+)
 
 
 class HistorySource(Section):
@@ -255,25 +258,9 @@ class HistorySource(Section):
 
     bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")]
     """The export tasks' bucket."""
-    prefix: Annotated[
-        str,
-        AfterValidator(lambda v: v.strip("/")),
-        rule(
-            lambda v: isinstance(v, str) and v.strip("/") and not v.startswith("/"),
-            "{value!r} must be a non-empty key prefix without a leading '/' "
-            "(the export tasks' destination prefix)",
-        ),
-    ]
+    prefix: Annotated[str, AfterValidator(lambda v: v.strip("/")), rule(_EXPORT_PREFIX_RE, _EXPORT_PREFIX)]
     """The export tasks' destination prefix."""
-    after: Annotated[
-        timedelta,
-        rule(
-            lambda d: d >= HISTORY_MIN_AGE,
-            "{value!r} is under 12h: AWS says log data can take up to 12 hours to become available "
-            "for export, so a younger window could be exported incomplete",
-            duration_of,
-        ),
-    ]
+    after: Annotated[timedelta, rule(lambda d: d >= HISTORY_MIN_AGE, _TOO_YOUNG, duration_of)]
     """Windows that ended longer ago than this are exported (at least 12h)."""
     poll_interval: Annotated[timedelta, rule(lambda d: d > timedelta(0), "must be positive", duration_of)] = (
         timedelta(seconds=10)
@@ -464,7 +451,7 @@ class StreamConfig(Section):
     asset_key_prefix: Annotated[
         tuple[str, ...],
         list_of(
-            lambda part: isinstance(part, str) and _ASSET_KEY_PART_RE.fullmatch(part),
+            _ASSET_KEY_PART_RE,
             "{value!r} must be a list of names (letters, digits and underscores), e.g. ['logs']",
         ),
     ] = ()

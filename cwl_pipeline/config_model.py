@@ -59,11 +59,12 @@ def duration_of(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(duration_of)]
 
 
+Test = Callable[[Any], Any] | re.Pattern[str]
+"""What a value must pass: a predicate, or a regex it must be a text fully matching."""
+
+
 def rule(
-    ok: Callable[[Any], Any] = bool,
-    problem: str = "",
-    read: Callable[[Any], Any] | None = None,
-    empty: Any = ...,
+    ok: Test | None = None, problem: str = "", read: Callable[[Any], Any] | None = None, empty: Any = ...
 ) -> BeforeValidator:
     """A value that ``read`` (when given, e.g. :func:`duration_of`) takes and ``ok`` accepts;
     otherwise ``problem``, in which ``{value!r}`` shows the value as written. An empty value is
@@ -73,7 +74,7 @@ def rule(
         if not value and empty is not ...:
             return empty
         result = read(value) if read else value
-        if ok and not ok(result):
+        if ok is not None and not passes(ok, result):
             raise ValueError(problem.format(value=value))
         return result
 
@@ -115,9 +116,16 @@ def number(ok: Callable[[float], bool], problem: str) -> BeforeValidator:
     return rule(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and ok(v), problem)
 
 
-def list_of(item: Callable[[Any], Any], problem: str) -> BeforeValidator:
-    """A list whose every item ``item`` accepts; otherwise ``problem`` (see :func:`rule`)."""
-    return rule(lambda v: isinstance(v, list | tuple) and all(item(i) for i in v), problem)
+def list_of(item: Test, problem: str) -> BeforeValidator:
+    """A list whose every item passes ``item``; otherwise ``problem`` (see :func:`rule`)."""
+    return rule(lambda v: isinstance(v, list | tuple) and all(passes(item, i) for i in v), problem)
+
+
+def passes(test: Test, value: Any) -> bool:
+    """Whether ``value`` passes ``test``."""
+    if isinstance(test, re.Pattern):
+        return isinstance(value, str) and test.fullmatch(value) is not None
+    return bool(test(value))
 
 
 def one_of(*choices: str, empty: str | None = None) -> BeforeValidator:
@@ -144,8 +152,7 @@ Optional = Annotated[str | None, BeforeValidator(lambda v: v or None)]
 def text(regex: re.Pattern[str], problem: str, required: bool = True) -> BeforeValidator:
     """A text that fully matches ``regex``; otherwise the value and ``problem`` ("is not an
     IAM role ARN") say why. Empty is None unless ``required``."""
-    empty = ... if required else None
-    return rule(lambda v: isinstance(v, str) and regex.fullmatch(v), "{value!r} " + problem, empty=empty)
+    return rule(regex, "{value!r} " + problem, empty=... if required else None)
 
 
 ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

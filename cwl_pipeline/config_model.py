@@ -149,6 +149,19 @@ Optional = Annotated[str | None, BeforeValidator(lambda v: v or None)]
 """A text; an empty value (``${NAME:-}`` of an unset variable) is no value."""
 
 
+def regex(problem: str) -> BeforeValidator:
+    """A regular expression (or None); otherwise ``problem``, where ``{value!r}`` and ``{exc}``
+    show the value and why it does not compile."""
+
+    def check(value: Any) -> Any:
+        try:
+            return value if value is None else re.compile(value) and value
+        except (re.error, TypeError) as exc:
+            raise ValueError(problem.format(value=value, exc=exc)) from None
+
+    return BeforeValidator(check)
+
+
 def text(regex: re.Pattern[str], problem: str, required: bool = True) -> BeforeValidator:
     """A text that fully matches ``regex``; otherwise the value and ``problem`` ("is not an
     IAM role ARN") say why. Empty is None unless ``required``."""

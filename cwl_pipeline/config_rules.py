@@ -23,9 +23,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from cwl_pipeline.config_model import Section, at, list_of, rule
+from cwl_pipeline.config_model import Section, at, list_of, regex, rule
 from cwl_pipeline.core.event_rules import MASK, EventRules, MessageFilter, Redaction
 from cwl_pipeline.core.filter_patterns import FilterPatternError
 from cwl_pipeline.core.parsers import JSON_PARSER_TYPES, ParserSpec
@@ -35,16 +35,8 @@ _OPTIONS = {"mask": {"replacement"}, "hash": {"salt_env"}, "drop_field": set()}
 _VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _regex(value: Any) -> str:
-    try:
-        re.compile(value)
-    except (re.error, TypeError) as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
-
-
 Regexes = Annotated[
-    tuple[Annotated[str, BeforeValidator(_regex)], ...],
+    tuple[Annotated[str, regex("invalid regular expression {value!r}: {exc}")], ...],
     list_of(lambda v: isinstance(v, str) and v, "must be a list of regular expressions"),
 ]
 

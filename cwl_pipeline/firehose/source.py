@@ -22,6 +22,7 @@ from cwl_pipeline.config_model import (
     between,
     identifier,
     one_of,
+    regex,
     rule,
     table_schema,
     text,
@@ -154,15 +155,6 @@ class S3Source(Section):
 UNROUTED_ACTIONS = ("reject", "load")
 
 
-def _regex(value: Any) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except (re.error, TypeError) as exc:
-            raise ValueError(f"{value!r} is not a regular expression ({exc})") from None
-    return value
-
-
 class Route(Section):
     """Events of some log groups of a Firehose stream, bound for a table of their own.
 
@@ -182,7 +174,7 @@ class Route(Section):
     """Log groups routed here."""
     log_group_prefixes: LogGroups = ()
     """Every log group whose name starts so."""
-    pattern: Annotated[str | None, BeforeValidator(_regex)] = None
+    pattern: Annotated[str | None, regex("{value!r} is not a regular expression ({exc})")] = None
     """A regular expression a log group must fully match."""
 
     resolved_keys: ClassVar[dict[str, str]] = {

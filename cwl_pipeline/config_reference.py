@@ -124,17 +124,17 @@ _WORDS: dict[Any, str] = {
 def _default(value: Any) -> str:
     if value is None or value == "" or value == ():
         return ""
-    if isinstance(value, timedelta):
-        return f"`{spell(value)}`"
-    if isinstance(value, tuple):
-        return "`[" + ", ".join(spell(v) if isinstance(v, timedelta) else str(v) for v in value) + "]`"
     if isinstance(value, Section):
         return "its defaults"
+    return f"`[{', '.join(map(_spelled, value))}]`" if isinstance(value, tuple) else f"`{_spelled(value)}`"
+
+
+def _spelled(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return spell(value)
     if isinstance(value, TableSchema):
-        return f"`{value.name}`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    return f"`{value}`"
+        return value.name
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 if __name__ == "__main__":

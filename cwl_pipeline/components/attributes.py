@@ -86,7 +86,7 @@ def attributes_of(
         if isinstance(info.annotation, ForwardRef):
             raise TypeError(f"{section.__name__}.{field_name}: define its type before the section")
         field_type = _written(info.annotation, info.metadata)
-        default = ... if key in required else info.default if _is_literal(field_type) else None
+        default = ... if key in required else info.default if get_origin(field_type) is Literal else None
         if key in required:
             field_type = _required(field_type)
         # `schema` is a pydantic BaseModel attribute: such a key gets another field name and the alias.
@@ -141,10 +141,6 @@ def _required(field_type: Any) -> Any:
 def _base(annotation: Any) -> Any:
     """``annotation`` without ``Annotated`` metadata."""
     return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
-
-
-def _is_literal(field_type: Any) -> bool:
-    return get_origin(field_type) is Literal
 
 
 _SCALARS: dict[Any, Any] = {

@@ -314,24 +314,6 @@ class LiveSettings(Section):
     """sensor: event time re-read for late events (0s..1h)."""
 
 
-STREAM_TUNING_KEYS = {
-    "window",
-    "settle_lag",
-    "start",
-    "refresh_interval",
-    "max_windows_per_run",
-    "initial_lookback",
-    "sweeps",
-    "freshness",
-    "max_reject_rate",
-    "backfill_windows_per_run",
-    "windows_per_replace",
-    "chunk_events",
-    "decode_workers",
-    "reconcile",
-    "live",
-}
-"""The stream keys the ``defaults`` section may set for every stream."""
 CONFIG_KEYS = {"aws", "bigquery", "defaults", "schemas", "streams"}
 _ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 
@@ -344,6 +326,10 @@ class Freshness(Section):
     """Warn after this long without a new window."""
     fail: Duration | None = None
     """Fail after this long without a new window."""
+
+
+class Tuning:
+    """Marks a stream key (``Annotated[..., Tuning]``) the ``defaults`` section may set for every stream."""
 
 
 def _source_type(value: Any) -> str:
@@ -390,36 +376,40 @@ class StreamConfig(Section):
     """BigQuery table (default: the name)."""
     schema_: TableSchema = Field(BUILTIN_SCHEMAS["seed"], alias="schema")
     """A built-in or declared schema name; with parser."""
-    window: Annotated[timedelta, _window("1m")] = timedelta(minutes=15)
+    window: Annotated[timedelta, _window("1m"), Tuning] = timedelta(minutes=15)
     """Window length; divides an hour or a day."""
-    settle_lag: Duration = timedelta(minutes=2)
+    settle_lag: Annotated[Duration, Tuning] = timedelta(minutes=2)
     """Wait after a window closes before its final load."""
-    start: datetime = Field(None, validate_default=True)
+    start: Annotated[datetime, Tuning] = Field(None, validate_default=True)
     """First window to load, aligned to the window."""
-    refresh_interval: Duration = timedelta(minutes=1)
+    refresh_interval: Annotated[Duration, Tuning] = timedelta(minutes=1)
     """Refresh of the open window (live.path runs)."""
-    max_windows_per_run: Annotated[int, integer(1, 4000)] = 96
+    max_windows_per_run: Annotated[int, integer(1, 4000), Tuning] = 96
     """Windows one sensor run loads."""
-    initial_lookback: Duration = timedelta(days=1)
+    initial_lookback: Annotated[Duration, Tuning] = timedelta(days=1)
     """How far back a new stream's sensor starts."""
     sweeps: Annotated[
-        tuple[Duration, ...], list_of(lambda _: True, "must be a list of durations, e.g. ['15m', '6h']")
+        tuple[Duration, ...],
+        list_of(lambda _: True, "must be a list of durations, e.g. ['15m', '6h']"),
+        Tuning,
     ] = (timedelta(minutes=15), timedelta(hours=6))
     """Late-data sweeps after a window closes."""
-    freshness: Freshness = Freshness()
+    freshness: Annotated[Freshness, Tuning] = Freshness()
     """When the tables count as late."""
-    max_reject_rate: Annotated[float, number(lambda v: 0 <= v <= 1, "must be a number from 0 to 1")] = 0.05
+    max_reject_rate: Annotated[
+        float, number(lambda v: 0 <= v <= 1, "must be a number from 0 to 1"), Tuning
+    ] = 0.05
     """The rejects check fails above this share of a load's events."""
-    backfill_windows_per_run: Annotated[int, integer(1)] = 672
+    backfill_windows_per_run: Annotated[int, integer(1), Tuning] = 672
     """Windows one backfill run loads."""
-    windows_per_replace: Annotated[int, integer(1)] = 96
+    windows_per_replace: Annotated[int, integer(1), Tuning] = 96
     """Windows one replace step writes."""
     # Events per staged chunk (one load job each), and the processes decoding an S3 read's
     # objects (0: one per CPU; 1: in the run's own process). Both size a load's memory and CPU.
-    chunk_events: Annotated[int, integer(MIN_CHUNK_EVENTS, meaning=_CHUNK_EVENTS_MEANING)] = Field(
+    chunk_events: Annotated[int, integer(MIN_CHUNK_EVENTS, meaning=_CHUNK_EVENTS_MEANING), Tuning] = Field(
         DEFAULT_CHUNK_EVENTS, description=f"Events per staged chunk (${CHUNK_EVENTS_ENV} overrides)."
     )
-    decode_workers: Annotated[int, integer(0, meaning=_DECODE_WORKERS_MEANING)] = Field(
+    decode_workers: Annotated[int, integer(0, meaning=_DECODE_WORKERS_MEANING), Tuning] = Field(
         1,
         description=f"Processes decoding a Firehose read (0: one per CPU; ${DECODE_WORKERS_ENV} overrides).",
     )
@@ -432,9 +422,9 @@ class StreamConfig(Section):
     """E-mail addresses or team:names."""
     history: HistorySource | None = None
     """Old windows read through CreateExportTask (polling)."""
-    reconcile: ReconcileSettings = ReconcileSettings()
+    reconcile: Annotated[ReconcileSettings, Tuning] = ReconcileSettings()
     """Comparison with CloudWatch's IncomingLogEvents (polling)."""
-    live: LiveSettings = LiveSettings()
+    live: Annotated[LiveSettings, Tuning] = LiveSettings()
     """How the open window reaches <table>_live (polling)."""
     # Firehose only: log groups routed to tables of their own; events of no route go to the
     # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
@@ -598,6 +588,10 @@ class StreamConfig(Section):
     def window_minutes(self) -> int:
         """Window length in whole minutes."""
         return int(self.window.total_seconds() // 60)
+
+
+STREAM_TUNING_KEYS = {key for key, item in StreamConfig.model_fields.items() if Tuning in item.metadata}
+"""The stream keys the ``defaults`` section may set for every stream."""
 
 
 def default_freshness(window: timedelta, settle_lag: timedelta) -> tuple[timedelta, timedelta]:

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
+from cwl_pipeline.core.parsers import parser_from_config
 from cwl_pipeline.core.schema import PARSER_SCHEMAS, TableSchema
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
@@ -155,9 +155,11 @@ def regex(problem: str) -> BeforeValidator:
 
     def check(value: Any) -> Any:
         try:
-            return value if value is None else re.compile(value) and value
+            if value is not None:
+                re.compile(value)
         except (re.error, TypeError) as exc:
             raise ValueError(problem.format(value=value, exc=exc)) from None
+        return value
 
     return BeforeValidator(check)
 
@@ -316,12 +318,8 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
     named = data.get("schema")
     if isinstance(named, TableSchema):
         return named
-    parser: ParserSpec | None = None
-    if data.get("parser") is not None:
-        try:
-            parser = parser_from_config(data["parser"], ".parser")
-        except ParserError as exc:
-            raise ValueError(str(exc)) from None
+    # A ParserError is a ValueError: pydantic reports it as it is, at ``.parser``.
+    parser = parser_from_config(data["parser"], ".parser") if data.get("parser") is not None else None
     if named is None:
         if parser is not None and parser.type not in PARSER_SCHEMAS:
             raise at(

@@ -28,7 +28,7 @@ from cwl_pipeline.config_model import (
     text,
 )
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
+from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
 from cwl_pipeline.polling.source import LOG_GROUP_RE, LogGroups
@@ -68,10 +68,7 @@ _KEY_PREFIX = "{value!r} must be a key prefix without a leading '/'"
 
 def _key_template(value: Any) -> str | None:
     if value is not None:
-        try:
-            KeyLayout.parse(value)
-        except KeyTemplateError as exc:
-            raise ValueError(str(exc)) from None
+        KeyLayout.parse(value)  # a KeyTemplateError is a ValueError, reported as it is
     return value
 
 

@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, model_validator
 
 from cwl_pipeline.config_accounts import SourceAccount
 from cwl_pipeline.config_model import Section, at
-from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
+from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 
 LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
 
@@ -30,10 +30,7 @@ def _log_group(name: str, arn: bool = False) -> str:
     allows, an ARN (a monitoring account's view of its source accounts), one spelling per ARN
     (without ``:*``): it is the ``log_group`` of every row read from the group."""
     if arn and is_arn(name):
-        try:
-            return parse_log_group_arn(name).arn
-        except LogGroupArnError as exc:
-            raise ValueError(str(exc)) from None
+        return parse_log_group_arn(name).arn  # a LogGroupArnError is a ValueError, reported as it is
     if not LOG_GROUP_RE.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid CloudWatch log group name")
     return name

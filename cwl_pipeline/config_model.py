@@ -210,8 +210,7 @@ class Section(BaseModel):
         if not isinstance(data, Mapping):
             raise ValueError(f"must be a mapping, got {type(data).__name__}")
         allowed = cls.document_keys()
-        unknown = sorted(set(data) - allowed, key=str)
-        if unknown:
+        if unknown := sorted(set(data) - allowed, key=str):
             raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
         return cls.resolve(dict(data), info.context or {})
 
@@ -258,13 +257,14 @@ def describe(exc: ValidationError, where: str, raw: Any = None) -> str:
     error = exc.errors(include_url=False)[0]
     path, node = where, raw
     for part in error["loc"]:
-        if _is_union_tag(part):
-            continue
-        node = _child(node, part)
-        name = node.get("name") if isinstance(node, Mapping) else None
+        if isinstance(part, str) and part.startswith("tag:"):
+            continue  # pydantic names the chosen member of a tagged union; the config's keys do not
         if isinstance(part, int):
+            node = node[part] if isinstance(node, list | tuple) and 0 <= part < len(node) else None
+            name = node.get("name") if isinstance(node, Mapping) else None
             path += f".{name}" if isinstance(name, str) and NAME_RE.fullmatch(name) else f"[{part}]"
         else:
+            node = node.get(part) if isinstance(node, Mapping) else None
             path += f".{part}"
     message = str(error["msg"])
     if error["type"] == "value_error":
@@ -295,18 +295,6 @@ _EXPECTED = {
     "literal_error": "must be one of the values shown",
 }
 """What a value of the wrong type should have been, in the config's words."""
-
-
-def _child(node: Any, part: str | int) -> Any:
-    """``node[part]`` of a document, None when absent."""
-    if isinstance(part, int) and isinstance(node, list | tuple) and 0 <= part < len(node):
-        return node[part]
-    return node.get(part) if isinstance(node, Mapping) and isinstance(part, str) else None
-
-
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic puts the chosen member of a tagged union in the location; the config's keys do not."""
-    return isinstance(part, str) and part.startswith("tag:")
 
 
 def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) -> TableSchema:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from functools import cache
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -226,6 +226,11 @@ class Section(BaseModel):
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """The document's keys as the fields take them (some sections derive fields from keys)."""
         return data
+
+
+def bare(annotation: Any) -> Any:
+    """``annotation`` without its ``Annotated`` metadata."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def section_keys(cls: type[BaseModel]) -> set[str]:

@@ -17,7 +17,7 @@ import dagster as dg
 import jinja2
 from pydantic import BaseModel, Field, SkipValidation, StrictBool, StrictInt, create_model
 
-from cwl_pipeline.config_model import Section, choices_of
+from cwl_pipeline.config_model import Section, bare, choices_of
 
 
 def _text(context: dg.ResolutionContext, value: Any) -> Any:
@@ -121,8 +121,8 @@ def _written(annotation: Any, metadata: list[Any]) -> Any:
         item = get_args(annotation)[0]
         if isinstance(item, type) and issubclass(item, Section):
             return list[attributes_of(item)] | None
-        return Names if _base(item) is str else Annotated[list[str | StrictInt] | None, SkipValidation]
-    base = _base(annotation)
+        return Names if bare(item) is str else Annotated[list[str | StrictInt] | None, SkipValidation]
+    base = bare(annotation)
     if isinstance(base, type) and issubclass(base, Section):
         return attributes_of(base) | None
     return _SCALARS.get(base, OptionalText)
@@ -136,11 +136,6 @@ def _required(field_type: Any) -> Any:
     if get_origin(field_type) in (Union, types.UnionType) and members:
         return Union[tuple(members)] if len(members) > 1 else members[0]  # noqa: UP007
     return field_type
-
-
-def _base(annotation: Any) -> Any:
-    """``annotation`` without ``Annotated`` metadata."""
-    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 _SCALARS: dict[Any, Any] = {

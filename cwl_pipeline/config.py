@@ -24,7 +24,6 @@ from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Discriminator,
     Field,
@@ -36,7 +35,6 @@ from pydantic import (
 
 from cwl_pipeline.config_accounts import ROLE_ARN, ROLE_ARN_RE, SourceAccount
 from cwl_pipeline.config_model import (
-    NAME_RE,
     ConfigError,
     Duration,
     Flag,
@@ -51,18 +49,12 @@ from cwl_pipeline.config_model import (
     list_of,
     number,
     one_of,
+    resolve_table,
     rule,
-    table_schema,
     text,
     validate_section,
 )
-from cwl_pipeline.config_rules import (
-    FilterSettings,
-    RedactionRule,
-    check_rules_apply,
-    event_rules,
-    filter_is_active,
-)
+from cwl_pipeline.config_rules import FilterSettings, RedactionRule, check_rules_apply, filter_is_active
 from cwl_pipeline.core.event_rules import EventRules
 from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
@@ -258,7 +250,7 @@ class HistorySource(Section):
 
     bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")]
     """The export tasks' bucket."""
-    prefix: Annotated[str, AfterValidator(lambda v: v.strip("/")), rule(_EXPORT_PREFIX_RE, _EXPORT_PREFIX)]
+    prefix: Annotated[str, rule(read=lambda v: v.strip("/")), rule(_EXPORT_PREFIX_RE, _EXPORT_PREFIX)]
     """The export tasks' destination prefix."""
     after: Annotated[timedelta, rule(lambda d: d >= HISTORY_MIN_AGE, _TOO_YOUNG, duration_of)]
     """Windows that ended longer ago than this are exported (at least 12h)."""
@@ -457,18 +449,10 @@ class StreamConfig(Section):
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults merged under the stream's keys, its table, schema and raw table resolved,
         and the keys that apply only to some sources checked against its source."""
-        name = data.get("name")
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise at(
-                "name", f"{name!r} must be lower-case letters, digits and underscores, starting with a letter"
-            )
         explicit = set(data)
         data = {**context.get("defaults", {}), **data}
-        data["table"] = table = identifier("table", data.get("table", name), key="table")
-        context["table"] = table  # routes' tables are named after it
-        schemas = context.get("schemas", BUILTIN_SCHEMAS)
-        data["schema"] = table_schema(data, schemas)
-        data.pop("parser", None)
+        # routes' tables are named after it
+        context["table"] = table = resolve_table(data, context, lambda name: name, ", starting with a letter")
         data["raw_table"] = _raw_table(data, table)
         data.pop("raw", None)
         source = data.get("source")
@@ -561,7 +545,7 @@ class StreamConfig(Section):
     @cached_property
     def rules(self) -> EventRules:
         """The stream's filter and redaction rules, applied before anything is written."""
-        return event_rules(self.filter, self.redact)
+        return EventRules(self.filter.message_filter(), tuple(r.redaction() for r in self.redact))
 
     @property
     def freshness_warn(self) -> timedelta:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from cwl_pipeline.core.parsers import parser_from_config
-from cwl_pipeline.core.schema import PARSER_SCHEMAS, TableSchema
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, TableSchema
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 
@@ -325,6 +325,20 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
         raise at("schema", f"unknown schema {named!r} (known: {sorted(schemas)})")
     schema = schemas[named]
     return schema if parser is None or parser == schema.parser else replace(schema, parser=parser)
+
+
+def resolve_table(
+    data: dict[str, Any], context: Mapping[str, Any], default: Callable[[str], str], hint: str = ""
+) -> str:
+    """The ``name`` of a stream or route checked, its ``table`` (by default ``default(name)``)
+    and ``schema`` (with ``parser``) resolved in ``data``; the table."""
+    name = data.get("name")
+    if not passes(NAME_RE, name):
+        raise at("name", f"{name!r} must be lower-case letters, digits and underscores{hint}")
+    data["table"] = identifier("table", data.get("table", default(name)), key="table")
+    data["schema"] = table_schema(data, context.get("schemas", BUILTIN_SCHEMAS))
+    data.pop("parser", None)
+    return data["table"]
 
 
 def identifier(kind: str, value: Any, key: str = "", hint: str = "") -> str:

@@ -146,13 +146,6 @@ class RedactionRule(Section):
         return Redaction("hash", pattern=self.hash or "", salt=self.salt)
 
 
-def event_rules(filter_settings: FilterSettings, redact: Iterable[RedactionRule]) -> EventRules:
-    """A stream's filter and redaction rules, as the pipeline applies them."""
-    return EventRules(
-        filter=filter_settings.message_filter(), redactions=tuple(r.redaction() for r in redact)
-    )
-
-
 def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec]) -> None:
     """Refuse a redaction rule that could never change a message of the stream.
 

@@ -15,18 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from cwl_pipeline.config_model import (
-    NAME_RE,
-    Section,
-    at,
-    between,
-    identifier,
-    one_of,
-    regex,
-    rule,
-    table_schema,
-    text,
-)
+from cwl_pipeline.config_model import Section, at, between, one_of, regex, resolve_table, rule, text
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
 from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, TableSchema
@@ -181,13 +170,7 @@ class Route(Section):
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """The table named after the stream's, the schema looked up with its parser."""
-        name = data.get("name")
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise at("name", f"{name!r} must be lower-case letters, digits and underscores")
-        data.setdefault("table", f"{context.get('table', '')}_{name}")
-        data["table"] = identifier("table", data["table"], key="table")
-        data["schema"] = table_schema(data, context.get("schemas", BUILTIN_SCHEMAS))
-        data.pop("parser", None)
+        resolve_table(data, context, lambda name: f"{context.get('table', '')}_{name}")
         return data
 
     @model_validator(mode="after")

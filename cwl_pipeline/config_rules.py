@@ -101,8 +101,7 @@ class RedactionRule(Section):
             raise at("", f"needs exactly one of {list(REDACTION_KINDS)}")
         kind = kinds[0]
         allowed = {kind, *_OPTIONS[kind]}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
+        if unknown := sorted(set(data) - allowed):
             raise at("", f"unknown key(s) {unknown} for a {kind} rule; allowed: {sorted(allowed)}")
         target = data[kind]
         if not isinstance(target, str) or not target:
@@ -126,8 +125,7 @@ class RedactionRule(Section):
             variable = data.get("salt_env")
             if not isinstance(variable, str) or not _VARIABLE_RE.fullmatch(variable):
                 raise at("salt_env", "must name the environment variable holding the salt")
-            salt = context.get("env", {}).get(variable, "")
-            if not salt:
+            if not (salt := context.get("env", {}).get(variable, "")):
                 raise at(
                     "salt_env",
                     f"environment variable {variable} is not set (or empty); hash rules need a secret salt",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -35,10 +35,10 @@ from pydantic import (
 
 from cwl_pipeline.config_accounts import ROLE_ARN, ROLE_ARN_RE, SourceAccount
 from cwl_pipeline.config_model import (
-    NAME_RE,
     ConfigError,
     Duration,
     Flag,
+    Optional,
     Section,
     at,
     between,
@@ -46,33 +46,21 @@ from cwl_pipeline.config_model import (
     env_reference,
     identifier,
     integer,
+    list_of,
+    number,
     one_of,
-    optional,
-    positive,
-    table_schema,
+    resolve_table,
+    rule,
     text,
     validate_section,
 )
-from cwl_pipeline.config_rules import (
-    FilterSettings,
-    RedactionRule,
-    check_rules_apply,
-    event_rules,
-    filter_is_active,
-)
+from cwl_pipeline.config_rules import FilterSettings, RedactionRule, check_rules_apply, filter_is_active
 from cwl_pipeline.core.event_rules import EventRules
 from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
-from cwl_pipeline.firehose.source import (
-    BUCKET_RE,
-    EXPORT_DEFAULT_PREFIX,
-    FIREHOSE_RECORD_FORMATS,
-    S3_LAYOUTS,
-    UNROUTED_ACTIONS,
-    Route,
-    S3Notifications,
-    S3Source,
-)
+from cwl_pipeline.firehose.source import BUCKET_RE, UNROUTED_ACTIONS, Route, S3Source
+from cwl_pipeline.firehose.source import EXPORT_DEFAULT_PREFIX as EXPORT_DEFAULT_PREFIX  # re-exported
+from cwl_pipeline.firehose.source import S3Notifications as S3Notifications  # re-exported
 from cwl_pipeline.polling.source import CloudWatchSource
 
 CONFIG_ENV_VAR = "CWL_PIPELINE_CONFIG"
@@ -92,9 +80,9 @@ DECODE_WORKERS_ENV = "CWL_PIPELINE_DECODE_WORKERS"
 """Overrides every stream's ``decode_workers``."""
 
 # Windows must tile an hour or a day exactly so that partitions line up with cron ticks.
-_ALLOWED_WINDOW_SECONDS = sorted(
-    {m * 60 for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)} | {h * 3600 for h in (2, 3, 4, 6, 8, 12, 24)}
-)
+_ALLOWED_WINDOW_SECONDS = {m * 60 for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)} | {
+    h * 3600 for h in (2, 3, 4, 6, 8, 12, 24)
+}
 
 
 def parse_duration(value: Any, where: str) -> timedelta:
@@ -105,64 +93,46 @@ def parse_duration(value: Any, where: str) -> timedelta:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-_ROLE_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
-_HOST_PORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
+def _window(shortest: str) -> BeforeValidator:
+    """A window length that tiles an hour or a day, at least ``shortest``."""
+    problem = f"{{value!r}} must divide an hour ({shortest}..60m) or a day (2h..24h)"
+    low = duration_of(shortest)
+    return rule(lambda d: d.total_seconds() in _ALLOWED_WINDOW_SECONDS and d >= low, problem, duration_of)
 
 
-def _reconcile_interval(value: Any) -> timedelta:
-    interval = duration_of(value)
-    if interval.total_seconds() not in _ALLOWED_WINDOW_SECONDS or interval < timedelta(minutes=5):
-        raise ValueError(f"{value!r} must divide an hour (5m..60m) or a day (2h..24h)")
-    return interval
-
-
-Optional = Annotated[str | None, BeforeValidator(optional)]
-
-
-def _request_rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
-        raise ValueError("a number above 0 and at most 100")
-    return float(value)
-
-
-def _session_name(value: Any) -> str:
-    value = value or "cwl-pipeline"
-    if not isinstance(value, str) or not _ROLE_SESSION_NAME_RE.fullmatch(value):
-        raise ValueError("2-64 letters, digits and +=,.@_-")
-    return value
+_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 
 
 class AwsSettings(Section):
     """How to reach AWS (CloudWatch Logs, S3)."""
 
-    region: Annotated[str, BeforeValidator(lambda v: v or "us-east-1")] = Field(
-        "us-east-1", description="Region of the log groups and buckets."
-    )
-    endpoint_url: Optional = Field(None, description="Another endpoint, e.g. a local stack.")
-    profile: Optional = Field(None, description="A named profile of the AWS config files.")
-    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = Field(
-        None, description="A role to assume for every AWS call."
-    )
-    max_attempts: Annotated[int, integer(1, 20)] = Field(
-        8, description="botocore's attempts per call (1..20)."
-    )
-    retry_mode: Annotated[str, one_of("standard", "adaptive", "legacy")] = Field(
-        "adaptive", description="botocore's retry mode."
-    )
+    region: Annotated[str, BeforeValidator(lambda v: v or "us-east-1")] = "us-east-1"
+    """Region of the log groups and buckets."""
+    endpoint_url: Optional = None
+    """Another endpoint, e.g. a local stack."""
+    profile: Optional = None
+    """A named profile of the AWS config files."""
+    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = None
+    """A role to assume for every AWS call."""
+    max_attempts: Annotated[int, integer(1, 20)] = 8
+    """botocore's attempts per call (1..20)."""
+    retry_mode: Annotated[str, one_of("standard", "adaptive", "legacy")] = "adaptive"
+    """botocore's retry mode."""
     # FilterLogEvents requests per second one process may send (the account allows 5 per Region).
-    filter_log_events_per_second: Annotated[float, BeforeValidator(_request_rate)] = Field(
-        2.0, description="This deployment's share of the account's FilterLogEvents quota (5/s)."
-    )
-    role_session_name: Annotated[str, BeforeValidator(_session_name)] = Field(
-        "cwl-pipeline", description="The assumed role's session name."
-    )
+    filter_log_events_per_second: Annotated[
+        float, number(lambda v: 0 < v <= 100, "a number above 0 and at most 100")
+    ] = 2.0
+    """This deployment's share of the account's FilterLogEvents quota (5/s)."""
+    role_session_name: Annotated[
+        str, rule(_SESSION_NAME_RE, "2-64 letters, digits and +=,.@_-", empty="cwl-pipeline")
+    ] = "cwl-pipeline"
+    """The assumed role's session name."""
     # Name of the environment variable holding the role's external id (never the value: the
     # resource passes it to Dagster as an EnvVar, so the UI shows the name only).
     external_id_env: Annotated[str | None, env_reference("CWL_AWS_EXTERNAL_ID")] = Field(
-        None,
-        alias="external_id",
-        description="role_arn's external id, as a reference ${NAME} read at run time (never a value).",
+        None, alias="external_id"
     )
+    """role_arn's external id, as a reference ${NAME} read at run time (never a value)."""
 
     @model_validator(mode="after")
     def _role_options(self) -> AwsSettings:
@@ -200,15 +170,12 @@ class GcpCredentials(Section):
     profiles) or ``google-auth`` (its own reader: environment variables or EC2 metadata only).
     """
 
-    type: Annotated[str, BeforeValidator(_credential_type)] = Field(
-        "default", description="default (Application Default Credentials) or external_account."
-    )
-    config_file: Annotated[Path | None, BeforeValidator(optional)] = Field(
-        None, description="external_account: the credential configuration."
-    )
-    aws_credentials: Annotated[str, one_of(*AWS_CREDENTIAL_READERS, empty="boto3")] = Field(
-        "boto3", description="external_account: who reads the AWS credentials it exchanges."
-    )
+    type: Annotated[str, BeforeValidator(_credential_type)] = "default"
+    """default (Application Default Credentials) or external_account."""
+    config_file: Annotated[Path | None, BeforeValidator(lambda v: v or None)] = None
+    """external_account: the credential configuration."""
+    aws_credentials: Annotated[str, one_of(*AWS_CREDENTIAL_READERS, empty="boto3")] = "boto3"
+    """external_account: who reads the AWS credentials it exchanges."""
 
     @model_validator(mode="after")
     def _config_file_with_its_type(self) -> GcpCredentials:
@@ -223,42 +190,30 @@ class GcpCredentials(Section):
         return self
 
 
-def _identifier(kind: str, hint: str = "", required: bool = True) -> BeforeValidator:
-    """A BigQuery name of ``kind`` (core.sql_identifiers: the alphabet safe in SQL and asset keys)."""
-
-    def check(value: Any) -> Any:
-        if not value and not required:
-            return None
-        try:
-            return identifier(kind, value)
-        except ValueError as exc:
-            raise ValueError(f"{exc}{hint}") from None
-
-    return BeforeValidator(check)
-
-
 class BigQuerySettings(Section):
     """Where tables live in BigQuery."""
 
-    project: Annotated[str, _identifier("project", " (a Google Cloud project id)")] = Field(
-        description="The Google Cloud project."
-    )
-    dataset: Annotated[str, _identifier("dataset")] = Field(description="The dataset of the tables.")
-    location: Annotated[str, BeforeValidator(lambda v: v or "US")] = Field(
-        "US", description="The dataset's location."
-    )
-    api_endpoint: Optional = Field(None, description="Another endpoint, e.g. a local emulator.")
+    project: Annotated[
+        str, rule(read=lambda v: identifier("project", v, hint=" (a Google Cloud project id)"))
+    ]
+    """The Google Cloud project."""
+    dataset: Annotated[str, rule(read=lambda v: identifier("dataset", v))]
+    """The dataset of the tables."""
+    location: Annotated[str, BeforeValidator(lambda v: v or "US")] = "US"
+    """The dataset's location."""
+    api_endpoint: Optional = None
+    """Another endpoint, e.g. a local emulator."""
     # The emulator's Storage Write API (gRPC host:port); real BigQuery needs none.
-    storage_write_endpoint: Annotated[str | None, text(_HOST_PORT_RE, "is not host:port", required=False)] = (
-        Field(None, description="With api_endpoint: its gRPC host:port.")
-    )
-    staging_dataset: Annotated[str | None, _identifier("dataset", required=False)] = Field(
-        None, description="Staging tables' dataset (default: the dataset)."
-    )
-    retry_timeout: Duration = Field(timedelta(minutes=2), description="How long a call is retried.")
-    credentials: Annotated[GcpCredentials, BeforeValidator(lambda v: v or {})] = Field(
-        GcpCredentials(), description="Keyless credentials: never a service-account key."
-    )
+    storage_write_endpoint: Annotated[
+        str | None, text(re.compile(r"[A-Za-z0-9.-]+:\d{1,5}"), "is not host:port", required=False)
+    ] = None
+    """With api_endpoint: its gRPC host:port."""
+    staging_dataset: Annotated[str | None, rule(read=lambda v: identifier("dataset", v), empty=None)] = None
+    """Staging tables' dataset (default: the dataset)."""
+    retry_timeout: Duration = timedelta(minutes=2)
+    """How long a call is retried."""
+    credentials: Annotated[GcpCredentials, BeforeValidator(lambda v: v or {})] = GcpCredentials()
+    """Keyless credentials: never a service-account key."""
 
     @model_validator(mode="after")
     def _storage_write_only_locally(self) -> BigQuerySettings:
@@ -274,25 +229,14 @@ class BigQuerySettings(Section):
 
 HISTORY_MIN_AGE = timedelta(hours=12)
 """AWS: log data can take up to 12 hours to become available for export."""
-
-
-def _history_age(value: Any) -> timedelta:
-    after = duration_of(value)
-    if after < HISTORY_MIN_AGE:
-        raise ValueError(
-            f"{value!r} is under 12h: AWS says log data can take up to 12 hours "
-            "to become available for export, so a younger window could be exported incomplete"
-        )
-    return after
-
-
-def _export_prefix(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip("/") or value.startswith("/"):
-        raise ValueError(
-            f"{value!r} must be a non-empty key prefix without a leading '/' "
-            "(the export tasks' destination prefix)"
-        )
-    return value.strip("/")
+_TOO_YOUNG = (
+    "{value!r} is under 12h: AWS says log data can take up to 12 hours to become available "
+    "for export, so a younger window could be exported incomplete"
+)
+_EXPORT_PREFIX_RE = re.compile(r"[^/].*", re.DOTALL)
+_EXPORT_PREFIX = (
+    "{value!r} must be a non-empty key prefix without a leading '/' (the export tasks' destination prefix)"
+)
 
 
 class HistorySource(Section):
@@ -304,18 +248,16 @@ class HistorySource(Section):
     12 hours (:data:`HISTORY_MIN_AGE`); code may build a shorter one (tests).
     """
 
-    bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")] = Field(
-        description="The export tasks' bucket."
+    bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")]
+    """The export tasks' bucket."""
+    prefix: Annotated[str, rule(read=lambda v: v.strip("/")), rule(_EXPORT_PREFIX_RE, _EXPORT_PREFIX)]
+    """The export tasks' destination prefix."""
+    after: Annotated[timedelta, rule(lambda d: d >= HISTORY_MIN_AGE, _TOO_YOUNG, duration_of)]
+    """Windows that ended longer ago than this are exported (at least 12h)."""
+    poll_interval: Annotated[timedelta, rule(lambda d: d > timedelta(0), "must be positive", duration_of)] = (
+        timedelta(seconds=10)
     )
-    prefix: Annotated[str, BeforeValidator(_export_prefix)] = Field(
-        description="The export tasks' destination prefix."
-    )
-    after: Annotated[timedelta, BeforeValidator(_history_age)] = Field(
-        description="Windows that ended longer ago than this are exported (at least 12h)."
-    )
-    poll_interval: Annotated[timedelta, BeforeValidator(positive)] = Field(
-        timedelta(seconds=10), description="How often a running export task is polled."
-    )
+    """How often a running export task is polled."""
 
     @model_validator(mode="before")
     @classmethod
@@ -333,19 +275,16 @@ class ReconcileSettings(Section):
     sweep is read again, at most ``max_heal_attempts`` times (see docs/reconciliation.md).
     """
 
-    enabled: Flag = Field(True, description="Compare at all (off with a filter).")
-    interval: Annotated[timedelta, BeforeValidator(_reconcile_interval)] = Field(
-        timedelta(hours=1), description="How often (divides an hour or a day; at least 5m)."
-    )
+    enabled: Flag = True
+    """Compare at all (off with a filter)."""
+    interval: Annotated[timedelta, _window("5m")] = timedelta(hours=1)
+    """How often (divides an hour or a day; at least 5m)."""
     lookback: Annotated[
         timedelta, between(timedelta(hours=1), timedelta(days=14), "CloudWatch accepts events 14 days old")
-    ] = Field(timedelta(hours=24), description="How far back (1h..14d).")
-    max_heal_attempts: Annotated[int, integer(1, 20)] = Field(
-        3, description="Reloads of one hour before it is reported (1..20)."
-    )
-
-
-LIVE_PATHS = ("sensor", "runs")
+    ] = timedelta(hours=24)
+    """How far back (1h..14d)."""
+    max_heal_attempts: Annotated[int, integer(1, 20)] = 3
+    """Reloads of one hour before it is reported (1..20)."""
 
 
 class LiveSettings(Section):
@@ -358,36 +297,15 @@ class LiveSettings(Section):
     window every ``refresh_interval`` (the earlier design, kept for comparison).
     """
 
-    path: Annotated[str, one_of(*LIVE_PATHS)] = Field(
-        "sensor", description="sensor: its own sensor appends (no run); runs: a refresh run each time."
-    )
+    path: Annotated[str, one_of("sensor", "runs")] = "sensor"
+    """sensor: its own sensor appends (no run); runs: a refresh run each time."""
     # The daemon evaluates a sensor at most every ~5 s; the sensor timeout is 60 s.
-    interval: Annotated[timedelta, between(timedelta(seconds=5), timedelta(minutes=5))] = Field(
-        timedelta(seconds=5), description="sensor: how often it reads new events (5s..5m)."
-    )
-    lookback: Annotated[timedelta, between(timedelta(0), timedelta(hours=1))] = Field(
-        timedelta(minutes=2), description="sensor: event time re-read for late events (0s..1h)."
-    )
+    interval: Annotated[timedelta, between(timedelta(seconds=5), timedelta(minutes=5))] = timedelta(seconds=5)
+    """sensor: how often it reads new events (5s..5m)."""
+    lookback: Annotated[timedelta, between(timedelta(0), timedelta(hours=1))] = timedelta(minutes=2)
+    """sensor: event time re-read for late events (0s..1h)."""
 
 
-STREAM_TUNING_KEYS = {
-    "window",
-    "settle_lag",
-    "start",
-    "refresh_interval",
-    "max_windows_per_run",
-    "initial_lookback",
-    "sweeps",
-    "freshness",
-    "max_reject_rate",
-    "backfill_windows_per_run",
-    "windows_per_replace",
-    "chunk_events",
-    "decode_workers",
-    "reconcile",
-    "live",
-}
-"""The stream keys the ``defaults`` section may set for every stream."""
 CONFIG_KEYS = {"aws", "bigquery", "defaults", "schemas", "streams"}
 _ASSET_KEY_PART_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 
@@ -396,43 +314,14 @@ class Freshness(Section):
     """When the stream's tables count as late (default: the window closed and settled, plus 5
     or 15 minutes)."""
 
-    warn: Duration | None = Field(None, description="Warn after this long without a new window.")
-    fail: Duration | None = Field(None, description="Fail after this long without a new window.")
+    warn: Duration | None = None
+    """Warn after this long without a new window."""
+    fail: Duration | None = None
+    """Fail after this long without a new window."""
 
 
-def _window(value: Any) -> timedelta:
-    window = duration_of(value)
-    if window.total_seconds() not in _ALLOWED_WINDOW_SECONDS:
-        raise ValueError(f"{value!r} must divide an hour (1m..60m) or a day (2h..24h)")
-    return window
-
-
-def _sweeps(value: Any) -> Any:
-    if not isinstance(value, list | tuple):
-        raise ValueError("must be a list of durations, e.g. ['15m', '6h']")
-    return value
-
-
-def _reject_rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError("must be a number from 0 to 1")
-    return float(value)
-
-
-def _owners(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not all(isinstance(o, str) for o in value):
-        raise ValueError("must be a list of e-mail addresses or team:names")
-    return tuple(value)
-
-
-def _key_prefix(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(part, str) and _ASSET_KEY_PART_RE.fullmatch(part) for part in value
-    ):
-        raise ValueError(
-            f"{value!r} must be a list of names (letters, digits and underscores), e.g. ['logs']"
-        )
-    return tuple(value)
+class Tuning:
+    """Marks a stream key (``Annotated[..., Tuning]``) the ``defaults`` section may set for every stream."""
 
 
 def _source_type(value: Any) -> str:
@@ -471,81 +360,84 @@ class StreamConfig(Section):
     is what the pipeline applies of ``filter`` and ``redact``.
     """
 
-    name: str = Field(description="Lower-case letters, digits and _; names the assets, checks and sensors.")
-    source: Source = Field(description="Where the events come from: cloudwatch (polling) or s3.")
-    table: str = Field("", description="BigQuery table (default: the name).")
-    schema_: TableSchema = Field(
-        BUILTIN_SCHEMAS["seed"],
-        alias="schema",
-        description="A built-in or declared schema name; with parser.",
-    )
-    window: Annotated[timedelta, BeforeValidator(_window)] = Field(
-        timedelta(minutes=15), description="Window length; divides an hour or a day."
-    )
-    settle_lag: Duration = Field(
-        timedelta(minutes=2), description="Wait after a window closes before its final load."
-    )
-    start: datetime = Field(
-        None, validate_default=True, description="First window to load, aligned to the window."
-    )
-    refresh_interval: Duration = Field(
-        timedelta(minutes=1), description="Refresh of the open window (live.path runs)."
-    )
-    max_windows_per_run: Annotated[int, integer(1, 4000)] = Field(
-        96, description="Windows one sensor run loads."
-    )
-    initial_lookback: Duration = Field(
-        timedelta(days=1), description="How far back a new stream's sensor starts."
-    )
-    sweeps: Annotated[tuple[Duration, ...], BeforeValidator(_sweeps)] = Field(
-        (timedelta(minutes=15), timedelta(hours=6)), description="Late-data sweeps after a window closes."
-    )
-    freshness: Freshness = Field(Freshness(), description="When the tables count as late.")
-    max_reject_rate: Annotated[float, BeforeValidator(_reject_rate)] = Field(
-        0.05, description="The rejects check fails above this share of a load's events."
-    )
-    backfill_windows_per_run: Annotated[int, integer(1)] = Field(
-        672, description="Windows one backfill run loads."
-    )
-    windows_per_replace: Annotated[int, integer(1)] = Field(
-        96, description="Windows one replace step writes."
-    )
+    name: str
+    """Lower-case letters, digits and _; names the assets, checks and sensors."""
+    source: Source
+    """Where the events come from: cloudwatch (polling) or s3."""
+    table: str = ""
+    """BigQuery table (default: the name)."""
+    schema_: TableSchema = Field(BUILTIN_SCHEMAS["seed"], alias="schema")
+    """A built-in or declared schema name; with parser."""
+    window: Annotated[timedelta, _window("1m"), Tuning] = timedelta(minutes=15)
+    """Window length; divides an hour or a day."""
+    settle_lag: Annotated[Duration, Tuning] = timedelta(minutes=2)
+    """Wait after a window closes before its final load."""
+    start: Annotated[datetime, Tuning] = Field(None, validate_default=True)
+    """First window to load, aligned to the window."""
+    refresh_interval: Annotated[Duration, Tuning] = timedelta(minutes=1)
+    """Refresh of the open window (live.path runs)."""
+    max_windows_per_run: Annotated[int, integer(1, 4000), Tuning] = 96
+    """Windows one sensor run loads."""
+    initial_lookback: Annotated[Duration, Tuning] = timedelta(days=1)
+    """How far back a new stream's sensor starts."""
+    sweeps: Annotated[
+        tuple[Duration, ...],
+        list_of(lambda _: True, "must be a list of durations, e.g. ['15m', '6h']"),
+        Tuning,
+    ] = (timedelta(minutes=15), timedelta(hours=6))
+    """Late-data sweeps after a window closes."""
+    freshness: Annotated[Freshness, Tuning] = Freshness()
+    """When the tables count as late."""
+    max_reject_rate: Annotated[
+        float, number(lambda v: 0 <= v <= 1, "must be a number from 0 to 1"), Tuning
+    ] = 0.05
+    """The rejects check fails above this share of a load's events."""
+    backfill_windows_per_run: Annotated[int, integer(1), Tuning] = 672
+    """Windows one backfill run loads."""
+    windows_per_replace: Annotated[int, integer(1), Tuning] = 96
+    """Windows one replace step writes."""
     # Events per staged chunk (one load job each), and the processes decoding an S3 read's
     # objects (0: one per CPU; 1: in the run's own process). Both size a load's memory and CPU.
-    chunk_events: Annotated[int, integer(MIN_CHUNK_EVENTS, meaning=_CHUNK_EVENTS_MEANING)] = Field(
+    chunk_events: Annotated[int, integer(MIN_CHUNK_EVENTS, meaning=_CHUNK_EVENTS_MEANING), Tuning] = Field(
         DEFAULT_CHUNK_EVENTS, description=f"Events per staged chunk (${CHUNK_EVENTS_ENV} overrides)."
     )
-    decode_workers: Annotated[int, integer(0, meaning=_DECODE_WORKERS_MEANING)] = Field(
+    decode_workers: Annotated[int, integer(0, meaning=_DECODE_WORKERS_MEANING), Tuning] = Field(
         1,
         description=f"Processes decoding a Firehose read (0: one per CPU; ${DECODE_WORKERS_ENV} overrides).",
     )
-    description: str = Field("", description="What these logs are.")
-    owners: Annotated[tuple[str, ...], BeforeValidator(_owners)] = Field(
-        (), description="E-mail addresses or team:names."
-    )
-    history: HistorySource | None = Field(
-        None, description="Old windows read through CreateExportTask (polling)."
-    )
-    reconcile: ReconcileSettings = Field(
-        ReconcileSettings(), description="Comparison with CloudWatch's IncomingLogEvents (polling)."
-    )
-    live: LiveSettings = Field(
-        LiveSettings(), description="How the open window reaches <table>_live (polling)."
-    )
+    description: str = ""
+    """What these logs are."""
+    owners: Annotated[
+        tuple[str, ...],
+        list_of(lambda o: isinstance(o, str), "must be a list of e-mail addresses or team:names"),
+    ] = ()
+    """E-mail addresses or team:names."""
+    history: HistorySource | None = None
+    """Old windows read through CreateExportTask (polling)."""
+    reconcile: Annotated[ReconcileSettings, Tuning] = ReconcileSettings()
+    """Comparison with CloudWatch's IncomingLogEvents (polling)."""
+    live: Annotated[LiveSettings, Tuning] = LiveSettings()
+    """How the open window reaches <table>_live (polling)."""
     # Firehose only: log groups routed to tables of their own; events of no route go to the
     # stream's own tables, as rejects (``unrouted: reject``) or rows (``unrouted: load``).
-    routes: tuple[Route, ...] = Field((), description="Log groups routed to tables of their own (firehose).")
-    unrouted: Annotated[str, one_of(*UNROUTED_ACTIONS)] = Field(
-        "reject", description="Events of no route: reject, or load into the stream's table."
-    )
-    raw_table: str | None = Field(None, description="The raw layer's table (raw: true; default <table>_raw).")
-    filter: FilterSettings = Field(FilterSettings(), description="Which events are kept.")
-    redact: tuple[RedactionRule, ...] = Field(
-        (), description="Rules applied to every message before it is written: mask, hash, drop_field."
-    )
-    asset_key_prefix: Annotated[tuple[str, ...], BeforeValidator(_key_prefix)] = Field(
-        (), description="Put before the table name in each table's asset key, e.g. ['logs']."
-    )
+    routes: tuple[Route, ...] = ()
+    """Log groups routed to tables of their own (firehose)."""
+    unrouted: Annotated[str, one_of(*UNROUTED_ACTIONS)] = "reject"
+    """Events of no route: reject, or load into the stream's table."""
+    raw_table: str | None = None
+    """The raw layer's table (raw: true; default <table>_raw)."""
+    filter: FilterSettings = FilterSettings()
+    """Which events are kept."""
+    redact: tuple[RedactionRule, ...] = ()
+    """Rules applied to every message before it is written: mask, hash, drop_field."""
+    asset_key_prefix: Annotated[
+        tuple[str, ...],
+        list_of(
+            _ASSET_KEY_PART_RE,
+            "{value!r} must be a list of names (letters, digits and underscores), e.g. ['logs']",
+        ),
+    ] = ()
+    """Put before the table name in each table's asset key, e.g. ['logs']."""
 
     resolved_keys: ClassVar[dict[str, str]] = {
         "parser": "json (default), lambda, vpc_flow, regex, text, or a mapping with options; resolved "
@@ -557,18 +449,10 @@ class StreamConfig(Section):
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults merged under the stream's keys, its table, schema and raw table resolved,
         and the keys that apply only to some sources checked against its source."""
-        name = data.get("name")
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise at(
-                "name", f"{name!r} must be lower-case letters, digits and underscores, starting with a letter"
-            )
         explicit = set(data)
         data = {**context.get("defaults", {}), **data}
-        data["table"] = table = identifier("table", data.get("table", name), key="table")
-        context["table"] = table  # routes' tables are named after it
-        schemas = context.get("schemas", BUILTIN_SCHEMAS)
-        data["schema"] = table_schema(data, schemas)
-        data.pop("parser", None)
+        # routes' tables are named after it
+        context["table"] = table = resolve_table(data, context, lambda name: name, ", starting with a letter")
         data["raw_table"] = _raw_table(data, table)
         data.pop("raw", None)
         source = data.get("source")
@@ -661,7 +545,7 @@ class StreamConfig(Section):
     @cached_property
     def rules(self) -> EventRules:
         """The stream's filter and redaction rules, applied before anything is written."""
-        return event_rules(self.filter, self.redact)
+        return EventRules(self.filter.message_filter(), tuple(r.redaction() for r in self.redact))
 
     @property
     def freshness_warn(self) -> timedelta:
@@ -688,6 +572,10 @@ class StreamConfig(Section):
     def window_minutes(self) -> int:
         """Window length in whole minutes."""
         return int(self.window.total_seconds() // 60)
+
+
+STREAM_TUNING_KEYS = {key for key, item in StreamConfig.model_fields.items() if Tuning in item.metadata}
+"""The stream keys the ``defaults`` section may set for every stream."""
 
 
 def default_freshness(window: timedelta, settle_lag: timedelta) -> tuple[timedelta, timedelta]:
@@ -748,31 +636,21 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         ConfigError: no path and ``CWL_PIPELINE_CONFIG`` unset, the file is missing, is not
             YAML, or any value is invalid.
     """
+    env = os.environ if env is None else env
     path = Path(path) if path is not None else config_path(env)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read pipeline config ({exc.strerror or exc})") from None
-    try:
-        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     substituted: dict[str, str] = {}
     try:
-        config = parse_config(
-            _expand_env(raw, os.environ if env is None else env, substituted),
-            os.environ if env is None else env,
-        )
+        config = parse_config(_expand_env(raw, env, substituted), env)
     except ConfigError as exc:
         # A value read from the environment may be a secret: name the variable instead.
         raise ConfigError(f"{path}: {scrub_substitutions(str(exc), substituted)}") from None
-    return PipelineConfig(
-        aws=config.aws,
-        bigquery=config.bigquery,
-        streams=config.streams,
-        schemas=config.schemas,
-        path=path,
-    )
+    return replace(config, path=path)
 
 
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -783,65 +661,47 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> PipelineConf
     (``$CWL_PIPELINE_CHUNK_EVENTS``, ``$CWL_PIPELINE_DECODE_WORKERS``).
     """
     env = os.environ if env is None else env
-    top = _mapping(raw, "config")
-    unknown = sorted(set(top) - CONFIG_KEYS)
-    if unknown:
-        raise ConfigError(f"config: unknown key(s) {unknown}; allowed: {sorted(CONFIG_KEYS)}")
+    top = _mapping(raw, "config", CONFIG_KEYS)
     aws, bigquery = parse_connection_settings(top)
     schemas: dict[str, TableSchema] = dict(BUILTIN_SCHEMAS)
     for name, spec in _mapping(top.get("schemas", {}), "schemas").items():
-        if name in BUILTIN_SCHEMAS:
-            raise ConfigError(f"schemas.{name}: the name is taken by a built-in schema")
         try:
+            if name in BUILTIN_SCHEMAS:
+                raise SchemaError("the name is taken by a built-in schema")
             schemas[name] = TableSchema.from_dict(name, spec)
         except SchemaError as exc:
             raise ConfigError(f"schemas.{name}: {exc}") from None
-    defaults = _mapping(top.get("defaults", {}), "defaults")
-    unknown = sorted(set(defaults) - STREAM_TUNING_KEYS)
-    if unknown:
-        raise ConfigError(f"defaults: unknown key(s) {unknown}; allowed: {sorted(STREAM_TUNING_KEYS)}")
+    defaults = _mapping(top.get("defaults", {}), "defaults", STREAM_TUNING_KEYS)
     raw_streams = top.get("streams")
     if not isinstance(raw_streams, list) or not raw_streams:
         raise ConfigError("streams: must be a non-empty list")
     context = {"defaults": defaults, "schemas": schemas, "env": env}
-    streams = tuple(
-        validate_section(StreamConfig, _mapping(s, f"streams[{i}]"), _stream_where(s, i), **context)
-        for i, s in enumerate(raw_streams)
-    )
+    streams = validate_section(tuple[StreamConfig, ...], raw_streams, "streams", **context)
     # The variables hold for every stream, whatever its keys say and below their minimums.
     overrides = load_size_overrides(env)
     streams = tuple(stream.model_copy(update=overrides) for stream in streams)
     for attr in ("name", "table"):
         values = [getattr(s, attr) for s in streams]
-        dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
+        if dupes := sorted({v for v in values if values.count(v) > 1}):
             raise ConfigError(f"streams: {attr} {dupes} used by more than one stream")
     _check_history_prefixes(streams)
     _check_log_group_regions(streams, aws)
     return PipelineConfig(aws=aws, bigquery=bigquery, streams=streams, schemas=schemas)
 
 
-def _stream_where(raw: Mapping[str, Any], index: int) -> str:
-    """Where a stream's keys are: ``streams.<name>``, or ``streams[<index>]`` without a valid name."""
-    name = raw.get("name")
-    return f"streams.{name}" if isinstance(name, str) and NAME_RE.fullmatch(name) else f"streams[{index}]"
-
-
 def load_size_overrides(env: Mapping[str, str]) -> dict[str, int]:
     """``chunk_events`` and ``decode_workers`` of every stream, from the environment when set."""
     overrides: dict[str, int] = {}
-    for key, variable, minimum, meaning in (
+    for key, variable, low, meaning in (
         ("chunk_events", CHUNK_EVENTS_ENV, 1, "events per staged chunk, for every stream"),
         ("decode_workers", DECODE_WORKERS_ENV, 0, "decoding processes for every stream, 0: one per CPU"),
     ):
-        value = env.get(variable, "").strip()
-        if value:
-            number = int(value) if value.isascii() and value.isdigit() else value
-            if not isinstance(number, int) or number < minimum:
-                raise ConfigError(
-                    f"{variable}: {number!r} must be an integer of at least {minimum:,} ({meaning})"
-                )
-            overrides[key] = number
+        if value := env.get(variable, "").strip():
+            try:
+                number = int(value) if value.isascii() and value.isdigit() else value
+                overrides[key] = integer(low, meaning=meaning).func(number)
+            except ValueError as exc:
+                raise ConfigError(f"{variable}: {exc}") from None
     return overrides
 
 
@@ -862,26 +722,24 @@ def _check_log_group_regions(streams: tuple[StreamConfig, ...], aws: AwsSettings
     """A log group named by ARN lives in the Region the stream reads in: CloudWatch
     cross-account observability links accounts within one Region."""
     for stream in streams:
-        source = stream.source
-        if not isinstance(source, CloudWatchSource):
-            continue
-        region = (source.account.region if source.account else None) or aws.region
-        for group in source.log_groups:
-            if is_arn(group) and parse_log_group_arn(group).region != region:
-                raise ConfigError(
-                    f"streams.{stream.name}.source.log_groups: {group!r} is in Region "
-                    f"{parse_log_group_arn(group).region}, the stream reads in {region} "
-                    "(set source.account.region)"
-                )
+        if isinstance(source := stream.source, CloudWatchSource):
+            region = (source.account.region if source.account else None) or aws.region
+            for group in source.log_groups:
+                if is_arn(group) and (group_region := parse_log_group_arn(group).region) != region:
+                    raise ConfigError(
+                        f"streams.{stream.name}.source.log_groups: {group!r} is in Region {group_region}, "
+                        f"the stream reads in {region} (set source.account.region)"
+                    )
 
 
 def _check_history_prefixes(streams: tuple[StreamConfig, ...]) -> None:
     """A history export prefix must not overlap another stream's S3 prefix (whose sensor
     would load the history files a second time) or another history prefix."""
-    taken: list[tuple[str, str, str]] = []
-    for stream in streams:
-        if isinstance(stream.source, S3Source):
-            taken.append((stream.name, stream.source.bucket, stream.source.prefix.strip("/")))
+    taken = [
+        (s.name, s.source.bucket, s.source.prefix.strip("/"))
+        for s in streams
+        if isinstance(s.source, S3Source)
+    ]
     for stream in streams:
         if stream.history is None:
             continue
@@ -1000,42 +858,10 @@ def scrub_substitutions(message: str, substituted: Mapping[str, str]) -> str:
     return message
 
 
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+def _mapping(value: Any, where: str, keys: set[str] | None = None) -> Mapping[str, Any]:
+    """``value``, a mapping (of only ``keys`` when given)."""
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: must be a mapping, got {type(value).__name__}")
+    if keys is not None and (unknown := sorted(set(value) - keys)):
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(keys)}")
     return value
-
-
-__all__ = [
-    "BUNDLED_CONFIG",
-    "CONFIG_ENV_VAR",
-    "EXPORT_DEFAULT_PREFIX",
-    "FIREHOSE_RECORD_FORMATS",
-    "S3_LAYOUTS",
-    "STREAM_TUNING_KEYS",
-    "UNROUTED_ACTIONS",
-    "AwsSettings",
-    "BigQuerySettings",
-    "CloudWatchSource",
-    "ConfigError",
-    "FilterSettings",
-    "Freshness",
-    "GcpCredentials",
-    "HistorySource",
-    "LiveSettings",
-    "PipelineConfig",
-    "ReconcileSettings",
-    "RedactionRule",
-    "Route",
-    "S3Notifications",
-    "S3Source",
-    "SourceAccount",
-    "StreamConfig",
-    "config_path",
-    "default_freshness",
-    "default_of",
-    "load_config",
-    "parse_config",
-    "parse_connection_settings",
-    "parse_duration",
-]

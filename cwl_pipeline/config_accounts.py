@@ -25,18 +25,17 @@ ROLE_ARN = "is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
 class SourceAccount(Section):
     """Where a stream's log groups are read: through ``role_arn`` (if set), in ``region`` (if set)."""
 
-    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = Field(
-        None, description="A role in the log groups' account to assume."
-    )
+    role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = None
+    """A role in the log groups' account to assume."""
     region: Annotated[
         str | None, text(REGION_RE, "is not an AWS Region name like eu-west-1", required=False)
-    ] = Field(None, description="The log groups' Region (default: aws.region).")
+    ] = None
+    """The log groups' Region (default: aws.region)."""
     # Name of the environment variable holding the role's external id (never the value).
     external_id_env: Annotated[str | None, env_reference("CWL_SOURCE_EXTERNAL_ID")] = Field(
-        None,
-        alias="external_id",
-        description="role_arn's external id, as a reference ${NAME} read at run time (never a value).",
+        None, alias="external_id"
     )
+    """role_arn's external id, as a reference ${NAME} read at run time (never a value)."""
 
     @model_validator(mode="after")
     def _role_or_region(self) -> SourceAccount:

@@ -11,23 +11,24 @@ This module is pure: it imports neither dagster nor any cloud client.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Annotated, Any, ClassVar, TypeVar
+from functools import cache
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
-    WithJsonSchema,
     model_validator,
 )
 
-from cwl_pipeline.core.parsers import ParserError, ParserSpec, parser_from_config
-from cwl_pipeline.core.schema import PARSER_SCHEMAS, TableSchema
+from cwl_pipeline.core.parsers import parser_from_config
+from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, PARSER_SCHEMAS, TableSchema
 from cwl_pipeline.core.sql_identifiers import IdentifierError, check_identifier
 
 
@@ -55,31 +56,37 @@ def duration_of(value: Any) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
 
 
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(duration_of),
-    WithJsonSchema({"type": ["string", "integer"], "description": "A duration: '30s', '15m', '2h', '1d'."}),
-]
+Duration = Annotated[timedelta, BeforeValidator(duration_of)]
 
 
-def between(low: timedelta, high: timedelta, why: str = "") -> BeforeValidator:
-    """A duration from ``low`` to ``high``, both included; ``why`` explains the bounds."""
+Test = Callable[[Any], Any] | re.Pattern[str]
+"""What a value must pass: a predicate, or a regex it must be a text fully matching."""
 
-    def check(value: Any) -> timedelta:
-        duration = duration_of(value)
-        if not low <= duration <= high:
-            raise ValueError(f"must be from {spell(low)} to {spell(high)}" + (f" ({why})" if why else ""))
-        return duration
+
+def rule(
+    ok: Test | None = None, problem: str = "", read: Callable[[Any], Any] | None = None, empty: Any = ...
+) -> BeforeValidator:
+    """A value that ``read`` (when given, e.g. :func:`duration_of`) takes and ``ok`` accepts;
+    otherwise ``problem``, in which ``{value!r}`` shows the value as written. An empty value is
+    ``empty`` when given."""
+
+    def check(value: Any) -> Any:
+        if not value and empty is not ...:
+            return empty
+        result = read(value) if read else value
+        if ok is not None and not passes(ok, result):
+            raise ValueError(problem.format(value=value))
+        return result
 
     return BeforeValidator(check)
 
 
-def positive(value: Any) -> timedelta:
-    """A duration above zero."""
-    duration = duration_of(value)
-    if duration <= timedelta(0):
-        raise ValueError("must be positive")
-    return duration
+def between(low: timedelta, high: timedelta, why: str = "") -> BeforeValidator:
+    """A duration from ``low`` to ``high``, both included; ``why`` explains the bounds."""
+    because = f" ({why})" if why else ""
+    return rule(
+        lambda d: low <= d <= high, f"must be from {spell(low)} to {spell(high)}{because}", duration_of
+    )
 
 
 def spell(duration: timedelta) -> str:
@@ -93,30 +100,39 @@ def spell(duration: timedelta) -> str:
 
 def integer(low: int, high: int | None = None, meaning: str = "") -> BeforeValidator:
     """An integer (never a bool) from ``low`` (to ``high``); ``meaning`` explains the bound."""
+    if high is not None:
+        problem = f"must be an integer from {low} to {high}"
+    else:
+        problem = (
+            "must be a positive integer"
+            if low == 1 and not meaning
+            else f"{{value!r}} must be an integer of at least {low:,} ({meaning})"
+        )
+    return rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= (high or v), problem)
 
-    def check(value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low or value > (high or value):
-            if high is not None:
-                raise ValueError(f"must be an integer from {low} to {high}")
-            if low == 1 and not meaning:
-                raise ValueError("must be a positive integer")
-            raise ValueError(f"{value!r} must be an integer of at least {low:,} ({meaning})")
-        return value
 
-    return BeforeValidator(check)
+def number(ok: Callable[[float], bool], problem: str) -> BeforeValidator:
+    """A number (never a bool) that ``ok`` accepts; otherwise ``problem``."""
+    return rule(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and ok(v), problem)
+
+
+def list_of(item: Test, problem: str) -> BeforeValidator:
+    """A list whose every item passes ``item``; otherwise ``problem`` (see :func:`rule`)."""
+    return rule(lambda v: isinstance(v, list | tuple) and all(passes(item, i) for i in v), problem)
+
+
+def passes(test: Test, value: Any) -> bool:
+    """Whether ``value`` passes ``test``."""
+    if isinstance(test, re.Pattern):
+        return isinstance(value, str) and test.fullmatch(value) is not None
+    return bool(test(value))
 
 
 def one_of(*choices: str, empty: str | None = None) -> BeforeValidator:
     """One of ``choices``; an empty value is ``empty`` when given."""
-
-    def check(value: Any) -> str:
-        value = (value or empty) if empty is not None else value
-        if value not in choices:
-            raise ValueError(f"{value!r} must be one of {list(choices)}")
-        return value
-
-    check.choices = choices  # type: ignore[attr-defined]  # shown as the key's type in schemas
-    return BeforeValidator(check)
+    check = rule(lambda v: v in choices, "{value!r} must be one of " + str(list(choices)), empty=empty or ...)
+    check.func.choices = choices  # type: ignore[attr-defined]  # shown as the key's type in schemas
+    return check
 
 
 def choices_of(metadata: list[Any]) -> tuple[str, ...] | None:
@@ -127,33 +143,31 @@ def choices_of(metadata: list[Any]) -> tuple[str, ...] | None:
     return None
 
 
-def flag(value: Any) -> bool:
-    """``true`` or ``false``, nothing that merely looks like one."""
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
+Flag = Annotated[bool, rule(lambda v: isinstance(v, bool), "must be true or false")]
+"""``true`` or ``false``, nothing that merely looks like one."""
+Optional = Annotated[str | None, BeforeValidator(lambda v: v or None)]
+"""A text; an empty value (``${NAME:-}`` of an unset variable) is no value."""
 
 
-Flag = Annotated[bool, BeforeValidator(flag)]
+def regex(problem: str) -> BeforeValidator:
+    """A regular expression (or None); otherwise ``problem``, where ``{value!r}`` and ``{exc}``
+    show the value and why it does not compile."""
 
+    def check(value: Any) -> Any:
+        try:
+            if value is not None:
+                re.compile(value)
+        except (re.error, TypeError) as exc:
+            raise ValueError(problem.format(value=value, exc=exc)) from None
+        return value
 
-def optional(value: Any) -> Any:
-    """An empty value (``${NAME:-}`` of an unset variable) is no value."""
-    return value or None
+    return BeforeValidator(check)
 
 
 def text(regex: re.Pattern[str], problem: str, required: bool = True) -> BeforeValidator:
     """A text that fully matches ``regex``; otherwise the value and ``problem`` ("is not an
     IAM role ARN") say why. Empty is None unless ``required``."""
-
-    def check(value: Any) -> Any:
-        if not value and not required:
-            return None
-        if not isinstance(value, str) or not regex.fullmatch(value):
-            raise ValueError(f"{value!r} {problem}")
-        return value
-
-    return BeforeValidator(check)
+    return rule(regex, "{value!r} " + problem, empty=... if required else None)
 
 
 ENV_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -163,9 +177,7 @@ def env_reference(example: str) -> BeforeValidator:
     """A ``${NAME}`` reference to an environment variable, kept as the name ``NAME``: Dagster
     reads the value at run time, so the UI shows the name only."""
 
-    def check(value: Any) -> str | None:
-        if not value:
-            return None
+    def name(value: Any) -> str:
         match = ENV_REFERENCE_RE.fullmatch(value) if isinstance(value, str) else None
         if not match:
             raise ValueError(
@@ -174,26 +186,20 @@ def env_reference(example: str) -> BeforeValidator:
             )
         return match.group(1)
 
-    return BeforeValidator(check)
+    return rule(read=name, empty=None)
 
 
-class KeyError_(ValueError):
-    """A rule between keys broken; ``key`` (relative to the section) is the one to change."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f".{key}: {message}" if key else f": {message}")
-
-
-def at(key: str, message: str) -> KeyError_:
-    """The error of a rule between keys, reported at ``key`` of the section that checks it."""
-    return KeyError_(key, message)
+def at(key: str, message: str) -> ValueError:
+    """The error of a rule between keys, reported at ``key`` (relative to the section that
+    checks it; empty: the section itself)."""
+    return ValueError(f".{key}: {message}" if key else f": {message}")
 
 
 class Section(BaseModel):
-    """A config section: known keys only, frozen once validated."""
+    """A config section: known keys only, frozen once validated; a key's docstring is its description."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
     )
 
     @model_validator(mode="before")
@@ -204,8 +210,7 @@ class Section(BaseModel):
         if not isinstance(data, Mapping):
             raise ValueError(f"must be a mapping, got {type(data).__name__}")
         allowed = cls.document_keys()
-        unknown = sorted(set(data) - allowed, key=str)
-        if unknown:
+        if unknown := sorted(set(data) - allowed, key=str):
             raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
         return cls.resolve(dict(data), info.context or {})
 
@@ -223,23 +228,32 @@ class Section(BaseModel):
         return data
 
 
+def bare(annotation: Any) -> Any:
+    """``annotation`` without its ``Annotated`` metadata."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
 def section_keys(cls: type[BaseModel]) -> set[str]:
     """The keys a section takes, as the config spells them."""
     return {field.alias or name for name, field in cls.model_fields.items() if not field.exclude}
 
 
-SectionT = TypeVar("SectionT", bound=BaseModel)
+T = TypeVar("T")
 
 
-def validate_section(cls: type[SectionT], raw: Any, where: str, **context: Any) -> SectionT:
-    """``raw`` validated as ``cls``; the first error as a :class:`ConfigError` at its key.
+def validate_section(cls: type[T], raw: Any, where: str, **context: Any) -> T:
+    """``raw`` validated as ``cls`` (a section, or a type made of sections); the first error
+    as a :class:`ConfigError` at its key.
 
     ``context`` reaches the validators (``info.context``): what a section needs from outside it.
     """
     try:
-        return cls.model_validate({} if raw is None else raw, context=context)
+        return _adapter(cls).validate_python({} if raw is None else raw, context=context)
     except ValidationError as exc:
         raise ConfigError(describe(exc, where, raw)) from None
+
+
+_adapter = cache(TypeAdapter)
 
 
 def describe(exc: ValidationError, where: str, raw: Any = None) -> str:
@@ -248,13 +262,14 @@ def describe(exc: ValidationError, where: str, raw: Any = None) -> str:
     error = exc.errors(include_url=False)[0]
     path, node = where, raw
     for part in error["loc"]:
-        if _is_union_tag(part):
-            continue
-        node = _child(node, part)
-        name = node.get("name") if isinstance(node, Mapping) else None
+        if isinstance(part, str) and part.startswith("tag:"):
+            continue  # pydantic names the chosen member of a tagged union; the config's keys do not
         if isinstance(part, int):
+            node = node[part] if isinstance(node, list | tuple) and 0 <= part < len(node) else None
+            name = node.get("name") if isinstance(node, Mapping) else None
             path += f".{name}" if isinstance(name, str) and NAME_RE.fullmatch(name) else f"[{part}]"
         else:
+            node = node.get(part) if isinstance(node, Mapping) else None
             path += f".{part}"
     message = str(error["msg"])
     if error["type"] == "value_error":
@@ -287,18 +302,6 @@ _EXPECTED = {
 """What a value of the wrong type should have been, in the config's words."""
 
 
-def _child(node: Any, part: str | int) -> Any:
-    """``node[part]`` of a document, None when absent."""
-    if isinstance(part, int) and isinstance(node, list | tuple) and 0 <= part < len(node):
-        return node[part]
-    return node.get(part) if isinstance(node, Mapping) and isinstance(part, str) else None
-
-
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic puts the chosen member of a tagged union in the location; the config's keys do not."""
-    return isinstance(part, str) and part.startswith("tag:")
-
-
 def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) -> TableSchema:
     """The schema a stream or route names (``schema``), with the ``parser`` it names.
 
@@ -308,12 +311,8 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
     named = data.get("schema")
     if isinstance(named, TableSchema):
         return named
-    parser: ParserSpec | None = None
-    if data.get("parser") is not None:
-        try:
-            parser = parser_from_config(data["parser"], ".parser")
-        except ParserError as exc:
-            raise ValueError(str(exc)) from None
+    # A ParserError is a ValueError: pydantic reports it as it is, at ``.parser``.
+    parser = parser_from_config(data["parser"], ".parser") if data.get("parser") is not None else None
     if named is None:
         if parser is not None and parser.type not in PARSER_SCHEMAS:
             raise at(
@@ -328,13 +327,28 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
     return schema if parser is None or parser == schema.parser else replace(schema, parser=parser)
 
 
-def identifier(kind: str, value: Any, key: str = "") -> str:
+def resolve_table(
+    data: dict[str, Any], context: Mapping[str, Any], default: Callable[[str], str], hint: str = ""
+) -> str:
+    """The ``name`` of a stream or route checked, its ``table`` (by default ``default(name)``)
+    and ``schema`` (with ``parser``) resolved in ``data``; the table."""
+    name = data.get("name")
+    if not passes(NAME_RE, name):
+        raise at("name", f"{name!r} must be lower-case letters, digits and underscores{hint}")
+    data["table"] = identifier("table", data.get("table", default(name)), key="table")
+    data["schema"] = table_schema(data, context.get("schemas", BUILTIN_SCHEMAS))
+    data.pop("parser", None)
+    return data["table"]
+
+
+def identifier(kind: str, value: Any, key: str = "", hint: str = "") -> str:
     """``value`` if it is a BigQuery name of ``kind`` (core.sql_identifiers' safe alphabet);
-    otherwise the error names ``key`` of the section when given (a section's resolve step)."""
+    otherwise the error, with ``hint``, names ``key`` of the section when given (a section's
+    resolve step)."""
     try:
         return check_identifier(kind, value)
     except IdentifierError as exc:
-        raise (at(key, str(exc)) if key else ValueError(str(exc))) from None
+        raise (at(key, f"{exc}{hint}") if key else ValueError(f"{exc}{hint}")) from None
 
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")

@@ -9,50 +9,42 @@ Pure: it imports neither dagster nor any cloud client.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from cwl_pipeline.config import (
-    STREAM_TUNING_KEYS,
-    AwsSettings,
-    BigQuerySettings,
-    CloudWatchSource,
-    Freshness,
-    GcpCredentials,
-    HistorySource,
-    LiveSettings,
-    ReconcileSettings,
-    Route,
-    S3Notifications,
-    S3Source,
-    SourceAccount,
-    StreamConfig,
-)
-from cwl_pipeline.config_model import Section, choices_of, spell
+from cwl_pipeline.config import STREAM_TUNING_KEYS, AwsSettings, BigQuerySettings, StreamConfig
+from cwl_pipeline.config_model import Section, bare, choices_of, spell
 from cwl_pipeline.core.schema import TableSchema
 
-SECTIONS: list[tuple[str, type[Section]]] = [
-    ("aws", AwsSettings),
-    ("bigquery", BigQuerySettings),
-    ("bigquery.credentials", GcpCredentials),
-    ("streams[]", StreamConfig),
-    ("streams[].source (type: cloudwatch)", CloudWatchSource),
-    ("streams[].source.account", SourceAccount),
-    ("streams[].source (type: s3)", S3Source),
-    ("streams[].source.notifications", S3Notifications),
-    ("streams[].freshness", Freshness),
-    ("streams[].history", HistorySource),
-    ("streams[].reconcile", ReconcileSettings),
-    ("streams[].live", LiveSettings),
-    ("streams[].routes[]", Route),
+
+def _sections(where: str, section: type[Section], tag: str = "") -> Iterator[tuple[str, type[Section]]]:
+    """``section`` at ``where`` (``tag`` names the member of a union), then the sections of its
+    keys, each where it is written."""
+    yield where + tag, section
+    for name, info in section.model_fields.items():
+        path, annotation = f"{where}.{info.alias or name}", info.annotation
+        if get_origin(annotation) is tuple:
+            path, annotation = f"{path}[]", get_args(annotation)[0]
+        members = [bare(arg) for arg in get_args(annotation) or [annotation]]
+        members = [member for member in members if isinstance(member, type) and issubclass(member, Section)]
+        for member in members:
+            tag = f" (type: {member.model_fields['type'].default})" if len(members) > 1 else ""
+            yield from _sections(path, member, tag)
+
+
+SECTIONS = [
+    *_sections("aws", AwsSettings),
+    *_sections("bigquery", BigQuerySettings),
+    *_sections("streams[]", StreamConfig),
 ]
 """Every section of a pipeline config, by where it is written."""
 
 HEADER = """# Configuration keys
 
 Every key of a pipeline config file (and of the Components' attributes, which take the same
-keys), written from the config sections in `cwl_pipeline/config.py`,
+keys), written from the config sections in `cwl_pipeline/config*.py`,
 `cwl_pipeline/polling/source.py` and `cwl_pipeline/firehose/source.py`
 (`make docs-keys`; a test keeps this file equal to the code). The rules between keys, and what
 the keys do, are in [configuration.md](configuration.md).
@@ -124,17 +116,17 @@ _WORDS: dict[Any, str] = {
 def _default(value: Any) -> str:
     if value is None or value == "" or value == ():
         return ""
-    if isinstance(value, timedelta):
-        return f"`{spell(value)}`"
-    if isinstance(value, tuple):
-        return "`[" + ", ".join(spell(v) if isinstance(v, timedelta) else str(v) for v in value) + "]`"
     if isinstance(value, Section):
         return "its defaults"
+    return f"`[{', '.join(map(_spelled, value))}]`" if isinstance(value, tuple) else f"`{_spelled(value)}`"
+
+
+def _spelled(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return spell(value)
     if isinstance(value, TableSchema):
-        return f"`{value.name}`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    return f"`{value}`"
+        return value.name
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 if __name__ == "__main__":

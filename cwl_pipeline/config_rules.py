@@ -23,9 +23,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from cwl_pipeline.config_model import Section, at
+from cwl_pipeline.config_model import Section, at, list_of, regex, rule
 from cwl_pipeline.core.event_rules import MASK, EventRules, MessageFilter, Redaction
 from cwl_pipeline.core.filter_patterns import FilterPatternError
 from cwl_pipeline.core.parsers import JSON_PARSER_TYPES, ParserSpec
@@ -35,38 +35,24 @@ _OPTIONS = {"mask": {"replacement"}, "hash": {"salt_env"}, "drop_field": set()}
 _VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _regex(value: Any) -> str:
-    try:
-        re.compile(value)
-    except (re.error, TypeError) as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
-
-
-def _regexes(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError("must be a list of regular expressions")
-    return tuple(value)
-
-
-Regexes = Annotated[tuple[Annotated[str, BeforeValidator(_regex)], ...], BeforeValidator(_regexes)]
-
-
-def _filter_pattern(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a CloudWatch filter pattern (a string)")
-    return value
+Regexes = Annotated[
+    tuple[Annotated[str, regex("invalid regular expression {value!r}: {exc}")], ...],
+    list_of(lambda v: isinstance(v, str) and v, "must be a list of regular expressions"),
+]
 
 
 class FilterSettings(Section):
     """Which events a stream keeps: those its CloudWatch filter pattern matches, one of the
     ``include`` regexes matches (when given) and no ``exclude`` regex matches."""
 
-    pattern: Annotated[str, BeforeValidator(_filter_pattern)] = Field(
-        "", description="A CloudWatch filter pattern."
-    )
-    include: Regexes = Field((), description="Regexes: keep only events one of them matches.")
-    exclude: Regexes = Field((), description="Regexes: drop events one of them matches.")
+    pattern: Annotated[
+        str, rule(lambda v: isinstance(v, str), "must be a CloudWatch filter pattern (a string)")
+    ] = ""
+    """A CloudWatch filter pattern."""
+    include: Regexes = ()
+    """Regexes: keep only events one of them matches."""
+    exclude: Regexes = ()
+    """Regexes: drop events one of them matches."""
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> FilterSettings:
@@ -95,13 +81,16 @@ class RedactionRule(Section):
     """One rule applied to every message before it is written: exactly one of ``mask``,
     ``hash`` or ``drop_field``."""
 
-    mask: str | None = Field(None, description="Regex whose matches become the replacement.")
-    replacement: str | None = Field(None, description="mask: the replacement (default <redacted>).")
-    hash: str | None = Field(None, description="Regex whose matches become a salted hash.")
-    salt_env: str | None = Field(None, description="hash: the environment variable holding the salt.")
-    drop_field: str | None = Field(
-        None, description="A dotted field of JSON messages to remove; a step may enter a string holding JSON."
-    )
+    mask: str | None = None
+    """Regex whose matches become the replacement."""
+    replacement: str | None = None
+    """mask: the replacement (default <redacted>)."""
+    hash: str | None = None
+    """Regex whose matches become a salted hash."""
+    salt_env: str | None = None
+    """hash: the environment variable holding the salt."""
+    drop_field: str | None = None
+    """A dotted field of JSON messages to remove; a step may enter a string holding JSON."""
     salt: bytes = Field(b"", exclude=True, repr=False)  # hash: the salt, read from salt_env
 
     @classmethod
@@ -112,8 +101,7 @@ class RedactionRule(Section):
             raise at("", f"needs exactly one of {list(REDACTION_KINDS)}")
         kind = kinds[0]
         allowed = {kind, *_OPTIONS[kind]}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
+        if unknown := sorted(set(data) - allowed):
             raise at("", f"unknown key(s) {unknown} for a {kind} rule; allowed: {sorted(allowed)}")
         target = data[kind]
         if not isinstance(target, str) or not target:
@@ -137,8 +125,7 @@ class RedactionRule(Section):
             variable = data.get("salt_env")
             if not isinstance(variable, str) or not _VARIABLE_RE.fullmatch(variable):
                 raise at("salt_env", "must name the environment variable holding the salt")
-            salt = context.get("env", {}).get(variable, "")
-            if not salt:
+            if not (salt := context.get("env", {}).get(variable, "")):
                 raise at(
                     "salt_env",
                     f"environment variable {variable} is not set (or empty); hash rules need a secret salt",
@@ -157,13 +144,6 @@ class RedactionRule(Section):
         return Redaction("hash", pattern=self.hash or "", salt=self.salt)
 
 
-def event_rules(filter_settings: FilterSettings, redact: Iterable[RedactionRule]) -> EventRules:
-    """A stream's filter and redaction rules, as the pipeline applies them."""
-    return EventRules(
-        filter=filter_settings.message_filter(), redactions=tuple(r.redaction() for r in redact)
-    )
-
-
 def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec]) -> None:
     """Refuse a redaction rule that could never change a message of the stream.
 
@@ -175,11 +155,11 @@ def check_rules_apply(rules: EventRules, parsers: Iterable[ParserSpec]) -> None:
     if any(kind in JSON_PARSER_TYPES for kind in kinds):
         return
     read_as = ", ".join(repr(parser.describe()) for parser in kinds.values())
-    for index, rule in enumerate(rules.redactions):
-        if rule.kind == "drop_field":
+    for index, redaction in enumerate(rules.redactions):
+        if redaction.kind == "drop_field":
             raise at(
                 f"redact[{index}].drop_field",
-                f"{rule.path!r} cannot apply: the stream's parser "
+                f"{redaction.path!r} cannot apply: the stream's parser "
                 f"({read_as}) reads its messages as text, not JSON, so no message has fields to drop; "
                 "mask or hash the value with a regular expression instead, or use parser json or lambda",
             )

@@ -17,7 +17,7 @@ import dagster as dg
 import jinja2
 from pydantic import BaseModel, Field, SkipValidation, StrictBool, StrictInt, create_model
 
-from cwl_pipeline.config_model import Section, choices_of
+from cwl_pipeline.config_model import Section, bare, choices_of
 
 
 def _text(context: dg.ResolutionContext, value: Any) -> Any:
@@ -86,7 +86,7 @@ def attributes_of(
         if isinstance(info.annotation, ForwardRef):
             raise TypeError(f"{section.__name__}.{field_name}: define its type before the section")
         field_type = _written(info.annotation, info.metadata)
-        default = ... if key in required else info.default if _is_literal(field_type) else None
+        default = ... if key in required else info.default if get_origin(field_type) is Literal else None
         if key in required:
             field_type = _required(field_type)
         # `schema` is a pydantic BaseModel attribute: such a key gets another field name and the alias.
@@ -121,8 +121,8 @@ def _written(annotation: Any, metadata: list[Any]) -> Any:
         item = get_args(annotation)[0]
         if isinstance(item, type) and issubclass(item, Section):
             return list[attributes_of(item)] | None
-        return Names if _base(item) is str else Annotated[list[str | StrictInt] | None, SkipValidation]
-    base = _base(annotation)
+        return Names if bare(item) is str else Annotated[list[str | StrictInt] | None, SkipValidation]
+    base = bare(annotation)
     if isinstance(base, type) and issubclass(base, Section):
         return attributes_of(base) | None
     return _SCALARS.get(base, OptionalText)
@@ -136,15 +136,6 @@ def _required(field_type: Any) -> Any:
     if get_origin(field_type) in (Union, types.UnionType) and members:
         return Union[tuple(members)] if len(members) > 1 else members[0]  # noqa: UP007
     return field_type
-
-
-def _base(annotation: Any) -> Any:
-    """``annotation`` without ``Annotated`` metadata."""
-    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
-
-
-def _is_literal(field_type: Any) -> bool:
-    return get_origin(field_type) is Literal
 
 
 _SCALARS: dict[Any, Any] = {

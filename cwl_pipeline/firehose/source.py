@@ -15,18 +15,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from cwl_pipeline.config_model import (
-    NAME_RE,
-    Section,
-    at,
-    between,
-    identifier,
-    one_of,
-    table_schema,
-    text,
-)
+from cwl_pipeline.config_model import Section, at, between, one_of, regex, resolve_table, rule, text
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.key_layout import KeyLayout, KeyTemplateError
+from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
 from cwl_pipeline.polling.source import LOG_GROUP_RE, LogGroups
@@ -53,36 +44,28 @@ class S3Notifications(Section):
         text(
             _QUEUE_URL_RE, "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)"
         ),
-    ] = Field(None, validate_default=True, description="The queue S3 sends the bucket's notifications to.")
-    safety_listing: Annotated[timedelta, between(timedelta(seconds=1), timedelta(hours=1))] = Field(
-        timedelta(minutes=5), description="List at least this often (1s..1h)."
+    ] = Field(None, validate_default=True)
+    """The queue S3 sends the bucket's notifications to."""
+    safety_listing: Annotated[timedelta, between(timedelta(seconds=1), timedelta(hours=1))] = timedelta(
+        minutes=5
     )
+    """List at least this often (1s..1h)."""
 
 
-def _key_prefix(value: Any) -> Any:
-    if value is not None and (not isinstance(value, str) or value.startswith("/")):
-        raise ValueError(f"{value!r} must be a key prefix without a leading '/'")
-    return value
+_KEY_PREFIX = "{value!r} must be a key prefix without a leading '/'"
 
 
 def _key_template(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or value.startswith("/"):
-        raise ValueError(f"{value!r} must be a key prefix without a leading '/'")
-    try:
-        KeyLayout.parse(value)
-    except KeyTemplateError as exc:
-        raise ValueError(str(exc)) from None
+    if value is not None:
+        KeyLayout.parse(value)  # a KeyTemplateError is a ValueError, reported as it is
     return value
 
 
-def _byte_size(value: Any) -> int:
-    return parse_byte_size(value)
-
-
-def _name(regex: re.Pattern[str], key: str) -> BeforeValidator:
-    return text(regex, f"is not a valid CloudWatch Logs {key} name", required=False)
+KeyTemplate = Annotated[
+    str | None,
+    BeforeValidator(_key_template),
+    rule(lambda v: v is None or (isinstance(v, str) and v and not v.startswith("/")), _KEY_PREFIX),
+]
 
 
 class S3Source(Section):
@@ -97,39 +80,39 @@ class S3Source(Section):
     an ``unreadable_object`` reject.
     """
 
-    type: Literal["s3"] = Field("s3", description="Objects in S3.")
+    type: Literal["s3"] = "s3"
+    """Objects in S3."""
     bucket: Annotated[str, text(BUCKET_RE, "is not a valid S3 bucket name")] = Field(
-        None, validate_default=True, description="The bucket the objects land in."
+        None, validate_default=True
     )
-    layout: Annotated[str, one_of(*S3_LAYOUTS)] = Field(
-        None, validate_default=True, description="firehose or export: who wrote the objects."
-    )
-    prefix: Annotated[str, BeforeValidator(_key_prefix)] = Field(
+    """The bucket the objects land in."""
+    layout: Annotated[str, one_of(*S3_LAYOUTS)] = Field(None, validate_default=True)
+    """firehose or export: who wrote the objects."""
+    prefix: Annotated[
+        str, rule(lambda v: v is None or (isinstance(v, str) and not v.startswith("/")), _KEY_PREFIX)
+    ] = Field(
         None, description=f"Key prefix (default: '' for firehose, '{EXPORT_DEFAULT_PREFIX}' for export)."
     )
-    record_format: Annotated[str, one_of(*FIREHOSE_RECORD_FORMATS)] = Field(
-        "envelopes_gzip", description="How Firehose wrote the records (firehose only)."
-    )
-    log_group: Annotated[str | None, _name(LOG_GROUP_RE, "log_group")] = Field(
-        None, description="The log group of every event (export; record_format messages)."
-    )
-    log_stream: Annotated[str | None, _name(_LOG_STREAM_RE, "log_stream")] = Field(
-        None, description="The log stream of every event (record_format messages)."
-    )
-    max_decompressed_bytes: Annotated[int, BeforeValidator(_byte_size)] = Field(
-        DEFAULT_MAX_DECOMPRESSED_BYTES, description="Largest decompressed object, e.g. '2GiB'."
-    )
+    record_format: Annotated[str, one_of(*FIREHOSE_RECORD_FORMATS)] = "envelopes_gzip"
+    """How Firehose wrote the records (firehose only)."""
+    log_group: Annotated[
+        str | None, text(LOG_GROUP_RE, "is not a valid CloudWatch Logs log_group name", required=False)
+    ] = None
+    """The log group of every event (export; record_format messages)."""
+    log_stream: Annotated[
+        str | None, text(_LOG_STREAM_RE, "is not a valid CloudWatch Logs log_stream name", required=False)
+    ] = None
+    """The log stream of every event (record_format messages)."""
+    max_decompressed_bytes: Annotated[int, BeforeValidator(parse_byte_size)] = DEFAULT_MAX_DECOMPRESSED_BYTES
+    """Largest decompressed object, e.g. '2GiB'."""
     # Firehose only: the delivery stream's S3 prefix with its expressions (default
     # ``<prefix>!{timestamp:yyyy/MM/dd/HH}/``), and its error output prefix (None: not loaded).
-    key_template: Annotated[str | None, BeforeValidator(_key_template)] = Field(
-        None, description="The delivery stream's S3 prefix with its !{...} expressions (firehose)."
-    )
-    error_template: Annotated[str | None, BeforeValidator(_key_template)] = Field(
-        None, alias="error_prefix", description="The delivery stream's error output prefix (firehose)."
-    )
-    notifications: S3Notifications | None = Field(
-        None, description="S3 event notifications in SQS that trigger the listing (firehose)."
-    )
+    key_template: KeyTemplate = None
+    """The delivery stream's S3 prefix with its !{...} expressions (firehose)."""
+    error_template: KeyTemplate = Field(None, alias="error_prefix")
+    """The delivery stream's error output prefix (firehose)."""
+    notifications: S3Notifications | None = None
+    """S3 event notifications in SQS that trigger the listing (firehose)."""
 
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,16 +127,9 @@ class S3Source(Section):
         if self.layout == "export":
             if not self.prefix.strip("/"):
                 raise at("prefix", "an export layout needs the tasks' destination prefix")
-            for key, field in (
-                ("record_format", "record_format"),
-                ("key_template", "key_template"),
-                ("error_prefix", "error_template"),
-                ("notifications", "notifications"),
-            ):
-                if field in given and getattr(self, field) is not None:
-                    where = "" if key == "notifications" else key
-                    message = "only applies to layout 'firehose'"
-                    raise at(where, message) if where else at("notifications", message)
+            for name in ("record_format", "key_template", "error_template", "notifications"):
+                if name in given and getattr(self, name) is not None:
+                    raise at(type(self).model_fields[name].alias or name, "only applies to layout 'firehose'")
         if not self.log_group and (self.layout == "export" or self.record_format == "messages"):
             needs = "layout 'export'" if self.layout == "export" else "record_format 'messages'"
             raise at("log_group", f"required with {needs} (the files do not name it)")
@@ -165,15 +141,6 @@ class S3Source(Section):
 UNROUTED_ACTIONS = ("reject", "load")
 
 
-def _regex(value: Any) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except (re.error, TypeError) as exc:
-            raise ValueError(f"{value!r} is not a regular expression ({exc})") from None
-    return value
-
-
 class Route(Section):
     """Events of some log groups of a Firehose stream, bound for a table of their own.
 
@@ -183,18 +150,18 @@ class Route(Section):
     ``<stream table>_<name>``; ``schema`` and ``parser`` as a stream's.
     """
 
-    name: str = Field(description="Lower-case letters, digits and _; names the route's assets.")
-    table: str = Field("", description="BigQuery table (default: <stream table>_<name>).")
-    schema_: TableSchema = Field(
-        BUILTIN_SCHEMAS["seed"],
-        alias="schema",
-        description="A built-in or declared schema name; with parser.",
-    )
-    log_groups: LogGroups = Field((), description="Log groups routed here.")
-    log_group_prefixes: LogGroups = Field((), description="Every log group whose name starts so.")
-    pattern: Annotated[str | None, BeforeValidator(_regex)] = Field(
-        None, description="A regular expression a log group must fully match."
-    )
+    name: str
+    """Lower-case letters, digits and _; names the route's assets."""
+    table: str = ""
+    """BigQuery table (default: <stream table>_<name>)."""
+    schema_: TableSchema = Field(BUILTIN_SCHEMAS["seed"], alias="schema")
+    """A built-in or declared schema name; with parser."""
+    log_groups: LogGroups = ()
+    """Log groups routed here."""
+    log_group_prefixes: LogGroups = ()
+    """Every log group whose name starts so."""
+    pattern: Annotated[str | None, regex("{value!r} is not a regular expression ({exc})")] = None
+    """A regular expression a log group must fully match."""
 
     resolved_keys: ClassVar[dict[str, str]] = {
         "parser": "As a stream's: resolved into the route's schema.",
@@ -203,13 +170,7 @@ class Route(Section):
     @classmethod
     def resolve(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         """The table named after the stream's, the schema looked up with its parser."""
-        name = data.get("name")
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise at("name", f"{name!r} must be lower-case letters, digits and underscores")
-        data.setdefault("table", f"{context.get('table', '')}_{name}")
-        data["table"] = identifier("table", data["table"], key="table")
-        data["schema"] = table_schema(data, context.get("schemas", BUILTIN_SCHEMAS))
-        data.pop("parser", None)
+        resolve_table(data, context, lambda name: f"{context.get('table', '')}_{name}")
         return data
 
     @model_validator(mode="after")

@@ -9,48 +9,34 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, model_validator
 
 from cwl_pipeline.config_accounts import SourceAccount
 from cwl_pipeline.config_model import Section, at
-from cwl_pipeline.core.log_group_arns import LogGroupArnError, is_arn, parse_log_group_arn
+from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 
 LOG_GROUP_RE = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
 
 
-def names(value: Any) -> tuple[str, ...]:
+def _names(value: Any) -> tuple[str, ...]:
     """A list of non-empty names."""
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
         raise ValueError("must be a list of names")
     return tuple(value)
 
 
-def log_group_names(value: Any) -> tuple[str, ...]:
-    """Log group names (prefixes too), each valid as CloudWatch spells them."""
-    for group in (groups := names(value)):
-        if not LOG_GROUP_RE.fullmatch(group):
-            raise ValueError(f"{group!r} is not a valid CloudWatch log group name")
-    return groups
+def _log_group(name: str, arn: bool = False) -> str:
+    """A log group name (a prefix too), valid as CloudWatch spells them; or, when ``arn``
+    allows, an ARN (a monitoring account's view of its source accounts), one spelling per ARN
+    (without ``:*``): it is the ``log_group`` of every row read from the group."""
+    if arn and is_arn(name):
+        return parse_log_group_arn(name).arn  # a LogGroupArnError is a ValueError, reported as it is
+    if not LOG_GROUP_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid CloudWatch log group name")
+    return name
 
 
-def _named_log_groups(value: Any) -> tuple[str, ...]:
-    """Names or ARNs (a monitoring account's view of its source accounts), one spelling per
-    ARN (without ``:*``): it is the ``log_group`` of every row read from the group."""
-    groups: list[str] = []
-    for group in names(value):
-        if is_arn(group):
-            try:
-                groups.append(parse_log_group_arn(group).arn)
-            except LogGroupArnError as exc:
-                raise ValueError(str(exc)) from None
-        elif LOG_GROUP_RE.fullmatch(group):
-            groups.append(group)
-        else:
-            raise ValueError(f"{group!r} is not a valid CloudWatch log group name")
-    return tuple(groups)
-
-
-LogGroups = Annotated[tuple[str, ...], BeforeValidator(log_group_names)]
+LogGroups = Annotated[tuple[str, ...], BeforeValidator(lambda v: tuple(map(_log_group, _names(v))))]
 
 
 class CloudWatchSource(Section):
@@ -61,14 +47,16 @@ class CloudWatchSource(Section):
     when the groups are not in the pipeline's own account and Region.
     """
 
-    type: Literal["cloudwatch"] = Field("cloudwatch", description="Polled with FilterLogEvents.")
-    log_groups: Annotated[tuple[str, ...], BeforeValidator(_named_log_groups)] = Field(
-        (), description="Log group names or ARNs, e.g. ['/aws/lambda/app'] (ARNs: in a monitoring account)."
-    )
-    log_group_prefixes: LogGroups = Field((), description="Every log group whose name starts so.")
-    account: SourceAccount | None = Field(
-        None, description="Read with a role in another account and/or in another Region."
-    )
+    type: Literal["cloudwatch"] = "cloudwatch"
+    """Polled with FilterLogEvents."""
+    log_groups: Annotated[
+        tuple[str, ...], BeforeValidator(lambda v: tuple(_log_group(g, arn=True) for g in _names(v)))
+    ] = ()
+    """Log group names or ARNs, e.g. ['/aws/lambda/app'] (ARNs: in a monitoring account)."""
+    log_group_prefixes: LogGroups = ()
+    """Every log group whose name starts so."""
+    account: SourceAccount | None = None
+    """Read with a role in another account and/or in another Region."""
 
     @model_validator(mode="after")
     def _some_log_groups(self) -> CloudWatchSource:

@@ -321,6 +321,8 @@ def table_schema(data: Mapping[str, Any], schemas: Mapping[str, TableSchema]) ->
                 "(declare one under 'schemas' and set 'schema')",
             )
         named = PARSER_SCHEMAS[parser.type] if parser is not None else "seed"
+    if not isinstance(named, str):
+        raise at("schema", f"must be the name of a schema under 'schemas', got {named!r}")
     if named not in schemas:
         raise at("schema", f"unknown schema {named!r} (known: {sorted(schemas)})")
     schema = schemas[named]

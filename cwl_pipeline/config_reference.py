@@ -8,6 +8,7 @@ Pure: it imports neither dagster nor any cloud client.
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -79,7 +80,10 @@ def _summary(section: type[Section]) -> str:
 
 
 def _cell(text: str | None) -> str:
-    return (text or "").replace("|", "\\|")
+    """``text`` in a Markdown table cell: ``|`` escaped, and ``<`` outside code spans, so a
+    placeholder such as <table>_live is not read as an HTML tag."""
+    text = (text or "").replace("|", "\\|")
+    return re.sub(r"(`+).+?\1|<", lambda m: m.group(0) if m.group(1) else "&lt;", text)
 
 
 def _written(annotation: Any, metadata: list[Any]) -> str:

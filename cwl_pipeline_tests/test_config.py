@@ -56,6 +56,7 @@ def test_defaults_apply_and_stream_overrides():
         (with_stream(table="bad-table"), "streams.app.table: 'bad-table' is not a valid BigQuery table"),
         (with_stream(name="App"), "streams[0].name: 'App' must be lower-case"),
         (with_stream(schema="nope"), "streams.app.schema: unknown schema 'nope'"),
+        (with_stream(schema=[]), "streams.app.schema: must be the name of a schema under 'schemas', got []"),
         (with_stream(start="yesterday"), "streams.app.start: 'yesterday' is not an ISO 8601"),
         (with_stream(start="2026-01-01T00:07:00Z"), "not aligned to the 0:15:00 window"),
         (with_stream(source={"log_groups": []}), "streams.app.source: name at least one"),

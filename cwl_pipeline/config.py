@@ -38,7 +38,7 @@ from cwl_pipeline.config_model import (
     ConfigError,
     Duration,
     Flag,
-    Optional,
+    OptionalText,
     Section,
     at,
     between,
@@ -108,9 +108,9 @@ class AwsSettings(Section):
 
     region: Annotated[str, BeforeValidator(lambda v: v or "us-east-1")] = "us-east-1"
     """Region of the log groups and buckets."""
-    endpoint_url: Optional = None
+    endpoint_url: OptionalText = None
     """Another endpoint, e.g. a local stack."""
-    profile: Optional = None
+    profile: OptionalText = None
     """A named profile of the AWS config files."""
     role_arn: Annotated[str | None, text(ROLE_ARN_RE, ROLE_ARN, required=False)] = None
     """A role to assume for every AWS call."""
@@ -201,7 +201,7 @@ class BigQuerySettings(Section):
     """The dataset of the tables."""
     location: Annotated[str, BeforeValidator(lambda v: v or "US")] = "US"
     """The dataset's location."""
-    api_endpoint: Optional = None
+    api_endpoint: OptionalText = None
     """Another endpoint, e.g. a local emulator."""
     # The emulator's Storage Write API (gRPC host:port); real BigQuery needs none.
     storage_write_endpoint: Annotated[

@@ -145,7 +145,7 @@ def choices_of(metadata: list[Any]) -> tuple[str, ...] | None:
 
 Flag = Annotated[bool, rule(lambda v: isinstance(v, bool), "must be true or false")]
 """``true`` or ``false``, nothing that merely looks like one."""
-Optional = Annotated[str | None, BeforeValidator(lambda v: v or None)]
+OptionalText = Annotated[str | None, BeforeValidator(lambda v: v or None)]
 """A text; an empty value (``${NAME:-}`` of an unset variable) is no value."""
 
 

@@ -2,10 +2,13 @@
 
 Real Dagster runs in child processes (each executes a run as the daemon's run worker would)
 share a persistent instance whose pools have one slot (``pools.default_limit: 1``, as in the
-local and the production ``dagster.yaml``), stored in PostgreSQL as in production: Dagster
-claims a slot with ``SELECT … FOR UPDATE SKIP LOCKED`` and then updates it, a semaphore on
-PostgreSQL; SQLite ignores the row lock, so processes starting at the same moment there can
-claim one slot twice (seen: three cancelled transactions in a run of this test on SQLite).
+local and the production ``dagster.yaml``), stored in PostgreSQL as in production. The slot is
+not a strict semaphore: Dagster 1.13 checks for a free slot and then takes it in separate
+autocommit statements (``SqlEventLogStorage.has_unassigned_slots``, ``add_pending_step`` and
+``_claim_concurrency_slot``, whose ``SELECT … FOR UPDATE SKIP LOCKED`` holds its row lock only
+for that one statement on PostgreSQL), so steps claiming at the same moment can both take the
+last slot (seen: two or three cancelled ledger transactions in about one run of this test in
+ten, on a loaded machine). What keeps each event once is the load ledger, not the pool.
 The BigQuery fault proxy cancels a transaction that mutates a table while another one on it is
 in flight, as real BigQuery does, and holds every transaction in flight for a while so that
 unserialized runs would collide. Every kind of load
@@ -84,7 +87,7 @@ def instance_home(tmp_path: Path, postgres: PostgresServer, config: Path, limit:
     return home
 
 
-def test_concurrent_runs_of_one_stream_write_one_at_a_time(
+def test_concurrent_runs_of_one_stream_under_the_pool_store_each_event_once(
     tmp_path,
     postgres,
     bq_faults,
@@ -97,8 +100,9 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
 ):
     """Every kind of run of one stream at once: a refresh (live table), a settled load and two
     sweeps (insert what is missing), a click in the UI and a three-window backfill range
-    (replace). The pool lets one write at a time, so BigQuery never cancels a transaction, every
-    run succeeds and every event is stored exactly once."""
+    (replace). The pool lets one write at a time but for steps that claim its slot at the same
+    moment (see the module's docstring): BigQuery then cancels one of their transactions on the
+    ledger, and it runs again. Every run succeeds and every event is stored exactly once."""
     stack = polling_stack(
         write_config,
         logs_client,
@@ -128,7 +132,8 @@ def test_concurrent_runs_of_one_stream_write_one_at_a_time(
     results = run_concurrently(instance_home(tmp_path, postgres, stack.path, 1), stack.path, runs)
 
     assert all(code == 0 for code, _ in results), [log[-2000:] for code, log in results if code]
-    assert conflicts.cancelled == [], [(c.table, c.job_id, c.holder) for c in conflicts.cancelled]
+    # A cancellation here is two steps that took the one slot at once; each cancelled job was run
+    # again (every run succeeded, and the table below is exact).
     assert len(conflicts.served) >= 2  # the replaces reached BigQuery (inserts of nothing are skipped)
     expected = cloudwatch_ids(logs_client, stack.group, first, first + 3 * WINDOW)
     assert len(expected) == 12
@@ -141,7 +146,7 @@ def test_without_the_pool_transactions_are_cancelled_and_retried(
 ):
     """The same runs with room for all of them in the pool: BigQuery cancels overlapping
     transactions (the proxy shows it does), the replace runs a cancelled one again, and the
-    table still ends exact. The pool is what keeps this from happening in normal operation."""
+    table still ends exact. The pool is what keeps this rare in normal operation."""
     stack = polling_stack(
         write_config, logs_client, local_aws.url, bq_faults.url, unique_name, retry_timeout="60s"
     )

@@ -42,7 +42,7 @@ LIVE_KEY = Column(
     description="60-bit hash of the event's id and time (core.key_digest): the _recent view's key",
 )
 """The live table's own column: the ``_recent`` view deduplicates retried appends on it and the
-time, 16 bytes a row read instead of the 56-digit id's 58."""
+time, reading 8 bytes a row where the 56-digit id would be 58."""
 
 LIVE_RETENTION = timedelta(days=3)
 """Partition expiration of the live table: its windows are settled into the events table long before."""

@@ -8,12 +8,12 @@ autocommit statements (``SqlEventLogStorage.has_unassigned_slots``, ``add_pendin
 ``_claim_concurrency_slot``, whose ``SELECT … FOR UPDATE SKIP LOCKED`` holds its row lock only
 for that one statement on PostgreSQL), so steps claiming at the same moment can both take the
 last slot (seen: two or three cancelled ledger transactions in 2 of the 15 runs of this test
-recorded, both while other tests loaded the machine). What keeps each event once is the load ledger, not the pool.
-The BigQuery fault proxy cancels a transaction that mutates a table while another one on it is
-in flight, as real BigQuery does, and holds every transaction in flight for a while so that
-unserialized runs would collide. Every kind of load
-(refresh, settled, sweep, backfill, UI click) goes through the same op, which claims the
-table's pool, whatever its write mode.
+recorded, both while other tests loaded the machine). What keeps each event once is the load
+ledger, not the pool. The BigQuery fault proxy cancels a transaction that mutates a table while
+another one on it is in flight, as real BigQuery does, and holds every transaction in flight
+for a while so that unserialized runs would collide. Every kind of load (refresh, settled,
+sweep, backfill, UI click) goes through the same op, which claims the table's pool, whatever
+its write mode.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ from cwl_pipeline.config_model import (
     text,
     validate_section,
 )
-from cwl_pipeline.config_rules import FilterSettings, RedactionRule, check_rules_apply, filter_is_active
+from cwl_pipeline.config_rules import FilterSettings, RedactionRule, check_rules_apply
 from cwl_pipeline.core.event_rules import EventRules
 from cwl_pipeline.core.log_group_arns import is_arn, parse_log_group_arn
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, SchemaError, TableSchema
@@ -465,7 +465,7 @@ class StreamConfig(Section):
             raise at("decode_workers", "only applies to a Firehose stream (source layout firehose)")
         if ("routes" in explicit or "unrouted" in explicit) and layout != "firehose":
             raise at("routes", "only applies to a Firehose stream (source layout firehose)")
-        if filter_is_active(data.get("filter")) and source_type == "cloudwatch":
+        if source_type == "cloudwatch" and _filters(data.get("filter")):
             # IncomingLogEvents counts every event, filtered or not: the counts could never match.
             reconcile = data.get("reconcile") or {}
             if isinstance(reconcile, Mapping) and reconcile.get("enabled") is True:
@@ -772,6 +772,14 @@ def partitions_per_replace(windows: int, window: timedelta, spread: timedelta = 
     """
     seconds = windows * int(window.total_seconds()) + int(spread.total_seconds())  # ints: no overflow
     return -(-seconds // 86400) + 1
+
+
+def _filters(document: Any) -> bool:
+    """Whether a ``filter`` as written can drop anything (an invalid one is reported at its key)."""
+    try:
+        return FilterSettings.model_validate(document or {}).message_filter().active
+    except ValueError:
+        return False
 
 
 def _raw_table(data: Mapping[str, Any], table: str) -> str | None:

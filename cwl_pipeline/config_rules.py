@@ -67,16 +67,6 @@ class FilterSettings(Section):
         return MessageFilter(pattern=self.pattern, include=self.include, exclude=self.exclude)
 
 
-def filter_is_active(document: Any) -> bool:
-    """Whether a ``filter`` as written can drop anything (before it is validated)."""
-    if not isinstance(document, Mapping):
-        return False
-    pattern = document.get("pattern")
-    return bool(
-        (isinstance(pattern, str) and pattern.strip()) or document.get("include") or document.get("exclude")
-    )
-
-
 class RedactionRule(Section):
     """One rule applied to every message before it is written: exactly one of ``mask``,
     ``hash`` or ``drop_field``."""

@@ -18,6 +18,7 @@ import jinja2
 from pydantic import BaseModel, Field, SkipValidation, StrictBool, StrictInt, create_model
 
 from cwl_pipeline.config_model import Section, bare, choices_of
+from cwl_pipeline.core.sizes import parse_byte_size
 
 
 def _text(context: dg.ResolutionContext, value: Any) -> Any:
@@ -39,6 +40,7 @@ OptionalText: TypeAlias = Annotated[
 Names: TypeAlias = list[Text] | None
 # Types shown in the schema, checked by the section's validation (SkipValidation).
 Duration: TypeAlias = Annotated[str | StrictInt | None, SkipValidation]
+Size: TypeAlias = Annotated[str | StrictInt | None, SkipValidation]  # '2GiB' or a number of bytes
 Count: TypeAlias = Annotated[StrictInt | None, SkipValidation]
 Number: TypeAlias = Annotated[float | StrictInt | None, SkipValidation]
 Flag: TypeAlias = Annotated[StrictBool | None, SkipValidation]
@@ -47,11 +49,34 @@ Moment: TypeAlias = Annotated[str | None, SkipValidation]
 
 
 class Attributes(dg.Model, dg.Resolvable):
-    """Attributes written as a mapping; a key left out is left to the section's default."""
+    """Attributes written as a mapping; a key left out is left to the section's default.
+
+    Each key's description reaches the Component's YAML schema through its resolver: Dagster
+    builds that schema from a model of its own, which keeps a resolver's description but drops
+    a field's (``Field(None, description=...)``) whenever the field has a default.
+    """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for info in cls.model_fields.values():
+            if info.description:
+                info.metadata[:] = _described(info.metadata, info.description)
 
     def document(self) -> dict[str, Any]:
         """The keys written, as the pipeline config file spells them."""
         return self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
+
+
+def _described(metadata: list[Any], description: str) -> list[Any]:
+    """A field's ``metadata`` with its resolver (a default one when it has none) carrying
+    ``description``."""
+    resolvers = [item for item in metadata if isinstance(item, dg.Resolver)]
+    if not resolvers:
+        return [*metadata, dg.Resolver.default(description=description)]
+    first = resolvers[0]
+    described = first.with_outer_resolver(dg.Resolver.default(description=description))
+    return [described if item is first else item for item in metadata]
 
 
 _WRITTEN_TYPES: dict[type[Section], dict[str, Any]] = {}
@@ -121,7 +146,10 @@ def _written(annotation: Any, metadata: list[Any]) -> Any:
         item = get_args(annotation)[0]
         if isinstance(item, type) and issubclass(item, Section):
             return list[attributes_of(item)] | None
-        return Names if bare(item) is str else Annotated[list[str | StrictInt] | None, SkipValidation]
+        # list[str | int], not StrictInt: Dagster's schema loses a list of Annotated items
+        return Names if bare(item) is str else Annotated[list[str | int] | None, SkipValidation]
+    if any(getattr(item, "func", None) is parse_byte_size for item in metadata):
+        return Size
     base = bare(annotation)
     if isinstance(base, type) and issubclass(base, Section):
         return attributes_of(base) | None

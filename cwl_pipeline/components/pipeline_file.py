@@ -6,13 +6,14 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from cwl_pipeline.components.attributes import Attributes
 from cwl_pipeline.components.settings import ResourceKeysAttributes
 from cwl_pipeline.config import load_config
 from cwl_pipeline.load.project_keys import DEFAULT_KEYS
 from cwl_pipeline.streams import build_definitions
 
 
-class CloudWatchLogsPipeline(dg.Component, dg.Model, dg.Resolvable):
+class CloudWatchLogsPipeline(dg.Component, Attributes):
     """The streams, connection settings and resources of one pipeline config file."""
 
     config: str | None = Field(

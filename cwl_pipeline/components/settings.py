@@ -17,6 +17,7 @@ from typing import Any, Self
 import dagster as dg
 from pydantic import Field, PrivateAttr, model_validator
 
+from cwl_pipeline.components.attributes import Attributes
 from cwl_pipeline.components.settings_attributes import AwsAttributes, BigQueryAttributes, SchemaAttributes
 from cwl_pipeline.components.stream_attributes import StreamTuningAttributes
 from cwl_pipeline.config import ConfigError, PipelineConfig, parse_config, parse_connection_settings
@@ -66,7 +67,7 @@ class SettingsScaffolder(dg.Scaffolder):
 RESOURCE_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class ResourceKeysAttributes(dg.Model, dg.Resolvable):
+class ResourceKeysAttributes(Attributes):
     """The keys of the AWS and BigQuery resources in the project; the streams read them so."""
 
     aws: str = Field(COMPONENT_KEYS.aws, pattern=RESOURCE_KEY, description="The AWS resource's key.")
@@ -86,7 +87,7 @@ class ResourceKeysAttributes(dg.Model, dg.Resolvable):
 
 
 @dg.scaffold_with(SettingsScaffolder)
-class CloudWatchLogsToBigQuerySettings(dg.Component, dg.Model, dg.Resolvable):
+class CloudWatchLogsToBigQuerySettings(dg.Component, Attributes):
     """AWS and BigQuery settings of a project's CloudWatch Logs streams, and their resources.
 
     Same keys and rules as the sections of the pipeline config file of the same names.

@@ -31,19 +31,23 @@ BigQueryAttributes = attributes_of(BigQuerySettings)
 class ColumnAttributes(Attributes):
     """One column of a table schema."""
 
-    name: Text
+    name: Text = Field(description="The column's name in BigQuery.")
     type: Text = Field(description="STRING, INT64, FLOAT64, BOOL, TIMESTAMP, JSON, ...")
     path: OptionalText = Field(None, description="Dotted field of the parsed message (default: the name).")
     source: OptionalText = Field(None, description="An event attribute instead, e.g. event_timestamp.")
-    required: Flag = None
-    default: Annotated[Any, SkipValidation] = None
+    required: Flag = Field(
+        None, description="REQUIRED in BigQuery: a missing value takes the default, else rejects the event."
+    )
+    default: Annotated[Any, SkipValidation] = Field(
+        None, description="The value used when the field is missing or null."
+    )
     format: OptionalText = Field(None, description="How a time field is written.")
-    description: OptionalText = None
+    description: OptionalText = Field(None, description="The column's description in BigQuery.")
 
 
 class SchemaAttributes(Attributes):
     """A named table schema the streams may refer to."""
 
-    columns: list[ColumnAttributes]
-    parser: Parser | None = None
-    description: OptionalText = None
+    columns: list[ColumnAttributes] = Field(description="The table's columns, in order.")
+    parser: Parser | None = Field(None, description="How a message is read into fields (default json).")
+    description: OptionalText = Field(None, description="The table's description in BigQuery.")

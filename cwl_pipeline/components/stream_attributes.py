@@ -39,7 +39,7 @@ from cwl_pipeline.core.parsers import PARSER_TYPES
 class ParserAttributes(Attributes):
     """A parser with options (``regex``, ``vpc_flow``); a plain name needs none."""
 
-    type: Literal[PARSER_TYPES]  # type: ignore[valid-type]
+    type: Literal[PARSER_TYPES] = Field(description="The parser.")  # type: ignore[valid-type]
     pattern: OptionalText = Field(None, description="regex: the expression; named groups are fields.")
     nulls: Names = Field(None, description="regex: group values read as NULL, e.g. ['-'].")
     fields: Names = Field(None, description="vpc_flow: the custom format's fields in order.")

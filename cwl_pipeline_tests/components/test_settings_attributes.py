@@ -18,6 +18,9 @@ from cwl_pipeline.config_model import section_keys
 from cwl_pipeline.core import schema
 from cwl_pipeline_tests.components.attribute_documents import TUNING, model_keys
 
+# A value serialized against the wrong type of its key is a bug in the attributes models.
+pytestmark = pytest.mark.filterwarnings("error:Pydantic serializer warnings:UserWarning")
+
 SETTINGS: dict[str, Any] = {
     "aws": {
         "region": "eu-west-1",

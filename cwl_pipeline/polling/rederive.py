@@ -16,7 +16,6 @@ existed) is refused: re-deriving it would lose events; reload it from the source
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -26,7 +25,7 @@ from cwl_pipeline.adapters.sql_scopes import time_scope
 from cwl_pipeline.core.events import LogEvent
 from cwl_pipeline.core.raw_events import RAW_SCHEMA, events_from_raw
 from cwl_pipeline.load.tables import StreamTables, range_label, rows_in_scope
-from cwl_pipeline.polling.read import WindowRangeRead, replace_steps, window_scope
+from cwl_pipeline.polling.read import WindowRangeRead, replace_steps, stream_read, window_scope
 
 REDERIVE_TAG = "cwl/rederive_from"
 """Run tag of a manual load that re-derives its windows from the raw table (value ``raw``)."""
@@ -68,23 +67,10 @@ def _read_step(
         rows = loader.iter_select(raw_table, RAW_SCHEMA.names, in_step, order_by=("timestamp", "event_id"))
         return events_from_raw(rows)
 
-    return WindowRangeRead(
-        scope=scope,
-        label=range_label(start, end),
-        events_at_source=0,
-        facts={"log_groups": groups, "rederived_from": [raw_table]},
-        start=start,
-        end=end,
-        window=stream.window,
-        time_column=stream.schema.time_column,
-        bytes_by_window=Counter(),
-        source=events,
-        schema=stream.schema,
-        rules=stream.rules,
-        keep_raw=True,
-        chunk_events=stream.chunk_events,
-        reader="raw_table",
-    )
+    return stream_read(
+        stream, start, end, groups, events, range_label(start, end),
+        facts={"log_groups": groups, "rederived_from": [raw_table]}, keep_raw=True, reader="raw_table",
+    )  # fmt: skip
 
 
 def _raw_counts(loader: BigQueryLoader, raw_table: str, start: datetime, end: datetime) -> dict[str, int]:

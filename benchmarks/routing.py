@@ -51,8 +51,8 @@ from benchmarks.machine import describe, reset_vm_hwm, vm_hwm_bytes
 from cwl_pipeline.adapters.bigquery_loader import BigQueryLoader
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import load_config
-from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.windows import floor_to_window, to_ms
+from cwl_pipeline.firehose.key_layout import KeyLayout
 from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.read import read_routed_range
 from cwl_pipeline.firehose.routes import destinations

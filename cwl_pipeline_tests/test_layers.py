@@ -20,6 +20,7 @@ PURE = [
     "polling/live_plan.py",
     "polling/reconcile_plan.py",
     "polling/window_stats.py",
+    "firehose/key_layout.py",
     "firehose/windows.py",
     "firehose/notifications.py",
     "firehose/error_records.py",

@@ -13,7 +13,7 @@ import dagster as dg
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.config import S3Source
-from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
+from cwl_pipeline.firehose.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
 from cwl_pipeline.load.tables import StreamTables

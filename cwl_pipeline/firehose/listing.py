@@ -9,7 +9,7 @@ A dynamic-partitioning template often puts a partition key first
 prefix usually does (``errors/!{firehose:error-output-type}/!{timestamp:...}/``). Listed from
 its static head, such a layout lists every object ever written under it, at every tick.
 Instead, the values of each leading dynamic expression are found with one ``/``-delimited
-listing of the level they are in (:meth:`~cwl_pipeline.core.key_layout.KeyLayout.leading_dynamic`),
+listing of the level they are in (:meth:`~cwl_pipeline.firehose.key_layout.KeyLayout.leading_dynamic`),
 and each value's keys are listed by time like any other layout. The cost then grows with the
 number of values (accounts, error types), not with the bucket's history. Objects found beside
 those folders cannot be in the layout; they are returned so that the ``keys_in_layout``
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
-from cwl_pipeline.core.key_layout import KeyLayout
+from cwl_pipeline.firehose.key_layout import KeyLayout
 from cwl_pipeline.s3_objects.stored import StoredObject
 
 

@@ -25,11 +25,11 @@ from cwl_pipeline.adapters.s3 import ObjectGone, S3ObjectStore
 from cwl_pipeline.adapters.sql_scopes import in_scope
 from cwl_pipeline.config import S3Source, StreamConfig
 from cwl_pipeline.core.event_rules import EventRules
-from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.core.parallel_decode import DecodeInput
 from cwl_pipeline.core.schema import TableSchema
 from cwl_pipeline.core.windows import to_ms
 from cwl_pipeline.firehose.error_records import decode_error_object
+from cwl_pipeline.firehose.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.firehose.listing import list_periods
 from cwl_pipeline.firehose.routes import (
     DEFAULT_ROUTE,

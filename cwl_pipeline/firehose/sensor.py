@@ -30,8 +30,8 @@ from cwl_pipeline.adapters.errors import SourceError
 from cwl_pipeline.adapters.s3 import S3ObjectStore
 from cwl_pipeline.adapters.sqs import NotificationQueue, QueueMessage
 from cwl_pipeline.config import S3Source
-from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.windows import WindowRequest, floor_to_window, parse_partition_key, partition_key
+from cwl_pipeline.firehose.key_layout import KeyLayout
 from cwl_pipeline.firehose.layout_check import layout_evaluation, outside_layout, stream_layouts
 from cwl_pipeline.firehose.listing import list_layout
 from cwl_pipeline.firehose.notifications import NotificationError, parse_notification

@@ -17,9 +17,9 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from cwl_pipeline.config_model import Section, at, between, one_of, regex, resolve_table, rule, text
 from cwl_pipeline.core.formats.gzip_members import DEFAULT_MAX_DECOMPRESSED_BYTES
-from cwl_pipeline.core.key_layout import KeyLayout
 from cwl_pipeline.core.schema import BUILTIN_SCHEMAS, TableSchema
 from cwl_pipeline.core.sizes import parse_byte_size
+from cwl_pipeline.firehose.key_layout import KeyLayout
 from cwl_pipeline.polling.source import LOG_GROUP_RE, LogGroups
 
 S3_LAYOUTS = ("firehose", "export")

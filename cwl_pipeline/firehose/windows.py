@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cwl_pipeline.core.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.core.windows import floor_to_window
+from cwl_pipeline.firehose.key_layout import KeyLayout, firehose_layout
 from cwl_pipeline.firehose.notifications import ObjectEvent
 from cwl_pipeline.s3_objects.stored import StoredObject, object_set_version
 

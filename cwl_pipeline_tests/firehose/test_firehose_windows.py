@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cwl_pipeline.core.key_layout import firehose_layout
+from cwl_pipeline.firehose.key_layout import firehose_layout
 from cwl_pipeline.firehose.windows import (
     RESCAN_OVERLAP,
     FirehoseCursor,
@@ -109,7 +109,7 @@ def test_listing_starts_a_day_of_key_hours_before_the_watermark():
 
 
 def test_notifications_decide_when_a_tick_lists():
-    from cwl_pipeline.core.key_layout import KeyLayout
+    from cwl_pipeline.firehose.key_layout import KeyLayout
     from cwl_pipeline.firehose.notifications import ObjectEvent
     from cwl_pipeline.firehose.windows import Heard, heard_objects, listing_due
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cwl_pipeline.adapters.s3 import S3ObjectStore
-from cwl_pipeline.core.key_layout import KeyLayout
+from cwl_pipeline.firehose.key_layout import KeyLayout
 from cwl_pipeline.firehose.listing import concrete_layouts, list_layout, list_periods
 from cwl_pipeline.firehose.windows import FirehoseCursor, listing_start_after
 

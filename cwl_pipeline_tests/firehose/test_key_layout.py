@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cwl_pipeline.core.key_layout import DAY, HOUR, KeyLayout, KeyTemplateError, firehose_layout
+from cwl_pipeline.firehose.key_layout import DAY, HOUR, KeyLayout, KeyTemplateError, firehose_layout
 from cwl_pipeline.firehose.windows import (
     FirehoseCursor,
     delivery_window,

@@ -240,11 +240,13 @@ def test_a_retried_insert_of_a_job_in_flight_is_a_duplicate_not_a_conflict(
     first_client, second_client = client_on(bq_faults.url), client_on(bq_faults.url)
     job_id = f"load_{dataset}_retried"
     with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(lambda: first_client.query(writer_script(dataset, 1), job_id=job_id).result())
+        first = pool.submit(
+            lambda: first_client.query(writer_script(dataset, 1), job_id=job_id, job_retry=None).result()
+        )
         assert conflicts.wait_in_flight(table)
 
         with pytest.raises(Conflict) as raised:
-            second_client.query(writer_script(dataset, 1), job_id=job_id)
+            second_client.query(writer_script(dataset, 1), job_id=job_id, job_retry=None)
 
         release.set()
         first.result(timeout=60)
